@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"appliance/cms"
+	"appliance/directory"
+	"appliance/smime"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// peopleFields are the outer header fields that can name a person (DESIGN section 2).
+var peopleFields = []string{
+	"From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc",
+	"Return-Path", "Delivered-To", "X-Original-To", "Disposition-Notification-To",
+}
+
+type inspectField struct {
+	Field     string   `json:"field"`
+	Value     string   `json:"value"`
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+type inspectRecipient struct {
+	Kind         string `json:"kind"`
+	Issuer       string `json:"issuer,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	SubjectKeyID string `json:"subject_key_id,omitempty"`
+	KeyEncAlg    string `json:"key_encryption,omitempty"`
+	Owner        string `json:"owner,omitempty"`
+}
+
+type inspectReport struct {
+	File          string             `json:"file"`
+	Kind          string             `json:"kind"` // enveloped-data, authEnveloped-data, signed, plain
+	Headers       []inspectField     `json:"headers"`
+	Recipients    []inspectRecipient `json:"recipient_infos"`
+	Unknown       int                `json:"unknown_owners"`
+	Revealed      []string           `json:"revealed"`
+	EncryptedSize int                `json:"encrypted_content_bytes,omitempty"`
+}
+
+func runInspect(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("inspect", "[-json] [-config FILE] FILE.eml ...", stderr)
+	asJSON := fs.Bool("json", false, "print JSON, one report per file in an array")
+	cfgPath := fs.String("config", "", "configuration whose directory maps RecipientInfos to owners")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	var dir *directory.Directory
+	if *cfgPath != "" {
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots}); err != nil {
+			return err
+		}
+	}
+	var reports []*inspectReport
+	for _, name := range fs.Args() {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		r, err := inspect(name, data, dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		reports = append(reports, r)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	for _, r := range reports {
+		printReport(stdout, r)
+	}
+	return nil
+}
+
+var receivedFor = regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;]+@[^\s<>;]+)>?`)
+
+func inspect(name string, data []byte, dir *directory.Directory) (*inspectReport, error) {
+	r := &inspectReport{File: name, Kind: "plain", Recipients: []inspectRecipient{}}
+	revealed := map[string]bool{}
+	pkg, perr := smime.Parse(bytes.NewReader(data), int64(len(data))+1)
+	var h textproto.Header
+	if perr == nil {
+		h = pkg.Header
+	} else {
+		var err error
+		if h, err = textproto.ReadHeader(bufioReader(data)); err != nil {
+			return nil, fmt.Errorf("failed to read header: %w", err)
+		}
+	}
+	for _, f := range peopleFields {
+		for _, v := range h.Values(f) {
+			fld := inspectField{Field: f, Value: v}
+			if list, err := (&mail.Header{Header: message.Header{Header: h}}).AddressList(f); err == nil {
+				for _, a := range list {
+					fld.Addresses = append(fld.Addresses, strings.ToLower(a.Address))
+				}
+			} else if f == "Return-Path" || f == "Delivered-To" || f == "X-Original-To" {
+				fld.Addresses = []string{strings.ToLower(strings.Trim(strings.TrimSpace(v), "<>"))}
+			}
+			if f != "Return-Path" { // the reverse path is the sender, known to everyone
+				for _, a := range fld.Addresses {
+					revealed[a] = true
+				}
+			}
+			r.Headers = append(r.Headers, fld)
+		}
+	}
+	for _, v := range h.Values("Received") {
+		if m := receivedFor.FindStringSubmatch(v); m != nil {
+			a := strings.ToLower(m[1])
+			r.Headers = append(r.Headers, inspectField{Field: "Received", Value: oneLine(v), Addresses: []string{a}})
+			revealed[a] = true
+		}
+	}
+
+	switch {
+	case perr == nil:
+		env, err := cms.ParseEnveloped(pkg.DER)
+		if err != nil {
+			return nil, err
+		}
+		r.Kind = smime.TypeEnvelopedData
+		if env.Auth() {
+			r.Kind = smime.TypeAuthEnvelopedData
+		}
+		if ct, err := env.EncryptedContent(); err == nil {
+			r.EncryptedSize = len(ct)
+		}
+		for _, ri := range env.RecipientInfos {
+			ir := describeRecipient(ri, dir)
+			if ir.Owner != "" {
+				revealed[ir.Owner] = true
+			} else {
+				r.Unknown++
+			}
+			r.Recipients = append(r.Recipients, ir)
+		}
+	case errors.Is(perr, smime.ErrNotPKCS7MIME):
+		if _, err := smime.ParseSigned(data); err == nil {
+			r.Kind = "signed"
+		}
+	default:
+		return nil, perr
+	}
+	for a := range revealed {
+		r.Revealed = append(r.Revealed, a)
+	}
+	sortStrings(r.Revealed)
+	return r, nil
+}
+
+func describeRecipient(ri *cms.RecipientInfo, dir *directory.Directory) inspectRecipient {
+	ir := inspectRecipient{Kind: ri.Kind.String()}
+	if ri.Kind != cms.KeyTrans {
+		return ir
+	}
+	switch {
+	case ri.SubjectKeyID != nil:
+		ir.SubjectKeyID = hex.EncodeToString(ri.SubjectKeyID)
+		if dir != nil {
+			ir.Owner, _ = dir.OwnerBySKI(ri.SubjectKeyID)
+		}
+	case ri.Serial != nil:
+		ir.Issuer = dnString(ri.Issuer)
+		ir.Serial = "0x" + ri.Serial.Text(16)
+		if dir != nil {
+			ir.Owner, _ = dir.OwnerByIssuerSerial(ri.Issuer, ri.Serial)
+		}
+	}
+	if h, err := ri.OAEPHash(); err == nil {
+		if h == 0 {
+			ir.KeyEncAlg = "rsaEncryption (PKCS#1 v1.5)"
+		} else {
+			ir.KeyEncAlg = "RSAES-OAEP " + h.String()
+		}
+	} else {
+		ir.KeyEncAlg = ri.KeyEncryptionAlgorithm.Algorithm.String()
+	}
+	return ir
+}
+
+func dnString(raw []byte) string {
+	var rdn pkix.RDNSequence
+	if _, err := asn1.Unmarshal(raw, &rdn); err != nil {
+		return hex.EncodeToString(raw)
+	}
+	var n pkix.Name
+	n.FillFromRDNSequence(&rdn)
+	return n.String()
+}
+
+func printReport(w io.Writer, r *inspectReport) {
+	fmt.Fprintf(w, "%s: %s\n", r.File, r.Kind)
+	for _, f := range r.Headers {
+		fmt.Fprintf(w, "  header %-12s %s\n", f.Field+":", f.Value)
+	}
+	for i, ri := range r.Recipients {
+		id := ri.SubjectKeyID
+		if id == "" {
+			id = ri.Issuer + " serial " + ri.Serial
+		} else {
+			id = "ski " + id
+		}
+		owner := ri.Owner
+		if owner == "" {
+			owner = "(unknown to the directory)"
+		}
+		fmt.Fprintf(w, "  recipientinfo #%d %s -> %s [%s; %s]\n", i+1, ri.Kind, owner, id, ri.KeyEncAlg)
+	}
+	fmt.Fprintf(w, "  reveals: %s\n", strings.Join(r.Revealed, ", "))
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"appliance/cms"
+	"appliance/config"
+	"appliance/directory"
+	"appliance/hsm"
+	"appliance/pipeline"
+	"appliance/smtpfront"
+	"appliance/split"
+)
+
+// parts are the long-lived pieces both serve and seal build from one configuration.
+type parts struct {
+	cfg   *config.Config
+	token *hsm.Token
+	dir   *directory.Directory
+	pipe  *pipeline.Pipeline
+}
+
+func (p *parts) Close() {
+	if p.token != nil {
+		p.token.Close()
+	}
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: -config FILE is required", errUsage)
+	}
+	return config.Load(path)
+}
+
+func openParts(cfg *config.Config) (*parts, error) {
+	p := &parts{cfg: cfg}
+	dir, err := directory.Open(directory.Options{
+		CertsDir:               cfg.Directory.Certs,
+		RootsFile:              cfg.Directory.Roots,
+		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.dir = dir
+
+	var senders []pipeline.Sender
+	for _, s := range cfg.Senders {
+		chain, err := directory.LoadCertificates(s.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("sender %q: %w", s.Address, err)
+		}
+		if len(chain) == 0 {
+			return nil, fmt.Errorf("sender %q: no certificate in %q", s.Address, s.Cert)
+		}
+		senders = append(senders, pipeline.Sender{Address: s.Address, KeyURI: s.Key, Chain: chain})
+	}
+
+	tok, err := openToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.token = tok
+
+	pipe, err := pipeline.New(pipeline.Options{
+		Directory:       dir,
+		Token:           hsmToken{tok},
+		Senders:         senders,
+		Policy:          splitPolicy(cfg),
+		SKI:             skiPolicy(cfg),
+		Hostname:        cfg.SMTP.Hostname,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+	})
+	if err != nil {
+		tok.Close()
+		return nil, err
+	}
+	p.pipe = pipe
+	return p, nil
+}
+
+// hsmToken adapts hsm.Token to what the pipeline asks of a token.
+type hsmToken struct{ *hsm.Token }
+
+func (t hsmToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+	k, err := t.GenerateCEK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (t hsmToken) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
+	return t.Token.Signer(ctx, uri)
+}
+
+var _ cms.ContentKey = (*hsm.CEK)(nil)
+
+func splitPolicy(cfg *config.Config) split.Policy {
+	p := split.Policy{
+		SelfCopy:               cfg.Policy.SelfCopy,
+		KeepBcc:                cfg.Policy.BccHeader == config.BccHeaderOwn,
+		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
+		Profile:                cfg.Policy.Profile,
+		DomainProfiles:         map[string]string{},
+	}
+	if cfg.Policy.Bcc == config.BccGroup {
+		p.Bcc = split.Group
+	}
+	switch cfg.Policy.MissingCert {
+	case config.MissingCertPlaintext:
+		p.MissingCert = split.Plaintext
+	case config.MissingCertDrop:
+		p.MissingCert = split.Drop
+	}
+	if cfg.Policy.CertChoice == config.CertChoiceNewest {
+		p.CertChoice = split.Newest
+	}
+	for _, d := range cfg.Policy.Domains {
+		if d.Profile != "" {
+			p.DomainProfiles[strings.ToLower(d.Domain)] = d.Profile
+		}
+	}
+	return p
+}
+
+func skiPolicy(cfg *config.Config) func(owner string) bool {
+	return func(owner string) bool {
+		_, domain, _ := strings.Cut(owner, "@")
+		return cfg.Policy.ForDomain(domain).RID == config.RIDSKI
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// frontPolicy turns the pipeline's answers into the front end's refusals, with texts that name
+// only the address concerned.
+type frontPolicy struct{ pipe *pipeline.Pipeline }
+
+func (f frontPolicy) CheckSender(ctx context.Context, addr, _ string) error {
+	if err := f.pipe.CheckSender(ctx, addr); err != nil {
+		return &smtpfront.PolicyError{Text: "sender not authorized to send through this relay", Err: err}
+	}
+	return nil
+}
+
+func (f frontPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
+	err := f.pipe.CheckRecipient(ctx, rcpt)
+	if errors.Is(err, pipeline.ErrNoCertificate) {
+		return &smtpfront.PolicyError{Text: "no valid S/MIME certificate for <" + rcpt + ">", Err: err}
+	}
+	return err
+}

@@ -1,0 +1,270 @@
+// Package pipeline is the work done for one spooled message: ask the directory for every
+// recipient's certificates, plan the packages with split, and seal them with seal on the HSM.
+//
+// It implements queue.Processor for the daemon and serves `appliance seal`, so both produce the
+// same packages for the same input. It also answers the front end's RCPT-time question (does
+// this recipient have a usable certificate, when policy says to refuse those that do not).
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"appliance/cms"
+	"appliance/directory"
+	"appliance/queue"
+	"appliance/seal"
+	"appliance/split"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Sender is one configured signing identity.
+type Sender struct {
+	Address string
+	KeyURI  string              // PKCS#11 URI of the signing key
+	Chain   []*x509.Certificate // leaf first
+	PSS     bool
+}
+
+// Token is what the pipeline needs of the HSM (hsm.Token satisfies it through NewToken).
+type Token interface {
+	Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
+	NewContentKey(ctx context.Context) (cms.ContentKey, error)
+	OAEPHash() crypto.Hash
+}
+
+// Options wire a Pipeline.
+type Options struct {
+	Directory *directory.Directory
+	Token     Token
+	Senders   []Sender
+	Policy    split.Policy
+	// SKI, when set, names the recipients whose RecipientInfos use subjectKeyIdentifier ids.
+	SKI func(owner string) bool
+	// Hostname names this relay in the Received field each package gets.
+	Hostname string
+	// MaxMessageBytes bounds what Process reads (0: no bound).
+	MaxMessageBytes int64
+	Now             func() time.Time
+}
+
+// Pipeline plans and seals messages. It is safe for concurrent use.
+type Pipeline struct {
+	opts    Options
+	senders map[string]Sender
+	sealer  *seal.Sealer
+}
+
+// New checks the options and builds a Pipeline.
+func New(o Options) (*Pipeline, error) {
+	if o.Directory == nil || o.Token == nil {
+		return nil, errors.New("pipeline: directory and token are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p := &Pipeline{opts: o, senders: map[string]Sender{}}
+	for _, s := range o.Senders {
+		if len(s.Chain) == 0 {
+			return nil, fmt.Errorf("pipeline: sender %q has no certificate", s.Address)
+		}
+		key, err := split.Normalize(s.Address, o.Policy.CaseSensitiveLocalPart)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: sender %q: %w", s.Address, err)
+		}
+		p.senders[key] = s
+	}
+	p.sealer = &seal.Sealer{
+		NewKey:   o.Token.NewContentKey,
+		OAEPHash: o.Token.OAEPHash(),
+		Now:      o.Now,
+		SKI:      o.SKI,
+	}
+	return p, nil
+}
+
+// ErrUnknownSender reports a MAIL FROM that is not a configured sender.
+var ErrUnknownSender = errors.New("sender is not configured")
+
+// ErrNoCertificate reports a recipient with no usable certificate under missing_cert = reject.
+var ErrNoCertificate = errors.New("recipient has no valid encryption certificate")
+
+// SenderFor returns the configured sender for an address.
+func (p *Pipeline) SenderFor(addr string) (Sender, bool) {
+	key, err := split.Normalize(addr, p.opts.Policy.CaseSensitiveLocalPart)
+	if err != nil {
+		return Sender{}, false
+	}
+	s, ok := p.senders[key]
+	return s, ok
+}
+
+// CheckSender refuses a MAIL FROM (or header From/Sender) that is not a configured sender: the
+// appliance signs only as the identities it holds keys for.
+func (p *Pipeline) CheckSender(_ context.Context, addr string) error {
+	if _, ok := p.SenderFor(addr); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownSender, addr)
+	}
+	return nil
+}
+
+// CheckRecipient refuses, under missing_cert = reject, a recipient without a valid certificate,
+// so the client learns at RCPT time rather than from a bounce.
+func (p *Pipeline) CheckRecipient(_ context.Context, rcpt string) error {
+	if p.opts.Policy.MissingCert != split.Reject {
+		return nil
+	}
+	if valid, _ := p.opts.Directory.Lookup(rcpt); len(valid) == 0 {
+		return fmt.Errorf("%w: %q", ErrNoCertificate, rcpt)
+	}
+	return nil
+}
+
+// Result is a sealed message with the plan that shaped it.
+type Result struct {
+	Plan   *split.Plan
+	Sealed *seal.Sealed
+	// Certs maps every certificate ID in the plan to its certificate.
+	Certs map[string]*x509.Certificate
+}
+
+// Seal plans and seals one message: msg is the submitted RFC 5322 message, env its envelope.
+func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg []byte) (*Result, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read message header: %w", err)
+	}
+	sender, ok := p.SenderFor(env.MailFrom)
+	if !ok {
+		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
+	}
+
+	certs := map[string]*x509.Certificate{}
+	in := split.Input{
+		Header:   h,
+		MailFrom: env.MailFrom,
+		RcptTo:   env.RcptTo,
+		Certs:    map[string][]split.Cert{},
+		Policy:   p.opts.Policy,
+	}
+	for _, rcpt := range env.RcptTo {
+		key, err := split.Normalize(rcpt, p.opts.Policy.CaseSensitiveLocalPart)
+		if err != nil {
+			continue // split refuses it with a reason
+		}
+		valid, _ := p.opts.Directory.Lookup(rcpt)
+		for _, e := range valid {
+			in.Certs[key] = append(in.Certs[key], split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore})
+			certs[e.ID] = e.Cert
+		}
+	}
+	if p.opts.Policy.SelfCopy {
+		leaf := sender.Chain[0]
+		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
+			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
+			id := directory.CertID(leaf)
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore}}
+			certs[id] = leaf
+		}
+	}
+
+	plan, err := split.Make(in)
+	if err != nil {
+		return nil, fmt.Errorf("failed to plan: %w", err)
+	}
+	signer, err := p.opts.Token.Signer(ctx, sender.KeyURI)
+	if err != nil {
+		return nil, fmt.Errorf("failed to find the signing key of %q: %w", sender.Address, err)
+	}
+	sealed, err := p.sealer.Seal(ctx, msg, plan, seal.Sender{Signer: signer, Chain: sender.Chain, PSS: sender.PSS}, certs)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Plan: plan, Sealed: sealed, Certs: certs}, nil
+}
+
+// Process implements queue.Processor.
+func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
+	r := body
+	if p.opts.MaxMessageBytes > 0 {
+		r = io.LimitReader(body, p.opts.MaxMessageBytes+1<<20)
+	}
+	msg, err := io.ReadAll(r)
+	if err != nil {
+		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
+	}
+	res, err := p.Seal(ctx, id, env, msg)
+	if err != nil {
+		return nil, err
+	}
+	out := &queue.Sealed{}
+	for _, pk := range res.Sealed.Packages {
+		out.Packages = append(out.Packages, queue.Package{
+			MailFrom: env.MailFrom,
+			RcptTo:   pk.Recipients,
+			Body:     &traced{trace: p.received(id, env, pk.ReceivedFor), pkg: pk},
+		})
+	}
+	for _, r := range res.Plan.Refused {
+		out.Refused = append(out.Refused, queue.Refusal{Recipient: r.Recipient, Status: r.Enhanced, Reason: r.Reason})
+	}
+	return out, nil
+}
+
+// received is the trace field of RFC 5321 section 4.4; it names a recipient only when the
+// package has exactly that one (split says which), so it cannot reveal a hidden recipient.
+func (p *Pipeline) received(id string, env queue.Envelope, forAddr string) string {
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	helo := env.Helo
+	if helo == "" {
+		helo = "unknown"
+	}
+	b.WriteString(sanitize(helo))
+	if env.ClientAddr != "" {
+		b.WriteString(" (" + sanitize(env.ClientAddr) + ")")
+	}
+	b.WriteString("\r\n\tby " + sanitize(p.opts.Hostname) + " (appliance) with ESMTP id " + sanitize(id))
+	if forAddr != "" {
+		b.WriteString("\r\n\tfor <" + sanitize(forAddr) + ">")
+	}
+	b.WriteString(";\r\n\t" + p.opts.Now().Format(time.RFC1123Z) + "\r\n")
+	return b.String()
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+type traced struct {
+	trace string
+	pkg   *seal.Package
+}
+
+func (t *traced) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, t.trace)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := t.pkg.WriteTo(w)
+	return int64(n) + m, err
+}
+
+type tempError struct{ error }
+
+func (tempError) Temporary() bool { return true }
+func (e tempError) Unwrap() error { return e.error }

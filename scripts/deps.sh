@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages the appliance's demo and tests use, when any is missing.
+# Go itself comes with the machine (/usr/local/go); Debian's golang is too old for this module.
+set -euo pipefail
+pkgs=(softhsm2 opensc openssl gpgsm gpg-agent libnss3-tools swaks ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    echo "deps: Go is at /usr/local/go/bin; add it to PATH" >&2
+  else
+    echo "deps: Go 1.26 or newer is required (go.dev/dl); Debian's golang package is too old" >&2
+    exit 1
+  fi
+fi
