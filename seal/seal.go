@@ -41,7 +41,7 @@ type Profile struct {
 // Profiles are the content profiles of DESIGN section 5, by the names the configuration uses.
 var Profiles = map[string]Profile{
 	split.ProfileCompat: {Content: cms.AES256CBC, RecipientID: cms.IssuerAndSerial},
-	"modern": {Content: cms.AES256GCM, OAEP: true, RecipientID: cms.IssuerAndSerial},
+	"modern":            {Content: cms.AES256GCM, OAEP: true, RecipientID: cms.IssuerAndSerial},
 }
 
 // Sender is the identity a message is signed as.
