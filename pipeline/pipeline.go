@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -55,6 +56,10 @@ type Options struct {
 	// MaxMessageBytes bounds what Process reads (0: no bound).
 	MaxMessageBytes int64
 	Now             func() time.Time
+	// Logger gets one line per sealed message, one audit line per package (its envelope
+	// recipients and the owners of its RecipientInfos) and one per certificate found unusable;
+	// never content. nil discards.
+	Logger *slog.Logger
 }
 
 // Pipeline plans and seals messages. It is safe for concurrent use.
@@ -71,6 +76,9 @@ func New(o Options) (*Pipeline, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pipeline{opts: o, senders: map[string]Sender{}}
 	for _, s := range o.Senders {
@@ -135,6 +143,9 @@ type Result struct {
 	Sealed *seal.Sealed
 	// Certs maps every certificate ID in the plan to its certificate.
 	Certs map[string]*x509.Certificate
+	// Unusable are the recipients' certificates the directory refused (expired, no
+	// keyEncipherment, EC, untrusted ...), each error naming the certificate.
+	Unusable []directory.Rejection
 }
 
 // Seal plans and seals one message: msg is the submitted RFC 5322 message, env its envelope.
@@ -149,6 +160,7 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 	}
 
 	certs := map[string]*x509.Certificate{}
+	var unusable []directory.Rejection
 	in := split.Input{
 		Header:   h,
 		MailFrom: env.MailFrom,
@@ -161,7 +173,8 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 		if err != nil {
 			continue // split refuses it with a reason
 		}
-		valid, _ := p.opts.Directory.Lookup(rcpt)
+		valid, rejected := p.opts.Directory.Lookup(rcpt)
+		unusable = append(unusable, rejected...)
 		for _, e := range valid {
 			in.Certs[key] = append(in.Certs[key], split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore})
 			certs[e.ID] = e.Cert
@@ -189,7 +202,7 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Plan: plan, Sealed: sealed, Certs: certs}, nil
+	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }
 
 // Process implements queue.Processor.
@@ -202,12 +215,25 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
 	}
+	start := time.Now()
 	res, err := p.Seal(ctx, id, env, msg)
 	if err != nil {
 		return nil, err
 	}
+	log := p.opts.Logger.With("msg_id", id)
+	for _, r := range res.Unusable {
+		log.Warn("certificate not usable", "err", r.Err)
+	}
+	log.Info("sealed", "packages", len(res.Sealed.Packages), "profiles", res.Plan.Profiles,
+		"refused", len(res.Plan.Refused), "bytes", len(msg), "duration", time.Since(start))
 	out := &queue.Sealed{}
-	for _, pk := range res.Sealed.Packages {
+	for i, pk := range res.Sealed.Packages {
+		owners := make([]string, 0, len(pk.Certs))
+		for _, c := range pk.Certs {
+			owners = append(owners, c.Owner)
+		}
+		log.Info("package", "package", i+1, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
+			"profile", pk.Profile, "hidden", pk.Hidden)
 		out.Packages = append(out.Packages, queue.Package{
 			MailFrom: env.MailFrom,
 			RcptTo:   pk.Recipients,
@@ -215,6 +241,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 		})
 	}
 	for _, r := range res.Plan.Refused {
+		log.Info("recipient refused", "rcpt", r.Recipient, "status", r.Enhanced, "reason", r.Reason)
 		out.Refused = append(out.Refused, queue.Refusal{Recipient: r.Recipient, Status: r.Enhanced, Reason: r.Reason})
 	}
 	return out, nil

@@ -20,7 +20,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *connect {
-		p, err := openParts(cfg)
+		p, err := openParts(cfg, nil)
 		if err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	if int64(len(msg)) > cfg.SMTP.MaxMessageBytes {
 		return fmt.Errorf("message exceeds smtp.max_message_bytes (%d)", cfg.SMTP.MaxMessageBytes)
 	}
-	p, err := openParts(cfg)
+	p, err := openParts(cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}

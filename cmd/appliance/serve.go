@@ -28,7 +28,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr)
 
-	p, err := openParts(cfg)
+	p, err := openParts(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,10 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-func openParts(cfg *config.Config) (*parts, error) {
+func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	p := &parts{cfg: cfg}
 	dir, err := directory.Open(directory.Options{
 		CertsDir:               cfg.Directory.Certs,
@@ -77,6 +80,7 @@ func openParts(cfg *config.Config) (*parts, error) {
 		SKI:             skiPolicy(cfg),
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		Logger:          log.With("component", "seal"),
 	})
 	if err != nil {
 		tok.Close()
