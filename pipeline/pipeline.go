@@ -154,6 +154,9 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message header: %w", err)
 	}
+	if clientEncrypted(h) {
+		return p.passThrough(ctx, id, env, msg, h)
+	}
 	sender, ok := p.SenderFor(env.MailFrom)
 	if !ok {
 		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
