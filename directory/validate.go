@@ -1,0 +1,108 @@
+package directory
+
+import (
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"slices"
+	"time"
+)
+
+const minRSABits = 2048
+
+// validate runs the cheap local checks before the chain, so the reason given
+// is the most specific one: an expired certificate from a trusted CA says
+// "expired", not "does not chain".
+func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
+	if now.Before(c.NotBefore) {
+		return certError(c, fmt.Errorf("%w (not before %s)", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	if now.After(c.NotAfter) {
+		return certError(c, fmt.Errorf("%w (not after %s)", ErrExpired, c.NotAfter.UTC().Format(time.RFC3339)))
+	}
+	// keyUsage 0 means the extension is absent, which RFC 5280 reads as
+	// "any use".
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+		return certError(c, ErrKeyUsage)
+	}
+	if len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
+		if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageEmailProtection) &&
+			!slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			return certError(c, ErrExtKeyUsage)
+		}
+	}
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return certError(c, fmt.Errorf("%w (%d bits)", ErrWeakKey, k.N.BitLen()))
+		}
+	case *ecdsa.PublicKey:
+		return certError(c, fmt.Errorf("%w: %w", ErrKeyAlgorithm, ErrECKey))
+	default:
+		return certError(c, fmt.Errorf("%w: %s", ErrKeyAlgorithm, c.PublicKeyAlgorithm))
+	}
+	id := CertID(c)
+	if w, ok := s.chainCache.Load(id); ok && w.(window).contains(now) {
+		return nil
+	}
+	// Asking for emailProtection also enforces EKU constraints that
+	// intermediates place on what they issue.
+	chains, err := c.Verify(x509.VerifyOptions{
+		Roots:         s.roots,
+		Intermediates: s.intermediates,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
+	})
+	if err != nil {
+		return certError(c, fmt.Errorf("%w: %w", ErrUntrusted, err))
+	}
+	// Any one chain free of revoked certificates will do. Revocation is
+	// fixed for the life of a snapshot, so the cached success stays right.
+	var good []*x509.Certificate
+	var revoked *x509.Certificate
+	for _, ch := range chains {
+		if r := s.revokedIn(ch); r == nil {
+			good = ch
+			break
+		} else if revoked == nil {
+			revoked = r
+		}
+	}
+	if good == nil {
+		if revoked == c {
+			return certError(c, ErrRevoked)
+		}
+		return certError(c, fmt.Errorf("%w (chain certificate %q serial %#x)", ErrRevoked, revoked.Subject.String(), revoked.SerialNumber))
+	}
+	if s.cached.Add(1) <= maxChainCache {
+		s.chainCache.Store(id, chainWindow(good))
+	}
+	return nil
+}
+
+// Chain building costs two RSA verifications or more per certificate, and
+// a message to 1000 recipients looks up 1000 certificates. The roots and
+// intermediates of a snapshot never change, so a verified chain stays
+// verified for as long as every certificate in it is in its validity
+// period; only successes are cached, failures are rare and re-checked.
+// The bound keeps Validate on certificates from outside the folder (which
+// are cached too) from growing memory without limit.
+const maxChainCache = 1 << 16
+
+type window struct{ from, to time.Time }
+
+func (w window) contains(t time.Time) bool { return !t.Before(w.from) && !t.After(w.to) }
+
+func chainWindow(chain []*x509.Certificate) window {
+	w := window{from: chain[0].NotBefore, to: chain[0].NotAfter}
+	for _, c := range chain[1:] {
+		if c.NotBefore.After(w.from) {
+			w.from = c.NotBefore
+		}
+		if c.NotAfter.Before(w.to) {
+			w.to = c.NotAfter
+		}
+	}
+	return w
+}
