@@ -146,13 +146,12 @@ type Policy struct {
 }
 
 // DomainPolicy is one [[policy.domain]] override. Empty fields inherit the
-// global value.
+// global value. Only what is decided per recipient can be overridden: the
+// Bcc mode shapes a whole message, so it has no per-domain form.
 type DomainPolicy struct {
-	Domain      string `toml:"domain"`
-	Profile     string `toml:"profile"`
-	Bcc         string `toml:"bcc"`
-	MissingCert string `toml:"missing_cert"`
-	RID         string `toml:"rid"`
+	Domain  string `toml:"domain"`
+	Profile string `toml:"profile"`
+	RID     string `toml:"rid"`
 }
 
 // ForDomain returns the policy that applies to recipients in domain: the
@@ -169,12 +168,6 @@ func (p Policy) ForDomain(domain string) Policy {
 		}
 		if d.Profile != "" {
 			out.Profile = d.Profile
-		}
-		if d.Bcc != "" {
-			out.Bcc = d.Bcc
-		}
-		if d.MissingCert != "" {
-			out.MissingCert = d.MissingCert
 		}
 		if d.RID != "" {
 			out.RID = d.RID

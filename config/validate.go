@@ -130,8 +130,6 @@ func (c *Config) validatePolicy(v *validator) {
 			seen[d.Domain] = i
 		}
 		optional(v, k+".profile", d.Profile, ProfileCompat, ProfileModern)
-		optional(v, k+".bcc", d.Bcc, BccIndividual, BccGroup)
-		optional(v, k+".missing_cert", d.MissingCert, MissingCertReject, MissingCertPlaintext, MissingCertDrop)
 		optional(v, k+".rid", d.RID, RIDIssuerSerial, RIDSKI)
 	}
 }

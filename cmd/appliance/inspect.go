@@ -71,7 +71,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots}); err != nil {
+		if dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots, CRLDir: cfg.Directory.CRLs}); err != nil {
 			return err
 		}
 	}

@@ -47,6 +47,7 @@ func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
 	dir, err := directory.Open(directory.Options{
 		CertsDir:               cfg.Directory.Certs,
 		RootsFile:              cfg.Directory.Roots,
+		CRLDir:                 cfg.Directory.CRLs,
 		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
 	})
 	if err != nil {
