@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
@@ -65,14 +66,23 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	var dir *directory.Directory
+	var own owners
 	if *cfgPath != "" {
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}
-		if dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots, CRLDir: cfg.Directory.CRLs}); err != nil {
+		if own.dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots, CRLDir: cfg.Directory.CRLs}); err != nil {
 			return err
+		}
+		// Senders' certificates need not be in the recipients' folder, but their self-copy
+		// RecipientInfos name them all the same.
+		for _, s := range cfg.Senders {
+			chain, err := directory.LoadCertificates(s.Cert)
+			if err != nil || len(chain) == 0 {
+				return fmt.Errorf("sender %q: %v", s.Address, err)
+			}
+			own.senders = append(own.senders, sender{s.Address, chain[0]})
 		}
 	}
 	var reports []*inspectReport
@@ -81,7 +91,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r, err := inspect(name, data, dir)
+		r, err := inspect(name, data, own)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -100,7 +110,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 
 var receivedFor = regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;]+@[^\s<>;]+)>?`)
 
-func inspect(name string, data []byte, dir *directory.Directory) (*inspectReport, error) {
+func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 	r := &inspectReport{File: name, Kind: "plain", Recipients: []inspectRecipient{}}
 	revealed := map[string]bool{}
 	pkg, perr := smime.Parse(bytes.NewReader(data), int64(len(data))+1)
@@ -153,7 +163,7 @@ func inspect(name string, data []byte, dir *directory.Directory) (*inspectReport
 			r.EncryptedSize = len(ct)
 		}
 		for _, ri := range env.RecipientInfos {
-			ir := describeRecipient(ri, dir)
+			ir := describeRecipient(ri, own)
 			if ir.Owner != "" {
 				revealed[ir.Owner] = true
 			} else {
@@ -175,7 +185,38 @@ func inspect(name string, data []byte, dir *directory.Directory) (*inspectReport
 	return r, nil
 }
 
-func describeRecipient(ri *cms.RecipientInfo, dir *directory.Directory) inspectRecipient {
+// owners maps RecipientInfos back to people: the directory, then the configured senders.
+type owners struct {
+	dir     *directory.Directory
+	senders []sender
+}
+
+type sender struct {
+	address string
+	cert    *x509.Certificate
+}
+
+func (o owners) of(ri *cms.RecipientInfo) string {
+	if o.dir != nil {
+		if ri.SubjectKeyID != nil {
+			if a, ok := o.dir.OwnerBySKI(ri.SubjectKeyID); ok {
+				return a
+			}
+		} else if ri.Serial != nil {
+			if a, ok := o.dir.OwnerByIssuerSerial(ri.Issuer, ri.Serial); ok {
+				return a
+			}
+		}
+	}
+	for _, s := range o.senders {
+		if ri.Matches(s.cert) {
+			return s.address
+		}
+	}
+	return ""
+}
+
+func describeRecipient(ri *cms.RecipientInfo, own owners) inspectRecipient {
 	ir := inspectRecipient{Kind: ri.Kind.String()}
 	if ri.Kind != cms.KeyTrans {
 		return ir
@@ -183,16 +224,11 @@ func describeRecipient(ri *cms.RecipientInfo, dir *directory.Directory) inspectR
 	switch {
 	case ri.SubjectKeyID != nil:
 		ir.SubjectKeyID = hex.EncodeToString(ri.SubjectKeyID)
-		if dir != nil {
-			ir.Owner, _ = dir.OwnerBySKI(ri.SubjectKeyID)
-		}
 	case ri.Serial != nil:
 		ir.Issuer = dnString(ri.Issuer)
 		ir.Serial = "0x" + ri.Serial.Text(16)
-		if dir != nil {
-			ir.Owner, _ = dir.OwnerByIssuerSerial(ri.Issuer, ri.Serial)
-		}
 	}
+	ir.Owner = own.of(ri)
 	if h, err := ri.OAEPHash(); err == nil {
 		if h == 0 {
 			ir.KeyEncAlg = "rsaEncryption (PKCS#1 v1.5)"
