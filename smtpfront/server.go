@@ -1,0 +1,358 @@
+// Package smtpfront is the appliance's SMTP front end: a go-smtp server that
+// takes mail from applications and MTAs and hands it to the durable spool.
+//
+// # Shape
+//
+// As go-smtp intends, the backend only makes sessions; each session holds the
+// state of one transaction (reverse path, recipients, AUTH identity) and asks
+// a [Policy] about every address before it says 250. A message is
+// acknowledged only once [Spooler.Accept] reports it durably stored, and the
+// reply carries the spool id.
+//
+// # Refusing early
+//
+// Everything that can be decided before the body arrives is decided at
+// MAIL or RCPT time, where a refusal costs the client nothing: an
+// unauthorized sender (550 5.7.1, the appliance is not a signing oracle), a
+// recipient policy refuses, e.g. one without a certificate under
+// missing_cert=reject (550 5.7.1), the recipient limit (452 4.5.3) and a
+// declared SIZE over the limit (552 5.3.4). At the end of DATA the header
+// must parse, and its From and Sender must pass the same sender check as
+// MAIL FROM; only then is the message spooled.
+//
+// # Errors
+//
+// Every error meets SMTP in [Reply], which maps it to a reply with an
+// enhanced status code. Unknown errors become 554 5.0.0 with no details;
+// details (paths, token labels, other recipients) go to the log only.
+//
+// # Addresses
+//
+// go-smtp parses the path and answers 501 5.5.2 when there is no
+// local@domain at all ("<bob>", "<a b@c>"); what it lets through is checked
+// here as an ASCII addr-spec (dot-atom local part, LDH domain or address
+// literal, RFC 5321 lengths) and refused with 501 5.1.3 for a recipient or
+// 501 5.1.7 for the sender. Domains are folded to lower case, local parts
+// kept, and a repeated recipient is stored once.
+//
+// # Bytes
+//
+// DATA ends only at <CRLF>.<CRLF> (go-smtp's rule, which also defeats SMTP
+// smuggling); bare LF and bare CR inside the body are rewritten to CRLF.
+// Everything else, 8-bit text included, is spooled byte for byte. The size
+// limit counts the bytes spooled.
+package smtpfront
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"appliance/queue"
+)
+
+// Spooler durably stores an accepted message; Accept returns only once the
+// message is on disk.
+//
+// Accept must read body to EOF. If reading body fails (the client went away,
+// the message is over the size limit), Accept must keep nothing and return
+// an error; the front end then replies according to the read error, not to
+// whatever Accept wrapped it in. The returned id is shown to the client.
+type Spooler interface {
+	Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error)
+}
+
+// Policy answers the per-address questions the front end asks before
+// accepting a message. Return [ErrSenderRefused], [ErrRecipientRefused] or a
+// [*PolicyError] (its Text is shown to the client) to refuse; [ErrTemporary]
+// or an error with Temporary() true for a transient failure.
+type Policy interface {
+	// CheckSender is asked for the MAIL FROM address ("" for the null
+	// sender) and for every address in the header From and Sender fields.
+	// authUser is the SASL identity, "" when the client did not
+	// authenticate.
+	CheckSender(ctx context.Context, mailFrom string, authUser string) error
+	// CheckRecipient is asked once per RCPT TO, domain folded to lower case.
+	CheckRecipient(ctx context.Context, rcpt string) error
+}
+
+// Authenticator checks the credentials of AUTH PLAIN. It is the extension
+// point for users files and other identity sources; a nil Authenticator
+// means AUTH is not offered.
+type Authenticator interface {
+	// Authenticate returns nil if password is right for username. Any
+	// error becomes 535 5.7.8 for the client and is logged.
+	Authenticate(ctx context.Context, username, password string) error
+}
+
+// Options configure a Server. Zero values take the defaults noted.
+type Options struct {
+	Hostname        string        // name in the greeting; default "localhost"
+	MaxMessageBytes int64         // default 26214400 (25 MiB), as in the config
+	MaxRecipients   int           // per transaction; default 1000
+	ReadTimeout     time.Duration // idle time per command or DATA read; default 5 min
+	WriteTimeout    time.Duration // per reply; default 1 min
+	// DataTimeout caps a whole DATA phase; default 10 min (RFC 5321
+	// section 4.5.3.2.6 "DATA termination").
+	DataTimeout time.Duration
+	// MaxLineLength bounds command and DATA lines; default 2000 (go-smtp's
+	// default: twice RFC 5321's 1000, since real mail exceeds it).
+	MaxLineLength int
+	// MaxHeaderBytes bounds the message header; default 1 MiB.
+	MaxHeaderBytes int
+	// MaxConnsPerIP bounds concurrent connections from one address;
+	// 0 means no limit.
+	MaxConnsPerIP int
+	// TLSConfig enables STARTTLS and ServeTLS. MinVersion is raised to TLS
+	// 1.2 when lower.
+	TLSConfig *tls.Config
+	// Auth enables AUTH PLAIN (after TLS unless AllowInsecureAuth).
+	Auth              Authenticator
+	AllowInsecureAuth bool
+	// RequireAuth refuses MAIL without AUTH (530 5.7.0).
+	RequireAuth bool
+	Logger      *slog.Logger // default: discard
+}
+
+func (o *Options) setDefaults() {
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 26214400
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = 1000
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 5 * time.Minute
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = time.Minute
+	}
+	if o.DataTimeout <= 0 {
+		o.DataTimeout = 10 * time.Minute
+	}
+	if o.MaxLineLength <= 0 {
+		o.MaxLineLength = 2000
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TLSConfig != nil {
+		o.TLSConfig = o.TLSConfig.Clone()
+		if o.TLSConfig.MinVersion < tls.VersionTLS12 {
+			o.TLSConfig.MinVersion = tls.VersionTLS12
+		}
+	}
+}
+
+// Server is the SMTP front end. It is safe for concurrent use.
+type Server struct {
+	opts   Options
+	spool  Spooler
+	policy Policy
+	log    *slog.Logger
+	srv    *smtp.Server
+
+	ctx    context.Context // cancelled by Close: aborts hooks in flight
+	cancel context.CancelFunc
+	nextID atomic.Uint64
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+	perIP map[string]int
+}
+
+// New returns a Server that stores messages with spool and asks policy about
+// every address. It does not listen yet.
+func New(opts Options, spool Spooler, policy Policy) *Server {
+	opts.setDefaults()
+	s := &Server{
+		opts:   opts,
+		spool:  spool,
+		policy: policy,
+		log:    opts.Logger,
+		conns:  make(map[*trackedConn]struct{}),
+		perIP:  make(map[string]int),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = opts.Hostname
+	// go-smtp's DATA reader refuses a message of exactly its limit (it
+	// fails on the read after the last byte, before it sees the end
+	// marker), so it gets one byte of slack and the exact limit is
+	// enforced by the session, which also covers BDAT. The cost: EHLO
+	// advertises SIZE one higher than the limit; MAIL SIZE= is still
+	// checked exactly.
+	srv.MaxMessageBytes = opts.MaxMessageBytes + 1
+	srv.MaxRecipients = opts.MaxRecipients
+	srv.MaxLineLength = opts.MaxLineLength
+	srv.ReadTimeout = opts.ReadTimeout
+	srv.WriteTimeout = opts.WriteTimeout
+	srv.TLSConfig = opts.TLSConfig
+	srv.AllowInsecureAuth = opts.AllowInsecureAuth
+	srv.ErrorLog = errorLog{s.log}
+	s.srv = srv
+	return s
+}
+
+// Serve accepts connections on l until Close or Shutdown. It returns nil
+// after a Close or Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	return s.srv.Serve(&trackingListener{Listener: l, s: s})
+}
+
+// ServeTLS is Serve with implicit TLS (port 465 style) using
+// Options.TLSConfig.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("failed to serve tls: no TLSConfig")
+	}
+	// The TLS listener must be outermost: go-smtp recognises implicit TLS
+	// by the *tls.Conn type of the accepted connection.
+	return s.srv.Serve(tls.NewListener(&trackingListener{Listener: l, s: s}, s.opts.TLSConfig))
+}
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %q: %w", addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Close closes the listeners and every connection at once; transactions in
+// flight are abandoned (the client was not told 250, so it retries).
+func (s *Server) Close() error {
+	s.cancel()
+	err := s.srv.Close()
+	s.closeConns()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, then waits for connections to end until ctx
+// expires; what is left is closed as by Close. go-smtp waits for clients to
+// QUIT or time out, so callers should pass a deadline.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
+	}
+	if ctx.Err() != nil {
+		s.cancel()
+		s.closeConns()
+		return fmt.Errorf("failed to shut down gracefully: %w", ctx.Err())
+	}
+	s.cancel()
+	return err
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// trackingListener counts connections per remote IP (MaxConnsPerIP) and
+// remembers them so Shutdown can end them after its deadline; go-smtp only
+// offers that through Close, which Shutdown has already used up.
+type trackingListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		s := l.s
+		s.mu.Lock()
+		if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
+			s.mu.Unlock()
+			s.log.Warn("connection refused: too many from one address", "client", ip)
+			go refuse(c, s.opts.WriteTimeout)
+			continue
+		}
+		tc := &trackedConn{Conn: c, s: s, ip: ip}
+		s.perIP[ip]++
+		s.conns[tc] = struct{}{}
+		s.mu.Unlock()
+		return tc, nil
+	}
+}
+
+func refuse(c net.Conn, timeout time.Duration) {
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_, _ = io.WriteString(c, "421 4.7.0 too many connections from your address\r\n")
+	c.Close()
+}
+
+func remoteIP(c net.Conn) string {
+	addr := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+type trackedConn struct {
+	net.Conn
+	s    *Server
+	ip   string
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		if c.s.perIP[c.ip]--; c.s.perIP[c.ip] <= 0 {
+			delete(c.s.perIP, c.ip)
+		}
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// errorLog routes go-smtp's internal error messages (connection errors,
+// recovered panics) to slog.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.emit(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.emit(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (e errorLog) emit(msg string) {
+	level := slog.LevelWarn
+	if strings.Contains(msg, "panic") {
+		level = slog.LevelError
+	}
+	e.log.Log(context.Background(), level, "smtp server error", "detail", msg)
+}

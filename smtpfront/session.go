@@ -1,0 +1,293 @@
+package smtpfront
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"appliance/queue"
+)
+
+// session is one SMTP connection's state. go-smtp calls it from the
+// connection's goroutine only (BDAT runs Data on another goroutine, but
+// never concurrently with Mail, Rcpt or Reset for the same transaction).
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	// mu guards the fields below: with BDAT, go-smtp runs Data on its own
+	// goroutine, and a RSET can arrive while it reads the first chunk.
+	mu       sync.Mutex
+	authUser string
+
+	// Per transaction; cleared by Reset.
+	hasFrom  bool
+	mailFrom string
+	rcpts    []string
+	seen     map[string]bool
+}
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.AuthSession = (*session)(nil)
+)
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	id := "c" + strconv.FormatUint(s.nextID.Add(1), 10)
+	return &session{
+		s:      s,
+		conn:   c,
+		ctx:    ctx,
+		cancel: cancel,
+		log:    s.log.With("conn", id, "client", c.Conn().RemoteAddr().String()),
+	}, nil
+}
+
+// fail maps err to its reply and logs the details the client does not see.
+func (ss *session) fail(stage Stage, msg string, err error, attrs ...any) error {
+	r := Reply(stage, err)
+	level := slog.LevelInfo
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, smtp.ErrDataReset), errors.As(err, &ne):
+		// The client went away, reset or stalled: its problem, not ours.
+	case r.Code == 554, r.Code == 451, r.Code == 452 && r.EnhancedCode == replySpoolFull.EnhancedCode:
+		level = slog.LevelError
+	}
+	attrs = append(attrs, "reply", fmt.Sprintf("%d %d.%d.%d", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2]), "err", err)
+	ss.log.Log(ss.ctx, level, msg, attrs...)
+	return r
+}
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Auth == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.Auth == nil || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			ss.log.Info("auth refused: authorization identity differs", "user", username)
+			return smtp.ErrAuthFailed
+		}
+		if err := ss.s.opts.Auth.Authenticate(ss.ctx, username, password); err != nil {
+			ss.log.Info("auth failed", "user", username, "err", err)
+			return smtp.ErrAuthFailed
+		}
+		ss.mu.Lock()
+		ss.authUser = username
+		ss.mu.Unlock()
+		ss.log.Info("authenticated", "user", username)
+		return nil
+	}), nil
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.s.opts.RequireAuth && ss.authUser == "" {
+		return ss.fail(StageMail, "sender refused", fmt.Errorf("failed to accept sender %q: %w", from, ErrAuthRequired))
+	}
+	if from != "" {
+		if err := checkMailbox(from); err != nil {
+			return ss.fail(StageMail, "sender refused", err)
+		}
+		from = canonicalAddress(from)
+	}
+	if opts != nil && opts.Size > ss.s.opts.MaxMessageBytes {
+		return ss.fail(StageMail, "sender refused", fmt.Errorf("failed to accept declared size %d: %w", opts.Size, ErrMessageTooBig))
+	}
+	if err := ss.s.policy.CheckSender(ss.ctx, from, ss.authUser); err != nil {
+		return ss.fail(StageMail, "sender refused", fmt.Errorf("failed to check sender %q: %w", from, err), "from", from)
+	}
+	ss.hasFrom = true
+	ss.mailFrom = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err := checkMailbox(to); err != nil {
+		return ss.fail(StageRcpt, "recipient refused", err)
+	}
+	to = canonicalAddress(to)
+	if ss.seen[to] {
+		// Already accepted in this transaction: say yes again, store once.
+		return nil
+	}
+	// go-smtp enforces the limit too, but counts duplicates; this keeps the
+	// reply (and the log line) ours.
+	if len(ss.rcpts) >= ss.s.opts.MaxRecipients {
+		return ss.fail(StageRcpt, "recipient refused", fmt.Errorf("failed to add recipient %q: %w", to, ErrTooManyRecipients))
+	}
+	if err := ss.s.policy.CheckRecipient(ss.ctx, to); err != nil {
+		// The log names only this recipient; the reply names none.
+		return ss.fail(StageRcpt, "recipient refused", fmt.Errorf("failed to check recipient %q: %w", to, err), "rcpt", to)
+	}
+	if ss.seen == nil {
+		ss.seen = make(map[string]bool)
+	}
+	ss.seen[to] = true
+	ss.rcpts = append(ss.rcpts, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	start := time.Now()
+	ss.mu.Lock()
+	env := queue.Envelope{
+		MailFrom:   ss.mailFrom,
+		RcptTo:     append([]string(nil), ss.rcpts...),
+		ClientAddr: ss.conn.Conn().RemoteAddr().String(),
+		Helo:       ss.conn.Hostname(),
+		AuthUser:   ss.authUser,
+		ReceivedAt: start.UTC(),
+	}
+	hasFrom := ss.hasFrom
+	ss.mu.Unlock()
+	logAttrs := []any{"from", env.MailFrom, "rcpts", len(env.RcptTo)}
+	if !hasFrom || len(env.RcptTo) == 0 {
+		// go-smtp checks this; a session that disagrees must not spool.
+		return ss.fail(StageData, "message refused", errors.New("failed to accept data: no transaction"))
+	}
+	opts := &ss.s.opts
+	dataDeadline := start.Add(opts.DataTimeout)
+	defer func() {
+		// go-smtp drains the rest of a refused message itself, under
+		// whatever read deadline is set: give it the rest of the DATA
+		// budget, not one idle interval, or a timeout would leave the
+		// remaining body lines to be read as commands.
+		_ = ss.conn.Conn().SetReadDeadline(dataDeadline)
+	}()
+	limit := &limitReader{
+		r: newCRLFReader(&deadlineReader{
+			r:     r,
+			conn:  ss.conn.Conn(),
+			idle:  opts.ReadTimeout,
+			limit: dataDeadline,
+		}),
+		max: opts.MaxMessageBytes,
+	}
+	br := bufio.NewReaderSize(limit, 64*1024)
+
+	raw, h, err := readHeader(br, opts.MaxHeaderBytes)
+	if err != nil {
+		if limit.err != nil {
+			err = limit.err
+			ss.dropOnTimeout(err)
+		}
+		return ss.fail(StageData, "message refused", err, logAttrs...)
+	}
+	if err := ss.checkHeaderSenders(h, env.AuthUser); err != nil {
+		return ss.fail(StageData, "message refused", err, logAttrs...)
+	}
+
+	counted := &countingReader{r: io.MultiReader(bytes.NewReader(raw), br)}
+	id, err := ss.s.spool.Accept(ss.ctx, env, counted)
+	if limit.err != nil {
+		// The client's stream failed or overran the limit; whatever
+		// Accept made of it, that is the cause to report.
+		err = limit.err
+		ss.dropOnTimeout(err)
+	}
+	if err != nil {
+		return ss.fail(StageData, "message refused", fmt.Errorf("failed to spool message: %w", err), logAttrs...)
+	}
+	ss.log.Info("message received", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo),
+		"size", counted.n, "auth", env.AuthUser, "duration", time.Since(start))
+	return &smtp.SMTPError{
+		Code:         250,
+		EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message:      "OK queued as " + id,
+	}
+}
+
+// dropOnTimeout ends the connection when DATA timed out. go-smtp would
+// otherwise reply and go on reading commands from wherever the stream
+// stopped, so the rest of a stalled body would be taken as SMTP commands.
+// RFC 5321 section 4.5.3.2: a server that times out closes the connection.
+func (ss *session) dropOnTimeout(err error) {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return
+	}
+	c := ss.conn.Conn()
+	_ = c.SetWriteDeadline(time.Now().Add(ss.s.opts.WriteTimeout))
+	// go-smtp flushes after every reply, so nothing of its own is buffered.
+	_, _ = io.WriteString(c, "421 4.4.2 timeout during DATA, closing connection\r\n")
+	c.Close()
+}
+
+// checkHeaderSenders asks the policy about every address in From and
+// Sender: those are what the signature vouches for, so a client allowed to
+// use one envelope sender must not get another identity signed.
+func (ss *session) checkHeaderSenders(h textproto.Header, authUser string) error {
+	mh := mail.Header{Header: message.Header{Header: h}}
+	from, err := mh.AddressList("From")
+	if err != nil {
+		return &messageError{text: "malformed From header", err: err}
+	}
+	if len(from) == 0 {
+		return &messageError{text: "message has no From header"}
+	}
+	sender, err := mh.AddressList("Sender")
+	if err != nil {
+		return &messageError{text: "malformed Sender header", err: err}
+	}
+	for _, a := range append(from, sender...) {
+		addr := canonicalAddress(a.Address)
+		if err := ss.s.policy.CheckSender(ss.ctx, addr, authUser); err != nil {
+			return fmt.Errorf("failed to check header sender %q: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+func (ss *session) Reset() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.hasFrom = false
+	ss.mailFrom = ""
+	ss.rcpts = nil
+	ss.seen = nil
+}
+
+func (ss *session) Logout() error {
+	ss.cancel()
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
