@@ -128,6 +128,12 @@ const (
 	BccHeaderStrip = "strip"
 	BccHeaderOwn   = "own"
 
+	UnknownRIDrop   = "drop"
+	UnknownRIReject = "reject"
+
+	PassThroughMissingDeliver = "deliver"
+	PassThroughMissingRefuse  = "refuse"
+
 	LogText = "text"
 	LogJSON = "json"
 )
@@ -135,14 +141,24 @@ const (
 // Policy is the global sealing policy; Domains override parts of it for
 // recipients of one domain.
 type Policy struct {
-	Bcc         string         `toml:"bcc"`
-	MissingCert string         `toml:"missing_cert"`
-	Profile     string         `toml:"profile"`
-	SelfCopy    bool           `toml:"self_copy"`
-	RID         string         `toml:"rid"`
-	CertChoice  string         `toml:"cert_choice"`
-	BccHeader   string         `toml:"bcc_header"`
-	Domains     []DomainPolicy `toml:"domain"`
+	Bcc         string `toml:"bcc"`
+	MissingCert string `toml:"missing_cert"`
+	Profile     string `toml:"profile"`
+	SelfCopy    bool   `toml:"self_copy"`
+	RID         string `toml:"rid"`
+	CertChoice  string `toml:"cert_choice"`
+	BccHeader   string `toml:"bcc_header"`
+	// UnknownRecipientInfo decides what happens to a client-encrypted
+	// message with a RecipientInfo that belongs to no envelope recipient
+	// (DESIGN section 6): "drop" it from every package, or "reject" the
+	// message at end of DATA.
+	UnknownRecipientInfo string `toml:"unknown_recipientinfo"`
+	// PassThroughMissing decides what happens to an envelope recipient of a
+	// client-encrypted message that has no RecipientInfo in it: "refuse"
+	// with a DSN, or "deliver" a package it cannot decrypt (the appliance
+	// never decrypts, so there is nothing better to give it).
+	PassThroughMissing string         `toml:"passthrough_missing"`
+	Domains            []DomainPolicy `toml:"domain"`
 }
 
 // DomainPolicy is one [[policy.domain]] override. Empty fields inherit the
@@ -241,6 +257,9 @@ func Defaults() *Config {
 			RID:         RIDIssuerSerial,
 			CertChoice:  CertChoiceAll,
 			BccHeader:   BccHeaderStrip,
+
+			UnknownRecipientInfo: UnknownRIDrop,
+			PassThroughMissing:   PassThroughMissingRefuse,
 		},
 		Log: Log{Format: LogText, Level: "info"},
 	}

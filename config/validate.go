@@ -113,6 +113,8 @@ func (c *Config) validatePolicy(v *validator) {
 	oneOf(v, "policy.rid", p.RID, RIDIssuerSerial, RIDSKI)
 	oneOf(v, "policy.cert_choice", p.CertChoice, CertChoiceAll, CertChoiceNewest)
 	oneOf(v, "policy.bcc_header", p.BccHeader, BccHeaderStrip, BccHeaderOwn)
+	oneOf(v, "policy.unknown_recipientinfo", p.UnknownRecipientInfo, UnknownRIDrop, UnknownRIReject)
+	oneOf(v, "policy.passthrough_missing", p.PassThroughMissing, PassThroughMissingDeliver, PassThroughMissingRefuse)
 	seen := map[string]int{}
 	for i := range p.Domains {
 		d := &p.Domains[i]

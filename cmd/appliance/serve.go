@@ -59,7 +59,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	}, q, frontPolicy{p.pipe})
+	}, frontSpool{q}, frontPolicy{p.pipe})
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()

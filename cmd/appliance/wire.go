@@ -14,6 +14,7 @@ import (
 	"appliance/directory"
 	"appliance/hsm"
 	"appliance/pipeline"
+	"appliance/queue"
 	"appliance/smtpfront"
 	"appliance/split"
 )
@@ -172,4 +173,22 @@ func (f frontPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
 		return &smtpfront.PolicyError{Text: "no valid S/MIME certificate for <" + rcpt + ">", Err: err}
 	}
 	return err
+}
+
+// frontSpool gives the front end the queue's refusals in the front end's terms.
+type frontSpool struct{ q *queue.Queue }
+
+func (f frontSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
+	id, err := f.q.Accept(ctx, env, body)
+	switch {
+	case err == nil:
+		return id, nil
+	case errors.Is(err, queue.ErrSpoolUnavailable):
+		return "", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, err)
+	case errors.Is(err, queue.ErrMessageTooBig):
+		return "", fmt.Errorf("%w: %w", smtpfront.ErrMessageTooBig, err)
+	case errors.Is(err, queue.ErrClosed):
+		return "", fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
+	}
+	return "", err
 }
