@@ -1,0 +1,390 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// chunkSize is the C_EncryptUpdate unit: single-part calls are about 3x slower on large bodies,
+// and 64 KB keeps the per-call overhead negligible while memory stays flat.
+const chunkSize = 64 << 10
+
+// CEK is an AES content-encryption key held as a session object on the token. Its value never
+// leaves the token except wrapped for a recipient. It lives until Destroy, Close or Reconnect;
+// call Destroy when done, or session objects pile up on the token. Safe for concurrent use.
+type CEK struct {
+	t      *Token
+	handle pkcs11.ObjectHandle
+	gen    uint64
+
+	mu        sync.RWMutex // held exclusively by Destroy so no call uses a freed handle
+	destroyed bool
+}
+
+// cekTemplate: a session key that may be wrapped (for each recipient) but never read.
+func cekTemplate() []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+	}
+}
+
+// unwrapTemplate is cekTemplate without CKA_VALUE_LEN, which C_UnwrapKey refuses
+// (CKR_ATTRIBUTE_READ_ONLY): the length comes from the wrapped value.
+func unwrapTemplate() []*pkcs11.Attribute {
+	var out []*pkcs11.Attribute
+	for _, a := range cekTemplate() {
+		if a.Type != pkcs11.CKA_VALUE_LEN {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// GenerateCEK makes a fresh AES-256 key on the token.
+func (t *Token) GenerateCEK(ctx context.Context) (*CEK, error) {
+	var k *CEK
+	err := t.withSession(ctx, "generate content key", func(c *conn, s pkcs11.SessionHandle) error {
+		h, err := c.p11.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, cekTemplate())
+		if err != nil {
+			return err
+		}
+		k = &CEK{t: t, handle: h, gen: c.gen}
+		return nil
+	})
+	return k, err
+}
+
+// UnwrapCEK decrypts wrapped with the private key named by keyURI into a new CEK on the token,
+// without the key value ever reaching the process: the mailing-list path, where a CEK wrapped for
+// the list is re-wrapped for each member. oaepHash 0 means RSAES-PKCS1-v1_5. wrapped comes from
+// untrusted mail; anything malformed gives ErrUnwrap.
+func (t *Token) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (*CEK, error) {
+	op := fmt.Sprintf("unwrap content key with %q", keyURI)
+	u, err := ParseURI(keyURI)
+	if err != nil {
+		return nil, err
+	}
+	if len(wrapped) == 0 {
+		// miekg's UnwrapKey indexes wrapped[0].
+		return nil, &Error{Op: op, Kind: ErrUnwrap, Err: errors.New("wrapped key is empty")}
+	}
+	var k *CEK
+	err = t.withSession(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		mech, err := c.rsaMechanism(oaepHash)
+		if err != nil {
+			return err
+		}
+		priv, err := c.findObject(s, u, pkcs11.CKO_PRIVATE_KEY)
+		if err != nil {
+			return err
+		}
+		h, err := c.p11.UnwrapKey(s, mech, priv, wrapped, unwrapTemplate())
+		if err != nil {
+			// SoftHSM answers a bad blob with CKR_GENERAL_ERROR, which also means trouble
+			// with the token; only a healthy token makes it the input's fault.
+			if badWrapped(err) || errors.Is(err, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)) && c.healthy() == nil {
+				return &Error{Op: op, Kind: ErrUnwrap, Err: err}
+			}
+			return err
+		}
+		// SoftHSM sets no CKA_VALUE_LEN on unwrapped keys, so a trial encryption is what proves
+		// the value is a usable AES key (a 5-byte "key" fails C_EncryptInit). It ignores ctx: a
+		// cancellation here must not pass for a bad key.
+		if _, err := c.stream(context.Background(), s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, make([]byte, 16))}, h, bytes.NewReader(nil), io.Discard); err != nil {
+			_ = c.p11.DestroyObject(s, h)
+			if badWrapped(err) || c.healthy() == nil {
+				return &Error{Op: op, Kind: ErrUnwrap, Err: fmt.Errorf("unwrapped value is not an AES key: %w", err)}
+			}
+			return err
+		}
+		k = &CEK{t: t, handle: h, gen: c.gen}
+		return nil
+	})
+	return k, err
+}
+
+// badWrapped tells input faults (permanent) from token trouble (maybe temporary).
+func badWrapped(err error) bool {
+	var p pkcs11.Error
+	if !errors.As(err, &p) {
+		return false
+	}
+	switch p {
+	case pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_WRAPPED_KEY_INVALID,
+		pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE,
+		pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE,
+		pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_FUNCTION_FAILED:
+		return true
+	}
+	return false
+}
+
+// use runs f with the CEK's handle on a pooled session, refusing a destroyed key or one from an
+// earlier connection (its session, and so the key, is gone).
+func (k *CEK) use(ctx context.Context, op string, f func(c *conn, s pkcs11.SessionHandle) error) error {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.destroyed {
+		return &Error{Op: op, Kind: ErrKeyDestroyed}
+	}
+	return k.t.withSession(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		if c.gen != k.gen {
+			return &Error{Op: op, Kind: ErrTokenGone, Err: errors.New("content key was lost when the token reconnected")}
+		}
+		return f(c, s)
+	})
+}
+
+// Destroy removes the key from the token. Further use gives ErrKeyDestroyed. Destroying a key lost
+// in a reconnect, or twice, is not an error.
+func (k *CEK) Destroy(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.destroyed {
+		return nil
+	}
+	err := k.t.withSession(ctx, "destroy content key", func(c *conn, s pkcs11.SessionHandle) error {
+		if c.gen != k.gen {
+			return nil
+		}
+		return c.p11.DestroyObject(s, k.handle)
+	})
+	if err == nil || !IsTemporary(err) {
+		k.destroyed = true
+	}
+	return err
+}
+
+// EncryptCBC encrypts plaintext with AES-CBC and PKCS#7 padding (CKM_AES_CBC_PAD) under the key and
+// the 16-byte iv, streaming 64 KB chunks through C_EncryptUpdate.
+func (k *CEK) EncryptCBC(ctx context.Context, iv []byte, plaintext io.Reader, ciphertext io.Writer) error {
+	const op = "encrypt content with AES-CBC"
+	if len(iv) != 16 {
+		return &Error{Op: op, Kind: ErrInvalidArgument, Err: fmt.Errorf("IV is %d bytes, not 16", len(iv))}
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, append([]byte(nil), iv...))}
+	return k.use(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		final, err := c.stream(ctx, s, mech, k.handle, plaintext, ciphertext)
+		if err != nil {
+			return err
+		}
+		_, err = ciphertext.Write(final)
+		return err
+	})
+}
+
+// EncryptGCM encrypts plaintext with AES-GCM under the key, the 12-byte nonce and aad, writes the
+// ciphertext without the tag and returns the 16-byte tag.
+func (k *CEK) EncryptGCM(ctx context.Context, nonce, aad []byte, plaintext io.Reader, ciphertext io.Writer) ([]byte, error) {
+	const op = "encrypt content with AES-GCM"
+	if len(nonce) != 12 {
+		return nil, &Error{Op: op, Kind: ErrInvalidArgument, Err: fmt.Errorf("nonce is %d bytes, not 12", len(nonce))}
+	}
+	var tag []byte
+	err := k.use(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		params := pkcs11.NewGCMParams(nonce, aad, 128)
+		defer params.Free()
+		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}
+		final, err := c.stream(ctx, s, mech, k.handle, plaintext, ciphertext)
+		if err != nil {
+			return err
+		}
+		// C_EncryptFinal returns whatever ciphertext the token still held, then the tag.
+		if len(final) < 16 {
+			return fmt.Errorf("token returned a %d-byte GCM final block, expected the 16-byte tag", len(final))
+		}
+		if _, err := ciphertext.Write(final[:len(final)-16]); err != nil {
+			return err
+		}
+		tag = append([]byte(nil), final[len(final)-16:]...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tag, nil
+}
+
+// stream runs a multi-part encryption and returns C_EncryptFinal's output for the caller to
+// interpret. On a read, write or context failure mid-way it still calls C_EncryptFinal: the
+// operation must end on this session, which is not closed (that would destroy the keys it made).
+func (c *conn) stream(ctx context.Context, s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, key pkcs11.ObjectHandle, in io.Reader, out io.Writer) ([]byte, error) {
+	if err := c.p11.EncryptInit(s, mech, key); err != nil {
+		return nil, err
+	}
+	abort := func(err error) ([]byte, error) {
+		_, _ = c.p11.EncryptFinal(s)
+		return nil, err
+	}
+	buf := make([]byte, chunkSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return abort(err)
+		}
+		n, rerr := io.ReadFull(in, buf)
+		if n > 0 {
+			part, err := c.p11.EncryptUpdate(s, buf[:n])
+			if err != nil {
+				// A failed C_EncryptUpdate has already ended the operation.
+				return nil, err
+			}
+			if _, err := out.Write(part); err != nil {
+				return abort(fmt.Errorf("failed to write ciphertext: %w", err))
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return abort(fmt.Errorf("failed to read plaintext: %w", rerr))
+		}
+	}
+	return c.p11.EncryptFinal(s)
+}
+
+// WrapRSA encrypts the key for pub with C_WrapKey: RSAES-PKCS1-v1_5 when oaepHash is 0, else
+// RSAES-OAEP with oaepHash for the label hash and MGF1 and an empty label. The public key is
+// imported as a session object for the call and destroyed after it.
+func (k *CEK) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
+	const op = "wrap content key"
+	if pub == nil || pub.N == nil || pub.E <= 0 {
+		return nil, &Error{Op: op, Kind: ErrInvalidArgument, Err: errors.New("no RSA public key")}
+	}
+	var wrapped []byte
+	err := k.use(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		mech, err := c.rsaMechanism(oaepHash)
+		if err != nil {
+			return err
+		}
+		wrapped, err = c.wrap(s, mech, k.handle, pub)
+		return err
+	})
+	return wrapped, err
+}
+
+func (c *conn) wrap(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, key pkcs11.ObjectHandle, pub *rsa.PublicKey) ([]byte, error) {
+	h, err := c.p11.CreateObject(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to import recipient public key: %w", err)
+	}
+	defer c.p11.DestroyObject(s, h)
+	return c.p11.WrapKey(s, mech, h, key)
+}
+
+// rsaMechanism is the key-transport mechanism for oaepHash, refusing hashes the token did not
+// accept when probed.
+func (c *conn) rsaMechanism(oaepHash crypto.Hash) ([]*pkcs11.Mechanism, error) {
+	if oaepHash != 0 && !c.supportsOAEP(oaepHash) {
+		return nil, &Error{Op: fmt.Sprintf("use RSA-OAEP with %v", oaepHash), Kind: ErrOAEPHash,
+			Err: fmt.Errorf("the token accepts %v", c.oaep)}
+	}
+	return rsaMechanism(oaepHash)
+}
+
+func rsaMechanism(oaepHash crypto.Hash) ([]*pkcs11.Mechanism, error) {
+	if oaepHash == 0 {
+		return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}, nil
+	}
+	var hashMech, mgf uint
+	switch oaepHash {
+	case crypto.SHA1:
+		hashMech, mgf = pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1
+	case crypto.SHA224:
+		hashMech, mgf = pkcs11.CKM_SHA224, pkcs11.CKG_MGF1_SHA224
+	case crypto.SHA256:
+		hashMech, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
+	case crypto.SHA384:
+		hashMech, mgf = pkcs11.CKM_SHA384, pkcs11.CKG_MGF1_SHA384
+	case crypto.SHA512:
+		hashMech, mgf = pkcs11.CKM_SHA512, pkcs11.CKG_MGF1_SHA512
+	default:
+		return nil, &Error{Op: fmt.Sprintf("use RSA-OAEP with %v", oaepHash), Kind: ErrOAEPHash}
+	}
+	params := pkcs11.NewOAEPParams(hashMech, mgf, pkcs11.CKZ_DATA_SPECIFIED, nil)
+	return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, params)}, nil
+}
+
+// findObject finds the one object of class (unless u.Type says otherwise) that u names.
+func (c *conn) findObject(s pkcs11.SessionHandle, u *URI, class uint) (pkcs11.ObjectHandle, error) {
+	if err := c.matchToken(u); err != nil {
+		return 0, &Error{Op: fmt.Sprintf("find %q", u.String()), Kind: ErrKeyNotFound, Err: err}
+	}
+	if u.Object == "" && len(u.ID) == 0 {
+		return 0, &Error{Op: fmt.Sprintf("find %q", u.String()), Kind: ErrBadURI, Err: errors.New("names no object or id")}
+	}
+	if u.Type != "" {
+		class = map[string]uint{"private": pkcs11.CKO_PRIVATE_KEY, "public": pkcs11.CKO_PUBLIC_KEY,
+			"cert": pkcs11.CKO_CERTIFICATE, "secret-key": pkcs11.CKO_SECRET_KEY, "data": pkcs11.CKO_DATA}[u.Type]
+	}
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
+	if u.Object != "" {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object))
+	}
+	if len(u.ID) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, u.ID))
+	}
+	hs, err := c.findObjects(s, tmpl, 2)
+	if err != nil {
+		return 0, err
+	}
+	switch len(hs) {
+	case 0:
+		if err := c.healthy(); err != nil {
+			return 0, err
+		}
+		return 0, &Error{Op: fmt.Sprintf("find %q", u.String()), Kind: ErrKeyNotFound}
+	case 1:
+		return hs[0], nil
+	}
+	return 0, &Error{Op: fmt.Sprintf("find %q", u.String()), Kind: ErrAmbiguousKey}
+}
+
+func (c *conn) findObjects(s pkcs11.SessionHandle, tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {
+	if err := c.p11.FindObjectsInit(s, tmpl); err != nil {
+		return nil, err
+	}
+	hs, _, err := c.p11.FindObjects(s, max)
+	if ferr := c.p11.FindObjectsFinal(s); err == nil {
+		err = ferr
+	}
+	return hs, err
+}
+
+// healthy asks the token for its info. A token whose object store vanished (SoftHSM with its
+// directory removed) still finds nothing without complaint, so "not found" and "bad input" are
+// only trusted after this succeeds.
+func (c *conn) healthy() error {
+	if _, err := c.p11.GetTokenInfo(c.slot); err != nil {
+		return &Error{Op: "check token", Kind: ErrTokenGone, Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+// Package hsm owns every PKCS#11 call of the appliance: loading the module, logging in, a bounded
+// session pool, signing, and the content-key work of S/MIME sealing, all on the token.
+//
+// # Two libraries, one module
+//
+// crypto11 finds and generates key pairs and provides the crypto.Signer; it has no key wrapping
+// and hides its handles, so miekg/pkcs11 does the rest: session AES keys (CEKs), chunked
+// encryption, C_WrapKey and C_UnwrapKey. Both load the same module. crypto11 initialises it and
+// logs in first; miekg then tolerates CKR_CRYPTOKI_ALREADY_INITIALIZED and its sessions share the
+// login. Only crypto11 finalizes. [Token.Reconnect] closes both in that order and opens them again.
+//
+// # Content keys
+//
+// [Token.GenerateCEK] makes an AES-256 session object that is sensitive and extractable only by
+// wrapping, so its value never enters process memory. Session objects die with the session that
+// made them, so the pool never closes a session while the Token is connected; a [CEK] is valid
+// until [CEK.Destroy], Close or Reconnect. Content is encrypted in 64 KB C_EncryptUpdate chunks
+// (single-part calls are about 3x slower on large bodies). Wrapping imports the recipient's public
+// key as a CKA_TOKEN=false session object for the one C_WrapKey call. *CEK satisfies the cms
+// package's ContentKey interface without either package importing the other.
+//
+// # OAEP
+//
+// Tokens differ in the OAEP hashes they take (SoftHSM 2.6: SHA-1 only). Open probes SHA-256, then
+// SHA-1, by wrapping a throwaway key, and [Token.OAEPHash] reports the strongest that worked.
+//
+// # Errors
+//
+// Every error is an [*Error] with a sentinel Kind for errors.Is. A vanished token, lost handles or
+// a busy pool are temporary ([IsTemporary]): the caller defers the work and calls Reconnect. A
+// wrong PIN, a missing module or token, or a malformed wrapped key are not. Errors name keys by
+// their URI and never contain the PIN. The package does not log.
+//
+// Keys are named by RFC 7512 PKCS#11 URIs ([ParseURI]); a PIN inside a URI is refused.
+package hsm
