@@ -128,7 +128,7 @@ func (p *Pipeline) CheckSender(_ context.Context, addr string) error {
 // CheckRecipient refuses, under missing_cert = reject, a recipient without a valid certificate,
 // so the client learns at RCPT time rather than from a bounce.
 func (p *Pipeline) CheckRecipient(_ context.Context, rcpt string) error {
-	if p.opts.Policy.MissingCert != split.Reject {
+	if p.isList(rcpt) || p.opts.Policy.MissingCert != split.Reject {
 		return nil
 	}
 	if valid, _ := p.opts.Directory.Lookup(rcpt); len(valid) == 0 {
@@ -208,7 +208,8 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }
 
-// Process implements queue.Processor.
+// Process implements queue.Processor: list addresses among the recipients are expanded by the
+// mail list agent, every other recipient is planned and sealed together.
 func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
 	r := body
 	if p.opts.MaxMessageBytes > 0 {
@@ -218,6 +219,21 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
 	}
+	out := &queue.Sealed{}
+	lists, rest := p.listsIn(env)
+	for _, l := range lists {
+		s, err := p.expandList(ctx, id, env, l, msg)
+		if err != nil {
+			return nil, err
+		}
+		out.Packages = append(out.Packages, s.Packages...)
+		out.Refused = append(out.Refused, s.Refused...)
+	}
+	if len(rest.RcptTo) == 0 {
+		return out, nil
+	}
+	env = rest
+
 	start := time.Now()
 	res, err := p.Seal(ctx, id, env, msg)
 	if err != nil {
@@ -229,7 +245,6 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	}
 	log.Info("sealed", "packages", len(res.Sealed.Packages), "profiles", res.Plan.Profiles,
 		"refused", len(res.Plan.Refused), "bytes", len(msg), "duration", time.Since(start))
-	out := &queue.Sealed{}
 	for i, pk := range res.Sealed.Packages {
 		owners := make([]string, 0, len(pk.Certs))
 		for _, c := range pk.Certs {
