@@ -1,0 +1,270 @@
+package cms
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"appliance/cms/oid"
+)
+
+// Attribute is a signed attribute given as its type and the DER of its single value.
+type Attribute struct {
+	Type  asn1.ObjectIdentifier
+	Value []byte
+}
+
+// SignOptions tunes [Sign]. The zero value signs with SHA-256, RSA PKCS#1 v1.5 or ECDSA as the
+// key dictates, encapsulated content, signing time now and the default capabilities.
+type SignOptions struct {
+	// Hash is the digest: crypto.SHA256 (0 means this), SHA384 or SHA512.
+	Hash crypto.Hash
+	// PSS signs with RSASSA-PSS (salt length = hash length) instead of PKCS#1 v1.5; RSA keys only.
+	PSS bool
+	// Detached leaves the content out (multipart/signed); otherwise it is encapsulated.
+	Detached bool
+	// SigningTime is the signingTime attribute; zero means now.
+	SigningTime time.Time
+	// EncryptionCert, when set, is named in id-aa-encrypKeyPref (RFC 8551 section 2.5.3) so that
+	// replies are encrypted to it.
+	EncryptionCert *x509.Certificate
+	// Capabilities replaces the SMIMECapabilities list (most preferred first); nil means
+	// DefaultCapabilities.
+	Capabilities []AlgorithmIdentifier
+	// Extra signed attributes, e.g. mlExpansionHistory for a mail list agent.
+	Extra []Attribute
+}
+
+// DefaultCapabilities are announced in SMIMECapabilities: what this appliance can decrypt if it
+// ever did, and what it prefers senders to use.
+var DefaultCapabilities = []AlgorithmIdentifier{
+	{Algorithm: oid.AES256GCM},
+	{Algorithm: oid.AES256CBC},
+	{Algorithm: oid.AES128CBC},
+	{Algorithm: oid.RSAESOAEP, Parameters: mustParams(crypto.SHA256)},
+	{Algorithm: oid.RSAESOAEP, Parameters: mustParams(crypto.SHA1)},
+	{Algorithm: oid.RSAEncryption, Parameters: nullParams},
+}
+
+func mustParams(h crypto.Hash) []byte {
+	p, err := rsaHashParams(h, false)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+var errNoChain = errors.New("no signer certificate")
+
+// Sign makes a ContentInfo with SignedData over content: one SignerInfo (v1, issuerAndSerialNumber
+// of chain[0]), signed attributes contentType, messageDigest, signingTime, SMIMECapabilities,
+// encrypKeyPref (when asked) and opts.Extra, and chain as the certificates (the signer's chain; a
+// root is not needed). The signature is made by signer, which must hold chain[0]'s key.
+func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts SignOptions) ([]byte, error) {
+	if len(chain) == 0 || chain[0] == nil {
+		return nil, fmt.Errorf("failed to sign: %w", errNoChain)
+	}
+	leaf := chain[0]
+	if pk, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(leaf.PublicKey) {
+		return nil, fmt.Errorf("failed to sign: key does not match certificate %q", leaf.Subject.String())
+	}
+	h := opts.Hash
+	if h == 0 {
+		h = crypto.SHA256
+	}
+	hashOID, ok := hashOIDs[h]
+	if !ok || h == crypto.SHA1 {
+		return nil, fmt.Errorf("failed to sign: %w: hash %v", ErrUnsupported, h)
+	}
+	sigAlg, signerOpts, err := signatureAlgorithm(signer.Public(), h, opts.PSS)
+	if err != nil {
+		return nil, fmt.Errorf("failed to sign: %w", err)
+	}
+	digestAlg := AlgorithmIdentifier{Algorithm: hashOID} // RFC 5754: parameters absent
+
+	attrs, err := signedAttributes(h, content, opts)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode signed attributes: %w", err)
+	}
+	// The signature covers the attributes with the SET OF tag, not the [0] they are sent with.
+	md := h.New()
+	md.Write(attrs)
+	sig, err := signer.Sign(rand.Reader, md.Sum(nil), signerOpts)
+	if err != nil {
+		return nil, fmt.Errorf("failed to sign with key of %q: %w", leaf.Subject.String(), err)
+	}
+
+	certs := make([][]byte, 0, len(chain))
+	for _, c := range chain {
+		certs = append(certs, c.Raw)
+	}
+	sortSetOf(certs)
+
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1ObjectIdentifier(oid.SignedData)
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1Int64(1)
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { addAlgorithm(b, digestAlg) })
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1ObjectIdentifier(oid.Data)
+					if !opts.Detached {
+						b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+							b.AddASN1OctetString(content)
+						})
+					}
+				})
+				b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+					for _, c := range certs {
+						b.AddBytes(c)
+					}
+				})
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1Int64(1)
+						addIssuerAndSerial(b, cbasn1.SEQUENCE, leaf.RawIssuer, leaf.SerialNumber)
+						addAlgorithm(b, digestAlg)
+						b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+							b.AddBytes(attrs[headerLenOf(attrs):])
+						})
+						addAlgorithm(b, sigAlg)
+						b.AddASN1OctetString(sig)
+					})
+				})
+			})
+		})
+	})
+	out, err := b.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode signed data: %w", err)
+	}
+	return out, nil
+}
+
+// headerLenOf is the length of the identifier and length octets of the DER element der.
+func headerLenOf(der []byte) int {
+	if der[1] < 0x80 {
+		return 2
+	}
+	return 2 + int(der[1]&0x7f)
+}
+
+// signatureAlgorithm picks the signatureAlgorithm and the crypto.SignerOpts for pub. RSA PKCS#1
+// v1.5 is written as rsaEncryption, as OpenSSL does and every reader accepts.
+func signatureAlgorithm(pub crypto.PublicKey, h crypto.Hash, pss bool) (AlgorithmIdentifier, crypto.SignerOpts, error) {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		if pss {
+			params, err := rsaHashParams(h, true)
+			if err != nil {
+				return AlgorithmIdentifier{}, nil, err
+			}
+			return AlgorithmIdentifier{Algorithm: oid.RSASSAPSS, Parameters: params},
+				&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}, nil
+		}
+		return AlgorithmIdentifier{Algorithm: oid.RSAEncryption, Parameters: nullParams}, h, nil
+	case *ecdsa.PublicKey:
+		if pss {
+			return AlgorithmIdentifier{}, nil, fmt.Errorf("%w: pss with an ecdsa key", ErrUnsupported)
+		}
+		a := map[crypto.Hash]asn1.ObjectIdentifier{
+			crypto.SHA256: oid.ECDSAWithSHA256,
+			crypto.SHA384: oid.ECDSAWithSHA384,
+			crypto.SHA512: oid.ECDSAWithSHA512,
+		}[h]
+		return AlgorithmIdentifier{Algorithm: a}, h, nil
+	}
+	return AlgorithmIdentifier{}, nil, fmt.Errorf("%w: %T signing key", ErrUnsupported, pub)
+}
+
+// signedAttributes returns the DER SET OF Attribute, sorted as DER requires.
+func signedAttributes(h crypto.Hash, content []byte, opts SignOptions) ([]byte, error) {
+	md := h.New()
+	md.Write(content)
+	t := opts.SigningTime
+	if t.IsZero() {
+		t = time.Now()
+	}
+	// asn1.Marshal picks UTCTime for 1950-2049 and GeneralizedTime otherwise (RFC 5652 11.3).
+	tDER, err := asn1.Marshal(t.UTC().Truncate(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	caps := opts.Capabilities
+	if caps == nil {
+		caps = DefaultCapabilities
+	}
+	var cb cryptobyte.Builder
+	cb.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for _, c := range caps {
+			addAlgorithm(b, c)
+		}
+	})
+	capsDER, err := cb.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	ctDER, _ := asn1.Marshal(oid.Data)
+	mdDER, _ := asn1.Marshal(md.Sum(nil))
+	list := []Attribute{
+		{oid.AttrContentType, ctDER},
+		{oid.AttrSigningTime, tDER},
+		{oid.AttrMessageDigest, mdDER},
+		{oid.AttrSMIMECapabilities, capsDER},
+	}
+	if c := opts.EncryptionCert; c != nil {
+		var kb cryptobyte.Builder
+		// SMIMEEncryptionKeyPreference: issuerAndSerialNumber [0], IMPLICIT in RFC 8551's module.
+		addIssuerAndSerial(&kb, cbasn1.Tag(0).Constructed().ContextSpecific(), c.RawIssuer, c.SerialNumber)
+		v, err := kb.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, Attribute{oid.AttrEncrypKeyPref, v})
+	}
+	seen := map[string]bool{}
+	for _, a := range list {
+		seen[a.Type.String()] = true
+	}
+	for _, a := range opts.Extra {
+		if seen[a.Type.String()] {
+			return nil, fmt.Errorf("attribute %v given twice", a.Type)
+		}
+		seen[a.Type.String()] = true
+		if _, rest, err := readElem(a.Value, 0); err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("attribute %v: value is not one DER element", a.Type)
+		}
+		list = append(list, a)
+	}
+	encoded := make([][]byte, 0, len(list))
+	for _, a := range list {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(a.Type)
+			b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(a.Value) })
+		})
+		d, err := b.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		encoded = append(encoded, d)
+	}
+	sortSetOf(encoded)
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+		for _, d := range encoded {
+			b.AddBytes(d)
+		}
+	})
+	return b.Bytes()
+}
