@@ -21,6 +21,18 @@ func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
 	if now.After(c.NotAfter) {
 		return certError(c, fmt.Errorf("%w (not after %s)", ErrExpired, c.NotAfter.UTC().Format(time.RFC3339)))
 	}
+	// The key type first: an EC certificate also lacks keyEncipherment, but
+	// "EC keys need ECDH, not supported yet" is the reason an operator can act on.
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return certError(c, fmt.Errorf("%w (%d bits)", ErrWeakKey, k.N.BitLen()))
+		}
+	case *ecdsa.PublicKey:
+		return certError(c, fmt.Errorf("%w: %w", ErrKeyAlgorithm, ErrECKey))
+	default:
+		return certError(c, fmt.Errorf("%w: %s", ErrKeyAlgorithm, c.PublicKeyAlgorithm))
+	}
 	// keyUsage 0 means the extension is absent, which RFC 5280 reads as
 	// "any use".
 	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
@@ -31,16 +43,6 @@ func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
 			!slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
 			return certError(c, ErrExtKeyUsage)
 		}
-	}
-	switch k := c.PublicKey.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < minRSABits {
-			return certError(c, fmt.Errorf("%w (%d bits)", ErrWeakKey, k.N.BitLen()))
-		}
-	case *ecdsa.PublicKey:
-		return certError(c, fmt.Errorf("%w: %w", ErrKeyAlgorithm, ErrECKey))
-	default:
-		return certError(c, fmt.Errorf("%w: %s", ErrKeyAlgorithm, c.PublicKeyAlgorithm))
 	}
 	id := CertID(c)
 	if w, ok := s.chainCache.Load(id); ok && w.(window).contains(now) {

@@ -1,0 +1,224 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"appliance/cms"
+	"appliance/directory"
+	"appliance/hsm"
+	"appliance/internal/interop"
+	"appliance/internal/softhsmtest"
+	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/split"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	interop.Cleanup()
+	softhsmtest.Cleanup()
+	os.Exit(code)
+}
+
+type token struct{ *hsm.Token }
+
+func (t token) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+	k, err := t.GenerateCEK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (t token) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
+	return t.Token.Signer(ctx, uri)
+}
+
+var sharedToken *hsm.Token
+
+func newPipeline(t *testing.T, pol split.Policy, ski func(string) bool) (*pipeline.Pipeline, *softhsmtest.Env) {
+	t.Helper()
+	env := softhsmtest.Setup(t)
+	if sharedToken == nil {
+		tok, err := hsm.Open(hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedToken = tok
+	}
+	dir, err := directory.Open(directory.Options{CertsDir: env.File("certs"), RootsFile: env.File("roots.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := directory.LoadCertificates(env.File("alice.chain.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pipeline.Options{
+		Directory: dir,
+		Token:     token{sharedToken},
+		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}},
+		Policy:    pol,
+		SKI:       ski,
+		Hostname:  "relay.example.test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, env
+}
+
+const msg = "From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nCc: carol@example.test\r\n" +
+	"Subject: test\r\nMessage-ID: <p@example.test>\r\n\r\nbody line\r\n"
+
+func process(t *testing.T, p *pipeline.Pipeline, rcpts ...string) *queue.Sealed {
+	t.Helper()
+	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcpts, Helo: "client.example.test", ClientAddr: "127.0.0.1:4000", ReceivedAt: time.Now()}
+	s, err := p.Process(context.Background(), "T1", env, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func render(t *testing.T, pk queue.Package) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := pk.Body.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestProcess(t *testing.T) {
+	t.Run("ok to cc and two hidden", func(t *testing.T) {
+		p, env := newPipeline(t, split.Policy{SelfCopy: true}, nil)
+		s := process(t, p, "bob@example.test", "carol@example.test", "dave@example.test", "erin@example.test")
+		if len(s.Packages) != 3 || len(s.Refused) != 0 {
+			t.Fatalf("got %d packages, %d refused; want 3, 0", len(s.Packages), len(s.Refused))
+		}
+		for _, pk := range s.Packages {
+			data := render(t, pk)
+			if !bytes.HasPrefix(data, []byte("Received: from client.example.test")) {
+				t.Fatalf("package lacks its Received field:\n%.200s", data)
+			}
+			for _, r := range pk.RcptTo {
+				name := strings.TrimSuffix(r, "@example.test")
+				if _, err := interop.OpenSSLDecrypt(t, env.PKI, name, data); err != nil {
+					t.Fatalf("%s cannot decrypt their package: %v", name, err)
+				}
+			}
+			if len(pk.RcptTo) == 1 && (bytes.Contains(data, []byte("bob@example.test>")) || strings.Contains(string(data), "for <bob")) {
+				t.Fatal("a hidden package names bob in a Received for clause")
+			}
+		}
+	})
+
+	t.Run("ok missing cert plaintext", func(t *testing.T) {
+		p, env := newPipeline(t, split.Policy{SelfCopy: true, MissingCert: split.Plaintext}, nil)
+		s := process(t, p, "bob@example.test", "nocert@example.test")
+		var plain []byte
+		for _, pk := range s.Packages {
+			if len(pk.RcptTo) == 1 && pk.RcptTo[0] == "nocert@example.test" {
+				plain = render(t, pk)
+			}
+		}
+		if plain == nil {
+			t.Fatal("no package of its own for the recipient without a certificate")
+		}
+		if bytes.Contains(plain, []byte("application/pkcs7-mime")) {
+			t.Fatal("plaintext package is encrypted")
+		}
+		if _, err := interop.OpenSSLVerify(t, env.PKI, plain); err != nil {
+			t.Fatalf("signed-only package does not verify: %v", err)
+		}
+	})
+
+	t.Run("ok missing cert drop", func(t *testing.T) {
+		p, _ := newPipeline(t, split.Policy{SelfCopy: true, MissingCert: split.Drop}, nil)
+		s := process(t, p, "bob@example.test", "nocert@example.test")
+		if len(s.Refused) != 1 || s.Refused[0].Recipient != "nocert@example.test" || s.Refused[0].Status != "5.7.1" {
+			t.Fatalf("refused = %+v", s.Refused)
+		}
+		if strings.Contains(s.Refused[0].Reason, "bob") {
+			t.Fatal("the refusal names another recipient")
+		}
+	})
+
+	t.Run("fail missing cert reject at rcpt", func(t *testing.T) {
+		p, _ := newPipeline(t, split.Policy{SelfCopy: true}, nil)
+		if err := p.CheckRecipient(context.Background(), "nocert@example.test"); !errors.Is(err, pipeline.ErrNoCertificate) {
+			t.Fatalf("CheckRecipient = %v, want ErrNoCertificate", err)
+		}
+		if err := p.CheckRecipient(context.Background(), "bob@example.test"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("fail unknown sender", func(t *testing.T) {
+		p, _ := newPipeline(t, split.Policy{}, nil)
+		if err := p.CheckSender(context.Background(), "mallory@example.test"); !errors.Is(err, pipeline.ErrUnknownSender) {
+			t.Fatalf("CheckSender = %v", err)
+		}
+		env := queue.Envelope{MailFrom: "mallory@example.test", RcptTo: []string{"bob@example.test"}}
+		if _, err := p.Process(context.Background(), "T2", env, strings.NewReader(msg)); !errors.Is(err, pipeline.ErrUnknownSender) {
+			t.Fatalf("Process = %v", err)
+		}
+	})
+
+	t.Run("ok ski ids by policy", func(t *testing.T) {
+		p, _ := newPipeline(t, split.Policy{SelfCopy: true}, func(owner string) bool { return strings.HasSuffix(owner, "@example.org") })
+		s := process(t, p, "bob@example.test", "olivia@example.org")
+		for _, pk := range s.Packages {
+			sub, err := p.Seal(context.Background(), "T3", queue.Envelope{MailFrom: "alice@example.test", RcptTo: pk.RcptTo}, []byte(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := cms.ParseEnveloped(sub.Sealed.Packages[0].CMS().Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ri := range env.RecipientInfos {
+				isOlivia := ri.SubjectKeyID != nil
+				if isOlivia != (pk.RcptTo[0] == "olivia@example.org" && ri.Serial == nil) && ri.SubjectKeyID != nil {
+					t.Fatalf("unexpected SKI id in package for %v", pk.RcptTo)
+				}
+			}
+		}
+	})
+}
+
+// TestUnusableCertificates: certificates without keyEncipherment, expired, or EC are refused
+// before any wrap, and the reason names the certificate.
+func TestUnusableCertificates(t *testing.T) {
+	p, _ := newPipeline(t, split.Policy{SelfCopy: true, MissingCert: split.Drop}, nil)
+	for _, tc := range []struct{ rcpt, cn, why string }{
+		{"ivan@example.test", "CN=ivan", "keyEncipherment"},
+		{"grace@example.test", "CN=grace", "expired"},
+		{"frank@example.test", "CN=frank", "EC"},
+	} {
+		t.Run("fail "+tc.rcpt, func(t *testing.T) {
+			res, err := p.Seal(context.Background(), "T4", queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{tc.rcpt}}, []byte(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Sealed.Packages) != 0 || len(res.Plan.Refused) != 1 {
+				t.Fatalf("got %d packages and %d refusals, want 0 and 1", len(res.Sealed.Packages), len(res.Plan.Refused))
+			}
+			if len(res.Unusable) != 1 {
+				t.Fatalf("unusable = %v", res.Unusable)
+			}
+			got := res.Unusable[0].Err.Error()
+			if !strings.Contains(got, tc.cn) || !strings.Contains(strings.ToLower(got), strings.ToLower(tc.why)) {
+				t.Fatalf("error %q does not name %s and %q", got, tc.cn, tc.why)
+			}
+		})
+	}
+}
