@@ -1,0 +1,437 @@
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// work takes one busy entry as far as it can go now and reschedules it.
+func (q *Queue) work(ctx context.Context, e *entry) {
+	rec := e.rec
+	var err error
+	if rec.Phase == phaseReceived {
+		err = q.seal(ctx, rec)
+	}
+	if err == nil && rec.Phase == phaseSealed {
+		err = q.deliverDue(ctx, rec)
+	}
+	finished := err == nil && rec.finished()
+	if finished {
+		if rerr := q.sp.remove(rec); rerr != nil {
+			// The state says finished; Open removes it next time.
+			q.log.Error("failed to remove finished message", "id", rec.ID, "err", rerr)
+		} else {
+			q.log.Info("finished", "id", rec.ID)
+		}
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if finished {
+		delete(q.entries, rec.ID)
+		return
+	}
+	defer heap.Push(&q.ready, e)
+	e.summarize()
+	e.due = rec.nextDue()
+	if err != nil {
+		// A spool write failed: the disk state is older than rec. Reload
+		// nothing; retry the step later from what is in memory, which is
+		// at worst a repeat of work whose result was not recorded.
+		q.log.Error("failed to record state", "id", rec.ID, "err", err)
+		e.due = q.opts.Now().Add(q.opts.Retry[0])
+	}
+}
+
+// temporary reports whether err says a retry may help; errors without a
+// Temporary method are temporary only when asked with def.
+func temporary(err error, def bool) bool {
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) {
+		return t.Temporary()
+	}
+	return def
+}
+
+// backoff is the wait after the n-th failed attempt (n >= 1).
+func (q *Queue) backoff(n int) time.Duration {
+	return q.opts.Retry[min(n, len(q.opts.Retry))-1]
+}
+
+// seal runs the Processor and commits packages, refusals and their DSN. It
+// changes rec only when the new state is on disk, so a failed write is
+// retried from the old state.
+func (q *Queue) seal(ctx context.Context, orig *record) error {
+	c := *orig
+	rec := &c
+	if err := q.sealInto(ctx, rec); err != nil {
+		return err
+	}
+	*orig = c
+	return nil
+}
+
+func (q *Queue) sealInto(ctx context.Context, rec *record) error {
+	now := q.opts.Now()
+	expires := rec.Envelope.ReceivedAt.Add(q.opts.MaxAge)
+	_, f, body, err := q.sp.openMessage(rec.ID)
+	if err != nil {
+		return err
+	}
+	sealed, perr := q.proc.Process(ctx, rec.ID, rec.Envelope, body)
+	f.Close()
+	if perr == nil {
+		perr = checkSealed(sealed)
+	}
+	if perr != nil && ctx.Err() != nil {
+		q.log.Info("parked", "id", rec.ID, "phase", rec.Phase)
+		return nil
+	}
+	now = q.opts.Now()
+
+	var dsnRcpts []*rcptRecord
+	switch {
+	case perr == nil:
+		rec.Packages = nil
+		for i, p := range sealed.Packages {
+			if err := q.sp.writePackage(rec.ID, i, p.Body); err != nil {
+				return err
+			}
+			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires}
+			seen := make(map[string]bool, len(p.RcptTo))
+			for _, r := range p.RcptTo {
+				// Results are matched by address: one record per address.
+				if !seen[r] {
+					seen[r] = true
+					pr.Rcpts = append(pr.Rcpts, &rcptRecord{Addr: r, State: rcptPending})
+				}
+			}
+			rec.Packages = append(rec.Packages, pr)
+		}
+		for _, r := range sealed.Refused {
+			dsnRcpts = append(dsnRcpts, &rcptRecord{
+				Addr: r.Recipient, State: rcptFailed, Status: statusOr(r.Status, "5.0.0"),
+				Diag: "smtp; 550 " + statusOr(r.Status, "5.0.0") + " " + r.Reason,
+			})
+		}
+		// Accepted mail is delivered or bounced, never dropped silently. An
+		// envelope recipient may legitimately be in no package (a list
+		// address expanded to its members), so only a result with nothing
+		// at all bounces; otherwise the gap is logged.
+		if miss := uncovered(rec.Envelope.RcptTo, sealed); len(sealed.Packages) == 0 && len(sealed.Refused) == 0 {
+			q.log.Error("processor returned no packages", "id", rec.ID)
+			for _, r := range miss {
+				dsnRcpts = append(dsnRcpts, &rcptRecord{Addr: r, State: rcptFailed, Status: "5.3.0",
+					Diag: "X-Appliance; message could not be processed for this recipient"})
+			}
+		} else if len(miss) > 0 {
+			q.log.Warn("envelope recipients in no package", "id", rec.ID, "count", len(miss))
+		}
+	case temporary(perr, false) && now.Before(expires):
+		rec.Attempts++
+		rec.LastError = perr.Error()
+		rec.NextAttempt = minTime(now.Add(q.backoff(rec.Attempts)), expires)
+		if err := q.sp.writeState(rec); err != nil {
+			return err
+		}
+		q.log.Warn("seal deferred", "id", rec.ID, "attempt", rec.Attempts, "next", rec.NextAttempt, "err", perr)
+		return nil
+	default:
+		status, diag := "5.0.0", "X-Appliance; message could not be processed"
+		if temporary(perr, false) {
+			status, diag = "4.4.7", "X-Appliance; message expired, last error: temporary processing failure"
+		}
+		var se *smtp.SMTPError
+		if errors.As(perr, &se) {
+			status, diag = enhanced(se), "smtp; "+replyText(se)
+		}
+		for _, r := range rec.Envelope.RcptTo {
+			dsnRcpts = append(dsnRcpts, &rcptRecord{Addr: r, State: rcptFailed, Status: status, Diag: diag})
+		}
+		// The reason may name HSM slots or files: it goes to the log only.
+		q.log.Error("seal failed", "id", rec.ID, "err", perr)
+	}
+
+	rec.Phase = phaseSealed
+	rec.NextAttempt = time.Time{}
+	if err := q.addDSN(rec, dsnRcpts, now); err != nil {
+		return err
+	}
+	if err := q.syncPackages(); err != nil {
+		return err
+	}
+	if err := q.sp.writeState(rec); err != nil {
+		return err
+	}
+	q.countFailed(len(dsnRcpts))
+	q.log.Info("sealed", "id", rec.ID, "packages", len(rec.Packages), "refused", len(dsnRcpts))
+	return q.sp.dropMessage(rec.ID)
+}
+
+func (q *Queue) syncPackages() error {
+	if err := syncDir(q.sp.pkg); err != nil {
+		return fmt.Errorf("failed to store packages: %w", err)
+	}
+	return nil
+}
+
+// uncovered lists envelope recipients in no package and no refusal
+// (compared without case: the Processor may normalise addresses).
+func uncovered(rcpts []string, s *Sealed) []string {
+	seen := make(map[string]bool)
+	for _, p := range s.Packages {
+		for _, r := range p.RcptTo {
+			seen[strings.ToLower(r)] = true
+		}
+	}
+	for _, r := range s.Refused {
+		seen[strings.ToLower(r.Recipient)] = true
+	}
+	var out []string
+	for _, r := range rcpts {
+		if !seen[strings.ToLower(r)] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkSealed rejects a Processor result the queue cannot deliver.
+func checkSealed(s *Sealed) error {
+	if s == nil {
+		return errors.New("failed to seal: processor returned nothing")
+	}
+	for i, p := range s.Packages {
+		if len(p.RcptTo) == 0 || p.Body == nil {
+			return fmt.Errorf("failed to seal: package %d has no recipients or no body", i)
+		}
+	}
+	return nil
+}
+
+// addDSN appends a DSN package for failed recipients (to the envelope
+// sender, never to a null sender). The caller commits the state.
+func (q *Queue) addDSN(rec *record, failed []*rcptRecord, now time.Time) error {
+	if len(failed) == 0 || rec.Envelope.MailFrom == "" {
+		return nil
+	}
+	n := 0
+	for _, p := range rec.Packages {
+		n = max(n, p.N+1)
+	}
+	d := &dsn{
+		hostname: q.opts.Hostname, id: rec.ID, seq: n, sender: rec.Envelope.MailFrom,
+		arrival: rec.Envelope.ReceivedAt, now: now, rcpts: failed,
+	}
+	if err := q.sp.writePackage(rec.ID, n, d); err != nil {
+		return err
+	}
+	rec.Packages = append(rec.Packages, &pkgRecord{
+		N: n, MailFrom: "", DSN: true, ExpiresAt: now.Add(q.opts.MaxAge),
+		Rcpts: []*rcptRecord{{Addr: rec.Envelope.MailFrom, State: rcptPending}},
+	})
+	q.mu.Lock()
+	q.stats.DSNs++
+	q.mu.Unlock()
+	q.log.Info("dsn queued", "id", rec.ID, "package", n, "failed", len(failed))
+	return nil
+}
+
+func (q *Queue) countFailed(n int) {
+	q.mu.Lock()
+	q.stats.Failed += n
+	q.mu.Unlock()
+}
+
+// deliverDue attempts every package whose time has come, up to
+// Options.PackageConcurrency at once (a message split for hidden recipients
+// can have many), committing each result as soon as its transaction ends.
+// Transactions run without the lock; recording (state, DSN files) holds it.
+func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
+	var (
+		mu       sync.Mutex // guards rec and firstErr
+		firstErr error
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, q.opts.PackageConcurrency)
+	)
+	now := q.opts.Now()
+	var due []*pkgRecord
+	for _, p := range rec.Packages {
+		if !p.final() && !p.NextAttempt.After(now) {
+			due = append(due, p)
+		}
+	}
+	for _, p := range due {
+		slots <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		rcpts := p.pending()
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			results, derr := q.deliverOne(ctx, rec.ID, p, rcpts)
+			if derr != nil && ctx.Err() != nil {
+				q.log.Info("parked", "id", rec.ID, "package", p.N)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if firstErr != nil {
+				return
+			}
+			firstErr = q.record(rec, p, rcpts, results, derr)
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (q *Queue) deliverOne(ctx context.Context, id string, p *pkgRecord, rcpts []string) ([]RcptResult, error) {
+	f, err := os.Open(q.sp.pkgPath(id, p.N))
+	if err != nil {
+		// Reported like a transaction failure: retried, and bounced at
+		// expiry, rather than stalling the whole message.
+		return nil, fmt.Errorf("failed to open package %d of %q: %w", p.N, id, err)
+	}
+	defer f.Close()
+	return q.dlv.Deliver(ctx, p.MailFrom, rcpts, io.Reader(f))
+}
+
+// record applies one transaction's outcome to p and commits it together
+// with a DSN for recipients that failed.
+func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []RcptResult, derr error) error {
+	now := q.opts.Now()
+	byAddr := make(map[string]*rcptRecord, len(p.Rcpts))
+	for _, r := range p.Rcpts {
+		byAddr[r.Addr] = r
+	}
+	outcome := make(map[string]error, len(rcpts))
+	if derr != nil {
+		for _, r := range rcpts {
+			outcome[r] = derr
+		}
+	} else {
+		for _, r := range rcpts {
+			outcome[r] = errors.New("no result from deliverer")
+		}
+		for _, res := range results {
+			if _, ok := outcome[res.Rcpt]; ok {
+				outcome[res.Rcpt] = res.Err
+			}
+		}
+	}
+
+	var failed []*rcptRecord
+	delivered, deferred := 0, 0
+	var lastTemp error
+	expired := !now.Before(p.ExpiresAt)
+	for _, addr := range rcpts {
+		r, err := byAddr[addr], outcome[addr]
+		switch {
+		case err == nil:
+			r.State = rcptDelivered
+			delivered++
+		case temporary(err, true) && !expired:
+			deferred++
+			lastTemp = err
+		default:
+			r.State = rcptFailed
+			r.Status, r.Diag = failure(err, expired)
+			failed = append(failed, r)
+		}
+	}
+	if deferred > 0 {
+		p.Attempts++
+		p.LastError = lastTemp.Error()
+		p.NextAttempt = minTime(now.Add(q.backoff(p.Attempts)), p.ExpiresAt)
+	}
+	if !p.DSN {
+		if err := q.addDSN(rec, failed, now); err != nil {
+			return err
+		}
+		if len(failed) > 0 && rec.Envelope.MailFrom != "" {
+			if err := q.syncPackages(); err != nil {
+				return err
+			}
+		}
+	}
+	// The last result of a message commits by removing it: one fsync
+	// fewer than writing a final state.
+	commit := q.sp.writeState
+	if rec.finished() {
+		commit = q.sp.remove
+	}
+	if err := commit(rec); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.stats.Delivered += delivered
+	q.stats.Failed += len(failed)
+	q.mu.Unlock()
+
+	attrs := []any{"id", rec.ID, "package", p.N, "delivered", delivered, "deferred", deferred, "failed", len(failed)}
+	switch {
+	case deferred > 0:
+		q.log.Warn("delivery deferred", append(attrs, "attempt", p.Attempts, "next", p.NextAttempt, "err", lastTemp)...)
+	case len(failed) > 0:
+		q.log.Warn("delivery failed", attrs...)
+	default:
+		q.log.Info("delivered", attrs...)
+	}
+	return nil
+}
+
+// failure gives the DSN Status and Diagnostic-Code for a recipient's error.
+func failure(err error, expired bool) (status, diag string) {
+	var se *smtp.SMTPError
+	hasReply := errors.As(err, &se)
+	switch {
+	case hasReply && !expired:
+		return enhanced(se), "smtp; " + replyText(se)
+	case hasReply:
+		return "4.4.7", "smtp; " + replyText(se)
+	case expired:
+		return "4.4.7", "X-Appliance; delivery time expired, last error: " + err.Error()
+	default:
+		return "5.0.0", "X-Appliance; " + err.Error()
+	}
+}
+
+func enhanced(se *smtp.SMTPError) string {
+	c := se.EnhancedCode
+	if c == (smtp.EnhancedCode{}) || c == smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d.0.0", se.Code/100)
+	}
+	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
+}
+
+func replyText(se *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %s %s", se.Code, enhanced(se), se.Message)
+}
+
+func statusOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
