@@ -104,6 +104,11 @@ type Directory struct {
 	// CaseSensitiveLocalPart keeps RFC 5321's case-sensitive local parts;
 	// the default folds them, which is what every real mailbox does.
 	CaseSensitiveLocalPart bool `toml:"case_sensitive_local_part"`
+	// Sources, CRL fetching and LDAP: see directory_ext.go.
+	Sources         []string      `toml:"sources"`
+	CRLURLPrefixes  []string      `toml:"crl_url_prefixes"`
+	CRLFetchTimeout time.Duration `toml:"crl_fetch_timeout"`
+	LDAP            LDAP          `toml:"ldap"`
 }
 
 // Policy values. The string types keep the TOML spelling so a decision log
@@ -380,6 +385,7 @@ func (c *Config) resolve(base string) {
 	abs(&c.Directory.Certs)
 	abs(&c.Directory.Roots)
 	abs(&c.Directory.CRLs)
+	c.Directory.resolve(abs)
 	for i := range c.Senders {
 		abs(&c.Senders[i].Cert)
 	}

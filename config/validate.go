@@ -18,6 +18,7 @@ func (c *Config) validate(v *validator) {
 	required(v, "spool.dir", c.Spool.Dir)
 	required(v, "directory.certs", c.Directory.Certs)
 	required(v, "directory.roots", c.Directory.Roots)
+	c.validateDirectoryExt(v)
 	c.validatePolicy(v)
 	oneOf(v, "log.format", c.Log.Format, LogText, LogJSON)
 	oneOf(v, "log.level", c.Log.Level, "debug", "info", "warn", "error")

@@ -24,13 +24,43 @@
 // CRL of the optional CRL folder. EC keys are refused until ECDH (RFC 5753)
 // lands.
 //
+// # Sources
+//
+// The folder is one source; an LDAP server ([LDAPOptions]) is another,
+// searched per address through a small connection pool behind a TTL cache
+// that also remembers "no certificate". Sources are asked in the
+// configured order and the first that has a valid certificate for an
+// address answers, so a folder can override or stand in for LDAP. A source
+// that cannot be asked (LDAP down) makes [Directory.LookupContext] fail
+// with an [*UnavailableError], which is Temporary: a relay must defer such
+// a message, never refuse its recipients as certificate-less.
+//
+// # Revocation
+//
+// Besides the CRL folder, CRLs can be fetched from the distribution points
+// of the certificates in a chain ([CRLFetchOptions]), from configured URL
+// prefixes only, and are fetched again at their nextUpdate. A certificate
+// is refused when any CRL lists it; when a needed CRL was never obtained,
+// the lookup is Unavailable rather than trusting an unchecked certificate.
+//
+// # Capabilities
+//
+// Each [Entry] carries the content profile its owner can read, learnt from
+// a signed message ([Directory.Learn], stored as NAME.caps.json next to
+// the certificate in the folder) or else from the certificate's
+// sMIMECapabilities extension (RFC 4262): "modern" when AES-256-GCM is
+// announced, "compat" otherwise, "" when nothing is known and policy
+// decides.
+//
 // A [Directory] is an immutable snapshot behind an atomic pointer:
-// lookups never block, and [Directory.Reload] (on SIGHUP) builds a new
-// snapshot and swaps it in whole, or keeps the old one on failure.
+// lookups never block on a reload, and [Directory.Reload] (on SIGHUP)
+// builds a new snapshot and swaps it in whole, or keeps the old one on
+// failure; it also empties the LDAP cache.
 package directory
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -67,7 +97,20 @@ type Options struct {
 	// CaseSensitiveLocalPart keeps local parts as written (RFC 5321);
 	// by default they are case-folded like domains.
 	CaseSensitiveLocalPart bool
+	// Sources is the order in which sources are asked, each [SourceFolder]
+	// or [SourceLDAP]; nil means the folder, then LDAP when configured.
+	Sources []string
+	// LDAP, when set, configures the LDAP source.
+	LDAP *LDAPOptions
+	// CRLFetch, when set, fetches CRLs from distribution points.
+	CRLFetch *CRLFetchOptions
 }
+
+// Source names for [Options.Sources] and [Entry.Source].
+const (
+	SourceFolder = "folder"
+	SourceLDAP   = "ldap"
+)
 
 // Entry is one recipient certificate for one address. Entries are shared
 // between callers and must not be modified.
@@ -75,24 +118,33 @@ type Entry struct {
 	Cert    *x509.Certificate
 	Address string // as in the certificate, domain lower-cased
 	ID      string // lowercase hex SHA-256 of the DER
-	File    string // where it was loaded from
+	File    string // where it was loaded from: a path, or the LDAP URL and DN
+	Source  string // SourceFolder or SourceLDAP
 	// SMIMECaps are the certificate's sMIMECapabilities (RFC 4262), most
 	// preferred first; nil when absent. See [SMIMECapabilities].
 	SMIMECaps []asn1.ObjectIdentifier
+	// Profile is the content profile the owner can read, learnt from a
+	// signed message or else from SMIMECaps: [ProfileModern],
+	// [ProfileCompat], or "" when nothing is known.
+	Profile string
 }
 
 // Rejection is a certificate found for an address that is not usable;
 // Err is a [*CertError].
 type Rejection struct {
-	Cert *x509.Certificate
-	Err  error
+	Cert   *x509.Certificate
+	Err    error
+	Source string // where the certificate came from
 }
 
 // Directory is safe for concurrent use.
 type Directory struct {
-	opts   Options
-	reload sync.Mutex // one Reload at a time
-	snap   atomic.Pointer[snapshot]
+	opts    Options
+	sources []string
+	ldap    *ldapSource // nil without LDAP
+	crls    *crlFetcher // nil without CRL fetching
+	reload  sync.Mutex  // one Reload at a time
+	snap    atomic.Pointer[snapshot]
 }
 
 type snapshot struct {
@@ -104,8 +156,10 @@ type snapshot struct {
 	problems             []error
 	cas                  []*x509.Certificate  // every CA known, to find CRL issuers
 	revoked              map[string]time.Time // issuerSerialKey -> revocation time
-	chainCache           sync.Map             // CertID -> window of a verified chain
+	chainCache           sync.Map             // CertID -> cachedChain
 	cached               atomic.Int64
+	crls                 *crlFetcher            // shared with the Directory; nil when off
+	learnt               map[string]*LearntCaps // folded address -> latest learnt
 }
 
 // Open loads the roots file and the certificates folder. It fails only when
@@ -116,15 +170,51 @@ func Open(o Options) (*Directory, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &Directory{opts: o}
+	d := &Directory{opts: o, sources: o.Sources}
+	if d.sources == nil {
+		d.sources = []string{SourceFolder}
+		if o.LDAP != nil {
+			d.sources = append(d.sources, SourceLDAP)
+		}
+	}
+	seen := map[string]bool{}
+	for _, src := range d.sources {
+		switch {
+		case seen[src]:
+			return nil, fmt.Errorf("failed to open directory: source %q listed twice", src)
+		case src == SourceLDAP && o.LDAP == nil:
+			return nil, fmt.Errorf("failed to open directory: source %q is not configured", src)
+		case src != SourceFolder && src != SourceLDAP:
+			return nil, fmt.Errorf("failed to open directory: unknown source %q", src)
+		}
+		seen[src] = true
+	}
+	if o.LDAP != nil {
+		l, err := newLDAPSource(o.LDAP, o.Now, d.fold)
+		if err != nil {
+			return nil, fmt.Errorf("failed to open directory: %w", err)
+		}
+		d.ldap = l
+	}
+	if o.CRLFetch != nil {
+		d.crls = newCRLFetcher(o.CRLFetch)
+	}
 	if err := d.Reload(); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// Reload rereads roots and certificates and swaps them in atomically. On
-// error the previous state stays in use.
+// Close releases the LDAP connections. Lookups after Close open new ones.
+func (d *Directory) Close() error {
+	if d.ldap != nil {
+		d.ldap.close()
+	}
+	return nil
+}
+
+// Reload rereads roots and certificates and swaps them in atomically, and
+// forgets cached LDAP answers. On error the previous state stays in use.
 func (d *Directory) Reload() error {
 	d.reload.Lock()
 	defer d.reload.Unlock()
@@ -132,9 +222,16 @@ func (d *Directory) Reload() error {
 	if err != nil {
 		return err
 	}
+	s.crls = d.crls
 	d.snap.Store(s)
+	if d.ldap != nil {
+		d.ldap.cache.flush()
+	}
 	return nil
 }
+
+// Sources returns the sources in the order they are asked.
+func (d *Directory) Sources() []string { return append([]string(nil), d.sources...) }
 
 // Problems returns the per-file problems of the last successful load, each
 // a [*FileError].
@@ -142,30 +239,95 @@ func (d *Directory) Problems() []error {
 	return append([]error(nil), d.snap.Load().problems...)
 }
 
-// Lookup returns every certificate indexed for addr, split into the valid
-// ones (newest NotBefore first, so a "newest" policy takes valid[0]) and
-// the rejected ones with their reasons.
+// Lookup is [Directory.LookupContext] without a context and without the
+// error: a source that cannot be asked counts as having nothing. It suits
+// a folder-only directory; with LDAP, use LookupContext so an outage
+// defers mail instead of refusing recipients.
 func (d *Directory) Lookup(addr string) (valid []*Entry, rejected []Rejection) {
+	valid, rejected, _ = d.LookupContext(context.Background(), addr)
+	return valid, rejected
+}
+
+// LookupContext asks the sources in order for addr's certificates and
+// returns those of the first source that has a valid one, newest
+// NotBefore first (so a "newest" policy takes valid[0]), with every
+// certificate refused on the way and why. err is an [*UnavailableError]
+// (Temporary) when no valid certificate was found and some source or CRL
+// could not be consulted: the answer might have been different, so the
+// caller must retry later rather than treat addr as certificate-less.
+func (d *Directory) LookupContext(ctx context.Context, addr string) (valid []*Entry, rejected []Rejection, err error) {
 	s := d.snap.Load()
 	now := d.opts.Now()
-	for _, e := range s.byAddr[d.fold(addr)] {
-		if err := s.validate(e.Cert, now); err != nil {
-			rejected = append(rejected, Rejection{Cert: e.Cert, Err: err})
-			continue
+	key := d.fold(addr)
+	var unavailable error
+	for _, src := range d.sources {
+		var cands []*Entry
+		switch src {
+		case SourceFolder:
+			cands = s.byAddr[key]
+		case SourceLDAP:
+			var ferr error
+			if cands, ferr = d.ldap.find(ctx, key); ferr != nil {
+				unavailable = cmpOr(unavailable, ferr)
+				continue
+			}
 		}
-		valid = append(valid, e)
+		var v []*Entry
+		for _, e := range cands {
+			if err := d.check(ctx, s, e, key, addr, now); err != nil {
+				if errors.Is(err, ErrUnavailable) {
+					unavailable = cmpOr(unavailable, err)
+					continue
+				}
+				rejected = append(rejected, Rejection{Cert: e.Cert, Err: err, Source: src})
+				continue
+			}
+			v = append(v, s.withProfile(key, e))
+		}
+		if len(v) > 0 {
+			valid = v
+			break
+		}
+	}
+	if len(valid) == 0 && unavailable != nil {
+		return nil, rejected, unavailable
 	}
 	sort.SliceStable(valid, func(i, j int) bool {
 		return valid[i].Cert.NotBefore.After(valid[j].Cert.NotBefore)
 	})
-	return valid, rejected
+	return valid, rejected, nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// check validates one candidate; certificates from LDAP must also be
+// issued for the address, since an entry found by mail= can hold others.
+func (d *Directory) check(ctx context.Context, s *snapshot, e *Entry, key, addr string, now time.Time) error {
+	if e.Source == SourceLDAP && !d.issuedFor(e.Cert, key) {
+		return certError(e.Cert, fmt.Errorf("%w %q", ErrAddressMismatch, addr))
+	}
+	return s.validateCtx(ctx, e.Cert, now)
+}
+
+func (d *Directory) issuedFor(c *x509.Certificate, key string) bool {
+	for _, a := range Addresses(c) {
+		if d.fold(a) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate checks c for use as an encryption certificate at now against
 // the current roots and intermediates. It does not look at addresses; see
 // [Directory.ValidateFor]. Errors are [*CertError].
 func (d *Directory) Validate(c *x509.Certificate, now time.Time) error {
-	return d.snap.Load().validate(c, now)
+	return d.snap.Load().validateCtx(context.Background(), c, now)
 }
 
 // ValidateFor is [Directory.Validate] plus the check that c is issued for
@@ -190,23 +352,33 @@ func (d *Directory) OwnerByIssuerSerial(issuerRawDER []byte, serial *big.Int) (a
 	if serial == nil {
 		return "", false
 	}
-	addr, ok = d.snap.Load().byIssuerSerial[issuerSerialKey(issuerRawDER, serial)]
-	return addr, ok
+	k := issuerSerialKey(issuerRawDER, serial)
+	if addr, ok = d.snap.Load().byIssuerSerial[k]; ok || d.ldap == nil {
+		return addr, ok
+	}
+	return d.ldap.seen.ownerByIssuerSerial(k)
 }
 
 // OwnerBySKI maps a subjectKeyIdentifier RecipientInfo identifier to the
 // address of the certificate carrying that SKI extension.
 func (d *Directory) OwnerBySKI(ski []byte) (addr string, ok bool) {
-	addr, ok = d.snap.Load().bySKI[string(ski)]
-	return addr, ok
+	if addr, ok = d.snap.Load().bySKI[string(ski)]; ok || d.ldap == nil {
+		return addr, ok
+	}
+	return d.ldap.seen.ownerBySKI(string(ski))
 }
 
 // ByID returns the entry whose certificate has this SHA-256 hex ID, valid or
 // not, so a spooled plan can name certificates by ID and find them after a
-// restart. Callers re-check with [Directory.Validate] where it matters.
+// restart. Certificates from LDAP are found once a lookup has returned
+// them in this process. Callers re-check with [Directory.Validate] where it
+// matters.
 func (d *Directory) ByID(id string) (*Entry, bool) {
-	e, ok := d.snap.Load().byID[strings.ToLower(id)]
-	return e, ok
+	id = strings.ToLower(id)
+	if e, ok := d.snap.Load().byID[id]; ok || d.ldap == nil {
+		return e, ok
+	}
+	return d.ldap.seen.entry(id)
 }
 
 // Addresses returns the email addresses c is issued for: its rfc822Name
@@ -273,6 +445,7 @@ func load(o Options) (*snapshot, error) {
 		bySKI:          map[string]string{},
 		byID:           map[string]*Entry{},
 		revoked:        map[string]time.Time{},
+		learnt:         map[string]*LearntCaps{},
 	}
 	nroots := 0
 	s.cas = append(s.cas, rootCerts...)
@@ -301,9 +474,20 @@ func load(o Options) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read certificates folder: %w", err)
 	}
-	err = s.walk(root, func(path string) { s.addFile(path, o.CaseSensitiveLocalPart) })
+	err = s.walk(root, func(path string) {
+		if strings.HasSuffix(path, capsSuffix) {
+			s.addCapsFile(path, o.CaseSensitiveLocalPart)
+			return
+		}
+		s.addFile(path, o.CaseSensitiveLocalPart)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to read certificates folder: %w", err)
+	}
+	for k, entries := range s.byAddr {
+		for _, e := range entries {
+			e.Profile = s.profileFor(k, e)
+		}
 	}
 	if o.CRLDir != "" {
 		if err := s.loadCRLs(o.CRLDir, o.Now()); err != nil {
@@ -363,7 +547,7 @@ func (s *snapshot) addFile(path string, caseSensitiveLocal bool) {
 		var first *Entry
 		caps := SMIMECapabilities(c)
 		for _, a := range addrs {
-			e := &Entry{Cert: c, Address: foldAddress(a, true), ID: id, File: path, SMIMECaps: caps}
+			e := &Entry{Cert: c, Address: foldAddress(a, true), ID: id, File: path, Source: SourceFolder, SMIMECaps: caps}
 			if first == nil {
 				first = e
 			}

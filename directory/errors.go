@@ -61,3 +61,26 @@ type FileError struct {
 func (e *FileError) Error() string { return fmt.Sprintf("failed to load %q: %v", e.Path, e.Err) }
 
 func (e *FileError) Unwrap() error { return e.Err }
+
+// ErrUnavailable is a source or a CRL that could not be consulted (LDAP
+// down, CRL distribution point unreachable). It is never a verdict on a
+// certificate: the caller should try again later, which is why
+// [*UnavailableError] says Temporary.
+var ErrUnavailable = errors.New("certificate source unavailable")
+
+// UnavailableError names what could not be consulted. It unwraps to both
+// [ErrUnavailable] and the cause, and reports Temporary() true so the queue
+// defers the message instead of bouncing it.
+type UnavailableError struct {
+	Source string // "ldap ldaps://ldap.example.test", "crl http://crl.example.test/inter.crl"
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("%v: %s: %v", ErrUnavailable, e.Source, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// Temporary marks the error for the queue's retry logic.
+func (e *UnavailableError) Temporary() bool { return true }

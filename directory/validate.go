@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -11,10 +12,10 @@ import (
 
 const minRSABits = 2048
 
-// validate runs the cheap local checks before the chain, so the reason given
-// is the most specific one: an expired certificate from a trusted CA says
-// "expired", not "does not chain".
-func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
+// validateCtx runs the cheap local checks before the chain, so the reason
+// given is the most specific one: an expired certificate from a trusted CA
+// says "expired", not "does not chain". ctx bounds CRL fetching.
+func (s *snapshot) validateCtx(ctx context.Context, c *x509.Certificate, now time.Time) error {
 	if now.Before(c.NotBefore) {
 		return certError(c, fmt.Errorf("%w (not before %s)", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339)))
 	}
@@ -45,8 +46,8 @@ func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
 		}
 	}
 	id := CertID(c)
-	if w, ok := s.chainCache.Load(id); ok && w.(window).contains(now) {
-		return nil
+	if cc, ok := s.chainCache.Load(id); ok && cc.(cachedChain).contains(now) {
+		return s.fetchedRevocation(ctx, c, cc.(cachedChain).chain, now)
 	}
 	// Asking for emailProtection also enforces EKU constraints that
 	// intermediates place on what they issue.
@@ -78,9 +79,35 @@ func (s *snapshot) validate(c *x509.Certificate, now time.Time) error {
 		return certError(c, fmt.Errorf("%w (chain certificate %q serial %#x)", ErrRevoked, revoked.Subject.String(), revoked.SerialNumber))
 	}
 	if s.cached.Add(1) <= maxChainCache {
-		s.chainCache.Store(id, chainWindow(good))
+		s.chainCache.Store(id, cachedChain{window: chainWindow(good), chain: good})
 	}
-	return nil
+	return s.fetchedRevocation(ctx, c, good, now)
+}
+
+// fetchedRevocation checks chain against CRLs fetched from distribution
+// points. Unlike the CRL folder these change during a snapshot's life, so
+// the check runs on every validation, cached chain or not; it costs map
+// lookups once the CRLs are fetched.
+func (s *snapshot) fetchedRevocation(ctx context.Context, c *x509.Certificate, chain []*x509.Certificate, now time.Time) error {
+	if s.crls == nil {
+		return nil
+	}
+	revoked, err := s.crls.revokedIn(ctx, chain, now)
+	switch {
+	case err != nil:
+		return certError(c, err)
+	case revoked == nil:
+		return nil
+	case revoked == c:
+		return certError(c, fmt.Errorf("%w (by a CRL from its distribution point)", ErrRevoked))
+	}
+	return certError(c, fmt.Errorf("%w (chain certificate %q serial %#x)", ErrRevoked, revoked.Subject.String(), revoked.SerialNumber))
+}
+
+// cachedChain is a verified chain and the window in which it stays valid.
+type cachedChain struct {
+	window
+	chain []*x509.Certificate
 }
 
 // Chain building costs two RSA verifications or more per certificate, and

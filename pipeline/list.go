@@ -1,21 +1,618 @@
 package pipeline
 
-import (
-	"context"
-	"errors"
+// The mail list agent (RFC 2634 section 4, DESIGN section 7).
+//
+// A list has a key pair on the token and a member file. A post to the list becomes one package
+// per member, and each package names only that member: its only RecipientInfos are the member's,
+// its envelope has only the member, and its header keeps To as the list address. The members
+// never learn of each other, and the poster learns nothing from the packages either.
+//
+// Mail already encrypted to the list is never decrypted: its content key is unwrapped on the
+// token with the list key into a session key (UnwrapCEK) and wrapped again for each member; the
+// encrypted content goes out byte for byte. Plain mail is signed with the list key, encrypted
+// once under a fresh content key and wrapped the same way. Either way the list then signs each
+// member's application/pkcs7-mime entity (the outer layer of RFC 2634's triple wrapping, sent as
+// multipart/signed) with an mlExpansionHistory attribute that carries the history the post
+// arrived with plus this expansion. The outer signature is per member, because it covers the
+// member's RecipientInfo; that RSA signature, not the key wrap, bounds the expansion rate.
+//
+// Memory grows with the member count only by what differs per member (a RecipientInfo and a
+// signature, a few KB): the ciphertext is shared and each package is base64-encoded when the
+// queue writes it.
 
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"appliance/cms"
+	"appliance/directory"
 	"appliance/queue"
+	"appliance/seal"
+	"appliance/smime"
+	"appliance/split"
 )
 
+// List is one mail list the appliance expands (a [[list]] of the configuration).
+type List struct {
+	Address string
+	// KeyURI is the PKCS#11 URI of the list's RSA key pair: it unwraps content keys (CKA_UNWRAP)
+	// and signs what the list sends.
+	KeyURI string
+	// Chain is the list's certificate first, then intermediates; the certificate is what posters
+	// encrypt to and what members verify the list's signature with.
+	Chain []*x509.Certificate
+	// MembersFile holds one address per line; blank lines and lines starting with # are ignored.
+	// [Pipeline.Reload] reads it again.
+	MembersFile string
+	Posters     Posters
+}
+
+// Posters says who may post to a list. The zero value admits nobody.
+type Posters struct {
+	Anyone    bool     // every sender, the null sender included
+	Members   bool     // the list's members
+	Addresses []string // these senders, whether members or not
+}
+
+// ListToken is what the mail list agent needs of the HSM beyond [Token].
+type ListToken interface {
+	// UnwrapCEK decrypts wrapped with the private key keyURI names into a content key that stays
+	// on the token (oaepHash 0: RSAES-PKCS1-v1_5). An error wrapping [ErrWrappedKey] says the
+	// wrapped key itself is bad (the message's fault, permanent); any other error is taken as
+	// trouble with the token (temporary: the message stays queued).
+	UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error)
+}
+
+var (
+	// ErrWrappedKey is how a [ListToken] reports a wrapped content key it cannot unwrap.
+	ErrWrappedKey = errors.New("wrapped content key rejected")
+	// ErrNotPoster reports a sender the list's posting rule does not admit.
+	ErrNotPoster = errors.New("sender may not post to the list")
+	// ErrNotList reports an address that is not a configured list.
+	ErrNotList = errors.New("not a mail list")
+	// ErrListLoop reports a message whose mlExpansionHistory already has this list.
+	ErrListLoop = errors.New("mail list loop")
+	// ErrHistoryFull reports a message expanded ub-ml-expansion-history (64) times already.
+	ErrHistoryFull = errors.New("mail list expansion history full")
+	// ErrBadHistory reports an mlExpansionHistory attribute that cannot be read.
+	ErrBadHistory = errors.New("malformed mlExpansionHistory")
+	// ErrNotForList reports an encrypted post with no RecipientInfo for the list's certificate.
+	ErrNotForList = errors.New("message is not encrypted to the list")
+	// ErrListConfig reports a list definition SetLists refuses.
+	ErrListConfig = errors.New("invalid mail list")
+)
+
+// MembersError is a line of a members file that is not an address.
+type MembersError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *MembersError) Error() string {
+	return fmt.Sprintf("members file %q line %d: %v", e.File, e.Line, e.Err)
+}
+
+func (e *MembersError) Unwrap() error { return e.Err }
+
+// ParseMembers reads a members file: one address per line, blank lines and lines whose first
+// non-blank character is # ignored. Addresses come back normalized as the pipeline compares
+// them, without duplicates, sorted.
+func ParseMembers(r io.Reader, caseSensitiveLocalPart bool) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 4096)
+	seen := map[string]bool{}
+	var out []string
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if strings.ContainsAny(line, "<>,") {
+			return nil, &MembersError{Line: n, Err: errors.New("give one bare address per line")}
+		}
+		a, err := split.Normalize(line, caseSensitiveLocalPart)
+		if err != nil {
+			return nil, &MembersError{Line: n, Err: fmt.Errorf("%q is not an address: %w", line, err)}
+		}
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("failed to read members: %w", err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// mailLists is the Pipeline's list state: definitions set once, members swapped on reload.
+type mailLists struct {
+	mu   sync.Mutex // serialises SetLists and Reload
+	defs []List
+	tok  ListToken
+	cur  atomic.Pointer[listSet]
+}
+
+type listSet struct {
+	byAddr map[string]*mailList
+	tok    ListToken
+}
+
+type mailList struct {
+	List
+	addr    string // normalized
+	listID  string // List-Id value (RFC 2919)
+	members []string
+	member  map[string]bool
+	poster  map[string]bool
+}
+
+// SetLists makes the pipeline expand lists (nil or empty: none), reading every members file.
+// tok unwraps content keys for mail encrypted to a list; it is usually the same token as
+// Options.Token. On error nothing changes.
+func (p *Pipeline) SetLists(lists []List, tok ListToken) error {
+	p.lists.mu.Lock()
+	defer p.lists.mu.Unlock()
+	if len(lists) > 0 && tok == nil {
+		return fmt.Errorf("failed to set lists: %w: no token", ErrListConfig)
+	}
+	set, err := p.loadLists(lists, tok)
+	if err != nil {
+		return err
+	}
+	p.lists.defs = append([]List(nil), lists...)
+	p.lists.tok = tok
+	p.lists.cur.Store(set)
+	return nil
+}
+
+// Reload reads every list's members file again (on SIGHUP) and swaps the new members in whole;
+// on error the old members stay in force.
+func (p *Pipeline) Reload() error {
+	p.lists.mu.Lock()
+	defer p.lists.mu.Unlock()
+	set, err := p.loadLists(p.lists.defs, p.lists.tok)
+	if err != nil {
+		return err
+	}
+	p.lists.cur.Store(set)
+	return nil
+}
+
+func (p *Pipeline) loadLists(lists []List, tok ListToken) (*listSet, error) {
+	cs := p.opts.Policy.CaseSensitiveLocalPart
+	set := &listSet{byAddr: map[string]*mailList{}, tok: tok}
+	for _, l := range lists {
+		addr, err := split.Normalize(l.Address, cs)
+		if err != nil {
+			return nil, fmt.Errorf("failed to set list %q: %w: %w", l.Address, ErrListConfig, err)
+		}
+		if set.byAddr[addr] != nil {
+			return nil, fmt.Errorf("failed to set list %q: %w: configured twice", l.Address, ErrListConfig)
+		}
+		if _, ok := p.senders[addr]; ok {
+			// A sender's outgoing mail would be expanded instead of sealed.
+			return nil, fmt.Errorf("failed to set list %q: %w: also a sender", l.Address, ErrListConfig)
+		}
+		if l.KeyURI == "" {
+			return nil, fmt.Errorf("failed to set list %q: %w: no key", l.Address, ErrListConfig)
+		}
+		if len(l.Chain) == 0 {
+			return nil, fmt.Errorf("failed to set list %q: %w: no certificate", l.Address, ErrListConfig)
+		}
+		if _, ok := l.Chain[0].PublicKey.(*rsa.PublicKey); !ok {
+			return nil, fmt.Errorf("failed to set list %q: %w: certificate has a %T key, not RSA", l.Address, ErrListConfig, l.Chain[0].PublicKey)
+		}
+		f, err := os.Open(l.MembersFile)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read members of %q: %w", l.Address, err)
+		}
+		members, err := ParseMembers(f, cs)
+		f.Close()
+		var me *MembersError
+		if errors.As(err, &me) {
+			me.File = l.MembersFile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("failed to read members of %q: %w", l.Address, err)
+		}
+		ml := &mailList{List: l, addr: addr, member: map[string]bool{}, poster: map[string]bool{}}
+		local, domain, _ := strings.Cut(addr, "@")
+		ml.listID = "<" + sanitize(local) + "." + sanitize(domain) + ">"
+		for _, m := range members {
+			if m == addr {
+				continue // a list that is its own member would only loop
+			}
+			ml.members = append(ml.members, m)
+			ml.member[m] = true
+		}
+		for _, a := range l.Posters.Addresses {
+			n, err := split.Normalize(a, cs)
+			if err != nil {
+				return nil, fmt.Errorf("failed to set list %q: %w: poster %q: %w", l.Address, ErrListConfig, a, err)
+			}
+			ml.poster[n] = true
+		}
+		set.byAddr[addr] = ml
+	}
+	return set, nil
+}
+
+func (p *Pipeline) list(addr string) *mailList {
+	set := p.lists.cur.Load()
+	if set == nil {
+		return nil
+	}
+	key, err := split.Normalize(addr, p.opts.Policy.CaseSensitiveLocalPart)
+	if err != nil {
+		return nil
+	}
+	return set.byAddr[key]
+}
+
+// IsList reports whether addr is a list this pipeline expands.
+func (p *Pipeline) IsList(addr string) bool { return p.isList(addr) }
+
 // isList reports whether addr is a mail list the appliance expands (DESIGN section 7).
-func (p *Pipeline) isList(addr string) bool { return false }
+func (p *Pipeline) isList(addr string) bool { return p.list(addr) != nil }
+
+// CheckPoster refuses a sender the posting rule of list does not admit; the error wraps
+// [ErrNotPoster] (or [ErrNotList]).
+func (p *Pipeline) CheckPoster(_ context.Context, list, mailFrom string) error {
+	l := p.list(list)
+	if l == nil {
+		return fmt.Errorf("%w: %q", ErrNotList, list)
+	}
+	if l.Posters.Anyone {
+		return nil
+	}
+	from, err := split.Normalize(mailFrom, p.opts.Policy.CaseSensitiveLocalPart)
+	if err == nil && (l.poster[from] || l.Posters.Members && l.member[from]) {
+		return nil
+	}
+	return fmt.Errorf("%w: %q to %q", ErrNotPoster, mailFrom, list)
+}
 
 // listsIn separates the list addresses among env's recipients from the rest.
 func (p *Pipeline) listsIn(env queue.Envelope) (lists []string, rest queue.Envelope) {
-	return nil, env
+	rest = env
+	rest.RcptTo = nil
+	for _, r := range env.RcptTo {
+		if p.isList(r) {
+			lists = append(lists, r)
+		} else {
+			rest.RcptTo = append(rest.RcptTo, r)
+		}
+	}
+	return lists, rest
 }
+
+// listParallel bounds the members prepared at once: each holds an HSM session for its wrap and
+// signature, and a buffer of one encoded envelope.
+const listParallel = 4
 
 // expandList makes one package per member of list.
 func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope, list string, msg []byte) (*queue.Sealed, error) {
-	return nil, errors.New("mail lists are not implemented")
+	log := p.opts.Logger.With("msg_id", id, "list", list)
+	l := p.list(list)
+	refuse := func(status string, err error) (*queue.Sealed, error) {
+		log.Info("list post refused", "status", status, "err", err)
+		return &queue.Sealed{Refused: []queue.Refusal{{Recipient: list, Status: status, Reason: refusalText(err)}}}, nil
+	}
+	if l == nil {
+		return refuse("5.1.1", fmt.Errorf("%w: %q", ErrNotList, list))
+	}
+	if err := p.CheckPoster(ctx, list, env.MailFrom); err != nil {
+		return refuse("5.7.1", err)
+	}
+	start := time.Now()
+	post, err := readPost(msg)
+	if err != nil {
+		return refuse("5.6.0", err)
+	}
+	history, err := l.extendHistory(post.history, p.opts.Now())
+	if err != nil {
+		return refuse("5.4.6", err)
+	}
+
+	tok := p.lists.cur.Load().tok
+	signer, err := p.opts.Token.Signer(ctx, l.KeyURI)
+	if err != nil {
+		return nil, tempError{fmt.Errorf("failed to find the key of list %q: %w", l.Address, err)}
+	}
+	x := &expansion{p: p, l: l, signer: signer, history: history, now: p.opts.Now()}
+	defer x.destroyKey(ctx)
+	if post.enveloped != nil {
+		err = x.unwrap(ctx, tok, post.enveloped)
+	} else {
+		err = x.encrypt(ctx, post.entity)
+	}
+	switch {
+	case errors.Is(err, ErrNotForList), errors.Is(err, ErrWrappedKey):
+		return refuse("5.7.5", err)
+	case errors.Is(err, cms.ErrUnsupported):
+		return refuse("5.6.0", err)
+	case err != nil:
+		return nil, tempError{err}
+	}
+	x.shared = p.listHeader(id, env, l, post.outer)
+
+	out, skipped, err := x.fanOut(ctx, log)
+	if err != nil {
+		return nil, tempError{err}
+	}
+	if len(out.Packages) == 0 {
+		return refuse("5.7.1", errors.New("no member of the list has a usable certificate"))
+	}
+	log.Info("list expanded", "packages", len(out.Packages), "skipped", skipped,
+		"encrypted_post", post.enveloped != nil, "history", len(post.history)+1, "bytes", len(msg),
+		"duration", time.Since(start))
+	return out, nil
+}
+
+// refusalText is what a DSN says about a refused post; the errors above name only the poster and
+// the list, both known to whoever gets the DSN.
+func refusalText(err error) string {
+	for _, e := range []error{ErrNotPoster, ErrListLoop, ErrHistoryFull, ErrBadHistory, ErrNotForList, ErrWrappedKey, ErrNotList} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	if strings.Contains(err.Error(), "usable certificate") {
+		return "no member of the list has a usable certificate"
+	}
+	return "message cannot be sent to the list"
+}
+
+// expansion is one post being expanded to one list's members.
+type expansion struct {
+	p       *Pipeline
+	l       *mailList
+	signer  crypto.Signer
+	history cms.Attribute
+	now     time.Time
+
+	key       cms.ContentKey
+	oaep      crypto.Hash // key transport for members: 0 is RSAES-PKCS1-v1_5
+	smimeType string
+	// Exactly one of these holds the shared encrypted content.
+	enveloped *cms.Enveloped
+	ec        *cms.EncryptedContent
+
+	shared *sharedParts
+}
+
+func (x *expansion) destroyKey(ctx context.Context) {
+	if d, ok := x.key.(interface{ Destroy(context.Context) error }); ok {
+		d.Destroy(context.WithoutCancel(ctx))
+	}
+}
+
+// unwrap takes the content key of a post encrypted to the list onto the token.
+func (x *expansion) unwrap(ctx context.Context, tok ListToken, env *cms.Enveloped) error {
+	var mine *cms.RecipientInfo
+	for _, ri := range env.RecipientInfos {
+		if ri.Matches(x.l.Chain[0]) {
+			mine = ri
+			break
+		}
+	}
+	if mine == nil {
+		return fmt.Errorf("failed to expand: %w", ErrNotForList)
+	}
+	h, err := mine.OAEPHash()
+	if err != nil {
+		return fmt.Errorf("failed to expand: %w", err)
+	}
+	key, err := tok.UnwrapCEK(ctx, x.l.KeyURI, mine.EncryptedKey, h)
+	if err != nil {
+		return fmt.Errorf("failed to unwrap the content key with the key of list %q: %w", x.l.Address, err)
+	}
+	x.key, x.enveloped = key, env
+	x.smimeType = smime.TypeEnvelopedData
+	if env.Auth() {
+		// Whoever reads AuthEnvelopedData reads OAEP too (DESIGN section 5).
+		x.smimeType, x.oaep = smime.TypeAuthEnvelopedData, x.p.opts.Token.OAEPHash()
+	}
+	return nil
+}
+
+// encrypt signs a plain post with the list key and encrypts it once for every member.
+func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
+	name := x.p.opts.Policy.Profile
+	if name == "" {
+		name = split.ProfileCompat
+	}
+	prof, ok := seal.Profiles[name]
+	if !ok {
+		return fmt.Errorf("failed to expand: %w: %q", seal.ErrUnknownProfile, name)
+	}
+	sig, err := cms.Sign(x.signer, x.l.Chain, entity, cms.SignOptions{
+		Detached: true, SigningTime: x.now, EncryptionCert: x.l.Chain[0],
+	})
+	if err != nil {
+		return fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
+	}
+	micalg, err := smime.MicAlg(crypto.SHA256)
+	if err != nil {
+		return err
+	}
+	signed := smime.SignedEntity(entity, sig, micalg)
+	key, err := x.p.opts.Token.NewContentKey(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to make content key: %w", err)
+	}
+	x.key = key
+	if x.ec, err = cms.Encrypt(ctx, key, prof.Content, bytes.NewReader(signed)); err != nil {
+		return fmt.Errorf("failed to encrypt content: %w", err)
+	}
+	x.smimeType = smime.TypeEnvelopedData
+	if prof.Content == cms.AES256GCM {
+		x.smimeType = smime.TypeAuthEnvelopedData
+	}
+	if prof.OAEP {
+		x.oaep = x.p.opts.Token.OAEPHash()
+	}
+	return nil
+}
+
+// memberJob is one member and the certificates that get a RecipientInfo.
+type memberJob struct {
+	i     int
+	addr  string
+	certs []*x509.Certificate
+}
+
+// fanOut prepares every member's package on listParallel workers and returns them in member
+// order. A member whose certificate cannot be used is skipped with a log line, never sent
+// plaintext.
+func (x *expansion) fanOut(ctx context.Context, log interface {
+	Warn(string, ...any)
+}) (*queue.Sealed, int, error) {
+	members := x.l.members
+	pkgs := make([]*listPackage, len(members))
+	skipped := 0
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		jobs     = make(chan memberJob)
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(listParallel, len(members)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for j := range jobs {
+				pk, err := x.member(ctx, j, &buf)
+				mu.Lock()
+				switch {
+				case err == nil:
+					pkgs[j.i] = pk
+				case errors.Is(err, cms.ErrUnsupported), errors.Is(err, cms.ErrNoSubjectKeyID):
+					skipped++
+					log.Warn("list member skipped", "member", j.addr, "err", err)
+				case firstErr == nil:
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i, m := range members {
+		valid, rejected := x.p.opts.Directory.Lookup(m)
+		certs := x.choose(valid)
+		if len(certs) == 0 {
+			// The reasons name only this member's certificates; the line goes to the log only.
+			mu.Lock()
+			skipped++
+			mu.Unlock()
+			errs := make([]string, 0, len(rejected))
+			for _, r := range rejected {
+				errs = append(errs, r.Err.Error())
+			}
+			log.Warn("list member skipped: no valid certificate", "member", m, "rejected", errs)
+			continue
+		}
+		select {
+		case jobs <- memberJob{i: i, addr: m, certs: certs}:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, 0, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	out := &queue.Sealed{Packages: make([]queue.Package, 0, len(members)-skipped)}
+	for _, pk := range pkgs {
+		if pk == nil {
+			continue
+		}
+		out.Packages = append(out.Packages, queue.Package{
+			// The list's own address as the envelope sender would send a bounce back into the list;
+			// the poster must not learn members from bounces either. So bounces go nowhere.
+			MailFrom: "",
+			RcptTo:   []string{pk.rcpt},
+			Body:     pk,
+		})
+	}
+	return out, skipped, nil
+}
+
+// choose applies the cert_choice policy to a member's valid certificates (newest first).
+func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
+	if len(valid) == 0 {
+		return nil
+	}
+	if x.p.opts.Policy.CertChoice == split.Newest {
+		valid = valid[:1]
+	}
+	out := make([]*x509.Certificate, len(valid))
+	for i, e := range valid {
+		out[i] = e.Cert
+	}
+	return out
+}
+
+// member wraps the content key for one member, assembles their envelope and signs it as the list.
+func (x *expansion) member(ctx context.Context, j memberJob, buf *bytes.Buffer) (*listPackage, error) {
+	ris := make([]*cms.RecipientInfo, 0, len(j.certs))
+	for _, c := range j.certs {
+		opts := cms.KeyTransOptions{ID: cms.IssuerAndSerial, OAEPHash: x.oaep}
+		if x.p.opts.SKI != nil && x.p.opts.SKI(j.addr) {
+			opts.ID = cms.SubjectKeyID
+		}
+		ri, err := cms.KeyTransRecipient(ctx, x.key, c, opts)
+		if err != nil {
+			return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", j.addr, err)
+		}
+		ris = append(ris, ri)
+	}
+	var der *cms.Encoded
+	var err error
+	if x.enveloped != nil {
+		der, err = x.enveloped.WithRecipients(ris)
+	} else {
+		der, err = cms.Envelope(x.ec, ris)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to assemble the envelope of list member %q: %w", j.addr, err)
+	}
+	buf.Reset()
+	if err := writeInnerEntity(buf, x.smimeType, der); err != nil {
+		return nil, err
+	}
+	sig, err := cms.Sign(x.signer, x.l.Chain, buf.Bytes(), cms.SignOptions{
+		Detached:    true,
+		SigningTime: x.now,
+		Extra:       []cms.Attribute{x.history},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
+	}
+	return &listPackage{shared: x.shared, smimeType: x.smimeType, rcpt: j.addr, der: der, sig: sig}, nil
 }

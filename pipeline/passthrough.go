@@ -1,25 +1,699 @@
 package pipeline
 
-import (
-	"context"
-	"errors"
-	"mime"
-	"strings"
+// Splitting a client-encrypted message (DESIGN section 6, issue 5).
+//
+// A sender's client that encrypts to every recipient, Bcc included, names the hidden recipients
+// to everyone through the RecipientInfos. The appliance repairs that without the plaintext and
+// without anyone's private key: each RecipientInfo is attributed to an owner by its identifier,
+// split plans the packages exactly as for plain mail (each RecipientInfo group is fed to it as a
+// certificate "ri:N" of its owner, so the same oracle checks the privacy rule and completeness),
+// and each package is the client's CMS re-encoded with the RecipientInfos the plan allows. The
+// encrypted content, AuthEnvelopedData's authenticated attributes and MAC are reused byte for
+// byte, so whatever the client signed inside stays signed and every recipient can still decrypt.
+//
+// Decisions:
+//   - Detection looks at the DER, not only at the smime-type label: a message labelled
+//     signed-data that is really EnvelopedData would otherwise be wrapped whole and leak its
+//     RecipientInfos to everyone who decrypts the outer layer. Content that is not enveloped
+//     (signed-data, compressed-data, certs-only, anything else) is sealed as ordinary content:
+//     signed and encrypted per recipient like any other body.
+//   - A RecipientInfo is kept only when its owner is an envelope recipient (then it goes where
+//     split puts that recipient) or the sender (self-copy, visible to everyone). Any other,
+//     including KeyAgree, KEK, Password and Other entries that cannot be attributed, is dropped
+//     from every package and logged, or the message is refused ([RejectUnknown]).
+//   - An envelope recipient without a RecipientInfo cannot be served without decrypting. Under
+//     [RefuseMissing] it is refused with a DSN. Under [DeliverMissing] it gets the message with
+//     only the RecipientInfos every recipient may see (the visible recipients' and the
+//     sender's): "as is" would show it the hidden ones. That package is only readable if the
+//     recipient holds one of those keys (a shared role key, a certificate missing from the
+//     directory), so it is the operator's explicit choice, not the default; with no such
+//     RecipientInfo at all the recipient is refused as under RefuseMissing.
 
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"net/mail"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"weak"
+
+	"appliance/cms"
+	"appliance/cms/oid"
+	"appliance/directory"
 	"appliance/queue"
+	"appliance/seal"
+	"appliance/smime"
+	"appliance/split"
 
 	"github.com/emersion/go-message/textproto"
 )
 
-// clientEncrypted reports whether a submitted message was already encrypted by its sender's
-// client (DESIGN section 6): it is then split without decryption instead of sealed.
+// UnknownRecipientInfo is the policy for a RecipientInfo whose owner is unknown or not an
+// envelope recipient (configuration key policy.unknown_recipientinfo).
+type UnknownRecipientInfo int
+
+const (
+	// DropUnknown removes such RecipientInfos from every package ("drop", the default).
+	DropUnknown UnknownRecipientInfo = iota
+	// RejectUnknown refuses the whole message ("reject": 554 5.7.1 at end of DATA).
+	RejectUnknown
+)
+
+// MissingRecipientInfo is the policy for an envelope recipient that no RecipientInfo names
+// (configuration key policy.passthrough_missing).
+type MissingRecipientInfo int
+
+const (
+	// RefuseMissing refuses the recipient with a DSN ("refuse", the default).
+	RefuseMissing MissingRecipientInfo = iota
+	// DeliverMissing delivers a package carrying only RecipientInfos visible to the recipient
+	// ("deliver"); see the file comment for why nothing more can be given.
+	DeliverMissing
+)
+
+// PassThroughPolicy shapes how client-encrypted messages are split. The zero value is the
+// configuration's defaults.
+type PassThroughPolicy struct {
+	Unknown UnknownRecipientInfo
+	Missing MissingRecipientInfo
+	// MaxRecipientInfos caps the RecipientInfos accepted in one message; 0 means
+	// cms.DefaultMaxRecipientInfos.
+	MaxRecipientInfos int
+}
+
+// ErrInvalidPassThroughPolicy reports an out-of-range PassThroughPolicy value.
+var ErrInvalidPassThroughPolicy = errors.New("invalid pass-through policy")
+
+func (pol PassThroughPolicy) validate() error {
+	switch {
+	case pol.Unknown != DropUnknown && pol.Unknown != RejectUnknown:
+		return fmt.Errorf("%w: unknown_recipientinfo %d", ErrInvalidPassThroughPolicy, pol.Unknown)
+	case pol.Missing != RefuseMissing && pol.Missing != DeliverMissing:
+		return fmt.Errorf("%w: passthrough_missing %d", ErrInvalidPassThroughPolicy, pol.Missing)
+	case pol.MaxRecipientInfos < 0:
+		return fmt.Errorf("%w: max recipientinfos %d", ErrInvalidPassThroughPolicy, pol.MaxRecipientInfos)
+	}
+	return nil
+}
+
+// passThroughPolicies holds each Pipeline's policy until Options has a field for it. The key is
+// a weak pointer, so a Pipeline that is no longer used is not kept alive by its entry, and a
+// cleanup removes the entry.
+var passThroughPolicies sync.Map // weak.Pointer[Pipeline] -> PassThroughPolicy
+
+// SetPassThroughPolicy sets how p splits client-encrypted messages. Call it before p is used.
+func (p *Pipeline) SetPassThroughPolicy(pol PassThroughPolicy) error {
+	if err := pol.validate(); err != nil {
+		return err
+	}
+	key := weak.Make(p)
+	if _, loaded := passThroughPolicies.Swap(key, pol); !loaded {
+		runtime.AddCleanup(p, func(k weak.Pointer[Pipeline]) { passThroughPolicies.Delete(k) }, key)
+	}
+	return nil
+}
+
+func (p *Pipeline) passThroughPolicy() PassThroughPolicy {
+	if v, ok := passThroughPolicies.Load(weak.Make(p)); ok {
+		return v.(PassThroughPolicy)
+	}
+	return PassThroughPolicy{}
+}
+
+var (
+	// ErrNotClientEncrypted reports a message that is not application/pkcs7-mime (or an
+	// application/octet-stream *.p7m): there is nothing to split.
+	ErrNotClientEncrypted = errors.New("message is not client-encrypted")
+	// ErrUnsplittable reports a client-encrypted message that cannot be split: malformed MIME
+	// or CMS, an unsupported RecipientInfo version, too many RecipientInfos. Permanent.
+	ErrUnsplittable = errors.New("client-encrypted message cannot be split")
+	// ErrRecipientInfoRejected reports, under RejectUnknown, a RecipientInfo that belongs to no
+	// envelope recipient and not to the sender. The front end answers 554 5.7.1.
+	ErrRecipientInfoRejected = errors.New("message carries a recipientinfo of no envelope recipient")
+)
+
+// PassThroughProfile is the split profile of every package of a client-encrypted message: the
+// client chose the algorithms, so all recipients share one encryption, whatever the policy's
+// profiles say.
+const PassThroughProfile = "passthrough"
+
+// PassThroughPlan is what splitting a client-encrypted message does, for `appliance inspect` and
+// the audit log.
+type PassThroughPlan struct {
+	// Opaque is set when the content is not EnvelopedData or AuthEnvelopedData (signed-data,
+	// compressed-data, ...): nothing is split, the message is sealed as ordinary content and
+	// only ContentType and Label are set.
+	Opaque bool
+	// ContentType is the smime-type the DER says (e.g. "enveloped-data"), or the content type
+	// OID in dotted form when it is none of RFC 8551's.
+	ContentType string
+	// Label is the smime-type parameter as written; it may be missing or disagree.
+	Label string
+	// RecipientInfos lists every RecipientInfo of the message, in order.
+	RecipientInfos []PlannedRecipientInfo
+	// Packages are the outgoing packages, in the order of Plan.Packages.
+	Packages []PlannedPackage
+	// Refused are the envelope recipients that get no package, with their reasons.
+	Refused []split.Refusal
+	// Plan is split's plan, certificates named "ri:N" after the first RecipientInfo of each
+	// group naming one certificate.
+	Plan *split.Plan
+}
+
+// PlannedRecipientInfo is one RecipientInfo and what happens to it.
+type PlannedRecipientInfo struct {
+	Index int
+	Kind  cms.RecipientKind
+	// ID describes the identifier: "issuer=<DN> serial=<hex>" or "ski=<hex>"; "" when the
+	// kind carries none that can be attributed.
+	ID string
+	// Owner is the address the identifier maps to, "" when unknown.
+	Owner string
+	// Sender is set when Owner is the sender (the self-copy).
+	Sender bool
+	// Packages are the indexes of the packages carrying it; empty when Dropped.
+	Packages []int
+	// Dropped says why it goes into no package; "" when it is kept.
+	Dropped string
+}
+
+// PlannedPackage is one outgoing package of a client-encrypted message.
+type PlannedPackage struct {
+	Recipients []string
+	Hidden     bool
+	// RecipientInfos are the indexes of the RecipientInfos it carries, ascending.
+	RecipientInfos []int
+	// Owners are the distinct owners of those RecipientInfos.
+	Owners []string
+}
+
+// PlanPassThrough reports what splitting msg for env would do, without building anything. It
+// fails with ErrNotClientEncrypted for any other message, and wraps ErrUnsplittable or
+// ErrRecipientInfoRejected as splitting would.
+func (p *Pipeline) PlanPassThrough(env queue.Envelope, msg []byte) (*PassThroughPlan, error) {
+	pt, err := p.planPassThrough(env, msg)
+	if err != nil {
+		return nil, err
+	}
+	return pt.pub, nil
+}
+
+// CheckMessage is asked by the front end at end of DATA, before the message is accepted: for a
+// client-encrypted message it refuses what splitting would later refuse (ErrUnsplittable,
+// ErrRecipientInfoRejected), so the client learns it now rather than from a bounce. Other
+// messages pass.
+func (p *Pipeline) CheckMessage(_ context.Context, env queue.Envelope, msg []byte) error {
+	_, err := p.planPassThrough(env, msg)
+	if errors.Is(err, ErrNotClientEncrypted) {
+		return nil
+	}
+	return err
+}
+
+// clientEncrypted reports whether a submitted message may have been encrypted by its sender's
+// client (DESIGN section 6): an application/pkcs7-mime entity of any smime-type, since only the
+// DER can say what it really is, or an application/octet-stream named *.p7m. passThrough then
+// decides from the DER.
 func clientEncrypted(h textproto.Header) bool {
-	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	mt = strings.ToLower(mt)
-	return mt == "application/pkcs7-mime" || mt == "application/x-pkcs7-mime"
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+		return false
+	}
+	switch mt {
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		return true
+	case "application/octet-stream":
+		_, disp, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+		return p7m(params["name"]) || p7m(disp["filename"])
+	}
+	return false
+}
+
+func p7m(name string) bool {
+	return strings.HasSuffix(strings.ToLower(strings.TrimSpace(name)), ".p7m")
 }
 
 // passThrough splits a client-encrypted message into packages without decrypting it.
 func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
-	return nil, errors.New("splitting client-encrypted messages is not implemented")
+	log := p.opts.Logger.With("msg_id", id)
+	if _, ok := p.SenderFor(env.MailFrom); !ok {
+		return nil, fmt.Errorf("failed to split: %w: %q", ErrUnknownSender, env.MailFrom)
+	}
+	pt, err := p.planPassThrough(env, msg)
+	if pt != nil && pt.pub.Opaque {
+		log.Info("client content is not enveloped; sealing it as ordinary content",
+			"content_type", pt.pub.ContentType, "smime_type", pt.pub.Label)
+		return p.sealOrdinary(ctx, env, msg, h)
+	}
+	if pt != nil {
+		for _, ri := range pt.pub.RecipientInfos {
+			if ri.Dropped != "" {
+				log.Warn("recipientinfo dropped", "index", ri.Index, "kind", ri.Kind.String(),
+					"id", ri.ID, "owner", ri.Owner, "reason", ri.Dropped)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if pt.pkg.SMIMEType != pt.pub.ContentType {
+		log.Warn("smime-type label disagrees with the content", "smime_type", pt.pub.Label, "content_type", pt.pub.ContentType)
+	}
+
+	out := &seal.Sealed{}
+	for i, pk := range pt.pub.Plan.Packages {
+		idx := pt.pub.Packages[i].RecipientInfos
+		ris := make([]*cms.RecipientInfo, len(idx))
+		for j, n := range idx {
+			ris[j] = pt.env.RecipientInfos[n]
+		}
+		der, err := pt.env.WithRecipients(ris)
+		if err != nil {
+			return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
+		}
+		sp, err := seal.NewPassThrough(pk, pt.pkg.Header, pt.pub.ContentType, der)
+		if err != nil {
+			return nil, fmt.Errorf("failed to split: %w", err)
+		}
+		out.Packages = append(out.Packages, sp)
+	}
+	return &Result{Plan: pt.pub.Plan, Sealed: out}, nil
+}
+
+// ptPlan is a PassThroughPlan with what building the packages needs.
+type ptPlan struct {
+	pub *PassThroughPlan
+	pkg *smime.Package
+	env *cms.Enveloped
+}
+
+// planPassThrough parses msg and plans its split. On ErrRecipientInfoRejected it also returns
+// the plan, so the caller can log what was refused.
+func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte) (*ptPlan, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil || !clientEncrypted(h) {
+		return nil, ErrNotClientEncrypted
+	}
+	pol := p.passThroughPolicy()
+	pkg, err := smime.Parse(bytes.NewReader(msg), int64(len(msg)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
+	}
+	pt := &ptPlan{pkg: pkg, pub: &PassThroughPlan{Label: pkg.RawSMIMEType}}
+	ct, err := contentType(pkg.DER)
+	if err != nil {
+		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
+	}
+	pt.pub.ContentType = smimeTypeOf(ct)
+	if !ct.Equal(oid.EnvelopedData) && !ct.Equal(oid.AuthEnvelopedData) {
+		pt.pub.Opaque = true
+		return pt, nil
+	}
+	if pt.env, err = cms.ParseEnvelopedWith(pkg.DER, cms.ParseOptions{MaxRecipientInfos: pol.MaxRecipientInfos}); err != nil {
+		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
+	}
+
+	a := p.attribute(env, pkg.Header, pt.env.RecipientInfos)
+	in := split.Input{
+		Header:   pkg.Header,
+		MailFrom: env.MailFrom,
+		RcptTo:   env.RcptTo,
+		Certs:    a.certs,
+		Policy:   p.opts.Policy,
+	}
+	in.SenderCerts = a.self
+	// The client chose the algorithms and the identities: keep every RecipientInfo a recipient
+	// owns and the sender's own, in one profile.
+	in.Policy.SelfCopy = true
+	in.Policy.CertChoice = split.All
+	in.Policy.Profile = PassThroughProfile
+	in.Policy.DomainProfiles = nil
+	in.Policy.MissingCert = split.Drop
+	if pol.Missing == DeliverMissing {
+		in.Policy.MissingCert = split.Plaintext
+	}
+	plan, err := split.Make(in)
+	if err != nil {
+		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
+	}
+	// The oracle costs little next to the message and turns a planning mistake into a refusal
+	// instead of a leak.
+	if err := split.CheckPrivacy(in, plan); err != nil {
+		return nil, fmt.Errorf("failed to split: %w", err)
+	}
+	finishPlan(plan, in.SenderCerts)
+	pt.pub.Plan = plan
+	pt.pub.Refused = plan.Refused
+
+	pt.pub.RecipientInfos = a.planned
+	var rejected []string
+	for _, ri := range a.planned {
+		if ri.Dropped != "" {
+			rejected = append(rejected, fmt.Sprintf("#%d (%s)", ri.Index, ri.Dropped))
+		}
+	}
+	for i, pk := range plan.Packages {
+		pp := PlannedPackage{Recipients: pk.Recipients, Hidden: pk.Hidden}
+		seen := map[string]bool{}
+		for _, c := range pk.Certs {
+			for _, n := range a.groups[c.ID] {
+				pp.RecipientInfos = append(pp.RecipientInfos, n)
+				a.planned[n].Packages = append(a.planned[n].Packages, i)
+			}
+			if !seen[c.Owner] {
+				seen[c.Owner] = true
+				pp.Owners = append(pp.Owners, c.Owner)
+			}
+		}
+		sort.Ints(pp.RecipientInfos)
+		pt.pub.Packages = append(pt.pub.Packages, pp)
+	}
+	for i := range a.planned {
+		if ri := &a.planned[i]; ri.Dropped == "" && len(ri.Packages) == 0 {
+			// The sender's self-copy goes into every encrypted package, and there may be
+			// none when every recipient is refused. Not the client's fault: not rejected.
+			ri.Dropped = "no package carries it"
+		}
+	}
+	if pol.Unknown == RejectUnknown && len(rejected) > 0 {
+		if len(rejected) > 3 {
+			rejected = append(rejected[:3], fmt.Sprintf("and %d more", len(rejected)-3))
+		}
+		return pt, fmt.Errorf("failed to split: %w: %s", ErrRecipientInfoRejected, strings.Join(rejected, ", "))
+	}
+	return pt, nil
+}
+
+// finishPlan turns split's plan into the pass-through one: the refusal reasons say why, and
+// under DeliverMissing (fed to split as Plaintext) each signed-only package becomes one with
+// the RecipientInfos every recipient may see, or a refusal when there are none.
+func finishPlan(plan *split.Plan, self []split.Cert) {
+	for i := range plan.Refused {
+		plan.Refused[i].Reason = missingReason(plan.Refused[i].Recipient)
+	}
+	var visible []split.Cert
+	for _, pk := range plan.Packages {
+		if !pk.Hidden && pk.Profile != "" {
+			visible = append(visible, pk.Certs...)
+		}
+	}
+	if visible == nil {
+		// No visible package: the self-copy alone is what everyone may see.
+		visible = self
+	}
+	kept := plan.Packages[:0]
+	for _, pk := range plan.Packages {
+		if pk.Profile != "" {
+			kept = append(kept, pk)
+			continue
+		}
+		if len(visible) == 0 {
+			plan.Refused = append(plan.Refused, split.Refusal{
+				Recipient: pk.Recipients[0], Reason: missingReason(pk.Recipients[0]),
+				Code: 550, Enhanced: "5.7.1", DSN: true,
+			})
+			continue
+		}
+		pk.Certs = append([]split.Cert(nil), visible...)
+		pk.Profile = PassThroughProfile
+		kept = append(kept, pk)
+	}
+	plan.Packages = kept
+	plan.Profiles = nil
+	if len(kept) > 0 {
+		plan.Profiles = []string{PassThroughProfile}
+	}
+}
+
+func missingReason(rcpt string) string {
+	return fmt.Sprintf("no RecipientInfo for %q; the appliance does not decrypt", strings.Trim(rcpt, "<>"))
+}
+
+// attribution is every RecipientInfo mapped to an owner, grouped by the certificate it names.
+type attribution struct {
+	certs   map[string][]split.Cert // envelope recipient -> its groups, as split wants them
+	self    []split.Cert            // the sender's groups
+	groups  map[string][]int        // "ri:N" -> indexes of the RecipientInfos of the group
+	planned []PlannedRecipientInfo
+}
+
+// attribute maps each RecipientInfo to an owner. Envelope recipients' certificates come from
+// the directory (valid or not: a certificate that expired since the client encrypted still
+// names its owner), the sender's from the directory and its configured chain. Grouping by
+// certificate keeps what split sees bounded by the directory, however many RecipientInfos a
+// hostile message repeats.
+func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.RecipientInfo) *attribution {
+	cs := p.opts.Policy.CaseSensitiveLocalPart
+	type owner struct {
+		addr string
+		rcpt bool
+	}
+	index := map[string]owner{}
+	addCert := func(c *x509.Certificate, o owner) {
+		for _, k := range certKeys(c) {
+			if prev, ok := index[k]; !ok || (o.rcpt && !prev.rcpt) {
+				index[k] = o
+			}
+		}
+	}
+	lookup := func(addr string) []*x509.Certificate {
+		valid, rejected := p.opts.Directory.Lookup(addr)
+		out := make([]*x509.Certificate, 0, len(valid)+len(rejected))
+		for _, e := range valid {
+			out = append(out, e.Cert)
+		}
+		for _, r := range rejected {
+			out = append(out, r.Cert)
+		}
+		return out
+	}
+	// Senders first, so an address that is both keeps the recipient role.
+	authors := map[string]bool{}
+	for _, a := range authorsOf(env, h, cs) {
+		authors[a] = true
+		for _, c := range lookup(a) {
+			addCert(c, owner{addr: a})
+		}
+		if s, ok := p.SenderFor(a); ok && len(s.Chain) > 0 {
+			addCert(s.Chain[0], owner{addr: a})
+		}
+	}
+	rcpts := map[string]bool{}
+	for _, r := range env.RcptTo {
+		n, err := split.Normalize(r, cs)
+		if err != nil || rcpts[n] {
+			continue // split refuses an unparsable path with a reason
+		}
+		rcpts[n] = true
+		for _, c := range lookup(n) {
+			addCert(c, owner{addr: n, rcpt: true})
+		}
+	}
+
+	a := &attribution{certs: map[string][]split.Cert{}, groups: map[string][]int{}}
+	groupOf := map[string]string{} // identifier key -> "ri:N"
+	for i, ri := range ris {
+		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: describeID(ri)}
+		key := riKey(ri)
+		switch o, ok := index[key]; {
+		case key == "":
+			pr.Dropped = ri.Kind.String() + " recipientinfo cannot be attributed"
+		case ok:
+			pr.Owner, pr.Sender = o.addr, authors[o.addr]
+			id, seen := groupOf[key]
+			if !seen {
+				id = "ri:" + strconv.Itoa(i)
+				groupOf[key] = id
+				c := split.Cert{ID: id, Owner: o.addr, Profile: PassThroughProfile}
+				if o.rcpt {
+					a.certs[o.addr] = append(a.certs[o.addr], c)
+				}
+				if authors[o.addr] {
+					a.self = append(a.self, c)
+				}
+			}
+			a.groups[id] = append(a.groups[id], i)
+		default:
+			pr.Dropped = "owner unknown"
+			if addr, ok := p.ownerOf(ri); ok {
+				pr.Owner = addr
+				pr.Dropped = "owner is not an envelope recipient"
+			}
+		}
+		a.planned = append(a.planned, pr)
+	}
+	return a
+}
+
+// ownerOf asks the directory's identifier index, for the log line of a dropped RecipientInfo.
+func (p *Pipeline) ownerOf(ri *cms.RecipientInfo) (string, bool) {
+	if ri.SubjectKeyID != nil {
+		return p.opts.Directory.OwnerBySKI(ri.SubjectKeyID)
+	}
+	return p.opts.Directory.OwnerByIssuerSerial(ri.Issuer, ri.Serial)
+}
+
+// authorsOf are the sender identities whose RecipientInfo is a self-copy: MAIL FROM, From and
+// Sender, normalized. All of them are visible to every recipient.
+func authorsOf(env queue.Envelope, h textproto.Header, cs bool) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if n, err := split.Normalize(s, cs); err == nil && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	if mf := strings.TrimSpace(env.MailFrom); mf != "" && mf != "<>" {
+		add(mf)
+	}
+	for _, f := range []string{"From", "Sender"} {
+		if v := h.Get(f); v != "" {
+			if list, err := mail.ParseAddressList(v); err == nil {
+				for _, a := range list {
+					add(a.Address)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// riKey and certKeys put RecipientInfo identifiers and certificates in one key space.
+func riKey(ri *cms.RecipientInfo) string {
+	switch {
+	case ri.Kind != cms.KeyTrans:
+		return ""
+	case ri.SubjectKeyID != nil:
+		return "ski:" + string(ri.SubjectKeyID)
+	case ri.Serial != nil:
+		return "is:" + string(ri.Issuer) + "\x00" + ri.Serial.Text(16)
+	}
+	return ""
+}
+
+func certKeys(c *x509.Certificate) []string {
+	keys := []string{"is:" + string(c.RawIssuer) + "\x00" + c.SerialNumber.Text(16)}
+	if len(c.SubjectKeyId) > 0 {
+		keys = append(keys, "ski:"+string(c.SubjectKeyId))
+	}
+	return keys
+}
+
+func describeID(ri *cms.RecipientInfo) string {
+	switch {
+	case ri.Kind != cms.KeyTrans:
+		return ""
+	case ri.SubjectKeyID != nil:
+		return "ski=" + hex.EncodeToString(ri.SubjectKeyID)
+	case ri.Serial != nil:
+		issuer := hex.EncodeToString(ri.Issuer)
+		var rdn pkix.RDNSequence
+		if rest, err := asn1.Unmarshal(ri.Issuer, &rdn); err == nil && len(rest) == 0 {
+			var name pkix.Name
+			name.FillFromRDNSequence(&rdn)
+			issuer = name.String()
+		}
+		return "issuer=" + issuer + " serial=" + ri.Serial.Text(16)
+	}
+	return ""
+}
+
+// contentType reads the contentType of a ContentInfo, DER or BER, without parsing the rest.
+func contentType(der []byte) (asn1.ObjectIdentifier, error) {
+	if len(der) < 2 || der[0] != 0x30 {
+		return nil, fmt.Errorf("%w: not a ContentInfo", cms.ErrMalformed)
+	}
+	off := 2
+	switch l := der[1]; {
+	case l == 0x80, l < 0x80:
+	case l&0x7f <= 4:
+		off += int(l & 0x7f)
+	default:
+		return nil, fmt.Errorf("%w: bad ContentInfo length", cms.ErrMalformed)
+	}
+	if off+2 > len(der) || der[off] != 0x06 || der[off+1] >= 0x80 || off+2+int(der[off+1]) > len(der) {
+		return nil, fmt.Errorf("%w: ContentInfo has no content type", cms.ErrMalformed)
+	}
+	var ct asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(der[off:off+2+int(der[off+1])], &ct); err != nil {
+		return nil, fmt.Errorf("%w: content type: %w", cms.ErrMalformed, err)
+	}
+	return ct, nil
+}
+
+// oidCompressedData is id-ct-compressedData (RFC 3274).
+var oidCompressedData = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 9}
+
+// smimeTypeOf names a content type by its smime-type; certs-only shares signed-data's OID.
+func smimeTypeOf(ct asn1.ObjectIdentifier) string {
+	switch {
+	case ct.Equal(oid.EnvelopedData):
+		return smime.TypeEnvelopedData
+	case ct.Equal(oid.AuthEnvelopedData):
+		return smime.TypeAuthEnvelopedData
+	case ct.Equal(oid.SignedData):
+		return smime.TypeSignedData
+	case ct.Equal(oidCompressedData):
+		return smime.TypeCompressedData
+	}
+	return ct.String()
+}
+
+// sealOrdinary seals a message the way Seal does for plain mail; passThrough hands it content
+// it cannot split. It repeats Seal's plain path because pipeline.go decides pass-through from
+// the header alone, before the DER can be read.
+func (p *Pipeline) sealOrdinary(ctx context.Context, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
+	sender, ok := p.SenderFor(env.MailFrom)
+	if !ok {
+		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
+	}
+	certs := map[string]*x509.Certificate{}
+	var unusable []directory.Rejection
+	in := split.Input{Header: h, MailFrom: env.MailFrom, RcptTo: env.RcptTo, Certs: map[string][]split.Cert{}, Policy: p.opts.Policy}
+	for _, rcpt := range env.RcptTo {
+		key, err := split.Normalize(rcpt, p.opts.Policy.CaseSensitiveLocalPart)
+		if err != nil {
+			continue
+		}
+		valid, rejected := p.opts.Directory.Lookup(rcpt)
+		unusable = append(unusable, rejected...)
+		for _, e := range valid {
+			in.Certs[key] = append(in.Certs[key], split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore})
+			certs[e.ID] = e.Cert
+		}
+	}
+	if p.opts.Policy.SelfCopy {
+		leaf := sender.Chain[0]
+		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
+			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
+			id := directory.CertID(leaf)
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore}}
+			certs[id] = leaf
+		}
+	}
+	plan, err := split.Make(in)
+	if err != nil {
+		return nil, fmt.Errorf("failed to plan: %w", err)
+	}
+	signer, err := p.opts.Token.Signer(ctx, sender.KeyURI)
+	if err != nil {
+		return nil, fmt.Errorf("failed to find the signing key of %q: %w", sender.Address, err)
+	}
+	sealed, err := p.sealer.Seal(ctx, msg, plan, seal.Sender{Signer: signer, Chain: sender.Chain, PSS: sender.PSS}, certs)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }

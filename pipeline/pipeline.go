@@ -66,6 +66,7 @@ type Options struct {
 type Pipeline struct {
 	opts    Options
 	senders map[string]Sender
+	lists   mailLists // the mail list agent's state (list.go)
 	sealer  *seal.Sealer
 }
 

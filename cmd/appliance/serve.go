@@ -41,6 +41,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer deliv.Close()
 	q, err := queue.Open(queue.Options{
 		Dir:             cfg.Spool.Dir,
 		Workers:         cfg.Queue.Workers,
@@ -48,7 +49,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		MaxAge:          cfg.Queue.MaxAge,
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-		Logger:          log.With("component", "queue"),
+		// Refuse new mail (452 4.3.1) while the disk could not hold two more of the largest.
+		MinFreeBytes: uint64(2 * cfg.SMTP.MaxMessageBytes),
+		Logger:       log.With("component", "queue"),
 	}, p.pipe, deliv)
 	if err != nil {
 		return err
