@@ -381,6 +381,18 @@ func (d *Directory) ByID(id string) (*Entry, bool) {
 	return d.ldap.seen.entry(id)
 }
 
+// Entries returns one entry per certificate of the folder, valid or not,
+// in no particular order. LDAP cannot be listed; it is searched per
+// address.
+func (d *Directory) Entries() []*Entry {
+	s := d.snap.Load()
+	out := make([]*Entry, 0, len(s.byID))
+	for _, e := range s.byID {
+		out = append(out, e)
+	}
+	return out
+}
+
 // Addresses returns the email addresses c is issued for: its rfc822Name
 // subjectAltNames, or, when it has none, the emailAddress attributes of
 // its subject (the pre-RFC 5280 habit some CAs keep).
