@@ -41,16 +41,12 @@ import (
 	"fmt"
 	"mime"
 	"net/mail"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"weak"
 
 	"appliance/cms"
 	"appliance/cms/oid"
-	"appliance/directory"
 	"appliance/queue"
 	"appliance/seal"
 	"appliance/smime"
@@ -105,30 +101,6 @@ func (pol PassThroughPolicy) validate() error {
 		return fmt.Errorf("%w: max recipientinfos %d", ErrInvalidPassThroughPolicy, pol.MaxRecipientInfos)
 	}
 	return nil
-}
-
-// passThroughPolicies holds each Pipeline's policy until Options has a field for it. The key is
-// a weak pointer, so a Pipeline that is no longer used is not kept alive by its entry, and a
-// cleanup removes the entry.
-var passThroughPolicies sync.Map // weak.Pointer[Pipeline] -> PassThroughPolicy
-
-// SetPassThroughPolicy sets how p splits client-encrypted messages. Call it before p is used.
-func (p *Pipeline) SetPassThroughPolicy(pol PassThroughPolicy) error {
-	if err := pol.validate(); err != nil {
-		return err
-	}
-	key := weak.Make(p)
-	if _, loaded := passThroughPolicies.Swap(key, pol); !loaded {
-		runtime.AddCleanup(p, func(k weak.Pointer[Pipeline]) { passThroughPolicies.Delete(k) }, key)
-	}
-	return nil
-}
-
-func (p *Pipeline) passThroughPolicy() PassThroughPolicy {
-	if v, ok := passThroughPolicies.Load(weak.Make(p)); ok {
-		return v.(PassThroughPolicy)
-	}
-	return PassThroughPolicy{}
 }
 
 var (
@@ -254,14 +226,23 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 	if pt != nil && pt.pub.Opaque {
 		log.Info("client content is not enveloped; sealing it as ordinary content",
 			"content_type", pt.pub.ContentType, "smime_type", pt.pub.Label)
-		return p.sealOrdinary(ctx, env, msg, h)
+		return p.sealPlain(ctx, env, msg, h)
 	}
 	if pt != nil {
+		// A hostile message may carry thousands: the first few are enough to audit, the
+		// count says the rest.
+		dropped := 0
 		for _, ri := range pt.pub.RecipientInfos {
-			if ri.Dropped != "" {
+			if ri.Dropped == "" {
+				continue
+			}
+			if dropped++; dropped <= maxDropLogs {
 				log.Warn("recipientinfo dropped", "index", ri.Index, "kind", ri.Kind.String(),
 					"id", ri.ID, "owner", ri.Owner, "reason", ri.Dropped)
 			}
+		}
+		if dropped > maxDropLogs {
+			log.Warn("recipientinfos dropped", "count", dropped, "not_logged", dropped-maxDropLogs)
 		}
 	}
 	if err != nil {
@@ -291,6 +272,9 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 	return &Result{Plan: pt.pub.Plan, Sealed: out}, nil
 }
 
+// maxDropLogs is how many dropped RecipientInfos of one message get a log line each.
+const maxDropLogs = 10
+
 // ptPlan is a PassThroughPlan with what building the packages needs.
 type ptPlan struct {
 	pub *PassThroughPlan
@@ -305,7 +289,7 @@ func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte) (*ptPlan, err
 	if err != nil || !clientEncrypted(h) {
 		return nil, ErrNotClientEncrypted
 	}
-	pol := p.passThroughPolicy()
+	pol := p.opts.PassThrough
 	pkg, err := smime.Parse(bytes.NewReader(msg), int64(len(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
@@ -503,12 +487,22 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 
 	a := &attribution{certs: map[string][]split.Cert{}, groups: map[string][]int{}}
 	groupOf := map[string]string{} // identifier key -> "ri:N"
+	descs := map[string]string{}   // identifier key -> describeID, which parses the issuer
+	a.planned = make([]PlannedRecipientInfo, 0, len(ris))
 	for i, ri := range ris {
-		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: describeID(ri)}
 		key := riKey(ri)
+		desc, ok := descs[key]
+		if !ok {
+			desc = describeID(ri)
+			descs[key] = desc
+		}
+		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: desc}
 		switch o, ok := index[key]; {
 		case key == "":
-			pr.Dropped = ri.Kind.String() + " recipientinfo cannot be attributed"
+			pr.Dropped = unattributable[ri.Kind]
+			if pr.Dropped == "" {
+				pr.Dropped = "recipientinfo cannot be attributed"
+			}
 		case ok:
 			pr.Owner, pr.Sender = o.addr, authors[o.addr]
 			id, seen := groupOf[key]
@@ -534,6 +528,15 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 		a.planned = append(a.planned, pr)
 	}
 	return a
+}
+
+// unattributable are the reasons for RecipientInfos without an identifier that names a
+// certificate, made once rather than per RecipientInfo of a message that may carry thousands.
+var unattributable = map[cms.RecipientKind]string{
+	cms.KeyAgree: "keyagree recipientinfo cannot be attributed",
+	cms.KEK:      "kek recipientinfo cannot be attributed",
+	cms.Password: "password recipientinfo cannot be attributed",
+	cms.Other:    "other recipientinfo cannot be attributed",
 }
 
 // ownerOf asks the directory's identifier index, for the log line of a dropped RecipientInfo.
@@ -649,51 +652,4 @@ func smimeTypeOf(ct asn1.ObjectIdentifier) string {
 		return smime.TypeCompressedData
 	}
 	return ct.String()
-}
-
-// sealOrdinary seals a message the way Seal does for plain mail; passThrough hands it content
-// it cannot split. It repeats Seal's plain path because pipeline.go decides pass-through from
-// the header alone, before the DER can be read.
-func (p *Pipeline) sealOrdinary(ctx context.Context, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
-	sender, ok := p.SenderFor(env.MailFrom)
-	if !ok {
-		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
-	}
-	certs := map[string]*x509.Certificate{}
-	var unusable []directory.Rejection
-	in := split.Input{Header: h, MailFrom: env.MailFrom, RcptTo: env.RcptTo, Certs: map[string][]split.Cert{}, Policy: p.opts.Policy}
-	for _, rcpt := range env.RcptTo {
-		key, err := split.Normalize(rcpt, p.opts.Policy.CaseSensitiveLocalPart)
-		if err != nil {
-			continue
-		}
-		valid, rejected := p.opts.Directory.Lookup(rcpt)
-		unusable = append(unusable, rejected...)
-		for _, e := range valid {
-			in.Certs[key] = append(in.Certs[key], split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore})
-			certs[e.ID] = e.Cert
-		}
-	}
-	if p.opts.Policy.SelfCopy {
-		leaf := sender.Chain[0]
-		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
-			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
-			id := directory.CertID(leaf)
-			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore}}
-			certs[id] = leaf
-		}
-	}
-	plan, err := split.Make(in)
-	if err != nil {
-		return nil, fmt.Errorf("failed to plan: %w", err)
-	}
-	signer, err := p.opts.Token.Signer(ctx, sender.KeyURI)
-	if err != nil {
-		return nil, fmt.Errorf("failed to find the signing key of %q: %w", sender.Address, err)
-	}
-	sealed, err := p.sealer.Seal(ctx, msg, plan, seal.Sender{Signer: signer, Chain: sender.Chain, PSS: sender.PSS}, certs)
-	if err != nil {
-		return nil, err
-	}
-	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }

@@ -56,6 +56,8 @@ type Options struct {
 	// MaxMessageBytes bounds what Process reads (0: no bound).
 	MaxMessageBytes int64
 	Now             func() time.Time
+	// PassThrough shapes how client-encrypted messages are split (DESIGN section 6).
+	PassThrough PassThroughPolicy
 	// Logger gets one line per sealed message, one audit line per package (its envelope
 	// recipients and the owners of its RecipientInfos) and one per certificate found unusable;
 	// never content. nil discards.
@@ -72,14 +74,17 @@ type Pipeline struct {
 
 // New checks the options and builds a Pipeline.
 func New(o Options) (*Pipeline, error) {
-	if o.Directory == nil || o.Token == nil {
-		return nil, errors.New("pipeline: directory and token are required")
+	if o.Directory == nil {
+		return nil, errors.New("pipeline: a directory is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := o.PassThrough.validate(); err != nil {
+		return nil, err
 	}
 	p := &Pipeline{opts: o, senders: map[string]Sender{}}
 	for _, s := range o.Senders {
@@ -91,6 +96,11 @@ func New(o Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("pipeline: sender %q: %w", s.Address, err)
 		}
 		p.senders[key] = s
+	}
+	if o.Token == nil {
+		// Planning only (inspect): sealing reports the missing token.
+		o.Token = noToken{}
+		p.opts.Token = o.Token
 	}
 	p.sealer = &seal.Sealer{
 		NewKey:   o.Token.NewContentKey,
@@ -158,6 +168,12 @@ func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg 
 	if clientEncrypted(h) {
 		return p.passThrough(ctx, id, env, msg, h)
 	}
+	return p.sealPlain(ctx, env, msg, h)
+}
+
+// sealPlain plans and seals a message whose content the appliance can read: sign once, encrypt
+// once per profile, wrap once per certificate.
+func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
 	sender, ok := p.SenderFor(env.MailFrom)
 	if !ok {
 		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
@@ -309,6 +325,15 @@ func (t *traced) WriteTo(w io.Writer) (int64, error) {
 	m, err := t.pkg.WriteTo(w)
 	return int64(n) + m, err
 }
+
+// ErrNoToken reports sealing by a pipeline made without a token, for planning only.
+var ErrNoToken = errors.New("pipeline: no HSM token (planning only)")
+
+type noToken struct{}
+
+func (noToken) Signer(context.Context, string) (crypto.Signer, error) { return nil, ErrNoToken }
+func (noToken) NewContentKey(context.Context) (cms.ContentKey, error) { return nil, ErrNoToken }
+func (noToken) OAEPHash() crypto.Hash                                 { return 0 }
 
 type tempError struct{ error }
 

@@ -16,6 +16,8 @@ import (
 
 	"appliance/cms"
 	"appliance/directory"
+	"appliance/pipeline"
+	"appliance/queue"
 	"appliance/smime"
 
 	"github.com/emersion/go-message"
@@ -46,19 +48,24 @@ type inspectRecipient struct {
 }
 
 type inspectReport struct {
-	File          string             `json:"file"`
-	Kind          string             `json:"kind"` // enveloped-data, authEnveloped-data, signed, plain
-	Headers       []inspectField     `json:"headers"`
-	Recipients    []inspectRecipient `json:"recipient_infos"`
-	Unknown       int                `json:"unknown_owners"`
-	Revealed      []string           `json:"revealed"`
-	EncryptedSize int                `json:"encrypted_content_bytes,omitempty"`
+	File       string             `json:"file"`
+	Kind       string             `json:"kind"` // enveloped-data, authEnveloped-data, signed, plain
+	Headers    []inspectField     `json:"headers"`
+	Recipients []inspectRecipient `json:"recipient_infos"`
+	Unknown    int                `json:"unknown_owners"`
+	Revealed   []string           `json:"revealed"`
+	// Split is what the appliance would do with a client-encrypted message (needs -config).
+	Split         *splitReport `json:"split,omitempty"`
+	EncryptedSize int          `json:"encrypted_content_bytes,omitempty"`
 }
 
 func runInspect(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inspect", "[-json] [-config FILE] FILE.eml ...", stderr)
 	asJSON := fs.Bool("json", false, "print JSON, one report per file in an array")
 	cfgPath := fs.String("config", "", "configuration whose directory maps RecipientInfos to owners")
+	from := fs.String("from", "", "envelope sender for the split plan of a client-encrypted message (default: From)")
+	var rcpts stringList
+	fs.Var(&rcpts, "rcpt", "envelope recipient for the split plan (repeat; default: To, Cc and Bcc)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -83,8 +90,16 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("sender %q: %v", s.Address, err)
 			}
 			own.senders = append(own.senders, sender{s.Address, chain[0]})
+			own.pipeSenders = append(own.pipeSenders, pipeline.Sender{Address: s.Address, KeyURI: s.Key, Chain: chain})
+		}
+		// A pipeline without a token plans but cannot seal: enough to show what the split of
+		// a client-encrypted message would do.
+		if own.pipe, err = pipeline.New(pipeline.Options{Directory: own.dir, Senders: own.pipeSenders,
+			Policy: splitPolicy(cfg), PassThrough: passThroughPolicy(cfg)}); err != nil {
+			return err
 		}
 	}
+	own.from, own.rcpts = *from, rcpts
 	var reports []*inspectReport
 	for _, name := range fs.Args() {
 		data, err := os.ReadFile(name)
@@ -162,6 +177,9 @@ func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 		if ct, err := env.EncryptedContent(); err == nil {
 			r.EncryptedSize = len(ct)
 		}
+		if own.pipe != nil {
+			r.Split = planSplit(own, h, data)
+		}
 		for _, ri := range env.RecipientInfos {
 			ir := describeRecipient(ri, own)
 			if ir.Owner != "" {
@@ -187,8 +205,12 @@ func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 
 // owners maps RecipientInfos back to people: the directory, then the configured senders.
 type owners struct {
-	dir     *directory.Directory
-	senders []sender
+	dir         *directory.Directory
+	senders     []sender
+	pipeSenders []pipeline.Sender
+	pipe        *pipeline.Pipeline
+	from        string
+	rcpts       []string
 }
 
 type sender struct {
@@ -270,6 +292,95 @@ func printReport(w io.Writer, r *inspectReport) {
 		fmt.Fprintf(w, "  recipientinfo #%d %s -> %s [%s; %s]\n", i+1, ri.Kind, owner, id, ri.KeyEncAlg)
 	}
 	fmt.Fprintf(w, "  reveals: %s\n", strings.Join(r.Revealed, ", "))
+	if sp := r.Split; sp != nil {
+		if sp.Error != "" {
+			fmt.Fprintf(w, "  split: cannot plan: %s\n", sp.Error)
+			return
+		}
+		fmt.Fprintf(w, "  split without decryption, as the appliance would do it:\n")
+		for i, p := range sp.Packages {
+			kind := "visible"
+			if p.Hidden {
+				kind = "hidden"
+			}
+			fmt.Fprintf(w, "    package %d (%s) to %s: recipientinfos #%s of %s\n", i+1, kind,
+				strings.Join(p.Recipients, ", "), joinInts(p.RecipientInfos), strings.Join(p.Owners, ", "))
+		}
+		for _, d := range sp.Dropped {
+			fmt.Fprintf(w, "    recipientinfo #%d dropped: %s\n", d.Index, d.Why)
+		}
+		for _, rf := range sp.Refused {
+			fmt.Fprintf(w, "    <%s> refused: %s %s\n", rf.Recipient, rf.Status, rf.Reason)
+		}
+	}
+}
+
+type splitReport struct {
+	Error    string                    `json:"error,omitempty"`
+	Packages []pipeline.PlannedPackage `json:"packages,omitempty"`
+	Dropped  []droppedInfo             `json:"dropped,omitempty"`
+	Refused  []refusedRcpt             `json:"refused,omitempty"`
+}
+
+type droppedInfo struct {
+	Index int    `json:"index"`
+	Why   string `json:"why"`
+}
+
+type refusedRcpt struct {
+	Recipient string `json:"recipient"`
+	Status    string `json:"status"`
+	Reason    string `json:"reason"`
+}
+
+// planSplit asks the pipeline how it would split a client-encrypted message; the envelope is
+// -from/-rcpt, or the header's From and To, Cc and Bcc when not given.
+func planSplit(own owners, h textproto.Header, data []byte) *splitReport {
+	env := queue.Envelope{MailFrom: own.from, RcptTo: own.rcpts}
+	mh := mail.Header{Header: message.Header{Header: h}}
+	if env.MailFrom == "" {
+		if list, err := mh.AddressList("From"); err == nil && len(list) > 0 {
+			env.MailFrom = list[0].Address
+		}
+	}
+	if len(env.RcptTo) == 0 {
+		for _, f := range []string{"To", "Cc", "Bcc"} {
+			list, _ := mh.AddressList(f)
+			for _, a := range list {
+				env.RcptTo = append(env.RcptTo, a.Address)
+			}
+		}
+	}
+	plan, err := own.pipe.PlanPassThrough(env, data)
+	if err != nil {
+		return &splitReport{Error: err.Error()}
+	}
+	// Numbered from 1, as the recipientinfo lines above.
+	sr := &splitReport{Packages: plan.Packages}
+	for i := range sr.Packages {
+		idx := make([]int, len(sr.Packages[i].RecipientInfos))
+		for j, n := range sr.Packages[i].RecipientInfos {
+			idx[j] = n + 1
+		}
+		sr.Packages[i].RecipientInfos = idx
+	}
+	for _, ri := range plan.RecipientInfos {
+		if ri.Dropped != "" {
+			sr.Dropped = append(sr.Dropped, droppedInfo{ri.Index + 1, ri.Dropped})
+		}
+	}
+	for _, rf := range plan.Refused {
+		sr.Refused = append(sr.Refused, refusedRcpt{rf.Recipient, rf.Enhanced, rf.Reason})
+	}
+	return sr
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ",#")
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
