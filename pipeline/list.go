@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -93,6 +94,8 @@ var (
 	ErrNotForList = errors.New("message is not encrypted to the list")
 	// ErrListConfig reports a list definition SetLists refuses.
 	ErrListConfig = errors.New("invalid mail list")
+	// ErrNoMembers reports a post that no member could get (none has a usable certificate).
+	ErrNoMembers = errors.New("no member of the list has a usable certificate")
 )
 
 // MembersError is a line of a members file that is not an address.
@@ -322,6 +325,9 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	}
 	start := time.Now()
 	post, err := readPost(msg)
+	if errors.Is(err, ErrHistoryFull) {
+		return refuse("5.4.6", err)
+	}
 	if err != nil {
 		return refuse("5.6.0", err)
 	}
@@ -357,7 +363,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 		return nil, tempError{err}
 	}
 	if len(out.Packages) == 0 {
-		return refuse("5.7.1", errors.New("no member of the list has a usable certificate"))
+		return refuse("5.7.1", fmt.Errorf("failed to expand %q: %w", l.Address, ErrNoMembers))
 	}
 	log.Info("list expanded", "packages", len(out.Packages), "skipped", skipped,
 		"encrypted_post", post.enveloped != nil, "history", len(post.history)+1, "bytes", len(msg),
@@ -368,13 +374,10 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 // refusalText is what a DSN says about a refused post; the errors above name only the poster and
 // the list, both known to whoever gets the DSN.
 func refusalText(err error) string {
-	for _, e := range []error{ErrNotPoster, ErrListLoop, ErrHistoryFull, ErrBadHistory, ErrNotForList, ErrWrappedKey, ErrNotList} {
+	for _, e := range []error{ErrNotPoster, ErrListLoop, ErrHistoryFull, ErrBadHistory, ErrNotForList, ErrWrappedKey, ErrNotList, ErrNoMembers} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
-	}
-	if strings.Contains(err.Error(), "usable certificate") {
-		return "no member of the list has a usable certificate"
 	}
 	return "message cannot be sent to the list"
 }
@@ -471,27 +474,18 @@ func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
 	return nil
 }
 
-// memberJob is one member and the certificates that get a RecipientInfo.
-type memberJob struct {
-	i     int
-	addr  string
-	certs []*x509.Certificate
-}
-
 // fanOut prepares every member's package on listParallel workers and returns them in member
 // order. A member whose certificate cannot be used is skipped with a log line, never sent
 // plaintext.
-func (x *expansion) fanOut(ctx context.Context, log interface {
-	Warn(string, ...any)
-}) (*queue.Sealed, int, error) {
+func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed, int, error) {
 	members := x.l.members
 	pkgs := make([]*listPackage, len(members))
-	skipped := 0
 	var (
 		mu       sync.Mutex
 		firstErr error
+		skipped  int
 		wg       sync.WaitGroup
-		jobs     = make(chan memberJob)
+		next     atomic.Int64
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -500,15 +494,21 @@ func (x *expansion) fanOut(ctx context.Context, log interface {
 		go func() {
 			defer wg.Done()
 			var buf bytes.Buffer
-			for j := range jobs {
-				pk, err := x.member(ctx, j, &buf)
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(members) {
+					return
+				}
+				pk, err := x.member(ctx, members[i], &buf, log)
 				mu.Lock()
 				switch {
+				case err == nil && pk != nil:
+					pkgs[i] = pk
 				case err == nil:
-					pkgs[j.i] = pk
+					skipped++
 				case errors.Is(err, cms.ErrUnsupported), errors.Is(err, cms.ErrNoSubjectKeyID):
 					skipped++
-					log.Warn("list member skipped", "member", j.addr, "err", err)
+					log.Warn("list member skipped", "member", members[i], "err", err)
 				case firstErr == nil:
 					firstErr = err
 					cancel()
@@ -517,29 +517,6 @@ func (x *expansion) fanOut(ctx context.Context, log interface {
 			}
 		}()
 	}
-feed:
-	for i, m := range members {
-		valid, rejected := x.p.opts.Directory.Lookup(m)
-		certs := x.choose(valid)
-		if len(certs) == 0 {
-			// The reasons name only this member's certificates; the line goes to the log only.
-			mu.Lock()
-			skipped++
-			mu.Unlock()
-			errs := make([]string, 0, len(rejected))
-			for _, r := range rejected {
-				errs = append(errs, r.Err.Error())
-			}
-			log.Warn("list member skipped: no valid certificate", "member", m, "rejected", errs)
-			continue
-		}
-		select {
-		case jobs <- memberJob{i: i, addr: m, certs: certs}:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
 		return nil, 0, firstErr
@@ -578,29 +555,44 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 	return out
 }
 
-// member wraps the content key for one member, assembles their envelope and signs it as the list.
-func (x *expansion) member(ctx context.Context, j memberJob, buf *bytes.Buffer) (*listPackage, error) {
-	ris := make([]*cms.RecipientInfo, 0, len(j.certs))
-	for _, c := range j.certs {
+// member wraps the content key for one member, assembles their envelope and signs it as the
+// list. A member without a valid certificate gets nil and a log line naming only their own
+// certificates.
+func (x *expansion) member(ctx context.Context, addr string, buf *bytes.Buffer, log *slog.Logger) (*listPackage, error) {
+	valid, rejected, err := x.p.opts.Directory.LookupContext(ctx, addr)
+	if err != nil {
+		// Skipping the member now would be for good: wait until the directory answers.
+		return nil, tempError{fmt.Errorf("failed to look up certificates of list member %q: %w", addr, err)}
+	}
+	certs := x.choose(valid)
+	if len(certs) == 0 {
+		errs := make([]string, 0, len(rejected))
+		for _, r := range rejected {
+			errs = append(errs, r.Err.Error())
+		}
+		log.Warn("list member skipped: no valid certificate", "member", addr, "rejected", errs)
+		return nil, nil
+	}
+	ris := make([]*cms.RecipientInfo, 0, len(certs))
+	for _, c := range certs {
 		opts := cms.KeyTransOptions{ID: cms.IssuerAndSerial, OAEPHash: x.oaep}
-		if x.p.opts.SKI != nil && x.p.opts.SKI(j.addr) {
+		if x.p.opts.SKI != nil && x.p.opts.SKI(addr) {
 			opts.ID = cms.SubjectKeyID
 		}
 		ri, err := cms.KeyTransRecipient(ctx, x.key, c, opts)
 		if err != nil {
-			return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", j.addr, err)
+			return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
 		}
 		ris = append(ris, ri)
 	}
 	var der *cms.Encoded
-	var err error
 	if x.enveloped != nil {
 		der, err = x.enveloped.WithRecipients(ris)
 	} else {
 		der, err = cms.Envelope(x.ec, ris)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to assemble the envelope of list member %q: %w", j.addr, err)
+		return nil, fmt.Errorf("failed to assemble the envelope of list member %q: %w", addr, err)
 	}
 	buf.Reset()
 	if err := writeInnerEntity(buf, x.smimeType, der); err != nil {
@@ -614,5 +606,5 @@ func (x *expansion) member(ctx context.Context, j memberJob, buf *bytes.Buffer) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
-	return &listPackage{shared: x.shared, smimeType: x.smimeType, rcpt: j.addr, der: der, sig: sig}, nil
+	return &listPackage{shared: x.shared, smimeType: x.smimeType, rcpt: addr, der: der, sig: x.shared.share(sig)}, nil
 }

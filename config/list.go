@@ -1,0 +1,115 @@
+package config
+
+import (
+	"fmt"
+)
+
+// List is one [[list]]: a secure mailing list the appliance expands itself (DESIGN section 7),
+// with its key pair on the token.
+//
+//	[[list]]
+//	address = "team@example.test"
+//	key = "pkcs11:token=appliance;object=team"   # RSA, CKA_UNWRAP and CKA_SIGN
+//	cert = "/etc/appliance/lists/team.pem"        # leaf first, then intermediates
+//	members_file = "/etc/appliance/lists/team.members"   # one address per line; SIGHUP rereads
+//	posters = "members"                            # or "anyone", or ["a@example.test", ...]
+type List struct {
+	Address     string  `toml:"address"`
+	Key         string  `toml:"key"`
+	Cert        string  `toml:"cert"`
+	MembersFile string  `toml:"members_file"`
+	Posters     Posters `toml:"posters"`
+}
+
+// Who may post to a list, as posters spells it.
+const (
+	PostersMembers = "members"
+	PostersAnyone  = "anyone"
+)
+
+// Posters is the posters key: either a word (PostersMembers, the default, or PostersAnyone) in
+// Kind, or a list of addresses in Addresses, never both.
+type Posters struct {
+	Kind      string
+	Addresses []string
+}
+
+// UnmarshalTOML reads a string or an array of strings.
+func (p *Posters) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		p.Kind = v
+		return nil
+	case []any:
+		p.Addresses = make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("posters: %v is not a string", e)
+			}
+			p.Addresses = append(p.Addresses, s)
+		}
+		return nil
+	}
+	return fmt.Errorf("posters: want %q, %q or a list of addresses, not %T", PostersMembers, PostersAnyone, v)
+}
+
+// resolveLists makes the lists' paths absolute, as resolve does for the rest.
+func (c *Config) resolveLists(abs func(*string)) {
+	for i := range c.Lists {
+		abs(&c.Lists[i].Cert)
+		abs(&c.Lists[i].MembersFile)
+	}
+}
+
+func (c *Config) validateLists(v *validator) {
+	senders := map[string]bool{}
+	for _, s := range c.Senders {
+		senders[foldAddress(s.Address)] = true
+	}
+	seen := map[string]int{}
+	for i := range c.Lists {
+		l := &c.Lists[i]
+		k := fmt.Sprintf("list[%d]", i)
+		if l.Address == "" {
+			v.add(k+".address", ErrMissing, "the list's address")
+		} else if canon, err := canonicalAddress(l.Address); err != nil {
+			v.add(k+".address", ErrInvalid, "%q: %v", l.Address, err)
+		} else {
+			l.Address = canon
+			f := foldAddress(canon)
+			if j, dup := seen[f]; dup {
+				v.add(k+".address", ErrDuplicate, "%q is already configured in list[%d]", canon, j)
+			}
+			seen[f] = i
+			if senders[f] {
+				// Mail from a sender is sealed; mail to a list is expanded: one address cannot be both.
+				v.add(k+".address", ErrConflict, "%q is also a [[sender]]", canon)
+			}
+		}
+		if l.Key == "" {
+			v.add(k+".key", ErrMissing, "a PKCS#11 URI of the list's RSA key, like \"pkcs11:token=appliance;object=list\"")
+		} else if err := c.checkKeyURI(l.Key); err != nil {
+			v.add(k+".key", ErrInvalid, "%q: %v", l.Key, err)
+		}
+		required(v, k+".cert", l.Cert)
+		required(v, k+".members_file", l.MembersFile)
+		p := &l.Posters
+		switch {
+		case p.Kind == "" && p.Addresses == nil:
+			p.Kind = PostersMembers
+		case p.Addresses != nil && len(p.Addresses) == 0:
+			v.add(k+".posters", ErrInvalid, "an empty list admits nobody; give addresses, %q or %q", PostersMembers, PostersAnyone)
+		case p.Addresses == nil:
+			oneOf(v, k+".posters", p.Kind, PostersMembers, PostersAnyone)
+		}
+		for j, a := range p.Addresses {
+			canon, err := canonicalAddress(a)
+			if err != nil {
+				v.add(k+".posters", ErrInvalid, "entry %d %q: %v", j+1, a, err)
+				continue
+			}
+			p.Addresses[j] = canon
+		}
+	}
+}
