@@ -308,7 +308,12 @@ func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte) (*ptPlan, err
 		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
 	}
 
-	a := p.attribute(env, pkg.Header, pt.env.RecipientInfos)
+	a, err := p.attribute(env, pkg.Header, pt.env.RecipientInfos)
+	if err != nil {
+		// The directory cannot answer now: planning without it could drop a recipient's
+		// RecipientInfo, so the message waits.
+		return nil, tempError{fmt.Errorf("failed to split: %w", err)}
+	}
 	in := split.Input{
 		Header:   pkg.Header,
 		MailFrom: env.MailFrom,
@@ -437,7 +442,7 @@ type attribution struct {
 // names its owner), the sender's from the directory and its configured chain. Grouping by
 // certificate keeps what split sees bounded by the directory, however many RecipientInfos a
 // hostile message repeats.
-func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.RecipientInfo) *attribution {
+func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.RecipientInfo) (*attribution, error) {
 	cs := p.opts.Policy.CaseSensitiveLocalPart
 	type owner struct {
 		addr string
@@ -451,8 +456,12 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			}
 		}
 	}
+	var lookupErr error
 	lookup := func(addr string) []*x509.Certificate {
-		valid, rejected := p.opts.Directory.Lookup(addr)
+		valid, rejected, err := p.opts.Directory.LookupContext(context.Background(), addr)
+		if err != nil && lookupErr == nil {
+			lookupErr = fmt.Errorf("failed to look up certificates of %q: %w", addr, err)
+		}
 		out := make([]*x509.Certificate, 0, len(valid)+len(rejected))
 		for _, e := range valid {
 			out = append(out, e.Cert)
@@ -527,7 +536,7 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 		}
 		a.planned = append(a.planned, pr)
 	}
-	return a
+	return a, lookupErr
 }
 
 // unattributable are the reasons for RecipientInfos without an identifier that names a

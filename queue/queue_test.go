@@ -38,6 +38,7 @@ type proc struct {
 	groups [][]string
 	refuse []queue.Refusal
 	lose   string               // a recipient left out of every package (a buggy Processor)
+	null   bool                 // group packages go out with a null reverse path (list copies)
 	fail   func(call int) error // call counts from 1, per message
 
 	mu    sync.Mutex
@@ -72,7 +73,11 @@ func (p *proc) Process(ctx context.Context, id string, env queue.Envelope, body 
 			}
 		}
 		if len(in) > 0 {
-			s.Packages = append(s.Packages, pkg(env.MailFrom, in, data))
+			from := env.MailFrom
+			if p.null {
+				from = ""
+			}
+			s.Packages = append(s.Packages, pkg(from, in, data))
 		}
 	}
 	if i := slices.Index(rest, p.lose); i >= 0 {
@@ -304,6 +309,18 @@ func TestQueue(t *testing.T) {
 				// b, d and the DSN to the sender.
 				if st.Delivered != 3 || st.Failed != 1 || st.DSNs != 1 {
 					t.Errorf("stats %+v", st)
+				}
+			},
+		},
+		{
+			name: "ok a null-sender package bounces to no one", from: sender,
+			rcpts:   []string{"b@example.test", "c@example.test"},
+			proc:    &proc{groups: [][]string{{"c@example.test"}}, null: true},
+			setup:   func(t *testing.T, s *smtpsink.Sink) { s.RejectRcpt("c@example.test", e550) },
+			wantPkg: map[string][]string{"b@example.test": {"b@example.test"}},
+			check: func(t *testing.T, s *smtpsink.Sink, p *proc, st queue.Stats) {
+				if st.DSNs != 0 || st.Failed != 1 {
+					t.Errorf("stats %+v: a list member's failure must not reach the poster", st)
 				}
 			},
 		},

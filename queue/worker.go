@@ -358,7 +358,9 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 		p.LastError = lastTemp.Error()
 		p.NextAttempt = minTime(now.Add(q.backoff(p.Attempts)), p.ExpiresAt)
 	}
-	if !p.DSN {
+	// A package sent with a null reverse path (a list member's copy) bounces to no one: a DSN to
+	// the message's sender would name a member the sender must not learn of.
+	if !p.DSN && p.MailFrom != "" {
 		if err := q.addDSN(rec, failed, now); err != nil {
 			return err
 		}

@@ -63,9 +63,10 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inspect", "[-json] [-config FILE] FILE.eml ...", stderr)
 	asJSON := fs.Bool("json", false, "print JSON, one report per file in an array")
 	cfgPath := fs.String("config", "", "configuration whose directory maps RecipientInfos to owners")
-	from := fs.String("from", "", "envelope sender for the split plan of a client-encrypted message (default: From)")
+	plan := fs.Bool("plan", false, "for a client-encrypted message, show how the appliance would split it (needs -config)")
+	from := fs.String("from", "", "envelope sender for -plan (default: From)")
 	var rcpts stringList
-	fs.Var(&rcpts, "rcpt", "envelope recipient for the split plan (repeat; default: To, Cc and Bcc)")
+	fs.Var(&rcpts, "rcpt", "envelope recipient for -plan (repeat; default: To, Cc and Bcc)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if own.dir, err = directory.Open(directory.Options{CertsDir: cfg.Directory.Certs, RootsFile: cfg.Directory.Roots, CRLDir: cfg.Directory.CRLs}); err != nil {
+		if own.dir, err = openDirectory(cfg); err != nil {
 			return err
 		}
 		// Senders' certificates need not be in the recipients' folder, but their self-copy
@@ -94,14 +95,22 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		}
 		// A pipeline without a token plans but cannot seal: enough to show what the split of
 		// a client-encrypted message would do.
-		if own.pipe, err = pipeline.New(pipeline.Options{Directory: own.dir, Senders: own.pipeSenders,
-			Policy: splitPolicy(cfg), PassThrough: passThroughPolicy(cfg)}); err != nil {
-			return err
+		if *plan {
+			own.pipe, err = pipeline.New(pipeline.Options{Directory: own.dir, Senders: own.pipeSenders,
+				Policy: splitPolicy(cfg), PassThrough: passThroughPolicy(cfg)})
+			if err != nil {
+				return err
+			}
 		}
+	} else if *plan {
+		return fmt.Errorf("%w: -plan needs -config", errUsage)
 	}
 	own.from, own.rcpts = *from, rcpts
 	var reports []*inspectReport
+	prog := newProgress(stderr, "inspect", fs.NArg()) // progress.go: on a terminal only
+	defer prog.done()
 	for _, name := range fs.Args() {
+		prog.step(name)
 		data, err := os.ReadFile(name)
 		if err != nil {
 			return err
