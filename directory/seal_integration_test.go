@@ -203,7 +203,7 @@ func TestSealWithLDAP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealer := &seal.Sealer{NewKey: token{tok}.NewContentKey, OAEPHash: tok.OAEPHash()}
+		sealer := &seal.Sealer{NewKey: token{tok}.NewContentKey, OAEPHash: tok.OAEPHash}
 		sealed, err := sealer.Seal(ctx, msg, plan, seal.Sender{Signer: signer, Chain: chain}, map[string]*x509.Certificate{e.ID: e.Cert})
 		if err != nil {
 			t.Fatal(err)

@@ -104,7 +104,7 @@ func New(o Options) (*Pipeline, error) {
 	}
 	p.sealer = &seal.Sealer{
 		NewKey:   o.Token.NewContentKey,
-		OAEPHash: o.Token.OAEPHash(),
+		OAEPHash: o.Token.OAEPHash,
 		Now:      o.Now,
 		SKI:      o.SKI,
 	}
@@ -138,11 +138,15 @@ func (p *Pipeline) CheckSender(_ context.Context, addr string) error {
 
 // CheckRecipient refuses, under missing_cert = reject, a recipient without a valid certificate,
 // so the client learns at RCPT time rather than from a bounce.
-func (p *Pipeline) CheckRecipient(_ context.Context, rcpt string) error {
+func (p *Pipeline) CheckRecipient(ctx context.Context, rcpt string) error {
 	if p.isList(rcpt) || p.opts.Policy.MissingCert != split.Reject {
 		return nil
 	}
-	if valid, _ := p.opts.Directory.Lookup(rcpt); len(valid) == 0 {
+	valid, _, err := p.opts.Directory.LookupContext(ctx, rcpt)
+	if errors.Is(err, directory.ErrUnavailable) {
+		return nil // cannot tell now: accept, sealing defers until the directory answers
+	}
+	if len(valid) == 0 {
 		return fmt.Errorf("%w: %q", ErrNoCertificate, rcpt)
 	}
 	return nil
@@ -193,10 +197,19 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		if err != nil {
 			continue // split refuses it with a reason
 		}
-		valid, rejected := p.opts.Directory.Lookup(rcpt)
+		valid, rejected, err := p.opts.Directory.LookupContext(ctx, rcpt)
+		if err != nil {
+			return nil, tempError{fmt.Errorf("failed to look up certificates of %q: %w", rcpt, err)}
+		}
 		unusable = append(unusable, rejected...)
+		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
+		_, pinned := p.opts.Policy.DomainProfiles[key[strings.LastIndexByte(key, '@')+1:]]
 		for _, e := range valid {
-			in.Certs[key] = append(in.Certs[key], split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore})
+			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore}
+			if !pinned {
+				c.Profile = e.Profile
+			}
+			in.Certs[key] = append(in.Certs[key], c)
 			certs[e.ID] = e.Cert
 		}
 	}

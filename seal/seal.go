@@ -56,8 +56,9 @@ type Sealer struct {
 	// NewKey makes a fresh content-encryption key, normally an HSM session key. When the key also
 	// has a Destroy(context.Context) error method, it is destroyed once the message is sealed.
 	NewKey func(ctx context.Context) (cms.ContentKey, error)
-	// OAEPHash is the hash used for RSAES-OAEP wraps (the token's strongest).
-	OAEPHash crypto.Hash
+	// OAEPHash says the hash for RSAES-OAEP wraps: the token's strongest, asked per message
+	// because a token that comes back after an outage may answer differently.
+	OAEPHash func() crypto.Hash
 	// Profiles overrides the package-level Profiles when not nil.
 	Profiles map[string]Profile
 	// SKI, when set, names the owners whose RecipientInfos use subjectKeyIdentifier ids.
@@ -77,10 +78,11 @@ type Sealed struct {
 // Package is one outgoing SMTP transaction's message.
 type Package struct {
 	split.Package
-	header    textproto.Header // the outer header after the package's edits
-	smimeType string           // "" for a signed-only package
-	der       *cms.Encoded     // the package's CMS, sharing the encrypted content
-	signed    []byte           // the multipart/signed entity, for signed-only packages
+	header    textproto.Header    // the outer header after the package's edits
+	smimeType string              // "" for a signed-only package
+	der       *cms.Encoded        // the package's CMS, sharing the encrypted content
+	b64       *smime.SharedBase64 // the shared part of der in base64, made once per profile
+	signed    []byte              // the multipart/signed entity, for signed-only packages
 }
 
 // Size is the length of the package's CMS in bytes (0 for a signed-only package).
@@ -98,10 +100,14 @@ func (p *Package) CMS() *cms.Encoded { return p.der }
 func (p *Package) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
 	var err error
-	if p.der == nil {
+	switch {
+	case p.der == nil:
 		err = smime.WriteSigned(cw, p.header, p.signed)
-	} else {
+	case p.b64 == nil: // made by NewPassThrough: one package of its own
 		err = smime.WritePackage(cw, p.header, p.smimeType, p.der)
+	default:
+		own, _ := p.der.Shared()
+		err = smime.WritePackageShared(cw, p.header, p.smimeType, own, p.b64)
 	}
 	return cw.n, err
 }
@@ -168,6 +174,10 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 	}
 
 	out := &Sealed{}
+	// Every package of a profile ends with the same encrypted content; its base64 is made once
+	// and copied into each package as it is written (it was the largest cost of writing the 21
+	// packages of a 1 MB message, bench/RESULTS.md).
+	b64 := map[string]*smime.SharedBase64{}
 	for _, pk := range plan.Packages {
 		p := &Package{Package: pk, header: outer.Copy()}
 		pk.Edits.Apply(&p.header)
@@ -184,6 +194,11 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 		if p.der, err = cms.Envelope(ec, list); err != nil {
 			return nil, fmt.Errorf("failed to assemble package: %w", err)
 		}
+		if b64[pk.Profile] == nil {
+			_, shared := p.der.Shared()
+			b64[pk.Profile] = smime.NewSharedBase64(shared)
+		}
+		p.b64 = b64[pk.Profile]
 		p.smimeType = smime.TypeEnvelopedData
 		if ec.Algorithm == cms.AES256GCM {
 			p.smimeType = smime.TypeAuthEnvelopedData
@@ -239,6 +254,10 @@ func (s *Sealer) wrapAll(ctx context.Context, plan *split.Plan, keys map[string]
 	}
 	var jobs []job
 	seen := map[wrapKey]bool{}
+	oaep := crypto.SHA1 // RFC 4055's default, and all SoftHSM2 can do
+	if s.OAEPHash != nil {
+		oaep = s.OAEPHash()
+	}
 	for _, pk := range plan.Packages {
 		for _, c := range pk.Certs {
 			wk := wrapKey{pk.Profile, c.ID}
@@ -277,7 +296,7 @@ func (s *Sealer) wrapAll(ctx context.Context, plan *split.Plan, keys map[string]
 					opts.ID = cms.SubjectKeyID
 				}
 				if prof.OAEP {
-					opts.OAEPHash = s.OAEPHash
+					opts.OAEPHash = oaep
 				}
 				cert := certs[j.wk.certID]
 				ri, err := cms.KeyTransRecipient(ctx, keys[j.wk.profile], cert, opts)

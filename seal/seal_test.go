@@ -89,7 +89,7 @@ func (r *rig) sealer() *seal.Sealer {
 			}
 			return k, nil
 		},
-		OAEPHash: r.tok.OAEPHash(),
+		OAEPHash: r.tok.OAEPHash,
 	}
 }
 
