@@ -311,7 +311,7 @@ const listParallel = 4
 
 // expandList makes one package per member of list.
 func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope, list string, msg []byte) (*queue.Sealed, error) {
-	log := p.opts.Logger.With("msg_id", id, "list", list)
+	log := p.opts.Logger.With("id", id, "list", list)
 	l := p.list(list)
 	refuse := func(status string, err error) (*queue.Sealed, error) {
 		log.Info("list post refused", "status", status, "err", err)

@@ -218,7 +218,7 @@ func p7m(name string) bool {
 
 // passThrough splits a client-encrypted message into packages without decrypting it.
 func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
-	log := p.opts.Logger.With("msg_id", id)
+	log := p.opts.Logger.With("id", id)
 	if _, ok := p.SenderFor(env.MailFrom); !ok {
 		return nil, fmt.Errorf("failed to split: %w: %q", ErrUnknownSender, env.MailFrom)
 	}

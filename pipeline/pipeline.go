@@ -269,7 +269,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, err
 	}
-	log := p.opts.Logger.With("msg_id", id)
+	log := p.opts.Logger.With("id", id)
 	for _, r := range res.Unusable {
 		log.Warn("certificate not usable", "err", r.Err)
 	}
@@ -280,7 +280,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 		for _, c := range pk.Certs {
 			owners = append(owners, c.Owner)
 		}
-		log.Info("package", "package", i+1, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
+		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
 			"profile", pk.Profile, "hidden", pk.Hidden)
 		out.Packages = append(out.Packages, queue.Package{
 			MailFrom: env.MailFrom,

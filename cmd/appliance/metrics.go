@@ -1,0 +1,499 @@
+package main
+
+// Metrics for `serve`: wrappers around the interfaces where packages meet (queue.Processor,
+// queue.Deliverer, smtpfront.Spooler and Policy, pipeline.Token and what it hands out), so that
+// no core package imports metrics. With [metrics] off the observer is nil and every wrap returns
+// its argument unchanged.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+
+	"appliance/cms"
+	"appliance/config"
+	"appliance/metrics"
+	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/smtpfront"
+)
+
+// observer owns the daemon's metrics and readiness checks.
+type observer struct {
+	m   *metrics.Metrics
+	cfg *config.Config
+	hop *hopTracker
+	srv *metrics.Server
+}
+
+// newObserver returns nil when [metrics] is off.
+func newObserver(cfg *config.Config) *observer {
+	if !cfg.Metrics.Enabled() {
+		return nil
+	}
+	return &observer{m: metrics.New(), cfg: cfg, hop: &hopTracker{addr: cfg.Relay.NextHop}}
+}
+
+// start registers the queue's gauges and opens the listener; hsmHealthy is the token
+// supervisor's verdict (nil while the token is logged in and answering).
+func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logger) error {
+	if o == nil {
+		return nil
+	}
+	o.m.ObserveQueue(func() metrics.QueueStats {
+		s := q.Stats()
+		return metrics.QueueStats{Messages: s.Messages, Received: s.Received, SealDeferred: s.SealDeferred,
+			Pending: s.Pending, Deferred: s.Deferred, Delivered: s.Delivered, Failed: s.Failed, DSNs: s.DSNs}
+	})
+	checks := []metrics.Check{
+		{Name: "hsm", Probe: func(context.Context) error { return hsmHealthy() }},
+		{Name: "spool", Probe: func(context.Context) error { return spoolWritable(o.cfg.Spool.Dir) }},
+		{Name: "next_hop", Probe: o.hop.probe},
+	}
+	srv, err := o.m.Serve(o.cfg.Metrics.Listen, checks)
+	if err != nil {
+		return err
+	}
+	o.srv = srv
+	log.Info("metrics listening", "component", "metrics", "listen", srv.Addr())
+	return nil
+}
+
+func (o *observer) Close() {
+	if o != nil && o.srv != nil {
+		o.srv.Close()
+	}
+}
+
+// spoolWritable writes, syncs and removes a file where the queue writes its own temp files.
+func spoolWritable(dir string) error {
+	tmp := filepath.Join(dir, "tmp")
+	if _, err := os.Stat(tmp); err != nil {
+		tmp = dir
+	}
+	f, err := os.CreateTemp(tmp, "readyz-*")
+	if err != nil {
+		return fmt.Errorf("failed to create a file in the spool: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write([]byte("ok\n"))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return fmt.Errorf("failed to write to the spool: %w", err)
+	}
+	return nil
+}
+
+// hopReachableFor is how long a completed transaction vouches for the next hop.
+const hopReachableFor = 2 * time.Minute
+
+// hopTracker remembers when the next hop last answered (any SMTP reply counts: a 5xx is still an
+// answer) and when a transaction last failed without one.
+type hopTracker struct {
+	addr           string
+	mu             sync.Mutex
+	lastOK, lastKO time.Time
+	lastErr        error
+}
+
+func (h *hopTracker) record(err error) {
+	var se *smtp.SMTPError
+	reached := err == nil || errors.As(err, &se)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if reached {
+		h.lastOK = time.Now()
+	} else {
+		h.lastKO, h.lastErr = time.Now(), err
+	}
+}
+
+// probe passes while the last transaction reached the next hop within hopReachableFor; without
+// such a recent one (idle relay, or the last attempt failed) it dials the next hop.
+func (h *hopTracker) probe(ctx context.Context) error {
+	h.mu.Lock()
+	ok := !h.lastOK.IsZero() && time.Since(h.lastOK) < hopReachableFor && !h.lastKO.After(h.lastOK)
+	h.mu.Unlock()
+	if ok {
+		return nil
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("failed to reach next hop %q: %w", h.addr, err)
+	}
+	c.Close()
+	h.mu.Lock()
+	h.lastOK = time.Now()
+	h.mu.Unlock()
+	return nil
+}
+
+// wrapToken instruments the pipeline's token; it has the shape of openParts' tokenWrap option.
+func (o *observer) wrapToken(t pipeline.Token) pipeline.Token {
+	if o == nil {
+		return t
+	}
+	return meteredToken{Token: t, m: o.m}
+}
+
+type meteredToken struct {
+	pipeline.Token
+	m *metrics.Metrics
+}
+
+func (t meteredToken) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
+	start := time.Now()
+	s, err := t.Token.Signer(ctx, uri)
+	t.m.HSM(metrics.OpFindKey, time.Since(start), err)
+	if err != nil {
+		return nil, err
+	}
+	return meteredSigner{Signer: s, m: t.m}, nil
+}
+
+func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+	start := time.Now()
+	k, err := t.Token.NewContentKey(ctx)
+	t.m.HSM(metrics.OpGenerateCEK, time.Since(start), err)
+	if err != nil {
+		return nil, err
+	}
+	return meteredKey{ContentKey: k, m: t.m}, nil
+}
+
+type meteredSigner struct {
+	crypto.Signer
+	m *metrics.Metrics
+}
+
+func (s meteredSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	start := time.Now()
+	sig, err := s.Signer.Sign(rand, digest, opts)
+	s.m.HSM(metrics.OpSign, time.Since(start), err)
+	return sig, err
+}
+
+// meteredKey times a content key's operations; an encryption's time includes reading the
+// plaintext, which is what sealing waits for.
+type meteredKey struct {
+	cms.ContentKey
+	m *metrics.Metrics
+}
+
+func (k meteredKey) EncryptCBC(ctx context.Context, iv []byte, plaintext io.Reader, ciphertext io.Writer) error {
+	start := time.Now()
+	err := k.ContentKey.EncryptCBC(ctx, iv, plaintext, ciphertext)
+	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
+	return err
+}
+
+func (k meteredKey) EncryptGCM(ctx context.Context, nonce, aad []byte, plaintext io.Reader, ciphertext io.Writer) ([]byte, error) {
+	start := time.Now()
+	tag, err := k.ContentKey.EncryptGCM(ctx, nonce, aad, plaintext, ciphertext)
+	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
+	return tag, err
+}
+
+func (k meteredKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
+	start := time.Now()
+	b, err := k.ContentKey.WrapRSA(ctx, pub, oaepHash)
+	k.m.HSM(metrics.OpWrap, time.Since(start), err)
+	return b, err
+}
+
+// Destroy keeps the session key's lifetime what it was: seal destroys keys that offer it.
+func (k meteredKey) Destroy(ctx context.Context) error {
+	d, ok := k.ContentKey.(interface{ Destroy(context.Context) error })
+	if !ok {
+		return nil
+	}
+	start := time.Now()
+	err := d.Destroy(ctx)
+	k.m.HSM(metrics.OpDestroy, time.Since(start), err)
+	return err
+}
+
+// processor counts the packages each sealed message produced, by mode and profile, when they
+// are written to the spool (so a message sealed again after a crash counts again: it was).
+func (o *observer) processor(p queue.Processor) queue.Processor {
+	if o == nil {
+		return p
+	}
+	return meteredProcessor{next: p, m: o.m}
+}
+
+type meteredProcessor struct {
+	next queue.Processor
+	m    *metrics.Metrics
+}
+
+// sniffBytes bounds what is kept of a message or package to read its header; S/MIME headers
+// are short, and a header longer than this is counted as mode "other".
+const sniffBytes = 16 << 10
+
+func (p meteredProcessor) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
+	head := &prefix{max: sniffBytes}
+	s, err := p.next.Process(ctx, id, env, io.TeeReader(body, head))
+	if err != nil || s == nil {
+		return s, err
+	}
+	passThrough := false
+	if ct, params, ok := contentType(head.b.Bytes()); ok {
+		st := strings.ToLower(params["smime-type"])
+		passThrough = isPKCS7(ct) && (st == "enveloped-data" || st == "authenveloped-data")
+	}
+	for i := range s.Packages {
+		s.Packages[i].Body = &countedBody{next: s.Packages[i].Body, m: p.m, passThrough: passThrough}
+	}
+	return s, nil
+}
+
+type countedBody struct {
+	next        io.WriterTo
+	m           *metrics.Metrics
+	passThrough bool
+}
+
+func (b *countedBody) WriteTo(w io.Writer) (int64, error) {
+	head := &prefix{max: sniffBytes}
+	n, err := b.next.WriteTo(io.MultiWriter(w, head))
+	if err == nil {
+		b.m.Sealed(packageKind(head.b.Bytes(), b.passThrough))
+	}
+	return n, err
+}
+
+// packageKind reads a package's outer header: the S/MIME type says whether and how it is
+// encrypted.
+func packageKind(head []byte, passThrough bool) (mode, profile string) {
+	ct, params, ok := contentType(head)
+	if !ok {
+		return metrics.ModeOther, metrics.ProfileNone
+	}
+	mode = metrics.ModeEncrypted
+	if passThrough {
+		mode = metrics.ModePassThrough
+	}
+	switch st := strings.ToLower(params["smime-type"]); {
+	case isPKCS7(ct) && st == "enveloped-data":
+		return mode, metrics.ProfileCompat
+	case isPKCS7(ct) && st == "authenveloped-data":
+		return mode, metrics.ProfileModern
+	case ct == "multipart/signed", isPKCS7(ct) && st == "signed-data":
+		return metrics.ModeSigned, metrics.ProfileNone
+	}
+	return metrics.ModeOther, metrics.ProfileNone
+}
+
+func isPKCS7(ct string) bool {
+	return ct == "application/pkcs7-mime" || ct == "application/x-pkcs7-mime"
+}
+
+func contentType(head []byte) (string, map[string]string, bool) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		return "", nil, false
+	}
+	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		return "", nil, false
+	}
+	return ct, params, true
+}
+
+// prefix keeps the first max bytes written to it and discards the rest.
+type prefix struct {
+	b   bytes.Buffer
+	max int
+}
+
+func (p *prefix) Write(b []byte) (int, error) {
+	if room := p.max - p.b.Len(); room > 0 {
+		p.b.Write(b[:min(room, len(b))])
+	}
+	return len(b), nil
+}
+
+// deliverer counts transactions with the next hop and tells the readiness check about them.
+func (o *observer) deliverer(d queue.Deliverer) queue.Deliverer {
+	if o == nil {
+		return d
+	}
+	return meteredDeliverer{next: d, m: o.m, hop: o.hop}
+}
+
+type meteredDeliverer struct {
+	next queue.Deliverer
+	m    *metrics.Metrics
+	hop  *hopTracker
+}
+
+func (d meteredDeliverer) Deliver(ctx context.Context, mailFrom string, rcptTo []string, body io.Reader) ([]queue.RcptResult, error) {
+	res, err := d.next.Deliver(ctx, mailFrom, rcptTo, body)
+	d.hop.record(err)
+	d.m.Delivery(deliveryResult(res, err))
+	return res, err
+}
+
+func deliveryResult(res []queue.RcptResult, err error) string {
+	if err != nil {
+		// As the queue does: an error that does not say is temporary.
+		var t interface{ Temporary() bool }
+		if errors.As(err, &t) && !t.Temporary() {
+			return metrics.ResultPermanent
+		}
+		return metrics.ResultTemporary
+	}
+	refused := 0
+	for _, r := range res {
+		if r.Err != nil {
+			refused++
+		}
+	}
+	switch {
+	case refused == 0:
+		return metrics.ResultOK
+	case refused == len(res):
+		return metrics.ResultRefused
+	}
+	return metrics.ResultPartial
+}
+
+// spooler counts messages spooled and DATA-time refusals.
+func (o *observer) spooler(s smtpfront.Spooler) smtpfront.Spooler {
+	if o == nil {
+		return s
+	}
+	return meteredSpooler{Spooler: s, m: o.m}
+}
+
+type meteredSpooler struct {
+	smtpfront.Spooler
+	m *metrics.Metrics
+}
+
+func (s meteredSpooler) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
+	id, err := s.Spooler.Accept(ctx, env, body)
+	if err != nil {
+		s.m.Refused(refusalReason(err))
+	} else {
+		s.m.Received()
+	}
+	return id, err
+}
+
+// policy counts MAIL and RCPT refusals and the RCPT-time directory lookups.
+func (o *observer) policy(p smtpfront.Policy, pipe *pipeline.Pipeline) smtpfront.Policy {
+	if o == nil {
+		return p
+	}
+	// The pipeline asks the directory at RCPT time only under missing_cert = reject, and never
+	// for a list address.
+	lookups := func(rcpt string) bool {
+		return o.cfg.Policy.MissingCert == config.MissingCertReject && !pipe.IsList(rcpt)
+	}
+	mp := meteredPolicy{Policy: p, m: o.m, lookups: lookups}
+	// The front end finds list support by asserting smtpfront.ListPolicy: keep it visible.
+	if lp, ok := p.(smtpfront.ListPolicy); ok {
+		return meteredListPolicy{meteredPolicy: mp, lists: lp}
+	}
+	return mp
+}
+
+type meteredListPolicy struct {
+	meteredPolicy
+	lists smtpfront.ListPolicy
+}
+
+var _ smtpfront.ListPolicy = meteredListPolicy{}
+
+func (p meteredListPolicy) IsList(addr string) bool { return p.lists.IsList(addr) }
+
+func (p meteredListPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
+	err := p.lists.CheckPoster(ctx, list, mailFrom)
+	if err != nil {
+		p.m.Refused(refusalReason(err))
+	}
+	return err
+}
+
+type meteredPolicy struct {
+	smtpfront.Policy
+	m       *metrics.Metrics
+	lookups func(rcpt string) bool
+}
+
+func (p meteredPolicy) CheckSender(ctx context.Context, mailFrom, authUser string) error {
+	err := p.Policy.CheckSender(ctx, mailFrom, authUser)
+	if err != nil {
+		p.m.Refused(refusalReason(err))
+	}
+	return err
+}
+
+func (p meteredPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
+	err := p.Policy.CheckRecipient(ctx, rcpt)
+	switch {
+	case err == nil:
+		if p.lookups(rcpt) {
+			p.m.Lookup(true)
+		}
+	case errors.Is(err, pipeline.ErrNoCertificate):
+		p.m.Lookup(false)
+		p.m.Refused(metrics.ReasonNoCert)
+	default:
+		p.m.Refused(refusalReason(err))
+	}
+	return err
+}
+
+// refusalReason sorts a refusal the way smtpfront's reply mapping does.
+func refusalReason(err error) string {
+	var pe *smtpfront.PolicyError
+	var temp interface{ Temporary() bool }
+	switch {
+	case errors.Is(err, pipeline.ErrNoCertificate):
+		return metrics.ReasonNoCert
+	case errors.Is(err, pipeline.ErrUnknownSender), errors.Is(err, smtpfront.ErrSenderRefused):
+		return metrics.ReasonSender
+	case errors.As(err, &pe):
+		if pe.Temporary {
+			return metrics.ReasonTemporary
+		}
+		return metrics.ReasonPolicy
+	case errors.Is(err, smtpfront.ErrRecipientRefused):
+		return metrics.ReasonPolicy
+	case errors.Is(err, smtpfront.ErrMessageTooBig), errors.Is(err, smtp.ErrDataTooLarge):
+		return metrics.ReasonTooBig
+	case errors.Is(err, smtpfront.ErrMalformedMessage):
+		return metrics.ReasonMalformed
+	case errors.Is(err, smtpfront.ErrSpoolFull):
+		return metrics.ReasonSpoolFull
+	case errors.Is(err, smtpfront.ErrBadAddress):
+		return metrics.ReasonBadAddress
+	case errors.Is(err, smtpfront.ErrTooManyRecipients):
+		return metrics.ReasonTooManyRcpt
+	case errors.Is(err, smtpfront.ErrTemporary), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &temp) && temp.Temporary():
+		return metrics.ReasonTemporary
+	}
+	return metrics.ReasonOther
+}

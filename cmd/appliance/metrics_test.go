@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"appliance/config"
+	"appliance/metrics"
+	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/smtpfront"
+)
+
+func TestPackageKind(t *testing.T) {
+	const trace = "Received: from a (b)\r\n\tby relay.example.test (appliance) with ESMTP id 1;\r\n\tSat, 28 Nov 2026 15:52:36 +0000\r\n"
+	tests := []struct {
+		name, head         string
+		passThrough        bool
+		wantMode, wantProf string
+	}{
+		{"ok compat", trace + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data;\r\n name=smime.p7m\r\n\r\nMII", false, metrics.ModeEncrypted, metrics.ProfileCompat},
+		{"ok modern", trace + "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n\r\n", false, metrics.ModeEncrypted, metrics.ProfileModern},
+		{"ok x-pkcs7", "Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data\r\n\r\n", false, metrics.ModeEncrypted, metrics.ProfileCompat},
+		{"ok passthrough", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n", true, metrics.ModePassThrough, metrics.ProfileCompat},
+		{"ok signed only", trace + "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=x\r\n\r\n", false, metrics.ModeSigned, metrics.ProfileNone},
+		{"ok opaque signed", "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\n", false, metrics.ModeSigned, metrics.ProfileNone},
+		{"fail plain text", "Content-Type: text/plain\r\n\r\nhello", false, metrics.ModeOther, metrics.ProfileNone},
+		{"fail no header end", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nX-Trunc", false, metrics.ModeOther, metrics.ProfileNone},
+		{"fail garbage", "\x00\x01", false, metrics.ModeOther, metrics.ProfileNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mode, prof := packageKind([]byte(tt.head), tt.passThrough)
+			if mode != tt.wantMode || prof != tt.wantProf {
+				t.Fatalf("packageKind = %s/%s, want %s/%s", mode, prof, tt.wantMode, tt.wantProf)
+			}
+		})
+	}
+}
+
+func FuzzPackageKind(f *testing.F) {
+	f.Add([]byte("Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n"), false)
+	f.Add([]byte("Content-Type: multipart/signed; boundary=x\r\n\r\n"), true)
+	f.Add([]byte("Content-Type: ; ;;\r\n\r\n"), false)
+	f.Fuzz(func(t *testing.T, head []byte, pt bool) {
+		mode, prof := packageKind(head, pt)
+		if (mode == metrics.ModeSigned || mode == metrics.ModeOther) != (prof == metrics.ProfileNone) {
+			t.Fatalf("inconsistent %s/%s", mode, prof)
+		}
+	})
+}
+
+type tempError struct{}
+
+func (tempError) Error() string   { return "later" }
+func (tempError) Temporary() bool { return true }
+
+type permError struct{}
+
+func (permError) Error() string   { return "never" }
+func (permError) Temporary() bool { return false }
+
+func TestRefusalReason(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"ok no certificate", &smtpfront.PolicyError{Text: "x", Err: fmt.Errorf("%w: %q", pipeline.ErrNoCertificate, "a@b")}, metrics.ReasonNoCert},
+		{"ok unknown sender", &smtpfront.PolicyError{Text: "x", Err: pipeline.ErrUnknownSender}, metrics.ReasonSender},
+		{"ok sender refused", smtpfront.ErrSenderRefused, metrics.ReasonSender},
+		{"ok temporary policy", &smtpfront.PolicyError{Text: "x", Temporary: true}, metrics.ReasonTemporary},
+		{"ok other policy", &smtpfront.PolicyError{Text: "x"}, metrics.ReasonPolicy},
+		{"ok too big", fmt.Errorf("%w: x", smtpfront.ErrMessageTooBig), metrics.ReasonTooBig},
+		{"ok too big go-smtp", smtp.ErrDataTooLarge, metrics.ReasonTooBig},
+		{"ok spool full", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, queue.ErrSpoolUnavailable), metrics.ReasonSpoolFull},
+		{"ok malformed", smtpfront.ErrMalformedMessage, metrics.ReasonMalformed},
+		{"ok temporary", tempError{}, metrics.ReasonTemporary},
+		{"fail unknown", errors.New("boom"), metrics.ReasonOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := refusalReason(tt.err); got != tt.want {
+				t.Fatalf("refusalReason(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDeliveryResult(t *testing.T) {
+	refused := &smtp.SMTPError{Code: 550}
+	tests := []struct {
+		name string
+		res  []queue.RcptResult
+		err  error
+		want string
+	}{
+		{"ok all accepted", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b"}}, nil, metrics.ResultOK},
+		{"ok partial", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b", Err: refused}}, nil, metrics.ResultPartial},
+		{"ok all refused", []queue.RcptResult{{Rcpt: "a", Err: refused}}, nil, metrics.ResultRefused},
+		{"fail temporary", nil, tempError{}, metrics.ResultTemporary},
+		{"fail unsorted error is temporary", nil, errors.New("eof"), metrics.ResultTemporary},
+		{"fail permanent", nil, permError{}, metrics.ResultPermanent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := deliveryResult(tt.res, tt.err); got != tt.want {
+				t.Fatalf("deliveryResult = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHopTracker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := l.Addr().String()
+	l.Close() // a port nothing listens on now
+	tests := []struct {
+		name    string
+		addr    string
+		record  []error
+		wantErr bool
+	}{
+		{"ok recent success", up, []error{nil}, false},
+		{"ok smtp refusal still reached it", up, []error{&smtp.SMTPError{Code: 554}}, false},
+		{"fail last attempt failed and dial fails", up, []error{nil, errors.New("connection refused")}, true},
+		{"fail nothing recorded and dial fails", up, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &hopTracker{addr: tt.addr}
+			for _, e := range tt.record {
+				h.record(e)
+			}
+			err := h.probe(context.Background())
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("probe = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "failed to reach next hop") {
+				t.Errorf("error %q", err)
+			}
+		})
+	}
+	// A listening next hop makes the dial pass even after a failure.
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	h := &hopTracker{addr: l2.Addr().String()}
+	h.record(errors.New("timeout"))
+	if err := h.probe(context.Background()); err != nil {
+		t.Fatalf("probe with the next hop listening: %v", err)
+	}
+}
+
+func TestObserverOff(t *testing.T) {
+	var o *observer // [metrics] absent
+	var p queue.Processor = (*pipeline.Pipeline)(nil)
+	if o.processor(p) != p {
+		t.Error("processor wrapped without metrics")
+	}
+	if o.start(nil, nil, nil) != nil {
+		t.Error("start without metrics")
+	}
+	o.Close()
+}
+
+type plainPolicy struct{}
+
+func (plainPolicy) CheckSender(context.Context, string, string) error { return nil }
+func (plainPolicy) CheckRecipient(context.Context, string) error      { return nil }
+
+type listPolicy struct{ plainPolicy }
+
+func (listPolicy) IsList(addr string) bool { return addr == "team@example.test" }
+func (listPolicy) CheckPoster(context.Context, string, string) error {
+	return &smtpfront.PolicyError{Text: "no"}
+}
+
+// The front end detects lists by a type assertion; the metering wrapper must not hide them.
+func TestMeteredPolicyKeepsListPolicy(t *testing.T) {
+	o := &observer{m: metrics.New(), cfg: &config.Config{}}
+	tests := []struct {
+		name     string
+		in       smtpfront.Policy
+		wantList bool
+	}{
+		{"ok plain stays plain", plainPolicy{}, false},
+		{"ok list policy stays a list policy", listPolicy{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := o.policy(tt.in, nil)
+			lp, ok := out.(smtpfront.ListPolicy)
+			if ok != tt.wantList {
+				t.Fatalf("wrapped policy implements ListPolicy: %v, want %v", ok, tt.wantList)
+			}
+			if ok && (!lp.IsList("team@example.test") || lp.CheckPoster(context.Background(), "team@example.test", "x@y") == nil) {
+				t.Fatal("list methods not forwarded")
+			}
+		})
+	}
+}
+
+func TestSpoolWritable(t *testing.T) {
+	withTmp := t.TempDir()
+	if err := os.Mkdir(filepath.Join(withTmp, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		dir     string
+		wantErr bool
+	}{
+		{"ok spool with tmp", withTmp, false},
+		{"ok spool without tmp", t.TempDir(), false},
+		{"fail missing spool", filepath.Join(t.TempDir(), "gone"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := spoolWritable(tt.dir)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("spoolWritable(%q) = %v, want error %v", tt.dir, err, tt.wantErr)
+			}
+			// The probe leaves nothing behind for the queue to find.
+			for _, d := range []string{tt.dir, filepath.Join(tt.dir, "tmp")} {
+				if entries, _ := os.ReadDir(d); len(entries) > 0 && !(len(entries) == 1 && entries[0].Name() == "tmp") {
+					t.Errorf("%s holds %v after the probe", d, entries)
+				}
+			}
+		})
+	}
+}
