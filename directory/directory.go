@@ -145,6 +145,8 @@ type Directory struct {
 	crls    *crlFetcher // nil without CRL fetching
 	reload  sync.Mutex  // one Reload at a time
 	snap    atomic.Pointer[snapshot]
+
+	onLookup atomic.Pointer[func(hit bool)]
 }
 
 type snapshot struct {
@@ -292,11 +294,18 @@ func (d *Directory) LookupContext(ctx context.Context, addr string) (valid []*En
 	if len(valid) == 0 && unavailable != nil {
 		return nil, rejected, unavailable
 	}
+	if f := d.onLookup.Load(); f != nil {
+		(*f)(len(valid) > 0)
+	}
 	sort.SliceStable(valid, func(i, j int) bool {
 		return valid[i].Cert.NotBefore.After(valid[j].Cert.NotBefore)
 	})
 	return valid, rejected, nil
 }
+
+// OnLookup has f told, after every lookup that got an answer, whether the address had a valid
+// certificate (metrics); a lookup that could not ask a source is not reported.
+func (d *Directory) OnLookup(f func(hit bool)) { d.onLookup.Store(&f) }
 
 func cmpOr(a, b error) error {
 	if a != nil {

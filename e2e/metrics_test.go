@@ -155,7 +155,8 @@ func TestMetrics(t *testing.T) {
 		{"ok hsm latency observed", `appliance_hsm_operation_duration_seconds_count{op="wrap"}`, 6},
 		{"ok deliveries", `appliance_delivery_attempts_total{result="ok"}`, 3},
 		{"ok no failed deliveries", `appliance_delivery_attempts_total{result="temporary"}`, 0},
-		{"ok lookups hit", `appliance_directory_lookups_total{result="hit"}`, 4},
+		// At RCPT (bob, carol, dave, erin; nocert missed) and again while sealing (bob, carol, dave, erin).
+		{"ok lookups hit", `appliance_directory_lookups_total{result="hit"}`, 8},
 		{"ok lookups miss", `appliance_directory_lookups_total{result="miss"}`, 1},
 		{"ok queue empty", `appliance_queue_messages{state="sealed"}`, 0},
 		{"ok queue nothing pending", `appliance_queue_packages{state="pending"}`, 0},

@@ -28,6 +28,7 @@ import (
 
 	"appliance/cms"
 	"appliance/config"
+	"appliance/directory"
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
@@ -400,17 +401,19 @@ func (s meteredSpooler) Accept(ctx context.Context, env queue.Envelope, body io.
 	return id, err
 }
 
-// policy counts MAIL and RCPT refusals and the RCPT-time directory lookups.
-func (o *observer) policy(p smtpfront.Policy, pipe *pipeline.Pipeline) smtpfront.Policy {
+// directory counts every directory lookup, at RCPT time and while sealing.
+func (o *observer) directory(d *directory.Directory) {
+	if o != nil {
+		d.OnLookup(o.m.Lookup)
+	}
+}
+
+// policy counts MAIL and RCPT refusals.
+func (o *observer) policy(p smtpfront.Policy) smtpfront.Policy {
 	if o == nil {
 		return p
 	}
-	// The pipeline asks the directory at RCPT time only under missing_cert = reject, and never
-	// for a list address.
-	lookups := func(rcpt string) bool {
-		return o.cfg.Policy.MissingCert == config.MissingCertReject && !pipe.IsList(rcpt)
-	}
-	mp := meteredPolicy{Policy: p, m: o.m, lookups: lookups}
+	mp := meteredPolicy{Policy: p, m: o.m}
 	// The front end finds list support by asserting smtpfront.ListPolicy: keep it visible.
 	if lp, ok := p.(smtpfront.ListPolicy); ok {
 		return meteredListPolicy{meteredPolicy: mp, lists: lp}
@@ -437,8 +440,7 @@ func (p meteredListPolicy) CheckPoster(ctx context.Context, list, mailFrom strin
 
 type meteredPolicy struct {
 	smtpfront.Policy
-	m       *metrics.Metrics
-	lookups func(rcpt string) bool
+	m *metrics.Metrics
 }
 
 func (p meteredPolicy) CheckSender(ctx context.Context, mailFrom, authUser string) error {
@@ -453,11 +455,7 @@ func (p meteredPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
 	err := p.Policy.CheckRecipient(ctx, rcpt)
 	switch {
 	case err == nil:
-		if p.lookups(rcpt) {
-			p.m.Lookup(true)
-		}
 	case errors.Is(err, pipeline.ErrNoCertificate):
-		p.m.Lookup(false)
 		p.m.Refused(metrics.ReasonNoCert)
 	default:
 		p.m.Refused(refusalReason(err))

@@ -202,7 +202,7 @@ func TestMeteredPolicyKeepsListPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := o.policy(tt.in, nil)
+			out := o.policy(tt.in)
 			lp, ok := out.(smtpfront.ListPolicy)
 			if ok != tt.wantList {
 				t.Fatalf("wrapped policy implements ListPolicy: %v, want %v", ok, tt.wantList)
