@@ -256,8 +256,12 @@ func TestSupervisorWrongPINAfterTokenChange(t *testing.T) {
 	if !hsm.IsTemporary(s.Healthy()) {
 		t.Errorf("a refused PIN at run time must defer work, not fail it: %v", s.Healthy())
 	}
-	if n := log.count("hsm still down"); n < 1 {
-		t.Errorf("no \"hsm still down\" line naming the new cause")
+	// The state changes before its log line is written: give the line a moment.
+	for log.count("hsm still down") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"hsm still down\" line naming the new cause")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	if err := os.RemoveAll(env.TokenDir); err != nil {
