@@ -12,8 +12,9 @@ import (
 // Encoded is an encoded ContentInfo kept as pieces, some shared with other Encoded values (the
 // encrypted content of one message appears in every package). Treat it as read-only.
 type Encoded struct {
-	parts [][]byte
-	n     int
+	parts  [][]byte
+	n      int
+	shared int // parts[shared:] are the same in every Encoded assembled from the same content
 }
 
 func (e *Encoded) add(p []byte) {
@@ -40,6 +41,14 @@ func (e *Encoded) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// Shared splits the encoding into the leading pieces that are this value's own (the header
+// and RecipientInfos) and the trailing pieces that every value assembled from the same
+// encrypted content has byte for byte (that content and what follows it), so a writer can
+// encode the common part once for all packages of a message. Both share memory with e.
+func (e *Encoded) Shared() (own, shared [][]byte) {
+	return e.parts[:e.shared], e.parts[e.shared:]
 }
 
 // Bytes returns the encoding in one new slice (a copy of everything, shared content included).
@@ -134,6 +143,7 @@ func assemble(ctype asn1.ObjectIdentifier, version int, originator []byte, ris [
 	}
 	e := &Encoded{parts: make([][]byte, 0, 1+len(rest))}
 	e.add(head)
+	e.shared = len(e.parts)
 	for _, p := range rest {
 		e.add(p)
 	}

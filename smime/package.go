@@ -2,11 +2,13 @@ package smime
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -48,14 +50,9 @@ func WritePackage(w io.Writer, outer textproto.Header, smimeType string, der io.
 		return fmt.Errorf("failed to write package: %w: %q", ErrUnknownSMIMEType, smimeType)
 	}
 	bw := bufio.NewWriterSize(w, 32<<10)
-	if err := writeOuter(bw, outer); err != nil {
+	if err := writePackageHeader(bw, outer, t); err != nil {
 		return err
 	}
-	bw.WriteString("MIME-Version: 1.0\r\n" +
-		"Content-Type: application/pkcs7-mime; smime-type=" + t + ";\r\n name=smime.p7m\r\n" +
-		"Content-Transfer-Encoding: base64\r\n" +
-		"Content-Disposition: attachment; filename=smime.p7m\r\n" +
-		"\r\n")
 	enc := NewBase64Writer(bw)
 	if _, err := der.WriteTo(enc); err != nil {
 		return fmt.Errorf("failed to write package body: %w", err)
@@ -63,6 +60,126 @@ func WritePackage(w io.Writer, outer textproto.Header, smimeType string, der io.
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("failed to write package body: %w", err)
 	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("failed to write package: %w", err)
+	}
+	return nil
+}
+
+func writePackageHeader(bw *bufio.Writer, outer textproto.Header, smimeType string) error {
+	if err := writeOuter(bw, outer); err != nil {
+		return err
+	}
+	bw.WriteString("MIME-Version: 1.0\r\n" +
+		"Content-Type: application/pkcs7-mime; smime-type=" + smimeType + ";\r\n name=smime.p7m\r\n" +
+		"Content-Transfer-Encoding: base64\r\n" +
+		"Content-Disposition: attachment; filename=smime.p7m\r\n" +
+		"\r\n")
+	return nil
+}
+
+// SharedBase64 is the common end of several packages' DER (the encrypted content of one
+// message, see cms.Encoded.Shared) with its base64 lines made once and reused. Where the lines
+// of the common part start depends only on the length of the package's own DER modulo the 57
+// bytes of one line, so each such phase is encoded once; packages of one message usually have
+// RecipientInfos of one length and so share a single phase. Safe for concurrent use; it holds
+// the base64 of each phase used until it is dropped.
+type SharedBase64 struct {
+	tail [][]byte
+	size int
+
+	mu     sync.Mutex
+	phases map[int][]byte // base64 lines of tail[off:], by off
+}
+
+// NewSharedBase64 returns the cache for tail, which must not change while it is in use.
+func NewSharedBase64(tail [][]byte) *SharedBase64 {
+	n := 0
+	for _, p := range tail {
+		n += len(p)
+	}
+	return &SharedBase64{tail: tail, size: n, phases: map[int][]byte{}}
+}
+
+// linesFrom returns the base64 lines of the tail from byte off on.
+func (s *SharedBase64) linesFrom(off int) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.phases[off]; ok {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	n := base64.StdEncoding.EncodedLen(s.size - off)
+	buf.Grow(n + n/LineLength*2 + 2)
+	enc := NewBase64Writer(&buf)
+	if err := writeRange(enc, s.tail, off, s.size); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	s.phases[off] = buf.Bytes()
+	return buf.Bytes(), nil
+}
+
+// writeRange writes bytes [from, to) of the concatenation of parts.
+func writeRange(w io.Writer, parts [][]byte, from, to int) error {
+	pos := 0
+	for _, p := range parts {
+		lo, hi := max(from-pos, 0), min(to-pos, len(p))
+		pos += len(p)
+		if lo >= hi {
+			continue
+		}
+		if _, err := w.Write(p[lo:hi]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WritePackageShared writes what [WritePackage] writes for the DER own followed by shared's
+// tail, encoding only own and the start of the tail up to a line boundary, and copying the
+// tail's cached lines from there.
+func WritePackageShared(w io.Writer, outer textproto.Header, smimeType string, own [][]byte, shared *SharedBase64) error {
+	t, ok := canonicalType(smimeType)
+	if !ok {
+		return fmt.Errorf("failed to write package: %w: %q", ErrUnknownSMIMEType, smimeType)
+	}
+	bw := bufio.NewWriterSize(w, 32<<10)
+	if err := writePackageHeader(bw, outer, t); err != nil {
+		return err
+	}
+	ownLen := 0
+	for _, p := range own {
+		ownLen += len(p)
+	}
+	off := (lineInput - ownLen%lineInput) % lineInput
+	enc := NewBase64Writer(bw)
+	for _, p := range own {
+		if _, err := enc.Write(p); err != nil {
+			return fmt.Errorf("failed to write package body: %w", err)
+		}
+	}
+	var lines []byte
+	if off >= shared.size {
+		// The tail does not reach a line boundary: nothing of it to reuse.
+		off = shared.size
+	} else {
+		var err error
+		if lines, err = shared.linesFrom(off); err != nil {
+			return fmt.Errorf("failed to write package body: %w", err)
+		}
+	}
+	if err := writeRange(enc, shared.tail, 0, off); err != nil {
+		return fmt.Errorf("failed to write package body: %w", err)
+	}
+	// own and the tail's first off bytes end on a line boundary (or are everything), so Close
+	// adds no partial line before the cached ones.
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("failed to write package body: %w", err)
+	}
+	bw.Write(lines)
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("failed to write package: %w", err)
 	}
@@ -88,59 +205,100 @@ func WriteSigned(w io.Writer, outer textproto.Header, signed []byte) error {
 // NewBase64Writer returns a writer that base64-encodes what it is given into w as lines of
 // [LineLength] characters, each ending in CRLF. Close flushes the last, possibly short, line;
 // it does not close w. Memory use is constant whatever the size of the input.
+//
+// Every package of a message runs its whole CMS through here, so it encodes whole lines at a
+// time (57 input bytes make one 76-character line) into a block that goes to w in one call,
+// rather than through base64.NewEncoder and a writer that cuts its output into lines.
 func NewBase64Writer(w io.Writer) io.WriteCloser {
-	lw := &lineWriter{w: w}
-	return &base64Writer{enc: base64.NewEncoder(base64.StdEncoding, lw), lw: lw}
+	return &base64Writer{w: w}
 }
+
+const (
+	lineInput  = LineLength / 4 * 3 // input bytes per full line
+	lineOutput = LineLength + 2     // a full line with its CRLF
+	blockLines = 512                // lines per write to w (about 40 KB)
+)
 
 type base64Writer struct {
-	enc io.WriteCloser
-	lw  *lineWriter
+	w       io.Writer
+	partial [lineInput]byte // input of the line not yet complete
+	n       int             // bytes in partial
+	out     []byte
+	err     error
 }
 
-func (b *base64Writer) Write(p []byte) (int, error) { return b.enc.Write(p) }
+func (b *base64Writer) Write(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.out == nil {
+		b.out = make([]byte, 0, blockLines*lineOutput)
+	}
+	total := len(p)
+	if b.n > 0 {
+		k := copy(b.partial[b.n:], p)
+		b.n += k
+		p = p[k:]
+		if b.n < lineInput {
+			return total, nil
+		}
+		if err := b.line(b.partial[:]); err != nil {
+			return 0, err
+		}
+		b.n = 0
+	}
+	for len(p) >= lineInput {
+		if err := b.line(p[:lineInput]); err != nil {
+			return total - len(p), err
+		}
+		p = p[lineInput:]
+	}
+	b.n = copy(b.partial[:], p)
+	return total, nil
+}
+
+// line encodes one full line of input into out, flushing out first when it is full.
+func (b *base64Writer) line(in []byte) error {
+	if len(b.out)+lineOutput > cap(b.out) {
+		if err := b.flush(); err != nil {
+			return err
+		}
+	}
+	o := len(b.out)
+	b.out = b.out[:o+lineOutput]
+	base64.StdEncoding.Encode(b.out[o:o+LineLength], in)
+	b.out[o+LineLength], b.out[o+LineLength+1] = '\r', '\n'
+	return nil
+}
+
+func (b *base64Writer) flush() error {
+	if len(b.out) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.out)
+	b.out = b.out[:0]
+	if err != nil {
+		b.err = err
+	}
+	return err
+}
 
 func (b *base64Writer) Close() error {
-	if err := b.enc.Close(); err != nil {
-		return err
+	if b.err != nil {
+		return b.err
 	}
-	return b.lw.finish()
-}
-
-// lineWriter inserts CRLF after every LineLength bytes written through it.
-type lineWriter struct {
-	w   io.Writer
-	col int
+	if b.out == nil {
+		b.out = make([]byte, 0, lineOutput)
+	}
+	if b.n > 0 {
+		o := len(b.out)
+		m := base64.StdEncoding.EncodedLen(b.n)
+		b.out = append(b.out, make([]byte, m)...)
+		base64.StdEncoding.Encode(b.out[o:o+m], b.partial[:b.n])
+		b.out = append(b.out, crlf...)
+		b.n = 0
+	}
+	return b.flush()
 }
 
 var crlf = []byte("\r\n")
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		chunk := min(LineLength-l.col, len(p))
-		m, err := l.w.Write(p[:chunk])
-		n += m
-		l.col += m
-		if err != nil {
-			return n, err
-		}
-		p = p[chunk:]
-		if l.col == LineLength {
-			if _, err := l.w.Write(crlf); err != nil {
-				return n, err
-			}
-			l.col = 0
-		}
-	}
-	return n, nil
-}
-
-func (l *lineWriter) finish() error {
-	if l.col == 0 {
-		return nil
-	}
-	l.col = 0
-	_, err := l.w.Write(crlf)
-	return err
-}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+// cmdReport prints the results files as one table per shape, with b/a = appliance/postfix and
+// b/c = appliance/HSM floor in messages per second. Labels: "postfix" is (a), anything starting
+// with "appliance" is (b), floor results are (c).
+func cmdReport(args []string) error {
+	var all []Result
+	for _, p := range args {
+		rs, err := readResults(p)
+		if err != nil {
+			return err
+		}
+		all = append(all, rs...)
+	}
+	return report(os.Stdout, all)
+}
+
+func readResults(path string) ([]Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read results: %w", err)
+	}
+	defer f.Close()
+	var out []Result
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("failed to parse results file %q: %w", path, err)
+		}
+		out = append(out, r)
+	}
+	return out, sc.Err()
+}
+
+func report(w io.Writer, all []Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "shape\trelay\tconns\tmsgs\tmsg/s\tpkg/s\tsubmit p50 ms\tp99\te2e p50 ms\tp99\tpeak RSS MB\tCPU s\tCPU ms/msg\tload before\tload after\t")
+	for _, name := range shapeNames() {
+		var a, b, c *Result
+		for i := range all {
+			r := &all[i]
+			if r.Shape != name {
+				continue
+			}
+			if r.Kind == "floor" {
+				c = r
+				fmt.Fprintf(tw, "%s\t%s\t\t\t%.1f\t%.1f\t\t\t\t\t\t\t\t%s\t\t\n", name, "(c) HSM floor", r.MsgPerSec, r.PkgPerSec, r.LoadBefore)
+				continue
+			}
+			tag := "   "
+			switch {
+			case r.Label == "postfix":
+				a, tag = r, "(a)"
+			case strings.HasPrefix(r.Label, "appliance") && r.Conns <= 8:
+				b, tag = r, "(b)"
+			}
+			fmt.Fprintf(tw, "%s\t%s %s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f\t%s\t%s\t\n",
+				name, tag, r.Label, r.Conns, r.Messages, r.MsgPerSec, r.PkgPerSec, r.SubmitP50ms, r.SubmitP99ms,
+				r.E2EP50ms, r.E2EP99ms, r.PeakRSSMB, r.CPUSeconds, r.CPUPerMsgMs, r.LoadBefore, r.LoadAfter)
+			if r.Unfinished > 0 || r.Failed > 0 {
+				fmt.Fprintf(tw, "\t  ! %d unfinished, %d failed\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Unfinished, r.Failed)
+			}
+		}
+		if b != nil && a != nil {
+			fmt.Fprintf(tw, "%s\tb/a\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, b.MsgPerSec/a.MsgPerSec)
+		}
+		if b != nil && c != nil {
+			fmt.Fprintf(tw, "%s\tb/c\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, b.MsgPerSec/c.MsgPerSec)
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,97 @@
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+)
+
+var (
+	crlf = []byte("\r\n")
+	cr   = crlf[:1]
+)
+
+// dotStuffer writes a message body in SMTP DATA form (RFC 5321 section 4.5.2) a line at a time
+// instead of byte by byte as net/textproto's DotWriter does: a line starting with '.' gets
+// another '.', and a bare LF becomes CRLF. What the body ends with (its last line end, or a
+// '\r' that could have begun one) is held back in Held, for the caller to pass through
+// go-smtp's own DotWriter: that writer then ends the data exactly as it would have had it seen
+// the whole body (".\r\n" after a line end, "\r\n.\r\n" after a partial line).
+type dotStuffer struct {
+	bw        *bufio.Writer
+	lineStart bool   // the next byte begins a line
+	held      []byte // nil, crlf (a line end not written yet) or cr (a '\r' that may begin one)
+}
+
+func newDotStuffer(w io.Writer) *dotStuffer {
+	return &dotStuffer{bw: bufio.NewWriterSize(w, 64<<10), lineStart: true}
+}
+
+// Held is the tail of the body not written yet: nil, "\r\n" or "\r".
+func (d *dotStuffer) Held() []byte { return d.held }
+
+// ReadFrom copies r in DATA form, reading it in large blocks.
+func (d *dotStuffer) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			n += int64(m)
+			d.write(buf[:m])
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// Write is ReadFrom for one block.
+func (d *dotStuffer) Write(p []byte) (int, error) {
+	d.write(p)
+	return len(p), nil
+}
+
+// Flush writes out everything but the held tail.
+func (d *dotStuffer) Flush() error { return d.bw.Flush() }
+
+// write stuffs p; errors stay in the bufio.Writer and come out of Flush.
+func (d *dotStuffer) write(p []byte) {
+	for len(p) > 0 {
+		if d.held != nil {
+			if len(d.held) == 1 && p[0] == '\n' {
+				d.held = crlf
+				p = p[1:]
+				continue
+			}
+			// More follows: a held line end ends a line, a held '\r' was data.
+			d.bw.Write(d.held)
+			d.lineStart = len(d.held) == 2
+			d.held = nil
+		}
+		if d.lineStart && p[0] == '.' {
+			d.bw.WriteByte('.')
+		}
+		d.lineStart = false
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if p[len(p)-1] == '\r' {
+				d.bw.Write(p[:len(p)-1])
+				d.held = cr
+			} else {
+				d.bw.Write(p)
+			}
+			return
+		}
+		line := p[:i]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		d.bw.Write(line)
+		d.held = crlf
+		p = p[i+1:]
+	}
+}

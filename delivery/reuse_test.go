@@ -1,0 +1,44 @@
+package delivery_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"appliance/delivery"
+)
+
+// A next hop that restarts drops every idle connection at once; the one retry of a delivery
+// must then dial rather than take the next dead idle connection.
+func TestDeliverAllIdleDropped(t *testing.T) {
+	sink := newSink(t, false)
+	c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test",
+		MaxIdle: 4, CommandTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Concurrent deliveries leave several connections idle.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := c.Deliver(context.Background(), "a@example.test", []string{"b@example.test"}, strings.NewReader(body)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if sink.Connections() < 2 {
+		t.Skipf("only %d connection(s) opened; nothing to test", sink.Connections())
+	}
+	sink.Down()
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Deliver(context.Background(), "a@example.test", []string{"b@example.test"}, strings.NewReader(body))
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("ok after the next hop restarted: %v %v", res, err)
+	}
+}
