@@ -46,7 +46,9 @@ type Config struct {
 	Directory Directory `toml:"directory"`
 	Policy    Policy    `toml:"policy"`
 	Log       Log       `toml:"log"`
+	Metrics   Metrics   `toml:"metrics"`
 	Senders   []Sender  `toml:"sender"`
+	Lists     []List    `toml:"list"`
 }
 
 // HSM selects the PKCS#11 module and token. Exactly one of PINFile and
@@ -57,6 +59,8 @@ type HSM struct {
 	PINFile     string `toml:"pin_file"`
 	PINEnv      string `toml:"pin_env"`
 	MaxSessions int    `toml:"max_sessions"`
+	// RequireUp and ReconnectMax: see hsm_ext.go.
+	HSMHealth
 }
 
 // SMTP configures the submission listener.
@@ -71,6 +75,8 @@ type SMTP struct {
 	// RequireAuth refuses MAIL FROM before AUTH; needs UsersFile.
 	RequireAuth bool   `toml:"require_auth"`
 	UsersFile   string `toml:"users_file"`
+	// TLS listener, trusted networks and limits: see smtp_ext.go.
+	SMTPSecurity
 }
 
 // Relay is the outbound side.
@@ -248,6 +254,7 @@ func Defaults() *Config {
 			Hostname:        host,
 			MaxMessageBytes: 25 << 20,
 			MaxRecipients:   1000,
+			SMTPSecurity:    defaultSMTPSecurity(),
 		},
 		Queue: Queue{
 			Workers: 4,
@@ -389,4 +396,5 @@ func (c *Config) resolve(base string) {
 	for i := range c.Senders {
 		abs(&c.Senders[i].Cert)
 	}
+	c.resolveLists(abs)
 }

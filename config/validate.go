@@ -12,6 +12,7 @@ import (
 
 func (c *Config) validate(v *validator) {
 	c.validateHSM(v)
+	c.validateHSMHealth(v)
 	c.validateSMTP(v)
 	c.validateRelay(v)
 	c.validateQueue(v)
@@ -22,7 +23,9 @@ func (c *Config) validate(v *validator) {
 	c.validatePolicy(v)
 	oneOf(v, "log.format", c.Log.Format, LogText, LogJSON)
 	oneOf(v, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	c.validateMetrics(v)
 	c.validateSenders(v)
+	c.validateLists(v)
 }
 
 func (c *Config) validateHSM(v *validator) {
@@ -56,6 +59,7 @@ func (c *Config) validateSMTP(v *validator) {
 	if c.SMTP.RequireAuth && c.SMTP.UsersFile == "" {
 		v.add("smtp.users_file", ErrMissing, "require_auth needs a users_file")
 	}
+	c.validateSMTPSecurity(v)
 }
 
 func (c *Config) validateRelay(v *validator) {

@@ -2,7 +2,7 @@
 # deps.sh: install the Debian packages the appliance's demo and tests use, when any is missing.
 # Go itself comes with the machine (/usr/local/go); Debian's golang is too old for this module.
 set -euo pipefail
-pkgs=(softhsm2 opensc openssl gpgsm gpg-agent libnss3-tools swaks ca-certificates slapd ldap-utils)
+pkgs=(softhsm2 opensc openssl gpgsm gpg-agent libnss3-tools swaks ca-certificates slapd ldap-utils postfix)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -12,6 +12,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   export DEBIAN_FRONTEND=noninteractive
+  # postfix: install only, no system instance (the Postfix tests run their own).
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

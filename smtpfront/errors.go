@@ -72,6 +72,7 @@ var (
 	replySpoolFull        = reply(452, 4, 3, 1, "insufficient system storage, try again later")
 	replyTemporary        = reply(451, 4, 3, 0, "temporary failure, try again later")
 	replyAuthRequired     = reply(530, 5, 7, 0, "authentication required")
+	replyAuthLocked       = reply(454, 4, 7, 0, "too many failed authentication attempts, try again later")
 	replyUnknown          = reply(554, 5, 0, 0, "transaction failed")
 )
 

@@ -24,6 +24,9 @@ func FuzzSession(f *testing.F) {
 		"EHLO x\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<boom@example.test>\r\nQUIT\r\n",
 		"EHLO x\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nSTARTTLS\r\nVRFY x\r\nNOOP\r\n",
 		"EHLO x\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: =?utf-8?q?=E2=98=83?= <alice@example.test>\r\nSender: ,,,\r\n\r\n.\r\n",
+		"EHLO x\r\nAUTH PLAIN AGFsaWNlAHdyb25n\r\nAUTH PLAIN AGFsaWNlAHdyb25n\r\nAUTH PLAIN AGFsaWNlAHdyb25n\r\nNOOP\r\n",
+		"EHLO x\r\n" + strings.Repeat("NOOP\r\n", 60),
+		"EHLO x\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@y.z\r\n\r\nhi\r\n--b--\r\n--a--\r\n.\r\nQUIT\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -39,6 +42,11 @@ func FuzzSession(f *testing.F) {
 		DataTimeout:     2 * time.Second,
 		Auth:            passwords{"alice": "secret"},
 		Logger:          slog.New(watch),
+		// Every input comes from 127.0.0.1: no delays and no lockout, or
+		// the first few wrong passwords would slow and then blind the
+		// fuzzer to everything after AUTH.
+		AuthFailureDelay:     -1,
+		MaxAuthFailuresPerIP: -1,
 	}
 	ts := startServer(f, opts, spool, newTestPolicy())
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -20,6 +20,26 @@
 // must parse, and its From and Sender must pass the same sender check as
 // MAIL FROM; only then is the message spooled.
 //
+// # Who may send
+//
+// The front end authenticates (AUTH PLAIN through an [Authenticator],
+// only over TLS unless AllowInsecureAuth) and the [Policy] authorizes: it
+// sees the SASL identity and, through [ClientAddr] and [AuthUser] on its
+// context, the client's address, so it can trust networks and map
+// identities to the sender addresses they may use. The daemon's policy
+// refuses an anonymous client from an untrusted network with 530 5.7.0
+// and an identity using someone else's address with 550 5.7.1.
+//
+// # Limits
+//
+// Besides size, recipients, line length and header size: commands outside
+// a transaction (421 4.7.0 after MaxCommandsBeforeMail), failed AUTH
+// (a growing delay, 421 after MaxAuthFailures on one connection, 454 4.7.0
+// lockout of the address after MaxAuthFailuresPerIP), connections per
+// address, header fields, MIME depth and parts (550 5.6.0, checked while
+// the body streams to the spool, so nothing is stored), and idle, DATA and
+// whole-session timeouts. See limits.go and mime.go.
+//
 // # Errors
 //
 // Every error meets SMTP in [Reply], which maps it to a reply with an
@@ -122,6 +142,36 @@ type Options struct {
 	// RequireAuth refuses MAIL without AUTH (530 5.7.0).
 	RequireAuth bool
 	Logger      *slog.Logger // default: discard
+
+	// Limits against abuse; see limits.go. Zero takes the default noted,
+	// a negative value turns the limit off.
+
+	// MaxCommandsBeforeMail bounds the commands (NOOP, RSET, VRFY, a
+	// refused MAIL, ...) a client may send outside a transaction before
+	// it is disconnected with 421 4.7.0; default 50.
+	MaxCommandsBeforeMail int
+	// MaxAuthFailures is how many failed AUTH attempts one connection
+	// gets before it is disconnected with 421 4.7.0; default 3.
+	MaxAuthFailures int
+	// AuthFailureDelay is held before each 535 reply, multiplied by the
+	// failures the client's address has had recently (at most 10 times);
+	// default 1s.
+	AuthFailureDelay time.Duration
+	// MaxAuthFailuresPerIP failures from one address within AuthLockout
+	// lock that address out of AUTH (454 4.7.0, no password checked)
+	// until AuthLockout has passed since its last failure; default 10
+	// in 15 minutes.
+	MaxAuthFailuresPerIP int
+	AuthLockout          time.Duration
+	// SessionTimeout caps a whole connection, however busy; default 30 min.
+	SessionTimeout time.Duration
+	// MaxHeaderFields bounds the fields of the message header; default 1000.
+	MaxHeaderFields int
+	// MaxMIMEDepth bounds multipart and message/rfc822 nesting (the
+	// message itself is depth 0); default 20.
+	MaxMIMEDepth int
+	// MaxMIMEParts bounds the body parts in the whole message; default 1000.
+	MaxMIMEParts int
 }
 
 func (o *Options) setDefaults() {
@@ -152,6 +202,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.setLimitDefaults()
 	if o.TLSConfig != nil {
 		o.TLSConfig = o.TLSConfig.Clone()
 		if o.TLSConfig.MinVersion < tls.VersionTLS12 {
@@ -175,6 +226,8 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
 	perIP map[string]int
+
+	authFails *failTracker
 }
 
 // New returns a Server that stores messages with spool and asks policy about
@@ -188,6 +241,8 @@ func New(opts Options, spool Spooler, policy Policy) *Server {
 		log:    opts.Logger,
 		conns:  make(map[*trackedConn]struct{}),
 		perIP:  make(map[string]int),
+
+		authFails: newFailTracker(opts.AuthLockout),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -214,7 +269,7 @@ func New(opts Options, spool Spooler, policy Policy) *Server {
 // Serve accepts connections on l until Close or Shutdown. It returns nil
 // after a Close or Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	return s.srv.Serve(&trackingListener{Listener: l, s: s})
+	return s.srv.Serve(&trackingListener{Listener: l, s: s, plain: true})
 }
 
 // ServeTLS is Serve with implicit TLS (port 465 style) using
@@ -283,7 +338,8 @@ func (s *Server) closeConns() {
 // offers that through Close, which Shutdown has already used up.
 type trackingListener struct {
 	net.Listener
-	s *Server
+	s     *Server
+	plain bool // no TLS above: a last reply can go straight to the socket
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -298,10 +354,23 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
 			s.mu.Unlock()
 			s.log.Warn("connection refused: too many from one address", "client", ip)
-			go refuse(c, s.opts.WriteTimeout)
+			if l.plain {
+				go refuse(c, s.opts.WriteTimeout)
+			} else {
+				// Under implicit TLS a plaintext 421 would only
+				// confuse the handshake; closing says as much.
+				c.Close()
+			}
 			continue
 		}
 		tc := &trackedConn{Conn: c, s: s, ip: ip}
+		if s.opts.SessionTimeout > 0 {
+			tc.end = time.Now().Add(s.opts.SessionTimeout)
+		}
+		if l.plain {
+			// Before EHLO there is no session to set this.
+			tc.onLimit.Store(rawSayer(c, s.opts.WriteTimeout))
+		}
 		s.perIP[ip]++
 		s.conns[tc] = struct{}{}
 		s.mu.Unlock()
@@ -328,6 +397,16 @@ type trackedConn struct {
 	s    *Server
 	ip   string
 	once sync.Once
+
+	// Abuse limits (limits.go); the counters are touched only from the
+	// connection's goroutine, but a BDAT Data runs on another one.
+	end       time.Time    // SessionTimeout; zero: none
+	commands  atomic.Int64 // command lines read outside a transaction
+	inTxn     atomic.Bool  // between an accepted MAIL and the reset after it
+	authFails atomic.Int64
+	// onLimit, set by the session, writes the 421 through whatever layer
+	// (TLS) the session speaks on, before the connection is closed.
+	onLimit atomic.Pointer[func(reply string)]
 }
 
 func (c *trackedConn) Close() error {

@@ -28,6 +28,8 @@ import (
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
+	tc     *trackedConn // nil only in tests that bypass the listener
+	ident  *identity    // authUser for the policy, through ctx
 	ctx    context.Context
 	cancel context.CancelFunc
 	log    *slog.Logger
@@ -42,6 +44,8 @@ type session struct {
 	mailFrom string
 	rcpts    []string
 	seen     map[string]bool
+	// senderErr is a MAIL FROM refusal held for the RCPTs (see ListPolicy).
+	senderErr error
 }
 
 var (
@@ -50,15 +54,24 @@ var (
 )
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	ctx, cancel := context.WithCancel(s.ctx)
+	ident := &identity{}
+	ctx, cancel := context.WithCancel(context.WithValue(withClientAddr(s.ctx, c.Conn()), identityKey{}, ident))
 	id := "c" + strconv.FormatUint(s.nextID.Add(1), 10)
-	return &session{
+	ss := &session{
 		s:      s,
 		conn:   c,
+		tc:     trackedOf(c.Conn()),
+		ident:  ident,
 		ctx:    ctx,
 		cancel: cancel,
 		log:    s.log.With("conn", id, "client", c.Conn().RemoteAddr().String()),
-	}, nil
+	}
+	if ss.tc != nil {
+		// After STARTTLS (or on the implicit TLS listener) this is a
+		// session on the TLS connection: the last words go through TLS.
+		ss.tc.onLimit.Store(rawSayer(c.Conn(), s.opts.WriteTimeout))
+	}
+	return ss, nil
 }
 
 // fail maps err to its reply and logs the details the client does not see.
@@ -88,21 +101,55 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.s.opts.Auth == nil || mech != sasl.Plain {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
+	if ss.tc != nil {
+		if max := ss.s.opts.MaxAuthFailuresPerIP; max > 0 && ss.s.authFails.count(ss.tc.ip, time.Now()) >= max {
+			// Locked out: no password is checked, so guessing from
+			// this address gains nothing until the lockout expires.
+			ss.log.Warn("auth refused: address locked out after failures")
+			return nil, replyAuthLocked
+		}
+	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
 			ss.log.Info("auth refused: authorization identity differs", "user", username)
-			return smtp.ErrAuthFailed
+			return ss.authFailed()
 		}
 		if err := ss.s.opts.Auth.Authenticate(ss.ctx, username, password); err != nil {
+			// Never the password; the user name helps an operator see
+			// who is being guessed.
 			ss.log.Info("auth failed", "user", username, "err", err)
-			return smtp.ErrAuthFailed
+			return ss.authFailed()
 		}
 		ss.mu.Lock()
 		ss.authUser = username
 		ss.mu.Unlock()
+		ss.ident.user.Store(&username)
 		ss.log.Info("authenticated", "user", username)
 		return nil
 	}), nil
+}
+
+// authFailed records a failed AUTH, holds the reply for the delay, and
+// ends the connection after too many failures on it.
+func (ss *session) authFailed() error {
+	if ss.tc == nil {
+		return smtp.ErrAuthFailed
+	}
+	n := ss.s.authFails.fail(ss.tc.ip, time.Now())
+	if d := ss.s.opts.authDelay(n); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ss.ctx.Done():
+			t.Stop()
+		}
+	}
+	if max := ss.s.opts.MaxAuthFailures; max > 0 && ss.tc.authFails.Add(1) >= int64(max) {
+		ss.log.Warn("connection closed: too many failed authentication attempts")
+		// go-smtp's 535 then goes nowhere; the client reads the 421.
+		ss.tc.abort(replyTooManyAuth)
+	}
+	return smtp.ErrAuthFailed
 }
 
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -121,10 +168,18 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return ss.fail(StageMail, "sender refused", fmt.Errorf("failed to accept declared size %d: %w", opts.Size, ErrMessageTooBig))
 	}
 	if err := ss.s.policy.CheckSender(ss.ctx, from, ss.authUser); err != nil {
-		return ss.fail(StageMail, "sender refused", fmt.Errorf("failed to check sender %q: %w", from, err), "from", from)
+		err = fmt.Errorf("failed to check sender %q: %w", from, err)
+		if !ss.deferSender(err) {
+			return ss.fail(StageMail, "sender refused", err, "from", from)
+		}
+		ss.log.Info("sender left to the posting rules of lists", "from", from, "err", err)
 	}
 	ss.hasFrom = true
 	ss.mailFrom = from
+	if ss.tc != nil {
+		ss.tc.inTxn.Store(true)
+		ss.tc.commands.Store(0)
+	}
 	return nil
 }
 
@@ -143,6 +198,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	// reply (and the log line) ours.
 	if len(ss.rcpts) >= ss.s.opts.MaxRecipients {
 		return ss.fail(StageRcpt, "recipient refused", fmt.Errorf("failed to add recipient %q: %w", to, ErrTooManyRecipients))
+	}
+	if err := ss.checkListRcpt(to); err != nil {
+		return ss.fail(StageRcpt, "recipient refused", err, "rcpt", to)
 	}
 	if err := ss.s.policy.CheckRecipient(ss.ctx, to); err != nil {
 		// The log names only this recipient; the reply names none.
@@ -202,12 +260,21 @@ func (ss *session) Data(r io.Reader) error {
 		}
 		return ss.fail(StageData, "message refused", err, logAttrs...)
 	}
-	if err := ss.checkHeaderSenders(h, env.AuthUser); err != nil {
+	if max := opts.MaxHeaderFields; max > 0 && h.Len() > max {
+		return ss.fail(StageData, "message refused", &messageError{text: "too many header fields"}, logAttrs...)
+	}
+	// Posts only to lists are signed by the lists, not as From or Sender.
+	if err := ss.checkHeaderSenders(h, env.AuthUser); err != nil && (errors.Is(err, ErrMalformedMessage) || !ss.allLists(env.RcptTo)) {
 		return ss.fail(StageData, "message refused", err, logAttrs...)
 	}
 
-	counted := &countingReader{r: io.MultiReader(bytes.NewReader(raw), br)}
+	guard := newMIMEGuard(br, h, opts.MaxMIMEDepth, opts.MaxMIMEParts)
+	defer guard.Close()
+	counted := &countingReader{r: io.MultiReader(bytes.NewReader(raw), guard)}
 	id, err := ss.s.spool.Accept(ss.ctx, env, counted)
+	if serr := guard.structureErr(); serr != nil {
+		err = serr
+	}
 	if limit.err != nil {
 		// The client's stream failed or overran the limit; whatever
 		// Accept made of it, that is the cause to report.
@@ -274,9 +341,18 @@ func (ss *session) Reset() {
 	ss.mailFrom = ""
 	ss.rcpts = nil
 	ss.seen = nil
+	ss.senderErr = nil
+	if ss.tc != nil {
+		ss.tc.inTxn.Store(false)
+	}
 }
 
 func (ss *session) Logout() error {
+	if ss.tc != nil {
+		// STARTTLS ends this session: until the next EHLO there is no
+		// TLS-aware way to say a last reply, so the limits just close.
+		ss.tc.onLimit.Store(nil)
+	}
 	ss.cancel()
 	return nil
 }

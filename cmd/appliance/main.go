@@ -27,6 +27,8 @@ var commands = []command{
 	{"inspect", "show who an S/MIME message reveals (headers, RecipientInfo owners)", runInspect},
 	{"check-config", "validate a configuration file", runCheckConfig},
 	{"keys", "generate keys on the token, make CSRs, import certificates, list", runKeys},
+	{"certs", "what the certificate directory would use and why; learn from signed mail", runCerts},
+	{"hash-password", "print an argon2id hash of the password on stdin, for smtp.users_file", runHashPassword},
 }
 
 func main() {
@@ -34,6 +36,12 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 1 && args[0] == "help" {
+		if err := runHelp(args[1:], stdout, stderr); err != nil {
+			return 2
+		}
+		return 0
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -72,7 +80,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command.")
+	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command, 'appliance help config' for\nevery configuration key.")
 }
 
 // newFlags makes a FlagSet whose errors and help go to stderr and are returned, not exited on.

@@ -28,10 +28,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr)
 
-	p, err := openParts(cfg, log)
+	// The token may be missing now or vanish later: the supervisor reconnects, sealing waits.
+	sup, err := startTokenSupervisor(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer sup.Close()
+	obs := newObserver(cfg) // nil without [metrics]; its wraps then change nothing
+	p, err := openPartsWith(cfg, log, sup, obs.wrapToken)
+	if err != nil {
+		return err
+	}
+	obs.directory(p.dir)
 	defer p.Close()
 	for _, e := range p.dir.Problems() {
 		log.Warn("directory: certificate file skipped", "component", "directory", "err", e)
@@ -52,29 +60,54 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// Refuse new mail (452 4.3.1) while the disk could not hold two more of the largest.
 		MinFreeBytes: uint64(2 * cfg.SMTP.MaxMessageBytes),
 		Logger:       log.With("component", "queue"),
-	}, p.pipe, deliv)
+	}, obs.processor(p.pipe), obs.deliverer(deliv))
 	if err != nil {
 		return err
 	}
+	sup.SetOnUp(func() { q.RetrySealing() })
 
-	srv := smtpfront.New(smtpfront.Options{
+	// TLS, users, trusted networks, sender authorization and limits: auth.go.
+	fr, err := newFront(cfg, log.With("component", "smtp"))
+	if err != nil {
+		q.Close()
+		return err
+	}
+	srv := smtpfront.New(fr.options(smtpfront.Options{
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	}, frontSpool{q}, frontPolicy{p.pipe})
+	}), obs.spooler(checkMessages(cfg, p.pipe, frontSpool{q})), obs.policy(fr.policy(withLists(cfg, p.pipe, policyFor(cfg, sup, frontPolicy{p.pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()
 		return fmt.Errorf("failed to listen on %q: %w", cfg.SMTP.Listen, err)
 	}
+	tl, err := fr.listenTLS()
+	if err != nil {
+		l.Close()
+		q.Close()
+		return err
+	}
+	if err := obs.start(q, sup.Healthy, log); err != nil {
+		l.Close()
+		if tl != nil {
+			tl.Close()
+		}
+		q.Close()
+		return err
+	}
+	defer obs.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	queueDone := make(chan error, 1)
 	go func() { queueDone <- q.Run(ctx) }()
-	serveDone := make(chan error, 1)
+	serveDone := make(chan error, 2)
 	go func() { serveDone <- srv.Serve(l) }()
+	if tl != nil {
+		go func() { serveDone <- srv.ServeTLS(tl) }()
+	}
 	log.Info("appliance started", "listen", l.Addr().String(), "next_hop", cfg.Relay.NextHop,
 		"spool", cfg.Spool.Dir, "senders", len(cfg.Senders))
 
@@ -90,6 +123,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				} else {
 					log.Info("directory reloaded", "component", "directory", "problems", len(p.dir.Problems()))
 				}
+				if n, err := fr.Reload(); err != nil {
+					log.Error("users file reload failed; keeping the previous one", "component", "smtp", "err", err)
+				} else {
+					log.Info("users reloaded", "component", "smtp", "users", n)
+				}
+				reloadLists(p, log)
 				continue
 			}
 			log.Info("shutting down", "signal", s.String())

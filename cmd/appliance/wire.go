@@ -40,17 +40,15 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
+// openPartsWith builds the parts around sup when given (serve: the token may come and go), else
+// around a token opened here (offline commands: no token, no work).
+// wraps instrument the token the pipeline gets (metrics.go), innermost first.
+func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, wraps ...func(pipeline.Token) pipeline.Token) (*parts, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &parts{cfg: cfg}
-	dir, err := directory.Open(directory.Options{
-		CertsDir:               cfg.Directory.Certs,
-		RootsFile:              cfg.Directory.Roots,
-		CRLDir:                 cfg.Directory.CRLs,
-		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
-	})
+	dir, err := openDirectory(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -68,27 +66,38 @@ func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
 		senders = append(senders, pipeline.Sender{Address: s.Address, KeyURI: s.Key, Chain: chain})
 	}
 
-	tok, err := openToken(cfg)
-	if err != nil {
-		return nil, err
+	var tok pipeline.Token = sup
+	if sup == nil {
+		t, err := openToken(cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.token, tok = t, hsmToken{t}
 	}
-	p.token = tok
 
+	for _, w := range wraps {
+		tok = w(tok)
+	}
 	pipe, err := pipeline.New(pipeline.Options{
 		Directory:       dir,
-		Token:           hsmToken{tok},
+		Token:           tok,
 		Senders:         senders,
 		Policy:          splitPolicy(cfg),
 		SKI:             skiPolicy(cfg),
+		PassThrough:     passThroughPolicy(cfg),
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Logger:          log.With("component", "seal"),
 	})
 	if err != nil {
-		tok.Close()
+		p.Close()
 		return nil, err
 	}
 	p.pipe = pipe
+	if err := setupLists(p, sup); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
 }
 

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"appliance/auth"
+	"appliance/config"
+	"appliance/smtpfront"
+)
+
+// front holds what the SMTP front end needs beyond the pipeline: TLS, the
+// users file and the sender authorization built from [smtp]. SIGHUP rereads
+// the users file (Reload): sessions in flight keep the identity they have,
+// new checks see the new file.
+type front struct {
+	cfg *config.Config
+	tls *tls.Config
+	az  atomic.Pointer[auth.Authorizer]
+	log *slog.Logger
+}
+
+// newFront loads the TLS key pair and the users file and builds the
+// authorizer. Errors name the file but never its content.
+func newFront(cfg *config.Config, log *slog.Logger) (*front, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &front{cfg: cfg, log: log}
+	s := cfg.SMTP
+	if s.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("failed to load smtp.tls_cert %q and smtp.tls_key %q: %w", s.TLSCert, s.TLSKey, err)
+		}
+		f.tls = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	az, err := f.authorizer()
+	if err != nil {
+		return nil, err
+	}
+	f.az.Store(az)
+	return f, nil
+}
+
+func (f *front) authorizer() (*auth.Authorizer, error) {
+	s := f.cfg.SMTP
+	az := &auth.Authorizer{}
+	if s.UsersFile != "" {
+		u, err := auth.LoadUsers(s.UsersFile)
+		if err != nil {
+			return nil, err
+		}
+		az.Users = u
+	}
+	for _, n := range s.Trusted() {
+		p, err := n.Prefix()
+		if err != nil {
+			// config validated it; a failure here is a bug, not input.
+			return nil, fmt.Errorf("failed to parse trusted network %q: %w", n.CIDR, err)
+		}
+		az.Networks = append(az.Networks, auth.Network{Prefix: p, Senders: n.Senders})
+	}
+	return az, nil
+}
+
+// Reload rereads the users file; on error the previous one stays in force.
+// It returns the number of users now in force.
+func (f *front) Reload() (int, error) {
+	az, err := f.authorizer()
+	if err != nil {
+		return 0, err
+	}
+	f.az.Store(az)
+	if az.Users == nil {
+		return 0, nil
+	}
+	return az.Users.Len(), nil
+}
+
+// Authenticate checks against the users file in force.
+func (f *front) Authenticate(ctx context.Context, user, password string) error {
+	u := f.az.Load().Users
+	if u == nil {
+		return fmt.Errorf("failed to authenticate %q: %w", user, auth.ErrBadCredentials)
+	}
+	return u.Authenticate(ctx, user, password)
+}
+
+// options fills in the security part of the front end's options.
+func (f *front) options(o smtpfront.Options) smtpfront.Options {
+	s := f.cfg.SMTP
+	o.TLSConfig = f.tls
+	if s.UsersFile != "" {
+		o.Auth = f
+	}
+	o.AllowInsecureAuth = !s.RequireTLSForAuth
+	o.RequireAuth = s.RequireAuth
+	o.MaxConnsPerIP = s.MaxConnectionsPerIP
+	o.MaxCommandsBeforeMail = s.MaxCommandsBeforeMail
+	o.MaxAuthFailures = s.MaxAuthFailures
+	o.AuthFailureDelay = s.AuthFailureDelay
+	if s.AuthFailureDelay == 0 {
+		o.AuthFailureDelay = -1 // 0 in the config means none, not the default
+	}
+	o.MaxAuthFailuresPerIP = s.MaxAuthFailuresPerIP
+	o.AuthLockout = s.AuthLockout
+	o.MaxLineLength = s.MaxLineLength
+	o.MaxHeaderBytes = s.MaxHeaderBytes
+	o.MaxHeaderFields = s.MaxHeaderFields
+	o.MaxMIMEDepth = s.MaxMIMEDepth
+	o.MaxMIMEParts = s.MaxMIMEParts
+	o.ReadTimeout = s.IdleTimeout
+	o.DataTimeout = s.DataTimeout
+	o.SessionTimeout = s.SessionTimeout
+	return o
+}
+
+// policy puts sender authorization in front of next: an address must be
+// both the client's to use and one the appliance can sign for.
+func (f *front) policy(next smtpfront.Policy) smtpfront.Policy {
+	p := authPolicy{f: f, next: next}
+	if lp, ok := next.(smtpfront.ListPolicy); ok {
+		return authListPolicy{authPolicy: p, lists: lp}
+	}
+	return p
+}
+
+// listenTLS opens smtp.listen_tls, or returns nil when it is not set.
+func (f *front) listenTLS() (net.Listener, error) {
+	if f.cfg.SMTP.ListenTLS == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", f.cfg.SMTP.ListenTLS)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %q: %w", f.cfg.SMTP.ListenTLS, err)
+	}
+	f.log.Info("implicit TLS listener", "listen_tls", l.Addr().String())
+	return l, nil
+}
+
+// authPolicy is the front end's sender check: first who the client is
+// (user or trusted network) and what it may use, then the next policy.
+type authPolicy struct {
+	f    *front
+	next smtpfront.Policy
+}
+
+func (p authPolicy) CheckSender(ctx context.Context, addr, authUser string) error {
+	if err := p.authorize(ctx, addr, authUser); err != nil {
+		return err
+	}
+	return p.next.CheckSender(ctx, addr, authUser)
+}
+
+// authorize maps the authorizer's verdict to the front end's refusals:
+// 530 5.7.0 for nobody, 550 5.7.1 for somebody using another's address.
+func (p authPolicy) authorize(ctx context.Context, addr, authUser string) error {
+	ip, _ := smtpfront.ClientAddr(ctx)
+	if err := p.f.az.Load().Authorize(ip, authUser, addr); err != nil {
+		if errors.Is(err, auth.ErrNotAuthenticated) {
+			return fmt.Errorf("%w: %w", smtpfront.ErrAuthRequired, err)
+		}
+		return fmt.Errorf("%w: %w", smtpfront.ErrSenderRefused, err)
+	}
+	return nil
+}
+
+func (p authPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
+	return p.next.CheckRecipient(ctx, rcpt)
+}
+
+// authListPolicy keeps the list-posting path of the policy it wraps. A post
+// to a list is signed by the list, not the poster, so the poster need not
+// be a configured sender; but it must still be an address the client may
+// use (a list's posting rule that trusts MAIL FROM would otherwise trust
+// whatever anyone typed), and an anonymous client from an untrusted
+// network may not make the appliance sign and fan out anything, list or
+// not.
+type authListPolicy struct {
+	authPolicy
+	lists smtpfront.ListPolicy
+}
+
+func (p authListPolicy) IsList(addr string) bool { return p.lists.IsList(addr) }
+
+func (p authListPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
+	if err := p.authorize(ctx, mailFrom, smtpfront.AuthUser(ctx)); err != nil {
+		return fmt.Errorf("failed to accept a post to %q: %w", list, err)
+	}
+	return p.lists.CheckPoster(ctx, list, mailFrom)
+}
+
+// runHashPassword prints an argon2id hash for a users file line. The
+// password is the first line of stdin, never an argument (ps would show
+// it); from a shell: read -rs PW; printf '%s\n' "$PW" | appliance hash-password
+func runHashPassword(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("hash-password", "< password", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("failed to read password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return fmt.Errorf("%w: empty password on stdin", errUsage)
+	}
+	h, err := auth.HashPassword(pw, rand.Reader)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, h)
+	return nil
+}
