@@ -34,3 +34,38 @@ func NewPassThrough(pk split.Package, outer textproto.Header, smimeType string, 
 	pk.Edits.Apply(&p.header)
 	return p, nil
 }
+
+// ShareContent lets packages made by NewPassThrough from one client CMS encode the encrypted
+// content they all carry in base64 once, as Seal's packages do, instead of once per package.
+// Packages whose content is not the very same memory as the first one's are left alone.
+func ShareContent(pkgs []*Package) {
+	var first [][]byte
+	var b64 *smime.SharedBase64
+	for _, p := range pkgs {
+		if p.der == nil || p.b64 != nil {
+			continue
+		}
+		_, tail := p.der.Shared()
+		if len(tail) == 0 || len(tail[0]) == 0 {
+			continue
+		}
+		if b64 == nil {
+			first, b64 = tail, smime.NewSharedBase64(tail)
+		}
+		if sameMemory(first, tail) {
+			p.b64 = b64
+		}
+	}
+}
+
+func sameMemory(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) || (len(a[i]) > 0 && &a[i][0] != &b[i][0]) {
+			return false
+		}
+	}
+	return true
+}

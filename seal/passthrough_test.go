@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"appliance/cms"
+	"appliance/internal/interop"
+	"appliance/internal/softhsmtest"
 	"appliance/seal"
 	"appliance/smime"
 	"appliance/split"
@@ -91,5 +93,51 @@ func TestNewPassThrough(t *testing.T) {
 				t.Fatal("the cms did not survive the round trip")
 			}
 		})
+	}
+}
+
+// TestShareContent: packages split from one client CMS write the same bytes with the shared
+// base64 as without it, and packages from another CMS are not given it.
+func TestShareContent(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	der := interop.OpenSSLEncrypt(t, env.PKI, []byte("Content-Type: text/plain\r\n\r\nshared\r\n"), []string{"bob", "dave"}, interop.EncryptOptions{})
+	parsed, err := cms.ParseEnveloped(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := cms.ParseEnveloped(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h textproto.Header
+	h.Set("From", "alice@example.test")
+	build := func(e *cms.Enveloped, ri int, rcpt string) *seal.Package {
+		enc, err := e.WithRecipients(e.RecipientInfos[ri : ri+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := seal.NewPassThrough(split.Package{Recipients: []string{rcpt}}, h, smime.TypeEnvelopedData, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	render := func(p *seal.Package) []byte {
+		var b bytes.Buffer
+		if _, err := p.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	pkgs := []*seal.Package{build(parsed, 0, "bob@example.test"), build(parsed, 1, "dave@example.test"), build(other, 0, "bob@example.test")}
+	var before [][]byte
+	for _, p := range pkgs {
+		before = append(before, render(p))
+	}
+	seal.ShareContent(pkgs)
+	for i, p := range pkgs {
+		if got := render(p); !bytes.Equal(got, before[i]) {
+			t.Fatalf("package %d changed when its content was shared", i)
+		}
 	}
 }

@@ -161,7 +161,7 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 			return nil, fmt.Errorf("failed to make content key: %w", err)
 		}
 		keys[name] = key
-		ec, err := cms.Encrypt(ctx, key, prof.Content, bytes.NewReader(signed))
+		ec, err := cms.Encrypt(ctx, key, prof.Content, signed.reader())
 		if err != nil {
 			return nil, fmt.Errorf("failed to encrypt content: %w", err)
 		}
@@ -174,6 +174,7 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 	}
 
 	out := &Sealed{}
+	var signedBytes []byte // made once, if a signed-only package needs it
 	// Every package of a profile ends with the same encrypted content; its base64 is made once
 	// and copied into each package as it is written (it was the largest cost of writing the 21
 	// packages of a 1 MB message, bench/RESULTS.md).
@@ -182,7 +183,10 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 		p := &Package{Package: pk, header: outer.Copy()}
 		pk.Edits.Apply(&p.header)
 		if pk.Profile == "" {
-			p.signed = signed
+			if signedBytes == nil {
+				signedBytes = signed.bytes()
+			}
+			p.signed = signedBytes
 			out.Packages = append(out.Packages, p)
 			continue
 		}
@@ -209,7 +213,7 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 }
 
 // sign makes the multipart/signed entity that every package carries or encrypts.
-func (s *Sealer) sign(entity []byte, sender Sender) ([]byte, error) {
+func (s *Sealer) sign(entity []byte, sender Sender) (*signedEntity, error) {
 	if sender.Signer == nil || len(sender.Chain) == 0 {
 		return nil, errors.New("failed to sign: sender has no key or certificate")
 	}
@@ -231,8 +235,31 @@ func (s *Sealer) sign(entity []byte, sender Sender) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return smime.SignedEntity(entity, sig, micalg), nil
+	head, tail := smime.SignedEntityParts(entity, sig, micalg)
+	return &signedEntity{head: head, entity: entity, tail: tail}, nil
 }
+
+// signedEntity is the multipart/signed entity in its three pieces: the large middle is the
+// message's own entity, which is encrypted straight from where it is rather than copied.
+type signedEntity struct{ head, entity, tail []byte }
+
+// reader streams the entity; its Len lets cms size the ciphertext buffer once.
+func (e *signedEntity) reader() *lenReader {
+	return &lenReader{Reader: io.MultiReader(bytes.NewReader(e.head), bytes.NewReader(e.entity), bytes.NewReader(e.tail)),
+		n: len(e.head) + len(e.entity) + len(e.tail)}
+}
+
+func (e *signedEntity) bytes() []byte {
+	b := make([]byte, 0, len(e.head)+len(e.entity)+len(e.tail))
+	return append(append(append(b, e.head...), e.entity...), e.tail...)
+}
+
+type lenReader struct {
+	io.Reader
+	n int
+}
+
+func (r *lenReader) Len() int { return r.n }
 
 func (s *Sealer) profile(name string) (Profile, bool) {
 	m := s.Profiles

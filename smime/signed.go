@@ -48,17 +48,24 @@ func MicAlg(h crypto.Hash) (string, error) {
 // The result starts with its Content-Type field; it is the content to encrypt, or, after
 // [WriteSigned], a signed-only message.
 func SignedEntity(entity []byte, signatureDER []byte, micalg string) []byte {
+	head, tail := SignedEntityParts(entity, signatureDER, micalg)
+	b := make([]byte, 0, len(head)+len(entity)+len(tail))
+	return append(append(append(b, head...), entity...), tail...)
+}
+
+// SignedEntityParts returns what [SignedEntity] puts before and after entity, so that a caller
+// that only streams the result (to encrypt it) need not copy a large entity once more.
+func SignedEntityParts(entity []byte, signatureDER []byte, micalg string) (head, tail []byte) {
 	boundary := newBoundary(entity)
-	var b bytes.Buffer
-	b.Grow(len(entity) + len(signatureDER)*4/3 + 1024)
-	b.WriteString("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n" +
+	head = []byte("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n" +
 		" micalg=" + micalg + "; boundary=\"" + boundary + "\"\r\n" +
 		"\r\n" +
 		"This is an S/MIME signed message\r\n" +
 		"\r\n--" + boundary + "\r\n")
-	b.Write(entity)
 	// The CRLF before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1), so the first
 	// part is entity exactly, whatever it ends with.
+	var b bytes.Buffer
+	b.Grow(len(signatureDER)*4/3 + 512)
 	b.WriteString("\r\n--" + boundary + "\r\n" +
 		"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n" +
 		"Content-Transfer-Encoding: base64\r\n" +
@@ -68,7 +75,7 @@ func SignedEntity(entity []byte, signatureDER []byte, micalg string) []byte {
 	enc.Write(signatureDER) // a bytes.Buffer does not fail
 	enc.Close()
 	b.WriteString("\r\n--" + boundary + "--\r\n")
-	return b.Bytes()
+	return head, b.Bytes()
 }
 
 func newBoundary(entity []byte) string {
