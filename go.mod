@@ -13,7 +13,7 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
-require golang.org/x/term v0.48.0 // indirect
+require golang.org/x/term v0.48.0
 
 require (
 	github.com/Azure/go-ntlmssp v0.1.1 // indirect
@@ -24,11 +24,11 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/thales-e-security/pool v0.0.2 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/thales-e-security/pool v0.0.2
+	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12 // indirect
 )

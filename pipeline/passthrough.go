@@ -269,6 +269,7 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 		}
 		out.Packages = append(out.Packages, sp)
 	}
+	seal.ShareContent(out.Packages)
 	return &Result{Plan: pt.pub.Plan, Sealed: out}, nil
 }
 
