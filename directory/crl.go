@@ -3,7 +3,6 @@ package directory
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -121,22 +120,9 @@ func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		}
 		return []*x509.RevocationList{crl}, nil
 	}
-	var out []*x509.RevocationList
-	rest := data
-	for n := 1; ; n++ {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "X509 CRL" {
-			continue
-		}
-		crl, err := x509.ParseRevocationList(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("failed to parse PEM block %d: %w", n, err)
-		}
-		out = append(out, crl)
+	out, err := parsePEM(data, "X509 CRL", x509.ParseRevocationList)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no CRL found")

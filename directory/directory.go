@@ -635,25 +635,33 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		}
 		return certs, nil
 	}
-	var certs []*x509.Certificate
-	rest := data
-	for n := 1; ; n++ {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("failed to parse PEM block %d: %w", n, err)
-		}
-		certs = append(certs, c)
+	certs, err := parsePEM(data, "CERTIFICATE", x509.ParseCertificate)
+	if err != nil {
+		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, ErrNoCertificates
 	}
 	return certs, nil
+}
+
+// parsePEM parses every PEM block of type typ in data with parse, skipping other blocks.
+func parsePEM[T any](data []byte, typ string, parse func([]byte) (T, error)) ([]T, error) {
+	var out []T
+	rest := data
+	for n := 1; ; n++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return out, nil
+		}
+		if b.Type != typ {
+			continue
+		}
+		v, err := parse(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("failed to parse PEM block %d: %w", n, err)
+		}
+		out = append(out, v)
+	}
 }

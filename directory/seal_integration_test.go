@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,6 +19,7 @@ import (
 	"appliance/cms/oid"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/hsmkeys"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
@@ -38,19 +38,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type token struct{ *hsm.Token }
-
-func (t token) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	k, err := t.GenerateCEK(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (t token) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
-	return t.Token.Signer(ctx, uri)
-}
+// token is the pipeline's token on the real SoftHSM2 token.
+type token = hsmkeys.Token
 
 // TestSealWithLDAP seals on the SoftHSM token with LDAP as the only
 // certificate source: recipients found in slapd get packages OpenSSL
@@ -118,7 +107,7 @@ func TestSealWithLDAP(t *testing.T) {
 	}
 	p, err := pipeline.New(pipeline.Options{
 		Directory: dir,
-		Token:     token{tok},
+		Token:     token{Token: tok},
 		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}},
 		Policy:    split.Policy{SelfCopy: true},
 		Hostname:  "relay.example.test",
@@ -203,7 +192,7 @@ func TestSealWithLDAP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealer := &seal.Sealer{NewKey: token{tok}.NewContentKey, OAEPHash: tok.OAEPHash}
+		sealer := &seal.Sealer{NewKey: token{Token: tok}.NewContentKey, OAEPHash: tok.OAEPHash}
 		sealed, err := sealer.Seal(ctx, msg, plan, seal.Sender{Signer: signer, Chain: chain}, map[string]*x509.Certificate{e.ID: e.Cert})
 		if err != nil {
 			t.Fatal(err)

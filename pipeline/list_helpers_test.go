@@ -192,7 +192,7 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pi
 	logs := &syncBuffer{}
 	p, err := pipeline.New(pipeline.Options{
 		Directory: dir,
-		Token:     token{sharedToken},
+		Token:     token{Token: sharedToken},
 		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: alice}},
 		Policy:    pol,
 		Hostname:  "relay.example.test",

@@ -109,7 +109,7 @@ func (r *rig) pipeline(t testing.TB, pol split.Policy, pt pipeline.PassThroughPo
 	t.Helper()
 	logs := &lockedBuffer{}
 	p, err := pipeline.New(pipeline.Options{
-		Directory: r.dir, Token: token{r.tok}, Senders: []pipeline.Sender{r.alice}, Policy: pol,
+		Directory: r.dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice}, Policy: pol,
 		Hostname: "relay.example.test", Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		PassThrough: pt,
 	})
@@ -718,7 +718,7 @@ func TestPassThroughPolicyOption(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := pipeline.New(pipeline.Options{Directory: r.dir, Token: token{r.tok}, Senders: []pipeline.Sender{r.alice}, PassThrough: tt.pol})
+			_, err := pipeline.New(pipeline.Options{Directory: r.dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice}, PassThrough: tt.pol})
 			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, pipeline.ErrInvalidPassThroughPolicy)) {
 				t.Fatalf("got %v", err)
 			}

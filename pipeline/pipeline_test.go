@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"errors"
 	"os"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/hsmkeys"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
@@ -27,19 +27,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type token struct{ *hsm.Token }
-
-func (t token) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	k, err := t.GenerateCEK(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (t token) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
-	return t.Token.Signer(ctx, uri)
-}
+// token is the pipeline's token on the real SoftHSM2 token.
+type token = hsmkeys.Token
 
 var sharedToken *hsm.Token
 
@@ -63,7 +52,7 @@ func newPipeline(t *testing.T, pol split.Policy, ski func(string) bool) (*pipeli
 	}
 	p, err := pipeline.New(pipeline.Options{
 		Directory: dir,
-		Token:     token{sharedToken},
+		Token:     token{Token: sharedToken},
 		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}},
 		Policy:    pol,
 		SKI:       ski,

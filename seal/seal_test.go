@@ -14,6 +14,7 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/hsmkeys"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/seal"
@@ -82,13 +83,7 @@ func setup(t testing.TB) *rig {
 
 func (r *rig) sealer() *seal.Sealer {
 	return &seal.Sealer{
-		NewKey: func(ctx context.Context) (cms.ContentKey, error) {
-			k, err := r.tok.GenerateCEK(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return k, nil
-		},
+		NewKey:   hsmkeys.Token{Token: r.tok}.NewContentKey,
 		OAEPHash: r.tok.OAEPHash,
 	}
 }

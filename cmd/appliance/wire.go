@@ -2,17 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 
-	"appliance/cms"
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/hsmkeys"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/smtpfront"
@@ -72,7 +71,7 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		if err != nil {
 			return nil, err
 		}
-		p.token, tok = t, hsmToken{t}
+		p.token, tok = t, hsmkeys.Token{Token: t}
 	}
 
 	for _, w := range wraps {
@@ -100,23 +99,6 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 	}
 	return p, nil
 }
-
-// hsmToken adapts hsm.Token to what the pipeline asks of a token.
-type hsmToken struct{ *hsm.Token }
-
-func (t hsmToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	k, err := t.GenerateCEK(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (t hsmToken) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
-	return t.Token.Signer(ctx, uri)
-}
-
-var _ cms.ContentKey = (*hsm.CEK)(nil)
 
 func splitPolicy(cfg *config.Config) split.Policy {
 	p := split.Policy{
