@@ -30,7 +30,17 @@ for f in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
   case $dir in cms|smime|split) t=$parsers ;; esac
   for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
     echo "-- ./$dir $target ($t)"
+    corpus="$dir/testdata/fuzz/$target"
+    before=$(ls "$corpus" 2>/dev/null | wc -l)
     if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "./$dir" 2>&1); then
+      after=$(ls "$corpus" 2>/dev/null | wc -l)
+      # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a failure
+      # (golang/go#75804, fixed in Go 1.27): that is no finding when no failing input was written.
+      if [ "$after" = "$before" ] && echo "$out" | grep -q 'context deadline exceeded'; then
+        echo "$out" | tail -n 3
+        echo "   (the fuzzer's own deadline race, golang/go#75804; no failing input was written)"
+        continue
+      fi
       echo "$out"
       exit 1
     fi
