@@ -22,8 +22,10 @@ type HeaderEdits struct {
 	StripReceivedFor bool
 }
 
-// receivedFor matches a Received "for" clause with one or more paths.
-var receivedFor = regexp.MustCompile(`(?i)\s*\bfor\s+(?:<[^>]*>|[^\s;()<>]+)(?:\s*,\s*(?:<[^>]*>|[^\s;()<>]+))*`)
+// receivedFor matches a Received "for" clause with one or more paths, at the
+// start of the text it is given. A path may lack its closing bracket: a
+// hostile or broken hop writes "for <carol@y.test" and readers still see it.
+var receivedFor = regexp.MustCompile(`^(?i)for\s+(?:<[^>]*>|<?[^\s;()<>]+)(?:\s*,\s*(?:<[^>]*>|<?[^\s;()<>]+))*`)
 
 // Apply edits h in place. Kept fields keep their raw bytes and order (DKIM
 // and trace order care); a new Bcc field takes the place of the first removed
@@ -81,11 +83,55 @@ func (e HeaderEdits) Apply(h *textproto.Header) {
 	*h = out
 }
 
+// stripReceived removes every "for" clause that names an address. A clause
+// without one ("for <postmaster>" is not an address, "for for" is not a
+// path) is kept, and the scan resumes right after its "for" so that it
+// cannot hide a following clause. Removing a clause can join the text around
+// it into a new one ("fo" + "r <x@y>"), so it repeats until nothing changes.
 func stripReceived(v string) string {
-	return receivedFor.ReplaceAllStringFunc(v, func(m string) string {
-		if strings.Contains(m, "@") {
-			return ""
+	for {
+		nv := stripReceivedOnce(v)
+		if nv == v {
+			return v
 		}
-		return m
-	})
+		v = nv
+	}
+}
+
+func stripReceivedOnce(v string) string {
+	var b strings.Builder
+	last := 0 // v[last:i] is pending output
+	for i := 0; i+3 <= len(v); {
+		if !strings.EqualFold(v[i:i+3], "for") || (i > 0 && isWordByte(v[i-1])) {
+			i++
+			continue
+		}
+		m := receivedFor.FindString(v[i:])
+		if m == "" || !strings.Contains(m, "@") {
+			i += 3
+			continue
+		}
+		// Take the blanks before the clause with it, as a hop that never
+		// wrote it would have.
+		j := i
+		for j > last && isSpaceByte(v[j-1]) {
+			j--
+		}
+		b.WriteString(v[last:j])
+		i += len(m)
+		last = i
+	}
+	if last == 0 {
+		return v
+	}
+	b.WriteString(v[last:])
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+func isSpaceByte(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
 }

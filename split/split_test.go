@@ -548,6 +548,13 @@ func TestApplyReceived(t *testing.T) {
 		{"ok bare path", "from a by b id 1 for carol@y.test; Sat, 1 Jan 2026", "from a by b id 1; Sat, 1 Jan 2026"},
 		{"ok folded", "from a by b id 1\r\n\tfor <carol@y.test>; Sat", "from a by b id 1; Sat"},
 		{"ok the word for in a comment stays", "from a (used for testing) by b; Sat", "from a (used for testing) by b; Sat"},
+		{"ok path list", "from a by b for <bob@x.test>, carol@y.test; Sat", "from a by b; Sat"},
+		{"ok unclosed path", "from a by b for <carol@y.test; Sat", "from a by b; Sat"},
+		{"ok clause after a kept for for", "from a by b for for <carol@y.test>; Sat", "from a by b for; Sat"},
+		{"ok clause after a kept path list", "from a by b for x,for <carol@y.test>; Sat", "from a by b for x,; Sat"},
+		{"ok removal that joins a new clause", "from a fo for <x@y.test>r <carol@y.test>; Sat", "from a; Sat"},
+		{"ok no address, no change", "from a by b for <postmaster>; Sat", "from a by b for <postmaster>; Sat"},
+		{"ok word ending in for stays", "from a by b therefor <carol@y.test>; Sat", "from a by b therefor <carol@y.test>; Sat"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
