@@ -22,11 +22,11 @@
 //
 // # Who may send
 //
-// The front end authenticates (AUTH PLAIN through an [Authenticator],
-// only over TLS unless AllowInsecureAuth) and the [Policy] authorizes: it
-// sees the SASL identity and, through [ClientAddr] and [AuthUser] on its
-// context, the client's address, so it can trust networks and map
-// identities to the sender addresses they may use. The daemon's policy
+// The front end authenticates (AUTH PLAIN or LOGIN through an
+// [Authenticator], only over TLS unless AllowInsecureAuth) and the [Policy]
+// authorizes: it sees the SASL identity and, through [ClientAddr] and
+// [AuthUser] on its context, the client's address, so it can trust networks
+// and map identities to the sender addresses they may use. The daemon's policy
 // refuses an anonymous client from an untrusted network with 530 5.7.0
 // and an identity using someone else's address with 550 5.7.1.
 //
@@ -106,13 +106,22 @@ type Policy interface {
 	CheckRecipient(ctx context.Context, rcpt string) error
 }
 
-// Authenticator checks the credentials of AUTH PLAIN. It is the extension
-// point for users files and other identity sources; a nil Authenticator
-// means AUTH is not offered.
+// Authenticator checks the credentials of AUTH PLAIN and LOGIN. It is the
+// extension point for users files and other identity sources; a nil
+// Authenticator means AUTH is not offered.
 type Authenticator interface {
 	// Authenticate returns nil if password is right for username. Any
 	// error becomes 535 5.7.8 for the client and is logged.
 	Authenticate(ctx context.Context, username, password string) error
+}
+
+// UserKnower may be implemented by an Authenticator so that a failed AUTH
+// can name its user in the log. A name that is no user is left out: it is
+// often a password typed at the wrong prompt (LOGIN asks for the two one
+// after the other), and passwords are never logged. Without it, failures
+// are logged without the name.
+type UserKnower interface {
+	KnownUser(username string) bool
 }
 
 // Options configure a Server. Zero values take the defaults noted.
@@ -136,7 +145,7 @@ type Options struct {
 	// TLSConfig enables STARTTLS and ServeTLS. MinVersion is raised to TLS
 	// 1.2 when lower.
 	TLSConfig *tls.Config
-	// Auth enables AUTH PLAIN (after TLS unless AllowInsecureAuth).
+	// Auth enables AUTH PLAIN and LOGIN (after TLS unless AllowInsecureAuth).
 	Auth              Authenticator
 	AllowInsecureAuth bool
 	// RequireAuth refuses MAIL without AUTH (530 5.7.0).

@@ -536,6 +536,11 @@ func (p passwords) Authenticate(_ context.Context, user, pass string) error {
 	return errors.New("wrong password")
 }
 
+func (p passwords) KnownUser(user string) bool {
+	_, ok := p[user]
+	return ok
+}
+
 type userPolicy struct{ *testPolicy }
 
 // CheckSender lets "alice" use only alice@example.test.

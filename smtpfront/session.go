@@ -94,11 +94,15 @@ func (ss *session) AuthMechanisms() []string {
 	if ss.s.opts.Auth == nil {
 		return nil
 	}
-	return []string{sasl.Plain}
+	return []string{sasl.Plain, sasl.Login}
 }
 
+// Auth starts PLAIN or LOGIN. Both end in the same password check, so the
+// TLS rule (go-smtp's, before it asks for a mechanism), the failure
+// counting, delay and lockout, and the sender authorization afterwards do
+// not depend on the mechanism a client picks.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
-	if ss.s.opts.Auth == nil || mech != sasl.Plain {
+	if ss.s.opts.Auth == nil || (mech != sasl.Plain && mech != sasl.Login) {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	if ss.tc != nil {
@@ -109,24 +113,47 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			return nil, replyAuthLocked
 		}
 	}
+	if mech == sasl.Login {
+		return newLoginServer(ss.checkPassword), nil
+	}
 	return sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			ss.log.Info("auth refused: authorization identity differs", "user", username)
+			if ss.knownUser(username) {
+				ss.log.Info("auth refused: authorization identity differs", "user", username)
+			} else {
+				ss.log.Info("auth refused: authorization identity differs, unknown user")
+			}
 			return ss.authFailed()
 		}
-		if err := ss.s.opts.Auth.Authenticate(ss.ctx, username, password); err != nil {
-			// Never the password; the user name helps an operator see
-			// who is being guessed.
-			ss.log.Info("auth failed", "user", username, "err", err)
-			return ss.authFailed()
-		}
-		ss.mu.Lock()
-		ss.authUser = username
-		ss.mu.Unlock()
-		ss.ident.user.Store(&username)
-		ss.log.Info("authenticated", "user", username)
-		return nil
+		return ss.checkPassword(username, password)
 	}), nil
+}
+
+// checkPassword is where every mechanism ends: it asks the Authenticator,
+// counts a failure, and on success makes username the session's identity.
+func (ss *session) checkPassword(username, password string) error {
+	if err := ss.s.opts.Auth.Authenticate(ss.ctx, username, password); err != nil {
+		// Never the password; a real user's name helps an operator see
+		// who is being guessed (see UserKnower).
+		if ss.knownUser(username) {
+			ss.log.Info("auth failed", "user", username, "err", err)
+		} else {
+			// err may quote the name too.
+			ss.log.Info("auth failed: unknown user")
+		}
+		return ss.authFailed()
+	}
+	ss.mu.Lock()
+	ss.authUser = username
+	ss.mu.Unlock()
+	ss.ident.user.Store(&username)
+	ss.log.Info("authenticated", "user", username)
+	return nil
+}
+
+func (ss *session) knownUser(username string) bool {
+	k, ok := ss.s.opts.Auth.(UserKnower)
+	return ok && k.KnownUser(username)
 }
 
 // authFailed records a failed AUTH, holds the reply for the delay, and
