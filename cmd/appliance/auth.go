@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,12 +23,14 @@ import (
 // front holds what the SMTP front end needs beyond the pipeline: TLS, the
 // users file and the sender authorization built from [smtp]. SIGHUP rereads
 // the users file (Reload): sessions in flight keep the identity they have,
-// new checks see the new file.
+// new checks see the new file. It also rereads the TLS pair (ReloadTLS,
+// tlsreload.go): new handshakes present the new certificate.
 type front struct {
-	cfg *config.Config
-	tls *tls.Config
-	az  atomic.Pointer[auth.Authorizer]
-	log *slog.Logger
+	cfg   *config.Config
+	tls   *tls.Config
+	certs *certReloader // nil without smtp.tls_cert
+	az    atomic.Pointer[auth.Authorizer]
+	log   *slog.Logger
 }
 
 // newFront loads the TLS key pair and the users file and builds the
@@ -39,11 +42,12 @@ func newFront(cfg *config.Config, log *slog.Logger) (*front, error) {
 	f := &front{cfg: cfg, log: log}
 	s := cfg.SMTP
 	if s.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(s.TLSCert, s.TLSKey)
+		r, err := newCertReloader(s.TLSCert, s.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("failed to load smtp.tls_cert %q and smtp.tls_key %q: %w", s.TLSCert, s.TLSKey, err)
+			return nil, err
 		}
-		f.tls = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		f.certs = r
+		f.tls = r.Config()
 	}
 	az, err := f.authorizer()
 	if err != nil {
@@ -88,6 +92,16 @@ func (f *front) Reload() (int, error) {
 	return az.Users.Len(), nil
 }
 
+// ReloadTLS rereads smtp.tls_cert and smtp.tls_key and returns the new
+// leaf certificate; nil, nil when TLS is not configured. On error the
+// previous pair stays in force.
+func (f *front) ReloadTLS() (*x509.Certificate, error) {
+	if f.certs == nil {
+		return nil, nil
+	}
+	return f.certs.Reload()
+}
+
 // Authenticate checks against the users file in force.
 func (f *front) Authenticate(ctx context.Context, user, password string) error {
 	u := f.az.Load().Users
@@ -95,6 +109,17 @@ func (f *front) Authenticate(ctx context.Context, user, password string) error {
 		return fmt.Errorf("failed to authenticate %q: %w", user, auth.ErrBadCredentials)
 	}
 	return u.Authenticate(ctx, user, password)
+}
+
+// KnownUser lets the front end name real users, and only them, in the log
+// of a failed AUTH.
+func (f *front) KnownUser(name string) bool {
+	u := f.az.Load().Users
+	if u == nil {
+		return false
+	}
+	_, ok := u.Lookup(name)
+	return ok
 }
 
 // options fills in the security part of the front end's options.

@@ -37,10 +37,10 @@ var configHelp = []helpSection{
 		{"hostname", "host name, default the machine's", "The name in the greeting and in the Received field each package gets."},
 		{"max_message_bytes", "integer, default 26214400", "The largest message accepted (552 5.3.4 above it); also advertised with SIZE."},
 		{"max_recipients", "integer 1..100000, default 1000", "Recipients per transaction."},
-		{"tls_cert", "path", "PEM certificate chain for STARTTLS (and listen_tls); goes with tls_key."},
+		{"tls_cert", "path", "PEM certificate chain for STARTTLS (and listen_tls); goes with tls_key. SIGHUP rereads the pair."},
 		{"tls_key", "path", "PEM private key for tls_cert."},
 		{"require_auth", "boolean, default false", "Refuse MAIL before AUTH (530 5.7.0); needs users_file."},
-		{"users_file", "path", "Users for AUTH PLAIN and the sender addresses each may use."},
+		{"users_file", "path", "Users for AUTH PLAIN and LOGIN and the sender addresses each may use. SIGHUP rereads it."},
 		{"listen_tls", "host:port", "A second listener speaking TLS from the first byte (port 465 style); needs tls_cert and tls_key."},
 		{"require_tls_for_auth", "boolean, default true", "Offer AUTH only on encrypted connections."},
 		{"max_connections_per_ip", "integer, default 50", "Concurrent connections from one address."},
@@ -150,8 +150,9 @@ DESCRIPTION
 
 const helpFooter = `
 SIGNALS
-    SIGHUP rereads the certificate directory and list members; SIGTERM stops accepting mail, lets
-    work in flight finish for up to 20s and leaves the rest in the spool.
+    SIGHUP rereads the certificate directory, the users file, the TLS certificate and key, and list
+    members (a file that fails to load leaves the previous one in force); SIGTERM stops accepting
+    mail, lets work in flight finish for up to 20s and leaves the rest in the spool.
 
 SEE ALSO
     appliance help, deploy/postfix/ (Postfix as content filter or relayhost), DESIGN.md

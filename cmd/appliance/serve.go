@@ -128,6 +128,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				} else {
 					log.Info("users reloaded", "component", "smtp", "users", n)
 				}
+				if leaf, err := fr.ReloadTLS(); err != nil {
+					log.Error("tls certificate reload failed; keeping the previous one", "component", "smtp", "err", err)
+				} else if leaf != nil {
+					log.Info("tls certificate reloaded", "component", "smtp", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+				}
 				reloadLists(p, log)
 				continue
 			}
