@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -186,6 +188,7 @@ const (
 	srcOutside      = "127.0.0.3" // in no trusted network
 	srcGuesser      = "127.0.0.5" // wrong passwords, delays
 	srcLockout      = "127.0.0.6" // locked out
+	srcSwaksGuesser = "127.0.0.7" // swaks with a wrong password
 	bodyMarker      = "BODY-MARKER-7f3c1e"
 	alicePassword   = "alice-pw-9b2d"
 	bobPassword     = "bob-pw-41aa"
@@ -294,6 +297,25 @@ func TestSecurity(t *testing.T) {
 			_, code, msg := rawCmd(t, srcOutside, d.Addr, "AUTH PLAIN "+plainAuth("alice", alicePassword))
 			return fmt.Sprintf("AUTH %d %s", code, strings.Fields(msg + " ")[0])
 		}, "AUTH 523 5.7.10"},
+		{"fail auth login without tls", func(t *testing.T) string {
+			_, code, msg := rawCmd(t, srcOutside, d.Addr, "AUTH LOGIN")
+			return fmt.Sprintf("AUTH %d %s", code, strings.Fields(msg + " ")[0])
+		}, "AUTH 523 5.7.10"},
+		{"fail swaks auth login with a wrong password", func(t *testing.T) string {
+			out, err := swaksLogin(t, srcSwaksGuesser, d.Addr, "alice", "wrong", secMessage(alice, ""))
+			if err == nil {
+				t.Errorf("swaks succeeded with a wrong password:\n%s", out)
+			}
+			if !strings.Contains(out, "AUTH LOGIN") {
+				t.Errorf("swaks did not use AUTH LOGIN:\n%s", out)
+			}
+			for _, r := range []string{"535 5.7.8", "421 4.7.0", "454 4.7.0"} {
+				if strings.Contains(out, "<~* "+r) || strings.Contains(out, "<~  "+r) {
+					return "AUTH " + r
+				}
+			}
+			return "AUTH ?\n" + out
+		}, "AUTH 535 5.7.8"},
 		{"fail user sending as someone else", func(t *testing.T) string {
 			return transact(login(t, srcOutside, "bobuser", bobPassword), alice, secMessage(alice, ""))
 		}, "MAIL 550 5.7.1"},
@@ -394,6 +416,19 @@ func TestSecurity(t *testing.T) {
 			}
 			return transact(c, alice, secMessage(alice, ""))
 		}},
+		{"ok user alice with swaks auth login over starttls", func(t *testing.T) string {
+			out, err := swaksLogin(t, srcOutside, d.Addr, "alice", alicePassword, secMessage(alice, ""))
+			if err != nil {
+				return err.Error()
+			}
+			// swaks answers the Username: and Password: challenges itself (no initial response).
+			for _, want := range []string{"AUTH LOGIN", "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "235 2.0.0", "250 2.0.0"} {
+				if !strings.Contains(out, want) {
+					return fmt.Sprintf("no %q in the swaks transcript:\n%s", want, out)
+				}
+			}
+			return "250"
+		}},
 		{"ok trusted network for its mapped sender without auth", func(t *testing.T) string {
 			return transact(dialFrom(t, srcTrustedAlice, d.Addr), alice, secMessage(alice, alice))
 		}},
@@ -449,9 +484,67 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("new user carol: %q, want 250", got)
 		}
 	})
+	t.Run("ok sighup rereads the tls certificate", func(t *testing.T) {
+		reloads := func() int { return strings.Count(d.Log(), `"tls certificate reloaded"`) }
+		before := reloads()
+		// A renewed pair, installed over the old files as an operator would.
+		newCert, newKey, newClientTLS := serverTLS(t)
+		for src, dst := range map[string]string{newCert: certFile, newKey: keyFile} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(10 * time.Second)
+		for reloads() <= before {
+			if time.Now().After(deadline) {
+				t.Fatal("no tls reload logged after SIGHUP")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// The new certificate verifies on both listeners; the old one no longer does.
+		dialFrom(t, srcOutside, d.Addr, newClientTLS)
+		conn, err := tls.Dial("tcp", tlsAddr, newClientTLS)
+		if err != nil {
+			t.Fatalf("implicit TLS with the renewed certificate: %v", err)
+		}
+		conn.Close()
+		if conn, err := tls.Dial("tcp", tlsAddr, clientTLS); err == nil {
+			conn.Close()
+			t.Error("the old certificate is still presented after the reload")
+		}
+	})
 	if !d.Running() {
 		t.Fatal("daemon died")
 	}
+}
+
+// swaksLogin submits msg from alice to bob with swaks from src, over STARTTLS with AUTH LOGIN, as
+// an operator would try a relay, and returns swaks's transcript.
+func swaksLogin(t *testing.T, src, addr, user, pass string, msg []byte) (string, error) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "msg.eml")
+	if _, err := WriteForSwaks(file, msg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "swaks", "--server", host, "--port", port, "--local-interface", src,
+		"--from", alice, "--to", bob, "--data", "@"+file, "--helo", "client.example.test",
+		"--tls", "--auth", "LOGIN", "--auth-user", user, "--auth-password", pass)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("swaks failed: %w\n%s", err, out)
+	}
+	return string(out), nil
 }
 
 // rawCmd connects from src, greets, sends one command line and returns the reply.
