@@ -8,7 +8,10 @@
 #       over the operations each message needs,
 # for the shapes 10 KB/1 To, 50 KB/1 To+2 Cc+3 Bcc and 1 MB/1 To+20 Bcc, plus the appliance at
 # 50 connections with 1 MB messages (the RSS target). The generator and the sink are
-# bench/loadgen, the same for (a) and (b). Prints the table and the ratios b/a and b/c.
+# bench/loadgen, the same for (a) and (b). Also (d), the wire floor: the packages' bytes pushed
+# through one loopback SMTP hop into the same sink with nothing in between, measured in this run.
+# Prints the table and the ratios b/a, b/c, b/d and d/c (how far the wire alone lets any relay on
+# this machine get towards the HSM floor).
 #
 # Environment: DURATION (submission time per run, default 15s), CONNS (default 8), SHAPES
 # (default "10k 50k 1m"), BIG_CONNS (default 50; 0 skips that run), OUT (results directory,
@@ -171,7 +174,7 @@ address = "alice@example.test"
 key = "pkcs11:token=appliance;object=alice"
 cert = "$work/pki/alice.chain.pem"
 CF
-echo "bench: HSM floor"
+echo "bench: HSM floor and wire floor"
 $lg floor -config "$work/appliance.toml" -rcpt-cert "$work/pki/bob.pem" -out "$results" >/dev/null
 
 # ---- (b) the appliance ----------------------------------------------------------------------

@@ -68,6 +68,26 @@ func cmdFloor(args []string) error {
 	if err != nil {
 		return err
 	}
+	wireLoad := loadavg()
+	for _, name := range shapeNames() {
+		sh := shapes[name]
+		bps, err := measureWire(*parallel, sh.packageBytes(), *each)
+		if err != nil {
+			return err
+		}
+		ms := 1000 * float64(sh.Packages*sh.packageBytes()) / bps
+		r := Result{
+			Kind: "floor", Label: "wire-floor", Shape: name, Parallel: *parallel,
+			Rates:      map[string]float64{"wire_bytes_per_s": bps, "package_bytes": float64(sh.packageBytes())},
+			FloorPerOp: map[string]float64{"wire": ms},
+			Messages:   1, Packages: sh.Packages, Seconds: ms / 1000,
+			MsgPerSec: 1000 / ms, PkgPerSec: 1000 / ms * float64(sh.Packages),
+			LoadBefore: wireLoad, LoadAfter: loadavg(),
+		}
+		if err := writeResult(*out, r); err != nil {
+			return err
+		}
+	}
 	for _, name := range shapeNames() {
 		sh := shapes[name]
 		per := map[string]float64{

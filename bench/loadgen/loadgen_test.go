@@ -204,3 +204,30 @@ func FuzzReadData(f *testing.F) {
 		}
 	})
 }
+
+func TestMeasureWire(t *testing.T) {
+	bps, err := measureWire(2, 100<<10, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bps < 1<<20 {
+		t.Fatalf("wire rate %.0f B/s: the sink took in almost nothing", bps)
+	}
+}
+
+func TestReportWireFloor(t *testing.T) {
+	all := []Result{
+		{Kind: "relay", Label: "appliance", Shape: "1m", Conns: 8, MsgPerSec: 10},
+		{Kind: "floor", Label: "hsm-floor", Shape: "1m", MsgPerSec: 100},
+		{Kind: "floor", Label: "wire-floor", Shape: "1m", MsgPerSec: 20},
+	}
+	var b strings.Builder
+	if err := report(&b, all); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"(d) wire floor", "b/d", "0.50", "d/c", "0.20", "b/c", "0.10"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}

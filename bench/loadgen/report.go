@@ -11,8 +11,10 @@ import (
 )
 
 // cmdReport prints the results files as one table per shape, with b/a = appliance/postfix and
-// b/c = appliance/HSM floor in messages per second. Labels: "postfix" is (a), anything starting
-// with "appliance" is (b), floor results are (c).
+// b/c = appliance/HSM floor in messages per second, b/d = appliance/wire floor, and d/c: how
+// far the wire alone lets any relay on this machine get towards the HSM floor. Labels:
+// "postfix" is (a), anything starting with "appliance" is (b), floor results are (c), and the
+// floor labelled "wire-floor" is (d).
 func cmdReport(args []string) error {
 	var all []Result
 	for _, p := range args {
@@ -50,15 +52,20 @@ func report(w io.Writer, all []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "shape\trelay\tconns\tmsgs\tmsg/s\tpkg/s\tsubmit p50 ms\tp99\te2e p50 ms\tp99\tpeak RSS MB\tCPU s\tCPU ms/msg\tload before\tload after\t")
 	for _, name := range shapeNames() {
-		var a, b, c *Result
+		var a, b, c, d *Result
 		for i := range all {
 			r := &all[i]
 			if r.Shape != name {
 				continue
 			}
 			if r.Kind == "floor" {
-				c = r
-				fmt.Fprintf(tw, "%s\t%s\t\t\t%.1f\t%.1f\t\t\t\t\t\t\t\t%s\t\t\n", name, "(c) HSM floor", r.MsgPerSec, r.PkgPerSec, r.LoadBefore)
+				label := "(c) HSM floor"
+				if r.Label == "wire-floor" {
+					d, label = r, "(d) wire floor"
+				} else {
+					c = r
+				}
+				fmt.Fprintf(tw, "%s\t%s\t\t\t%.1f\t%.1f\t\t\t\t\t\t\t\t%s\t\t\n", name, label, r.MsgPerSec, r.PkgPerSec, r.LoadBefore)
 				continue
 			}
 			tag := "   "
@@ -80,6 +87,12 @@ func report(w io.Writer, all []Result) error {
 		}
 		if b != nil && c != nil {
 			fmt.Fprintf(tw, "%s\tb/c\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, b.MsgPerSec/c.MsgPerSec)
+		}
+		if b != nil && d != nil {
+			fmt.Fprintf(tw, "%s\tb/d\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, b.MsgPerSec/d.MsgPerSec)
+		}
+		if c != nil && d != nil {
+			fmt.Fprintf(tw, "%s\td/c\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, d.MsgPerSec/c.MsgPerSec)
 		}
 	}
 	return tw.Flush()
