@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -396,6 +397,50 @@ func TestSignAttributes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := Sign(tt.signer, tt.chain, []byte("x"), tt.opts); err == nil {
 				t.Fatal("signed")
+			}
+		})
+	}
+}
+
+// TestSignDigest: a digest the caller made gives the very signature that signing the content
+// gives (PKCS#1 v1.5 is deterministic), and is refused where it cannot stand for the content.
+func TestSignDigest(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	alice := env.Cert(t, "alice")
+	key := env.Key(t, "alice")
+	content := []byte("Content-Type: text/plain\r\n\r\nstreamed\r\n")
+	sum := sha256.Sum256(content)
+	when := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	want, err := Sign(key, []*x509.Certificate{alice}, content, SignOptions{Detached: true, SigningTime: when})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		content []byte
+		opts    SignOptions
+		ok      bool
+	}{
+		{"ok digest for detached content", nil, SignOptions{Detached: true, Digest: sum[:]}, true},
+		{"fail digest of the wrong size", nil, SignOptions{Detached: true, Digest: sum[:20]}, false},
+		{"fail digest and content", content, SignOptions{Detached: true, Digest: sum[:]}, false},
+		{"fail digest encapsulated", nil, SignOptions{Digest: sum[:]}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.SigningTime = when
+			got, err := Sign(key, []*x509.Certificate{alice}, tt.content, tt.opts)
+			if !tt.ok {
+				if err == nil {
+					t.Fatal("signed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("signature over the digest differs from the one over the content")
 			}
 		})
 	}

@@ -42,6 +42,10 @@ type SignOptions struct {
 	Capabilities []AlgorithmIdentifier
 	// Extra signed attributes, e.g. mlExpansionHistory for a mail list agent.
 	Extra []Attribute
+	// Digest, when set, is the content's digest made with Hash, and content is not read (it
+	// must be nil, and Detached set): a caller that writes the content as a stream hashes it
+	// on the way instead of holding it whole.
+	Digest []byte
 }
 
 // DefaultCapabilities are announced in SMIMECapabilities: what this appliance can decrypt if it
@@ -90,6 +94,10 @@ func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts 
 		return nil, fmt.Errorf("failed to sign: %w", err)
 	}
 	digestAlg := AlgorithmIdentifier{Algorithm: hashOID} // RFC 5754: parameters absent
+	if opts.Digest != nil && (len(opts.Digest) != h.Size() || content != nil || !opts.Detached) {
+		return nil, fmt.Errorf("failed to sign: a %d-byte digest for %v, with content %t and detached %t",
+			len(opts.Digest), h, content != nil, opts.Detached)
+	}
 
 	attrs, err := signedAttributes(h, content, opts)
 	if err != nil {
@@ -189,8 +197,12 @@ func signatureAlgorithm(pub crypto.PublicKey, h crypto.Hash, pss bool) (Algorith
 
 // signedAttributes returns the DER SET OF Attribute, sorted as DER requires.
 func signedAttributes(h crypto.Hash, content []byte, opts SignOptions) ([]byte, error) {
-	md := h.New()
-	md.Write(content)
+	digest := opts.Digest
+	if digest == nil {
+		md := h.New()
+		md.Write(content)
+		digest = md.Sum(nil)
+	}
 	t := opts.SigningTime
 	if t.IsZero() {
 		t = time.Now()
@@ -215,7 +227,7 @@ func signedAttributes(h crypto.Hash, content []byte, opts SignOptions) ([]byte, 
 		return nil, err
 	}
 	ctDER, _ := asn1.Marshal(oid.Data)
-	mdDER, _ := asn1.Marshal(md.Sum(nil))
+	mdDER, _ := asn1.Marshal(digest)
 	list := []Attribute{
 		{oid.AttrContentType, ctDER},
 		{oid.AttrSigningTime, tDER},

@@ -7,9 +7,10 @@
 // daemon without [metrics] pays nothing. Every method is safe on a nil *Metrics (it does
 // nothing), which keeps the wrappers free of "is it on" checks.
 //
-// Label values are fixed small sets (reasons, results, operation kinds): never an address, a
-// message id or a key label, so the series count cannot grow with traffic and a scrape reveals no
-// recipient. Every series of a known label set exists from the start at zero, so a dashboard or a
+// Label values are fixed small sets (reasons, results, operation kinds): never a recipient's
+// address, a message id or a key label, so the series count cannot grow with traffic and a scrape
+// reveals no recipient. The one address used as a label is a configured mail list's own, a fixed
+// set that posters know anyway; it names no member. Every series of a known label set exists from the start at zero, so a dashboard or a
 // test can tell "nothing happened" from "not measured".
 //
 // # Series
@@ -25,6 +26,9 @@
 //	appliance_queue_packages{state}
 //	appliance_queue_recipients_total{result}               delivered/failed since start
 //	appliance_queue_dsns_total                             DSNs generated since start
+//	appliance_list_members_skipped_total{list,reason}      list members given no package of a post
+//	                                                       (no_certificate, unusable_certificate);
+//	                                                       registered by the daemon for its lists
 package metrics
 
 import (
