@@ -16,9 +16,12 @@ package pipeline
 // arrived with plus this expansion. The outer signature is per member, because it covers the
 // member's RecipientInfo; that RSA signature, not the key wrap, bounds the expansion rate.
 //
-// Memory grows with the member count only by what differs per member (a RecipientInfo and a
-// signature, a few KB): the ciphertext is shared and each package is base64-encoded when the
-// queue writes it.
+// Memory grows with the member count only by what differs per member, about 1.5 KB: the head
+// of its envelope (the RecipientInfo) and its signature less the list's certificates. The
+// ciphertext, its base64 lines and the certificates are kept once per expansion; the member's
+// entity is hashed for the signature as it is made and written again, from the same pieces,
+// only when the queue writes the package, so no member's 100 KB entity (for a 50 KB post) is
+// ever held, and writing a package makes next to no garbage.
 
 import (
 	"bufio"
@@ -145,11 +148,28 @@ func ParseMembers(r io.Reader, caseSensitiveLocalPart bool) ([]string, error) {
 
 // mailLists is the Pipeline's list state: definitions set once, members swapped on reload.
 type mailLists struct {
-	mu   sync.Mutex // serialises SetLists and Reload
-	defs []List
-	tok  ListToken
-	cur  atomic.Pointer[listSet]
+	mu     sync.Mutex // serialises SetLists and Reload
+	defs   []List
+	tok    ListToken
+	cur    atomic.Pointer[listSet]
+	onSkip atomic.Pointer[func(list, reason string, n int)]
 }
+
+// Why a list member got no package, as [Pipeline.OnMemberSkipped] reports it.
+const (
+	// SkipNoCertificate: the directory has no valid certificate for the member.
+	SkipNoCertificate = "no_certificate"
+	// SkipUnusableCertificate: the member's certificate is valid, but the content key cannot be
+	// wrapped for it as policy asks (no subjectKeyIdentifier where SKI ids are wanted, a key
+	// the token cannot wrap for).
+	SkipUnusableCertificate = "unusable_certificate"
+)
+
+// OnMemberSkipped has f told, after each expansion that made its packages (or found nobody to
+// make one for), how many members of list (its configured Address) were skipped for a reason,
+// once per reason that occurred (metrics). It names lists and reasons, never a member. A post
+// expanded again after a temporary failure is counted again: its members were skipped again.
+func (p *Pipeline) OnMemberSkipped(f func(list, reason string, n int)) { p.lists.onSkip.Store(&f) }
 
 type listSet struct {
 	byAddr map[string]*mailList
@@ -356,16 +376,24 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	case err != nil:
 		return nil, tempError{err}
 	}
-	x.shared = p.listHeader(id, env, l, post.outer)
+	x.shared = p.listHeader(id, env, l, post.outer, x.smimeType)
 
 	out, skipped, err := x.fanOut(ctx, log)
 	if err != nil {
 		return nil, tempError{err}
 	}
+	if f := p.lists.onSkip.Load(); f != nil {
+		for _, reason := range []string{SkipNoCertificate, SkipUnusableCertificate} {
+			if n := skipped[reason]; n > 0 {
+				(*f)(l.Address, reason, n)
+			}
+		}
+	}
 	if len(out.Packages) == 0 {
 		return refuse("5.7.1", fmt.Errorf("failed to expand %q: %w", l.Address, ErrNoMembers))
 	}
-	log.Info("list expanded", "packages", len(out.Packages), "skipped", skipped,
+	log.Info("list expanded", "packages", len(out.Packages),
+		"skipped", skipped[SkipNoCertificate]+skipped[SkipUnusableCertificate],
 		"encrypted_post", post.enveloped != nil, "history", len(post.history)+1, "bytes", len(msg),
 		"duration", time.Since(start))
 	return out, nil
@@ -475,15 +503,15 @@ func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
 }
 
 // fanOut prepares every member's package on listParallel workers and returns them in member
-// order. A member whose certificate cannot be used is skipped with a log line, never sent
-// plaintext.
-func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed, int, error) {
+// order, with the count of members skipped by reason. A member whose certificate cannot be
+// used is skipped with a log line, never sent plaintext.
+func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed, map[string]int, error) {
 	members := x.l.members
 	pkgs := make([]*listPackage, len(members))
 	var (
 		mu       sync.Mutex
 		firstErr error
-		skipped  int
+		skipped  = map[string]int{}
 		wg       sync.WaitGroup
 		next     atomic.Int64
 	)
@@ -493,21 +521,20 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf bytes.Buffer
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= len(members) {
 					return
 				}
-				pk, err := x.member(ctx, members[i], &buf, log)
+				pk, err := x.member(ctx, members[i], log)
 				mu.Lock()
 				switch {
 				case err == nil && pk != nil:
 					pkgs[i] = pk
 				case err == nil:
-					skipped++
+					skipped[SkipNoCertificate]++
 				case errors.Is(err, cms.ErrUnsupported), errors.Is(err, cms.ErrNoSubjectKeyID):
-					skipped++
+					skipped[SkipUnusableCertificate]++
 					log.Warn("list member skipped", "member", members[i], "err", err)
 				case firstErr == nil:
 					firstErr = err
@@ -519,12 +546,12 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, 0, firstErr
+		return nil, nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	out := &queue.Sealed{Packages: make([]queue.Package, 0, len(members)-skipped)}
+	out := &queue.Sealed{Packages: make([]queue.Package, 0, len(members)-skipped[SkipNoCertificate]-skipped[SkipUnusableCertificate])}
 	for _, pk := range pkgs {
 		if pk == nil {
 			continue
@@ -558,7 +585,7 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 // member wraps the content key for one member, assembles their envelope and signs it as the
 // list. A member without a valid certificate gets nil and a log line naming only their own
 // certificates.
-func (x *expansion) member(ctx context.Context, addr string, buf *bytes.Buffer, log *slog.Logger) (*listPackage, error) {
+func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*listPackage, error) {
 	valid, rejected, err := x.p.opts.Directory.LookupContext(ctx, addr)
 	if err != nil {
 		// Skipping the member now would be for good: wait until the directory answers.
@@ -594,17 +621,24 @@ func (x *expansion) member(ctx context.Context, addr string, buf *bytes.Buffer, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to assemble the envelope of list member %q: %w", addr, err)
 	}
-	buf.Reset()
-	if err := writeInnerEntity(buf, x.smimeType, der); err != nil {
-		return nil, err
+	// From here on the member is its envelope's head: the RecipientInfos and the Encoded are
+	// garbage as soon as this returns.
+	own, err := x.shared.envelope(der)
+	if err != nil {
+		return nil, fmt.Errorf("list member %q: %w", addr, err)
 	}
-	sig, err := cms.Sign(x.signer, x.l.Chain, buf.Bytes(), cms.SignOptions{
+	digest, err := x.shared.digest(own)
+	if err != nil {
+		return nil, fmt.Errorf("failed to hash the envelope of list member %q: %w", addr, err)
+	}
+	sig, err := cms.Sign(x.signer, x.l.Chain, nil, cms.SignOptions{
 		Detached:    true,
 		SigningTime: x.now,
 		Extra:       []cms.Attribute{x.history},
+		Digest:      digest,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
-	return &listPackage{shared: x.shared, smimeType: x.smimeType, rcpt: addr, der: der, sig: x.shared.share(sig)}, nil
+	return &listPackage{shared: x.shared, rcpt: addr, own: own, sig: x.shared.keep(sig)}, nil
 }

@@ -153,8 +153,8 @@ func (s *syncBuffer) String() string {
 }
 
 // newListPipeline builds a pipeline over a directory of the test PKI's certificates plus extra,
-// with one list whose members are given.
-func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pipeline.List, members []string) *listSetup {
+// with one list whose members are given; with set the options can be changed before New.
+func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pipeline.List, members []string, set ...func(*pipeline.Options)) *listSetup {
 	tb.Helper()
 	env := softhsmtest.Setup(tb)
 	if sharedToken == nil {
@@ -190,14 +190,18 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pi
 		tb.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	p, err := pipeline.New(pipeline.Options{
+	opts := pipeline.Options{
 		Directory: dir,
 		Token:     token{Token: sharedToken},
 		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: alice}},
 		Policy:    pol,
 		Hostname:  "relay.example.test",
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
-	})
+	}
+	for _, f := range set {
+		f(&opts)
+	}
+	p, err := pipeline.New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

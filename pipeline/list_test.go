@@ -8,9 +8,11 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -436,6 +438,69 @@ func TestListUnusableMembers(t *testing.T) {
 			t.Fatalf("got %d packages, refused %+v", len(s.Packages), s.Refused)
 		}
 	})
+}
+
+// TestListSkippedCounted: every skipped member is reported to OnMemberSkipped by reason, once
+// per expansion: no valid certificate (expired, EC, none at all), or a valid one the key cannot
+// be wrapped for (a subjectKeyIdentifier id wanted from a certificate without one).
+func TestListSkippedCounted(t *testing.T) {
+	first := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
+	extra := cachedMembers(t, first.env, 2)
+	noSKI, plain := extra.addr(0), extra.addr(1)
+	if c := readCert(t, filepath.Join(extra.dir, extra.names[0]+".pem")); len(c.SubjectKeyId) != 0 {
+		t.Fatal("the generated member certificate has a subjectKeyIdentifier; the test needs one without")
+	}
+	ski := func(o *pipeline.Options) { o.SKI = func(owner string) bool { return owner == noSKI } }
+	encrypted := func(ls *listSetup) []byte {
+		return encryptedPost(interop.OpenSSLEncrypt(t, ls.env.PKI, []byte(listContent), []string{"list"}, interop.EncryptOptions{}), "olivia@example.org")
+	}
+	plainPost := func(*listSetup) []byte {
+		return []byte("From: olivia@example.org\r\nTo: " + listAddr + "\r\n\r\nhi\r\n")
+	}
+	tests := []struct {
+		name     string
+		members  []string
+		post     func(*listSetup) []byte
+		want     map[string]int
+		packages int
+	}{
+		{"ok encrypted post", []string{"grace@example.test", "frank@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
+			encrypted, map[string]int{pipeline.SkipNoCertificate: 3, pipeline.SkipUnusableCertificate: 1}, 2},
+		{"ok plain post", []string{"nocert@example.test", "bob@example.test", noSKI},
+			plainPost, map[string]int{pipeline.SkipNoCertificate: 1, pipeline.SkipUnusableCertificate: 1}, 1},
+		{"ok nobody skipped", []string{"bob@example.test", plain}, encrypted, map[string]int{}, 2},
+		{"fail nobody left", []string{"nocert@example.test", noSKI},
+			plainPost, map[string]int{pipeline.SkipNoCertificate: 1, pipeline.SkipUnusableCertificate: 1}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls := newListPipeline(t, split.Policy{}, []memberPKI{extra}, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, tt.members, ski)
+			var mu sync.Mutex
+			got := map[string]int{}
+			calls := 0
+			ls.pipe.OnMemberSkipped(func(list, reason string, n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				if list != listAddr {
+					t.Errorf("skip reported for list %q", list)
+				}
+				got[reason] += n
+				calls++
+			})
+			s, err := ls.pipe.Process(context.Background(), "L8", postEnv("olivia@example.org"), bytes.NewReader(tt.post(ls)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Packages) != tt.packages {
+				t.Fatalf("%d packages, want %d (refused %+v)", len(s.Packages), tt.packages, s.Refused)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !maps.Equal(got, tt.want) || calls != len(tt.want) {
+				t.Fatalf("skips reported %v in %d calls, want %v, one call per reason", got, calls, tt.want)
+			}
+		})
+	}
 }
 
 // TestListKeyMissing: a list whose key is not on the token is a temporary error, so the queue

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -230,24 +233,179 @@ func (l *mailList) extendHistory(old []mlData, now time.Time) (cms.Attribute, er
 	return cms.Attribute{Type: oid.AttrMLExpansionHistory, Value: v}, nil
 }
 
-// sharedParts is what every member's package of one expansion has in common.
+// sharedParts is what every member's package of one expansion has in common: most of each
+// package's bytes. A member's own share is its envelope's head (the RecipientInfo) and what
+// differs in its signature, about 750 bytes.
 type sharedParts struct {
-	head     []byte // trace, outer header, multipart/signed preamble, first delimiter
-	boundary string
-	chain    []*x509.Certificate
+	head      []byte // trace, outer header, multipart/signed preamble, first delimiter
+	inner     []byte // the header of the application/pkcs7-mime entity the list signs
+	sigHead   []byte // from the delimiter to the signature's base64
+	end       []byte // after the signature's base64
+	chain     []*x509.Certificate
+	smimeType string
 
-	mu    sync.Mutex
-	certs []byte // the list's certificates as they appear in every member's signature
+	mu      sync.Mutex
+	certs   []byte         // the list's certificates as they appear in every member's signature
+	sigTmpl []byte         // the first member's signature less certs, what members patch
+	sigCut  int            // where certs go in sigTmpl
+	tail    [][]byte       // the end of every member's envelope DER (cms.Encoded.Shared)
+	tailN   int            // its length
+	phases  map[int][]byte // base64 lines of the tail from a byte offset on, by that offset
 }
 
-// share splits a member's signature around the list's certificates, which are the same bytes in
-// every signature of the expansion: kept once, they are most of what a member would cost.
-func (sp *sharedParts) share(sig []byte) [][]byte {
+func newSharedParts(head []byte, boundary, smimeType string, chain []*x509.Certificate) *sharedParts {
+	return &sharedParts{
+		head: head,
+		inner: []byte("Content-Type: application/pkcs7-mime; smime-type=" + smimeType + ";\r\n name=smime.p7m\r\n" +
+			"Content-Transfer-Encoding: base64\r\n" +
+			"Content-Disposition: attachment; filename=smime.p7m\r\n" +
+			"\r\n"),
+		sigHead: []byte("\r\n--" + boundary + "\r\n" +
+			"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n" +
+			"Content-Transfer-Encoding: base64\r\n" +
+			"Content-Disposition: attachment; filename=smime.p7s\r\n" +
+			"\r\n"),
+		end:       []byte("\r\n--" + boundary + "--\r\n"),
+		chain:     chain,
+		smimeType: smimeType,
+		phases:    map[int][]byte{},
+	}
+}
+
+// envelope keeps the shared end of a member's envelope DER the first time and returns the
+// member's own head. cms promises that every envelope assembled from one encrypted content ends
+// in the same pieces; a member whose envelope does not (it would be a bug) is refused rather
+// than sent with another's content.
+func (sp *sharedParts) envelope(der *cms.Encoded) ([]byte, error) {
+	own, tail := der.Shared()
+	n := 0
+	for _, p := range tail {
+		n += len(p)
+	}
+	sp.mu.Lock()
+	if sp.tail == nil {
+		sp.tail, sp.tailN = tail, n
+	}
+	same := n == sp.tailN && len(tail) == len(sp.tail)
+	for i := 0; same && i < len(tail); i++ {
+		// The large pieces are the very same memory; small ones (an encoded header) may be
+		// made anew for each envelope.
+		a, b := tail[i], sp.tail[i]
+		same = len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || bytes.Equal(a, b))
+	}
+	sp.mu.Unlock()
+	if !same {
+		return nil, errors.New("failed to assemble envelope: encrypted content differs between members")
+	}
+	if len(own) == 1 {
+		return own[0], nil
+	}
+	return bytes.Join(own, nil), nil
+}
+
+// linesFrom returns the base64 lines of the tail from byte off on, made once per offset: where
+// the tail's lines start depends only on the length of the member's own head modulo the 57
+// bytes of a line, and members' heads are mostly of one or two lengths.
+func (sp *sharedParts) linesFrom(off int) ([]byte, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if b, ok := sp.phases[off]; ok {
+		return b, nil
+	}
+	var buf bytes.Buffer
+	n := base64.StdEncoding.EncodedLen(sp.tailN - off)
+	buf.Grow(n + n/smime.LineLength*2 + 2)
+	enc := smime.NewBase64Writer(&buf)
+	skip := off
+	for _, p := range sp.tail {
+		if skip >= len(p) {
+			skip -= len(p)
+			continue
+		}
+		if _, err := enc.Write(p[skip:]); err != nil {
+			return nil, err
+		}
+		skip = 0
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	sp.phases[off] = buf.Bytes()
+	return buf.Bytes(), nil
+}
+
+// writeInner writes a member's application/pkcs7-mime entity, whose envelope is own followed by
+// the shared tail: what the list's outer signature covers, byte for byte. Only own and the
+// tail's first bytes up to a line boundary are encoded; the rest are the cached lines.
+func (sp *sharedParts) writeInner(w io.Writer, own []byte) error {
+	if _, err := w.Write(sp.inner); err != nil {
+		return err
+	}
+	off := (lineInput - len(own)%lineInput) % lineInput
+	var lines []byte
+	if off >= sp.tailN {
+		off = sp.tailN // the tail does not reach a line boundary: nothing of it to reuse
+	} else {
+		var err error
+		if lines, err = sp.linesFrom(off); err != nil {
+			return fmt.Errorf("failed to write envelope: %w", err)
+		}
+	}
+	var enc lineEncoder
+	enc.write(w, own)
+	for _, p := range sp.tail {
+		if off == 0 {
+			break
+		}
+		k := min(off, len(p))
+		enc.write(w, p[:k])
+		off -= k
+	}
+	enc.close(w)
+	if enc.err != nil {
+		return fmt.Errorf("failed to write envelope: %w", enc.err)
+	}
+	_, err := w.Write(lines)
+	return err
+}
+
+// digest is the SHA-256 of the member's entity that writeInner writes: hashed as it is made,
+// so no member's entity (100 KB for a 50 KB post) is ever held whole.
+func (sp *sharedParts) digest(own []byte) ([]byte, error) {
+	h := sha256.New()
+	if err := sp.writeInner(h, own); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// sigKind says how a member's package keeps its signature.
+type sigKind uint8
+
+const (
+	sigWhole sigKind = iota // the signature itself
+	sigSplit                // the signature less the list's certificates, which go at cut
+	sigPatch                // where it differs from the expansion's template (a sigSplit)
+)
+
+// memberSig is what a member's package keeps of its signature.
+type memberSig struct {
+	b    []byte
+	cut  int
+	kind sigKind
+}
+
+// keep reduces a member's signature to what is its own. The list's certificates are the same
+// bytes in every signature of the expansion, and so is nearly all the rest: with one signing
+// time and history, only the messageDigest and the signature value differ between members
+// (under 300 bytes of 4 KB). So the first member's signature less the certificates becomes the
+// template, and every member keeps only the spans where it differs from it.
+func (sp *sharedParts) keep(sig []byte) memberSig {
 	start, end, total := -1, 0, 0
 	for _, c := range sp.chain {
 		i := bytes.Index(sig, c.Raw)
 		if i < 0 {
-			return [][]byte{sig}
+			return memberSig{b: bytes.Clone(sig)}
 		}
 		if start < 0 || i < start {
 			start = i
@@ -256,24 +414,100 @@ func (sp *sharedParts) share(sig []byte) [][]byte {
 		total += len(c.Raw)
 	}
 	if start < 0 || end-start != total {
-		return [][]byte{sig}
+		return memberSig{b: bytes.Clone(sig)}
 	}
 	sp.mu.Lock()
 	if sp.certs == nil {
 		sp.certs = bytes.Clone(sig[start:end])
+		sp.sigTmpl = append(append(make([]byte, 0, len(sig)-total), sig[:start]...), sig[end:]...)
+		sp.sigCut = start
 	}
-	certs := sp.certs
+	certs, tmpl, cut := sp.certs, sp.sigTmpl, sp.sigCut
 	sp.mu.Unlock()
 	if !bytes.Equal(sig[start:end], certs) {
-		return [][]byte{sig}
+		return memberSig{b: bytes.Clone(sig)}
 	}
-	return [][]byte{bytes.Clone(sig[:start]), certs, bytes.Clone(sig[end:])}
+	if start == cut && len(sig)-total == len(tmpl) {
+		if p, ok := makePatch(tmpl, sig[:start], sig[end:]); ok {
+			return memberSig{b: p, kind: sigPatch}
+		}
+	}
+	own := make([]byte, 0, len(sig)-total)
+	return memberSig{b: append(append(own, sig[:start]...), sig[end:]...), cut: start, kind: sigSplit}
+}
+
+// patchJoin is the most equal bytes between two differing ones that still make one span: a
+// span's header costs four.
+const patchJoin = 8
+
+// makePatch encodes where pre followed by post differs from tmpl (of their length) as spans,
+// each an offset and a length of two bytes and then the bytes; ok is false when that saves
+// nothing.
+func makePatch(tmpl, pre, post []byte) (patch []byte, ok bool) {
+	if len(tmpl) > 0xffff {
+		return nil, false
+	}
+	at := func(i int) byte {
+		if i < len(pre) {
+			return pre[i]
+		}
+		return post[i-len(pre)]
+	}
+	var buf [512]byte
+	out := buf[:0]
+	for i := 0; i < len(tmpl); {
+		if at(i) == tmpl[i] {
+			i++
+			continue
+		}
+		end := i + 1
+		for j := end; j < len(tmpl) && j < end+patchJoin; j++ {
+			if at(j) != tmpl[j] {
+				end = j + 1
+			}
+		}
+		out = append(out, byte(i>>8), byte(i), byte((end-i)>>8), byte(end-i))
+		for k := i; k < end; k++ {
+			out = append(out, at(k))
+		}
+		if len(out) >= len(tmpl) {
+			return nil, false
+		}
+		i = end
+	}
+	return bytes.Clone(out), true
+}
+
+// writeSig writes a member's signature in base64 lines; scratch is where a patched one is put
+// back together.
+func (sp *sharedParts) writeSig(w io.Writer, s memberSig, scratch *[]byte) error {
+	b, cut := s.b, s.cut
+	if s.kind == sigPatch {
+		b = append((*scratch)[:0], sp.sigTmpl...)
+		*scratch = b
+		for p := s.b; len(p) >= 4; {
+			off, n := int(p[0])<<8|int(p[1]), int(p[2])<<8|int(p[3])
+			copy(b[off:off+n], p[4:4+n])
+			p = p[4+n:]
+		}
+		cut = sp.sigCut
+	}
+	var enc lineEncoder
+	if s.kind == sigWhole {
+		enc.write(w, b)
+	} else {
+		enc.write(w, b[:cut])
+		enc.write(w, sp.certs)
+		enc.write(w, b[cut:])
+	}
+	enc.close(w)
+	return enc.err
 }
 
 // listHeader builds the shared start of every member's package: the post's header with To and
 // Cc as the poster wrote them (they name the list, not its members), Bcc and delivery fields
 // gone, List-Id and List-Post added (RFC 2919, RFC 2369).
-func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer textproto.Header) *sharedParts {
+func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer textproto.Header, smimeType string) *sharedParts {
 	h := outer.Copy()
 	for _, k := range []string{"Bcc", "Resent-Bcc", "Delivered-To", "X-Original-To", "Return-Path", "List-Id", "List-Post"} {
 		h.Del(k)
@@ -306,54 +540,85 @@ func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer 
 		"\r\n" +
 		"This is an S/MIME signed message\r\n" +
 		"\r\n--" + boundary + "\r\n")
-	return &sharedParts{head: b.Bytes(), boundary: boundary, chain: l.Chain}
+	return newSharedParts(b.Bytes(), boundary, smimeType, l.Chain)
 }
 
-// writeInnerEntity writes a member's application/pkcs7-mime entity: what the list's outer
-// signature covers, byte for byte.
-func writeInnerEntity(w io.Writer, smimeType string, der io.WriterTo) error {
-	if _, err := io.WriteString(w, "Content-Type: application/pkcs7-mime; smime-type="+smimeType+";\r\n name=smime.p7m\r\n"+
-		"Content-Transfer-Encoding: base64\r\n"+
-		"Content-Disposition: attachment; filename=smime.p7m\r\n"+
-		"\r\n"); err != nil {
-		return err
-	}
-	enc := smime.NewBase64Writer(w)
-	if _, err := der.WriteTo(enc); err != nil {
-		return fmt.Errorf("failed to write envelope: %w", err)
-	}
-	return enc.Close()
+// lineInput is the input of one full base64 line.
+const lineInput = smime.LineLength / 4 * 3
+
+// lineEncoder base64-encodes the few hundred bytes a member has of its own into lines as
+// smime.NewBase64Writer does, in place: that writer's 40 KB block, made for every package
+// written, was most of the garbage of a large expansion.
+type lineEncoder struct {
+	partial [lineInput]byte
+	n       int
+	line    [smime.LineLength + 2]byte
+	err     error
 }
 
-// listPackage is one member's package: a few KB of its own (envelope prefix, signature) and the
-// shared parts, encoded as it is written.
+func (e *lineEncoder) write(w io.Writer, p []byte) {
+	for len(p) > 0 && e.err == nil {
+		k := copy(e.partial[e.n:], p)
+		e.n += k
+		p = p[k:]
+		if e.n == lineInput {
+			e.flush(w)
+		}
+	}
+}
+
+func (e *lineEncoder) flush(w io.Writer) {
+	if e.n == 0 || e.err != nil {
+		return
+	}
+	m := base64.StdEncoding.EncodedLen(e.n)
+	base64.StdEncoding.Encode(e.line[:m], e.partial[:e.n])
+	e.line[m], e.line[m+1] = '\r', '\n'
+	_, e.err = w.Write(e.line[:m+2])
+	e.n = 0
+}
+
+// close writes the last, possibly short, line.
+func (e *lineEncoder) close(w io.Writer) { e.flush(w) }
+
+// listPackage is one member's package: its own envelope head and what is its own in its
+// signature, the rest shared, encoded as it is written.
 type listPackage struct {
-	shared    *sharedParts
-	smimeType string
-	rcpt      string
-	der       *cms.Encoded
-	sig       [][]byte // the member's signature, in pieces (see sharedParts.share)
+	shared *sharedParts
+	rcpt   string
+	own    []byte // the member's envelope up to the shared encrypted content
+	sig    memberSig
 }
+
+// writeBuffers are what writing a package needs, kept between packages: a 10,000-member
+// expansion is written 10,000 times in a row.
+type writeBuffers struct {
+	bw  *bufio.Writer
+	sig []byte
+}
+
+var writers = sync.Pool{New: func() any { return &writeBuffers{bw: bufio.NewWriterSize(nil, 16<<10)} }}
 
 // WriteTo writes the member's whole RFC 5322 message.
 func (lp *listPackage) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
-	bw := bufio.NewWriterSize(cw, 32<<10)
-	bw.Write(lp.shared.head)
-	if err := writeInnerEntity(bw, lp.smimeType, lp.der); err != nil {
+	wb := writers.Get().(*writeBuffers)
+	bw := wb.bw
+	bw.Reset(cw)
+	defer func() {
+		bw.Reset(nil)
+		writers.Put(wb)
+	}()
+	sp := lp.shared
+	bw.Write(sp.head)
+	if err := sp.writeInner(bw, lp.own); err != nil {
 		return cw.n, err
 	}
-	bw.WriteString("\r\n--" + lp.shared.boundary + "\r\n" +
-		"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n" +
-		"Content-Transfer-Encoding: base64\r\n" +
-		"Content-Disposition: attachment; filename=smime.p7s\r\n" +
-		"\r\n")
-	enc := smime.NewBase64Writer(bw)
-	for _, p := range lp.sig {
-		enc.Write(p)
+	bw.Write(sp.sigHead)
+	if err := sp.writeSig(bw, lp.sig, &wb.sig); err != nil {
+		return cw.n, fmt.Errorf("failed to write list package: %w", err)
 	}
-	enc.Close()
-	bw.WriteString("\r\n--" + lp.shared.boundary + "--\r\n")
+	bw.Write(sp.end)
 	if err := bw.Flush(); err != nil {
 		return cw.n, fmt.Errorf("failed to write list package: %w", err)
 	}
