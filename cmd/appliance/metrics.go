@@ -25,6 +25,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"appliance/cms"
 	"appliance/config"
@@ -406,6 +407,32 @@ func (o *observer) directory(d *directory.Directory) {
 	if o != nil {
 		d.OnLookup(o.m.Lookup)
 	}
+}
+
+// memberSkipper is what lists needs of the pipeline.
+type memberSkipper interface {
+	OnMemberSkipped(f func(list, reason string, n int))
+}
+
+// lists counts the list members left without a package of a post,
+// appliance_list_members_skipped_total{list,reason}. The list label is a configured list
+// address: a fixed set, known to every poster, that names no member, so the series stay
+// bounded and a scrape reveals no recipient.
+func (o *observer) lists(p memberSkipper) {
+	if o == nil || len(o.cfg.Lists) == 0 {
+		return
+	}
+	skipped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "appliance_list_members_skipped_total",
+		Help: "List members who got no package of a post, by list and reason: no_certificate (no valid certificate) or unusable_certificate (valid, but the content key cannot be wrapped for it as policy asks).",
+	}, []string{"list", "reason"})
+	for _, l := range o.cfg.Lists {
+		for _, r := range []string{pipeline.SkipNoCertificate, pipeline.SkipUnusableCertificate} {
+			skipped.WithLabelValues(l.Address, r)
+		}
+	}
+	o.m.Registry().MustRegister(skipped)
+	p.OnMemberSkipped(func(list, reason string, n int) { skipped.WithLabelValues(list, reason).Add(float64(n)) })
 }
 
 // policy counts MAIL and RCPT refusals.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,67 @@ func TestSpoolWritable(t *testing.T) {
 			}
 		})
 	}
+}
+
+type fakeSkipper struct {
+	f func(list, reason string, n int)
+}
+
+func (s *fakeSkipper) OnMemberSkipped(f func(list, reason string, n int)) { s.f = f }
+
+// TestListSkipMetric: every configured list has its skipped-member series at zero from the
+// start, and what the pipeline reports adds up per list and reason.
+func TestListSkipMetric(t *testing.T) {
+	const series = `appliance_list_members_skipped_total{list="%s",reason="%s"}`
+	cfg := &config.Config{Lists: []config.List{{Address: "team@example.test"}, {Address: "board@example.test"}}}
+	tests := []struct {
+		name   string
+		report func(f func(list, reason string, n int))
+		want   map[string]float64
+	}{
+		{"ok zero from the start", func(func(string, string, int)) {}, map[string]float64{
+			fmt.Sprintf(series, "team@example.test", pipeline.SkipNoCertificate):       0,
+			fmt.Sprintf(series, "team@example.test", pipeline.SkipUnusableCertificate): 0,
+			fmt.Sprintf(series, "board@example.test", pipeline.SkipNoCertificate):      0,
+		}},
+		{"ok counts add up per list and reason", func(f func(string, string, int)) {
+			f("team@example.test", pipeline.SkipNoCertificate, 3)
+			f("team@example.test", pipeline.SkipNoCertificate, 2)
+			f("board@example.test", pipeline.SkipUnusableCertificate, 1)
+		}, map[string]float64{
+			fmt.Sprintf(series, "team@example.test", pipeline.SkipNoCertificate):        5,
+			fmt.Sprintf(series, "team@example.test", pipeline.SkipUnusableCertificate):  0,
+			fmt.Sprintf(series, "board@example.test", pipeline.SkipUnusableCertificate): 1,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &observer{m: metrics.New(), cfg: cfg}
+			var sk fakeSkipper
+			o.lists(&sk)
+			if sk.f == nil {
+				t.Fatal("no hook set on the pipeline")
+			}
+			tt.report(sk.f)
+			rec := httptest.NewRecorder()
+			o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			got, err := metrics.ParseText(rec.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.want {
+				if gv, ok := got[k]; !ok || gv != v {
+					t.Errorf("%s = %v (present %v), want %v", k, gv, ok, v)
+				}
+			}
+		})
+	}
+	t.Run("ok no lists, no series", func(t *testing.T) {
+		o := &observer{m: metrics.New(), cfg: &config.Config{}}
+		var sk fakeSkipper
+		o.lists(&sk)
+		if sk.f != nil {
+			t.Fatal("hook set without lists")
+		}
+	})
 }

@@ -40,6 +40,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	obs.directory(p.dir)
+	obs.lists(p.pipe)
 	defer p.Close()
 	for _, e := range p.dir.Problems() {
 		log.Warn("directory: certificate file skipped", "component", "directory", "err", e)
