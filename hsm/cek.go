@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"strconv"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -17,6 +18,10 @@ import (
 // chunkSize is the C_EncryptUpdate unit: single-part calls are about 3x slower on large bodies,
 // and 64 KB keeps the per-call overhead negligible while memory stays flat.
 const chunkSize = 64 << 10
+
+// chunkPool holds the plaintext buffers: one per encryption would be a 64 KB allocation per
+// message, most of it never touched by a small one.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 // CEK is an AES content-encryption key held as a session object on the token. Its value never
 // leaves the token except wrapped for a recipient. It lives until Destroy, Close or Reconnect;
@@ -235,7 +240,9 @@ func (c *conn) stream(ctx context.Context, s pkcs11.SessionHandle, mech []*pkcs1
 		_, _ = c.p11.EncryptFinal(s)
 		return nil, err
 	}
-	buf := make([]byte, chunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		if err := ctx.Err(); err != nil {
 			return abort(err)
@@ -263,7 +270,8 @@ func (c *conn) stream(ctx context.Context, s pkcs11.SessionHandle, mech []*pkcs1
 
 // WrapRSA encrypts the key for pub with C_WrapKey: RSAES-PKCS1-v1_5 when oaepHash is 0, else
 // RSAES-OAEP with oaepHash for the label hash and MGF1 and an empty label. The public key is
-// imported as a session object for the call and destroyed after it.
+// imported as a session object the first time it is seen on a connection and kept for later
+// wraps (see pubCache).
 func (k *CEK) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
 	const op = "wrap content key"
 	if pub == nil || pub.N == nil || pub.E <= 0 {
@@ -282,6 +290,24 @@ func (k *CEK) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.H
 }
 
 func (c *conn) wrap(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, key pkcs11.ObjectHandle, pub *rsa.PublicKey) ([]byte, error) {
+	id := pubKeyID(pub)
+	if h, ok := c.pubs.cached(c, id, pub); ok {
+		wrapped, err := c.p11.WrapKey(s, mech, h, key)
+		if !handleGone(err) {
+			return wrapped, err
+		}
+		c.pubs.drop(id, h)
+	}
+	h, err := c.importPub(s, pub)
+	if err != nil {
+		return nil, err
+	}
+	defer c.p11.DestroyObject(s, h)
+	return c.p11.WrapKey(s, mech, h, key)
+}
+
+func (c *conn) importPub(s pkcs11.SessionHandle, pub *rsa.PublicKey) (pkcs11.ObjectHandle, error) {
+	c.imports.Add(1)
 	h, err := c.p11.CreateObject(s, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
@@ -294,10 +320,81 @@ func (c *conn) wrap(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, key pkcs11
 		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("failed to import recipient public key: %w", err)
+		return 0, fmt.Errorf("failed to import recipient public key: %w", err)
 	}
-	defer c.p11.DestroyObject(s, h)
-	return c.p11.WrapKey(s, mech, h, key)
+	return h, nil
+}
+
+// pubCache keeps recipients' public keys imported as session objects, so a recipient seen
+// before costs one C_WrapKey, not an import, a wrap and a destroy. The objects are made on a
+// session of the cache's own, which the pool never hands out or closes: a session object dies
+// with its session, and a token may reuse the handle numbers of dead objects. The cache goes with
+// its connection (Reconnect, Close).
+type pubCache struct {
+	mu     sync.Mutex // held across an import, so one session is never used by two calls at once
+	s      pkcs11.SessionHandle
+	opened bool
+	m      map[string]pkcs11.ObjectHandle
+}
+
+// maxCachedPubs bounds the cache; further keys are imported for each wrap as before.
+const maxCachedPubs = 4096
+
+func pubKeyID(pub *rsa.PublicKey) string {
+	return strconv.Itoa(pub.E) + ":" + string(pub.N.Bytes())
+}
+
+// cached returns the cached object for pub, importing it first if there is room.
+func (p *pubCache) cached(c *conn, id string, pub *rsa.PublicKey) (pkcs11.ObjectHandle, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h, ok := p.m[id]; ok {
+		return h, true
+	}
+	if len(p.m) >= maxCachedPubs {
+		return 0, false
+	}
+	if !p.opened {
+		s, err := c.pool.openSession()
+		if err != nil {
+			return 0, false
+		}
+		p.s, p.opened = s, true
+	}
+	h, err := c.importPub(p.s, pub)
+	if err != nil {
+		return 0, false
+	}
+	if p.m == nil {
+		p.m = map[string]pkcs11.ObjectHandle{}
+	}
+	p.m[id] = h
+	return h, true
+}
+
+func (p *pubCache) drop(id string, h pkcs11.ObjectHandle) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[id] == h {
+		delete(p.m, id)
+	}
+}
+
+// close closes the cache's session, and with it every cached object.
+func (p *pubCache) close(p11 *pkcs11.Ctx) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.opened {
+		_ = p11.CloseSession(p.s)
+	}
+	p.opened, p.m = false, nil
+}
+
+// handleGone reports a cached object the token no longer knows.
+func handleGone(err error) bool {
+	var code pkcs11.Error
+	return errors.As(err, &code) && (code == pkcs11.CKR_WRAPPING_KEY_HANDLE_INVALID ||
+		code == pkcs11.CKR_OBJECT_HANDLE_INVALID || code == pkcs11.CKR_KEY_HANDLE_INVALID)
 }
 
 // rsaMechanism is the key-transport mechanism for oaepHash, refusing hashes the token did not

@@ -16,8 +16,16 @@
 // made them, so the pool never closes a session while the Token is connected; a [CEK] is valid
 // until [CEK.Destroy], Close or Reconnect. Content is encrypted in 64 KB C_EncryptUpdate chunks
 // (single-part calls are about 3x slower on large bodies). Wrapping imports the recipient's public
-// key as a CKA_TOKEN=false session object for the one C_WrapKey call. *CEK satisfies the cms
+// key as a CKA_TOKEN=false session object, on a session of its own that lives as long as the
+// connection, and keeps it for that recipient's later wraps. *CEK satisfies the cms
 // package's ContentKey interface without either package importing the other.
+//
+// # Caches
+//
+// Per message the daemon names its signing key and wraps for recipients it has mostly seen
+// before, so [Token.Signer] caches its answer per key URI and wrapping keeps imported public
+// keys. Both belong to one connection: Reconnect and Close drop them, and a Sign that finds its
+// key or handle gone drops that Signer, so a key replaced on the token is looked up afresh.
 //
 // # OAEP
 //

@@ -55,7 +55,17 @@ func ParseKeyKind(s string) (KeyKind, error) {
 // Signer finds the key pair keyURI names on this token and returns its crypto.Signer. RSA keys
 // sign PKCS#1 v1.5 or, given *rsa.PSSOptions, PSS; EC keys give ASN.1 ECDSA signatures. The Signer
 // survives Reconnect: it looks its key up again on the next Sign.
+//
+// Answers are cached per keyURI string until Reconnect or Close, or until a Sign through the
+// cached Signer fails because the token, the key or its handle is gone; the next call then looks
+// the key up again. A key replaced on the token without either shows as such a failure first.
 func (t *Token) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
+	if s := t.cachedSigner(keyURI); s != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fail(fmt.Sprintf("find signing key %q", keyURI), err)
+		}
+		return s, nil
+	}
 	op := fmt.Sprintf("find signing key %q", keyURI)
 	u, err := ParseURI(keyURI)
 	if err != nil {
@@ -75,11 +85,57 @@ func (t *Token) Signer(ctx context.Context, keyURI string) (crypto.Signer, error
 		return nil, err
 	}
 	defer t.end()
+	t.lookups.Add(1)
 	inner, err := c.findSigner(u)
 	if err != nil {
 		return nil, fail(op, err)
 	}
-	return &signer{t: t, uri: u, name: keyURI, gen: c.gen, inner: inner, pub: inner.Public()}, nil
+	s := &signer{t: t, uri: u, name: keyURI, gen: c.gen, inner: inner, pub: inner.Public()}
+	t.signerMu.Lock()
+	// The shared lock held since begin means c is still the live connection: Reconnect, which
+	// empties the cache, waits for it.
+	if t.signers == nil {
+		t.signers = map[string]*signer{}
+	}
+	if len(t.signers) < maxCachedSigners {
+		t.signers[keyURI] = s
+	}
+	t.signerMu.Unlock()
+	return s, nil
+}
+
+// cachedSigner returns the cached Signer for keyURI if it belongs to the live connection.
+func (t *Token) cachedSigner(keyURI string) *signer {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed || t.conn == nil {
+		return nil
+	}
+	t.signerMu.Lock()
+	defer t.signerMu.Unlock()
+	s := t.signers[keyURI]
+	if s == nil || s.gen != t.conn.gen {
+		return nil
+	}
+	return s
+}
+
+// dropSigners empties the cache. Callers hold t.mu exclusively.
+func (t *Token) dropSigners() {
+	t.signerMu.Lock()
+	t.signers = nil
+	t.signerMu.Unlock()
+}
+
+// forget takes s out of the cache after a failure that may mean its key or handle is gone, and
+// makes s itself look its key up again on its next Sign.
+func (t *Token) forget(s *signer) {
+	t.signerMu.Lock()
+	defer t.signerMu.Unlock()
+	if t.signers[s.name] == s {
+		delete(t.signers, s.name)
+	}
+	s.gen = 0 // no connection has generation 0
 }
 
 func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
@@ -142,7 +198,13 @@ func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	}
 	sig, err := inner.Sign(rand, digest, opts)
 	if err != nil {
-		return nil, fail(op, err)
+		err = fail(op, err)
+		// A refused signature (bad options, say) leaves the key where it was; a vanished token,
+		// session state or handle (a key deleted or replaced) may not.
+		if errors.Is(err, ErrTokenGone) || errors.Is(err, ErrKeyNotFound) {
+			s.t.forget(s)
+		}
+		return nil, err
 	}
 	return sig, nil
 }
@@ -156,6 +218,7 @@ func (s *signer) current(c *conn) (crypto.Signer, error) {
 	if s.gen == c.gen {
 		return s.inner, nil
 	}
+	s.t.lookups.Add(1)
 	inner, err := c.findSigner(s.uri)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThalesGroup/crypto11"
@@ -79,8 +80,20 @@ type Token struct {
 	gen    uint64
 	closed bool
 
-	signerMu sync.Mutex // guards every signer's cached lookup
+	// signerMu guards signers and every signer's cached lookup.
+	signerMu sync.Mutex
+	// signers caches Signer's answers by the URI string as given, because looking a key pair up
+	// (C_FindObjects and the public key's attributes) cost as much as a tenth of a small
+	// message's CPU. Object handles stay valid while the connection lives, so an entry is kept
+	// until Reconnect or Close, or until signing with it fails in a way that says the key or its
+	// handle is gone.
+	signers map[string]*signer
+	lookups atomic.Uint64 // key pair lookups made for signers; tests read it
 }
+
+// maxCachedSigners bounds the cache; the daemon names a handful of keys (senders, lists), and a
+// caller that names more still works, uncached.
+const maxCachedSigners = 1024
 
 // conn is one generation of the connection: both libraries, the slot and our session pool.
 type conn struct {
@@ -93,6 +106,9 @@ type conn struct {
 	pool  *sessionPool
 	gen   uint64
 	oaep  []crypto.Hash // hashes the token accepts for RSA-OAEP wrapping, strongest first
+
+	pubs    pubCache      // recipients' public keys on the token, for wrapping
+	imports atomic.Uint64 // public key imports; tests read it
 }
 
 // Open loads the module, finds the token, logs in and probes which OAEP hashes the token supports.
@@ -192,6 +208,9 @@ func (c *conn) openMiekg(cfg Config) error {
 // close tears down in the reverse order of connect: our sessions, then crypto11 (which finalizes
 // the module if it holds the last reference), then our handle on the library.
 func (c *conn) close() {
+	if c.p11 != nil {
+		c.pubs.close(c.p11)
+	}
 	if c.pool != nil {
 		c.pool.close()
 	}
@@ -298,6 +317,7 @@ func (t *Token) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.dropSigners()
 	if t.conn != nil {
 		t.conn.close()
 		t.conn = nil
@@ -308,14 +328,18 @@ func (t *Token) Close() error {
 // Reconnect closes both libraries and opens them again, for use after a temporary error. It waits
 // for running operations to finish. The module is only re-initialised (and so re-reads the token)
 // when no other Token in the process uses it; the daemon has one. If the token is still missing
-// the error is temporary and operations fail with ErrTokenGone until a Reconnect succeeds. Content keys made before it are lost (using them gives
-// ErrTokenGone); Signers from Signer and GenerateKeyPair find their key again on next use.
+// the error is temporary and operations fail with ErrTokenGone until a Reconnect succeeds. Content
+// keys made before it are lost (using them gives ErrTokenGone); Signers from Signer and
+// GenerateKeyPair find their key again on next use, and Signer looks every key up afresh.
 func (t *Token) Reconnect() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return &Error{Op: "reconnect", Kind: ErrClosed}
 	}
+	// A reconnect is also how a token that was removed, replaced or re-initialised comes back:
+	// its keys must be looked up again, not taken from before.
+	t.dropSigners()
 	if t.conn != nil {
 		t.conn.close()
 		t.conn = nil
