@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +18,10 @@ func (q *Queue) work(ctx context.Context, e *entry) {
 	var err error
 	if rec.Phase == phaseReceived {
 		err = q.seal(ctx, rec)
+	} else if len(rec.unwritten) > 0 {
+		// A DSN whose commit failed: it must be in the file before anything
+		// is sent from it.
+		err = q.sp.commit(rec)
 	}
 	if err == nil && rec.Phase == phaseSealed {
 		err = q.deliverDue(ctx, rec)
@@ -83,7 +85,7 @@ func (q *Queue) seal(ctx context.Context, orig *record) error {
 func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 	now := q.opts.Now()
 	expires := rec.Envelope.ReceivedAt.Add(q.opts.MaxAge)
-	_, f, body, err := q.sp.openMessage(rec.ID)
+	f, body, err := q.sp.openBody(rec)
 	if err != nil {
 		return err
 	}
@@ -101,12 +103,10 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 	var dsnRcpts []*rcptRecord
 	switch {
 	case perr == nil:
-		rec.Packages = nil
+		rec.Packages, rec.unwritten = nil, nil
 		for i, p := range sealed.Packages {
-			if err := q.sp.writePackage(rec.ID, i, p.Body); err != nil {
-				return err
-			}
 			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires}
+			rec.unwritten = append(rec.unwritten, newPackage{rec: pr, body: p.Body})
 			seen := make(map[string]bool, len(p.RcptTo))
 			for _, r := range p.RcptTo {
 				// Results are matched by address: one record per address.
@@ -140,7 +140,7 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 		rec.Attempts++
 		rec.LastError = perr.Error()
 		rec.NextAttempt = minTime(now.Add(q.backoff(rec.Attempts)), expires)
-		if err := q.sp.writeState(rec); err != nil {
+		if err := q.sp.commit(rec); err != nil {
 			return err
 		}
 		q.log.Warn("seal deferred", "id", rec.ID, "attempt", rec.Attempts, "next", rec.NextAttempt, "err", perr)
@@ -163,24 +163,12 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 
 	rec.Phase = phaseSealed
 	rec.NextAttempt = time.Time{}
-	if err := q.addDSN(rec, dsnRcpts, now); err != nil {
-		return err
-	}
-	if err := q.syncPackages(); err != nil {
-		return err
-	}
-	if err := q.sp.writeState(rec); err != nil {
+	q.addDSN(rec, dsnRcpts, now)
+	if err := q.sp.commit(rec); err != nil {
 		return err
 	}
 	q.countFailed(len(dsnRcpts))
 	q.log.Info("sealed", "id", rec.ID, "packages", len(rec.Packages), "refused", len(dsnRcpts))
-	return q.sp.dropMessage(rec.ID)
-}
-
-func (q *Queue) syncPackages() error {
-	if err := syncDir(q.sp.pkg); err != nil {
-		return fmt.Errorf("failed to store packages: %w", err)
-	}
 	return nil
 }
 
@@ -219,10 +207,10 @@ func checkSealed(s *Sealed) error {
 }
 
 // addDSN appends a DSN package for failed recipients (to the envelope
-// sender, never to a null sender). The caller commits the state.
-func (q *Queue) addDSN(rec *record, failed []*rcptRecord, now time.Time) error {
+// sender, never to a null sender). The caller commits it with the state.
+func (q *Queue) addDSN(rec *record, failed []*rcptRecord, now time.Time) {
 	if len(failed) == 0 || rec.Envelope.MailFrom == "" {
-		return nil
+		return
 	}
 	n := 0
 	for _, p := range rec.Packages {
@@ -232,18 +220,16 @@ func (q *Queue) addDSN(rec *record, failed []*rcptRecord, now time.Time) error {
 		hostname: q.opts.Hostname, id: rec.ID, seq: n, sender: rec.Envelope.MailFrom,
 		arrival: rec.Envelope.ReceivedAt, now: now, rcpts: failed,
 	}
-	if err := q.sp.writePackage(rec.ID, n, d); err != nil {
-		return err
-	}
-	rec.Packages = append(rec.Packages, &pkgRecord{
+	pr := &pkgRecord{
 		N: n, MailFrom: "", DSN: true, ExpiresAt: now.Add(q.opts.MaxAge),
 		Rcpts: []*rcptRecord{{Addr: rec.Envelope.MailFrom, State: rcptPending}},
-	})
+	}
+	rec.Packages = append(rec.Packages, pr)
+	rec.unwritten = append(rec.unwritten, newPackage{rec: pr, body: d})
 	q.mu.Lock()
 	q.stats.DSNs++
 	q.mu.Unlock()
 	q.log.Info("dsn queued", "id", rec.ID, "package", n, "failed", len(failed))
-	return nil
 }
 
 func (q *Queue) countFailed(n int) {
@@ -265,8 +251,12 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 	)
 	now := q.opts.Now()
 	var due []*pkgRecord
+	unwritten := make(map[*pkgRecord]bool, len(rec.unwritten))
+	for _, p := range rec.unwritten {
+		unwritten[p.rec] = true
+	}
 	for _, p := range rec.Packages {
-		if !p.final() && !p.NextAttempt.After(now) {
+		if !p.final() && !p.NextAttempt.After(now) && !unwritten[p] {
 			due = append(due, p)
 		}
 	}
@@ -282,7 +272,7 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			results, derr := q.deliverOne(ctx, rec.ID, p, rcpts)
+			results, derr := q.deliverOne(ctx, rec, p, rcpts)
 			if derr != nil && ctx.Err() != nil {
 				q.log.Info("parked", "id", rec.ID, "package", p.N)
 				return
@@ -299,15 +289,15 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 	return firstErr
 }
 
-func (q *Queue) deliverOne(ctx context.Context, id string, p *pkgRecord, rcpts []string) ([]RcptResult, error) {
-	f, err := os.Open(q.sp.pkgPath(id, p.N))
+func (q *Queue) deliverOne(ctx context.Context, rec *record, p *pkgRecord, rcpts []string) ([]RcptResult, error) {
+	f, body, err := q.sp.openPackage(rec, p)
 	if err != nil {
 		// Reported like a transaction failure: retried, and bounced at
 		// expiry, rather than stalling the whole message.
-		return nil, fmt.Errorf("failed to open package %d of %q: %w", p.N, id, err)
+		return nil, err
 	}
 	defer f.Close()
-	return q.dlv.Deliver(ctx, p.MailFrom, rcpts, io.Reader(f))
+	return q.dlv.Deliver(ctx, p.MailFrom, rcpts, body)
 }
 
 // record applies one transaction's outcome to p and commits it together
@@ -361,18 +351,11 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	// A package sent with a null reverse path (a list member's copy) bounces to no one: a DSN to
 	// the message's sender would name a member the sender must not learn of.
 	if !p.DSN && p.MailFrom != "" {
-		if err := q.addDSN(rec, failed, now); err != nil {
-			return err
-		}
-		if len(failed) > 0 && rec.Envelope.MailFrom != "" {
-			if err := q.syncPackages(); err != nil {
-				return err
-			}
-		}
+		q.addDSN(rec, failed, now)
 	}
-	// The last result of a message commits by removing it: one fsync
-	// fewer than writing a final state.
-	commit := q.sp.writeState
+	// The last result of a message commits by removing it: a directory
+	// fsync instead of writing a final state.
+	commit := q.sp.commit
 	if rec.finished() {
 		commit = q.sp.remove
 	}
