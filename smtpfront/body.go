@@ -16,53 +16,80 @@ import (
 // plaintext package could end the DATA of a lenient next hop early (SMTP
 // smuggling). go-smtp itself only ends DATA at <CRLF>.<CRLF>, so a client
 // that sends bare LFs inside the body is accepted here and repaired.
+//
+// Nearly all mail is already canonical, so a read goes straight into the
+// caller's buffer and is checked with vectorised counts; only a chunk with a
+// bare CR or LF (or a CR at its end, whose LF is in the next read) is copied
+// and rewritten byte by byte.
 type crlfReader struct {
 	r         io.Reader
-	in        []byte
 	out       []byte // normalised bytes not yet returned
-	pendingCR bool
+	scratch   []byte // out's backing array, kept for the next slow chunk
+	pendingCR bool   // a CR was read and not yet written: its LF may come next
 	err       error
 }
 
 func newCRLFReader(r io.Reader) *crlfReader {
-	return &crlfReader{r: r, in: make([]byte, 32*1024)}
+	return &crlfReader{r: r}
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
-	for len(c.out) == 0 {
-		if c.err != nil {
+	for {
+		if len(c.out) > 0 {
+			n := copy(p, c.out)
+			c.out = c.out[n:]
+			return n, nil
+		}
+		if c.err != nil || len(p) == 0 {
 			return 0, c.err
 		}
-		n, err := c.r.Read(c.in)
-		c.out = c.out[:0]
-		for _, b := range c.in[:n] {
-			if c.pendingCR {
-				c.pendingCR = false
-				c.out = append(c.out, '\r', '\n')
-				if b == '\n' {
-					continue
-				}
-			}
-			switch b {
-			case '\r':
-				c.pendingCR = true
-			case '\n':
-				c.out = append(c.out, '\r', '\n')
-			default:
-				c.out = append(c.out, b)
-			}
-		}
+		n, err := c.r.Read(p)
 		if err != nil {
-			if c.pendingCR && err == io.EOF {
-				c.pendingCR = false
-				c.out = append(c.out, '\r', '\n')
-			}
 			c.err = err
 		}
+		chunk := p[:n]
+		if !c.pendingCR && canonicalCRLF(chunk) {
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		c.scratch = c.normalize(c.scratch[:0], chunk)
+		c.out = c.scratch
 	}
-	n := copy(p, c.out)
-	c.out = c.out[n:]
-	return n, nil
+}
+
+// canonicalCRLF reports whether every CR in b is followed by LF and every LF
+// preceded by CR, within b.
+func canonicalCRLF(b []byte) bool {
+	lf := bytes.Count(b, []byte{'\n'})
+	return lf == bytes.Count(b, []byte{'\r'}) && (lf == 0 || lf == bytes.Count(b, []byte("\r\n")))
+}
+
+// normalize appends chunk to dst with bare CRs and LFs made CRLF.
+func (c *crlfReader) normalize(dst, chunk []byte) []byte {
+	for _, b := range chunk {
+		if c.pendingCR {
+			c.pendingCR = false
+			dst = append(dst, '\r', '\n')
+			if b == '\n' {
+				continue
+			}
+		}
+		switch b {
+		case '\r':
+			c.pendingCR = true
+		case '\n':
+			dst = append(dst, '\r', '\n')
+		default:
+			dst = append(dst, b)
+		}
+	}
+	if c.pendingCR && c.err == io.EOF {
+		c.pendingCR = false
+		dst = append(dst, '\r', '\n')
+	}
+	return dst
 }
 
 // limitReader fails with ErrMessageTooBig once more than max bytes have
