@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -146,6 +147,11 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	}
 	return d.r.Read(p)
 }
+
+// bodyReaders are the 64 KB buffers a message is read through (one for the
+// spool, one for the MIME check): pooled, because a fresh pair per message is
+// most of what a small message allocates.
+var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // readHeader reads the raw header block (up to and including the blank line
 // that ends it, or EOF) from br, at most max bytes, and parses it with

@@ -51,7 +51,13 @@ func newMIMEGuard(r io.Reader, h textproto.Header, maxDepth, maxParts int) *mime
 		// The multipart reader reads in small pieces; a buffer here
 		// takes each of the spool's writes in one go instead of one
 		// goroutine hand-off per piece.
-		err := c.entity(h, bufio.NewReaderSize(pr, 64<<10), 0)
+		br := bodyReaders.Get().(*bufio.Reader)
+		br.Reset(pr)
+		defer func() {
+			br.Reset(nil)
+			bodyReaders.Put(br)
+		}()
+		err := c.entity(h, br, 0)
 		if err != nil {
 			// Wakes the writer with the verdict.
 			pr.CloseWithError(err)

@@ -277,7 +277,12 @@ func (ss *session) Data(r io.Reader) error {
 		}),
 		max: opts.MaxMessageBytes,
 	}
-	br := bufio.NewReaderSize(limit, 64*1024)
+	br := bodyReaders.Get().(*bufio.Reader)
+	br.Reset(limit)
+	defer func() {
+		br.Reset(nil)
+		bodyReaders.Put(br)
+	}()
 
 	raw, h, err := readHeader(br, opts.MaxHeaderBytes)
 	if err != nil {
