@@ -150,40 +150,50 @@ func WritePackageShared(w io.Writer, outer textproto.Header, smimeType string, o
 	if err := writePackageHeader(bw, outer, t); err != nil {
 		return err
 	}
+	if err := shared.WriteBase64(bw, own...); err != nil {
+		return fmt.Errorf("failed to write package body: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("failed to write package: %w", err)
+	}
+	return nil
+}
+
+// WriteBase64 writes the base64 lines of the DER own followed by the tail, as
+// [NewBase64Writer] would: own and the start of the tail up to a line boundary are encoded,
+// the rest are the cached lines of that phase.
+func (s *SharedBase64) WriteBase64(w io.Writer, own ...[]byte) error {
 	ownLen := 0
 	for _, p := range own {
 		ownLen += len(p)
 	}
 	off := (lineInput - ownLen%lineInput) % lineInput
-	enc := NewBase64Writer(bw)
-	for _, p := range own {
-		if _, err := enc.Write(p); err != nil {
-			return fmt.Errorf("failed to write package body: %w", err)
-		}
-	}
 	var lines []byte
-	if off >= shared.size {
+	if off >= s.size {
 		// The tail does not reach a line boundary: nothing of it to reuse.
-		off = shared.size
+		off = s.size
 	} else {
 		var err error
-		if lines, err = shared.linesFrom(off); err != nil {
-			return fmt.Errorf("failed to write package body: %w", err)
+		if lines, err = s.linesFrom(off); err != nil {
+			return err
 		}
 	}
-	if err := writeRange(enc, shared.tail, 0, off); err != nil {
-		return fmt.Errorf("failed to write package body: %w", err)
+	enc := NewBase64Writer(w)
+	for _, p := range own {
+		if _, err := enc.Write(p); err != nil {
+			return err
+		}
+	}
+	if err := writeRange(enc, s.tail, 0, off); err != nil {
+		return err
 	}
 	// own and the tail's first off bytes end on a line boundary (or are everything), so Close
 	// adds no partial line before the cached ones.
 	if err := enc.Close(); err != nil {
-		return fmt.Errorf("failed to write package body: %w", err)
+		return err
 	}
-	bw.Write(lines)
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("failed to write package: %w", err)
-	}
-	return nil
+	_, err := w.Write(lines)
+	return err
 }
 
 // WriteSigned writes the signed-only (clear-text) package: the outer header (minus Content-*
@@ -232,7 +242,7 @@ func (b *base64Writer) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.out == nil {
-		b.out = make([]byte, 0, blockLines*lineOutput)
+		b.out = (*blocks.Get().(*[]byte))[:0]
 	}
 	total := len(p)
 	if b.n > 0 {
@@ -283,22 +293,42 @@ func (b *base64Writer) flush() error {
 	return err
 }
 
+// Close writes the last, possibly short, line and gives the block back for the next writer.
 func (b *base64Writer) Close() error {
 	if b.err != nil {
 		return b.err
 	}
-	if b.out == nil {
-		b.out = make([]byte, 0, lineOutput)
-	}
 	if b.n > 0 {
+		if b.out == nil {
+			b.out = (*blocks.Get().(*[]byte))[:0]
+		}
+		if len(b.out)+lineOutput > cap(b.out) {
+			if err := b.flush(); err != nil {
+				return err
+			}
+		}
 		o := len(b.out)
 		m := base64.StdEncoding.EncodedLen(b.n)
-		b.out = append(b.out, make([]byte, m)...)
+		b.out = b.out[:o+m]
 		base64.StdEncoding.Encode(b.out[o:o+m], b.partial[:b.n])
 		b.out = append(b.out, crlf...)
 		b.n = 0
 	}
-	return b.flush()
+	err := b.flush()
+	if b.out != nil {
+		out := b.out
+		blocks.Put(&out)
+		b.out = nil
+	}
+	return err
 }
+
+// blocks are base64Writer's output blocks. Every package written encodes through one, most of
+// them only a few hundred bytes of their own (see SharedBase64), so a block made per writer would
+// be most of the garbage of writing many packages.
+var blocks = sync.Pool{New: func() any {
+	b := make([]byte, 0, blockLines*lineOutput)
+	return &b
+}}
 
 var crlf = []byte("\r\n")
