@@ -393,6 +393,9 @@ func checkMember(tb testing.TB, sp *sharedParts, der *cms.Encoded, sig []byte) {
 	}
 }
 
+// lineInput is the input of one full base64 line.
+const lineInput = smime.LineLength / 4 * 3
+
 // TestListPackageBytes: a member's package written from the shared parts (cached base64 of the
 // tail, the member's head encoded on its own, the signature around the shared certificates) is
 // byte for byte the plain encoding, whatever the head's length modulo a base64 line.
@@ -419,9 +422,6 @@ func TestListPackageBytes(t *testing.T) {
 				}
 				checkMember(t, sp, envelopeFor(t, ct, riLen), sig)
 			}
-			if len(sp.phases) > lineInput {
-				t.Fatalf("%d cached phases, at most %d can differ", len(sp.phases), lineInput)
-			}
 		})
 	}
 	t.Run("ok writing a package makes little garbage", func(t *testing.T) {
@@ -444,9 +444,10 @@ func TestListPackageBytes(t *testing.T) {
 			}
 		}
 		runtime.ReadMemStats(&after)
-		// About 400 bytes; up to a pooled 16 KB write buffer more under -race, whose sync.Pool
-		// drops items at random. Before, each write made 110 KB of buffers.
-		if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 24<<10 {
+		// About 400 bytes. Under -race, whose sync.Pool drops a quarter of what is put back at
+		// random, about a quarter of the pooled buffers (a 16 KB write buffer and two 40 KB base64
+		// blocks) more. Without the pools each write makes about 100 KB.
+		if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 64<<10 {
 			t.Fatalf("writing a package allocates %d bytes", per)
 		}
 	})

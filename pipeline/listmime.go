@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -245,12 +244,12 @@ type sharedParts struct {
 	smimeType string
 
 	mu      sync.Mutex
-	certs   []byte         // the list's certificates as they appear in every member's signature
-	sigTmpl []byte         // the first member's signature less certs, what members patch
-	sigCut  int            // where certs go in sigTmpl
-	tail    [][]byte       // the end of every member's envelope DER (cms.Encoded.Shared)
-	tailN   int            // its length
-	phases  map[int][]byte // base64 lines of the tail from a byte offset on, by that offset
+	certs   []byte              // the list's certificates as they appear in every member's signature
+	sigTmpl []byte              // the first member's signature less certs, what members patch
+	sigCut  int                 // where certs go in sigTmpl
+	tail    [][]byte            // the end of every member's envelope DER (cms.Encoded.Shared)
+	tailN   int                 // its length
+	b64     *smime.SharedBase64 // the tail's base64 lines, made once per phase
 }
 
 func newSharedParts(head []byte, boundary, smimeType string, chain []*x509.Certificate) *sharedParts {
@@ -268,7 +267,6 @@ func newSharedParts(head []byte, boundary, smimeType string, chain []*x509.Certi
 		end:       []byte("\r\n--" + boundary + "--\r\n"),
 		chain:     chain,
 		smimeType: smimeType,
-		phases:    map[int][]byte{},
 	}
 }
 
@@ -284,7 +282,7 @@ func (sp *sharedParts) envelope(der *cms.Encoded) ([]byte, error) {
 	}
 	sp.mu.Lock()
 	if sp.tail == nil {
-		sp.tail, sp.tailN = tail, n
+		sp.tail, sp.tailN, sp.b64 = tail, n, smime.NewSharedBase64(tail)
 	}
 	same := n == sp.tailN && len(tail) == len(sp.tail)
 	for i := 0; same && i < len(tail); i++ {
@@ -303,70 +301,21 @@ func (sp *sharedParts) envelope(der *cms.Encoded) ([]byte, error) {
 	return bytes.Join(own, nil), nil
 }
 
-// linesFrom returns the base64 lines of the tail from byte off on, made once per offset: where
-// the tail's lines start depends only on the length of the member's own head modulo the 57
-// bytes of a line, and members' heads are mostly of one or two lengths.
-func (sp *sharedParts) linesFrom(off int) ([]byte, error) {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if b, ok := sp.phases[off]; ok {
-		return b, nil
-	}
-	var buf bytes.Buffer
-	n := base64.StdEncoding.EncodedLen(sp.tailN - off)
-	buf.Grow(n + n/smime.LineLength*2 + 2)
-	enc := smime.NewBase64Writer(&buf)
-	skip := off
-	for _, p := range sp.tail {
-		if skip >= len(p) {
-			skip -= len(p)
-			continue
-		}
-		if _, err := enc.Write(p[skip:]); err != nil {
-			return nil, err
-		}
-		skip = 0
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	sp.phases[off] = buf.Bytes()
-	return buf.Bytes(), nil
-}
-
 // writeInner writes a member's application/pkcs7-mime entity, whose envelope is own followed by
 // the shared tail: what the list's outer signature covers, byte for byte. Only own and the
-// tail's first bytes up to a line boundary are encoded; the rest are the cached lines.
+// tail's first bytes up to a line boundary are encoded; the rest are the cached lines. Called
+// only after envelope, which sets the tail.
 func (sp *sharedParts) writeInner(w io.Writer, own []byte) error {
 	if _, err := w.Write(sp.inner); err != nil {
 		return err
 	}
-	off := (lineInput - len(own)%lineInput) % lineInput
-	var lines []byte
-	if off >= sp.tailN {
-		off = sp.tailN // the tail does not reach a line boundary: nothing of it to reuse
-	} else {
-		var err error
-		if lines, err = sp.linesFrom(off); err != nil {
-			return fmt.Errorf("failed to write envelope: %w", err)
-		}
+	sp.mu.Lock()
+	b64 := sp.b64
+	sp.mu.Unlock()
+	if err := b64.WriteBase64(w, own); err != nil {
+		return fmt.Errorf("failed to write envelope: %w", err)
 	}
-	var enc lineEncoder
-	enc.write(w, own)
-	for _, p := range sp.tail {
-		if off == 0 {
-			break
-		}
-		k := min(off, len(p))
-		enc.write(w, p[:k])
-		off -= k
-	}
-	enc.close(w)
-	if enc.err != nil {
-		return fmt.Errorf("failed to write envelope: %w", enc.err)
-	}
-	_, err := w.Write(lines)
-	return err
+	return nil
 }
 
 // digest is the SHA-256 of the member's entity that writeInner writes: hashed as it is made,
@@ -492,16 +441,16 @@ func (sp *sharedParts) writeSig(w io.Writer, s memberSig, scratch *[]byte) error
 		}
 		cut = sp.sigCut
 	}
-	var enc lineEncoder
+	enc := smime.NewBase64Writer(w)
 	if s.kind == sigWhole {
-		enc.write(w, b)
+		enc.Write(b)
 	} else {
-		enc.write(w, b[:cut])
-		enc.write(w, sp.certs)
-		enc.write(w, b[cut:])
+		enc.Write(b[:cut])
+		enc.Write(sp.certs)
+		enc.Write(b[cut:])
 	}
-	enc.close(w)
-	return enc.err
+	// A failed write sticks: Close reports it.
+	return enc.Close()
 }
 
 // listHeader builds the shared start of every member's package: the post's header with To and
@@ -542,44 +491,6 @@ func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer 
 		"\r\n--" + boundary + "\r\n")
 	return newSharedParts(b.Bytes(), boundary, smimeType, l.Chain)
 }
-
-// lineInput is the input of one full base64 line.
-const lineInput = smime.LineLength / 4 * 3
-
-// lineEncoder base64-encodes the few hundred bytes a member has of its own into lines as
-// smime.NewBase64Writer does, in place: that writer's 40 KB block, made for every package
-// written, was most of the garbage of a large expansion.
-type lineEncoder struct {
-	partial [lineInput]byte
-	n       int
-	line    [smime.LineLength + 2]byte
-	err     error
-}
-
-func (e *lineEncoder) write(w io.Writer, p []byte) {
-	for len(p) > 0 && e.err == nil {
-		k := copy(e.partial[e.n:], p)
-		e.n += k
-		p = p[k:]
-		if e.n == lineInput {
-			e.flush(w)
-		}
-	}
-}
-
-func (e *lineEncoder) flush(w io.Writer) {
-	if e.n == 0 || e.err != nil {
-		return
-	}
-	m := base64.StdEncoding.EncodedLen(e.n)
-	base64.StdEncoding.Encode(e.line[:m], e.partial[:e.n])
-	e.line[m], e.line[m+1] = '\r', '\n'
-	_, e.err = w.Write(e.line[:m+2])
-	e.n = 0
-}
-
-// close writes the last, possibly short, line.
-func (e *lineEncoder) close(w io.Writer) { e.flush(w) }
 
 // listPackage is one member's package: its own envelope head and what is its own in its
 // signature, the rest shared, encoded as it is written.
