@@ -126,6 +126,22 @@ func Classify(msg []byte) *Classification {
 	return c
 }
 
+// Package returns a ClientEncrypted message as the [Package] that [Parse] would make of it,
+// its DER the envelope the classifier found (nothing is decoded twice).
+func (c *Classification) Package(msg []byte) (*Package, error) {
+	if c.Class != ClientEncrypted || len(c.Layers) == 0 || c.Layers[0].Path != "" {
+		return nil, fmt.Errorf("failed to read package: %w: the message is %v", ErrNotPKCS7MIME, c.Class)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read header: %w: %w", ErrMalformed, err)
+	}
+	top := c.Layers[0]
+	p := &Package{Header: h, MediaType: top.MediaType, RawSMIMEType: top.Label, DER: c.Envelope}
+	p.SMIMEType, _ = canonicalType(top.Label)
+	return p, nil
+}
+
 type refusal struct {
 	reason    string
 	malformed bool
