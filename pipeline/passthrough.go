@@ -12,11 +12,14 @@ package pipeline
 // byte, so whatever the client signed inside stays signed and every recipient can still decrypt.
 //
 // Decisions:
-//   - Detection looks at the DER, not only at the smime-type label: a message labelled
-//     signed-data that is really EnvelopedData would otherwise be wrapped whole and leak its
-//     RecipientInfos to everyone who decrypts the outer layer. Content that is not enveloped
-//     (signed-data, compressed-data, certs-only, anything else) is sealed as ordinary content:
-//     signed and encrypted per recipient like any other body.
+//   - Detection is smime.Classify's, which looks at the DER of every part, not at labels: only
+//     an envelope that is the whole message (labelled application/pkcs7-mime, x-pkcs7-mime or a
+//     *.p7m octet-stream, whatever its smime-type says) is split. Signed-data over plain content
+//     is sealed as ordinary content; an envelope anywhere else, under a signature, or any CMS
+//     the classifier cannot account for is refused (see RefusedError).
+//   - The client's originatorInfo and unprotected (or unauthenticated) attributes are not
+//     passed on: they are covered by no signature or MAC and can name anyone (cms
+//     Enveloped.WithRecipients leaves them out).
 //   - A RecipientInfo is kept only when its owner is an envelope recipient (then it goes where
 //     split puts that recipient) or the sender (self-copy, visible to everyone). Any other,
 //     including KeyAgree, KEK, Password and Other entries that cannot be attributed, is dropped
@@ -30,8 +33,6 @@ package pipeline
 //     RecipientInfo at all the recipient is refused as under RefuseMissing.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -39,14 +40,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"mime"
 	"net/mail"
 	"sort"
 	"strconv"
 	"strings"
 
 	"appliance/cms"
-	"appliance/cms/oid"
 	"appliance/queue"
 	"appliance/seal"
 	"appliance/smime"
@@ -171,62 +170,48 @@ type PlannedPackage struct {
 }
 
 // PlanPassThrough reports what splitting msg for env would do, without building anything. It
-// fails with ErrNotClientEncrypted for any other message, and wraps ErrUnsplittable or
-// ErrRecipientInfoRejected as splitting would.
+// fails with ErrNotClientEncrypted for a message without CMS at the top, with a *RefusedError
+// for one the classifier refuses, and wraps ErrUnsplittable or ErrRecipientInfoRejected as
+// splitting would. A top-level CMS that is no envelope (signed-data over plain content) gives
+// an Opaque plan.
 func (p *Pipeline) PlanPassThrough(env queue.Envelope, msg []byte) (*PassThroughPlan, error) {
-	pt, err := p.planPassThrough(env, msg)
+	pt, err := p.planPassThrough(env, msg, smime.Classify(msg))
 	if err != nil {
 		return nil, err
 	}
 	return pt.pub, nil
 }
 
-// CheckMessage is asked by the front end at end of DATA, before the message is accepted: for a
-// client-encrypted message it refuses what splitting would later refuse (ErrUnsplittable,
-// ErrRecipientInfoRejected), so the client learns it now rather than from a bounce. Other
-// messages pass.
+// CheckMessage is asked by the front end at end of DATA, before the message is accepted. It
+// classifies the message as sealing will: what the classifier refuses (a *RefusedError
+// wrapping ErrUnaccountable or ErrSignedOverEncrypted) is refused now, and for a
+// client-encrypted message what splitting would later refuse (ErrUnsplittable,
+// ErrRecipientInfoRejected) too, so the client learns it now rather than from a bounce.
+// Plain messages pass. A message signed over its encryption passes only when every envelope
+// recipient is a list.
 func (p *Pipeline) CheckMessage(_ context.Context, env queue.Envelope, msg []byte) error {
-	_, err := p.planPassThrough(env, msg)
-	if errors.Is(err, ErrNotClientEncrypted) {
+	c := smime.Classify(msg)
+	lists, rest := p.listsIn(env)
+	if err := refusal(c, len(lists) > 0 && len(rest.RcptTo) == 0); err != nil {
+		return err
+	}
+	if c.Class != smime.ClientEncrypted || len(rest.RcptTo) == 0 {
 		return nil
 	}
+	_, err := p.planPassThrough(rest, msg, c)
 	return err
 }
 
-// clientEncrypted reports whether a submitted message may have been encrypted by its sender's
-// client (DESIGN section 6): an application/pkcs7-mime entity of any smime-type, since only the
-// DER can say what it really is, or an application/octet-stream named *.p7m. passThrough then
-// decides from the DER.
-func clientEncrypted(h textproto.Header) bool {
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-		return false
-	}
-	switch mt {
-	case "application/pkcs7-mime", "application/x-pkcs7-mime":
-		return true
-	case "application/octet-stream":
-		_, disp, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
-		return p7m(params["name"]) || p7m(disp["filename"])
-	}
-	return false
-}
-
-func p7m(name string) bool {
-	return strings.HasSuffix(strings.ToLower(strings.TrimSpace(name)), ".p7m")
-}
-
 // passThrough splits a client-encrypted message into packages without decrypting it.
-func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelope, msg []byte, h textproto.Header) (*Result, error) {
+func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelope, msg []byte, c *smime.Classification) (*Result, error) {
 	log := p.opts.Logger.With("id", id)
 	if _, ok := p.SenderFor(env.MailFrom); !ok {
 		return nil, fmt.Errorf("failed to split: %w: %q", ErrUnknownSender, env.MailFrom)
 	}
-	pt, err := p.planPassThrough(env, msg)
+	pt, err := p.planPassThrough(env, msg, c)
 	if pt != nil && pt.pub.Opaque {
-		log.Info("client content is not enveloped; sealing it as ordinary content",
-			"content_type", pt.pub.ContentType, "smime_type", pt.pub.Label)
-		return p.sealPlain(ctx, env, msg, h)
+		// The classifier said client-encrypted: the parser must agree.
+		return nil, fmt.Errorf("failed to split: %w: the content is %s", ErrUnsplittable, pt.pub.ContentType)
 	}
 	if pt != nil {
 		// A hostile message may carry thousands: the first few are enough to audit, the
@@ -250,6 +235,10 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 	}
 	if pt.pkg.SMIMEType != pt.pub.ContentType {
 		log.Warn("smime-type label disagrees with the content", "smime_type", pt.pub.Label, "content_type", pt.pub.ContentType)
+	}
+	if pt.env.OriginatorInfo != nil || pt.env.UnprotectedAttrs != nil {
+		log.Info("client envelope fields not passed on", "originator_info", pt.env.OriginatorInfo != nil,
+			"unprotected_attrs", pt.env.UnprotectedAttrs != nil)
 	}
 
 	out := &seal.Sealed{}
@@ -285,26 +274,23 @@ type ptPlan struct {
 
 // planPassThrough parses msg and plans its split. On ErrRecipientInfoRejected it also returns
 // the plan, so the caller can log what was refused.
-func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte) (*ptPlan, error) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
-	if err != nil || !clientEncrypted(h) {
+func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte, c *smime.Classification) (*ptPlan, error) {
+	switch {
+	case c.Class == smime.Plain && len(c.Layers) > 0 && c.Layers[0].Path == "":
+		// CMS at the top that hides nothing (signed-data over plain content).
+		return &ptPlan{pub: &PassThroughPlan{Opaque: true, ContentType: c.Layers[0].Type, Label: c.Layers[0].Label}}, nil
+	case c.Class == smime.Plain:
 		return nil, ErrNotClientEncrypted
+	case c.Class != smime.ClientEncrypted:
+		return nil, refusal(c, false)
 	}
 	pol := p.opts.PassThrough
-	pkg, err := smime.Parse(bytes.NewReader(msg), int64(len(msg)))
+	// One reading of the message decides: what is split is the envelope the classifier saw.
+	pkg, err := c.Package(msg)
 	if err != nil {
 		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
 	}
-	pt := &ptPlan{pkg: pkg, pub: &PassThroughPlan{Label: pkg.RawSMIMEType}}
-	ct, err := contentType(pkg.DER)
-	if err != nil {
-		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
-	}
-	pt.pub.ContentType = smimeTypeOf(ct)
-	if !ct.Equal(oid.EnvelopedData) && !ct.Equal(oid.AuthEnvelopedData) {
-		pt.pub.Opaque = true
-		return pt, nil
-	}
+	pt := &ptPlan{pkg: pkg, pub: &PassThroughPlan{Label: pkg.RawSMIMEType, ContentType: c.EnvelopeType}}
 	if pt.env, err = cms.ParseEnvelopedWith(pkg.DER, cms.ParseOptions{MaxRecipientInfos: pol.MaxRecipientInfos}); err != nil {
 		return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
 	}
@@ -621,45 +607,4 @@ func describeID(ri *cms.RecipientInfo) string {
 		return "issuer=" + issuer + " serial=" + ri.Serial.Text(16)
 	}
 	return ""
-}
-
-// contentType reads the contentType of a ContentInfo, DER or BER, without parsing the rest.
-func contentType(der []byte) (asn1.ObjectIdentifier, error) {
-	if len(der) < 2 || der[0] != 0x30 {
-		return nil, fmt.Errorf("%w: not a ContentInfo", cms.ErrMalformed)
-	}
-	off := 2
-	switch l := der[1]; {
-	case l == 0x80, l < 0x80:
-	case l&0x7f <= 4:
-		off += int(l & 0x7f)
-	default:
-		return nil, fmt.Errorf("%w: bad ContentInfo length", cms.ErrMalformed)
-	}
-	if off+2 > len(der) || der[off] != 0x06 || der[off+1] >= 0x80 || off+2+int(der[off+1]) > len(der) {
-		return nil, fmt.Errorf("%w: ContentInfo has no content type", cms.ErrMalformed)
-	}
-	var ct asn1.ObjectIdentifier
-	if _, err := asn1.Unmarshal(der[off:off+2+int(der[off+1])], &ct); err != nil {
-		return nil, fmt.Errorf("%w: content type: %w", cms.ErrMalformed, err)
-	}
-	return ct, nil
-}
-
-// oidCompressedData is id-ct-compressedData (RFC 3274).
-var oidCompressedData = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 1, 9}
-
-// smimeTypeOf names a content type by its smime-type; certs-only shares signed-data's OID.
-func smimeTypeOf(ct asn1.ObjectIdentifier) string {
-	switch {
-	case ct.Equal(oid.EnvelopedData):
-		return smime.TypeEnvelopedData
-	case ct.Equal(oid.AuthEnvelopedData):
-		return smime.TypeAuthEnvelopedData
-	case ct.Equal(oid.SignedData):
-		return smime.TypeSignedData
-	case ct.Equal(oidCompressedData):
-		return smime.TypeCompressedData
-	}
-	return ct.String()
 }

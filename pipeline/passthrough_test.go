@@ -569,8 +569,9 @@ func TestOpaqueContentSealed(t *testing.T) {
 	}
 }
 
-// TestHostile feeds broken and abusive client messages: each is refused with ErrUnsplittable
-// or handled, never a panic, and memory stays near the input size.
+// TestHostile feeds broken and abusive client messages: each is refused (ErrUnaccountable when
+// the classifier finds no CMS under the label, ErrUnsplittable when the CMS does not parse) or
+// handled, never a panic, and memory stays near the input size.
 func TestHostile(t *testing.T) {
 	r := setup(t)
 	good := r.encrypt(t, []byte(content), []string{"alice", "bob"}, encryptOpts{})
@@ -605,9 +606,9 @@ func TestHostile(t *testing.T) {
 		kept     int // RecipientInfos in bob's package
 	}{
 		{name: "fail truncated der", der: good[:len(good)/2], wantErr: pipeline.ErrUnsplittable},
-		{name: "fail truncated header", der: good[:5], wantErr: pipeline.ErrUnsplittable},
-		{name: "fail wrong outer length", der: badLen, wantErr: pipeline.ErrUnsplittable},
-		{name: "fail not der at all", der: []byte("hello, world"), wantErr: pipeline.ErrUnsplittable},
+		{name: "fail truncated header", der: good[:5], wantErr: pipeline.ErrUnaccountable},
+		{name: "fail wrong outer length", der: badLen, wantErr: pipeline.ErrUnaccountable},
+		{name: "fail not der at all", der: []byte("hello, world"), wantErr: pipeline.ErrUnaccountable},
 		{name: "fail unknown recipientinfo version", der: envelope(t, base, 0, [][]byte{v1}), wantErr: pipeline.ErrUnsplittable},
 		{name: "fail 10001 recipientinfos", der: envelope(t, base, 0, repeat(bobRI, 10001)), wantErr: pipeline.ErrUnsplittable},
 		{name: "ok 10000 recipientinfos of bob", der: envelope(t, base, 0, repeat(bobRI, 10000)), packages: 1, kept: 10000},

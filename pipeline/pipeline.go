@@ -23,6 +23,7 @@ import (
 	"appliance/directory"
 	"appliance/queue"
 	"appliance/seal"
+	"appliance/smime"
 	"appliance/split"
 
 	"github.com/emersion/go-message/textproto"
@@ -163,14 +164,68 @@ type Result struct {
 	Unusable []directory.Rejection
 }
 
+var (
+	// ErrUnaccountable reports a message the classifier refused: it holds CMS the appliance
+	// cannot account for (an envelope that is not the whole message, an unknown or mislabelled
+	// CMS part, two Content-Type fields ...) or a structure it cannot read unambiguously.
+	// Permanent; the front end answers 554 5.7.1 (550 5.6.0 for a malformed structure).
+	ErrUnaccountable = errors.New("message holds content the appliance cannot account for")
+	// ErrSignedOverEncrypted reports an envelope under a signature: the signature covers every
+	// RecipientInfo, so splitting it for Bcc recipients would break it. Permanent; 554 5.7.1.
+	ErrSignedOverEncrypted = errors.New("message is signed over its encryption")
+)
+
+// RefusedError is a message refused by its classification, with the classifier's reason (it
+// describes the structure, never an address). It wraps ErrUnaccountable or
+// ErrSignedOverEncrypted.
+type RefusedError struct {
+	Reason string
+	// Malformed is set when the structure does not parse (as opposed to holding what the
+	// appliance must not pass on).
+	Malformed bool
+	class     smime.Class
+}
+
+func (e *RefusedError) Error() string { return "message refused: " + e.Reason }
+
+func (e *RefusedError) Unwrap() error {
+	if e.class == smime.SignedOverEncrypted {
+		return ErrSignedOverEncrypted
+	}
+	return ErrUnaccountable
+}
+
+// refusal is the error for a classification the appliance cannot send on as is: nil for plain
+// and client-encrypted messages. A message signed over its encryption may go to lists only,
+// which unwrap it with their own key (lists says whether every recipient is one).
+func refusal(c *smime.Classification, lists bool) error {
+	switch {
+	case c.Class == smime.Refused:
+		return &RefusedError{Reason: c.Reason, Malformed: c.Malformed, class: c.Class}
+	case c.Class == smime.SignedOverEncrypted && !lists:
+		return &RefusedError{Reason: c.Reason, class: c.Class}
+	}
+	return nil
+}
+
 // Seal plans and seals one message: msg is the submitted RFC 5322 message, env its envelope.
+// The message is classified first (smime.Classify): plain content is sealed, a client's
+// envelope is split without decrypting, and anything else is refused.
 func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg []byte) (*Result, error) {
+	return p.seal(ctx, id, env, msg, smime.Classify(msg))
+}
+
+func (p *Pipeline) seal(ctx context.Context, id string, env queue.Envelope, msg []byte, c *smime.Classification) (*Result, error) {
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message header: %w", err)
 	}
-	if clientEncrypted(h) {
-		return p.passThrough(ctx, id, env, msg, h)
+	if err := refusal(c, false); err != nil {
+		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
+		return nil, err
+	}
+	if c.Class == smime.ClientEncrypted {
+		return p.passThrough(ctx, id, env, msg, c)
 	}
 	return p.sealPlain(ctx, env, msg, h)
 }
@@ -251,6 +306,12 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	}
 	out := &queue.Sealed{}
 	lists, rest := p.listsIn(env)
+	// Classified before anything else: nothing is expanded or sealed from a message refused.
+	c := smime.Classify(msg)
+	if err := refusal(c, len(rest.RcptTo) == 0); err != nil {
+		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
+		return nil, err
+	}
 	for _, l := range lists {
 		s, err := p.expandList(ctx, id, env, l, msg)
 		if err != nil {
@@ -265,7 +326,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	env = rest
 
 	start := time.Now()
-	res, err := p.Seal(ctx, id, env, msg)
+	res, err := p.seal(ctx, id, env, msg, c)
 	if err != nil {
 		return nil, err
 	}

@@ -64,8 +64,8 @@ func Parse(r io.Reader, maxSize int64) (*Package, error) {
 		return nil, fmt.Errorf("failed to read header: %w: %w", ErrMalformed, err)
 	}
 	ct := h.Get("Content-Type")
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+	mt, params, err := ParseContentType(ct)
+	if err != nil {
 		return nil, fmt.Errorf("failed to parse content type %q: %w: %w", ct, ErrNotPKCS7MIME, err)
 	}
 	p := &Package{Header: h, MediaType: mt}

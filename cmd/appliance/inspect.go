@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,9 +45,25 @@ type inspectRecipient struct {
 	Owner        string `json:"owner,omitempty"`
 }
 
+// inspectLayer is one CMS structure of the message, as the appliance's classifier sees it.
+type inspectLayer struct {
+	Path      string             `json:"path"` // MIME part ("" the message; "/signed" inside a signature)
+	MediaType string             `json:"media_type,omitempty"`
+	Label     string             `json:"smime_type,omitempty"`
+	Type      string             `json:"type"` // what the DER is
+	Error     string             `json:"error,omitempty"`
+	Fields    []string           `json:"fields_naming_people,omitempty"`
+	RIs       []inspectRecipient `json:"recipient_infos,omitempty"`
+}
+
 type inspectReport struct {
-	File       string             `json:"file"`
-	Kind       string             `json:"kind"` // enveloped-data, authEnveloped-data, signed, plain
+	File string `json:"file"`
+	// Kind: enveloped-data, authEnveloped-data, signed-over-encrypted, signed, refused, plain.
+	Kind string `json:"kind"`
+	// Class is the classifier's verdict, Refused its reason when it refuses the message.
+	Class      string             `json:"class"`
+	Refused    string             `json:"refused,omitempty"`
+	Layers     []inspectLayer     `json:"layers,omitempty"`
 	Headers    []inspectField     `json:"headers"`
 	Recipients []inspectRecipient `json:"recipient_infos"`
 	Unknown    int                `json:"unknown_owners"`
@@ -137,15 +151,9 @@ var receivedFor = regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;]+@[^\s<>;]+)>?`)
 func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 	r := &inspectReport{File: name, Kind: "plain", Recipients: []inspectRecipient{}}
 	revealed := map[string]bool{}
-	pkg, perr := smime.Parse(bytes.NewReader(data), int64(len(data))+1)
-	var h textproto.Header
-	if perr == nil {
-		h = pkg.Header
-	} else {
-		var err error
-		if h, err = textproto.ReadHeader(bufioReader(data)); err != nil {
-			return nil, fmt.Errorf("failed to read header: %w", err)
-		}
+	h, err := textproto.ReadHeader(bufioReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read header: %w", err)
 	}
 	for _, f := range peopleFields {
 		for _, v := range h.Values(f) {
@@ -173,37 +181,60 @@ func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 		}
 	}
 
-	switch {
-	case perr == nil:
-		env, err := cms.ParseEnveloped(pkg.DER)
-		if err != nil {
-			return nil, err
-		}
-		r.Kind = smime.TypeEnvelopedData
-		if env.Auth() {
-			r.Kind = smime.TypeAuthEnvelopedData
-		}
-		if ct, err := env.EncryptedContent(); err == nil {
-			r.EncryptedSize = len(ct)
-		}
-		if own.pipe != nil {
-			r.Split = planSplit(own, h, data)
-		}
-		for _, ri := range env.RecipientInfos {
-			ir := describeRecipient(ri, own)
-			if ir.Owner != "" {
-				revealed[ir.Owner] = true
-			} else {
-				r.Unknown++
-			}
-			r.Recipients = append(r.Recipients, ir)
-		}
-	case errors.Is(perr, smime.ErrNotPKCS7MIME):
-		if _, err := smime.ParseSigned(data); err == nil {
+	// The classifier the pipeline dispatches on decides what the message is; every CMS layer
+	// it found is shown, and every envelope's RecipientInfos, nested ones included.
+	c := smime.Classify(data)
+	r.Class = c.Class.String()
+	switch c.Class {
+	case smime.ClientEncrypted:
+		r.Kind = c.EnvelopeType
+	case smime.SignedOverEncrypted:
+		r.Kind = c.Class.String()
+		r.Refused = c.Reason
+	case smime.Refused:
+		r.Kind = "refused"
+		r.Refused = c.Reason
+	default:
+		if len(c.Layers) > 0 && c.Layers[0].Path == "" && c.Layers[0].Type == smime.TypeSignedData {
+			r.Kind = "signed"
+		} else if _, err := smime.ParseSigned(data); err == nil {
 			r.Kind = "signed"
 		}
-	default:
-		return nil, perr
+	}
+	envelopes := 0
+	for _, l := range c.Layers {
+		il := inspectLayer{Path: l.Path, MediaType: l.MediaType, Label: l.Label, Type: l.Type}
+		if l.Type == smime.TypeEnvelopedData || l.Type == smime.TypeAuthEnvelopedData {
+			env, err := cms.ParseEnveloped(l.DER)
+			if err != nil {
+				il.Error = err.Error()
+			} else {
+				envelopes++
+				if ct, err := env.EncryptedContent(); err == nil && r.EncryptedSize == 0 {
+					r.EncryptedSize = len(ct)
+				}
+				if env.OriginatorInfo != nil {
+					il.Fields = append(il.Fields, "originatorInfo")
+				}
+				if env.UnprotectedAttrs != nil {
+					il.Fields = append(il.Fields, map[bool]string{false: "unprotectedAttrs", true: "unauthAttrs"}[env.Auth()])
+				}
+				for _, ri := range env.RecipientInfos {
+					ir := describeRecipient(ri, own)
+					if ir.Owner != "" {
+						revealed[ir.Owner] = true
+					} else {
+						r.Unknown++
+					}
+					il.RIs = append(il.RIs, ir)
+					r.Recipients = append(r.Recipients, ir)
+				}
+			}
+		}
+		r.Layers = append(r.Layers, il)
+	}
+	if own.pipe != nil && envelopes > 0 {
+		r.Split = planSplit(own, h, data)
 	}
 	for a := range revealed {
 		r.Revealed = append(r.Revealed, a)
@@ -284,21 +315,47 @@ func dnString(raw []byte) string {
 
 func printReport(w io.Writer, r *inspectReport) {
 	fmt.Fprintf(w, "%s: %s\n", r.File, r.Kind)
+	if r.Refused != "" {
+		fmt.Fprintf(w, "  refused: %s\n", r.Refused)
+	}
 	for _, f := range r.Headers {
 		fmt.Fprintf(w, "  header %-12s %s\n", f.Field+":", f.Value)
 	}
-	for i, ri := range r.Recipients {
-		id := ri.SubjectKeyID
-		if id == "" {
-			id = ri.Issuer + " serial " + ri.Serial
-		} else {
-			id = "ski " + id
+	n := 0
+	for _, l := range r.Layers {
+		path := l.Path
+		if path == "" {
+			path = "message"
 		}
-		owner := ri.Owner
-		if owner == "" {
-			owner = "(unknown to the directory)"
+		fmt.Fprintf(w, "  layer %s: %s", path, l.Type)
+		if l.MediaType != "" {
+			fmt.Fprintf(w, " (labelled %s", l.MediaType)
+			if l.Label != "" {
+				fmt.Fprintf(w, "; smime-type=%s", l.Label)
+			}
+			fmt.Fprint(w, ")")
 		}
-		fmt.Fprintf(w, "  recipientinfo #%d %s -> %s [%s; %s]\n", i+1, ri.Kind, owner, id, ri.KeyEncAlg)
+		fmt.Fprintln(w)
+		if l.Error != "" {
+			fmt.Fprintf(w, "    cannot read: %s\n", l.Error)
+		}
+		if len(l.Fields) > 0 {
+			fmt.Fprintf(w, "    carries %s\n", strings.Join(l.Fields, ", "))
+		}
+		for _, ri := range l.RIs {
+			n++
+			id := ri.SubjectKeyID
+			if id == "" {
+				id = ri.Issuer + " serial " + ri.Serial
+			} else {
+				id = "ski " + id
+			}
+			owner := ri.Owner
+			if owner == "" {
+				owner = "(unknown to the directory)"
+			}
+			fmt.Fprintf(w, "  recipientinfo #%d %s -> %s [%s; %s]\n", n, ri.Kind, owner, id, ri.KeyEncAlg)
+		}
 	}
 	fmt.Fprintf(w, "  reveals: %s\n", strings.Join(r.Revealed, ", "))
 	if sp := r.Split; sp != nil {

@@ -1,0 +1,486 @@
+package smime
+
+// The classifier: what a submitted message is, decided before anything else is done with it.
+//
+// A hidden recipient leaks when an envelope the client made (its RecipientInfos name everyone
+// it was encrypted to) reaches a recipient whole. The appliance can split exactly one shape:
+// an EnvelopedData or AuthEnvelopedData that is the whole message. Everything else that holds
+// CMS must be accounted for: a signature layer is looked through (its content classified the
+// same way), and any other CMS structure is refused, wherever it sits and whatever its label
+// says. What a part's label claims is never trusted alone: every leaf's decoded bytes (and,
+// when they look like base64 under another transfer encoding, those decoded too) are tested
+// for a CMS ContentInfo.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/asn1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime/quotedprintable"
+	"strconv"
+	"strings"
+
+	"appliance/cms"
+	"appliance/cms/oid"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Class is what a submitted message is.
+type Class int
+
+const (
+	// Plain holds no CMS that hides content (signatures over plain content are fine): the
+	// appliance signs and encrypts it as ordinary content.
+	Plain Class = iota
+	// ClientEncrypted is an EnvelopedData or AuthEnvelopedData that is the whole message: the
+	// appliance splits it without decrypting.
+	ClientEncrypted
+	// SignedOverEncrypted is an envelope under one or more signature layers (opaque
+	// signed-data or multipart/signed, at any depth). The signatures cover every
+	// RecipientInfo, so a split would break them.
+	SignedOverEncrypted
+	// Refused holds CMS the appliance cannot account for, or a structure it cannot read
+	// unambiguously; Classification.Reason says why.
+	Refused
+)
+
+func (c Class) String() string {
+	switch c {
+	case Plain:
+		return "plain"
+	case ClientEncrypted:
+		return "client-encrypted"
+	case SignedOverEncrypted:
+		return "signed-over-encrypted"
+	case Refused:
+		return "refused"
+	}
+	return "class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Layer is one CMS structure the classifier found.
+type Layer struct {
+	// Path names the MIME part: "" is the message itself, "1.2" the second part of its first
+	// part; "/signed" follows a signature layer into its content.
+	Path string
+	// MediaType is the part's Content-Type as parsed ("" when it has none).
+	MediaType string
+	// Label is the smime-type parameter as written, "" when absent.
+	Label string
+	// Type names the DER's content type: an smime-type (TypeEnvelopedData ...) or the OID.
+	Type string
+	DER  []byte
+}
+
+// Classification is what [Classify] found.
+type Classification struct {
+	Class Class
+	// Reason says why the message is refused or signed over its encryption; "" otherwise.
+	Reason string
+	// Malformed is set for a refusal of a structure that does not parse (as opposed to one
+	// that parses and holds what the appliance must not pass on).
+	Malformed bool
+	// Envelope is the DER of the envelope that ClientEncrypted and SignedOverEncrypted name;
+	// EnvelopeType its smime-type.
+	Envelope     []byte
+	EnvelopeType string
+	// Layers are every CMS structure found, outermost first, up to the one that decided a
+	// refusal.
+	Layers []Layer
+}
+
+// Limits of the walk: beyond them the message is refused rather than partly checked.
+const (
+	classifyMaxDepth = 64
+	classifyMaxParts = 10000
+)
+
+// Classify says what msg, a submitted RFC 5322 message, is. It never fails: what it cannot
+// read is Refused with a reason.
+func Classify(msg []byte) *Classification {
+	w := &walker{}
+	f, err := w.entity(msg, "", 0, true)
+	c := &Classification{Layers: w.layers}
+	var r *refusal
+	switch {
+	case errors.As(err, &r):
+		c.Class, c.Reason, c.Malformed = Refused, r.reason, r.malformed
+	case err != nil:
+		c.Class, c.Reason, c.Malformed = Refused, err.Error(), true
+	case f == nil:
+		c.Class = Plain
+	default:
+		c.Envelope, c.EnvelopeType = f.der, f.typ
+		c.Class = ClientEncrypted
+		if f.signatures > 0 {
+			c.Class = SignedOverEncrypted
+			c.Reason = "the message is signed over its encryption: that signature covers every recipient's " +
+				"RecipientInfo, so the message cannot be split for Bcc recipients without breaking it; " +
+				"sign inside the encryption (sign, then encrypt)"
+		}
+	}
+	return c
+}
+
+// Package returns a ClientEncrypted message as the [Package] that [Parse] would make of it,
+// its DER the envelope the classifier found (nothing is decoded twice).
+func (c *Classification) Package(msg []byte) (*Package, error) {
+	if c.Class != ClientEncrypted || len(c.Layers) == 0 || c.Layers[0].Path != "" {
+		return nil, fmt.Errorf("failed to read package: %w: the message is %v", ErrNotPKCS7MIME, c.Class)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read header: %w: %w", ErrMalformed, err)
+	}
+	top := c.Layers[0]
+	p := &Package{Header: h, MediaType: top.MediaType, RawSMIMEType: top.Label, DER: c.Envelope}
+	p.SMIMEType, _ = canonicalType(top.Label)
+	return p, nil
+}
+
+type refusal struct {
+	reason    string
+	malformed bool
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+func refuse(format string, a ...any) error { return &refusal{reason: fmt.Sprintf(format, a...)} }
+
+func malformed(format string, a ...any) error {
+	return &refusal{reason: fmt.Sprintf(format, a...), malformed: true}
+}
+
+// found is an envelope in a position the appliance can split, under signatures layers.
+type found struct {
+	der        []byte
+	typ        string
+	signatures int
+}
+
+type walker struct {
+	parts  int
+	layers []Layer
+}
+
+func where(path string) string {
+	if path == "" {
+		return "the message"
+	}
+	return "part " + path
+}
+
+func child(path string, n int) string {
+	if path == "" {
+		return strconv.Itoa(n)
+	}
+	return path + "." + strconv.Itoa(n)
+}
+
+// entity classifies one MIME entity (header and body). accountable says whether an envelope
+// here would be the whole message, under signature layers at most.
+func (w *walker) entity(raw []byte, path string, depth int, accountable bool) (*found, error) {
+	if depth > classifyMaxDepth {
+		return nil, malformed("MIME structure nested deeper than %d", classifyMaxDepth)
+	}
+	r := bytes.NewReader(raw)
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, malformed("header of %s does not parse", where(path))
+	}
+	body := raw[len(raw)-r.Len()-br.Buffered():]
+	if n := len(h.Values("Content-Type")); n > 1 {
+		return nil, refuse("%s has %d Content-Type fields", where(path), n)
+	}
+	if n := len(h.Values("Content-Transfer-Encoding")); n > 1 {
+		return nil, refuse("%s has %d Content-Transfer-Encoding fields", where(path), n)
+	}
+	mt, params := "text/plain", map[string]string{}
+	if v := h.Get("Content-Type"); v != "" {
+		var err error
+		if mt, params, err = ParseContentType(v); err != nil {
+			low := strings.ToLower(v)
+			for _, s := range []string{"multipart", "pkcs7", "p7m", "p7s", "message", "octet-stream"} {
+				if strings.Contains(low, s) {
+					return nil, malformed("Content-Type of %s does not parse", where(path))
+				}
+			}
+			mt, params = "text/plain", map[string]string{}
+		}
+	}
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		return w.multipart(h, mt, params, cte, body, path, depth, accountable)
+	case mt == "message/rfc822" || mt == "message/global":
+		inner, err := body, error(nil)
+		if cte == "base64" || cte == "quoted-printable" {
+			inner, err = decode(cte, body)
+		}
+		if err != nil {
+			return nil, malformed("%s: %v", where(path), err)
+		}
+		if _, err := w.entity(inner, child(path, 1), depth+1, false); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	case mt == "message/partial":
+		return nil, refuse("%s is message/partial, which cannot be checked", where(path))
+	}
+	return w.leaf(h, mt, params, cte, body, path, depth, accountable)
+}
+
+func (w *walker) multipart(h textproto.Header, mt string, params map[string]string, cte string, body []byte, path string, depth int, accountable bool) (*found, error) {
+	switch cte {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return nil, refuse("%s is %s with Content-Transfer-Encoding %q", where(path), mt, cte)
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, malformed("%s is %s without a boundary", where(path), mt)
+	}
+	var parts [][]byte
+	mr := textproto.NewMultipartReader(bytes.NewReader(body), boundary)
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, malformed("%s (%s) does not parse", where(path), mt)
+		}
+		if w.parts++; w.parts > classifyMaxParts {
+			return nil, malformed("more than %d MIME parts", classifyMaxParts)
+		}
+		var b bytes.Buffer
+		if err := textproto.WriteHeader(&b, p.Header); err != nil {
+			return nil, malformed("%s: part header: %v", where(path), err)
+		}
+		if _, err := io.Copy(&b, p); err != nil {
+			return nil, malformed("%s (%s) does not parse", where(path), mt)
+		}
+		parts = append(parts, b.Bytes())
+	}
+	proto := strings.ToLower(params["protocol"])
+	if mt == "multipart/signed" && (proto == "application/pkcs7-signature" || proto == "application/x-pkcs7-signature") {
+		if len(parts) != 2 {
+			return nil, refuse("%s is multipart/signed with %d parts, not 2", where(path), len(parts))
+		}
+		if err := w.signaturePart(parts[1], child(path, 2), depth+1); err != nil {
+			return nil, err
+		}
+		f, err := w.entity(parts[0], child(path, 1), depth+1, accountable)
+		if f != nil {
+			f.signatures++
+		}
+		return f, err
+	}
+	for i, p := range parts {
+		f, err := w.entity(p, child(path, i+1), depth+1, false)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			return nil, refuse("%s holds an envelope that is not the whole message", where(child(path, i+1)))
+		}
+	}
+	return nil, nil
+}
+
+// signaturePart checks the signature of a multipart/signed: if it is CMS at all, it must be
+// SignedData, and an encapsulated content (there should be none) is classified like any part.
+func (w *walker) signaturePart(raw []byte, path string, depth int) error {
+	r := bytes.NewReader(raw)
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return malformed("header of %s does not parse", where(path))
+	}
+	if n := len(h.Values("Content-Type")); n > 1 {
+		return refuse("%s has %d Content-Type fields", where(path), n)
+	}
+	mt, params, _ := ParseContentType(h.Get("Content-Type"))
+	if mt == "" {
+		mt = "application/pkcs7-signature"
+	}
+	f, err := w.leaf(h, mt, params, strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))),
+		raw[len(raw)-r.Len()-br.Buffered():], path, depth, false)
+	if err == nil && f != nil {
+		err = refuse("%s, a signature, holds an envelope", where(path))
+	}
+	return err
+}
+
+func isPKCS7Mime(mt string, params map[string]string, h textproto.Header) bool {
+	switch mt {
+	case "application/pkcs7-mime", "application/x-pkcs7-mime":
+		return true
+	case "application/octet-stream":
+		return p7mName(params["name"]) || p7mName(dispositionFilename(h))
+	}
+	return false
+}
+
+// leaf classifies a part that is neither multipart nor a message.
+func (w *walker) leaf(h textproto.Header, mt string, params map[string]string, cte string, body []byte, path string, depth int, accountable bool) (*found, error) {
+	labelled := isPKCS7Mime(mt, params, h)
+	label := params["smime-type"]
+	if labelled && label != "" {
+		if _, ok := canonicalType(label); !ok {
+			return nil, refuse("%s has an unknown smime-type %q", where(path), printable(label))
+		}
+	}
+	der, derr := decode(cte, body)
+	ct, isCMS := cms.Sniff(der)
+	if !isCMS && cte != "base64" {
+		// Bytes a decoder could still read as base64 CMS, whatever the transfer encoding says.
+		if alt, ok := looseBase64(body); ok {
+			if act, ok := cms.Sniff(alt); ok {
+				return nil, refuse("%s holds %s encoded in a way its header does not declare", where(path), typeName(act))
+			}
+		}
+	}
+	if !isCMS {
+		if labelled {
+			if derr != nil {
+				return nil, malformed("%s (%s) cannot be decoded: %v", where(path), mt, derr)
+			}
+			return nil, malformed("%s is labelled %s but holds no CMS", where(path), mt)
+		}
+		return nil, nil
+	}
+	name := typeName(ct)
+	w.layers = append(w.layers, Layer{Path: path, MediaType: mt, Label: label, Type: name, DER: der})
+	sigLabel := mt == "application/pkcs7-signature" || mt == "application/x-pkcs7-signature"
+	switch {
+	case ct.Equal(oid.EnvelopedData), ct.Equal(oid.AuthEnvelopedData):
+		switch {
+		case !labelled:
+			return nil, refuse("%s is labelled %s but holds %s", where(path), mt, name)
+		case !accountable:
+			return nil, refuse("%s holds %s that is not the whole message", where(path), name)
+		}
+		return &found{der: der, typ: name}, nil
+	case ct.Equal(oid.SignedData):
+		ect, content, err := cms.SignedContent(der)
+		if err != nil {
+			return nil, malformed("%s: %v", where(path), err)
+		}
+		if content == nil {
+			return nil, nil // detached signature or certs-only: nothing inside
+		}
+		under := accountable && labelled
+		var f *found
+		switch {
+		case ect.Equal(oid.Data) && !hasHeader(content):
+			// Not a MIME entity: no client reads it as one, but it may still be CMS.
+			if ict, ok := cms.Sniff(content); ok {
+				return nil, refuse("%s signs content that is %s without a MIME header", where(path), typeName(ict))
+			}
+		case ect.Equal(oid.Data):
+			f, err = w.entity(content, path+"/signed", depth+1, under && !sigLabel)
+		case ect.Equal(oid.EnvelopedData), ect.Equal(oid.AuthEnvelopedData):
+			inner := typeName(ect)
+			w.layers = append(w.layers, Layer{Path: path + "/signed", Type: inner, DER: content})
+			if !under || sigLabel {
+				return nil, refuse("%s holds %s under a signature that is not the whole message", where(path), inner)
+			}
+			f = &found{der: content, typ: inner}
+		default:
+			if ict, ok := cms.Sniff(content); ok {
+				return nil, refuse("%s signs %s content holding %s", where(path), ect, typeName(ict))
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			if !labelled || sigLabel {
+				return nil, refuse("%s is labelled %s but holds a signed envelope", where(path), mt)
+			}
+			f.signatures++
+		}
+		return f, nil
+	case ct.Equal(cms.CompressedData):
+		return nil, refuse("%s holds compressed-data, which the appliance does not decompress to check", where(path))
+	}
+	return nil, refuse("%s holds CMS of type %s, which the appliance cannot account for", where(path), name)
+}
+
+func hasHeader(b []byte) bool {
+	_, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+	return err == nil
+}
+
+// decode undoes a Content-Transfer-Encoding. An encoding it does not know leaves the bytes as
+// they are (no client decodes it either).
+func decode(cte string, body []byte) ([]byte, error) {
+	switch cte {
+	case "quoted-printable":
+		return io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+	case "base64", "", "7bit", "8bit", "binary":
+		dec, err := bodyDecoder(cte, bufio.NewReader(bytes.NewReader(body)))
+		if err != nil {
+			return body, err
+		}
+		return io.ReadAll(dec)
+	}
+	return body, nil
+}
+
+// looseBase64 decodes body when, white space aside, it is nothing but base64.
+func looseBase64(body []byte) ([]byte, bool) {
+	n := 0
+	for _, c := range body {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+			n++
+		case c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			return nil, false
+		}
+	}
+	if n < 8 {
+		return nil, false
+	}
+	out, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, &base64Filter{r: bytes.NewReader(body)}))
+	if len(out) == 0 && err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// TypeName names a CMS content type by its smime-type, or by its OID in dotted form.
+func TypeName(ct asn1.ObjectIdentifier) string { return typeName(ct) }
+
+func typeName(ct asn1.ObjectIdentifier) string {
+	switch {
+	case ct.Equal(oid.EnvelopedData):
+		return TypeEnvelopedData
+	case ct.Equal(oid.AuthEnvelopedData):
+		return TypeAuthEnvelopedData
+	case ct.Equal(oid.SignedData):
+		return TypeSignedData
+	case ct.Equal(cms.CompressedData):
+		return TypeCompressedData
+	}
+	return ct.String()
+}
+
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
+}
