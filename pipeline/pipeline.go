@@ -281,7 +281,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 			owners = append(owners, c.Owner)
 		}
 		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
-			"profile", pk.Profile, "hidden", pk.Hidden)
+			"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
 		out.Packages = append(out.Packages, queue.Package{
 			MailFrom: env.MailFrom,
 			RcptTo:   pk.Recipients,
