@@ -23,6 +23,7 @@ import (
 	"appliance/directory"
 	"appliance/queue"
 	"appliance/seal"
+	"appliance/smime"
 	"appliance/split"
 
 	"github.com/emersion/go-message/textproto"
@@ -55,7 +56,9 @@ type Options struct {
 	Hostname string
 	// MaxMessageBytes bounds what Process reads (0: no bound).
 	MaxMessageBytes int64
-	Now             func() time.Time
+	// Limits are the normalisation's (smime.Normalize), the SMTP front's.
+	Limits smime.Limits
+	Now    func() time.Time
 	// PassThrough shapes how client-encrypted messages are split (DESIGN section 6).
 	PassThrough PassThroughPolicy
 	// Logger gets one line per sealed message, one audit line per package (its envelope
@@ -182,6 +185,15 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	if !ok {
 		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
 	}
+	origs, err := split.Originators(h)
+	for _, a := range origs {
+		if err == nil {
+			err = p.CheckSender(ctx, a)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to seal: header originator: %w", err)
+	}
 
 	certs := map[string]*x509.Certificate{}
 	var unusable []directory.Rejection
@@ -248,6 +260,9 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	msg, err := io.ReadAll(r)
 	if err != nil {
 		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
+	}
+	if msg, _, err = smime.Normalize(msg, p.opts.Limits); err != nil {
+		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
 	out := &queue.Sealed{}
 	lists, rest := p.listsIn(env)

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"appliance/queue"
+	"appliance/smime"
 	"appliance/split"
 )
 
@@ -269,12 +270,12 @@ func (ss *session) Data(r io.Reader) error {
 		_ = ss.conn.Conn().SetReadDeadline(dataDeadline)
 	}()
 	limit := &limitReader{
-		r: newCRLFReader(&deadlineReader{
+		r: smime.NewNormalizer(&deadlineReader{
 			r:     r,
 			conn:  ss.conn.Conn(),
 			idle:  opts.ReadTimeout,
 			limit: dataDeadline,
-		}),
+		}, opts.limits()),
 		max: opts.MaxMessageBytes,
 	}
 	br := bodyReaders.Get().(*bufio.Reader)
@@ -284,16 +285,13 @@ func (ss *session) Data(r io.Reader) error {
 		bodyReaders.Put(br)
 	}()
 
-	raw, h, err := readHeader(br, opts.MaxHeaderBytes)
+	raw, h, err := readHeader(br, opts.limits())
 	if err != nil {
 		if limit.err != nil {
-			err = limit.err
+			err = frontError(limit.err)
 			ss.dropOnTimeout(err)
 		}
 		return ss.fail(StageData, "message refused", err, logAttrs...)
-	}
-	if max := opts.MaxHeaderFields; max > 0 && h.Len() > max {
-		return ss.fail(StageData, "message refused", &messageError{text: "too many header fields"}, logAttrs...)
 	}
 	if err := ss.checkHeaderSenders(h, env); err != nil {
 		return ss.fail(StageData, "message refused", err, logAttrs...)
@@ -309,7 +307,7 @@ func (ss *session) Data(r io.Reader) error {
 	if limit.err != nil {
 		// The client's stream failed or overran the limit; whatever
 		// Accept made of it, that is the cause to report.
-		err = limit.err
+		err = frontError(limit.err)
 		ss.dropOnTimeout(err)
 	}
 	if err != nil {
