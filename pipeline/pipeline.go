@@ -56,7 +56,9 @@ type Options struct {
 	Hostname string
 	// MaxMessageBytes bounds what Process reads (0: no bound).
 	MaxMessageBytes int64
-	Now             func() time.Time
+	// Limits are the normalisation's (smime.Normalize), the SMTP front's.
+	Limits smime.Limits
+	Now    func() time.Time
 	// PassThrough shapes how client-encrypted messages are split (DESIGN section 6).
 	PassThrough PassThroughPolicy
 	// Logger gets one line per sealed message, one audit line per package (its envelope
@@ -237,6 +239,15 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	if !ok {
 		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
 	}
+	origs, err := split.Originators(h)
+	for _, a := range origs {
+		if err == nil {
+			err = p.CheckSender(ctx, a)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to seal: header originator: %w", err)
+	}
 
 	certs := map[string]*x509.Certificate{}
 	var unusable []directory.Rejection
@@ -304,6 +315,9 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
 	}
+	if msg, _, err = smime.Normalize(msg, p.opts.Limits); err != nil {
+		return nil, fmt.Errorf("failed to read message: %w", err)
+	}
 	out := &queue.Sealed{}
 	lists, rest := p.listsIn(env)
 	// Classified before anything else: nothing is expanded or sealed from a message refused.
@@ -342,7 +356,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 			owners = append(owners, c.Owner)
 		}
 		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
-			"profile", pk.Profile, "hidden", pk.Hidden)
+			"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
 		out.Packages = append(out.Packages, queue.Package{
 			MailFrom: env.MailFrom,
 			RcptTo:   pk.Recipients,

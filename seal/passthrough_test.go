@@ -42,7 +42,7 @@ func TestNewPassThrough(t *testing.T) {
 		Recipients: []string{"bob@example.test"},
 		Certs:      []split.Cert{{ID: "ri:0", Owner: "bob@example.test"}},
 		Profile:    "passthrough",
-		Edits:      split.HeaderEdits{Delete: []string{"Bcc"}},
+		Edits:      split.HeaderEdits{Fields: []split.FieldEdit{{Key: "From"}, {Key: "To"}, {Key: "Subject"}}},
 	}
 	tests := []struct {
 		name      string

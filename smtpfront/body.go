@@ -2,7 +2,7 @@ package smtpfront
 
 import (
 	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,87 +10,35 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+
+	"appliance/smime"
 )
 
-// crlfReader rewrites every bare LF and bare CR to CRLF. RFC 5321 and RFC
-// 6152 allow CR and LF only as a pair, and a bare LF that survives into a
-// plaintext package could end the DATA of a lenient next hop early (SMTP
-// smuggling). go-smtp itself only ends DATA at <CRLF>.<CRLF>, so a client
-// that sends bare LFs inside the body is accepted here and repaired.
-//
-// Nearly all mail is already canonical, so a read goes straight into the
-// caller's buffer and is checked with vectorised counts; only a chunk with a
-// bare CR or LF (or a CR at its end, whose LF is in the next read) is copied
-// and rewritten byte by byte.
-type crlfReader struct {
-	r         io.Reader
-	out       []byte // normalised bytes not yet returned
-	scratch   []byte // out's backing array, kept for the next slow chunk
-	pendingCR bool   // a CR was read and not yet written: its LF may come next
-	err       error
+// newCRLFReader rewrites every bare LF and bare CR to CRLF, with no bound on
+// line length: smime's normaliser, the one `seal` runs too (see
+// smime.NewNormalizer). go-smtp itself only ends DATA at <CRLF>.<CRLF>, so a
+// client that sends bare LFs inside the body is accepted here and repaired.
+func newCRLFReader(r io.Reader) io.Reader {
+	return smime.NewNormalizer(r, smime.Limits{MaxLineLength: -1})
 }
 
-func newCRLFReader(r io.Reader) *crlfReader {
-	return &crlfReader{r: r}
+// limits are the normalisation limits of the session's options.
+func (o *Options) limits() smime.Limits {
+	return smime.Limits{MaxLineLength: o.MaxLineLength, MaxHeaderBytes: o.MaxHeaderBytes, MaxHeaderFields: o.MaxHeaderFields}
 }
 
-func (c *crlfReader) Read(p []byte) (int, error) {
-	for {
-		if len(c.out) > 0 {
-			n := copy(p, c.out)
-			c.out = c.out[n:]
-			return n, nil
-		}
-		if c.err != nil || len(p) == 0 {
-			return 0, c.err
-		}
-		n, err := c.r.Read(p)
-		if err != nil {
-			c.err = err
-		}
-		chunk := p[:n]
-		if !c.pendingCR && canonicalCRLF(chunk) {
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		c.scratch = c.normalize(c.scratch[:0], chunk)
-		c.out = c.scratch
+// frontError maps a refusal of the shared normalisation to the session's
+// errors: a size limit to ErrMessageTooBig, anything else to a malformed
+// message with the refusal's text.
+func frontError(err error) error {
+	var re *smime.RefusedError
+	if !errors.As(err, &re) {
+		return err
 	}
-}
-
-// canonicalCRLF reports whether every CR in b is followed by LF and every LF
-// preceded by CR, within b.
-func canonicalCRLF(b []byte) bool {
-	lf := bytes.Count(b, []byte{'\n'})
-	return lf == bytes.Count(b, []byte{'\r'}) && (lf == 0 || lf == bytes.Count(b, []byte("\r\n")))
-}
-
-// normalize appends chunk to dst with bare CRs and LFs made CRLF.
-func (c *crlfReader) normalize(dst, chunk []byte) []byte {
-	for _, b := range chunk {
-		if c.pendingCR {
-			c.pendingCR = false
-			dst = append(dst, '\r', '\n')
-			if b == '\n' {
-				continue
-			}
-		}
-		switch b {
-		case '\r':
-			c.pendingCR = true
-		case '\n':
-			dst = append(dst, '\r', '\n')
-		default:
-			dst = append(dst, b)
-		}
+	if re.TooBig {
+		return fmt.Errorf("failed to read message: %s: %w", re.Text, ErrMessageTooBig)
 	}
-	if c.pendingCR && c.err == io.EOF {
-		c.pendingCR = false
-		dst = append(dst, '\r', '\n')
-	}
-	return dst
+	return &messageError{text: re.Text, err: re.Err}
 }
 
 // limitReader fails with ErrMessageTooBig once more than max bytes have
@@ -154,15 +102,19 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // readHeader reads the raw header block (up to and including the blank line
-// that ends it, or EOF) from br, at most max bytes, and parses it with
-// go-message's textproto so a message the later stages cannot parse is
-// refused before it is spooled. The raw bytes are returned unchanged for
-// spooling.
-func readHeader(br *bufio.Reader, max int) ([]byte, textproto.Header, error) {
+// that ends it, or EOF) from br, at most lim.MaxHeaderBytes, and checks it
+// with smime.CheckHeader, as `seal` does, so a message the later stages
+// cannot parse is refused before it is spooled. The raw bytes are returned
+// unchanged for spooling.
+func readHeader(br *bufio.Reader, lim smime.Limits) ([]byte, textproto.Header, error) {
+	max := lim.MaxHeaderBytes
+	if max == 0 {
+		max = smime.DefaultMaxHeaderBytes
+	}
 	var raw []byte
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(raw)+len(line) > max {
+		if max > 0 && len(raw)+len(line) > max {
 			return nil, textproto.Header{}, fmt.Errorf("failed to read header: more than %d bytes: %w", max, ErrMessageTooBig)
 		}
 		raw = append(raw, line...)
@@ -179,15 +131,9 @@ func readHeader(br *bufio.Reader, max int) ([]byte, textproto.Header, error) {
 			break
 		}
 	}
-	if bytes.IndexByte(raw, 0) >= 0 {
-		return nil, textproto.Header{}, &messageError{text: "message header contains NUL"}
-	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	h, err := smime.CheckHeader(raw, lim)
 	if err != nil {
-		return nil, textproto.Header{}, &messageError{text: "malformed message header", err: err}
-	}
-	if h.Len() == 0 {
-		return nil, textproto.Header{}, &messageError{text: "message has no header"}
+		return nil, textproto.Header{}, frontError(err)
 	}
 	return raw, h, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"appliance/smime"
 )
 
 func TestCheckMailbox(t *testing.T) {
@@ -138,7 +140,7 @@ func TestReadHeader(t *testing.T) {
 			if strings.HasPrefix(tt.name, "fail too big") {
 				max = 64
 			}
-			raw, _, err := readHeader(bufio.NewReaderSize(strings.NewReader(tt.in), 16), max)
+			raw, _, err := readHeader(bufio.NewReaderSize(strings.NewReader(tt.in), 16), smime.Limits{MaxHeaderBytes: max})
 			if tt.want == nil {
 				if err != nil {
 					t.Fatal(err)

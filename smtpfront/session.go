@@ -10,16 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"appliance/queue"
+	"appliance/smime"
+	"appliance/split"
 )
 
 // session is one SMTP connection's state. go-smtp calls it from the
@@ -269,12 +270,12 @@ func (ss *session) Data(r io.Reader) error {
 		_ = ss.conn.Conn().SetReadDeadline(dataDeadline)
 	}()
 	limit := &limitReader{
-		r: newCRLFReader(&deadlineReader{
+		r: smime.NewNormalizer(&deadlineReader{
 			r:     r,
 			conn:  ss.conn.Conn(),
 			idle:  opts.ReadTimeout,
 			limit: dataDeadline,
-		}),
+		}, opts.limits()),
 		max: opts.MaxMessageBytes,
 	}
 	br := bodyReaders.Get().(*bufio.Reader)
@@ -284,19 +285,15 @@ func (ss *session) Data(r io.Reader) error {
 		bodyReaders.Put(br)
 	}()
 
-	raw, h, err := readHeader(br, opts.MaxHeaderBytes)
+	raw, h, err := readHeader(br, opts.limits())
 	if err != nil {
 		if limit.err != nil {
-			err = limit.err
+			err = frontError(limit.err)
 			ss.dropOnTimeout(err)
 		}
 		return ss.fail(StageData, "message refused", err, logAttrs...)
 	}
-	if max := opts.MaxHeaderFields; max > 0 && h.Len() > max {
-		return ss.fail(StageData, "message refused", &messageError{text: "too many header fields"}, logAttrs...)
-	}
-	// Posts only to lists are signed by the lists, not as From or Sender.
-	if err := ss.checkHeaderSenders(h, env.AuthUser); err != nil && (errors.Is(err, ErrMalformedMessage) || !ss.allLists(env.RcptTo)) {
+	if err := ss.checkHeaderSenders(h, env); err != nil {
 		return ss.fail(StageData, "message refused", err, logAttrs...)
 	}
 
@@ -310,7 +307,7 @@ func (ss *session) Data(r io.Reader) error {
 	if limit.err != nil {
 		// The client's stream failed or overran the limit; whatever
 		// Accept made of it, that is the cause to report.
-		err = limit.err
+		err = frontError(limit.err)
 		ss.dropOnTimeout(err)
 	}
 	if err != nil {
@@ -341,26 +338,44 @@ func (ss *session) dropOnTimeout(err error) {
 	c.Close()
 }
 
-// checkHeaderSenders asks the policy about every address in From and
-// Sender: those are what the signature vouches for, so a client allowed to
-// use one envelope sender must not get another identity signed.
-func (ss *session) checkHeaderSenders(h textproto.Header, authUser string) error {
-	mh := mail.Header{Header: message.Header{Header: h}}
-	from, err := mh.AddressList("From")
-	if err != nil {
-		return &messageError{text: "malformed From header", err: err}
+// checkHeaderSenders refuses a header whose originators the client may not
+// use. Every address of every From, Sender, Resent-From and Resent-Sender
+// field (each instance) is asked of the policy: those are what the signature
+// vouches for, so a client allowed one envelope sender must not get another
+// identity signed. A post only to lists is signed by the lists, so there the
+// list's posting rule is asked about each of them instead. A second instance
+// of a field RFC 5322 allows once is refused first: which one a reader shows
+// is anyone's guess.
+func (ss *session) checkHeaderSenders(h textproto.Header, env queue.Envelope) error {
+	if err := split.CheckFields(h); err != nil {
+		return fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}, err)
 	}
-	if len(from) == 0 {
+	origs, err := split.Originators(h)
+	if err != nil {
+		var ae *split.AddressError
+		field := "originator"
+		if errors.As(err, &ae) {
+			field = ae.Field
+		}
+		return &messageError{text: "malformed " + field + " header", err: err}
+	}
+	if strings.TrimSpace(h.Get("From")) == "" {
 		return &messageError{text: "message has no From header"}
 	}
-	sender, err := mh.AddressList("Sender")
-	if err != nil {
-		return &messageError{text: "malformed Sender header", err: err}
-	}
-	for _, a := range append(from, sender...) {
-		addr := canonicalAddress(a.Address)
-		if err := ss.s.policy.CheckSender(ss.ctx, addr, authUser); err != nil {
-			return fmt.Errorf("failed to check header sender %q: %w", addr, err)
+	lp, _ := ss.s.policy.(ListPolicy)
+	lists := ss.allLists(env.RcptTo)
+	for _, a := range origs {
+		addr := canonicalAddress(a)
+		if !lists {
+			if err := ss.s.policy.CheckSender(ss.ctx, addr, env.AuthUser); err != nil {
+				return fmt.Errorf("failed to check header sender %q: %w", addr, err)
+			}
+			continue
+		}
+		for _, list := range env.RcptTo {
+			if err := lp.CheckPoster(ss.ctx, list, addr); err != nil {
+				return fmt.Errorf("failed to check header sender %q as poster to list %q: %w", addr, list, err)
+			}
 		}
 	}
 	return nil

@@ -117,49 +117,127 @@ var (
 	visibleFields = []string{"To", "Cc", "Resent-To", "Resent-Cc"}
 	authorFields  = []string{"From", "Sender", "Reply-To", "Resent-From", "Resent-Sender"}
 	hiddenFields  = []string{"Bcc", "Resent-Bcc"}
-	// traceFields name envelope recipients of some earlier hop; any of them
-	// can name a hidden recipient, and none is meaningful to the next hop.
-	traceFields = []string{
-		"X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To",
-		"X-Rcpt-To", "X-Real-To", "Apparently-To", "X-Apparently-To",
-		"X-Forwarded-To", "X-Envelope-Recipient", "Original-Recipient",
-		"X-Original-Recipient",
-	}
 )
 
 // headerAddrs is the parsed view of the fields that decide visibility.
 type headerAddrs struct {
-	visible map[string]bool // To ∪ Cc
-	author  map[string]bool // From, Sender, Reply-To, Resent- authors
-	bcc     []addr          // Bcc ∪ Resent-Bcc, in order, duplicates kept
+	// shown are the recipients whose receipt everyone sees: To and Cc, or
+	// for resent mail the newest Resent- block's Resent-To and Resent-Cc.
+	shown map[string]bool
+	// base is every address all packages may name: every address field but
+	// Bcc and Resent-Bcc, of the original header and every Resent- block.
+	base   map[string]bool
+	author map[string]bool // From, Sender, Reply-To, Resent- authors
+	// bcc is what a fresh hidden-recipient field may list: Bcc, or for
+	// resent mail the newest block's Resent-Bcc; in order, duplicates kept.
+	bcc []addr
+	// allBcc is every address of every Bcc and Resent-Bcc field.
+	allBcc []addr
+	// bccKey names the fresh field, and bccAt is the index of the field
+	// it takes the place of (-1: it goes last).
+	bccKey string
+	bccAt  int
+}
+
+// resentBlock is one Resent- block (RFC 5322 section 3.6.6): each resend
+// prepends one, so the first from the top is the newest. A block runs over
+// consecutive Resent- fields (trace fields may sit between them) and ends at
+// any other field or at a second field of a name it already has.
+func resentBlocks(h *textproto.Header) [][]int {
+	var blocks [][]int
+	var cur []int
+	have := map[string]bool{}
+	i := 0
+	for it := h.Fields(); it.Next(); i++ {
+		k := canonicalKey(it.Key())
+		switch {
+		case strings.HasPrefix(k, "Resent-"):
+			if cur == nil || have[k] {
+				if cur != nil {
+					blocks = append(blocks, cur)
+				}
+				cur, have = nil, map[string]bool{}
+			}
+			cur = append(cur, i)
+			have[k] = true
+		case k == "Received" || k == "Return-Path":
+		default:
+			if cur != nil {
+				blocks = append(blocks, cur)
+				cur = nil
+			}
+		}
+	}
+	if cur != nil {
+		blocks = append(blocks, cur)
+	}
+	return blocks
 }
 
 func parseHeader(h *textproto.Header, caseSensitive bool) (*headerAddrs, error) {
-	ha := &headerAddrs{visible: map[string]bool{}, author: map[string]bool{}}
-	for _, f := range visibleFields {
-		l, err := parseField(h, f, caseSensitive)
-		if err != nil {
-			return nil, err
+	ha := &headerAddrs{shown: map[string]bool{}, base: map[string]bool{}, author: map[string]bool{}, bccKey: "Bcc", bccAt: -1}
+	blocks := resentBlocks(h)
+	newest := map[int]bool{}
+	if len(blocks) > 0 {
+		for _, i := range blocks[0] {
+			newest[i] = true
 		}
-		for _, a := range l {
-			ha.visible[a.Norm] = true
-		}
+		ha.bccKey, ha.bccAt = "Resent-Bcc", blocks[0][0]
 	}
-	for _, f := range authorFields {
-		l, err := parseField(h, f, caseSensitive)
+	i := 0
+	for it := h.Fields(); it.Next(); i++ {
+		k := canonicalKey(it.Key())
+		var role string
+		switch {
+		case k == "To" || k == "Cc":
+			role = "to"
+		case k == "Resent-To" || k == "Resent-Cc":
+			role = "resent-to"
+		case k == "Bcc" || k == "Resent-Bcc":
+			role = "bcc"
+		case k == "From" || k == "Sender" || k == "Reply-To" || k == "Resent-From" || k == "Resent-Sender":
+			role = "author"
+		default:
+			continue
+		}
+		v := it.Value()
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		list, err := mail.ParseAddressList(v)
 		if err != nil {
-			return nil, err
+			return nil, &AddressError{Field: k, Value: v, Err: err}
 		}
-		for _, a := range l {
-			ha.author[a.Norm] = true
+		for _, a := range list {
+			n, err := normalizeSpec(a.Address, caseSensitive)
+			if err != nil {
+				return nil, &AddressError{Field: k, Value: v, Err: err}
+			}
+			ad := addr{Spec: a.Address, Norm: n}
+			switch role {
+			case "to":
+				ha.base[n] = true
+				if len(blocks) == 0 {
+					ha.shown[n] = true
+				}
+			case "resent-to":
+				ha.base[n] = true
+				if newest[i] {
+					ha.shown[n] = true
+				}
+			case "author":
+				ha.base[n] = true
+				ha.author[n] = true
+			case "bcc":
+				ha.allBcc = append(ha.allBcc, ad)
+				if (len(blocks) == 0 && k == "Bcc") || newest[i] {
+					ha.bcc = append(ha.bcc, ad)
+				}
+			}
 		}
-	}
-	for _, f := range hiddenFields {
-		l, err := parseField(h, f, caseSensitive)
-		if err != nil {
-			return nil, err
+		if role == "bcc" && len(blocks) == 0 && k == "Bcc" && ha.bccAt < 0 {
+			ha.bccAt = i
 		}
-		ha.bcc = append(ha.bcc, l...)
 	}
 	return ha, nil
 }

@@ -3,9 +3,16 @@ package split
 import (
 	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	nettextproto "net/textproto"
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
+
+	"github.com/emersion/go-message/textproto"
 )
 
 var (
@@ -19,20 +26,16 @@ var (
 	ErrNotMinimal = errors.New("plan not minimal")
 )
 
-// The oracle keeps its own field lists and certificate rules rather than
-// sharing Make's, so that a mistake in one is caught by the other.
+// The oracle keeps its own field lists, address parsing and reading of
+// HeaderEdits rather than sharing Make's, so that a mistake in one is caught
+// by the other.
 var (
-	oracleVisible = []string{"To", "Cc", "Resent-To", "Resent-Cc"}
-	oracleAuthor  = []string{"From", "Sender", "Reply-To", "Resent-From", "Resent-Sender"}
-	oracleHidden  = []string{"Bcc", "Resent-Bcc"}
-	oracleTrace   = []string{
-		"X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "X-Rcpt-To",
-		"X-Real-To", "Apparently-To", "X-Apparently-To", "X-Forwarded-To", "X-Envelope-Recipient",
+	oracleNeverCarried = []string{
+		"Bcc", "Return-Path", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",
+		"X-Envelope-Recipient", "Original-Recipient", "X-Original-Recipient", "X-Rcpt-To",
+		"Disposition-Notification-To", "Return-Receipt-To", "X-Confirm-Reading-To", "Apparently-To",
 	}
 )
-
-// anyAddr finds address-like tokens in fields that are not address lists.
-var anyAddr = regexp.MustCompile(`[^\s<>(),;:"\[\]]+@[^\s<>(),;:"\[\]]+`)
 
 // forClause finds the paths of Received "for" clauses.
 var forClause = regexp.MustCompile(`(?i)\bfor\s+<?([^\s;<>()]*@[^\s;<>(),]*)`)
@@ -49,52 +52,33 @@ func CheckPrivacy(in Input, p *Plan) error {
 	}
 	pol := in.Policy
 	cs := pol.CaseSensitiveLocalPart
-	h := in.Header
-	fieldSet := func(fields []string) (map[string]bool, error) {
-		m := map[string]bool{}
-		for _, f := range fields {
-			l, err := parseField(&h, f, cs)
-			if err != nil {
-				return nil, fmt.Errorf("failed to parse header: %w", err)
-			}
-			for _, a := range l {
-				m[a.Norm] = true
-			}
-		}
-		return m, nil
-	}
-	visible, err := fieldSet(oracleVisible)
+	oh, err := oracleReadHeader(in.Header, cs)
 	if err != nil {
 		return err
 	}
-	base, err := fieldSet(oracleAuthor)
-	if err != nil {
-		return err
-	}
-	for a := range visible {
-		base[a] = true
-	}
-	bccSet, err := fieldSet(oracleHidden)
-	if err != nil {
-		return err
-	}
-	for a := range bccSet {
-		if visible[a] {
-			delete(bccSet, a)
+	visible, base, bccSet := oh.shown, oh.base, map[string]bool{}
+	for _, a := range oh.listed {
+		if !visible[a] {
+			bccSet[a] = true
 		}
 	}
-	if mf, err := normalizeEnvelope("MAIL FROM", in.MailFrom, cs); err == nil {
+	if mf, err := oracleEnvelope(in.MailFrom, cs); err == nil {
 		base[mf] = true
+	}
+	participants := map[string]bool{}
+	for _, a := range oh.allBcc {
+		participants[a] = true
 	}
 
 	// Envelope, in order and deduplicated.
 	var env []string
 	envSet := map[string]bool{}
 	for _, r := range in.RcptTo {
-		n, err := normalizeEnvelope("RCPT TO", r, cs)
+		n, err := oracleEnvelope(r, cs)
 		if err != nil {
 			return err
 		}
+		participants[n] = true
 		if !envSet[n] {
 			envSet[n] = true
 			env = append(env, n)
@@ -108,7 +92,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 	dir := map[string][]Cert{}
 	certOwner := map[string]string{}
 	for k, list := range in.Certs {
-		n, err := normalizeEnvelope("certificate key", k, cs)
+		n, err := oracleEnvelope(k, cs)
 		if err != nil {
 			return err
 		}
@@ -121,7 +105,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 	if pol.SelfCopy {
 		byOwner := map[string][]Cert{}
 		for _, c := range in.SenderCerts {
-			o, err := normalizeEnvelope("sender certificate owner", c.Owner, cs)
+			o, err := oracleEnvelope(c.Owner, cs)
 			if err != nil {
 				return err
 			}
@@ -135,7 +119,13 @@ func CheckPrivacy(in Input, p *Plan) error {
 		}
 	}
 
-	if err := checkInner(in, p.Inner, cs, base); err != nil {
+	secretKeys := map[string]string{} // squeezed form -> normalized, for every participant not in base
+	for a := range participants {
+		if !base[a] {
+			secretKeys[oracleSqueeze(a)] = a
+		}
+	}
+	if err := checkInner(in, p.Inner, secretKeys); err != nil {
 		return err
 	}
 
@@ -148,7 +138,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 		}
 		rs := make([]string, len(pk.Recipients))
 		for j, r := range pk.Recipients {
-			n, err := normalizeEnvelope("RCPT TO", r, cs)
+			n, err := oracleEnvelope(r, cs)
 			if err != nil {
 				return err
 			}
@@ -179,28 +169,8 @@ func CheckPrivacy(in Input, p *Plan) error {
 			ids[c.ID] = true
 			revealed[o] = "certificate " + c.ID
 		}
-		hdr := in.Header.Copy()
-		pk.Edits.Apply(&hdr)
-		for _, f := range append(append(append([]string{}, oracleVisible...), oracleAuthor...), oracleHidden...) {
-			l, err := parseField(&hdr, f, cs)
-			if err != nil {
-				return fmt.Errorf("%w: package %d field %s unparsable after edits", ErrPrivacy, i, f)
-			}
-			for _, a := range l {
-				revealed[a.Norm] = "field " + f
-			}
-		}
-		for _, f := range oracleTrace {
-			for _, v := range hdr.Values(f) {
-				for _, m := range anyAddr.FindAllString(v, -1) {
-					revealed[normLoose(m, cs)] = "field " + f
-				}
-			}
-		}
-		for _, v := range hdr.Values("Received") {
-			for _, m := range forClause.FindAllStringSubmatch(v, -1) {
-				revealed[normLoose(m[1], cs)] = "Received for clause"
-			}
+		if err := oracleHeaderReveals(in, pk.Edits, pk.Hidden, cs, secretKeys, revealed); err != nil {
+			return fmt.Errorf("%w: package %d: %v", ErrPrivacy, i, err)
 		}
 		for _, r := range rs {
 			for a, how := range revealed {
@@ -213,7 +183,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 		if len(rs) > 1 && pk.ReceivedFor != "" {
 			return fmt.Errorf("%w: package %d allows a Received for clause with %d recipients", ErrPrivacy, i, len(rs))
 		}
-		if len(rs) == 1 && pk.ReceivedFor != "" && normLoose(pk.ReceivedFor, cs) != rs[0] {
+		if len(rs) == 1 && pk.ReceivedFor != "" && oracleLoose(pk.ReceivedFor, cs) != rs[0] {
 			return fmt.Errorf("%w: package %d allows a Received for clause naming %q", ErrPrivacy, i, pk.ReceivedFor)
 		}
 		// Decryption, certificate choice and self-copy.
@@ -271,7 +241,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 	// Completeness over the envelope and the refusals.
 	refused := map[string]bool{}
 	for _, rf := range p.Refused {
-		n, err := normalizeEnvelope("RCPT TO", rf.Recipient, cs)
+		n, err := oracleEnvelope(rf.Recipient, cs)
 		if err != nil {
 			return err
 		}
@@ -287,11 +257,9 @@ func CheckPrivacy(in Input, p *Plan) error {
 		}
 		// The refused recipient may be named; whatever else looks like an
 		// address must not be another recipient.
-		own, _ := parseEnvelope("RCPT TO", rf.Recipient, cs)
-		reason := strings.ReplaceAll(rf.Reason, own.Spec, "")
-		for _, m := range anyAddr.FindAllString(reason, -1) {
-			if o := normLoose(m, cs); o != n && (envSet[o] || bccSet[o]) {
-				return fmt.Errorf("%w: refusal of %q names %q", ErrPrivacy, rf.Recipient, m)
+		for _, o := range oracleTokens(rf.Reason, secretKeys, cs) {
+			if o != n {
+				return fmt.Errorf("%w: refusal of %q names %q", ErrPrivacy, rf.Recipient, o)
 			}
 		}
 	}
@@ -335,37 +303,6 @@ func CheckPrivacy(in Input, p *Plan) error {
 	return nil
 }
 
-// checkInner verifies the shared inner header names only what everyone sees.
-func checkInner(in Input, e HeaderEdits, cs bool, base map[string]bool) error {
-	if len(e.Bcc) > 0 {
-		return fmt.Errorf("%w: inner header keeps a Bcc field", ErrPrivacy)
-	}
-	hdr := in.Header.Copy()
-	e.Apply(&hdr)
-	for _, f := range append(append([]string{}, oracleHidden...), oracleTrace...) {
-		if hdr.Has(f) {
-			return fmt.Errorf("%w: inner header keeps %s", ErrPrivacy, f)
-		}
-	}
-	for _, v := range hdr.Values("Received") {
-		for _, m := range forClause.FindAllStringSubmatch(v, -1) {
-			if !base[normLoose(m[1], cs)] {
-				return fmt.Errorf("%w: inner header keeps a Received for clause", ErrPrivacy)
-			}
-		}
-	}
-	return nil
-}
-
-// normLoose normalizes a token that may not parse as an address; an
-// unparsable one is compared lower-cased, so it can only fail to match.
-func normLoose(s string, cs bool) string {
-	if n, err := normalizeSpec(strings.Trim(s, "<>"), cs); err == nil {
-		return n
-	}
-	return strings.ToLower(s)
-}
-
 // oracleChoose restates the certificate choice: all, or those with the latest
 // NotBefore, of which the smallest ID.
 func oracleChoose(certs []Cert, how CertChoice) []Cert {
@@ -406,4 +343,295 @@ func oracleProfileOK(pol Policy, owner string, certs []Cert, pr string) bool {
 		asked = asked || pr == want
 	}
 	return asked
+}
+
+// oracleHeader is the oracle's own reading of the submitted header.
+type oracleHeader struct {
+	shown  map[string]bool // recipients whose receipt everyone sees
+	base   map[string]bool // addresses everyone may read
+	listed []string        // Bcc (or newest Resent-Bcc) addresses
+	allBcc []string        // every Bcc and Resent-Bcc address
+}
+
+var oracleParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
+
+// oracleAddresses parses an address list with the standard library.
+func oracleAddresses(v string, cs bool) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	list, err := oracleParser.ParseList(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		n, ok := oracleNorm(a.Address, cs)
+		if !ok {
+			return nil, fmt.Errorf("no domain in %q", a.Address)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// oracleNorm: domain lower-cased without a trailing dot, the local part
+// lower-cased unless cs; the last '@' splits them.
+func oracleNorm(spec string, cs bool) (string, bool) {
+	at := strings.LastIndex(spec, "@")
+	if at < 1 || at == len(spec)-1 {
+		return "", false
+	}
+	local, domain := spec[:at], strings.ToLower(strings.TrimSuffix(spec[at+1:], "."))
+	if domain == "" {
+		return "", false
+	}
+	if !cs {
+		local = strings.ToLower(local)
+	}
+	return local + "@" + domain, true
+}
+
+// oracleEnvelope normalizes an SMTP path.
+func oracleEnvelope(path string, cs bool) (string, error) {
+	p := strings.TrimSpace(path)
+	if strings.HasPrefix(p, "<") && strings.HasSuffix(p, ">") {
+		p = p[1 : len(p)-1]
+	}
+	a, err := oracleParser.Parse(p)
+	if err != nil {
+		return "", fmt.Errorf("%w: path %q: %v", ErrIncomplete, path, err)
+	}
+	n, ok := oracleNorm(a.Address, cs)
+	if !ok {
+		return "", fmt.Errorf("%w: path %q has no domain", ErrIncomplete, path)
+	}
+	return n, nil
+}
+
+func oracleLoose(s string, cs bool) string {
+	if n, err := oracleEnvelope(s, cs); err == nil {
+		return n
+	}
+	return strings.ToLower(s)
+}
+
+// oracleReadHeader reads visibility as RFC 5322 section 3.6.6 says: with
+// Resent- blocks, the newest (topmost) block names the recipients of this
+// copy and the original To and Cc are only text everyone may read.
+func oracleReadHeader(h textproto.Header, cs bool) (*oracleHeader, error) {
+	type fv struct{ key, value string }
+	var fs []fv
+	for it := h.Fields(); it.Next(); {
+		fs = append(fs, fv{nettextproto.CanonicalMIMEHeaderKey(it.Key()), it.Value()})
+	}
+	// The newest block: from the first Resent- field, while fields are
+	// Resent- (each name once) or trace fields.
+	newest := map[int]bool{}
+	resent := false
+	for i := 0; i < len(fs); i++ {
+		if !strings.HasPrefix(fs[i].key, "Resent-") {
+			continue
+		}
+		resent = true
+		names := map[string]bool{}
+		for j := i; j < len(fs); j++ {
+			k := fs[j].key
+			if k == "Received" || k == "Return-Path" {
+				continue
+			}
+			if !strings.HasPrefix(k, "Resent-") || names[k] {
+				break
+			}
+			names[k] = true
+			newest[j] = true
+		}
+		break
+	}
+	oh := &oracleHeader{shown: map[string]bool{}, base: map[string]bool{}}
+	for i, f := range fs {
+		var to, everyone, bcc bool
+		switch f.key {
+		case "To", "Cc":
+			to, everyone = !resent, true
+		case "Resent-To", "Resent-Cc":
+			to, everyone = newest[i], true
+		case "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender":
+			everyone = true
+		case "Bcc", "Resent-Bcc":
+			bcc = true
+		default:
+			continue
+		}
+		list, err := oracleAddresses(f.value, cs)
+		if err != nil {
+			return nil, fmt.Errorf("%w: field %s does not parse: %v", ErrIncomplete, f.key, err)
+		}
+		for _, a := range list {
+			if to {
+				oh.shown[a] = true
+			}
+			if everyone {
+				oh.base[a] = true
+			}
+			if bcc {
+				oh.allBcc = append(oh.allBcc, a)
+				if (!resent && f.key == "Bcc") || newest[i] {
+					oh.listed = append(oh.listed, a)
+				}
+			}
+		}
+	}
+	return oh, nil
+}
+
+// oracleApply is the oracle's reading of HeaderEdits: the package's fields,
+// key and unfolded value, top to bottom.
+func oracleApply(h textproto.Header, e HeaderEdits) [][2]string {
+	byKey := map[string][]string{}
+	for it := h.Fields(); it.Next(); {
+		k := nettextproto.CanonicalMIMEHeaderKey(it.Key())
+		byKey[k] = append(byKey[k], it.Value())
+	}
+	var out [][2]string
+	for _, f := range e.Fields {
+		k := nettextproto.CanonicalMIMEHeaderKey(f.Key)
+		switch {
+		case f.N < 0 && f.Value != "":
+			out = append(out, [2]string{k, f.Value})
+		case f.N >= 0 && f.N < len(byKey[k]):
+			v := byKey[k][f.N]
+			if f.Value != "" {
+				v = f.Value
+			}
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
+}
+
+// oracleSqueeze removes white space, quotes and backslashes.
+func oracleSqueeze(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+var oracleAroundAt = regexp.MustCompile(`\s*([@.])\s*`)
+
+var oracleToken = regexp.MustCompile("[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\\-\\x{80}-\\x{10FFFF}]+")
+
+// oracleTokens returns the secret participants (keys: squeezed form) that
+// text names as a whole token, in any of its spellings: as written or with
+// encoded words decoded, with or without comments, with or without white
+// space and quotes.
+func oracleTokens(text string, keys map[string]string, cs bool) []string {
+	decoded, err := oracleParser.WordDecoder.DecodeHeader(text)
+	if err != nil {
+		decoded = text
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range []string{text, decoded} {
+		for _, c := range []string{t, oracleUncomment(t)} {
+			unquoted := strings.NewReplacer(`"`, "", `\\`, "").Replace(c)
+			for _, form := range []string{c, oracleSqueeze(c), oracleAroundAt.ReplaceAllString(unquoted, "$1")} {
+				for _, tok := range oracleToken.FindAllString(form, -1) {
+					tok, ok := oracleNorm(strings.TrimRight(tok, "."), cs)
+					if !ok {
+						continue
+					}
+					if n, ok := keys[tok]; ok && !seen[n] {
+						seen[n] = true
+						out = append(out, n)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// oracleUncomment drops parenthesized text (nested, with backslash escapes).
+func oracleUncomment(s string) string {
+	var b []byte
+	depth, esc := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+			if depth == 0 {
+				b = append(b, c)
+			}
+		case c == '\\':
+			esc = true
+			if depth == 0 {
+				b = append(b, c)
+			}
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// oracleHeaderReveals adds to revealed every address the package's header
+// names, and fails on a field the header policy never carries.
+func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret map[string]string, revealed map[string]string) error {
+	for _, f := range oracleApply(in.Header, e) {
+		k, v := f[0], f[1]
+		if strings.HasPrefix(k, "X-") {
+			return fmt.Errorf("carries %s", k)
+		}
+		for _, never := range oracleNeverCarried {
+			if k == never && !(hidden && k == "Bcc") {
+				return fmt.Errorf("carries %s", k)
+			}
+		}
+		switch k {
+		case "To", "Cc", "From", "Sender", "Reply-To", "Resent-To", "Resent-Cc", "Resent-From", "Resent-Sender", "Bcc", "Resent-Bcc":
+			list, err := oracleAddresses(v, cs)
+			if err != nil {
+				return fmt.Errorf("field %s unparsable after edits", k)
+			}
+			for _, a := range list {
+				revealed[a] = "field " + k
+			}
+		case "Received":
+			for _, m := range forClause.FindAllStringSubmatch(v, -1) {
+				revealed[oracleLoose(m[1], cs)] = "Received for clause"
+			}
+		}
+		for _, a := range oracleTokens(v, secret, cs) {
+			revealed[a] = "field " + k
+		}
+	}
+	return nil
+}
+
+// checkInner verifies the header shared inside the signature carries only
+// content fields and names no one outside what everyone reads.
+func checkInner(in Input, e HeaderEdits, secret map[string]string) error {
+	if len(e.Bcc) > 0 {
+		return fmt.Errorf("%w: inner header keeps a Bcc field", ErrPrivacy)
+	}
+	for _, f := range oracleApply(in.Header, e) {
+		if !strings.HasPrefix(f[0], "Content-") && f[0] != "Mime-Version" {
+			return fmt.Errorf("%w: inner header keeps %s", ErrPrivacy, f[0])
+		}
+		if m := oracleTokens(f[1], secret, in.Policy.CaseSensitiveLocalPart); len(m) > 0 {
+			return fmt.Errorf("%w: inner header field %s names %q", ErrPrivacy, f[0], m[0])
+		}
+	}
+	return nil
 }

@@ -1,25 +1,39 @@
 package split
 
 import (
-	nettextproto "net/textproto"
 	"regexp"
 	"strings"
 
 	"github.com/emersion/go-message/textproto"
 )
 
-// HeaderEdits are the changes one package makes to the submitted header.
-// Fields not mentioned are left byte for byte as submitted.
+// HeaderEdits are one package's header, decided by [Make] and carried as data
+// so that nothing downstream re-reads the header to guess: the header is an
+// allowlist, and a submitted field that no entry of Fields names is not
+// carried.
 type HeaderEdits struct {
-	// Delete lists fields removed entirely (Bcc, Resent-Bcc and the trace
-	// fields that name earlier envelope recipients, such as X-Original-To).
-	Delete []string
-	// Bcc, when not empty, is written as a fresh Bcc field after Delete;
-	// it only ever names the package's own hidden recipients.
+	// Fields is the package's header, top to bottom.
+	Fields []FieldEdit
+	// Dropped names, for the log, each submitted field the package does not
+	// carry or carries rewritten, with why ("X-Mailer", "Received (for
+	// clause removed)"). Apply does not read it.
+	Dropped []string
+	// Bcc, when not empty, are the addresses of the fresh Bcc (or
+	// Resent-Bcc) field that Fields writes: only ever the package's own
+	// hidden recipients (in Group mode, all of them).
 	Bcc []string
-	// StripReceivedFor removes "for <address>" clauses from Received
-	// fields, since an earlier hop may have named a hidden recipient there.
-	StripReceivedFor bool
+}
+
+// FieldEdit is one field of a package's header.
+type FieldEdit struct {
+	Key string // field name
+	// N picks the submitted field: the Nth field named Key, from the top
+	// (0 is the first). N < 0 writes a new field.
+	N int
+	// Value, when not "", replaces the submitted field's value (its place
+	// is kept); a new field takes it as its value. "" keeps the field's raw
+	// bytes as submitted.
+	Value string
 }
 
 // receivedFor matches a Received "for" clause with one or more paths, at the
@@ -27,57 +41,43 @@ type HeaderEdits struct {
 // hostile or broken hop writes "for <carol@y.test" and readers still see it.
 var receivedFor = regexp.MustCompile(`^(?i)for\s+(?:<[^>]*>|<?[^\s;()<>]+)(?:\s*,\s*(?:<[^>]*>|<?[^\s;()<>]+))*`)
 
-// Apply edits h in place. Kept fields keep their raw bytes and order (DKIM
-// and trace order care); a new Bcc field takes the place of the first removed
-// one, or goes last.
+// Apply replaces h with the package's header. Kept fields keep their raw
+// bytes (DKIM and trace order care); a field Fields names that h lacks (the
+// Content-* fields, which live in the signed entity) is skipped.
 func (e HeaderEdits) Apply(h *textproto.Header) {
-	del := map[string]bool{}
-	for _, k := range e.Delete {
-		del[nettextproto.CanonicalMIMEHeaderKey(k)] = true
+	type src struct {
+		raw   []byte
+		value string
 	}
-	if len(e.Bcc) > 0 {
-		del["Bcc"] = true
-	}
-	type field struct {
-		key, value string
-		raw        []byte
-	}
-	var fs []field
-	bccAt := -1
+	byKey := map[string][]src{}
 	for it := h.Fields(); it.Next(); {
-		f := field{key: it.Key(), value: it.Value()}
-		if del[f.key] {
-			if bccAt < 0 && (f.key == "Bcc" || f.key == "Resent-Bcc") {
-				bccAt = len(fs)
-			}
-			continue
-		}
-		if f.key == "Received" && e.StripReceivedFor {
-			if nv := stripReceived(f.value); nv != f.value {
-				f.value = nv
-				fs = append(fs, f)
-				continue
-			}
-		}
+		k := canonicalKey(it.Key())
+		s := src{value: it.Value()}
 		if raw, err := it.Raw(); err == nil {
-			f.raw = append([]byte(nil), raw...)
+			s.raw = append([]byte(nil), raw...)
 		}
-		fs = append(fs, f)
-	}
-	if len(e.Bcc) > 0 {
-		if bccAt < 0 {
-			bccAt = len(fs)
-		}
-		bcc := field{key: "Bcc", value: strings.Join(e.Bcc, ", ")}
-		fs = append(fs[:bccAt], append([]field{bcc}, fs[bccAt:]...)...)
+		byKey[k] = append(byKey[k], s)
 	}
 	var out textproto.Header
-	// Add and AddRaw put a field on top, so rebuild from the bottom up.
-	for i := len(fs) - 1; i >= 0; i-- {
-		if fs[i].raw != nil {
-			out.AddRaw(fs[i].raw)
-		} else {
-			out.Add(fs[i].key, fs[i].value)
+	// Add and AddRaw put a field on top, so build from the bottom up.
+	for i := len(e.Fields) - 1; i >= 0; i-- {
+		f := e.Fields[i]
+		k := canonicalKey(f.Key)
+		switch {
+		case f.N < 0:
+			if f.Value != "" {
+				out.Add(k, f.Value)
+			}
+		case f.N < len(byKey[k]):
+			s := byKey[k][f.N]
+			switch {
+			case f.Value != "":
+				out.Add(k, f.Value)
+			case s.raw != nil:
+				out.AddRaw(s.raw)
+			default:
+				out.Add(k, s.value)
+			}
 		}
 	}
 	*h = out

@@ -162,6 +162,9 @@ func Make(in Input) (*Plan, error) {
 		return nil, ErrNoRecipients
 	}
 	h := in.Header
+	if err := CheckFields(h); err != nil {
+		return nil, err
+	}
 	ha, err := parseHeader(&h, cs)
 	if err != nil {
 		return nil, fmt.Errorf("failed to parse header: %w", err)
@@ -188,7 +191,7 @@ func Make(in Input) (*Plan, error) {
 
 	listed := map[string]string{}
 	for _, a := range ha.bcc {
-		if _, ok := listed[a.Norm]; !ok && !ha.visible[a.Norm] {
+		if _, ok := listed[a.Norm]; !ok && !ha.shown[a.Norm] {
 			listed[a.Norm] = a.Spec
 		}
 	}
@@ -204,13 +207,52 @@ func Make(in Input) (*Plan, error) {
 			continue
 		}
 		seen[n] = true
-		r := &recipient{path: p, spec: a.Spec, norm: n, hidden: !ha.visible[n], listed: listed[n]}
+		r := &recipient{path: p, spec: a.Spec, norm: n, hidden: !ha.shown[n], listed: listed[n]}
 		r.certs = choose(dir[n], pol.CertChoice)
 		r.profile = pol.recipientProfile(n, r.certs)
 		rcpts = append(rcpts, r)
 	}
 
-	plan := &Plan{Inner: HeaderEdits{Delete: deletions(), StripReceivedFor: true}}
+	// Header policy: what each package's header may mention. A secret is
+	// an address some package must not name: listed in a Bcc field or a
+	// hidden envelope recipient, and in no field everyone reads.
+	group := map[string]bool{}
+	for n := range listed {
+		group[n] = true
+	}
+	var secret []string
+	secretSet := map[string]bool{}
+	addSecret := func(n string) {
+		if !ha.base[n] && !secretSet[n] {
+			secretSet[n] = true
+			secret = append(secret, n)
+		}
+	}
+	for _, a := range ha.allBcc {
+		addSecret(a.Norm)
+	}
+	for _, r := range rcpts {
+		if r.hidden {
+			group[r.norm] = true
+			addSecret(r.norm)
+		}
+	}
+	sort.Strings(secret)
+	fields, err := readFields(h, secret, cs)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse header: %w", err)
+	}
+	hp := &headerPlan{fields: fields, bccKey: ha.bccKey, bccAt: ha.bccAt, group: group}
+	for _, f := range fields {
+		if f.class == classContent {
+			if len(f.mentions) > 0 {
+				return nil, &FieldError{Field: f.key, Err: ErrHiddenInContent}
+			}
+			hp.inner.Fields = append(hp.inner.Fields, FieldEdit{Key: f.key, N: f.n})
+		}
+	}
+
+	plan := &Plan{Inner: hp.inner}
 	var visible, hidden, plain []*recipient
 	for _, r := range rcpts {
 		switch {
@@ -232,27 +274,29 @@ func Make(in Input) (*Plan, error) {
 	}
 
 	for _, g := range byProfile(visible) {
-		plan.add(encrypted(g, self, false, nil))
+		plan.add(encrypted(g, self, false, hp.edits(g, false, nil)))
 	}
 	if pol.Bcc == Group {
 		var all []string
 		if pol.KeepBcc {
-			all = bccList(ha.bcc, ha.visible)
+			all = bccList(ha.bcc, ha.shown)
 		}
 		for _, g := range byProfile(hidden) {
-			plan.add(encrypted(g, self, true, all))
+			plan.add(encrypted(g, self, true, hp.edits(g, true, all)))
 		}
 	} else {
 		for _, r := range hidden {
-			plan.add(encrypted([]*recipient{r}, self, true, pol.ownBcc(r)))
+			g := []*recipient{r}
+			plan.add(encrypted(g, self, true, hp.edits(g, false, pol.ownBcc(r))))
 		}
 	}
 	for _, r := range plain {
 		pk := Package{Recipients: []string{r.path}, Hidden: r.hidden, ReceivedFor: r.spec}
-		pk.Edits = HeaderEdits{Delete: deletions(), StripReceivedFor: true}
+		var bcc []string
 		if r.hidden {
-			pk.Edits.Bcc = pol.ownBcc(r)
+			bcc = pol.ownBcc(r)
 		}
+		pk.Edits = hp.edits([]*recipient{r}, false, bcc)
 		plan.Packages = append(plan.Packages, pk)
 	}
 	return plan, nil
@@ -432,11 +476,11 @@ func byProfile(rs []*recipient) [][]*recipient {
 }
 
 // bccList is every Bcc-listed address that is not also visible, deduplicated.
-func bccList(bcc []addr, visible map[string]bool) []string {
+func bccList(bcc []addr, shown map[string]bool) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, a := range bcc {
-		if visible[a.Norm] || seen[a.Norm] {
+		if shown[a.Norm] || seen[a.Norm] {
 			continue
 		}
 		seen[a.Norm] = true
@@ -445,12 +489,26 @@ func bccList(bcc []addr, visible map[string]bool) []string {
 	return out
 }
 
-func deletions() []string {
-	d := append([]string(nil), hiddenFields...)
-	return append(d, traceFields...)
+// headerPlan is the header policy of one message, applied per package.
+type headerPlan struct {
+	fields []hfield
+	bccKey string
+	bccAt  int
+	group  map[string]bool // what a Group package of hidden recipients may name
+	inner  HeaderEdits
 }
 
-func encrypted(rs []*recipient, self []Cert, hidden bool, bcc []string) Package {
+// edits is the header of a package for rs: it may name rs themselves, and
+// in a Group package of hidden recipients every hidden recipient.
+func (hp *headerPlan) edits(rs []*recipient, groupHidden bool, bcc []string) HeaderEdits {
+	own := map[string]bool{}
+	for _, r := range rs {
+		own[r.norm] = true
+	}
+	return edits(hp.fields, func(n string) bool { return own[n] || groupHidden && hp.group[n] }, hp.bccKey, bcc, hp.bccAt)
+}
+
+func encrypted(rs []*recipient, self []Cert, hidden bool, e HeaderEdits) Package {
 	pk := Package{Profile: rs[0].profile, Hidden: hidden}
 	for _, r := range rs {
 		pk.Recipients = append(pk.Recipients, r.path)
@@ -464,7 +522,7 @@ func encrypted(rs []*recipient, self []Cert, hidden bool, bcc []string) Package 
 	if len(rs) == 1 {
 		pk.ReceivedFor = rs[0].spec
 	}
-	pk.Edits = HeaderEdits{Delete: deletions(), Bcc: bcc, StripReceivedFor: true}
+	pk.Edits = e
 	return pk
 }
 

@@ -247,14 +247,28 @@ func TestMake(t *testing.T) {
 		},
 		{
 			name:  "ok individual keeps only own address in bcc",
-			hdr:   base + "To: bob@x.test\nBcc: carol@y.test, Erin <erin@y.test>\nResent-Bcc: frank@z.test\n",
-			rcpt:  []string{"bob@x.test", "carol@y.test", "erin@y.test", "frank@z.test"},
-			certs: certsFor("bob@x.test", "carol@y.test", "erin@y.test", "frank@z.test"),
+			hdr:   base + "To: bob@x.test\nBcc: carol@y.test, Erin <erin@y.test>\n",
+			rcpt:  []string{"bob@x.test", "carol@y.test", "erin@y.test"},
+			certs: certsFor("bob@x.test", "carol@y.test", "erin@y.test"),
 			pol:   Policy{KeepBcc: true},
 			want: []string{
 				"vis compat [bob@x.test] {bob@x.test//0}",
 				"hid compat [carol@y.test] {carol@y.test//0} bcc=carol@y.test",
 				"hid compat [erin@y.test] {erin@y.test//0} bcc=erin@y.test",
+			},
+		},
+		{
+			// RFC 5322 section 3.6.6: a block with only Resent-Bcc makes
+			// every recipient of this copy hidden; the original Bcc is the
+			// old message's and goes to no one.
+			name:  "ok resent block decides, the original bcc is not carried",
+			hdr:   "Resent-From: alice@example.test\nResent-Bcc: frank@z.test\n" + base + "To: bob@x.test\nBcc: carol@y.test\n",
+			rcpt:  []string{"bob@x.test", "carol@y.test", "frank@z.test"},
+			certs: certsFor("bob@x.test", "carol@y.test", "frank@z.test"),
+			pol:   Policy{KeepBcc: true},
+			want: []string{
+				"hid compat [bob@x.test] {bob@x.test//0}",
+				"hid compat [carol@y.test] {carol@y.test//0}",
 				"hid compat [frank@z.test] {frank@z.test//0} bcc=frank@z.test",
 			},
 		},
@@ -492,7 +506,7 @@ func TestCheckPrivacyCatches(t *testing.T) {
 		for _, pk := range good.Packages {
 			pk.Recipients = append([]string(nil), pk.Recipients...)
 			pk.Certs = append([]Cert(nil), pk.Certs...)
-			pk.Edits.Delete = append([]string(nil), pk.Edits.Delete...)
+			pk.Edits.Fields = append([]FieldEdit(nil), pk.Edits.Fields...)
 			p.Packages = append(p.Packages, pk)
 		}
 		p.Refused = append([]Refusal(nil), good.Refused...)
@@ -505,8 +519,12 @@ func TestCheckPrivacyCatches(t *testing.T) {
 		want   error
 	}{
 		{"fail hidden certificate in visible package", func(p *Plan) { p.Packages[0].Certs = append(p.Packages[0].Certs, in.Certs["carol@y.test"][0]) }, ErrPrivacy},
-		{"fail bcc field kept on visible package", func(p *Plan) { p.Packages[0].Edits.Delete = nil }, ErrPrivacy},
-		{"fail bcc naming another hidden recipient", func(p *Plan) { p.Packages[2].Edits.Bcc = []string{"carol@y.test"} }, ErrPrivacy},
+		{"fail bcc field kept on visible package", func(p *Plan) {
+			p.Packages[0].Edits.Fields = append(p.Packages[0].Edits.Fields, FieldEdit{Key: "Bcc", N: 0})
+		}, ErrPrivacy},
+		{"fail bcc naming another hidden recipient", func(p *Plan) {
+			p.Packages[2].Edits.Fields = append(p.Packages[2].Edits.Fields, FieldEdit{Key: "Bcc", N: -1, Value: "carol@y.test"})
+		}, ErrPrivacy},
 		{"fail hidden recipients merged in individual mode", func(p *Plan) {
 			p.Packages[1].Recipients = append(p.Packages[1].Recipients, "dave@z.test")
 			p.Packages[1].Certs = append(p.Packages[1].Certs, in.Certs["dave@z.test"][0])
@@ -525,7 +543,7 @@ func TestCheckPrivacyCatches(t *testing.T) {
 		{"fail refusal wrong status", func(p *Plan) { p.Refused[0].Code = 451 }, ErrIncomplete},
 		{"fail profile encrypted twice", func(p *Plan) { p.Profiles = append(p.Profiles, p.Profiles[0]) }, ErrNotMinimal},
 		{"fail inner header writes a bcc field", func(p *Plan) { p.Inner.Bcc = []string{"carol@y.test"} }, ErrPrivacy},
-		{"fail inner header keeps the bcc field", func(p *Plan) { p.Inner.Delete = nil }, ErrPrivacy},
+		{"fail inner header keeps the bcc field", func(p *Plan) { p.Inner.Fields = append(p.Inner.Fields, FieldEdit{Key: "Bcc", N: 0}) }, ErrPrivacy},
 		{"fail unknown certificate", func(p *Plan) { p.Packages[0].Certs = append(p.Packages[0].Certs, cert("zed@q.test", "", 0)) }, ErrPrivacy},
 		{"fail received for allowed with two recipients", func(p *Plan) { p.Packages[0].ReceivedFor = "carol@y.test" }, ErrPrivacy},
 	}
@@ -558,8 +576,12 @@ func TestApplyReceived(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := header("X-Top: 1\nReceived: " + tt.in + "\nX-Bottom: 2\n")
-			HeaderEdits{StripReceivedFor: true}.Apply(&h)
+			h := header("Subject: 1\nReceived: " + tt.in + "\nDate: 2\n")
+			fields, err := readFields(h, nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edits(fields, func(string) bool { return false }, "Bcc", nil, -1).Apply(&h)
 			if got := h.Get("Received"); got != tt.want {
 				t.Fatalf("Received = %q, want %q", got, tt.want)
 			}
@@ -567,7 +589,7 @@ func TestApplyReceived(t *testing.T) {
 			for f := h.Fields(); f.Next(); {
 				keys = append(keys, f.Key())
 			}
-			if strings.Join(keys, ",") != "X-Top,Received,X-Bottom" {
+			if strings.Join(keys, ",") != "Subject,Received,Date" {
 				t.Fatalf("order = %v", keys)
 			}
 		})

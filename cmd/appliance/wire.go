@@ -14,6 +14,7 @@ import (
 	"appliance/internal/hsmkeys"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/smime"
 	"appliance/smtpfront"
 	"appliance/split"
 )
@@ -86,6 +87,7 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		PassThrough:     passThroughPolicy(cfg),
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		Limits:          smime.Limits{MaxLineLength: cfg.SMTP.MaxLineLength, MaxHeaderBytes: cfg.SMTP.MaxHeaderBytes, MaxHeaderFields: cfg.SMTP.MaxHeaderFields},
 		Logger:          log.With("component", "seal"),
 	})
 	if err != nil {
