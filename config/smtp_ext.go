@@ -41,6 +41,73 @@ type SMTPSecurity struct {
 	IdleTimeout           time.Duration `toml:"idle_timeout"`
 	DataTimeout           time.Duration `toml:"data_timeout"`
 	SessionTimeout        time.Duration `toml:"session_timeout"`
+
+	SMTPLoad
+}
+
+// SMTPLoad is the part of [smtp] that keeps real mail flowing under
+// hostile load: the global connection limit and its fairness, the minimum
+// transfer rate, and the thresholds past which new MAIL is shed with 451
+// 4.3.2. The README's "Limits under load" section gives the reason for
+// each default.
+type SMTPLoad struct {
+	// MaxConnections bounds all connections, and so the descriptors the
+	// front end holds.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerTrustedIP bounds one address of trusted_networks
+	// (max_connections_per_ip is for the others); 0: max_connections.
+	MaxConnectionsPerTrustedIP int `toml:"max_connections_per_trusted_ip"`
+	// ReservedTrustedConnections of max_connections only trusted
+	// networks may take.
+	ReservedTrustedConnections int `toml:"reserved_trusted_connections"`
+	// StressConnections open connections mean stress: idle reads get
+	// stress_idle_timeout (or idle_timeout, if shorter); 0: three
+	// quarters of max_connections.
+	StressConnections int           `toml:"stress_connections"`
+	StressIdleTimeout time.Duration `toml:"stress_idle_timeout"`
+	// MinTransferBytes per MinTransferInterval of waiting is the least
+	// a client that has begun a command or message must send.
+	MinTransferBytes    int64         `toml:"min_transfer_bytes"`
+	MinTransferInterval time.Duration `toml:"min_transfer_interval"`
+	// Shedding thresholds; 0 turns one off.
+	ShedSpoolMessages int   `toml:"shed_spool_messages"`
+	ShedSpoolBytes    int64 `toml:"shed_spool_bytes"`
+	ShedMemoryBytes   int64 `toml:"shed_memory_bytes"`
+	ShedHSMBacklog    int   `toml:"shed_hsm_backlog"`
+}
+
+func defaultSMTPLoad() SMTPLoad {
+	return SMTPLoad{
+		MaxConnections:             500,
+		ReservedTrustedConnections: 50,
+		StressIdleTimeout:          10 * time.Second,
+		MinTransferBytes:           5000,
+		MinTransferInterval:        10 * time.Second,
+		ShedSpoolMessages:          20000,
+		ShedMemoryBytes:            1 << 30,
+		ShedHSMBacklog:             1000,
+	}
+}
+
+func (c *Config) validateSMTPLoad(v *validator) {
+	s := &c.SMTP.SMTPLoad
+	intRange(v, "smtp.max_connections", int64(s.MaxConnections), 1, 100000)
+	intRange(v, "smtp.max_connections_per_trusted_ip", int64(s.MaxConnectionsPerTrustedIP), 0, 100000)
+	intRange(v, "smtp.reserved_trusted_connections", int64(s.ReservedTrustedConnections), 0, 100000)
+	intRange(v, "smtp.stress_connections", int64(s.StressConnections), 0, 100000)
+	if s.ReservedTrustedConnections >= s.MaxConnections && s.MaxConnections >= 1 {
+		v.add("smtp.reserved_trusted_connections", ErrConflict, "%d leaves no slot of max_connections %d for other clients", s.ReservedTrustedConnections, s.MaxConnections)
+	}
+	if s.StressConnections > s.MaxConnections && s.MaxConnections >= 1 {
+		v.add("smtp.stress_connections", ErrConflict, "%d is above max_connections %d: stress would never begin", s.StressConnections, s.MaxConnections)
+	}
+	durRange(v, "smtp.stress_idle_timeout", s.StressIdleTimeout, time.Second, time.Hour)
+	intRange(v, "smtp.min_transfer_bytes", s.MinTransferBytes, 0, 1<<30)
+	durRange(v, "smtp.min_transfer_interval", s.MinTransferInterval, time.Second, time.Hour)
+	intRange(v, "smtp.shed_spool_messages", int64(s.ShedSpoolMessages), 0, 1<<31-1)
+	intRange(v, "smtp.shed_spool_bytes", s.ShedSpoolBytes, 0, 1<<60)
+	intRange(v, "smtp.shed_memory_bytes", s.ShedMemoryBytes, 0, 1<<60)
+	intRange(v, "smtp.shed_hsm_backlog", int64(s.ShedHSMBacklog), 0, 1<<31-1)
 }
 
 // TrustedNetwork is one [[smtp.trusted_networks]]: clients in CIDR may send
@@ -92,6 +159,7 @@ func defaultSMTPSecurity() SMTPSecurity {
 		IdleTimeout:           5 * time.Minute,
 		DataTimeout:           10 * time.Minute,
 		SessionTimeout:        30 * time.Minute,
+		SMTPLoad:              defaultSMTPLoad(),
 	}
 }
 
@@ -143,6 +211,7 @@ func (c *Config) validateSMTPSecurity(v *validator) {
 	if s.SessionTimeout < s.DataTimeout && s.SessionTimeout >= time.Second {
 		v.add("smtp.session_timeout", ErrConflict, "%v is shorter than data_timeout %v", s.SessionTimeout, s.DataTimeout)
 	}
+	c.validateSMTPLoad(v)
 }
 
 // durRange also catches a bare integer, which TOML hands over as

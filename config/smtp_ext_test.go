@@ -66,6 +66,34 @@ require_auth = true`), check: func(t *testing.T, c *Config) {
 		{name: "fail network without senders", edit: smtpKeys(`trusted_networks = [{cidr = "10.0.0.0/8"}]`), wantErr: ErrMissing, wantKey: "smtp.trusted_networks[0].senders"},
 		{name: "fail bad sender pattern", edit: smtpKeys(`trusted_networks = [{cidr = "10.0.0.0/8", senders = ["*@example.test"]}]`), wantErr: ErrInvalid, wantKey: "smtp.trusted_networks[0].senders"},
 		{name: "fail integer duration", edit: smtpKeys(`idle_timeout = 300`), wantErr: ErrInvalid, wantKey: "smtp.idle_timeout"},
+		{name: "ok load defaults", edit: smtpKeys(""), check: func(t *testing.T, c *Config) {
+			l := c.SMTP.SMTPLoad
+			if l.MaxConnections != 500 || l.ReservedTrustedConnections != 50 || l.StressIdleTimeout != 10*time.Second ||
+				l.MinTransferBytes != 5000 || l.MinTransferInterval != 10*time.Second || l.ShedHSMBacklog != 1000 ||
+				l.ShedSpoolMessages != 20000 || l.ShedMemoryBytes != 1<<30 || l.ShedSpoolBytes != 0 {
+				t.Errorf("load defaults = %+v", l)
+			}
+		}},
+		{name: "ok load keys", edit: smtpKeys(`max_connections = 100
+max_connections_per_trusted_ip = 80
+reserved_trusted_connections = 20
+stress_connections = 60
+stress_idle_timeout = "5s"
+min_transfer_bytes = 100
+min_transfer_interval = "2s"
+shed_spool_bytes = 1000000
+shed_hsm_backlog = 0`), check: func(t *testing.T, c *Config) {
+			l := c.SMTP.SMTPLoad
+			if l.MaxConnections != 100 || l.MaxConnectionsPerTrustedIP != 80 || l.ReservedTrustedConnections != 20 || l.StressConnections != 60 ||
+				l.StressIdleTimeout != 5*time.Second || l.MinTransferBytes != 100 || l.MinTransferInterval != 2*time.Second ||
+				l.ShedSpoolBytes != 1000000 || l.ShedHSMBacklog != 0 {
+				t.Errorf("load = %+v", l)
+			}
+		}},
+		{name: "fail reserve takes every slot", edit: smtpKeys("max_connections = 10\nreserved_trusted_connections = 10"), wantErr: ErrConflict, wantKey: "smtp.reserved_trusted_connections"},
+		{name: "fail stress above the limit", edit: smtpKeys("max_connections = 10\nstress_connections = 11"), wantErr: ErrConflict, wantKey: "smtp.stress_connections"},
+		{name: "fail stress idle below a second", edit: smtpKeys("stress_idle_timeout = \"500ms\""), wantErr: ErrInvalid, wantKey: "smtp.stress_idle_timeout"},
+		{name: "fail zero max connections", edit: smtpKeys("max_connections = 0"), wantErr: ErrInvalid, wantKey: "smtp.max_connections"},
 		{name: "fail line length below rfc 5321", edit: smtpKeys(`max_line_length = 512`), wantErr: ErrInvalid, wantKey: "smtp.max_line_length"},
 		{name: "fail mime depth zero", edit: smtpKeys(`max_mime_depth = 0`), wantErr: ErrInvalid, wantKey: "smtp.max_mime_depth"},
 		{name: "fail session shorter than data", edit: smtpKeys("session_timeout = \"1m\"\ndata_timeout = \"5m\""), wantErr: ErrConflict, wantKey: "smtp.session_timeout"},

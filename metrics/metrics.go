@@ -26,6 +26,12 @@
 //	appliance_queue_packages{state}
 //	appliance_queue_recipients_total{result}               delivered/failed since start
 //	appliance_queue_dsns_total                             DSNs generated since start
+//	appliance_smtp_connections{origin}                     front-end connections open (trusted, other)
+//	appliance_smtp_stress                                  1 under stress (stress_connections reached)
+//	appliance_smtp_stress_entered_total
+//	appliance_smtp_connections_refused_total{limit}        421 4.7.0 at connect (global, per_address)
+//	appliance_smtp_rate_closed_total                       421 4.4.2 below the minimum transfer rate
+//	appliance_smtp_mail_shed_total{reason}                 451 4.3.2 at MAIL by load shedding
 //	appliance_list_members_skipped_total{list,reason}      list members given no package of a post
 //	                                                       (no_certificate, unusable_certificate);
 //	                                                       registered by the daemon for its lists
@@ -113,6 +119,7 @@ type Metrics struct {
 	lookups    *prometheus.CounterVec
 
 	queueOnce sync.Once
+	frontOnce sync.Once
 }
 
 // New makes the collectors, with Go runtime and process metrics alongside.

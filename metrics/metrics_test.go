@@ -51,6 +51,10 @@ func TestCounters(t *testing.T) {
 	m.ObserveQueue(func() QueueStats {
 		return QueueStats{Messages: 5, Received: 3, SealDeferred: 1, Pending: 4, Deferred: 1, Delivered: 7, Failed: 2, DSNs: 1}
 	})
+	m.ObserveFront(func() FrontStats {
+		return FrontStats{Open: 9, Trusted: 6, Stressed: true, StressEntered: 2, RefusedTotal: 4, RefusedPerIP: 3, RateClosed: 5,
+			Shed: map[string]uint64{"hsm_backlog": 8, "memory": 0}}
+	})
 
 	tests := []struct {
 		name, series string
@@ -75,6 +79,15 @@ func TestCounters(t *testing.T) {
 		{"ok queue delivered", `appliance_queue_recipients_total{result="delivered"}`, 7},
 		{"ok queue failed", `appliance_queue_recipients_total{result="failed"}`, 2},
 		{"ok dsns", `appliance_queue_dsns_total`, 1},
+		{"ok smtp trusted", `appliance_smtp_connections{origin="trusted"}`, 6},
+		{"ok smtp other", `appliance_smtp_connections{origin="other"}`, 3},
+		{"ok smtp stress", `appliance_smtp_stress`, 1},
+		{"ok smtp stress entered", `appliance_smtp_stress_entered_total`, 2},
+		{"ok smtp refused global", `appliance_smtp_connections_refused_total{limit="global"}`, 4},
+		{"ok smtp refused per address", `appliance_smtp_connections_refused_total{limit="per_address"}`, 3},
+		{"ok smtp rate closed", `appliance_smtp_rate_closed_total`, 5},
+		{"ok smtp shed", `appliance_smtp_mail_shed_total{reason="hsm_backlog"}`, 8},
+		{"ok smtp shed zero", `appliance_smtp_mail_shed_total{reason="memory"}`, 0},
 	}
 	srv := httptest.NewServer(m.Handler(nil))
 	defer srv.Close()
@@ -114,6 +127,7 @@ func TestNilMetrics(t *testing.T) {
 	m.Delivery(ResultOK)
 	m.Lookup(true)
 	m.ObserveQueue(func() QueueStats { return QueueStats{} })
+	m.ObserveFront(func() FrontStats { return FrontStats{} })
 }
 
 func TestEndpoints(t *testing.T) {

@@ -42,6 +42,7 @@ func (o *Options) setLimitDefaults() {
 	defDur(&o.AuthFailureDelay, time.Second)
 	defDur(&o.AuthLockout, 15*time.Minute)
 	defDur(&o.SessionTimeout, 30*time.Minute)
+	o.setConnLimitDefaults()
 }
 
 // Replies of the limits; each one ends the connection.
@@ -49,34 +50,6 @@ const (
 	replyTooManyCommands = "421 4.7.0 too many commands without a transaction, closing connection"
 	replyTooManyAuth     = "421 4.7.0 too many failed authentication attempts, closing connection"
 )
-
-func (c *trackedConn) capDeadline(t time.Time) time.Time {
-	if !c.end.IsZero() && (t.IsZero() || t.After(c.end)) {
-		return c.end
-	}
-	return t
-}
-
-// SetDeadline caps only the read side: once SessionTimeout has passed,
-// reads fail and go-smtp still gets to write its 421 (under WriteTimeout,
-// which bounds every write anyway).
-func (c *trackedConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetWriteDeadline(t); err != nil {
-		return err
-	}
-	return c.Conn.SetReadDeadline(c.capDeadline(t))
-}
-
-func (c *trackedConn) SetReadDeadline(t time.Time) error {
-	if max := c.s.opts.MaxCommandsBeforeMail; max > 0 && !c.inTxn.Load() {
-		if c.commands.Add(1) > int64(max) {
-			c.s.log.Warn("connection closed: too many commands without a transaction", "client", c.ip)
-			c.abort(replyTooManyCommands)
-			return net.ErrClosed
-		}
-	}
-	return c.Conn.SetReadDeadline(c.capDeadline(t))
-}
 
 // abort writes a last reply and closes the connection. go-smtp flushes
 // after every reply, so nothing of its own is pending.
@@ -238,5 +211,17 @@ func withClientAddr(ctx context.Context, c net.Conn) context.Context {
 	} else if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		a = ap.Addr()
 	}
-	return WithClientAddr(ctx, a)
+	ctx = WithClientAddr(ctx, a)
+	if tc := trackedOf(c); tc != nil {
+		ctx = context.WithValue(ctx, connKey{}, tc)
+	}
+	return ctx
+}
+
+type connKey struct{}
+
+// connOf returns the tracked connection of the session ctx belongs to.
+func connOf(ctx context.Context) *trackedConn {
+	tc, _ := ctx.Value(connKey{}).(*trackedConn)
+	return tc
 }

@@ -35,10 +35,17 @@
 // Besides size, recipients, line length and header size: commands outside
 // a transaction (421 4.7.0 after MaxCommandsBeforeMail), failed AUTH
 // (a growing delay, 421 after MaxAuthFailures on one connection, 454 4.7.0
-// lockout of the address after MaxAuthFailuresPerIP), connections per
-// address, header fields, MIME depth and parts (550 5.6.0, checked while
-// the body streams to the spool, so nothing is stored), and idle, DATA and
-// whole-session timeouts. See limits.go and mime.go.
+// lockout of the address after MaxAuthFailuresPerIP), header fields, MIME
+// depth and parts (550 5.6.0, checked while the body streams to the spool,
+// so nothing is stored), and DATA and whole-session timeouts. See limits.go
+// and mime.go.
+//
+// Under hostile load: the idle timeout applies to every read of the socket
+// and a minimum transfer rate closes tricklers with 421 4.4.2 (conn.go); a
+// global connection limit bounds descriptors, trusted networks are limited
+// apart from the rest, and near the limit idle timeouts shorten so idle and
+// slow connections go first (connlimit.go); while the spool, memory or the
+// HSM backlog is past a threshold, new MAIL gets 451 4.3.2 (shed.go).
 //
 // # Errors
 //
@@ -71,6 +78,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,9 +147,43 @@ type Options struct {
 	MaxLineLength int
 	// MaxHeaderBytes bounds the message header; default 1 MiB.
 	MaxHeaderBytes int
-	// MaxConnsPerIP bounds concurrent connections from one address;
-	// 0 means no limit.
+	// MaxConnsPerIP bounds concurrent connections from one address
+	// outside TrustedNets; 0 means no limit.
 	MaxConnsPerIP int
+	// MaxConns bounds all connections together, and with them the
+	// descriptors the front end holds: one more is refused with 421
+	// 4.7.0 at once, written without waiting, and closed. Default 500.
+	MaxConns int
+	// TrustedNets are the submitters (a local MTA under content_filter,
+	// the configured trusted networks) limited apart from the rest:
+	// MaxConnsPerTrustedIP instead of MaxConnsPerIP, and only they may
+	// take the last ReservedTrustedConns slots of MaxConns.
+	TrustedNets []netip.Prefix
+	// MaxConnsPerTrustedIP bounds connections from one trusted address;
+	// default MaxConns (every client behind the MTA shares its address).
+	MaxConnsPerTrustedIP int
+	// ReservedTrustedConns of MaxConns are kept for TrustedNets; default
+	// a tenth of MaxConns.
+	ReservedTrustedConns int
+	// StressConns is where stress begins: with this many connections
+	// open, every read gets StressReadTimeout instead of ReadTimeout, and
+	// reads already waiting longer are cut short. Default three quarters
+	// of MaxConns.
+	StressConns int
+	// StressReadTimeout is the idle time per read under stress; default
+	// 10s (Postfix's smtpd_timeout under stress).
+	StressReadTimeout time.Duration
+	// MinRateBytes within each MinRateInterval of waiting is the least a
+	// client must send once it has started a command line, a message or
+	// a chunk, until the server answers; below it the connection ends
+	// with 421 4.4.2. Default 5000 bytes per 10s (Postfix's
+	// smtpd_min_data_rate of 500 bytes/s, over a window that forgives a
+	// short stall).
+	MinRateBytes    int64
+	MinRateInterval time.Duration
+	// Load, when set, is asked at every MAIL before the sender is checked;
+	// an overload refuses the transaction with 451 4.3.2 (shed.go).
+	Load *LoadShedder
 	// TLSConfig enables STARTTLS and ServeTLS. MinVersion is raised to TLS
 	// 1.2 when lower.
 	TLSConfig *tls.Config
@@ -232,9 +274,16 @@ type Server struct {
 	cancel context.CancelFunc
 	nextID atomic.Uint64
 
-	mu    sync.Mutex
-	conns map[*trackedConn]struct{}
-	perIP map[string]int
+	mu       sync.Mutex
+	conns    map[*trackedConn]struct{}
+	perIP    map[string]int
+	trusted  int         // open connections from TrustedNets
+	stressed atomic.Bool // len(conns) >= StressConns
+
+	refusedTotal  atomic.Uint64 // connections refused at MaxConns or the reserve
+	refusedPerIP  atomic.Uint64 // connections refused at a per-address limit
+	rateClosed    atomic.Uint64 // connections closed below the minimum rate
+	stressEntered atomic.Uint64
 
 	authFails *failTracker
 }
@@ -246,7 +295,7 @@ func New(opts Options, spool Spooler, policy Policy) *Server {
 	s := &Server{
 		opts:   opts,
 		spool:  spool,
-		policy: policy,
+		policy: withShedding(policy, opts.Load, opts.Logger),
 		log:    opts.Logger,
 		conns:  make(map[*trackedConn]struct{}),
 		perIP:  make(map[string]int),
@@ -359,20 +408,19 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c)
 		s := l.s
+		trusted := s.isTrusted(c)
 		s.mu.Lock()
-		if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
+		if reply, why := s.admitLocked(ip, trusted); reply != "" {
 			s.mu.Unlock()
-			s.log.Warn("connection refused: too many from one address", "client", ip)
-			if l.plain {
-				go refuse(c, s.opts.WriteTimeout)
-			} else {
-				// Under implicit TLS a plaintext 421 would only
-				// confuse the handshake; closing says as much.
-				c.Close()
-			}
+			s.log.Warn("connection refused: "+why, "client", ip, "trusted", trusted)
+			// Written now, not by a goroutine that would hold the
+			// descriptor: a fresh socket's buffer takes one line.
+			// Under implicit TLS a plaintext 421 would only confuse
+			// the handshake; closing says as much.
+			refuse(c, reply, l.plain)
 			continue
 		}
-		tc := &trackedConn{Conn: c, s: s, ip: ip}
+		tc := &trackedConn{Conn: c, s: s, ip: ip, trusted: trusted}
 		if s.opts.SessionTimeout > 0 {
 			tc.end = time.Now().Add(s.opts.SessionTimeout)
 		}
@@ -381,15 +429,32 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 			tc.onLimit.Store(rawSayer(c, s.opts.WriteTimeout))
 		}
 		s.perIP[ip]++
+		if trusted {
+			s.trusted++
+		}
 		s.conns[tc] = struct{}{}
+		cut := s.updateStressLocked()
 		s.mu.Unlock()
+		if cut != nil {
+			s.log.Warn("under stress: idle timeout shortened", "connections", len(cut)+1,
+				"idle_timeout", s.opts.StressReadTimeout)
+			for _, o := range cut {
+				o.cutIdle(s.opts.StressReadTimeout)
+			}
+		}
 		return tc, nil
 	}
 }
 
-func refuse(c net.Conn, timeout time.Duration) {
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	_, _ = io.WriteString(c, "421 4.7.0 too many connections from your address\r\n")
+// refuseWriteTimeout bounds the one line written to a refused connection;
+// the accept loop waits for it, so it must be short.
+const refuseWriteTimeout = 100 * time.Millisecond
+
+func refuse(c net.Conn, reply string, plain bool) {
+	if plain {
+		_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+		_, _ = io.WriteString(c, reply+"\r\n")
+	}
 	c.Close()
 }
 
@@ -403,9 +468,22 @@ func remoteIP(c net.Conn) string {
 
 type trackedConn struct {
 	net.Conn
-	s    *Server
-	ip   string
-	once sync.Once
+	s       *Server
+	ip      string
+	trusted bool // from TrustedNets
+	once    sync.Once
+
+	// Read deadlines and the minimum rate (conn.go), guarded by rmu.
+	rmu       sync.Mutex
+	hard      time.Time     // a deadline from above shorter than an idle interval
+	long      time.Time     // one longer than an idle interval
+	reading   bool          // a Read is waiting on the socket
+	readStart time.Time     // when it began
+	readDL    time.Time     // the deadline it has
+	active    bool          // the client has started sending: the rate window runs
+	winWaited time.Duration // time spent in Read in this window
+	winBytes  int64         // bytes read in this window
+	readErr   error         // sticky: the client fell below the minimum rate
 
 	// Abuse limits (limits.go); the counters are touched only from the
 	// connection's goroutine, but a BDAT Data runs on another one.
@@ -425,6 +503,10 @@ func (c *trackedConn) Close() error {
 		if c.s.perIP[c.ip]--; c.s.perIP[c.ip] <= 0 {
 			delete(c.s.perIP, c.ip)
 		}
+		if c.trusted {
+			c.s.trusted--
+		}
+		c.s.updateStressLocked()
 		c.s.mu.Unlock()
 	})
 	return c.Conn.Close()

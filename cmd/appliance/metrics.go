@@ -77,6 +77,18 @@ func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logg
 	return nil
 }
 
+// front registers the front end's connection and shedding figures.
+func (o *observer) front(srv *smtpfront.Server) {
+	if o == nil {
+		return
+	}
+	o.m.ObserveFront(func() metrics.FrontStats {
+		s := srv.Stats()
+		return metrics.FrontStats{Open: s.Open, Trusted: s.Trusted, Stressed: s.Stressed, StressEntered: s.StressEntered,
+			RefusedTotal: s.RefusedTotal, RefusedPerIP: s.RefusedPerIP, RateClosed: s.RateClosed, Shed: s.Shed}
+	})
+}
+
 func (o *observer) Close() {
 	if o != nil && o.srv != nil {
 		o.srv.Close()

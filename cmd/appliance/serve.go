@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
+	"appliance/config"
 	"appliance/delivery"
 	"appliance/queue"
 	"appliance/smtpfront"
@@ -73,12 +77,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		q.Close()
 		return err
 	}
-	srv := smtpfront.New(fr.options(smtpfront.Options{
+	srv := smtpfront.New(loadOptions(cfg, q, fr.options(smtpfront.Options{
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	}), obs.spooler(checkMessages(cfg, p.pipe, frontSpool{q})), obs.policy(fr.policy(withLists(cfg, p.pipe, policyFor(cfg, sup, frontPolicy{p.pipe})))))
+	})), obs.spooler(checkMessages(cfg, p.pipe, frontSpool{q})), obs.policy(fr.policy(withLists(cfg, p.pipe, policyFor(cfg, sup, frontPolicy{p.pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()
@@ -90,6 +94,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		q.Close()
 		return err
 	}
+	obs.front(srv)
 	if err := obs.start(q, sup.Healthy, log); err != nil {
 		l.Close()
 		if tl != nil {
@@ -170,4 +175,73 @@ func shutdown(srv *smtpfront.Server, q *queue.Queue, cancel context.CancelFunc, 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadOptions sets the front end's limits under load from [smtp]: the global connection limit,
+// trusted networks limited apart, stress, the minimum transfer rate, and load shedding fed by
+// the queue (messages in the spool, messages waiting for the HSM) and the spool directory.
+func loadOptions(cfg *config.Config, q *queue.Queue, o smtpfront.Options) smtpfront.Options {
+	l := cfg.SMTP.SMTPLoad
+	o.MaxConns = l.MaxConnections
+	o.MaxConnsPerTrustedIP = l.MaxConnectionsPerTrustedIP
+	o.ReservedTrustedConns = l.ReservedTrustedConnections
+	if o.ReservedTrustedConns == 0 {
+		o.ReservedTrustedConns = -1 // 0 in the config means none, not the default
+	}
+	o.StressConns = l.StressConnections
+	o.StressReadTimeout = l.StressIdleTimeout
+	o.MinRateBytes = l.MinTransferBytes
+	if o.MinRateBytes == 0 {
+		o.MinRateBytes = -1
+	}
+	o.MinRateInterval = l.MinTransferInterval
+	for _, n := range cfg.SMTP.Trusted() {
+		if p, err := n.Prefix(); err == nil {
+			o.TrustedNets = append(o.TrustedNets, p)
+		}
+	}
+	src := smtpfront.LoadSource{
+		SpoolMessages: func() int { return q.Stats().Messages },
+		HSMBacklog:    func() int { return q.Stats().Received },
+	}
+	if l.ShedSpoolBytes > 0 {
+		src.SpoolBytes = spoolBytes(cfg.Spool.Dir)
+	}
+	o.Load = smtpfront.NewLoadShedder(smtpfront.LoadLimits{
+		SpoolMessages: l.ShedSpoolMessages,
+		SpoolBytes:    l.ShedSpoolBytes,
+		HeapBytes:     uint64(l.ShedMemoryBytes),
+		HSMBacklog:    l.ShedHSMBacklog,
+	}, src, nil)
+	return o
+}
+
+// spoolBytes returns a func that sums the sizes of the files under dir, walking it at most every
+// 10 seconds (the shedder asks once a second; a large spool costs a walk).
+func spoolBytes(dir string) func() int64 {
+	var mu sync.Mutex
+	var last time.Time
+	var n int64
+	return func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if !last.IsZero() && time.Since(last) < 10*time.Second {
+			return n
+		}
+		last = time.Now()
+		var sum int64
+		_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil // a file renamed or removed meanwhile
+			}
+			if d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					sum += fi.Size()
+				}
+			}
+			return nil
+		})
+		n = sum
+		return n
+	}
 }
