@@ -117,6 +117,7 @@ type PolicyConfig struct {
 	MissingCert string `toml:"missing_cert"`
 	Profile     string `toml:"profile"`
 	SelfCopy    bool   `toml:"self_copy"`
+	RID         string `toml:"rid,omitempty"` // "" is the default, issuer_serial
 }
 
 // QueueConfig is [queue].

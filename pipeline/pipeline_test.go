@@ -163,8 +163,22 @@ func TestProcess(t *testing.T) {
 	})
 
 	t.Run("ok ski ids by policy", func(t *testing.T) {
-		p, _ := newPipeline(t, split.Policy{SelfCopy: true}, func(owner string) bool { return strings.HasSuffix(owner, "@example.org") })
+		p, env := newPipeline(t, split.Policy{SelfCopy: true}, func(owner string) bool { return strings.HasSuffix(owner, "@example.org") })
+		// Every RecipientInfo is matched to the certificate it names: by subject key identifier
+		// for the owners the policy picks (olivia@example.org), by issuer and serial for the
+		// rest (bob, and alice's self-copy).
+		type certID struct {
+			owner string
+			ski   []byte
+			sn    string
+		}
+		var certs []certID
+		for _, name := range []string{"alice", "bob", "olivia"} {
+			c := env.Cert(t, name)
+			certs = append(certs, certID{name, c.SubjectKeyId, c.SerialNumber.String()})
+		}
 		s := process(t, p, "bob@example.test", "olivia@example.org")
+		seen := map[string]int{}
 		for _, pk := range s.Packages {
 			sub, err := p.Seal(context.Background(), "T3", queue.Envelope{MailFrom: "alice@example.test", RcptTo: pk.RcptTo}, []byte(msg))
 			if err != nil {
@@ -175,11 +189,27 @@ func TestProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, ri := range env.RecipientInfos {
-				isOlivia := ri.SubjectKeyID != nil
-				if isOlivia != (pk.RcptTo[0] == "olivia@example.org" && ri.Serial == nil) && ri.SubjectKeyID != nil {
-					t.Fatalf("unexpected SKI id in package for %v", pk.RcptTo)
+				owner := ""
+				for _, c := range certs {
+					if ri.SubjectKeyID != nil && bytes.Equal(ri.SubjectKeyID, c.ski) ||
+						ri.Serial != nil && ri.Serial.String() == c.sn {
+						owner = c.owner
+					}
 				}
+				wantSKI := owner == "olivia"
+				switch {
+				case owner == "":
+					t.Fatalf("package for %v: RecipientInfo names no known certificate (ski %x, serial %v)", pk.RcptTo, ri.SubjectKeyID, ri.Serial)
+				case wantSKI && (ri.SubjectKeyID == nil || ri.Serial != nil || ri.Version != 2):
+					t.Fatalf("package for %v: %s's RecipientInfo is not by subject key identifier (version %d, serial %v)", pk.RcptTo, owner, ri.Version, ri.Serial)
+				case !wantSKI && (ri.SubjectKeyID != nil || ri.Serial == nil || ri.Version != 0):
+					t.Fatalf("package for %v: %s's RecipientInfo is not by issuer and serial (version %d, ski %x)", pk.RcptTo, owner, ri.Version, ri.SubjectKeyID)
+				}
+				seen[owner]++
 			}
+		}
+		if seen["olivia"] == 0 || seen["bob"] == 0 || seen["alice"] == 0 {
+			t.Fatalf("RecipientInfos per owner %v: want bob, olivia and alice each", seen)
 		}
 	})
 }

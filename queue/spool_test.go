@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func TestGroupSync(t *testing.T) {
 			if tt.remove {
 				os.Remove(dir)
 			}
-			g := newGroupSync(dir)
+			g := newGroupSync(dir, syncDir)
 			var wg sync.WaitGroup
 			errs := make([]error, tt.callers)
 			for i := range tt.callers {
@@ -51,6 +52,62 @@ func TestGroupSync(t *testing.T) {
 				t.Errorf("left leading=%v next=%v", g.leading, g.next)
 			}
 		})
+	}
+}
+
+// TestGroupSyncWaitsForLaterSync: a caller that arrives while an fsync is
+// running has renamed after that fsync started, so the fsync may miss its
+// rename; it must wait for one that starts after its call.
+func TestGroupSyncWaitsForLaterSync(t *testing.T) {
+	started := make(chan int, 4)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	syncs := 0
+	g := newGroupSync("d", func(string) error {
+		mu.Lock()
+		syncs++
+		n := syncs
+		mu.Unlock()
+		started <- n
+		if n == 1 {
+			<-release
+		}
+		return nil
+	})
+	first := make(chan error, 1)
+	go func() { first <- g.sync() }()
+	if n := <-started; n != 1 {
+		t.Fatalf("fsync %d started first", n)
+	}
+	// The second caller arrives while the first fsync runs.
+	second := make(chan int, 1)
+	go func() {
+		if err := g.sync(); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		second <- syncs
+		mu.Unlock()
+	}()
+	// Wait (on the group's own state, not a clock) until it is queued.
+	for {
+		g.mu.Lock()
+		queued := g.next != nil
+		g.mu.Unlock()
+		if queued {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-second; n != 2 {
+		t.Fatalf("second caller returned after %d fsyncs; it must wait for one that started after it", n)
+	}
+	if n := <-started; n != 2 {
+		t.Fatalf("fsync %d started second", n)
 	}
 }
 

@@ -188,6 +188,22 @@ func TestDecoders(t *testing.T) {
 			if len(sealed.Packages) != 1 {
 				t.Fatalf("want one package for To recipients, got %d", len(sealed.Packages))
 			}
+			// Every RecipientInfo, the self-copy's too, uses the identifier the policy asked for.
+			env, err := cms.ParseEnveloped(sealed.Packages[0].CMS().Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(env.RecipientInfos) != tc.n+1 {
+				t.Fatalf("%d RecipientInfos, want %d (recipients + self-copy)", len(env.RecipientInfos), tc.n+1)
+			}
+			for i, ri := range env.RecipientInfos {
+				if got := ri.SubjectKeyID != nil && ri.Serial == nil && ri.Version == 2; got != tc.ski {
+					t.Fatalf("RecipientInfo %d: subject key identifier %x, serial %v, version %d; want ski %v", i, ri.SubjectKeyID, ri.Serial, ri.Version, tc.ski)
+				}
+				if !tc.ski && (ri.Serial == nil || ri.Version != 0) {
+					t.Fatalf("RecipientInfo %d: serial %v, version %d; want issuer and serial", i, ri.Serial, ri.Version)
+				}
+			}
 			pkg := render(t, sealed.Packages[0])
 			want := smimeType(tc.profile)
 			if !bytes.Contains(pkg, []byte("smime-type="+want)) {
