@@ -90,28 +90,33 @@ func (c *conn) probeMechanisms(name string, roles Roles) error {
 	for _, m := range list {
 		c.mechs[m.Mechanism] = true
 	}
+	return checkRoles(name, func(m uint) bool { return c.mechs[m] }, roles)
+}
+
+// CheckRoles says what, of what roles need, a token with mechanisms ms lacks: nil when nothing,
+// else an ErrMechanism error like the one Open gives.
+func CheckRoles(name string, ms []Mechanism, roles Roles) error {
+	have := map[uint]bool{}
+	for _, m := range ms {
+		have[m.ID] = true
+	}
+	return checkRoles(name, func(m uint) bool { return have[m] }, roles)
+}
+
+func checkRoles(name string, has func(uint) bool, roles Roles) error {
 	if roles&RoleContent != 0 {
 		for _, m := range contentMechanisms {
-			if !c.mechs[m] {
+			if !has(m) {
 				return &Error{Op: "check token mechanisms", Kind: ErrMechanism,
 					Err: &MechanismError{Token: name, Mechanism: []uint{m}, Need: "role content"}}
 			}
 		}
 	}
-	if roles&RoleSign != 0 && !c.hasAny(signMechanisms) {
+	if roles&RoleSign != 0 && !has(signMechanisms[0]) && !has(signMechanisms[1]) {
 		return &Error{Op: "check token mechanisms", Kind: ErrMechanism,
 			Err: &MechanismError{Token: name, Mechanism: signMechanisms, Need: "role sign"}}
 	}
 	return nil
-}
-
-func (c *conn) hasAny(ms []uint) bool {
-	for _, m := range ms {
-		if c.mechs[m] {
-			return true
-		}
-	}
-	return false
 }
 
 // signMechanismFor is the mechanism a key of pub's type signs with (pss for RSA-PSS).

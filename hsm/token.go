@@ -31,7 +31,10 @@ type Config struct {
 	Name string
 	// Roles are what the appliance asks of the token; Open refuses a token that lacks a mechanism
 	// one of them needs. Zero means AllRoles.
-	Roles       Roles
+	Roles Roles
+	// Inspect opens the token to look at it (`keys mechanisms`): its mechanisms are listed but not
+	// checked against Roles, and OAEP is not probed.
+	Inspect     bool
 	PIN         string        // user PIN; never logged, never in an error
 	MaxSessions int           // sessions for content-key work, and as many for signing; default 4
 	PoolTimeout time.Duration // longest wait for a free session when ctx allows longer; default 30s
@@ -211,11 +214,15 @@ func connect(cfg Config, gen uint64) (*conn, error) {
 			return nil, &Error{Op: op, Kind: ErrTokenNotFound, Err: err}
 		}
 	}
-	if err := c.probeMechanisms(cfg.name(), cfg.Roles); err != nil {
+	roles := cfg.Roles
+	if cfg.Inspect {
+		roles = 0
+	}
+	if err := c.probeMechanisms(cfg.name(), roles); err != nil {
 		c.close()
 		return nil, fail(op, err)
 	}
-	if cfg.Roles&RoleContent != 0 {
+	if roles&RoleContent != 0 {
 		if err := c.probeOAEP(); err != nil {
 			c.close()
 			return nil, fail(op, err)

@@ -2,7 +2,7 @@
 # deps.sh: install the Debian packages the appliance's demo and tests use, when any is missing.
 # Go itself comes with the machine (/usr/local/go); Debian's golang is too old for this module.
 set -euo pipefail
-pkgs=(softhsm2 opensc openssl gpgsm gpgconf gpg-agent libnss3-tools swaks libnet-ssleay-perl libio-socket-ssl-perl ca-certificates slapd ldap-utils postfix)
+pkgs=(softhsm2 p11-kit p11-kit-modules opensc openssl gpgsm gpgconf gpg-agent libnss3-tools swaks libnet-ssleay-perl libio-socket-ssl-perl ca-certificates slapd ldap-utils postfix)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
