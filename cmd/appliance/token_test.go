@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -22,8 +23,11 @@ import (
 
 	"appliance/config"
 	"appliance/hsm"
+	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/smime"
 	"appliance/smtpfront"
 
 	"github.com/miekg/pkcs11"
@@ -427,5 +431,75 @@ func TestTokensCard(t *testing.T) {
 	}
 	if !strings.Contains(log.b.String(), "token=card") {
 		t.Errorf("the log does not name the card:\n%s", log.b.String())
+	}
+}
+
+// A sender whose key on the token is ECDSA P-256 gets mail out that OpenSSL, gpgsm and NSS all
+// verify: the token's ECDSA signature through the whole sealing pipeline.
+func TestECSender(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	t.Cleanup(interop.Cleanup)
+	// frank's certificate is for a P-256 key; an operator loads such a key onto the token the way
+	// mktoken.sh loads alice's.
+	label := fmt.Sprintf("frank-%x", time.Now().UnixNano())
+	if out, err := exec.Command("softhsm2-util", "--import", env.File("frank.key"), "--token", softhsmtest.TokenLabel,
+		"--label", label, "--id", fmt.Sprintf("%x", time.Now().UnixNano()), "--pin", softhsmtest.PIN).CombinedOutput(); err != nil {
+		t.Fatalf("import frank's key: %v\n%s", err, out)
+	}
+	path, _ := certsConfig(t, env, fmt.Sprintf(`[[sender]]
+address = "frank@example.test"
+key = "pkcs11:token=appliance;object=%s"
+cert = %q
+`, label, env.File("frank.chain.pem")))
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := openParts(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	signer, err := p.tokens.Signer(context.Background(), cfg.Senders[1].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := signer.Public().(*ecdsa.PublicKey); !ok {
+		t.Fatalf("frank's key on the token is %T, not ECDSA", signer.Public())
+	}
+	msg := "From: frank@example.test\r\nTo: bob@example.test\r\nSubject: ec\r\nMessage-ID: <ec@example.test>\r\n\r\nsigned on the token with P-256\r\n"
+	sealed, err := p.pipe.Process(context.Background(), "ec", queue.Envelope{MailFrom: "frank@example.test", RcptTo: []string{"bob@example.test"},
+		Helo: "localhost", ReceivedAt: time.Now()}, strings.NewReader(msg))
+	if err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	if len(sealed.Packages) != 1 {
+		t.Fatalf("%d packages, want 1", len(sealed.Packages))
+	}
+	var body bytes.Buffer
+	if _, err := sealed.Packages[0].Body.WriteTo(&body); err != nil {
+		t.Fatal(err)
+	}
+	signed, err := interop.OpenSSLDecrypt(t, env.PKI, "bob", body.Bytes())
+	if err != nil {
+		t.Fatalf("bob decrypts: %v", err)
+	}
+	for name, verify := range map[string]func(testing.TB, string, []byte) ([]byte, error){
+		"openssl": interop.OpenSSLVerify, "gpgsm": interop.GpgsmVerify, "cmsutil": interop.CmsutilVerify,
+	} {
+		content, err := verify(t, env.PKI, signed)
+		if err != nil {
+			t.Errorf("%s rejects the ECDSA signature: %v", name, err)
+		} else if !strings.Contains(string(content), "signed on the token with P-256") {
+			t.Errorf("%s verified content without the text:\n%s", name, content)
+		}
+	}
+	// The signature really is ECDSA: the SignerInfo's algorithm, as openssl prints it.
+	ps, err := smime.ParseSigned(signed)
+	if err != nil {
+		t.Fatalf("the decrypted package is not multipart/signed: %v", err)
+	}
+	if out, err := interop.OpenSSLPrint(t, ps.Signature); err != nil || !strings.Contains(out, "ecdsa-with-SHA256") {
+		t.Errorf("SignedData does not say ecdsa-with-SHA256 (%v):\n%s", err, out)
 	}
 }
