@@ -163,6 +163,13 @@ func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
 		}
 		return nil, &Error{Op: "find key pair", Kind: ErrKeyNotFound}
 	case 1:
+		always, h, err := c.alwaysAuthenticate(u)
+		if err != nil {
+			return nil, err
+		}
+		if always {
+			return &authSigner{c: c, handle: h, pub: keys[0].Public()}, nil
+		}
 		return keys[0], nil
 	}
 	return nil, &Error{Op: "find key pair", Kind: ErrAmbiguousKey, Err: fmt.Errorf("%d key pairs match", len(keys))}

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -185,5 +186,65 @@ func TestCardChild(t *testing.T) {
 	_, err = s.Sign(rand.Reader, digest[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
 	if want := `token "card" has no CKM_RSA_PKCS_PSS, needed for key "pkcs11:token=card;object=alice"`; !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) {
 		t.Errorf("PSS on a card without CKM_RSA_PKCS_PSS: %v, want %q", err, want)
+	}
+}
+
+// pkcs11Tool runs OpenSC's pkcs11-tool on the test token, logged in.
+func pkcs11Tool(t *testing.T, env *softhsmtest.Env, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("pkcs11-tool (opensc) is missing (CI is set: a failure, not a skip)")
+		}
+		t.Skip("pkcs11-tool (opensc) is missing")
+	}
+	out, err := exec.Command("pkcs11-tool", append([]string{"--module", env.Module, "--token-label", softhsmtest.TokenLabel,
+		"--login", "--pin", softhsmtest.PIN}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Keys marked CKA_ALWAYS_AUTHENTICATE, as a smartcard's signature key is, need the PIN again
+// before each signature (a context-specific login); the Signer does that, for RSA PKCS#1 v1.5,
+// RSA-PSS and ECDSA. SoftHSM2 refuses C_Sign without it (CKR_USER_NOT_LOGGED_IN).
+func TestAlwaysAuthenticate(t *testing.T) {
+	tok, env := open(t, nil)
+	ctx := context.Background()
+	rsaLabel, ecLabel := unique("always-rsa"), unique("always-ec")
+	pkcs11Tool(t, env, "--keypairgen", "--key-type", "rsa:2048", "--label", rsaLabel, "--id", fmt.Sprintf("%x", randBytes(8)), "--always-auth", "--usage-sign")
+	pkcs11Tool(t, env, "--keypairgen", "--key-type", "EC:prime256v1", "--label", ecLabel, "--id", fmt.Sprintf("%x", randBytes(8)), "--always-auth", "--usage-sign")
+	if objs := pkcs11Tool(t, env, "--list-objects", "--type", "privkey"); strings.Count(objs, "always authenticate") < 2 {
+		t.Fatalf("pkcs11-tool does not show two always-authenticate keys:\n%s", objs)
+	}
+	tests := []struct {
+		name, label string
+		opts        crypto.SignerOpts
+	}{
+		{"ok rsa pkcs1v15 sha256", rsaLabel, crypto.SHA256},
+		{"ok rsa pkcs1v15 sha512", rsaLabel, crypto.SHA512},
+		{"ok rsa pss", rsaLabel, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}},
+		{"ok ecdsa p256", ecLabel, crypto.SHA256},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tok.Signer(ctx, "pkcs11:object="+tc.label)
+			if err != nil {
+				t.Fatalf("Signer: %v", err)
+			}
+			for i := 0; i < 3; i++ { // the PIN is needed again each time
+				h := tc.opts.HashFunc().New()
+				fmt.Fprintf(h, "message %d", i)
+				digest := h.Sum(nil)
+				sig, err := s.Sign(rand.Reader, digest, tc.opts)
+				if err != nil {
+					t.Fatalf("Sign %d: %v", i, err)
+				}
+				if err := verify(s.Public(), digest, sig, tc.opts); err != nil {
+					t.Fatalf("verify %d: %v", i, err)
+				}
+			}
+		})
 	}
 }
