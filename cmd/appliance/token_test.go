@@ -503,3 +503,55 @@ cert = %q
 		t.Errorf("SignedData does not say ecdsa-with-SHA256 (%v):\n%s", err, out)
 	}
 }
+
+// A card whose signature key needs the PIN before every signature (CKA_ALWAYS_AUTHENTICATE), on
+// a link that can be held: while one of its signatures hangs, the other sender signs and content
+// keys are made as if the card were not there; released, the card's signature completes.
+func TestTokensSlowCard(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	card := env.Serve(t, env.Card(t, "card", cardMechanisms), "card")
+	link := card.Link(t)
+	t.Setenv("P11_KIT_SERVER_ADDRESS", link.Address)
+	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("pkcs11-tool (opensc) is missing (CI is set: a failure, not a skip)")
+		}
+		t.Skip("pkcs11-tool (opensc) is missing")
+	}
+	if out, err := exec.Command("pkcs11-tool", "--module", card.Module, "--token-label", "card", "--login", "--pin", softhsmtest.PIN,
+		"--keypairgen", "--key-type", "rsa:2048", "--label", "carol", "--id", "0c", "--always-auth", "--usage-sign").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --keypairgen --always-auth on the card: %v\n%s", err, out)
+	}
+	set, err := newTokenSet(twoTokenConfig(env, card, "sign"), nil, false)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer set.Close()
+	const alice, carol = "pkcs11:token=appliance;object=alice", "pkcs11:token=card;object=carol"
+	if err := signWith(set, carol); err != nil {
+		t.Fatalf("sign on the card: %v", err)
+	}
+
+	link.Hold()
+	done := make(chan error, 1)
+	go func() { done <- signWith(set, carol) }()
+	for i := 0; i < 20; i++ {
+		if err := signWith(set, alice); err != nil {
+			t.Fatalf("alice signs while the card is busy: %v", err)
+		}
+		k, err := set.NewContentKey(context.Background())
+		if err != nil {
+			t.Fatalf("content key while the card is busy: %v", err)
+		}
+		k.(*supervisedKey).Destroy(context.Background())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the card signed (%v) while its link was held: the test proves nothing", err)
+	default:
+	}
+	link.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("the card's signature after the link was released: %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package softhsmtest
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,4 +146,107 @@ func (r *Remote) Stop() {
 // String names the server for test logs.
 func (r *Remote) String() string {
 	return fmt.Sprintf("p11-kit server for %q at %s", r.label, r.Address)
+}
+
+// Link is a proxy in front of a Remote's socket: what the client sends waits Delay per read
+// (a network round trip), and waits while the link is held (a card busy with a slow signature).
+type Link struct {
+	Address string // P11_KIT_SERVER_ADDRESS for the client
+	ln      net.Listener
+	target  string
+
+	mu    sync.Mutex
+	delay time.Duration
+	held  chan struct{} // closed while traffic flows; nil while not held
+}
+
+// Link starts a proxy to r, closed when the test ends.
+func (r *Remote) Link(tb testing.TB) *Link {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "p11lnk-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l := &Link{Address: "unix:path=" + sock, ln: ln, target: r.socket}
+	tb.Cleanup(func() { ln.Close() })
+	go l.serve()
+	return l
+}
+
+// SetDelay makes every read from the client wait d before it is forwarded.
+func (l *Link) SetDelay(d time.Duration) {
+	l.mu.Lock()
+	l.delay = d
+	l.mu.Unlock()
+}
+
+// Hold stops forwarding what clients send until Release.
+func (l *Link) Hold() {
+	l.mu.Lock()
+	if l.held == nil {
+		l.held = make(chan struct{})
+	}
+	l.mu.Unlock()
+}
+
+// Release lets held traffic through.
+func (l *Link) Release() {
+	l.mu.Lock()
+	if l.held != nil {
+		close(l.held)
+		l.held = nil
+	}
+	l.mu.Unlock()
+}
+
+func (l *Link) wait() {
+	l.mu.Lock()
+	d, held := l.delay, l.held
+	l.mu.Unlock()
+	if held != nil {
+		<-held
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+func (l *Link) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			s, err := net.Dial("unix", l.target)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			go func() {
+				io.Copy(c, s)
+				c.Close()
+			}()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					l.wait()
+					if _, werr := s.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
