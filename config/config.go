@@ -49,6 +49,8 @@ type Config struct {
 	Metrics   Metrics   `toml:"metrics"`
 	Senders   []Sender  `toml:"sender"`
 	Lists     []List    `toml:"list"`
+	// Tokens are [[token]] entries; none means [hsm] is the one token.
+	Tokens []Token `toml:"token"`
 }
 
 // HSM selects the PKCS#11 module and token. Exactly one of PINFile and
@@ -397,4 +399,5 @@ func (c *Config) resolve(base string) {
 		abs(&c.Senders[i].Cert)
 	}
 	c.resolveLists(abs)
+	c.resolveTokens(abs)
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,5 +46,165 @@ func TestHSMHealth(t *testing.T) {
 				t.Errorf("require_up %v, reconnect wait %v; want %v, %v", c.HSM.RequireUp, c.HSM.ReconnectWait(), tt.requireUp, tt.wait)
 			}
 		})
+	}
+}
+
+// twoTokens replaces [hsm]'s token with a full HSM and a sign-only card.
+func twoTokens(s string) string {
+	s = strings.Replace(s, `module = "/usr/lib/softhsm/libsofthsm2.so"
+token = "appliance"              # token label
+pin_file = "/etc/appliance/pin"
+`, "", 1)
+	return s + `
+[[token]]
+name = "hsm"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+uri = "pkcs11:token=appliance"
+pin_file = "/etc/appliance/pin"
+roles = ["sign", "content"]
+
+[[token]]
+name = "card"
+module = "/usr/lib/p11-kit-client.so"
+uri = "pkcs11:token=card;manufacturer=SoftHSM%20project"
+pin_env = "CARD_PIN"
+roles = ["sign"]
+max_sessions = 2
+`
+}
+
+func TestTokens(t *testing.T) {
+	then := func(edits ...func(string) string) func(string) string {
+		return func(s string) string {
+			for _, e := range edits {
+				s = e(s)
+			}
+			return s
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		check   func(*testing.T, *Config)
+		wantErr error
+		wantKey string
+	}{
+		{name: "ok lone hsm is one token with every role", edit: func(s string) string { return s }, check: func(t *testing.T, c *Config) {
+			l := c.TokenList()
+			if len(l) != 1 || l[0].Name != "appliance" || l[0].URI != "pkcs11:token=appliance" || !l[0].HasRole(RoleSign) || !l[0].HasRole(RoleContent) || l[0].MaxSessions != 8 {
+				t.Errorf("TokenList = %+v", l)
+			}
+			if p, f := c.ContentTokens(); p != "appliance" || f != "" {
+				t.Errorf("ContentTokens = %q, %q", p, f)
+			}
+			if n, err := c.TokenFor("pkcs11:object=x", RoleSign); n != "appliance" || err != nil {
+				t.Errorf("TokenFor = %q, %v", n, err)
+			}
+		}},
+		{name: "ok two tokens", edit: then(twoTokens, repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:token=card;object=alice"`)), check: func(t *testing.T, c *Config) {
+			l := c.TokenList()
+			if len(l) != 2 || l[0].MaxSessions != 8 || l[1].MaxSessions != 2 || l[1].HasRole(RoleContent) {
+				t.Errorf("TokenList = %+v", l)
+			}
+			if p, f := c.ContentTokens(); p != "hsm" || f != "" {
+				t.Errorf("ContentTokens = %q, %q", p, f)
+			}
+			for uri, want := range map[string]string{
+				"pkcs11:token=card;object=alice":                                "card",
+				"pkcs11:token=appliance;object=alice":                           "hsm",
+				"pkcs11:token=card;manufacturer=SoftHSM%20project;object=alice": "card",
+			} {
+				if n, err := c.TokenFor(uri, RoleSign); n != want || err != nil {
+					t.Errorf("TokenFor(%s) = %q, %v; want %q", uri, n, err, want)
+				}
+			}
+		}},
+		{name: "ok content token and fallback named", edit: then(twoTokens, add(`
+[[token]]
+name = "standby"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+uri = "pkcs11:token=standby"
+pin_file = "/etc/appliance/pin"
+roles = ["content"]
+`), repl("max_sessions = 8\n", "max_sessions = 8\ncontent_token = \"hsm\"\ncontent_fallback = \"standby\"\n")), check: func(t *testing.T, c *Config) {
+			if p, f := c.ContentTokens(); p != "hsm" || f != "standby" {
+				t.Errorf("ContentTokens = %q, %q", p, f)
+			}
+		}},
+		{name: "fail hsm module beside tokens", edit: then(twoTokens, repl("max_sessions = 8\n", "max_sessions = 8\nmodule = \"/x.so\"\n")), wantErr: ErrConflict, wantKey: "hsm.module"},
+		{name: "fail key picks no token", edit: then(twoTokens, repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:token=other;object=alice"`)), wantErr: ErrInvalid, wantKey: "sender[0].key"},
+		{name: "fail key without token attributes is ambiguous", edit: then(twoTokens, repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:object=alice"`)), wantErr: ErrInvalid, wantKey: "sender[0].key"},
+		{name: "fail list on a sign-only token", edit: then(twoTokens, add(`
+[[list]]
+address = "team@example.test"
+key = "pkcs11:token=card;object=list"
+cert = "/etc/appliance/list.pem"
+members_file = "/etc/appliance/team.txt"
+`)), wantErr: ErrInvalid, wantKey: "list[0].key"},
+		{name: "fail no content token", edit: then(twoTokens, repl(`roles = ["sign", "content"]`, `roles = ["sign"]`)), wantErr: ErrMissing, wantKey: "token"},
+		{name: "fail two content tokens unnamed", edit: then(twoTokens, repl(`roles = ["sign"]`, `roles = ["sign", "content"]`)), wantErr: ErrMissing, wantKey: "hsm.content_token"},
+		{name: "fail content token is sign-only", edit: then(twoTokens, repl("max_sessions = 8\n", "max_sessions = 8\ncontent_token = \"card\"\n")), wantErr: ErrInvalid, wantKey: "hsm.content_token"},
+		{name: "fail fallback unknown", edit: then(twoTokens, repl("max_sessions = 8\n", "max_sessions = 8\ncontent_fallback = \"spare\"\n")), wantErr: ErrInvalid, wantKey: "hsm.content_fallback"},
+		{name: "fail fallback is the content token", edit: then(twoTokens, repl("max_sessions = 8\n", "max_sessions = 8\ncontent_fallback = \"hsm\"\n")), wantErr: ErrConflict, wantKey: "hsm.content_fallback"},
+		{name: "fail content_token without tokens", edit: repl("max_sessions = 8\n", "max_sessions = 8\ncontent_token = \"hsm\"\n"), wantErr: ErrConflict, wantKey: "hsm.content_token"},
+		{name: "fail duplicate name", edit: then(twoTokens, repl(`name = "card"`, `name = "hsm"`)), wantErr: ErrDuplicate, wantKey: "token[1].name"},
+		{name: "fail unknown role", edit: then(twoTokens, repl(`roles = ["sign"]`, `roles = ["decrypt"]`)), wantErr: ErrInvalid, wantKey: "token[1].roles"},
+		{name: "fail no roles", edit: then(twoTokens, repl(`roles = ["sign"]`, `roles = []`)), wantErr: ErrMissing, wantKey: "token[1].roles"},
+		{name: "fail uri names an object", edit: then(twoTokens, repl(`uri = "pkcs11:token=appliance"`, `uri = "pkcs11:token=appliance;object=alice"`)), wantErr: ErrInvalid, wantKey: "token[0].uri"},
+		{name: "fail uri without label or serial", edit: then(twoTokens, repl(`uri = "pkcs11:token=card;manufacturer=SoftHSM%20project"`, `uri = "pkcs11:manufacturer=SoftHSM%20project"`)), wantErr: ErrInvalid, wantKey: "token[1].uri"},
+		{name: "fail both pin sources", edit: then(twoTokens, repl(`pin_env = "CARD_PIN"`, "pin_env = \"CARD_PIN\"\npin_file = \"/p\"")), wantErr: ErrConflict, wantKey: "token[1].pin_env"},
+		{name: "fail no pin", edit: then(twoTokens, repl(`pin_env = "CARD_PIN"`, "")), wantErr: ErrMissing, wantKey: "token[1].pin_file"},
+		{name: "fail no module", edit: then(twoTokens, repl(`module = "/usr/lib/p11-kit-client.so"`, "")), wantErr: ErrMissing, wantKey: "token[1].module"},
+		{name: "fail sessions", edit: then(twoTokens, repl(`max_sessions = 2`, `max_sessions = 1`)), wantErr: ErrInvalid, wantKey: "token[1].max_sessions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.edit(base)))
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("Parse succeeded, want %v", tt.wantErr)
+				}
+				if e := findError(err, tt.wantErr, tt.wantKey); e == nil {
+					t.Fatalf("no %v error for key %q in %q", tt.wantErr, tt.wantKey, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// A token's PIN is read like [hsm]'s, and its errors name the token's keys.
+func TestTokenPIN(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pin")
+	if err := os.WriteFile(good, []byte("1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(dir, "loose")
+	if err := os.WriteFile(loose, []byte("1234\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CARD_PIN", "4321")
+	c := &Config{Tokens: []Token{
+		{Name: "hsm", PINFile: good}, {Name: "card", PINEnv: "CARD_PIN"}, {Name: "bad", PINFile: loose},
+	}}
+	if pin, err := c.TokenPIN("hsm"); pin != "1234" || err != nil {
+		t.Errorf("hsm PIN %q, %v", pin, err)
+	}
+	if pin, err := c.TokenPIN("card"); pin != "4321" || err != nil {
+		t.Errorf("card PIN %q, %v", pin, err)
+	}
+	if _, err := c.TokenPIN("bad"); findError(err, ErrPINFileMode, "token[2].pin_file") == nil {
+		t.Errorf("loose PIN file: %v", err)
+	}
+	if _, err := c.TokenPIN("none"); err == nil {
+		t.Error("PIN of an unknown token")
+	}
+	if errs := c.checkTokenFiles(); len(errs) != 1 {
+		t.Errorf("checkTokenFiles = %v, want the loose PIN file only", errs)
 	}
 }

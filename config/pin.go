@@ -85,11 +85,13 @@ func (c *Config) CheckFiles() error {
 			errs = append(errs, &Error{Key: key, Err: ErrFile, Detail: fmt.Sprintf("%q is a directory", path)})
 		}
 	}
+	if len(c.Tokens) > 0 {
+		errs = append(errs, c.checkTokenFiles()...)
+	} else if _, err := c.PIN(); err != nil {
+		errs = append(errs, err)
+	}
 	if strings.ContainsRune(c.HSM.Module, os.PathSeparator) {
 		check("hsm.module", c.HSM.Module, false)
-	}
-	if _, err := c.PIN(); err != nil {
-		errs = append(errs, err)
 	}
 	check("smtp.tls_cert", c.SMTP.TLSCert, false)
 	check("smtp.tls_key", c.SMTP.TLSKey, false)

@@ -29,6 +29,10 @@ func (c *Config) validate(v *validator) {
 }
 
 func (c *Config) validateHSM(v *validator) {
+	if len(c.Tokens) > 0 {
+		c.validateTokens(v)
+		return
+	}
 	required(v, "hsm.module", c.HSM.Module)
 	required(v, "hsm.token", c.HSM.Token)
 	switch {

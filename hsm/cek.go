@@ -66,6 +66,9 @@ func unwrapTemplate() []*pkcs11.Attribute {
 
 // GenerateCEK makes a fresh AES-256 key on the token.
 func (t *Token) GenerateCEK(ctx context.Context) (*CEK, error) {
+	if err := t.needContent("generate content key"); err != nil {
+		return nil, err
+	}
 	var k *CEK
 	err := t.withSession(ctx, "generate content key", func(c *conn, s pkcs11.SessionHandle) error {
 		h, err := c.p11.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, cekTemplate())
@@ -84,6 +87,9 @@ func (t *Token) GenerateCEK(ctx context.Context) (*CEK, error) {
 // untrusted mail; anything malformed gives ErrUnwrap.
 func (t *Token) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (*CEK, error) {
 	op := fmt.Sprintf("unwrap content key with %q", keyURI)
+	if err := t.needContent(op); err != nil {
+		return nil, err
+	}
 	u, err := ParseURI(keyURI)
 	if err != nil {
 		return nil, err
@@ -125,6 +131,15 @@ func (t *Token) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oa
 		return nil
 	})
 	return k, err
+}
+
+// needContent refuses content-key work on a token not opened for it: its mechanisms were not
+// checked and its OAEP hashes not probed.
+func (t *Token) needContent(op string) error {
+	if t.cfg.Roles&RoleContent == 0 {
+		return &Error{Op: op, Kind: ErrInvalidArgument, Err: fmt.Errorf("token %q does not have role content", t.cfg.name())}
+	}
+	return nil
 }
 
 // badWrapped tells input faults (permanent) from token trouble (maybe temporary).

@@ -32,6 +32,17 @@
 // Tokens differ in the OAEP hashes they take (SoftHSM 2.6: SHA-1 only). Open probes SHA-256, then
 // SHA-1, by wrapping a throwaway key, and [Token.OAEPHash] reports the strongest that worked.
 //
+// # Roles and mechanisms
+//
+// A deployment may have several tokens: a smartcard that can only sign beside an HSM that does
+// everything. [Config.Roles] says what a token is for; Open asks it for its mechanism list
+// (C_GetMechanismList) and refuses it, with [ErrMechanism] naming the token and the mechanism,
+// when a role needs what it lacks. [Token.Signer] does the same for the one mechanism a key needs
+// (CKM_RSA_PKCS, CKM_RSA_PKCS_PSS or CKM_ECDSA). A key with CKA_ALWAYS_AUTHENTICATE signs through
+// miekg with a context-specific login before each C_Sign, since crypto11 cannot. [Config.Select]
+// picks a token by the token attributes of a PKCS#11 URI (label or serial; manufacturer and model
+// must then match).
+//
 // # Errors
 //
 // Every error is an [*Error] with a sentinel Kind for errors.Is. A vanished token, lost handles or

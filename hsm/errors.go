@@ -49,6 +49,10 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrNotPermitted: the key's attributes forbid the operation (for example CKA_UNWRAP false).
 	ErrNotPermitted = errors.New("key not permitted for this operation")
+	// ErrMechanism: the token lacks a mechanism a role or a key needs (a card that cannot make
+	// AES keys asked for content keys, say). The cause is a *MechanismError naming both. Fix the
+	// configuration or the token.
+	ErrMechanism = errors.New("mechanism not supported by the token")
 	// ErrToken: the token refused the operation for another reason; Code says which.
 	ErrToken = errors.New("operation refused by the token")
 )

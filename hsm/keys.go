@@ -90,6 +90,9 @@ func (t *Token) Signer(ctx context.Context, keyURI string) (crypto.Signer, error
 	if err != nil {
 		return nil, fail(op, err)
 	}
+	if err := c.checkSignMechanism(t.cfg.name(), keyURI, inner.Public(), false); err != nil {
+		return nil, err
+	}
 	s := &signer{t: t, uri: u, name: keyURI, gen: c.gen, inner: inner, pub: inner.Public()}
 	t.signerMu.Lock()
 	// The shared lock held since begin means c is still the live connection: Reconnect, which
@@ -160,6 +163,13 @@ func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
 		}
 		return nil, &Error{Op: "find key pair", Kind: ErrKeyNotFound}
 	case 1:
+		always, h, err := c.alwaysAuthenticate(u)
+		if err != nil {
+			return nil, err
+		}
+		if always {
+			return &authSigner{c: c, handle: h, pub: keys[0].Public()}, nil
+		}
 		return keys[0], nil
 	}
 	return nil, &Error{Op: "find key pair", Kind: ErrAmbiguousKey, Err: fmt.Errorf("%d key pairs match", len(keys))}
@@ -190,6 +200,11 @@ func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	inner, err := s.current(c)
 	if err != nil {
 		return nil, fail(op, err)
+	}
+	if _, ok := opts.(*rsa.PSSOptions); ok {
+		if err := c.checkSignMechanism(s.t.cfg.name(), s.name, s.pub, true); err != nil {
+			return nil, err
+		}
 	}
 	if pss, ok := opts.(*rsa.PSSOptions); ok && pss.SaltLength == rsa.PSSSaltLengthAuto {
 		// crypto11 refuses "auto"; the appliance signs with salt = hash length (DESIGN 5), which
@@ -251,7 +266,9 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 	}
 	var gen uint64
 	var inner crypto.Signer
+	var tokenLabel string
 	err := t.withSession(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		tokenLabel = strings.TrimRight(c.token.Label, " ")
 		// Labels are how operators and URIs name keys; a second key with the same label would make
 		// every URI naming it ambiguous.
 		hs, err := c.findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
@@ -284,7 +301,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 	if err != nil {
 		return nil, err
 	}
-	u := &URI{Token: t.cfg.TokenLabel, Object: label, ID: id}
+	u := &URI{Token: tokenLabel, Object: label, ID: id}
 	return &signer{t: t, uri: u, name: u.String(), gen: gen, inner: inner, pub: inner.Public()}, nil
 }
 

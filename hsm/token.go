@@ -21,8 +21,20 @@ import (
 // Config says which token to use. Options pass as a struct with exported fields; zero values take
 // the documented defaults.
 type Config struct {
-	Module      string        // path of the PKCS#11 library
-	TokenLabel  string        // CKA_LABEL of the token
+	Module     string // path of the PKCS#11 library
+	TokenLabel string // CKA_LABEL of the token
+	// Select, when set, chooses the token by the token attributes of a PKCS#11 URI (token label,
+	// serial, manufacturer, model). Its label, or its serial when it has none, finds the token;
+	// every attribute it gives must then match. TokenLabel may be empty when Select is set.
+	Select *URI
+	// Name is what errors and logs call the token (the configuration's name); default its label.
+	Name string
+	// Roles are what the appliance asks of the token; Open refuses a token that lacks a mechanism
+	// one of them needs. Zero means AllRoles.
+	Roles Roles
+	// Inspect opens the token to look at it (`keys mechanisms`): its mechanisms are listed but not
+	// checked against Roles, and OAEP is not probed.
+	Inspect     bool
 	PIN         string        // user PIN; never logged, never in an error
 	MaxSessions int           // sessions for content-key work, and as many for signing; default 4
 	PoolTimeout time.Duration // longest wait for a free session when ctx allows longer; default 30s
@@ -30,8 +42,27 @@ type Config struct {
 
 // String leaves the PIN out, so a Config printed by mistake does not leak it.
 func (c Config) String() string {
-	return fmt.Sprintf("hsm.Config{Module: %q, TokenLabel: %q, PIN: <redacted>, MaxSessions: %d, PoolTimeout: %v}",
-		c.Module, c.TokenLabel, c.MaxSessions, c.PoolTimeout)
+	sel := ""
+	if c.Select != nil {
+		sel = c.Select.String()
+	}
+	return fmt.Sprintf("hsm.Config{Module: %q, TokenLabel: %q, Select: %q, Name: %q, Roles: %q, PIN: <redacted>, MaxSessions: %d, PoolTimeout: %v}",
+		c.Module, c.TokenLabel, sel, c.Name, c.Roles, c.MaxSessions, c.PoolTimeout)
+}
+
+// name is what errors call the token.
+func (c Config) name() string {
+	switch {
+	case c.Name != "":
+		return c.Name
+	case c.TokenLabel != "":
+		return c.TokenLabel
+	case c.Select != nil && c.Select.Token != "":
+		return c.Select.Token
+	case c.Select != nil:
+		return "serial " + c.Select.Serial
+	}
+	return ""
 }
 
 // GoString keeps %#v from printing the PIN too.
@@ -106,13 +137,21 @@ type conn struct {
 	pool  *sessionPool
 	gen   uint64
 	oaep  []crypto.Hash // hashes the token accepts for RSA-OAEP wrapping, strongest first
+	mechs map[uint]bool // C_GetMechanismList at connect
 
 	pubs    pubCache      // recipients' public keys on the token, for wrapping
 	imports atomic.Uint64 // public key imports; tests read it
 }
 
-// Open loads the module, finds the token, logs in and probes which OAEP hashes the token supports.
+// Open loads the module, finds the token, logs in, checks that the token has the mechanisms its
+// roles need and, for RoleContent, probes which OAEP hashes it supports.
 func Open(cfg Config) (*Token, error) {
+	if cfg.Roles == 0 {
+		cfg.Roles = AllRoles
+	}
+	if cfg.Select != nil && cfg.TokenLabel == "" {
+		cfg.TokenLabel = cfg.Select.Token
+	}
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = defaultMaxSessions
 	}
@@ -122,8 +161,10 @@ func Open(cfg Config) (*Token, error) {
 	switch {
 	case cfg.Module == "":
 		return nil, &Error{Op: "open token", Kind: ErrInvalidArgument, Err: errors.New("no module path")}
-	case cfg.TokenLabel == "":
-		return nil, &Error{Op: "open token", Kind: ErrInvalidArgument, Err: errors.New("no token label")}
+	case cfg.TokenLabel == "" && (cfg.Select == nil || cfg.Select.Serial == ""):
+		return nil, &Error{Op: "open token", Kind: ErrInvalidArgument, Err: errors.New("no token label or serial")}
+	case cfg.Roles&^AllRoles != 0:
+		return nil, &Error{Op: "open token", Kind: ErrInvalidArgument, Err: fmt.Errorf("unknown roles %#x", uint8(cfg.Roles))}
 	case cfg.MaxSessions < 1:
 		return nil, &Error{Op: "open token", Kind: ErrInvalidArgument, Err: fmt.Errorf("max sessions %d is below 1", cfg.MaxSessions)}
 	case cfg.PoolTimeout < 0:
@@ -142,13 +183,18 @@ func Open(cfg Config) (*Token, error) {
 // initialises it and logs in; miekg's Initialize then sees CKR_CRYPTOKI_ALREADY_INITIALIZED and its
 // sessions inherit the login. Only crypto11 ever finalizes (on its last Close).
 func connect(cfg Config, gen uint64) (*conn, error) {
-	op := fmt.Sprintf("open token %q with module %q", cfg.TokenLabel, cfg.Module)
+	op := fmt.Sprintf("open token %q with module %q", cfg.name(), cfg.Module)
 	if _, err := os.Stat(cfg.Module); err != nil {
 		return nil, &Error{Op: op, Kind: ErrModule, Err: err}
+	}
+	serial := ""
+	if cfg.TokenLabel == "" {
+		serial = cfg.Select.Serial
 	}
 	c11, err := crypto11.Configure(&crypto11.Config{
 		Path:        cfg.Module,
 		TokenLabel:  cfg.TokenLabel,
+		TokenSerial: serial,
 		Pin:         cfg.PIN,
 		MaxSessions: cfg.MaxSessions + 1, // crypto11 keeps one for itself
 		// crypto11 waits forever when this is 0; ours never is.
@@ -162,9 +208,25 @@ func connect(cfg Config, gen uint64) (*conn, error) {
 		c.close()
 		return nil, fail(op, err)
 	}
-	if err := c.probeOAEP(); err != nil {
+	if cfg.Select != nil {
+		if err := c.matchToken(cfg.Select); err != nil {
+			c.close()
+			return nil, &Error{Op: op, Kind: ErrTokenNotFound, Err: err}
+		}
+	}
+	roles := cfg.Roles
+	if cfg.Inspect {
+		roles = 0
+	}
+	if err := c.probeMechanisms(cfg.name(), roles); err != nil {
 		c.close()
 		return nil, fail(op, err)
+	}
+	if roles&RoleContent != 0 {
+		if err := c.probeOAEP(); err != nil {
+			c.close()
+			return nil, fail(op, err)
+		}
 	}
 	return c, nil
 }
@@ -188,7 +250,7 @@ func (c *conn) openMiekg(cfg Config) error {
 		if err != nil {
 			return err
 		}
-		if ti.Label == cfg.TokenLabel {
+		if cfg.TokenLabel != "" && ti.Label == cfg.TokenLabel || cfg.TokenLabel == "" && ti.SerialNumber == cfg.Select.Serial {
 			c.slot, c.token = s, ti
 			c.slotI, err = p11.GetSlotInfo(s)
 			if err != nil {

@@ -30,6 +30,8 @@ ca-certificates|ca-certificates|test -s /etc/ssl/certs/ca-certificates.crt
 slapd|slapd|test -x /usr/sbin/slapd && command -v slaptest >/dev/null
 ldapadd|ldap-utils|command -v ldapadd >/dev/null
 postfix|postfix|test -x /usr/sbin/postfix && command -v postconf >/dev/null
+p11-kit|p11-kit|p11-kit server --help 2>&1 | grep -q -- --foreground
+p11-kit-client|p11-kit-modules|ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1
 debootstrap|debootstrap|command -v debootstrap >/dev/null
 TABLE
 )

@@ -31,7 +31,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 		}
 		defer p.Close()
 		for _, s := range cfg.Senders {
-			if _, err := p.token.Signer(bgctx(), s.Key); err != nil {
+			if _, err := p.tokens.Signer(bgctx(), s.Key); err != nil {
 				return fmt.Errorf("sender %q: %w", s.Address, err)
 			}
 		}

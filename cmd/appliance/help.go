@@ -31,6 +31,17 @@ var configHelp = []helpSection{
 		{"max_sessions", "integer 2..1024, default 8", "PKCS#11 sessions to open; one is kept by crypto11 for itself, so 2 means no parallelism."},
 		{"require_up", "boolean, default false", "Answer 451 4.3.0 at MAIL while the token is unavailable. Off, mail is accepted while the spool has room and sealed when the token is back."},
 		{"reconnect_max", "duration, default \"30s\"", "The longest wait between reconnection attempts after the token was lost (100ms..10m)."},
+		{"content_token", "string", "With [[token]] entries: the token that makes content keys; may be left out when one token has role content."},
+		{"content_fallback", "string", "With [[token]] entries: a second token with role content that makes content keys while content_token is unavailable."},
+	}},
+	{"[token]", "[[token]]: one of several tokens (instead of module, token and PIN in [hsm]). Each sender's and list's key URI picks its token by its token attributes. Start refuses a token lacking a mechanism its roles need.", []helpKey{
+		{"name", "string, required", "What the logs and `keys -token` call the token."},
+		{"module", "path, required", "The PKCS#11 library reaching the token (p11-kit-client.so for a remote one)."},
+		{"uri", "PKCS#11 URI, required", "Selects the token: token= (label) or serial=, optionally manufacturer= and model=."},
+		{"pin_file", "path", "A file holding the token's user PIN (mode 0600). Exactly one of pin_file and pin_env."},
+		{"pin_env", "string", "The environment variable holding the token's user PIN."},
+		{"roles", "list of \"sign\", \"content\", required", "sign: senders' and lists' keys; content: content keys, encryption and key wrapping (a list's token needs both)."},
+		{"max_sessions", "integer 2..1024, default hsm.max_sessions", "PKCS#11 sessions to open on this token."},
 	}},
 	{"smtp", "The submission listener: who may hand mail to the appliance, and how much a client may cost.", []helpKey{
 		{"listen", "host:port, default \"127.0.0.1:2525\"", "The SMTP listener. With Postfix as content filter: 127.0.0.1:10025."},

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"appliance/config"
@@ -15,13 +16,17 @@ import (
 	"appliance/hsm"
 )
 
-const keysUsage = `usage: appliance keys SUBCOMMAND -config FILE [flags]
+const keysUsage = `usage: appliance keys SUBCOMMAND -config FILE [-token NAME] [flags]
 
 subcommands:
   generate -label NAME [-type rsa2048|rsa3072|p256]   make a key pair on the token
   csr -key URI -email ADDR [-cn NAME]                  write a PKCS#10 request signed on the token
   import-cert -key URI FILE.pem                        store the issued certificate beside its key
-  list                                                 list key pairs and their certificates`
+  list                                                 list key pairs and their certificates
+  mechanisms                                           list what the token can do, and what its roles need
+
+-token NAME picks one of the configuration's [[token]] entries; it may be left out when there is
+one token (a lone [hsm] is one token, named by its label).`
 
 func runKeys(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
@@ -33,7 +38,8 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("keys "+sub, "-config FILE ...", stderr)
-	cfgPath := fs.String("config", "", "configuration file (TOML); only its [hsm] section is used")
+	cfgPath := fs.String("config", "", "configuration file (TOML); only its [hsm] and [[token]] sections are used")
+	tokenName := fs.String("token", "", "the [[token]] to work on (default: the only one)")
 	label := fs.String("label", "", "object label for the new key pair (generate)")
 	kind := fs.String("type", "rsa2048", "key type: rsa2048, rsa3072 or p256 (generate)")
 	keyURI := fs.String("key", "", "PKCS#11 URI of the key, e.g. pkcs11:token=appliance;object=alice")
@@ -42,11 +48,21 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	switch sub {
+	case "generate", "csr", "import-cert", "list", "mechanisms":
+	default:
+		fmt.Fprintln(stderr, keysUsage)
+		return fmt.Errorf("%w: unknown keys subcommand %q", errUsage, sub)
+	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	tok, err := openToken(cfg)
+	t, err := pickToken(cfg, *tokenName)
+	if err != nil {
+		return err
+	}
+	tok, err := openToken(cfg, t, sub == "mechanisms")
 	if err != nil {
 		return err
 	}
@@ -65,7 +81,11 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		if _, err := tok.GenerateKeyPair(ctx, *label, k); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "generated %s key pkcs11:token=%s;object=%s\n", k, cfg.HSM.Token, *label)
+		info, err := tok.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "generated %s key %s\n", k, &hsm.URI{Token: info.Label, Object: *label})
 	case "csr":
 		if *keyURI == "" || *email == "" {
 			return fmt.Errorf("%w: -key and -email are required", errUsage)
@@ -117,18 +137,81 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintln(stdout)
 		}
-	default:
-		fmt.Fprintln(stderr, keysUsage)
-		return fmt.Errorf("%w: unknown keys subcommand %q", errUsage, sub)
+	case "mechanisms":
+		return printMechanisms(stdout, t, tok)
 	}
 	return nil
 }
 
-func openToken(cfg *config.Config) (*hsm.Token, error) {
-	pin, err := cfg.PIN()
+// pickToken is the configured token called name, or the only one when name is empty.
+func pickToken(cfg *config.Config, name string) (config.Token, error) {
+	all := cfg.TokenList()
+	if name == "" {
+		if len(all) == 1 {
+			return all[0], nil
+		}
+		names := make([]string, len(all))
+		for i, t := range all {
+			names[i] = t.Name
+		}
+		return config.Token{}, fmt.Errorf("%w: the configuration has %d tokens; pick one with -token (%s)", errUsage, len(all), strings.Join(names, ", "))
+	}
+	t, ok := cfg.FindToken(name)
+	if !ok {
+		return config.Token{}, fmt.Errorf("%w: no token named %q in the configuration", errUsage, name)
+	}
+	return t, nil
+}
+
+// openToken opens the configured token t for its roles, or, to inspect it, without checking them.
+func openToken(cfg *config.Config, t config.Token, inspect bool) (*hsm.Token, error) {
+	hc, err := tokenConfig(cfg, t)
 	if err != nil {
 		return nil, err
 	}
-	return hsm.Open(hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.Token, PIN: pin,
-		MaxSessions: cfg.HSM.MaxSessions, PoolTimeout: 30 * time.Second})
+	hc.Inspect = inspect
+	return hsm.Open(hc)
+}
+
+// printMechanisms lists the token's mechanisms, one a line, marking what its roles need, and ends
+// with what it lacks for them.
+func printMechanisms(w io.Writer, t config.Token, tok *hsm.Token) error {
+	ms, err := tok.Mechanisms()
+	if err != nil {
+		return err
+	}
+	info, err := tok.Info()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "token %q (label %q, manufacturer %q, model %q, serial %q), roles %s\n",
+		t.Name, info.Label, info.Manufacturer, info.Model, info.Serial, strings.Join(t.Roles, ","))
+	for _, m := range ms {
+		var need []string
+		if m.ForSign {
+			need = append(need, "sign")
+		}
+		if m.ForContent {
+			need = append(need, "content")
+		}
+		line := fmt.Sprintf("%-28s keys %d..%d  %s", m.Name, m.MinKey, m.MaxKey, strings.Join(m.UsedFor, ","))
+		if len(need) > 0 {
+			line += "  (role " + strings.Join(need, ", ") + ")"
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+	var roles hsm.Roles
+	for _, r := range t.Roles {
+		x, err := hsm.ParseRole(r)
+		if err != nil {
+			return err
+		}
+		roles |= x
+	}
+	if err := hsm.CheckRoles(t.Name, ms, roles); err != nil {
+		fmt.Fprintf(w, "missing: %v\n", err)
+	} else {
+		fmt.Fprintf(w, "roles %s: ok\n", strings.Join(t.Roles, ","))
+	}
+	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -252,4 +254,101 @@ func TestKeys(t *testing.T) {
 			})
 		}
 	})
+}
+
+// tokensConfigFile writes a configuration with the test token ("hsm") and the card ("card", with
+// cardRoles) as [[token]] entries.
+func tokensConfigFile(t *testing.T, env *softhsmtest.Env, card *softhsmtest.Remote, cardRoles string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`[hsm]
+max_sessions = 4
+content_token = "hsm"
+[smtp]
+hostname = "relay.example.test"
+[relay]
+next_hop = "127.0.0.1:2526"
+[spool]
+dir = %q
+[directory]
+certs = %q
+roots = %q
+[[sender]]
+address = "alice@example.test"
+key = "pkcs11:token=appliance;object=alice"
+cert = %q
+[[token]]
+name = "hsm"
+module = %q
+uri = "pkcs11:token=appliance"
+pin_file = %q
+roles = ["sign", "content"]
+[[token]]
+name = "card"
+module = %q
+uri = "pkcs11:token=card"
+pin_file = %q
+roles = %s
+`, filepath.Join(dir, "spool"), env.File("certs"), env.File("roots.pem"), env.File("alice.chain.pem"),
+		env.Module, env.PINFile, card.Module, env.PINFile, cardRoles)
+	path := filepath.Join(dir, "appliance.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// `keys` works on the token -token names, and `keys mechanisms` shows what a token can do and
+// what its roles lack.
+func TestKeysTokens(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	card := startCard(t, env)
+	cfg := tokensConfigFile(t, env, card, `["sign"]`)
+
+	if _, _, err := runKeysCmd(cfg, "list"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-token (hsm, card)") {
+		t.Errorf("list without -token on two tokens: %v", err)
+	}
+	if _, _, err := runKeysCmd(cfg, "list", "-token", "nope"); !errors.Is(err, errUsage) {
+		t.Errorf("list -token nope: %v", err)
+	}
+
+	out, _, err := runKeysCmd(cfg, "mechanisms", "-token", "card")
+	if err != nil {
+		t.Fatalf("mechanisms -token card: %v", err)
+	}
+	if !strings.Contains(out, `token "card" (label "card"`) || !strings.Contains(out, "CKM_RSA_PKCS ") ||
+		strings.Contains(out, "CKM_AES_KEY_GEN") || !strings.Contains(out, "roles sign: ok") {
+		t.Errorf("mechanisms of the card:\n%s", out)
+	}
+	out, _, err = runKeysCmd(cfg, "mechanisms", "-token", "hsm")
+	if err != nil {
+		t.Fatalf("mechanisms -token hsm: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^CKM_AES_KEY_GEN .*generate.*\(role content\)$`).MatchString(out) || !strings.Contains(out, "roles sign,content: ok") {
+		t.Errorf("mechanisms of the full token:\n%s", out)
+	}
+
+	out, _, err = runKeysCmd(cfg, "generate", "-token", "card", "-label", "dave")
+	if err != nil || !strings.Contains(out, "pkcs11:token=card;object=dave") {
+		t.Fatalf("generate on the card: %q, %v", out, err)
+	}
+	out, _, err = runKeysCmd(cfg, "list", "-token", "card")
+	if err != nil || !strings.Contains(out, "object=carol") || !strings.Contains(out, "object=dave") || strings.Contains(out, "object=alice") {
+		t.Errorf("list -token card: %q, %v", out, err)
+	}
+	out, _, err = runKeysCmd(cfg, "list", "-token", "hsm")
+	if err != nil || strings.Contains(out, "object=dave") || !strings.Contains(out, "object=alice") {
+		t.Errorf("list -token hsm: %q, %v", out, err)
+	}
+
+	// A card configured for a role it cannot do: the key commands refuse it like serve does,
+	// naming what is missing, and mechanisms shows it.
+	bad := tokensConfigFile(t, env, card, `["sign", "content"]`)
+	if _, _, err := runKeysCmd(bad, "list", "-token", "card"); !errors.Is(err, hsm.ErrMechanism) {
+		t.Errorf("list on a card with role content: %v", err)
+	}
+	out, _, err = runKeysCmd(bad, "mechanisms", "-token", "card")
+	if want := `missing: failed to check token mechanisms: mechanism not supported by the token: token "card" has no CKM_AES_KEY_GEN, needed for role content`; err != nil || !strings.Contains(out, want) {
+		t.Errorf("mechanisms of a card with role content: %v\n%s\nwant %q", err, out, want)
+	}
 }

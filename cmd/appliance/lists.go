@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
 
-	"appliance/cms"
 	"appliance/config"
 	"appliance/directory"
-	"appliance/hsm"
 	"appliance/pipeline"
 	"appliance/smtpfront"
 )
@@ -55,8 +52,6 @@ func setupLists(p *parts, sup *tokenSupervisor) error {
 	switch {
 	case sup != nil:
 		tok = sup
-	case p.token != nil:
-		tok = listToken{p.token}
 	default:
 		return errors.New("failed to set up lists: no token")
 	}
@@ -74,22 +69,6 @@ func reloadLists(p *parts, log *slog.Logger) {
 		return
 	}
 	log.Info("list members reloaded", "component", "lists", "lists", len(p.cfg.Lists))
-}
-
-// listToken adapts a plain hsm.Token (no supervisor, as `appliance seal` uses) to
-// pipeline.ListToken: a wrapped key the token refuses, or an OAEP hash it cannot do, is the
-// message's fault; anything else is the token's.
-type listToken struct{ *hsm.Token }
-
-func (t listToken) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
-	k, err := t.Token.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
-	if errors.Is(err, hsm.ErrUnwrap) || errors.Is(err, hsm.ErrOAEPHash) {
-		return nil, fmt.Errorf("%w: %w", pipeline.ErrWrappedKey, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
 }
 
 // withLists adds the lists' posting rules to the front end's policy (smtpfront.ListPolicy) when

@@ -20,7 +20,7 @@ import (
 	"appliance/smtpfront"
 )
 
-// The token supervisor keeps the daemon's one hsm.Token usable across token loss, so that an HSM
+// A token watch keeps one hsm.Token usable across token loss, so that an HSM
 // outage defers sealing instead of failing mail.
 //
 // Every operation goes through it. While the token is up, an operation that fails with
@@ -59,8 +59,8 @@ func (e *hsmDownError) Unwrap() []error {
 
 func (e *hsmDownError) Temporary() bool { return true }
 
-// supervisorOptions configure newTokenSupervisor; zero durations take the defaults.
-type supervisorOptions struct {
+// watchOptions configure newTokenWatch; zero durations take the defaults.
+type watchOptions struct {
 	// Open makes the Token; it is called at start and again until it succeeds if the token was
 	// missing at start.
 	Open func() (*hsm.Token, error)
@@ -76,8 +76,8 @@ type supervisorOptions struct {
 	Log  *slog.Logger
 }
 
-type tokenSupervisor struct {
-	opts supervisorOptions
+type tokenWatch struct {
+	opts watchOptions
 
 	mu    sync.Mutex
 	tok   *hsm.Token  // nil until the first successful Open
@@ -92,10 +92,10 @@ type tokenSupervisor struct {
 	closed bool
 }
 
-// newTokenSupervisor opens the token and starts the reconnect loop. A token that cannot be opened
+// newTokenWatch opens the token and starts the reconnect loop. A token that cannot be opened
 // for a reason that may pass (missing, module not initialisable because the token store is
 // absent) leaves the supervisor down and retrying; see fatalAtStart for the others.
-func newTokenSupervisor(opts supervisorOptions) (*tokenSupervisor, error) {
+func newTokenWatch(opts watchOptions) (*tokenWatch, error) {
 	if opts.Open == nil {
 		return nil, errors.New("failed to start token supervisor: no Open function")
 	}
@@ -112,7 +112,7 @@ func newTokenSupervisor(opts supervisorOptions) (*tokenSupervisor, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &tokenSupervisor{
+	s := &tokenWatch{
 		opts:  opts,
 		since: time.Now(),
 		wake:  make(chan struct{}, 1),
@@ -138,7 +138,7 @@ func newTokenSupervisor(opts supervisorOptions) (*tokenSupervisor, error) {
 // fatalAtStart sorts Open failures at start: those no waiting can cure end the start.
 func fatalAtStart(err error) bool {
 	switch {
-	case errors.Is(err, hsm.ErrPINIncorrect), errors.Is(err, hsm.ErrInvalidArgument):
+	case errors.Is(err, hsm.ErrPINIncorrect), errors.Is(err, hsm.ErrInvalidArgument), errors.Is(err, hsm.ErrMechanism):
 		return true
 	case errors.Is(err, hsm.ErrModule) && errors.Is(err, fs.ErrNotExist):
 		return true // the module file itself is missing, not the token
@@ -147,7 +147,7 @@ func fatalAtStart(err error) bool {
 }
 
 // Healthy is nil while the token is up, else a Temporary() error saying why it is down.
-func (s *tokenSupervisor) Healthy() error {
+func (s *tokenWatch) Healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cause != nil {
@@ -160,7 +160,7 @@ func (s *tokenSupervisor) Healthy() error {
 }
 
 // current returns the live token and its epoch, or the down error.
-func (s *tokenSupervisor) current() (*hsm.Token, uint64, error) {
+func (s *tokenWatch) current() (*hsm.Token, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cause != nil || s.tok == nil {
@@ -171,7 +171,7 @@ func (s *tokenSupervisor) current() (*hsm.Token, uint64, error) {
 
 // observe passes err through, marking the token down when err says it is gone and the failing
 // operation ran on the current connection.
-func (s *tokenSupervisor) observe(epoch uint64, err error) error {
+func (s *tokenWatch) observe(epoch uint64, err error) error {
 	if err == nil || !errors.Is(err, hsm.ErrTokenGone) {
 		return err
 	}
@@ -191,7 +191,7 @@ func (s *tokenSupervisor) observe(epoch uint64, err error) error {
 }
 
 // run reconnects while the token is down and probes it while it is up, until Close.
-func (s *tokenSupervisor) run() {
+func (s *tokenWatch) run() {
 	defer close(s.done)
 	probe := time.NewTicker(s.opts.ProbeEvery)
 	defer probe.Stop()
@@ -213,7 +213,7 @@ func (s *tokenSupervisor) run() {
 }
 
 // recover retries until the token is back (true) or the supervisor is closed (false).
-func (s *tokenSupervisor) recover() bool {
+func (s *tokenWatch) recover() bool {
 	wait := s.opts.MinWait
 	attempts := 0
 	for {
@@ -280,7 +280,7 @@ func kind(err error) error {
 }
 
 // probe exercises an idle token the way sealing will.
-func (s *tokenSupervisor) probe() {
+func (s *tokenWatch) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if s.opts.ProbeKey != "" {
@@ -293,6 +293,9 @@ func (s *tokenSupervisor) probe() {
 			return // observe has marked a lost token down; anything else is not the probe's business
 		}
 	}
+	if tok, _, err := s.current(); err != nil || tok.Roles()&hsm.RoleContent == 0 {
+		return // a sign-only token makes no content keys
+	}
 	k, err := s.NewContentKey(ctx)
 	if err == nil {
 		k.(*supervisedKey).Destroy(ctx)
@@ -300,7 +303,7 @@ func (s *tokenSupervisor) probe() {
 }
 
 // Close stops the loop and closes the token.
-func (s *tokenSupervisor) Close() error {
+func (s *tokenWatch) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -319,14 +322,14 @@ func (s *tokenSupervisor) Close() error {
 }
 
 // OAEPHash is the strongest OAEP hash of the token as last connected; SHA-1 if it was never up.
-func (s *tokenSupervisor) OAEPHash() crypto.Hash {
+func (s *tokenWatch) OAEPHash() crypto.Hash {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.oaep
 }
 
 // NewContentKey makes a content key on the token (pipeline.Token).
-func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+func (s *tokenWatch) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
 	tok, epoch, err := s.current()
 	if err != nil {
 		return nil, err
@@ -341,7 +344,7 @@ func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, er
 // UnwrapCEK unwraps a list's content key on the token (pipeline.ListToken). A wrapped key the
 // token refuses, or wrapped with an OAEP hash it lacks, is the message's fault and says so with
 // pipeline.ErrWrappedKey, as listToken does.
-func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
+func (s *tokenWatch) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
 	tok, epoch, err := s.current()
 	if err != nil {
 		return nil, err
@@ -357,7 +360,7 @@ func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped 
 }
 
 // Signer finds a signing key (pipeline.Token). Its Sign reports a lost token too.
-func (s *tokenSupervisor) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
+func (s *tokenWatch) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
 	tok, epoch, err := s.current()
 	if err != nil {
 		return nil, err
@@ -372,7 +375,7 @@ func (s *tokenSupervisor) Signer(ctx context.Context, keyURI string) (crypto.Sig
 // supervisedKey reports a lost token seen while using a content key. Keys do not survive a
 // reconnect, so a failure of a key from an earlier connection is not news.
 type supervisedKey struct {
-	s     *tokenSupervisor
+	s     *tokenWatch
 	epoch uint64
 	k     *hsm.CEK
 }
@@ -401,7 +404,7 @@ func (k *supervisedKey) Destroy(ctx context.Context) error {
 // supervisedSigner reports a lost token seen while signing. hsm's signer finds its key again
 // after a reconnect, so the epoch that counts is the one current when Sign starts.
 type supervisedSigner struct {
-	s     *tokenSupervisor
+	s     *tokenWatch
 	inner crypto.Signer
 }
 
@@ -416,34 +419,8 @@ func (g *supervisedSigner) Sign(rand io.Reader, digest []byte, opts crypto.Signe
 	return sig, g.s.observe(epoch, err)
 }
 
-// openParts builds the parts for the offline commands, with the token opened directly: they have
-// nothing to defer, so a missing token is an error there.
-func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
-	return openPartsWith(cfg, log, nil)
-}
-
-// startTokenSupervisor opens the configured token under a supervisor. A PIN that cannot be read is
-// a configuration error and stops the start; a token that is not there yet does not.
-func startTokenSupervisor(cfg *config.Config, log *slog.Logger) (*tokenSupervisor, error) {
-	pin, err := cfg.PIN()
-	if err != nil {
-		return nil, err
-	}
-	hc := hsm.Config{Module: cfg.HSM.Module, TokenLabel: cfg.HSM.Token, PIN: pin,
-		MaxSessions: cfg.HSM.MaxSessions, PoolTimeout: 30 * time.Second}
-	opts := supervisorOptions{
-		Open:    func() (*hsm.Token, error) { return hsm.Open(hc) },
-		MaxWait: cfg.HSM.ReconnectWait(),
-		Log:     log.With("component", "hsm"),
-	}
-	if len(cfg.Senders) > 0 {
-		opts.ProbeKey = cfg.Senders[0].Key
-	}
-	return newTokenSupervisor(opts)
-}
-
-// SetOnUp sets the function called after each recovery; see supervisorOptions.OnUp.
-func (s *tokenSupervisor) SetOnUp(f func()) {
+// SetOnUp sets the function called after each recovery; see watchOptions.OnUp.
+func (s *tokenWatch) SetOnUp(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opts.OnUp = f
@@ -470,4 +447,209 @@ func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfron
 		return requireHSM{frontPolicy: f, hsm: sup}
 	}
 	return f
+}
+
+// tokenSupervisor is the daemon's tokens: one tokenWatch per configured token. Each signing key
+// goes to the token its URI picks (config.TokenFor), so a card that is removed defers only the
+// mail of the senders whose keys are on it; content keys come from the content token or, while it
+// is down, from its fallback.
+type tokenSupervisor struct {
+	watches  map[string]*tokenWatch
+	names    []string // configuration order
+	route    func(keyURI, role string) (string, error)
+	content  string
+	fallback string // "" when there is none
+}
+
+var (
+	_ pipeline.Token     = (*tokenSupervisor)(nil)
+	_ pipeline.ListToken = (*tokenSupervisor)(nil)
+)
+
+// tokenConfig is the hsm.Config of the configured token t.
+func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
+	pin, err := cfg.TokenPIN(t.Name)
+	if err != nil {
+		return hsm.Config{}, err
+	}
+	u, err := hsm.ParseURI(t.URI)
+	if err != nil {
+		return hsm.Config{}, err
+	}
+	var roles hsm.Roles
+	for _, r := range t.Roles {
+		x, err := hsm.ParseRole(r)
+		if err != nil {
+			return hsm.Config{}, err
+		}
+		roles |= x
+	}
+	return hsm.Config{Module: t.Module, Select: u, Name: t.Name, Roles: roles, PIN: pin,
+		MaxSessions: t.MaxSessions, PoolTimeout: 30 * time.Second}, nil
+}
+
+// startTokenSupervisor opens every configured token under a watch. A PIN that cannot be read, or
+// a token lacking a mechanism its roles or keys need, is a configuration error and stops the
+// start; a token that is not there yet does not.
+func startTokenSupervisor(cfg *config.Config, log *slog.Logger) (*tokenSupervisor, error) {
+	return newTokenSet(cfg, log, false)
+}
+
+// openTokens opens every configured token for the offline commands: they have nothing to defer,
+// so a missing token is an error there.
+func openTokens(cfg *config.Config) (*tokenSupervisor, error) {
+	return newTokenSet(cfg, nil, true)
+}
+
+func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSupervisor, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	content, fallback := cfg.ContentTokens()
+	set := &tokenSupervisor{watches: map[string]*tokenWatch{}, route: cfg.TokenFor, content: content, fallback: fallback}
+	// Keys by token, so that each watch probes with one of its own keys and start can check that
+	// the token signs with every key's mechanism.
+	keys := map[string][]string{}
+	for _, s := range cfg.Senders {
+		if name, err := cfg.TokenFor(s.Key, config.RoleSign); err == nil {
+			keys[name] = append(keys[name], s.Key)
+		}
+	}
+	for _, l := range cfg.Lists {
+		if name, err := cfg.TokenFor(l.Key, config.RoleSign); err == nil {
+			keys[name] = append(keys[name], l.Key)
+		}
+	}
+	for _, t := range cfg.TokenList() {
+		hc, err := tokenConfig(cfg, t)
+		if err != nil {
+			set.Close()
+			return nil, err
+		}
+		opts := watchOptions{
+			Open:    func() (*hsm.Token, error) { return hsm.Open(hc) },
+			MaxWait: cfg.HSM.ReconnectWait(),
+			Log:     log.With("component", "hsm", "token", t.Name),
+		}
+		if k := keys[t.Name]; len(k) > 0 {
+			opts.ProbeKey = k[0]
+		}
+		if strict {
+			tok, err := hsm.Open(hc)
+			if err != nil {
+				set.Close()
+				return nil, err
+			}
+			opts.Open = func() (*hsm.Token, error) { return tok, nil }
+		}
+		w, err := newTokenWatch(opts)
+		if err != nil {
+			set.Close()
+			return nil, fmt.Errorf("token %q: %w", t.Name, err)
+		}
+		set.watches[t.Name] = w
+		set.names = append(set.names, t.Name)
+		if err := checkKeyMechanisms(w, keys[t.Name]); err != nil {
+			set.Close()
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+// checkKeyMechanisms refuses, at start, a key its token cannot sign with (an EC key on a card
+// without CKM_ECDSA, say). A token that is down is checked when it comes up, by the same lookup.
+func checkKeyMechanisms(w *tokenWatch, keys []string) error {
+	if w.Healthy() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, k := range keys {
+		if _, err := w.Signer(ctx, k); errors.Is(err, hsm.ErrMechanism) {
+			return err
+		}
+	}
+	return nil
+}
+
+// watchFor is the watch of the token keyURI picks for role.
+func (s *tokenSupervisor) watchFor(keyURI, role string) (*tokenWatch, error) {
+	if len(s.names) == 1 {
+		return s.watches[s.names[0]], nil
+	}
+	name, err := s.route(keyURI, role)
+	if err != nil {
+		return nil, fmt.Errorf("failed to pick the token of %q: %w", keyURI, err)
+	}
+	return s.watches[name], nil
+}
+
+// contentWatch is the token that makes content keys now: the content token while it is up, else
+// the fallback while that is up, else the content token (whose error says why it is down).
+func (s *tokenSupervisor) contentWatch() *tokenWatch {
+	w := s.watches[s.content]
+	if w.Healthy() != nil && s.fallback != "" {
+		if f := s.watches[s.fallback]; f.Healthy() == nil {
+			return f
+		}
+	}
+	return w
+}
+
+// Signer finds a signing key on its token (pipeline.Token).
+func (s *tokenSupervisor) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
+	w, err := s.watchFor(keyURI, config.RoleSign)
+	if err != nil {
+		return nil, err
+	}
+	return w.Signer(ctx, keyURI)
+}
+
+// NewContentKey makes a content key on the content token (pipeline.Token).
+func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+	return s.contentWatch().NewContentKey(ctx)
+}
+
+// OAEPHash is the OAEP hash of the token that makes content keys now.
+func (s *tokenSupervisor) OAEPHash() crypto.Hash { return s.contentWatch().OAEPHash() }
+
+// UnwrapCEK unwraps a list's content key on the token of the list's key (pipeline.ListToken).
+func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
+	w, err := s.watchFor(keyURI, config.RoleSign)
+	if err != nil {
+		return nil, err
+	}
+	return w.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
+}
+
+// Healthy is nil while content keys can be made (the content token or its fallback is up), else
+// a Temporary() error saying why not. A sign-only token that is down defers only its senders'
+// mail, so it does not make the daemon unready.
+func (s *tokenSupervisor) Healthy() error { return s.contentWatch().Healthy() }
+
+// SetOnUp sets the function called after any token recovers.
+func (s *tokenSupervisor) SetOnUp(f func()) {
+	for _, w := range s.watches {
+		w.SetOnUp(f)
+	}
+}
+
+// Close stops every watch and closes its token.
+func (s *tokenSupervisor) Close() error {
+	var errs []error
+	for _, w := range s.watches {
+		errs = append(errs, w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Token is the watch of the token called name, for the commands that work on one token.
+func (s *tokenSupervisor) Token(name string) (*hsm.Token, error) {
+	w, ok := s.watches[name]
+	if !ok {
+		return nil, fmt.Errorf("no token named %q", name)
+	}
+	tok, _, err := w.current()
+	return tok, err
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -19,10 +21,16 @@ import (
 	"testing"
 	"time"
 
+	"appliance/config"
 	"appliance/hsm"
+	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/smime"
 	"appliance/smtpfront"
+
+	"github.com/miekg/pkcs11"
 )
 
 func TestFatalAtStart(t *testing.T) {
@@ -85,10 +93,10 @@ func moveToken(t *testing.T, env *softhsmtest.Env) func() {
 	return restore
 }
 
-func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenSupervisor {
+func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenWatch {
 	t.Helper()
 	cfg := hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 2, PoolTimeout: 5 * time.Second}
-	s, err := newTokenSupervisor(supervisorOptions{
+	s, err := newTokenWatch(watchOptions{
 		Open:    func() (*hsm.Token, error) { return hsm.Open(cfg) },
 		MinWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond,
 		OnUp: onUp,
@@ -101,7 +109,7 @@ func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp fu
 	return s
 }
 
-func waitHealthy(t *testing.T, s *tokenSupervisor) {
+func waitHealthy(t *testing.T, s *tokenWatch) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Healthy() != nil {
@@ -112,7 +120,7 @@ func waitHealthy(t *testing.T, s *tokenSupervisor) {
 	}
 }
 
-func sign(s *tokenSupervisor) error {
+func sign(s *tokenWatch) error {
 	ctx := context.Background()
 	signer, err := s.Signer(ctx, "pkcs11:object=alice")
 	if err != nil {
@@ -300,5 +308,250 @@ func TestSupervisorUnwrap(t *testing.T) {
 				t.Fatalf("a bad wrapped key took the token down: %v", err)
 			}
 		})
+	}
+}
+
+// cardMechanisms is a sign-only card: RSA PKCS#1 v1.5 signing and key generation, nothing else.
+const cardMechanisms = "CKM_RSA_PKCS,CKM_RSA_PKCS_KEY_PAIR_GEN,CKM_SHA256_RSA_PKCS"
+
+// startCard serves a sign-only SoftHSM2 token labelled "card", in its own process behind
+// `p11-kit server`, with an RSA key "carol" on it, and points this process's p11-kit client at it.
+func startCard(t *testing.T, env *softhsmtest.Env) *softhsmtest.Remote {
+	t.Helper()
+	r := env.Serve(t, env.Card(t, "card", cardMechanisms), "card")
+	t.Setenv("P11_KIT_SERVER_ADDRESS", r.Address)
+	tok, err := hsm.Open(hsm.Config{Module: r.Module, TokenLabel: "card", PIN: softhsmtest.PIN, Roles: hsm.RoleSign})
+	if err != nil {
+		t.Fatalf("open card: %v", err)
+	}
+	defer tok.Close()
+	if _, err := tok.GenerateKeyPair(context.Background(), "carol", hsm.RSA2048); err != nil {
+		t.Fatalf("generate carol's key on the card: %v", err)
+	}
+	return r
+}
+
+// twoTokenConfig is the full test token with every role beside the card with role sign.
+func twoTokenConfig(env *softhsmtest.Env, card *softhsmtest.Remote, cardRoles ...string) *config.Config {
+	return &config.Config{
+		HSM: config.HSM{MaxSessions: 4, HSMHealth: config.HSMHealth{ReconnectMax: 200 * time.Millisecond}},
+		Tokens: []config.Token{
+			{Name: "hsm", Module: env.Module, URI: "pkcs11:token=appliance", PINFile: env.PINFile, Roles: []string{"sign", "content"}},
+			{Name: "card", Module: card.Module, URI: "pkcs11:token=card;manufacturer=SoftHSM%20project", PINFile: env.PINFile, Roles: cardRoles, MaxSessions: 2},
+		},
+		Senders: []config.Sender{
+			{Address: "alice@example.test", Key: "pkcs11:token=appliance;object=alice"},
+			{Address: "carol@example.test", Key: "pkcs11:token=card;object=carol"},
+		},
+	}
+}
+
+func signWith(s *tokenSupervisor, key string) error {
+	signer, err := s.Signer(context.Background(), key)
+	if err != nil {
+		return err
+	}
+	d := sha256.Sum256([]byte("x"))
+	sig, err := signer.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return err
+	}
+	return rsa.VerifyPKCS1v15(signer.Public().(*rsa.PublicKey), crypto.SHA256, d[:], sig)
+}
+
+// Two tokens: each sender's key is used on the token its URI picks, content keys come from the
+// token with role content, and a configuration asking the sign-only card for content keys is
+// refused at start, naming the token and the mechanism. When the card goes away, only its
+// sender's signing fails, temporarily (the queue defers that mail); when it is back it signs again
+// without a restart.
+func TestTokensCard(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	card := startCard(t, env)
+
+	_, err := newTokenSet(twoTokenConfig(env, card, "sign", "content"), nil, false)
+	want := `token "card" has no CKM_AES_KEY_GEN, needed for role content`
+	if err == nil || !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) || !fatalAtStart(err) {
+		t.Fatalf("start with a content role on the card: %v; want a fatal error saying %q", err, want)
+	}
+
+	log := &lockedLog{}
+	set, err := newTokenSet(twoTokenConfig(env, card, "sign"), slog.New(slog.NewTextHandler(log, nil)), false)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer set.Close()
+	const alice, carol = "pkcs11:token=appliance;object=alice", "pkcs11:token=card;object=carol"
+	for _, k := range []string{alice, carol} {
+		if err := signWith(set, k); err != nil {
+			t.Fatalf("sign with %s: %v", k, err)
+		}
+	}
+	if tok, err := set.Token("card"); err != nil || tok.HasMechanism(pkcs11.CKM_AES_KEY_GEN) {
+		t.Fatalf("the card lists CKM_AES_KEY_GEN (%v), so the signing above proves nothing about routing", err)
+	}
+	key, err := set.NewContentKey(context.Background())
+	if err != nil {
+		t.Fatalf("content key: %v", err)
+	}
+	key.(*supervisedKey).Destroy(context.Background())
+
+	card.Stop()
+	err = signWith(set, carol)
+	if err == nil || !hsm.IsTemporary(err) {
+		t.Fatalf("sign on a removed card: %v, want a temporary error", err)
+	}
+	// Others are unaffected.
+	if err := signWith(set, alice); err != nil {
+		t.Fatalf("alice signs while the card is out: %v", err)
+	}
+	if err := set.Healthy(); err != nil {
+		t.Errorf("Healthy while only the card is out: %v", err)
+	}
+	if _, err := set.NewContentKey(context.Background()); err != nil {
+		t.Errorf("content key while only the card is out: %v", err)
+	}
+
+	card.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := signWith(set, carol)
+		if err == nil {
+			break
+		}
+		if !hsm.IsTemporary(err) {
+			t.Fatalf("sign after the card came back: %v (not temporary)", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("carol still cannot sign 30s after the card came back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := log.count("hsm down"); n != 1 {
+		t.Errorf("%d \"hsm down\" lines, want 1:\n%s", n, log.b.String())
+	}
+	if !strings.Contains(log.b.String(), "token=card") {
+		t.Errorf("the log does not name the card:\n%s", log.b.String())
+	}
+}
+
+// A sender whose key on the token is ECDSA P-256 gets mail out that OpenSSL, gpgsm and NSS all
+// verify: the token's ECDSA signature through the whole sealing pipeline.
+func TestECSender(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	t.Cleanup(interop.Cleanup)
+	// frank's certificate is for a P-256 key; an operator loads such a key onto the token the way
+	// mktoken.sh loads alice's.
+	label := fmt.Sprintf("frank-%x", time.Now().UnixNano())
+	if out, err := exec.Command("softhsm2-util", "--import", env.File("frank.key"), "--token", softhsmtest.TokenLabel,
+		"--label", label, "--id", fmt.Sprintf("%x", time.Now().UnixNano()), "--pin", softhsmtest.PIN).CombinedOutput(); err != nil {
+		t.Fatalf("import frank's key: %v\n%s", err, out)
+	}
+	path, _ := certsConfig(t, env, fmt.Sprintf(`[[sender]]
+address = "frank@example.test"
+key = "pkcs11:token=appliance;object=%s"
+cert = %q
+`, label, env.File("frank.chain.pem")))
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := openParts(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	signer, err := p.tokens.Signer(context.Background(), cfg.Senders[1].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := signer.Public().(*ecdsa.PublicKey); !ok {
+		t.Fatalf("frank's key on the token is %T, not ECDSA", signer.Public())
+	}
+	msg := "From: frank@example.test\r\nTo: bob@example.test\r\nSubject: ec\r\nMessage-ID: <ec@example.test>\r\n\r\nsigned on the token with P-256\r\n"
+	sealed, err := p.pipe.Process(context.Background(), "ec", queue.Envelope{MailFrom: "frank@example.test", RcptTo: []string{"bob@example.test"},
+		Helo: "localhost", ReceivedAt: time.Now()}, strings.NewReader(msg))
+	if err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	if len(sealed.Packages) != 1 {
+		t.Fatalf("%d packages, want 1", len(sealed.Packages))
+	}
+	var body bytes.Buffer
+	if _, err := sealed.Packages[0].Body.WriteTo(&body); err != nil {
+		t.Fatal(err)
+	}
+	signed, err := interop.OpenSSLDecrypt(t, env.PKI, "bob", body.Bytes())
+	if err != nil {
+		t.Fatalf("bob decrypts: %v", err)
+	}
+	for name, verify := range map[string]func(testing.TB, string, []byte) ([]byte, error){
+		"openssl": interop.OpenSSLVerify, "gpgsm": interop.GpgsmVerify, "cmsutil": interop.CmsutilVerify,
+	} {
+		content, err := verify(t, env.PKI, signed)
+		if err != nil {
+			t.Errorf("%s rejects the ECDSA signature: %v", name, err)
+		} else if !strings.Contains(string(content), "signed on the token with P-256") {
+			t.Errorf("%s verified content without the text:\n%s", name, content)
+		}
+	}
+	// The signature really is ECDSA: the SignerInfo's algorithm, as openssl prints it.
+	ps, err := smime.ParseSigned(signed)
+	if err != nil {
+		t.Fatalf("the decrypted package is not multipart/signed: %v", err)
+	}
+	if out, err := interop.OpenSSLPrint(t, ps.Signature); err != nil || !strings.Contains(out, "ecdsa-with-SHA256") {
+		t.Errorf("SignedData does not say ecdsa-with-SHA256 (%v):\n%s", err, out)
+	}
+}
+
+// A card whose signature key needs the PIN before every signature (CKA_ALWAYS_AUTHENTICATE), on
+// a link that can be held: while one of its signatures hangs, the other sender signs and content
+// keys are made as if the card were not there; released, the card's signature completes.
+func TestTokensSlowCard(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	card := env.Serve(t, env.Card(t, "card", cardMechanisms), "card")
+	link := card.Link(t)
+	t.Setenv("P11_KIT_SERVER_ADDRESS", link.Address)
+	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("pkcs11-tool (opensc) is missing (CI is set: a failure, not a skip)")
+		}
+		t.Skip("pkcs11-tool (opensc) is missing")
+	}
+	if out, err := exec.Command("pkcs11-tool", "--module", card.Module, "--token-label", "card", "--login", "--pin", softhsmtest.PIN,
+		"--keypairgen", "--key-type", "rsa:2048", "--label", "carol", "--id", "0c", "--always-auth", "--usage-sign").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --keypairgen --always-auth on the card: %v\n%s", err, out)
+	}
+	set, err := newTokenSet(twoTokenConfig(env, card, "sign"), nil, false)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer set.Close()
+	const alice, carol = "pkcs11:token=appliance;object=alice", "pkcs11:token=card;object=carol"
+	if err := signWith(set, carol); err != nil {
+		t.Fatalf("sign on the card: %v", err)
+	}
+
+	link.Hold()
+	done := make(chan error, 1)
+	go func() { done <- signWith(set, carol) }()
+	for i := 0; i < 20; i++ {
+		if err := signWith(set, alice); err != nil {
+			t.Fatalf("alice signs while the card is busy: %v", err)
+		}
+		k, err := set.NewContentKey(context.Background())
+		if err != nil {
+			t.Fatalf("content key while the card is busy: %v", err)
+		}
+		k.(*supervisedKey).Destroy(context.Background())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the card signed (%v) while its link was held: the test proves nothing", err)
+	default:
+	}
+	link.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("the card's signature after the link was released: %v", err)
 	}
 }

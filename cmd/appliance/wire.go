@@ -10,8 +10,6 @@ import (
 
 	"appliance/config"
 	"appliance/directory"
-	"appliance/hsm"
-	"appliance/internal/hsmkeys"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/smime"
@@ -21,15 +19,15 @@ import (
 
 // parts are the long-lived pieces both serve and seal build from one configuration.
 type parts struct {
-	cfg   *config.Config
-	token *hsm.Token
-	dir   *directory.Directory
-	pipe  *pipeline.Pipeline
+	cfg    *config.Config
+	tokens *tokenSupervisor // the offline commands' tokens; serve's belong to serve
+	dir    *directory.Directory
+	pipe   *pipeline.Pipeline
 }
 
 func (p *parts) Close() {
-	if p.token != nil {
-		p.token.Close()
+	if p.tokens != nil {
+		p.tokens.Close()
 	}
 }
 
@@ -40,8 +38,14 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-// openPartsWith builds the parts around sup when given (serve: the token may come and go), else
-// around a token opened here (offline commands: no token, no work).
+// openParts builds the parts for the offline commands, with the tokens opened directly: they have
+// nothing to defer, so a missing token is an error there.
+func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
+	return openPartsWith(cfg, log, nil)
+}
+
+// openPartsWith builds the parts around sup when given (serve: tokens may come and go), else
+// around tokens opened here (offline commands: no token, no work).
 // wraps instrument the token the pipeline gets (metrics.go), innermost first.
 func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, wraps ...func(pipeline.Token) pipeline.Token) (*parts, error) {
 	if log == nil {
@@ -66,14 +70,14 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		senders = append(senders, pipeline.Sender{Address: s.Address, KeyURI: s.Key, Chain: chain})
 	}
 
-	var tok pipeline.Token = sup
 	if sup == nil {
-		t, err := openToken(cfg)
+		t, err := openTokens(cfg)
 		if err != nil {
 			return nil, err
 		}
-		p.token, tok = t, hsmkeys.Token{Token: t}
+		p.tokens, sup = t, t
 	}
+	var tok pipeline.Token = sup
 
 	for _, w := range wraps {
 		tok = w(tok)

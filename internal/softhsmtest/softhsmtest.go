@@ -226,3 +226,30 @@ func readPEM(tb testing.TB, path string) *pem.Block {
 	}
 	return block
 }
+
+// Card makes a SoftHSM2 token of its own, labelled label with PIN and SOPIN, in a directory the
+// test removes, and returns the path of its softhsm2.conf. mechanisms, when not empty, is the
+// conf's slots.mechanisms: the token then lists only those, the way a smartcard that can only sign
+// does. SoftHSM2 reads SOFTHSM2_CONF once per process, so the token is for another process (a
+// child test binary, `p11-kit server`, the daemon under test), not for this one.
+func (e *Env) Card(tb testing.TB, label, mechanisms string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	text := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", filepath.Join(dir, "tokens"))
+	if mechanisms != "" {
+		text += "slots.mechanisms = " + mechanisms + "\n"
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SOPIN, "--pin", PIN)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("softhsmtest: init token %q: %v: %s", label, err, out)
+	}
+	return conf
+}
