@@ -313,3 +313,17 @@ func waitLog(t *testing.T, ts *testServer, s string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestIdleMidLineCloses: a client that goes idle in the middle of a
+// command line gets 421 4.4.2 and the close, not an answer to the
+// fragment followed by more reading.
+func TestIdleMidLineCloses(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, Options{ReadTimeout: 300 * time.Millisecond, MinRateBytes: -1}, newFileSpool(t), newTestPolicy())
+	rc := dialRaw(t, ts.addr)
+	rc.cmd("EHLO client.example.test")
+	rc.send("NOOP NOO")
+	if got := readToClose(t, rc, 20*time.Second); !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("server said %q, want 421 4.4.2 and close", got)
+	}
+}
