@@ -2,6 +2,7 @@ package smtpfront
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -326,5 +327,33 @@ func TestIdleMidLineCloses(t *testing.T) {
 	rc.send("NOOP NOO")
 	if got := readToClose(t, rc, 20*time.Second); !strings.HasPrefix(got, "421 4.4.2") {
 		t.Errorf("server said %q, want 421 4.4.2 and close", got)
+	}
+}
+
+// TestMinRateUnderTLS: after STARTTLS the rate is kept on the encrypted
+// stream and the 421 4.4.2 goes out through TLS.
+func TestMinRateUnderTLS(t *testing.T) {
+	t.Parallel()
+	srvTLS, cliTLS := testTLS(t)
+	ts := startServer(t, Options{TLSConfig: srvTLS, ReadTimeout: 5 * time.Second, MinRateBytes: 1000, MinRateInterval: time.Second},
+		newFileSpool(t), newTestPolicy())
+	rc := dialRaw(t, ts.addr)
+	rc.cmd("EHLO client.example.test")
+	if got := rc.cmd("STARTTLS"); code(got) != "220 2.0.0" {
+		t.Fatalf("STARTTLS = %q", got)
+	}
+	tc := tls.Client(rc.c, cliTLS)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	trc := &rawConn{t: t, c: tc, r: bufio.NewReader(tc)}
+	trc.cmd("EHLO client.example.test")
+	stop := make(chan struct{})
+	done := trickle(tc, "NOOP ", time.Second, stop)
+	got := readToClose(t, trc, 20*time.Second)
+	close(stop)
+	<-done
+	if !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("server said %q over TLS, want 421 4.4.2 and close", got)
 	}
 }
