@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"appliance/internal/sink"
 	"appliance/internal/softhsmtest"
+	"appliance/metrics"
 )
 
 // TestLoadShedding: with the HSM gone (messages wait to be sealed) or the next hop gone
@@ -46,7 +48,9 @@ func TestLoadShedding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			text := strings.Replace(string(b), "[smtp]\n", fmt.Sprintf("[smtp]\n%s = 3\n", tt.key), 1)
+			maddr := FreeAddr(t)
+			text := strings.Replace(string(b), "[smtp]\n", fmt.Sprintf("[smtp]\n%s = 3\n", tt.key), 1) +
+				fmt.Sprintf("\n[metrics]\nlisten = %q\n", maddr)
 			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -95,6 +99,13 @@ func TestLoadShedding(t *testing.T) {
 			t.Logf("shed after %d messages taken", len(ids))
 			if err := d.WaitLog(`"reason":"`+tt.reason+`"`, 1, 5*time.Second); err != nil {
 				t.Errorf("the log does not say why: %v", err)
+			}
+			got, err := metrics.Scrape(context.Background(), "http://"+maddr+"/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := got[`appliance_smtp_mail_shed_total{reason="`+tt.reason+`"}`]; n < 1 {
+				t.Errorf("shed MAILs counted %v for %s", n, tt.reason)
 			}
 
 			restore()
