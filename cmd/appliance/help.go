@@ -43,7 +43,7 @@ var configHelp = []helpSection{
 		{"users_file", "path", "Users for AUTH PLAIN and LOGIN and the sender addresses each may use. SIGHUP rereads it."},
 		{"listen_tls", "host:port", "A second listener speaking TLS from the first byte (port 465 style); needs tls_cert and tls_key."},
 		{"require_tls_for_auth", "boolean, default true", "Offer AUTH only on encrypted connections."},
-		{"max_connections_per_ip", "integer, default 50", "Concurrent connections from one address."},
+		{"max_connections_per_ip", "integer, default 50", "Concurrent connections from one address outside trusted_networks."},
 		{"max_commands_before_mail", "integer, default 50", "Commands a client may send before MAIL."},
 		{"max_auth_failures", "integer, default 3", "Failed AUTH attempts per connection before it is closed."},
 		{"auth_failure_delay", "duration, default \"1s\"", "Wait before answering a failed AUTH."},
