@@ -79,15 +79,14 @@ func (c *ttlCache) flush() {
 // seenIndex remembers, up to a bound, every certificate a remote source
 // returned, keyed the ways RecipientInfos and spooled plans name them.
 type seenIndex struct {
-	mu             sync.RWMutex
-	max            int
-	byID           map[string]*Entry
-	byIssuerSerial map[string]string
-	bySKI          map[string]string
+	mu   sync.RWMutex
+	max  int
+	byID map[string]*Entry
+	ids  *idIndex
 }
 
 func newSeenIndex(max int) *seenIndex {
-	return &seenIndex{max: max, byID: map[string]*Entry{}, byIssuerSerial: map[string]string{}, bySKI: map[string]string{}}
+	return &seenIndex{max: max, byID: map[string]*Entry{}, ids: newIDIndex()}
 }
 
 func (s *seenIndex) add(e *Entry) {
@@ -97,10 +96,7 @@ func (s *seenIndex) add(e *Entry) {
 		return
 	}
 	s.byID[e.ID] = e
-	s.byIssuerSerial[issuerSerialKey(e.Cert.RawIssuer, e.Cert.SerialNumber)] = e.Address
-	if len(e.Cert.SubjectKeyId) > 0 {
-		s.bySKI[string(e.Cert.SubjectKeyId)] = e.Address
-	}
+	s.ids.add(e.Cert, e.Address)
 }
 
 func (s *seenIndex) entry(id string) (*Entry, bool) {
@@ -108,18 +104,4 @@ func (s *seenIndex) entry(id string) (*Entry, bool) {
 	defer s.mu.RUnlock()
 	e, ok := s.byID[id]
 	return e, ok
-}
-
-func (s *seenIndex) ownerByIssuerSerial(k string) (string, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	a, ok := s.byIssuerSerial[k]
-	return a, ok
-}
-
-func (s *seenIndex) ownerBySKI(ski string) (string, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	a, ok := s.bySKI[ski]
-	return a, ok
 }

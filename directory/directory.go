@@ -152,8 +152,7 @@ type Directory struct {
 type snapshot struct {
 	roots, intermediates *x509.CertPool
 	byAddr               map[string][]*Entry // folded address -> entries
-	byIssuerSerial       map[string]string   // issuerSerialKey -> address
-	bySKI                map[string]string   // raw SKI -> address
+	ids                  *idIndex            // RecipientInfo identifiers -> owners (ambiguous.go)
 	byID                 map[string]*Entry
 	problems             []error
 	cas                  []*x509.Certificate  // every CA known, to find CRL issuers
@@ -276,7 +275,11 @@ func (d *Directory) LookupContext(ctx context.Context, addr string) (valid []*En
 		}
 		var v []*Entry
 		for _, e := range cands {
-			if err := d.check(ctx, s, e, key, addr, now); err != nil {
+			err := d.check(ctx, s, e, key, addr, now)
+			if err == nil {
+				err = d.CheckIdentifiers(e.Cert)
+			}
+			if err != nil {
 				if errors.Is(err, ErrUnavailable) {
 					unavailable = cmpOr(unavailable, err)
 					continue
@@ -352,29 +355,6 @@ func (d *Directory) ValidateFor(c *x509.Certificate, addr string, now time.Time)
 		}
 	}
 	return certError(c, fmt.Errorf("%w %q", ErrAddressMismatch, addr))
-}
-
-// OwnerByIssuerSerial maps an issuerAndSerialNumber RecipientInfo
-// identifier to the address of the certificate it names. issuerRawDER is
-// the DER of the issuer Name, compared byte for byte.
-func (d *Directory) OwnerByIssuerSerial(issuerRawDER []byte, serial *big.Int) (addr string, ok bool) {
-	if serial == nil {
-		return "", false
-	}
-	k := issuerSerialKey(issuerRawDER, serial)
-	if addr, ok = d.snap.Load().byIssuerSerial[k]; ok || d.ldap == nil {
-		return addr, ok
-	}
-	return d.ldap.seen.ownerByIssuerSerial(k)
-}
-
-// OwnerBySKI maps a subjectKeyIdentifier RecipientInfo identifier to the
-// address of the certificate carrying that SKI extension.
-func (d *Directory) OwnerBySKI(ski []byte) (addr string, ok bool) {
-	if addr, ok = d.snap.Load().bySKI[string(ski)]; ok || d.ldap == nil {
-		return addr, ok
-	}
-	return d.ldap.seen.ownerBySKI(string(ski))
 }
 
 // ByID returns the entry whose certificate has this SHA-256 hex ID, valid or
@@ -459,14 +439,13 @@ func load(o Options) (*snapshot, error) {
 		return nil, fmt.Errorf("failed to load roots: %w", err)
 	}
 	s := &snapshot{
-		roots:          x509.NewCertPool(),
-		intermediates:  x509.NewCertPool(),
-		byAddr:         map[string][]*Entry{},
-		byIssuerSerial: map[string]string{},
-		bySKI:          map[string]string{},
-		byID:           map[string]*Entry{},
-		revoked:        map[string]time.Time{},
-		learnt:         map[string]*LearntCaps{},
+		roots:         x509.NewCertPool(),
+		intermediates: x509.NewCertPool(),
+		byAddr:        map[string][]*Entry{},
+		ids:           newIDIndex(),
+		byID:          map[string]*Entry{},
+		revoked:       map[string]time.Time{},
+		learnt:        map[string]*LearntCaps{},
 	}
 	nroots := 0
 	s.cas = append(s.cas, rootCerts...)
@@ -576,17 +555,9 @@ func (s *snapshot) addFile(path string, caseSensitiveLocal bool) {
 			s.byAddr[k] = append(s.byAddr[k], e)
 		}
 		s.byID[id] = first
-		// Two certificates with one issuer and serial would be a CA bug;
-		// the first one loaded keeps the mapping.
-		isk := issuerSerialKey(c.RawIssuer, c.SerialNumber)
-		if _, ok := s.byIssuerSerial[isk]; !ok {
-			s.byIssuerSerial[isk] = first.Address
-		}
-		if len(c.SubjectKeyId) > 0 {
-			if _, ok := s.bySKI[string(c.SubjectKeyId)]; !ok {
-				s.bySKI[string(c.SubjectKeyId)] = first.Address
-			}
-		}
+		// An identifier claimed by another owner's certificate too is
+		// ambiguous (ambiguous.go).
+		s.ids.add(c, first.Address)
 	}
 }
 

@@ -357,9 +357,9 @@ func TestOwners(t *testing.T) {
 		{"fail nil serial", alice.RawIssuer, nil, ""},
 	} {
 		t.Run("issuer serial "+tt.name, func(t *testing.T) {
-			got, ok := d.OwnerByIssuerSerial(tt.issuer, tt.serial)
-			if got != tt.want || ok != (tt.want != "") {
-				t.Fatalf("= %q, %v; want %q", got, ok, tt.want)
+			got, err := d.OwnerByIssuerSerial(tt.issuer, tt.serial)
+			if got != tt.want || (err == nil) != (tt.want != "") || (err != nil && !errors.Is(err, ErrUnknownIdentifier)) {
+				t.Fatalf("= %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}
@@ -373,9 +373,9 @@ func TestOwners(t *testing.T) {
 		{"fail empty ski", nil, ""},
 	} {
 		t.Run("ski "+tt.name, func(t *testing.T) {
-			got, ok := d.OwnerBySKI(tt.ski)
-			if got != tt.want || ok != (tt.want != "") {
-				t.Fatalf("= %q, %v; want %q", got, ok, tt.want)
+			got, err := d.OwnerBySKI(tt.ski)
+			if got != tt.want || (err == nil) != (tt.want != "") || (err != nil && !errors.Is(err, ErrUnknownIdentifier)) {
+				t.Fatalf("= %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

@@ -174,8 +174,8 @@ func TestLDAP(t *testing.T) {
 		if e, ok := d.ByID(lf.bob.ID); !ok || e.Address != "bob@example.test" {
 			t.Errorf("ByID = %v, %v", e, ok)
 		}
-		if a, ok := d.OwnerByIssuerSerial(lf.bob.Cert.RawIssuer, lf.bob.Cert.SerialNumber); !ok || a != "bob@example.test" {
-			t.Errorf("OwnerByIssuerSerial = %q, %v", a, ok)
+		if a, err := d.OwnerByIssuerSerial(lf.bob.Cert.RawIssuer, lf.bob.Cert.SerialNumber); err != nil || a != "bob@example.test" {
+			t.Errorf("OwnerByIssuerSerial = %q, %v", a, err)
 		}
 	})
 

@@ -467,6 +467,8 @@ func TestHostileInput(t *testing.T) {
 		"data_timeout":           "3s",
 		"session_timeout":        "30s",
 		"max_connections_per_ip": maxConnsIP,
+		// Every source here is loopback, which is trusted by default: its own limit.
+		"max_connections_per_trusted_ip": maxConnsIP,
 	})
 
 	good := Message{From: alice, To: []string{bob}, Subject: "well-behaved", Text: "still here\n"}

@@ -46,6 +46,7 @@ import (
 	"strings"
 
 	"appliance/cms"
+	"appliance/directory"
 	"appliance/queue"
 	"appliance/seal"
 	"appliance/smime"
@@ -493,6 +494,11 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			descs[key] = desc
 		}
 		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: desc}
+		if _, err := p.ownerOf(ri); key != "" && errors.Is(err, directory.ErrAmbiguousIdentifier) {
+			pr.Dropped = "identifier claimed by certificates of more than one owner" // fail closed
+			a.planned = append(a.planned, pr)
+			continue
+		}
 		switch o, ok := index[key]; {
 		case key == "":
 			pr.Dropped = unattributable[ri.Kind]
@@ -516,7 +522,7 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			a.groups[id] = append(a.groups[id], i)
 		default:
 			pr.Dropped = "owner unknown"
-			if addr, ok := p.ownerOf(ri); ok {
+			if addr, err := p.ownerOf(ri); err == nil {
 				pr.Owner = addr
 				pr.Dropped = "owner is not an envelope recipient"
 			}
@@ -536,7 +542,7 @@ var unattributable = map[cms.RecipientKind]string{
 }
 
 // ownerOf asks the directory's identifier index, for the log line of a dropped RecipientInfo.
-func (p *Pipeline) ownerOf(ri *cms.RecipientInfo) (string, bool) {
+func (p *Pipeline) ownerOf(ri *cms.RecipientInfo) (string, error) {
 	if ri.SubjectKeyID != nil {
 		return p.opts.Directory.OwnerBySKI(ri.SubjectKeyID)
 	}

@@ -158,8 +158,26 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		// The bytes of this read are dropped.
 		return 0, rateError{}
 	}
+	if isTimeoutErr(err) {
+		// A timeout ends the connection: reads fail from now on. With part
+		// of a command line read, the 421 goes out first, as above: the
+		// layers above would answer the fragment as if it were a command
+		// and read on.
+		c.rmu.Lock()
+		c.readErr = err
+		partial := c.active
+		c.rmu.Unlock()
+		if partial {
+			c.abort(replyReadTimeout)
+		}
+		return 0, err
+	}
 	return n, err
 }
+
+// replyReadTimeout ends a connection that went idle in the middle of
+// something (a command line, a message).
+const replyReadTimeout = "421 4.4.2 timeout, closing connection"
 
 // replyTooSlow ends a connection below the minimum rate.
 const replyTooSlow = "421 4.4.2 transfer rate below the minimum, closing connection"
@@ -172,14 +190,14 @@ func (c *trackedConn) account(start time.Time, n int, err error, byRate bool) bo
 	defer c.rmu.Unlock()
 	c.reading = false
 	o := &c.s.opts
-	if o.MinRateBytes <= 0 {
-		return false
-	}
 	if !c.active {
 		// Waiting for a client to start is idle time, not transfer.
 		if n > 0 {
 			c.active, c.winWaited, c.winBytes = true, 0, int64(n)
 		}
+		return false
+	}
+	if o.MinRateBytes <= 0 {
 		return false
 	}
 	c.winWaited += time.Since(start)

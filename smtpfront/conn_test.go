@@ -2,6 +2,7 @@ package smtpfront
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -231,8 +232,9 @@ func TestTrustedLimitedApart(t *testing.T) {
 func TestStressCutsIdle(t *testing.T) {
 	t.Parallel()
 	spool := newFileSpool(t)
+	// The worker's round trips take milliseconds; 2s leaves a wide margin on a busy machine.
 	ts := startServer(t, Options{MaxConns: 20, StressConns: 4, ReadTimeout: time.Minute,
-		StressReadTimeout: 500 * time.Millisecond}, spool, newTestPolicy())
+		StressReadTimeout: 2 * time.Second}, spool, newTestPolicy())
 	var idle []*rawConn
 	for i := 0; i < 3; i++ {
 		rc := dialRaw(t, ts.addr)
@@ -311,5 +313,47 @@ func waitLog(t *testing.T, ts *testServer, s string) {
 			t.Fatalf("log never said %q:\n%s", s, ts.logText())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIdleMidLineCloses: a client that goes idle in the middle of a
+// command line gets 421 4.4.2 and the close, not an answer to the
+// fragment followed by more reading.
+func TestIdleMidLineCloses(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, Options{ReadTimeout: 300 * time.Millisecond, MinRateBytes: -1}, newFileSpool(t), newTestPolicy())
+	rc := dialRaw(t, ts.addr)
+	rc.cmd("EHLO client.example.test")
+	rc.send("NOOP NOO")
+	if got := readToClose(t, rc, 20*time.Second); !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("server said %q, want 421 4.4.2 and close", got)
+	}
+}
+
+// TestMinRateUnderTLS: after STARTTLS the rate is kept on the encrypted
+// stream and the 421 4.4.2 goes out through TLS.
+func TestMinRateUnderTLS(t *testing.T) {
+	t.Parallel()
+	srvTLS, cliTLS := testTLS(t)
+	ts := startServer(t, Options{TLSConfig: srvTLS, ReadTimeout: 5 * time.Second, MinRateBytes: 1000, MinRateInterval: time.Second},
+		newFileSpool(t), newTestPolicy())
+	rc := dialRaw(t, ts.addr)
+	rc.cmd("EHLO client.example.test")
+	if got := rc.cmd("STARTTLS"); code(got) != "220 2.0.0" {
+		t.Fatalf("STARTTLS = %q", got)
+	}
+	tc := tls.Client(rc.c, cliTLS)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	trc := &rawConn{t: t, c: tc, r: bufio.NewReader(tc)}
+	trc.cmd("EHLO client.example.test")
+	stop := make(chan struct{})
+	done := trickle(tc, "NOOP ", time.Second, stop)
+	got := readToClose(t, trc, 20*time.Second)
+	close(stop)
+	<-done
+	if !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("server said %q over TLS, want 421 4.4.2 and close", got)
 	}
 }

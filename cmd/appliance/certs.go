@@ -80,7 +80,8 @@ func openDirectory(cfg *config.Config) (*directory.Directory, error) {
 
 const certsSynopsis = `list|show ADDRESS|check ADDRESS|learn FILE.eml -config FILE
 
-  list            every certificate in the folder, with its state, and the sources in use
+  list            every certificate in the folder, with its state, the sources in use, and
+                  identifiers (SKI, issuer and serial) claimed by more than one owner
   show ADDRESS    what the directory would use for ADDRESS and why: certificates, refusals, profile
   check ADDRESS   like show, one line; exit status 1 when ADDRESS has no usable certificate
   learn FILE.eml  import the signer's certificate and SMIMECapabilities of a signed message
@@ -151,12 +152,19 @@ func certsList(cfg *config.Config, dir *directory.Directory, w io.Writer) error 
 	for _, p := range dir.Problems() {
 		fmt.Fprintf(w, "problem: %v\n", p)
 	}
+	// A planted certificate claiming someone else's identifier: refused for encryption,
+	// pass-through and lists until one of them is removed.
+	for _, a := range dir.Ambiguities() {
+		fmt.Fprintf(w, "ambiguous: %s claimed by %s (refused)\n", a.ID, strings.Join(a.Owners, "; "))
+	}
 	now := time.Now()
 	entries := dir.Entries()
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Address < entries[j].Address })
 	for _, e := range entries {
 		state := "ok"
 		if err := dir.ValidateFor(e.Cert, e.Address, now); err != nil {
+			state = "refused: " + reason(err)
+		} else if err := dir.CheckIdentifiers(e.Cert); err != nil {
 			state = "refused: " + reason(err)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Address, e.ID[:16], state, e.File)

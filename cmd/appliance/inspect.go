@@ -261,11 +261,11 @@ type sender struct {
 func (o owners) of(ri *cms.RecipientInfo) string {
 	if o.dir != nil {
 		if ri.SubjectKeyID != nil {
-			if a, ok := o.dir.OwnerBySKI(ri.SubjectKeyID); ok {
+			if a, err := o.dir.OwnerBySKI(ri.SubjectKeyID); err == nil {
 				return a
 			}
 		} else if ri.Serial != nil {
-			if a, ok := o.dir.OwnerByIssuerSerial(ri.Issuer, ri.Serial); ok {
+			if a, err := o.dir.OwnerByIssuerSerial(ri.Issuer, ri.Serial); err == nil {
 				return a
 			}
 		}

@@ -49,6 +49,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	for _, e := range p.dir.Problems() {
 		log.Warn("directory: certificate file skipped", "component", "directory", "err", e)
 	}
+	for _, a := range p.dir.Ambiguities() {
+		log.Warn("directory: identifier claimed by more than one owner; refused", "component", "directory", "id", a.ID, "owners", a.Owners)
+	}
 
 	deliv, err := delivery.New(delivery.Options{NextHop: cfg.Relay.NextHop, Hostname: cfg.SMTP.Hostname})
 	if err != nil {

@@ -17,7 +17,7 @@ needs tls_cert and tls_key.
 Value: host:port
 Example: ":465"`,
 	"SMTPSecurity.RequireTLSForAuth":     `Offer AUTH only on encrypted connections.`,
-	"SMTPSecurity.MaxConnectionsPerIP":   `Concurrent connections from one address.`,
+	"SMTPSecurity.MaxConnectionsPerIP":   `Concurrent connections from one address outside trusted_networks.`,
 	"SMTPSecurity.MaxCommandsBeforeMail": `Commands a client may send before MAIL.`,
 	"SMTPSecurity.MaxAuthFailures":       `Failed AUTH attempts per connection before it is closed.`,
 	"SMTPSecurity.AuthFailureDelay":      `Wait before answering a failed AUTH.`,
@@ -28,7 +28,7 @@ Example: ":465"`,
 	"SMTPSecurity.MaxHeaderFields":       `Most header fields in a message.`,
 	"SMTPSecurity.MaxMIMEDepth":          `Deepest MIME nesting accepted.`,
 	"SMTPSecurity.MaxMIMEParts":          `Most MIME parts accepted.`,
-	"SMTPSecurity.IdleTimeout":           `Idle time allowed per command or DATA read.`,
+	"SMTPSecurity.IdleTimeout":           `Idle time allowed per read of the connection, DATA included.`,
 	"SMTPSecurity.DataTimeout":           `Time allowed for a whole DATA phase.`,
 	"SMTPSecurity.SessionTimeout":        `Time allowed for a whole connection.`,
 
@@ -42,4 +42,38 @@ Example: "10.1.0.0/16"`,
 for every configured sender.
 Value: array of strings, required
 Example: ["@example.test"]`,
+
+	"HSMHealth.ContentToken": `With [[token]] entries: the token that makes content keys; may be left
+out when one token has role content.`,
+	"HSMHealth.ContentFallback": `With [[token]] entries: a second token with role content that makes
+content keys while content_token is unavailable.`,
+	"Token": `[[token]]: one of several tokens (instead of module, token and PIN in [hsm]). Each
+sender's and list's key URI picks its token by its token attributes. Start refuses a token lacking
+a mechanism its roles need.`,
+	"Token.Name":    `What the logs and ` + "`keys -token`" + ` call the token.`,
+	"Token.Module":  `The PKCS#11 library reaching the token (p11-kit-client.so for a remote one).`,
+	"Token.URI":     `Selects the token: token= (label) or serial=, optionally manufacturer= and model=.`,
+	"Token.PINFile": `A file holding the token's user PIN (mode 0600). Exactly one of pin_file and pin_env.`,
+	"Token.PINEnv":  `The environment variable holding the token's user PIN.`,
+	"Token.Roles": `sign: senders' and lists' keys; content: content keys, encryption and key wrapping
+(a list's token needs both).`,
+	"Token.MaxSessions": `PKCS#11 sessions to open on this token.
+Value: integer 2..1024, default hsm.max_sessions`,
+
+	"SMTPLoad.MaxConnections": `All connections together; one more gets 421 4.7.0 and is closed at
+once. Bounds descriptors and memory.`,
+	"SMTPLoad.MaxConnectionsPerTrustedIP": `Connections from one address of trusted_networks
+(max_connections_per_ip is for the others).
+Value: integer, default max_connections`,
+	"SMTPLoad.ReservedTrustedConnections": `Slots of max_connections only trusted networks may take.`,
+	"SMTPLoad.StressConnections": `From this many connections on, reads get stress_idle_timeout and
+longer waits are cut short.
+Value: integer, default 3/4 of max_connections`,
+	"SMTPLoad.StressIdleTimeout":   `Idle time per read under stress.`,
+	"SMTPLoad.MinTransferBytes":    `Least a client that has begun a command or message must send per min_transfer_interval; below it 421 4.4.2 (0: off).`,
+	"SMTPLoad.MinTransferInterval": `The window of min_transfer_bytes (time spent waiting for the client).`,
+	"SMTPLoad.ShedSpoolMessages":   `Unfinished messages in the spool past which new MAIL gets 451 4.3.2 (0: off).`,
+	"SMTPLoad.ShedSpoolBytes":      `Bytes in the spool past which new MAIL gets 451 4.3.2 (0: off).`,
+	"SMTPLoad.ShedMemoryBytes":     `Go heap in use past which new MAIL gets 451 4.3.2 (0: off).`,
+	"SMTPLoad.ShedHSMBacklog":      `Messages waiting to be sealed past which new MAIL gets 451 4.3.2 (0: off).`,
 }
