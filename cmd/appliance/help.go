@@ -42,6 +42,7 @@ var configHelp = []helpSection{
 		{"pin_env", "string", "The environment variable holding the token's user PIN."},
 		{"roles", "list of \"sign\", \"content\", required", "sign: senders' and lists' keys; content: content keys, encryption and key wrapping (a list's token needs both)."},
 		{"max_sessions", "integer 2..1024, default hsm.max_sessions", "PKCS#11 sessions to open on this token."},
+		{"standby", "string", "Another [[token]] holding the same keys and every role of this one: while this token is down its work goes there, and comes back when it is up."},
 	}},
 	{"smtp", "The submission listener: who may hand mail to the appliance, and how much a client may cost.", []helpKey{
 		{"listen", "host:port, default \"127.0.0.1:2525\"", "The SMTP listener. With Postfix as content filter: 127.0.0.1:10025."},

@@ -73,7 +73,9 @@ type watchOptions struct {
 	// OnUp is called after each recovery (not at a healthy start), outside the lock: the queue
 	// retries deferred sealing at once instead of at its next backoff step.
 	OnUp func()
-	Log  *slog.Logger
+	// OnDown is called when an operation finds the token gone, outside the lock.
+	OnDown func()
+	Log    *slog.Logger
 }
 
 type tokenWatch struct {
@@ -186,6 +188,9 @@ func (s *tokenWatch) observe(epoch uint64, err error) error {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+	if s.opts.OnDown != nil {
+		s.opts.OnDown()
 	}
 	return err
 }
@@ -453,12 +458,23 @@ func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfron
 // goes to the token its URI picks (config.TokenFor), so a card that is removed defers only the
 // mail of the senders whose keys are on it; content keys come from the content token or, while it
 // is down, from its fallback.
+//
+// A token with a standby (two tokens holding the same keys) hands its work to the standby while
+// it is down, and takes it back once it is up: an operation that fails on the primary because it
+// went away is tried once more on the standby, and the queue is told to retry what it deferred.
+// One log line per switch: "token failover", "token failback".
 type tokenSupervisor struct {
 	watches  map[string]*tokenWatch
 	names    []string // configuration order
 	route    func(keyURI, role string) (string, error)
 	content  string
-	fallback string // "" when there is none
+	fallback string            // "" when there is none
+	standby  map[string]string // primary -> standby
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]string // primary -> the token doing its work now
+	onUp   func()
 }
 
 var (
@@ -506,7 +522,13 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 		log = slog.New(slog.DiscardHandler)
 	}
 	content, fallback := cfg.ContentTokens()
-	set := &tokenSupervisor{watches: map[string]*tokenWatch{}, route: cfg.TokenFor, content: content, fallback: fallback}
+	set := &tokenSupervisor{watches: map[string]*tokenWatch{}, route: cfg.TokenFor, content: content, fallback: fallback,
+		standby: map[string]string{}, active: map[string]string{}, log: log.With("component", "hsm")}
+	for _, t := range cfg.TokenList() {
+		if t.Standby != "" {
+			set.standby[t.Name] = t.Standby
+		}
+	}
 	// Keys by token, so that each watch probes with one of its own keys and start can check that
 	// the token signs with every key's mechanism.
 	keys := map[string][]string{}
@@ -520,6 +542,12 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 			keys[name] = append(keys[name], l.Key)
 		}
 	}
+	// A standby holds its primary's keys, named without the primary's token attributes.
+	for primary, sb := range set.standby {
+		for _, k := range keys[primary] {
+			keys[sb] = append(keys[sb], withoutToken(k))
+		}
+	}
 	for _, t := range cfg.TokenList() {
 		hc, err := tokenConfig(cfg, t)
 		if err != nil {
@@ -530,6 +558,7 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 			Open:    func() (*hsm.Token, error) { return hsm.Open(hc) },
 			MaxWait: cfg.HSM.ReconnectWait(),
 			Log:     log.With("component", "hsm", "token", t.Name),
+			OnDown:  set.downed,
 		}
 		if k := keys[t.Name]; len(k) > 0 {
 			opts.ProbeKey = k[0]
@@ -573,42 +602,160 @@ func checkKeyMechanisms(w *tokenWatch, keys []string) error {
 	return nil
 }
 
-// watchFor is the watch of the token keyURI picks for role.
-func (s *tokenSupervisor) watchFor(keyURI, role string) (*tokenWatch, error) {
+// withoutToken drops the token attributes of a key URI, so that the key is found by label and id
+// on whichever token it is asked of: the standby holds the same keys under another label.
+func withoutToken(keyURI string) string {
+	u, err := hsm.ParseURI(keyURI)
+	if err != nil {
+		return keyURI // the token's own parse reports it
+	}
+	u.Token, u.Serial, u.Manufacturer, u.Model = "", "", "", ""
+	return u.String()
+}
+
+// nameFor is the configured token keyURI picks for role.
+func (s *tokenSupervisor) nameFor(keyURI, role string) (string, error) {
 	if len(s.names) == 1 {
-		return s.watches[s.names[0]], nil
+		return s.names[0], nil
 	}
 	name, err := s.route(keyURI, role)
 	if err != nil {
-		return nil, fmt.Errorf("failed to pick the token of %q: %w", keyURI, err)
+		return "", fmt.Errorf("failed to pick the token of %q: %w", keyURI, err)
 	}
-	return s.watches[name], nil
+	return name, nil
 }
 
-// contentWatch is the token that makes content keys now: the content token while it is up, else
-// the fallback while that is up, else the content token (whose error says why it is down).
+// pick is the token doing name's work now: name while it is up, else its standby while that is
+// up, else name (whose error says why it is down). A change is logged once.
+func (s *tokenSupervisor) pick(name string) (*tokenWatch, string) {
+	use := name
+	if sb, ok := s.standby[name]; ok && s.watches[name].Healthy() != nil && s.watches[sb].Healthy() == nil {
+		use = sb
+	}
+	s.mu.Lock()
+	prev, seen := s.active[name]
+	s.active[name] = use
+	s.mu.Unlock()
+	switch {
+	case !seen && use == name, prev == use:
+	case use == name:
+		s.log.Info("token failback", "token", name, "from", prev)
+	default:
+		s.log.Warn("token failover", "token", name, "to", use, "cause", s.watches[name].Healthy())
+	}
+	return s.watches[use], use
+}
+
+// Active is the token doing the work of the configured token name now.
+func (s *tokenSupervisor) Active(name string) string {
+	_, use := s.pick(name)
+	return use
+}
+
+// retry runs op on the token doing name's work, and once more when it failed because that token
+// went away and a standby can take over.
+func (s *tokenSupervisor) retry(name string, op func(w *tokenWatch, onStandby bool) error) error {
+	w, use := s.pick(name)
+	err := op(w, use != name)
+	if err == nil || !hsm.IsTemporary(err) {
+		return err
+	}
+	if w2, use2 := s.pick(name); use2 != use {
+		return op(w2, use2 != name)
+	}
+	return err
+}
+
+// downed is every watch's OnDown: when a token with a standby (or the content token, with a
+// fallback) goes away, mail deferred by the failure is retried at once, on the standby.
+func (s *tokenSupervisor) downed() {
+	s.mu.Lock()
+	f := s.onUp
+	s.mu.Unlock()
+	if f != nil && (len(s.standby) > 0 || s.fallback != "") {
+		f()
+	}
+}
+
+// contentWatch is the token that makes content keys now: the content token (or its standby)
+// while up, else the fallback while that is up, else the content token.
 func (s *tokenSupervisor) contentWatch() *tokenWatch {
-	w := s.watches[s.content]
+	w, _ := s.pick(s.content)
 	if w.Healthy() != nil && s.fallback != "" {
-		if f := s.watches[s.fallback]; f.Healthy() == nil {
+		if f, _ := s.pick(s.fallback); f.Healthy() == nil {
 			return f
 		}
 	}
 	return w
 }
 
-// Signer finds a signing key on its token (pipeline.Token).
+// Signer finds a signing key on its token (pipeline.Token). A key whose token has a standby gets
+// a Signer that signs on whichever of the two is up.
 func (s *tokenSupervisor) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
-	w, err := s.watchFor(keyURI, config.RoleSign)
+	name, err := s.nameFor(keyURI, config.RoleSign)
 	if err != nil {
 		return nil, err
 	}
-	return w.Signer(ctx, keyURI)
+	if _, ok := s.standby[name]; !ok {
+		return s.watches[name].Signer(ctx, keyURI)
+	}
+	var pub crypto.PublicKey
+	err = s.retry(name, func(w *tokenWatch, onStandby bool) error {
+		uri := keyURI
+		if onStandby {
+			uri = withoutToken(keyURI)
+		}
+		g, err := w.Signer(ctx, uri)
+		if err == nil {
+			pub = g.Public()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &standbySigner{s: s, name: name, uri: keyURI, pub: pub}, nil
+}
+
+// standbySigner signs on the primary or its standby, whichever is up, with the one key both hold.
+type standbySigner struct {
+	s    *tokenSupervisor
+	name string
+	uri  string
+	pub  crypto.PublicKey
+}
+
+func (g *standbySigner) Public() crypto.PublicKey { return g.pub }
+
+func (g *standbySigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	var sig []byte
+	err := g.s.retry(g.name, func(w *tokenWatch, onStandby bool) error {
+		uri := g.uri
+		if onStandby {
+			uri = withoutToken(g.uri)
+		}
+		inner, err := w.Signer(context.Background(), uri)
+		if err != nil {
+			return err
+		}
+		if x, ok := inner.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !x.Equal(g.pub) {
+			return &hsm.Error{Op: fmt.Sprintf("sign with %q", uri), Kind: hsm.ErrKeyNotFound,
+				Err: errors.New("the standby's key is not the primary's")}
+		}
+		sig, err = inner.Sign(rand, digest, opts)
+		return err
+	})
+	return sig, err
 }
 
 // NewContentKey makes a content key on the content token (pipeline.Token).
 func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	return s.contentWatch().NewContentKey(ctx)
+	k, err := s.contentWatch().NewContentKey(ctx)
+	if err != nil && hsm.IsTemporary(err) {
+		// The content token may just have been found gone: its standby or fallback may be up.
+		return s.contentWatch().NewContentKey(ctx)
+	}
+	return k, err
 }
 
 // OAEPHash is the OAEP hash of the token that makes content keys now.
@@ -616,11 +763,20 @@ func (s *tokenSupervisor) OAEPHash() crypto.Hash { return s.contentWatch().OAEPH
 
 // UnwrapCEK unwraps a list's content key on the token of the list's key (pipeline.ListToken).
 func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
-	w, err := s.watchFor(keyURI, config.RoleSign)
+	name, err := s.nameFor(keyURI, config.RoleSign)
 	if err != nil {
 		return nil, err
 	}
-	return w.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
+	var k cms.ContentKey
+	err = s.retry(name, func(w *tokenWatch, onStandby bool) error {
+		uri := keyURI
+		if onStandby {
+			uri = withoutToken(keyURI)
+		}
+		k, err = w.UnwrapCEK(ctx, uri, wrapped, oaepHash)
+		return err
+	})
+	return k, err
 }
 
 // Healthy is nil while content keys can be made (the content token or its fallback is up), else
@@ -628,8 +784,12 @@ func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped 
 // mail, so it does not make the daemon unready.
 func (s *tokenSupervisor) Healthy() error { return s.contentWatch().Healthy() }
 
-// SetOnUp sets the function called after any token recovers.
+// SetOnUp sets the function called after any token recovers, and when a token with a standby
+// or fallback goes away.
 func (s *tokenSupervisor) SetOnUp(f func()) {
+	s.mu.Lock()
+	s.onUp = f
+	s.mu.Unlock()
 	for _, w := range s.watches {
 		w.SetOnUp(f)
 	}

@@ -555,3 +555,73 @@ func TestTokensSlowCard(t *testing.T) {
 		t.Fatalf("the card's signature after the link was released: %v", err)
 	}
 }
+
+// A card and a standby token holding the same key: when the card goes away, the signature asked
+// of it is made on the standby (nothing fails), the log says so and the queue is told to retry
+// what it deferred; when the card is back it is used again.
+func TestTokensFailover(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	conf := env.Card(t, "card", cardMechanisms)
+	imp := exec.Command("softhsm2-util", "--import", env.File("alice.key"), "--token", "card", "--label", "alice", "--id", "01", "--pin", softhsmtest.PIN)
+	imp.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("import alice's key on the card: %v\n%s", err, out)
+	}
+	card := env.Serve(t, conf, "card")
+	t.Setenv("P11_KIT_SERVER_ADDRESS", card.Address)
+	cfg := &config.Config{
+		HSM: config.HSM{MaxSessions: 4, HSMHealth: config.HSMHealth{ReconnectMax: 200 * time.Millisecond}},
+		Tokens: []config.Token{
+			{Name: "card", Module: card.Module, URI: "pkcs11:token=card", PINFile: env.PINFile, Roles: []string{"sign"}, Standby: "hsm"},
+			{Name: "hsm", Module: env.Module, URI: "pkcs11:token=appliance", PINFile: env.PINFile, Roles: []string{"sign", "content"}},
+		},
+		Senders: []config.Sender{{Address: "alice@example.test", Key: "pkcs11:token=card;object=alice"}},
+	}
+	log := &lockedLog{}
+	set, err := newTokenSet(cfg, slog.New(slog.NewTextHandler(log, nil)), false)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer set.Close()
+	var retries atomic.Int32
+	set.SetOnUp(func() { retries.Add(1) })
+	const alice = "pkcs11:token=card;object=alice"
+	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
+		t.Fatalf("sign on the card: %v, active %q", err, set.Active("card"))
+	}
+	signer, err := set.Signer(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	card.Stop()
+	d := sha256.Sum256([]byte("failover"))
+	if _, err := signer.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("sign with a Signer found before the card went away: %v; the standby should have made it", err)
+	}
+	if err := signWith(set, alice); err != nil {
+		t.Fatalf("sign while the card is away: %v", err)
+	}
+	if set.Active("card") != "hsm" || log.count("token failover") != 1 || retries.Load() == 0 {
+		t.Fatalf("after the card went away: active %q, %d failover lines, %d retries asked\n%s",
+			set.Active("card"), log.count("token failover"), retries.Load(), log.b.String())
+	}
+	if err := set.Healthy(); err != nil {
+		t.Errorf("Healthy with the standby up: %v", err)
+	}
+
+	card.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for set.watches["card"].Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("card still down 30s after it came back: %v", set.watches["card"].Healthy())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
+		t.Fatalf("sign after the card came back: %v, active %q", err, set.Active("card"))
+	}
+	if n := log.count("token failback"); n != 1 {
+		t.Errorf("%d failback lines, want 1\n%s", n, log.b.String())
+	}
+}
