@@ -393,7 +393,20 @@ func TestTokensCard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("content key: %v", err)
 	}
+	// A list's content key is unwrapped on the token of the list's key, and wrapped on from there.
+	wrapped, err := key.WrapRSA(context.Background(), env.Cert(t, "list").PublicKey.(*rsa.PublicKey), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	key.(*supervisedKey).Destroy(context.Background())
+	lk, err := set.UnwrapCEK(context.Background(), "pkcs11:token=appliance;object=list", wrapped, 0)
+	if err != nil {
+		t.Fatalf("unwrap for the list: %v", err)
+	}
+	if _, err := lk.WrapRSA(context.Background(), env.Cert(t, "bob").PublicKey.(*rsa.PublicKey), 0); err != nil {
+		t.Fatalf("wrap the list's content key for a member: %v", err)
+	}
+	lk.(*supervisedKey).Destroy(context.Background())
 
 	card.Stop()
 	err = signWith(set, carol)
