@@ -48,8 +48,8 @@ func TestFatalAtStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := fatalAtStart(tt.err); got != tt.fatal {
-				t.Errorf("fatalAtStart(%v) = %v, want %v", tt.err, got, tt.fatal)
+			if got := hsm.FatalAtStart(tt.err); got != tt.fatal {
+				t.Errorf("hsm.FatalAtStart(%v) = %v, want %v", tt.err, got, tt.fatal)
 			}
 		})
 	}
@@ -93,23 +93,25 @@ func moveToken(t *testing.T, env *softhsmtest.Env) func() {
 	return restore
 }
 
-func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenWatch {
+func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenSupervisor {
 	t.Helper()
 	cfg := hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 2, PoolTimeout: 5 * time.Second}
-	s, err := newTokenWatch(watchOptions{
-		Open:    func() (*hsm.Token, error) { return hsm.Open(cfg) },
+	s, err := hsm.NewSupervisor(hsm.SupervisorOptions{
+		Tokens:  []hsm.TokenSpec{{Config: cfg}},
 		MinWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond,
-		OnUp: onUp,
-		Log:  slog.New(slog.NewTextHandler(log, nil)),
+		Log: slog.New(slog.NewTextHandler(log, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if onUp != nil {
+		s.SetOnUp(onUp)
+	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return &tokenSupervisor{s}
 }
 
-func waitHealthy(t *testing.T, s *tokenWatch) {
+func waitHealthy(t *testing.T, s *tokenSupervisor) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Healthy() != nil {
@@ -120,7 +122,7 @@ func waitHealthy(t *testing.T, s *tokenWatch) {
 	}
 }
 
-func sign(s *tokenWatch) error {
+func sign(s *tokenSupervisor) error {
 	ctx := context.Background()
 	signer, err := s.Signer(ctx, "pkcs11:object=alice")
 	if err != nil {
@@ -155,12 +157,12 @@ func TestSupervisorOutage(t *testing.T) {
 		t.Fatalf("sign with the token gone: %v, want ErrTokenGone", err)
 	}
 	herr := s.Healthy()
-	if !errors.Is(herr, errHSMDown) || !hsm.IsTemporary(herr) {
-		t.Fatalf("Healthy with the token gone: %v, want a temporary errHSMDown", herr)
+	if !errors.Is(herr, hsm.ErrUnavailable) || !hsm.IsTemporary(herr) {
+		t.Fatalf("Healthy with the token gone: %v, want a temporary hsm.ErrUnavailable", herr)
 	}
 	// While down, work fails at once and says so, without going near the token.
 	for i := range 3 {
-		if _, err := s.NewContentKey(context.Background()); !errors.Is(err, errHSMDown) || !hsm.IsTemporary(err) {
+		if _, err := s.NewContentKey(context.Background()); !errors.Is(err, hsm.ErrUnavailable) || !hsm.IsTemporary(err) {
 			t.Fatalf("NewContentKey %d while down: %v", i, err)
 		}
 	}
@@ -193,10 +195,10 @@ func TestSupervisorMissingAtStart(t *testing.T) {
 	restore := moveToken(t, env)
 	log := &lockedLog{}
 	s := startSupervisor(t, env, log, nil)
-	if err := s.Healthy(); !errors.Is(err, errHSMDown) {
+	if err := s.Healthy(); !errors.Is(err, hsm.ErrUnavailable) {
 		t.Fatalf("Healthy without a token: %v", err)
 	}
-	if _, err := s.Signer(context.Background(), "pkcs11:object=alice"); !errors.Is(err, errHSMDown) || !hsm.IsTemporary(err) {
+	if _, err := s.Signer(context.Background(), "pkcs11:object=alice"); !errors.Is(err, hsm.ErrUnavailable) || !hsm.IsTemporary(err) {
 		t.Fatalf("Signer without a token: %v", err)
 	}
 	if h := s.OAEPHash(); h != crypto.SHA1 {
@@ -218,7 +220,7 @@ func (f fixedHealth) Healthy() error { return f.err }
 
 // Under hsm.require_up the front end answers MAIL with 451 4.3.0 while the token is down.
 func TestRequireHSM(t *testing.T) {
-	p := requireHSM{hsm: fixedHealth{&hsmDownError{cause: errors.New("token gone")}}}
+	p := requireHSM{hsm: fixedHealth{&hsm.UnavailableError{Cause: errors.New("token gone")}}}
 	err := p.CheckSender(context.Background(), "alice@example.test", "")
 	r := smtpfront.Reply(smtpfront.StageMail, err)
 	if r == nil || r.Code != 451 || fmt.Sprint(r.EnhancedCode) != "[4 3 0]" {
@@ -370,7 +372,7 @@ func TestTokensCard(t *testing.T) {
 
 	_, err := newTokenSet(twoTokenConfig(env, card, "sign", "content"), nil, false)
 	want := `token "card" has no CKM_AES_KEY_GEN, needed for role content`
-	if err == nil || !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) || !fatalAtStart(err) {
+	if err == nil || !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) || !hsm.FatalAtStart(err) {
 		t.Fatalf("start with a content role on the card: %v; want a fatal error saying %q", err, want)
 	}
 
@@ -398,7 +400,7 @@ func TestTokensCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key.(*supervisedKey).Destroy(context.Background())
+	key.(*hsm.SupervisedKey).Destroy(context.Background())
 	lk, err := set.UnwrapCEK(context.Background(), "pkcs11:token=appliance;object=list", wrapped, 0)
 	if err != nil {
 		t.Fatalf("unwrap for the list: %v", err)
@@ -406,7 +408,7 @@ func TestTokensCard(t *testing.T) {
 	if _, err := lk.WrapRSA(context.Background(), env.Cert(t, "bob").PublicKey.(*rsa.PublicKey), 0); err != nil {
 		t.Fatalf("wrap the list's content key for a member: %v", err)
 	}
-	lk.(*supervisedKey).Destroy(context.Background())
+	lk.(*hsm.SupervisedKey).Destroy(context.Background())
 
 	card.Stop()
 	err = signWith(set, carol)
@@ -556,7 +558,7 @@ func TestTokensSlowCard(t *testing.T) {
 		if err != nil {
 			t.Fatalf("content key while the card is busy: %v", err)
 		}
-		k.(*supervisedKey).Destroy(context.Background())
+		k.(*hsm.SupervisedKey).Destroy(context.Background())
 	}
 	select {
 	case err := <-done:
@@ -625,9 +627,9 @@ func TestTokensFailover(t *testing.T) {
 
 	card.Start(t)
 	deadline := time.Now().Add(30 * time.Second)
-	for set.watches["card"].Healthy() != nil {
+	for set.TokenHealthy("card") != nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("card still down 30s after it came back: %v", set.watches["card"].Healthy())
+			t.Fatalf("card still down 30s after it came back: %v", set.TokenHealthy("card"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
