@@ -497,6 +497,15 @@ func NewSupervisor(o SupervisorOptions) (*Supervisor, error) {
 			set.standby[name] = t.Standby
 		}
 	}
+	// Names are checked before any token is opened.
+	for primary, sb := range set.standby {
+		if !hasToken(o.Tokens, sb) {
+			return nil, &Error{Op: fmt.Sprintf("start token %q", primary), Kind: ErrInvalidArgument, Err: fmt.Errorf("standby %q is not a token", sb)}
+		}
+	}
+	if !hasToken(o.Tokens, set.content) || (set.fallback != "" && !hasToken(o.Tokens, set.fallback)) {
+		return nil, &Error{Op: "start token supervisor", Kind: ErrInvalidArgument, Err: fmt.Errorf("content token %q or fallback %q is not a token", set.content, set.fallback)}
+	}
 	// A standby holds its primary's keys, named without the primary's token attributes.
 	for primary, sb := range set.standby {
 		for _, k := range keys[primary] {
@@ -536,17 +545,16 @@ func NewSupervisor(o SupervisorOptions) (*Supervisor, error) {
 			return nil, err
 		}
 	}
-	for primary, sb := range set.standby {
-		if set.watches[sb] == nil {
-			set.Close()
-			return nil, &Error{Op: fmt.Sprintf("start token %q", primary), Kind: ErrInvalidArgument, Err: fmt.Errorf("standby %q is not a token", sb)}
+	return set, nil
+}
+
+func hasToken(specs []TokenSpec, name string) bool {
+	for _, t := range specs {
+		if t.Config.name() == name {
+			return true
 		}
 	}
-	if set.watches[set.content] == nil || (set.fallback != "" && set.watches[set.fallback] == nil) {
-		set.Close()
-		return nil, &Error{Op: "start token supervisor", Kind: ErrInvalidArgument, Err: fmt.Errorf("content token %q or fallback %q is not a token", set.content, set.fallback)}
-	}
-	return set, nil
+	return false
 }
 
 // TokenHealthy is Healthy of the token called name itself, whatever its standby does.
