@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# test.sh: the whole test suite, as CI runs it. Installs its Debian packages when missing, then:
-# formatting and vet, every Go test with the race detector against a real SoftHSM2 token, a short
-# run of every fuzz target, and one pass of every benchmark (so none rots; numbers are in README).
+# test.sh: the whole test suite, as CI runs it. Installs its Debian packages when missing, proves
+# every outside program the tests drive can do its job (scripts/prereqs.sh), and, as root, that
+# deps.sh alone brings them to a fresh Debian root (scripts/cleanroot.sh, in the background; set
+# CLEANROOT=0 to leave it out), then: formatting and vet, every Go test with the race detector
+# against a real SoftHSM2 token, a short run of every fuzz target, and one pass of every benchmark
+# (so none rots; numbers are in README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 bash scripts/deps.sh
 export CI=${CI:-true}   # a missing HSM or decoder fails the run instead of skipping tests
+
+echo "== prerequisites"
+bash scripts/prereqs.sh
+
+cleanroot_log=$(mktemp)
+cleanroot_pid=
+if [ "${CLEANROOT:-1}" != 0 ] && [ "$(id -u)" -eq 0 ]; then
+  bash scripts/cleanroot.sh > "$cleanroot_log" 2>&1 &
+  cleanroot_pid=$!
+elif [ "${CLEANROOT:-1}" != 0 ]; then
+  echo "(clean-root check left out: it needs root; CLEANROOT=0 says so on purpose)"
+fi
 
 echo "== gofmt, go vet"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -51,10 +66,20 @@ done
 
 echo "== benchmarks, one pass each"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$cleanroot_log"' EXIT
 if ! go test -run '^$' -bench . -benchtime 1x -timeout 20m ./... > "$log" 2>&1; then
   cat "$log"
   exit 1
 fi
 grep -E '^(Benchmark|ok|FAIL)' "$log" || true
+
+if [ -n "$cleanroot_pid" ]; then
+  echo "== deps.sh in a fresh Debian root"
+  if ! wait "$cleanroot_pid"; then
+    cat "$cleanroot_log"
+    echo "the fresh root lacks something the tests need: add its package to scripts/deps.sh" >&2
+    exit 1
+  fi
+  cat "$cleanroot_log"
+fi
 echo "== all tests passed"
