@@ -62,6 +62,10 @@ type Token struct {
 	Roles []string `toml:"roles"`
 	// MaxSessions bounds the token's sessions; 0 means hsm.max_sessions.
 	MaxSessions int `toml:"max_sessions"`
+	// Standby names another [[token]] holding the same keys (same labels
+	// and ids) and every role of this one: while this token is down, its
+	// work goes there, and comes back when it is up again.
+	Standby string `toml:"standby"`
 }
 
 // Token roles as the file spells them.
@@ -146,12 +150,33 @@ func (c *Config) ContentTokens() (primary, fallback string) {
 	if c.HSM.ContentToken != "" {
 		return c.HSM.ContentToken, c.HSM.ContentFallback
 	}
-	for _, t := range c.Tokens {
-		if t.HasRole(RoleContent) {
-			return t.Name, c.HSM.ContentFallback
-		}
+	if l := c.contentCandidates(); len(l) > 0 {
+		return l[0], c.HSM.ContentFallback
 	}
 	return "", c.HSM.ContentFallback
+}
+
+// contentCandidates are the tokens with role content that may make content
+// keys without being named: those that are not another token's standby (a
+// standby takes over through its primary), or, when every one is, all.
+func (c *Config) contentCandidates() []string {
+	standby := map[string]bool{}
+	for _, t := range c.Tokens {
+		standby[t.Standby] = true
+	}
+	var primary, all []string
+	for _, t := range c.Tokens {
+		if t.HasRole(RoleContent) {
+			all = append(all, t.Name)
+			if !standby[t.Name] {
+				primary = append(primary, t.Name)
+			}
+		}
+	}
+	if len(primary) > 0 {
+		return primary
+	}
+	return all
 }
 
 // tokenAttrs are the RFC 7512 attributes that describe a token rather than
@@ -201,9 +226,14 @@ func (c *Config) TokenFor(keyURI, role string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	standby := map[string]bool{}
+	for _, t := range c.Tokens {
+		standby[t.Standby] = true
+	}
 	var match []string
 	for _, t := range c.Tokens {
-		if !t.HasRole(role) {
+		// A standby is reached through its primary, never picked by a key.
+		if !t.HasRole(role) || standby[t.Name] {
 			continue
 		}
 		sel, err := uriAttrs(t.URI)
@@ -307,6 +337,23 @@ func (c *Config) validateTokens(v *validator) {
 		if t.MaxSessions != 0 {
 			intRange(v, k+".max_sessions", int64(t.MaxSessions), 2, 1024)
 		}
+		if t.Standby != "" {
+			sb, ok := c.FindToken(t.Standby)
+			switch {
+			case !ok:
+				v.add(k+".standby", ErrInvalid, "%q is not a [[token]] name", t.Standby)
+			case t.Standby == t.Name:
+				v.add(k+".standby", ErrInvalid, "a token cannot stand by for itself")
+			case sb.Standby != "":
+				v.add(k+".standby", ErrInvalid, "token %q has a standby of its own; one standby per primary, no chains", t.Standby)
+			default:
+				for _, r := range t.Roles {
+					if !sb.HasRole(r) {
+						v.add(k+".standby", ErrInvalid, "token %q lacks role %q of token %q", t.Standby, r, t.Name)
+					}
+				}
+			}
+		}
 	}
 	c.validateContentTokens(v)
 	for i, s := range c.Senders {
@@ -336,12 +383,7 @@ func (c *Config) validateTokens(v *validator) {
 }
 
 func (c *Config) validateContentTokens(v *validator) {
-	var content []string
-	for _, t := range c.Tokens {
-		if t.HasRole(RoleContent) {
-			content = append(content, t.Name)
-		}
-	}
+	content := c.contentCandidates()
 	isContent := func(key, name string) {
 		if t, ok := c.FindToken(name); !ok {
 			v.add(key, ErrInvalid, "%q is not a [[token]] name", name)

@@ -131,6 +131,50 @@ roles = ["content"]
 				t.Errorf("ContentTokens = %q, %q", p, f)
 			}
 		}},
+		{name: "ok standby holds the same keys", edit: then(twoTokens, repl(`roles = ["sign", "content"]
+`, `roles = ["sign", "content"]
+standby = "backup"
+`), add(`
+[[token]]
+name = "backup"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+uri = "pkcs11:token=backup"
+pin_file = "/etc/appliance/pin"
+roles = ["sign", "content"]
+`)), check: func(t *testing.T, c *Config) {
+			if p, f := c.ContentTokens(); p != "hsm" || f != "" {
+				t.Errorf("ContentTokens = %q, %q; a standby is not a second content token", p, f)
+			}
+			if n, err := c.TokenFor("pkcs11:token=backup;object=alice", RoleSign); err == nil {
+				t.Errorf("a key picked the standby %q directly", n)
+			}
+			if l := c.TokenList(); l[0].Standby != "backup" {
+				t.Errorf("standby = %q", l[0].Standby)
+			}
+		}},
+		{name: "ok the content token stands by for a card", edit: then(twoTokens, repl(`roles = ["sign"]
+`, `roles = ["sign"]
+standby = "hsm"
+`), repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:token=card;object=alice"`)), check: func(t *testing.T, c *Config) {
+			if p, _ := c.ContentTokens(); p != "hsm" {
+				t.Errorf("content token %q, want the standby hsm, the only one with role content", p)
+			}
+			if n, err := c.TokenFor("pkcs11:object=alice", RoleSign); n != "card" || err != nil {
+				t.Errorf("TokenFor = %q, %v; the standby is reached through the card", n, err)
+			}
+		}},
+		{name: "fail standby lacks a role", edit: then(twoTokens, repl(`roles = ["sign", "content"]
+`, `roles = ["sign", "content"]
+standby = "card"
+`)), wantErr: ErrInvalid, wantKey: "token[0].standby"},
+		{name: "fail standby unknown", edit: then(twoTokens, repl(`roles = ["sign"]
+`, `roles = ["sign"]
+standby = "spare"
+`)), wantErr: ErrInvalid, wantKey: "token[1].standby"},
+		{name: "fail standby itself", edit: then(twoTokens, repl(`roles = ["sign"]
+`, `roles = ["sign"]
+standby = "card"
+`)), wantErr: ErrInvalid, wantKey: "token[1].standby"},
 		{name: "fail hsm module beside tokens", edit: then(twoTokens, repl("max_sessions = 8\n", "max_sessions = 8\nmodule = \"/x.so\"\n")), wantErr: ErrConflict, wantKey: "hsm.module"},
 		{name: "fail key picks no token", edit: then(twoTokens, repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:token=other;object=alice"`)), wantErr: ErrInvalid, wantKey: "sender[0].key"},
 		{name: "fail key without token attributes is ambiguous", edit: then(twoTokens, repl(`key = "pkcs11:token=appliance;object=alice"`, `key = "pkcs11:object=alice"`)), wantErr: ErrInvalid, wantKey: "sender[0].key"},

@@ -48,7 +48,15 @@
 // Every error is an [*Error] with a sentinel Kind for errors.Is. A vanished token, lost handles or
 // a busy pool are temporary ([IsTemporary]): the caller defers the work and calls Reconnect. A
 // wrong PIN, a missing module or token, or a malformed wrapped key are not. Errors name keys by
-// their URI and never contain the PIN. The package does not log.
+// their URI and never contain the PIN. Only the [Supervisor] logs, through the slog.Logger it is
+// given.
+//
+// # Supervisor
+//
+// [NewSupervisor] is the one token layer the daemon uses: a watch per token reconnects it with
+// backoff, probes it when idle and makes operations fail fast with a temporary [UnavailableError]
+// while it is down; signing keys go to the token their URI picks, content keys to the content
+// token (or its fallback), and a token's work to its standby while it is down.
 //
 // Keys are named by RFC 7512 PKCS#11 URIs ([ParseURI]); a PIN inside a URI is refused.
 package hsm

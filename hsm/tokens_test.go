@@ -248,3 +248,61 @@ func TestAlwaysAuthenticate(t *testing.T) {
 		})
 	}
 }
+
+// NewSupervisor refuses what cannot work before starting anything, and one token with every role
+// signs and makes content keys through it.
+func TestNewSupervisor(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	one := []hsm.TokenSpec{{Config: config(env), Keys: []string{"pkcs11:object=alice"}}}
+	tests := []struct {
+		name string
+		opts hsm.SupervisorOptions
+	}{
+		{"fail no tokens", hsm.SupervisorOptions{}},
+		{"fail unknown standby", hsm.SupervisorOptions{Tokens: []hsm.TokenSpec{{Config: config(env), Standby: "spare"}}}},
+		{"fail unknown content token", hsm.SupervisorOptions{Tokens: one, Content: "spare"}},
+		{"fail unknown fallback", hsm.SupervisorOptions{Tokens: one, Fallback: "spare"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := hsm.NewSupervisor(tc.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("NewSupervisor succeeded")
+			}
+			if !errors.Is(err, hsm.ErrInvalidArgument) || !hsm.FatalAtStart(err) {
+				t.Errorf("error %v is not a fatal ErrInvalidArgument", err)
+			}
+		})
+	}
+	s, err := hsm.NewSupervisor(hsm.SupervisorOptions{Tokens: one, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := s.Signer(context.Background(), "pkcs11:object=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("supervised"))
+	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify(signer.Public(), digest[:], sig, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.ContentKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Active(softhsmtest.TokenLabel) != softhsmtest.TokenLabel || s.OAEPHash() != crypto.SHA1 {
+		t.Errorf("Active %q, OAEPHash %v", s.Active(softhsmtest.TokenLabel), s.OAEPHash())
+	}
+}

@@ -3,14 +3,9 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/rsa"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"sync"
 	"time"
 
 	"appliance/cms"
@@ -20,411 +15,44 @@ import (
 	"appliance/smtpfront"
 )
 
-// A token watch keeps one hsm.Token usable across token loss, so that an HSM
-// outage defers sealing instead of failing mail.
-//
-// Every operation goes through it. While the token is up, an operation that fails with
-// hsm.ErrTokenGone marks it down (once per connection: a failure from a connection that has
-// already been replaced is stale news) and wakes the reconnect loop, which calls Reconnect (or
-// Open, if the token was never there) with doubling waits up to MaxWait. While it is down, every
-// operation fails at once with a Temporary() error, without touching the token, so the queue
-// defers and keeps the message and the front end, unless hsm.require_up says otherwise, keeps
-// accepting. An idle token is probed every ProbeEvery, so /readyz and the log learn of a loss
-// before the next message does. One log line per change of state: "hsm down", "hsm up".
-//
-// A token missing when serve starts is an outage like any other: the daemon starts, accepts and
-// spools, and seals once the token appears. Only faults an operator must fix before anything can
-// work stop the start: no module file, a refused PIN, an impossible setting.
+// The daemon's tokens are an hsm.Supervisor: one watch per configured token (reconnection,
+// probing, health), keys routed to their token, content keys from the content token, failover to
+// a standby. This file builds it from the configuration and fits it to the pipeline.
 
-// errHSMDown is what operations fail with while the token is unavailable.
-var errHSMDown = errors.New("hsm unavailable")
+// tokenSupervisor is the hsm.Supervisor as the pipeline's Token and ListToken: content keys are
+// cms.ContentKeys, and a wrapped key the token refuses is the message's fault
+// (pipeline.ErrWrappedKey).
+type tokenSupervisor struct{ *hsm.Supervisor }
 
-// hsmDownError is errHSMDown with the failure that took the token down. It is temporary, so the
-// queue defers the message and smtpfront answers 451 4.3.0 where it meets one.
-type hsmDownError struct{ cause error }
+var (
+	_ pipeline.Token     = (*tokenSupervisor)(nil)
+	_ pipeline.ListToken = (*tokenSupervisor)(nil)
+)
 
-func (e *hsmDownError) Error() string {
-	if e.cause == nil {
-		return "failed to use the token: " + errHSMDown.Error()
-	}
-	return "failed to use the token: " + errHSMDown.Error() + ": " + e.cause.Error()
-}
-
-func (e *hsmDownError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{errHSMDown}
-	}
-	return []error{errHSMDown, e.cause}
-}
-
-func (e *hsmDownError) Temporary() bool { return true }
-
-// watchOptions configure newTokenWatch; zero durations take the defaults.
-type watchOptions struct {
-	// Open makes the Token; it is called at start and again until it succeeds if the token was
-	// missing at start.
-	Open func() (*hsm.Token, error)
-	// ProbeKey, when set, is a signing key the idle probe signs with: SoftHSM with its object
-	// store gone still makes session keys, but signing with a token key fails.
-	ProbeKey   string
-	MinWait    time.Duration // first wait between reconnect attempts; default 200ms
-	MaxWait    time.Duration // cap of the doubling wait; default 30s
-	ProbeEvery time.Duration // idle health probe; default 15s
-	// OnUp is called after each recovery (not at a healthy start), outside the lock: the queue
-	// retries deferred sealing at once instead of at its next backoff step.
-	OnUp func()
-	Log  *slog.Logger
-}
-
-type tokenWatch struct {
-	opts watchOptions
-
-	mu    sync.Mutex
-	tok   *hsm.Token  // nil until the first successful Open
-	epoch uint64      // bumped at each successful (re)connect
-	cause error       // why the token is down; nil while it is up
-	since time.Time   // when the current state began
-	oaep  crypto.Hash // the sealer asks for it per message
-
-	wake   chan struct{} // capacity 1: "a failure was seen, look now"
-	stop   chan struct{}
-	done   chan struct{}
-	closed bool
-}
-
-// newTokenWatch opens the token and starts the reconnect loop. A token that cannot be opened
-// for a reason that may pass (missing, module not initialisable because the token store is
-// absent) leaves the supervisor down and retrying; see fatalAtStart for the others.
-func newTokenWatch(opts watchOptions) (*tokenWatch, error) {
-	if opts.Open == nil {
-		return nil, errors.New("failed to start token supervisor: no Open function")
-	}
-	if opts.MinWait <= 0 {
-		opts.MinWait = 200 * time.Millisecond
-	}
-	if opts.MaxWait <= 0 {
-		opts.MaxWait = 30 * time.Second
-	}
-	opts.MaxWait = max(opts.MaxWait, opts.MinWait)
-	if opts.ProbeEvery <= 0 {
-		opts.ProbeEvery = 15 * time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	s := &tokenWatch{
-		opts:  opts,
-		since: time.Now(),
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-	}
-	tok, err := opts.Open()
-	switch {
-	case err == nil:
-		s.tok, s.epoch, s.oaep = tok, 1, tok.OAEPHash()
-	case fatalAtStart(err):
-		return nil, err
-	default:
-		s.cause = err
-		// Until the token has been seen, assume the OAEP hash every OAEP-capable token does.
-		s.oaep = crypto.SHA1
-		opts.Log.Error("hsm down", "err", err)
-	}
-	go s.run()
-	return s, nil
-}
-
-// fatalAtStart sorts Open failures at start: those no waiting can cure end the start.
-func fatalAtStart(err error) bool {
-	switch {
-	case errors.Is(err, hsm.ErrPINIncorrect), errors.Is(err, hsm.ErrInvalidArgument), errors.Is(err, hsm.ErrMechanism):
-		return true
-	case errors.Is(err, hsm.ErrModule) && errors.Is(err, fs.ErrNotExist):
-		return true // the module file itself is missing, not the token
-	}
-	return false
-}
-
-// Healthy is nil while the token is up, else a Temporary() error saying why it is down.
-func (s *tokenWatch) Healthy() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cause != nil {
-		return &hsmDownError{cause: s.cause}
-	}
-	if s.closed {
-		return &hsmDownError{cause: hsm.ErrClosed}
-	}
-	return nil
-}
-
-// current returns the live token and its epoch, or the down error.
-func (s *tokenWatch) current() (*hsm.Token, uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cause != nil || s.tok == nil {
-		return nil, 0, &hsmDownError{cause: s.cause}
-	}
-	return s.tok, s.epoch, nil
-}
-
-// observe passes err through, marking the token down when err says it is gone and the failing
-// operation ran on the current connection.
-func (s *tokenWatch) observe(epoch uint64, err error) error {
-	if err == nil || !errors.Is(err, hsm.ErrTokenGone) {
-		return err
-	}
-	s.mu.Lock()
-	if s.closed || s.cause != nil || epoch != s.epoch {
-		s.mu.Unlock()
-		return err
-	}
-	s.cause, s.since = err, time.Now()
-	s.mu.Unlock()
-	s.opts.Log.Error("hsm down", "err", err)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return err
-}
-
-// run reconnects while the token is down and probes it while it is up, until Close.
-func (s *tokenWatch) run() {
-	defer close(s.done)
-	probe := time.NewTicker(s.opts.ProbeEvery)
-	defer probe.Stop()
-	for {
-		if err := s.Healthy(); err != nil && !errors.Is(err, hsm.ErrClosed) {
-			if !s.recover() {
-				return
-			}
-			continue
-		}
-		select {
-		case <-s.stop:
-			return
-		case <-s.wake:
-		case <-probe.C:
-			s.probe()
-		}
-	}
-}
-
-// recover retries until the token is back (true) or the supervisor is closed (false).
-func (s *tokenWatch) recover() bool {
-	wait := s.opts.MinWait
-	attempts := 0
-	for {
-		select {
-		case <-s.stop:
-			return false
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, s.opts.MaxWait)
-		attempts++
-		s.mu.Lock()
-		tok := s.tok
-		s.mu.Unlock()
-		var err error
-		if tok == nil {
-			tok, err = s.opts.Open()
-		} else {
-			err = tok.Reconnect()
-		}
-		if err != nil {
-			s.mu.Lock()
-			prev := s.cause
-			s.cause = err
-			s.mu.Unlock()
-			// A new kind of failure is news (the token is back but refuses the PIN, say);
-			// the same one again every few seconds is not.
-			if kind(err) != kind(prev) {
-				s.opts.Log.Warn("hsm still down", "attempt", attempts, "err", err)
-			} else {
-				s.opts.Log.Debug("hsm reconnect failed", "attempt", attempts, "err", err)
-			}
-			continue
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			if s.tok == nil {
-				tok.Close() // opened for the first time while Close ran
-			}
-			return false
-		}
-		downFor := time.Since(s.since)
-		s.tok, s.oaep, s.cause, s.since = tok, tok.OAEPHash(), nil, time.Now()
-		s.epoch++
-		s.mu.Unlock()
-		s.opts.Log.Info("hsm up", "down_for", downFor.Round(time.Millisecond).String(), "attempts", attempts)
-		s.mu.Lock()
-		onUp := s.opts.OnUp
-		s.mu.Unlock()
-		if onUp != nil {
-			onUp()
-		}
-		return true
-	}
-}
-
-// kind is the sentinel an hsm error is sorted by, or err itself.
-func kind(err error) error {
-	var he *hsm.Error
-	if errors.As(err, &he) {
-		return he.Kind
-	}
-	return err
-}
-
-// probe exercises an idle token the way sealing will.
-func (s *tokenWatch) probe() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if s.opts.ProbeKey != "" {
-		signer, err := s.Signer(ctx, s.opts.ProbeKey)
-		if err == nil {
-			digest := sha256.Sum256([]byte("appliance hsm probe"))
-			_, err = signer.Sign(nil, digest[:], crypto.SHA256)
-		}
-		if err != nil {
-			return // observe has marked a lost token down; anything else is not the probe's business
-		}
-	}
-	if tok, _, err := s.current(); err != nil || tok.Roles()&hsm.RoleContent == 0 {
-		return // a sign-only token makes no content keys
-	}
-	k, err := s.NewContentKey(ctx)
-	if err == nil {
-		k.(*supervisedKey).Destroy(ctx)
-	}
-}
-
-// Close stops the loop and closes the token.
-func (s *tokenWatch) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.stop)
-	s.mu.Unlock()
-	<-s.done
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tok != nil {
-		return s.tok.Close()
-	}
-	return nil
-}
-
-// OAEPHash is the strongest OAEP hash of the token as last connected; SHA-1 if it was never up.
-func (s *tokenWatch) OAEPHash() crypto.Hash {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.oaep
-}
-
-// NewContentKey makes a content key on the token (pipeline.Token).
-func (s *tokenWatch) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	tok, epoch, err := s.current()
+// NewContentKey makes a content key on the content token (pipeline.Token). A failure returns a
+// nil interface, not a nil *hsm.SupervisedKey inside one.
+func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+	k, err := s.ContentKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	k, err := tok.GenerateCEK(ctx)
-	if err != nil {
-		return nil, s.observe(epoch, err)
-	}
-	return &supervisedKey{s: s, epoch: epoch, k: k}, nil
+	return k, nil
 }
 
-// UnwrapCEK unwraps a list's content key on the token (pipeline.ListToken). A wrapped key the
-// token refuses, or wrapped with an OAEP hash it lacks, is the message's fault and says so with
-// pipeline.ErrWrappedKey, as listToken does.
-func (s *tokenWatch) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
-	tok, epoch, err := s.current()
-	if err != nil {
-		return nil, err
-	}
-	k, err := tok.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
+// UnwrapCEK unwraps a list's content key on the token of the list's key (pipeline.ListToken). A
+// wrapped key the token refuses, or wrapped with an OAEP hash it lacks, is the message's fault.
+func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
+	k, err := s.Supervisor.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
 	if errors.Is(err, hsm.ErrUnwrap) || errors.Is(err, hsm.ErrOAEPHash) {
 		return nil, fmt.Errorf("%w: %w", pipeline.ErrWrappedKey, err)
 	}
 	if err != nil {
-		return nil, s.observe(epoch, err)
-	}
-	return &supervisedKey{s: s, epoch: epoch, k: k}, nil
-}
-
-// Signer finds a signing key (pipeline.Token). Its Sign reports a lost token too.
-func (s *tokenWatch) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
-	tok, epoch, err := s.current()
-	if err != nil {
 		return nil, err
 	}
-	signer, err := tok.Signer(ctx, keyURI)
-	if err != nil {
-		return nil, s.observe(epoch, err)
-	}
-	return &supervisedSigner{s: s, inner: signer}, nil
+	return k, nil
 }
 
-// supervisedKey reports a lost token seen while using a content key. Keys do not survive a
-// reconnect, so a failure of a key from an earlier connection is not news.
-type supervisedKey struct {
-	s     *tokenWatch
-	epoch uint64
-	k     *hsm.CEK
-}
-
-var _ cms.ContentKey = (*supervisedKey)(nil)
-
-func (k *supervisedKey) EncryptCBC(ctx context.Context, iv []byte, plaintext io.Reader, ciphertext io.Writer) error {
-	return k.s.observe(k.epoch, k.k.EncryptCBC(ctx, iv, plaintext, ciphertext))
-}
-
-func (k *supervisedKey) EncryptGCM(ctx context.Context, nonce, aad []byte, plaintext io.Reader, ciphertext io.Writer) ([]byte, error) {
-	tag, err := k.k.EncryptGCM(ctx, nonce, aad, plaintext, ciphertext)
-	return tag, k.s.observe(k.epoch, err)
-}
-
-func (k *supervisedKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
-	b, err := k.k.WrapRSA(ctx, pub, oaepHash)
-	return b, k.s.observe(k.epoch, err)
-}
-
-// Destroy frees the key on the token; seal calls it once the message is sealed.
-func (k *supervisedKey) Destroy(ctx context.Context) error {
-	return k.k.Destroy(ctx)
-}
-
-// supervisedSigner reports a lost token seen while signing. hsm's signer finds its key again
-// after a reconnect, so the epoch that counts is the one current when Sign starts.
-type supervisedSigner struct {
-	s     *tokenWatch
-	inner crypto.Signer
-}
-
-func (g *supervisedSigner) Public() crypto.PublicKey { return g.inner.Public() }
-
-func (g *supervisedSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	_, epoch, err := g.s.current()
-	if err != nil {
-		return nil, err
-	}
-	sig, err := g.inner.Sign(rand, digest, opts)
-	return sig, g.s.observe(epoch, err)
-}
-
-// SetOnUp sets the function called after each recovery; see watchOptions.OnUp.
-func (s *tokenWatch) SetOnUp(f func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opts.OnUp = f
-}
+var _ cms.ContentKey = (*hsm.SupervisedKey)(nil)
 
 // requireHSM is the front end's policy under hsm.require_up: while the token is down, MAIL gets
 // 451 4.3.0 instead of mail that could only wait in the spool. Embedding frontPolicy keeps every
@@ -448,23 +76,6 @@ func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfron
 	}
 	return f
 }
-
-// tokenSupervisor is the daemon's tokens: one tokenWatch per configured token. Each signing key
-// goes to the token its URI picks (config.TokenFor), so a card that is removed defers only the
-// mail of the senders whose keys are on it; content keys come from the content token or, while it
-// is down, from its fallback.
-type tokenSupervisor struct {
-	watches  map[string]*tokenWatch
-	names    []string // configuration order
-	route    func(keyURI, role string) (string, error)
-	content  string
-	fallback string // "" when there is none
-}
-
-var (
-	_ pipeline.Token     = (*tokenSupervisor)(nil)
-	_ pipeline.ListToken = (*tokenSupervisor)(nil)
-)
 
 // tokenConfig is the hsm.Config of the configured token t.
 func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
@@ -502,11 +113,11 @@ func openTokens(cfg *config.Config) (*tokenSupervisor, error) {
 }
 
 func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSupervisor, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	content, fallback := cfg.ContentTokens()
-	set := &tokenSupervisor{watches: map[string]*tokenWatch{}, route: cfg.TokenFor, content: content, fallback: fallback}
+	return newTokenSetWith(cfg, log, hsm.SupervisorOptions{Strict: strict})
+}
+
+// newTokenSetWith builds the supervisor's tokens, routes and content tokens from cfg into o.
+func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptions) (*tokenSupervisor, error) {
 	// Keys by token, so that each watch probes with one of its own keys and start can check that
 	// the token signs with every key's mechanism.
 	keys := map[string][]string{}
@@ -523,133 +134,19 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 	for _, t := range cfg.TokenList() {
 		hc, err := tokenConfig(cfg, t)
 		if err != nil {
-			set.Close()
 			return nil, err
 		}
-		opts := watchOptions{
-			Open:    func() (*hsm.Token, error) { return hsm.Open(hc) },
-			MaxWait: cfg.HSM.ReconnectWait(),
-			Log:     log.With("component", "hsm", "token", t.Name),
-		}
-		if k := keys[t.Name]; len(k) > 0 {
-			opts.ProbeKey = k[0]
-		}
-		if strict {
-			tok, err := hsm.Open(hc)
-			if err != nil {
-				set.Close()
-				return nil, err
-			}
-			opts.Open = func() (*hsm.Token, error) { return tok, nil }
-		}
-		w, err := newTokenWatch(opts)
-		if err != nil {
-			set.Close()
-			return nil, fmt.Errorf("token %q: %w", t.Name, err)
-		}
-		set.watches[t.Name] = w
-		set.names = append(set.names, t.Name)
-		if err := checkKeyMechanisms(w, keys[t.Name]); err != nil {
-			set.Close()
-			return nil, err
-		}
+		o.Tokens = append(o.Tokens, hsm.TokenSpec{Config: hc, Standby: t.Standby, Keys: keys[t.Name]})
 	}
-	return set, nil
-}
-
-// checkKeyMechanisms refuses, at start, a key its token cannot sign with (an EC key on a card
-// without CKM_ECDSA, say). A token that is down is checked when it comes up, by the same lookup.
-func checkKeyMechanisms(w *tokenWatch, keys []string) error {
-	if w.Healthy() != nil {
-		return nil
+	o.Route = func(keyURI string) (string, error) { return cfg.TokenFor(keyURI, config.RoleSign) }
+	o.Content, o.Fallback = cfg.ContentTokens()
+	if o.MaxWait == 0 {
+		o.MaxWait = cfg.HSM.ReconnectWait()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, k := range keys {
-		if _, err := w.Signer(ctx, k); errors.Is(err, hsm.ErrMechanism) {
-			return err
-		}
-	}
-	return nil
-}
-
-// watchFor is the watch of the token keyURI picks for role.
-func (s *tokenSupervisor) watchFor(keyURI, role string) (*tokenWatch, error) {
-	if len(s.names) == 1 {
-		return s.watches[s.names[0]], nil
-	}
-	name, err := s.route(keyURI, role)
-	if err != nil {
-		return nil, fmt.Errorf("failed to pick the token of %q: %w", keyURI, err)
-	}
-	return s.watches[name], nil
-}
-
-// contentWatch is the token that makes content keys now: the content token while it is up, else
-// the fallback while that is up, else the content token (whose error says why it is down).
-func (s *tokenSupervisor) contentWatch() *tokenWatch {
-	w := s.watches[s.content]
-	if w.Healthy() != nil && s.fallback != "" {
-		if f := s.watches[s.fallback]; f.Healthy() == nil {
-			return f
-		}
-	}
-	return w
-}
-
-// Signer finds a signing key on its token (pipeline.Token).
-func (s *tokenSupervisor) Signer(ctx context.Context, keyURI string) (crypto.Signer, error) {
-	w, err := s.watchFor(keyURI, config.RoleSign)
+	o.Log = log
+	s, err := hsm.NewSupervisor(o)
 	if err != nil {
 		return nil, err
 	}
-	return w.Signer(ctx, keyURI)
-}
-
-// NewContentKey makes a content key on the content token (pipeline.Token).
-func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
-	return s.contentWatch().NewContentKey(ctx)
-}
-
-// OAEPHash is the OAEP hash of the token that makes content keys now.
-func (s *tokenSupervisor) OAEPHash() crypto.Hash { return s.contentWatch().OAEPHash() }
-
-// UnwrapCEK unwraps a list's content key on the token of the list's key (pipeline.ListToken).
-func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
-	w, err := s.watchFor(keyURI, config.RoleSign)
-	if err != nil {
-		return nil, err
-	}
-	return w.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
-}
-
-// Healthy is nil while content keys can be made (the content token or its fallback is up), else
-// a Temporary() error saying why not. A sign-only token that is down defers only its senders'
-// mail, so it does not make the daemon unready.
-func (s *tokenSupervisor) Healthy() error { return s.contentWatch().Healthy() }
-
-// SetOnUp sets the function called after any token recovers.
-func (s *tokenSupervisor) SetOnUp(f func()) {
-	for _, w := range s.watches {
-		w.SetOnUp(f)
-	}
-}
-
-// Close stops every watch and closes its token.
-func (s *tokenSupervisor) Close() error {
-	var errs []error
-	for _, w := range s.watches {
-		errs = append(errs, w.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// Token is the watch of the token called name, for the commands that work on one token.
-func (s *tokenSupervisor) Token(name string) (*hsm.Token, error) {
-	w, ok := s.watches[name]
-	if !ok {
-		return nil, fmt.Errorf("no token named %q", name)
-	}
-	tok, _, err := w.current()
-	return tok, err
+	return &tokenSupervisor{s}, nil
 }

@@ -48,8 +48,8 @@ func TestFatalAtStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := fatalAtStart(tt.err); got != tt.fatal {
-				t.Errorf("fatalAtStart(%v) = %v, want %v", tt.err, got, tt.fatal)
+			if got := hsm.FatalAtStart(tt.err); got != tt.fatal {
+				t.Errorf("hsm.FatalAtStart(%v) = %v, want %v", tt.err, got, tt.fatal)
 			}
 		})
 	}
@@ -93,23 +93,25 @@ func moveToken(t *testing.T, env *softhsmtest.Env) func() {
 	return restore
 }
 
-func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenWatch {
+func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenSupervisor {
 	t.Helper()
 	cfg := hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 2, PoolTimeout: 5 * time.Second}
-	s, err := newTokenWatch(watchOptions{
-		Open:    func() (*hsm.Token, error) { return hsm.Open(cfg) },
+	s, err := hsm.NewSupervisor(hsm.SupervisorOptions{
+		Tokens:  []hsm.TokenSpec{{Config: cfg}},
 		MinWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond,
-		OnUp: onUp,
-		Log:  slog.New(slog.NewTextHandler(log, nil)),
+		Log: slog.New(slog.NewTextHandler(log, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if onUp != nil {
+		s.SetOnUp(onUp)
+	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return &tokenSupervisor{s}
 }
 
-func waitHealthy(t *testing.T, s *tokenWatch) {
+func waitHealthy(t *testing.T, s *tokenSupervisor) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Healthy() != nil {
@@ -120,7 +122,7 @@ func waitHealthy(t *testing.T, s *tokenWatch) {
 	}
 }
 
-func sign(s *tokenWatch) error {
+func sign(s *tokenSupervisor) error {
 	ctx := context.Background()
 	signer, err := s.Signer(ctx, "pkcs11:object=alice")
 	if err != nil {
@@ -155,12 +157,12 @@ func TestSupervisorOutage(t *testing.T) {
 		t.Fatalf("sign with the token gone: %v, want ErrTokenGone", err)
 	}
 	herr := s.Healthy()
-	if !errors.Is(herr, errHSMDown) || !hsm.IsTemporary(herr) {
-		t.Fatalf("Healthy with the token gone: %v, want a temporary errHSMDown", herr)
+	if !errors.Is(herr, hsm.ErrUnavailable) || !hsm.IsTemporary(herr) {
+		t.Fatalf("Healthy with the token gone: %v, want a temporary hsm.ErrUnavailable", herr)
 	}
 	// While down, work fails at once and says so, without going near the token.
 	for i := range 3 {
-		if _, err := s.NewContentKey(context.Background()); !errors.Is(err, errHSMDown) || !hsm.IsTemporary(err) {
+		if _, err := s.NewContentKey(context.Background()); !errors.Is(err, hsm.ErrUnavailable) || !hsm.IsTemporary(err) {
 			t.Fatalf("NewContentKey %d while down: %v", i, err)
 		}
 	}
@@ -193,10 +195,10 @@ func TestSupervisorMissingAtStart(t *testing.T) {
 	restore := moveToken(t, env)
 	log := &lockedLog{}
 	s := startSupervisor(t, env, log, nil)
-	if err := s.Healthy(); !errors.Is(err, errHSMDown) {
+	if err := s.Healthy(); !errors.Is(err, hsm.ErrUnavailable) {
 		t.Fatalf("Healthy without a token: %v", err)
 	}
-	if _, err := s.Signer(context.Background(), "pkcs11:object=alice"); !errors.Is(err, errHSMDown) || !hsm.IsTemporary(err) {
+	if _, err := s.Signer(context.Background(), "pkcs11:object=alice"); !errors.Is(err, hsm.ErrUnavailable) || !hsm.IsTemporary(err) {
 		t.Fatalf("Signer without a token: %v", err)
 	}
 	if h := s.OAEPHash(); h != crypto.SHA1 {
@@ -218,7 +220,7 @@ func (f fixedHealth) Healthy() error { return f.err }
 
 // Under hsm.require_up the front end answers MAIL with 451 4.3.0 while the token is down.
 func TestRequireHSM(t *testing.T) {
-	p := requireHSM{hsm: fixedHealth{&hsmDownError{cause: errors.New("token gone")}}}
+	p := requireHSM{hsm: fixedHealth{&hsm.UnavailableError{Cause: errors.New("token gone")}}}
 	err := p.CheckSender(context.Background(), "alice@example.test", "")
 	r := smtpfront.Reply(smtpfront.StageMail, err)
 	if r == nil || r.Code != 451 || fmt.Sprint(r.EnhancedCode) != "[4 3 0]" {
@@ -370,7 +372,7 @@ func TestTokensCard(t *testing.T) {
 
 	_, err := newTokenSet(twoTokenConfig(env, card, "sign", "content"), nil, false)
 	want := `token "card" has no CKM_AES_KEY_GEN, needed for role content`
-	if err == nil || !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) || !fatalAtStart(err) {
+	if err == nil || !errors.Is(err, hsm.ErrMechanism) || !strings.Contains(err.Error(), want) || !hsm.FatalAtStart(err) {
 		t.Fatalf("start with a content role on the card: %v; want a fatal error saying %q", err, want)
 	}
 
@@ -393,7 +395,20 @@ func TestTokensCard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("content key: %v", err)
 	}
-	key.(*supervisedKey).Destroy(context.Background())
+	// A list's content key is unwrapped on the token of the list's key, and wrapped on from there.
+	wrapped, err := key.WrapRSA(context.Background(), env.Cert(t, "list").PublicKey.(*rsa.PublicKey), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key.(*hsm.SupervisedKey).Destroy(context.Background())
+	lk, err := set.UnwrapCEK(context.Background(), "pkcs11:token=appliance;object=list", wrapped, 0)
+	if err != nil {
+		t.Fatalf("unwrap for the list: %v", err)
+	}
+	if _, err := lk.WrapRSA(context.Background(), env.Cert(t, "bob").PublicKey.(*rsa.PublicKey), 0); err != nil {
+		t.Fatalf("wrap the list's content key for a member: %v", err)
+	}
+	lk.(*hsm.SupervisedKey).Destroy(context.Background())
 
 	card.Stop()
 	err = signWith(set, carol)
@@ -543,7 +558,7 @@ func TestTokensSlowCard(t *testing.T) {
 		if err != nil {
 			t.Fatalf("content key while the card is busy: %v", err)
 		}
-		k.(*supervisedKey).Destroy(context.Background())
+		k.(*hsm.SupervisedKey).Destroy(context.Background())
 	}
 	select {
 	case err := <-done:
@@ -553,5 +568,75 @@ func TestTokensSlowCard(t *testing.T) {
 	link.Release()
 	if err := <-done; err != nil {
 		t.Fatalf("the card's signature after the link was released: %v", err)
+	}
+}
+
+// A card and a standby token holding the same key: when the card goes away, the signature asked
+// of it is made on the standby (nothing fails), the log says so and the queue is told to retry
+// what it deferred; when the card is back it is used again.
+func TestTokensFailover(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	conf := env.Card(t, "card", cardMechanisms)
+	imp := exec.Command("softhsm2-util", "--import", env.File("alice.key"), "--token", "card", "--label", "alice", "--id", "01", "--pin", softhsmtest.PIN)
+	imp.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("import alice's key on the card: %v\n%s", err, out)
+	}
+	card := env.Serve(t, conf, "card")
+	t.Setenv("P11_KIT_SERVER_ADDRESS", card.Address)
+	cfg := &config.Config{
+		HSM: config.HSM{MaxSessions: 4, HSMHealth: config.HSMHealth{ReconnectMax: 200 * time.Millisecond}},
+		Tokens: []config.Token{
+			{Name: "card", Module: card.Module, URI: "pkcs11:token=card", PINFile: env.PINFile, Roles: []string{"sign"}, Standby: "hsm"},
+			{Name: "hsm", Module: env.Module, URI: "pkcs11:token=appliance", PINFile: env.PINFile, Roles: []string{"sign", "content"}},
+		},
+		Senders: []config.Sender{{Address: "alice@example.test", Key: "pkcs11:token=card;object=alice"}},
+	}
+	log := &lockedLog{}
+	set, err := newTokenSet(cfg, slog.New(slog.NewTextHandler(log, nil)), false)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer set.Close()
+	var retries atomic.Int32
+	set.SetOnUp(func() { retries.Add(1) })
+	const alice = "pkcs11:token=card;object=alice"
+	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
+		t.Fatalf("sign on the card: %v, active %q", err, set.Active("card"))
+	}
+	signer, err := set.Signer(context.Background(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	card.Stop()
+	d := sha256.Sum256([]byte("failover"))
+	if _, err := signer.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("sign with a Signer found before the card went away: %v; the standby should have made it", err)
+	}
+	if err := signWith(set, alice); err != nil {
+		t.Fatalf("sign while the card is away: %v", err)
+	}
+	if set.Active("card") != "hsm" || log.count("token failover") != 1 || retries.Load() == 0 {
+		t.Fatalf("after the card went away: active %q, %d failover lines, %d retries asked\n%s",
+			set.Active("card"), log.count("token failover"), retries.Load(), log.b.String())
+	}
+	if err := set.Healthy(); err != nil {
+		t.Errorf("Healthy with the standby up: %v", err)
+	}
+
+	card.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for set.TokenHealthy("card") != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("card still down 30s after it came back: %v", set.TokenHealthy("card"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
+		t.Fatalf("sign after the card came back: %v, active %q", err, set.Active("card"))
+	}
+	if n := log.count("token failback"); n != 1 {
+		t.Errorf("%d failback lines, want 1\n%s", n, log.b.String())
 	}
 }

@@ -57,6 +57,8 @@ a mechanism its roles need.`,
 	"Token.PINEnv":  `The environment variable holding the token's user PIN.`,
 	"Token.Roles": `sign: senders' and lists' keys; content: content keys, encryption and key wrapping
 (a list's token needs both).`,
+	"Token.Standby": `Another [[token]] holding the same keys and every role of this one: while this
+token is down its work goes there, and comes back when it is up.`,
 	"Token.MaxSessions": `PKCS#11 sessions to open on this token.
 Value: integer 2..1024, default hsm.max_sessions`,
 
