@@ -635,3 +635,160 @@ func checkInner(in Input, e HeaderEdits, secret map[string]string) error {
 	}
 	return nil
 }
+
+// ErrWrongRefusal: Make refused an input for a reason that does not hold.
+var ErrWrongRefusal = errors.New("refusal without a reason that holds")
+
+// oracleSingle are the fields RFC 5322 section 3.6 allows once.
+var oracleSingle = map[string]bool{
+	"Date": true, "From": true, "Sender": true, "Reply-To": true, "To": true, "Cc": true, "Bcc": true,
+	"Message-Id": true, "In-Reply-To": true, "References": true, "Subject": true,
+}
+
+// CheckRefusal judges an error of Make: it must state a reason that holds
+// for in, checked here without Make's code. It is the other half of the
+// oracle: a plan is checked by CheckPrivacy, a refusal by CheckRefusal, so
+// a wrong refusal is as visible as a leak.
+func CheckRefusal(in Input, err error) error {
+	if err == nil {
+		return fmt.Errorf("%w: no error", ErrWrongRefusal)
+	}
+	cs := in.Policy.CaseSensitiveLocalPart
+	wrong := func(why string) error { return fmt.Errorf("%w: %v (%s)", ErrWrongRefusal, err, why) }
+	var fe *FieldError
+	var ae *AddressError
+	switch {
+	case errors.Is(err, ErrNoRecipients):
+		if len(in.RcptTo) != 0 {
+			return wrong("the envelope has recipients")
+		}
+	case errors.Is(err, ErrInvalidPolicy):
+		p := in.Policy
+		if p.Bcc >= Individual && p.Bcc <= Group && p.MissingCert >= Reject && p.MissingCert <= Drop && p.CertChoice >= All && p.CertChoice <= Newest {
+			return wrong("the policy is valid")
+		}
+	case errors.As(err, &fe) && errors.Is(err, ErrDuplicateField):
+		n := 0
+		for it := in.Header.Fields(); it.Next(); {
+			if nettextproto.CanonicalMIMEHeaderKey(it.Key()) == fe.Field {
+				n++
+			}
+		}
+		if !oracleSingle[fe.Field] || n < 2 {
+			return wrong(fmt.Sprintf("%s appears %d times", fe.Field, n))
+		}
+	case errors.As(err, &fe) && errors.Is(err, ErrHiddenInContent):
+		if !strings.HasPrefix(fe.Field, "Content-") && fe.Field != "Mime-Version" {
+			return wrong("not a content field")
+		}
+		oh, herr := oracleReadHeader(in.Header, cs)
+		if herr != nil {
+			return wrong("the header does not parse, so nothing is known to be hidden")
+		}
+		var hiddenOnes []string
+		hiddenOnes = append(hiddenOnes, oh.allBcc...)
+		for _, r := range in.RcptTo {
+			if n, err := oracleEnvelope(r, cs); err == nil && !oh.shown[n] {
+				hiddenOnes = append(hiddenOnes, n)
+			}
+		}
+		for it := in.Header.Fields(); it.Next(); {
+			if nettextproto.CanonicalMIMEHeaderKey(it.Key()) != fe.Field {
+				continue
+			}
+			text := it.Value()
+			if d, err := oracleParser.WordDecoder.DecodeHeader(text); err == nil {
+				text += " " + d
+			}
+			text = strings.ToLower(oracleSqueeze(text))
+			for _, h := range hiddenOnes {
+				if oh.base[h] {
+					continue
+				}
+				at := strings.LastIndex(h, "@")
+				if strings.Contains(text, strings.ToLower(oracleSqueeze(h[:at]))) && strings.Contains(text, h[at+1:]) {
+					return nil
+				}
+			}
+		}
+		return wrong("the content field names no hidden recipient")
+	case errors.As(err, &ae):
+		switch ae.Field {
+		case "MAIL FROM", "RCPT TO", "certificate key", "certificate owner", "sender certificate owner":
+			if _, perr := oracleEnvelope(ae.Value, cs); perr == nil {
+				return wrong("the path parses")
+			}
+			return nil
+		}
+		found := false
+		for it := in.Header.Fields(); it.Next(); {
+			found = found || nettextproto.CanonicalMIMEHeaderKey(it.Key()) == ae.Field && it.Value() == ae.Value
+		}
+		if !found {
+			return wrong("no such field")
+		}
+		if _, perr := oracleAddresses(ae.Value, cs); perr == nil {
+			return wrong("the field parses")
+		}
+	case errors.Is(err, ErrInvalidCert):
+		if !oracleBadCert(in) {
+			return wrong("every certificate belongs to its address")
+		}
+	default:
+		return wrong("unknown reason")
+	}
+	return nil
+}
+
+// oracleBadCert reports a certificate without an ID, listed for an address
+// other than its owner's, listed for two owners, or (self-copy) owned by
+// someone other than an author or the envelope sender.
+func oracleBadCert(in Input) bool {
+	cs := in.Policy.CaseSensitiveLocalPart
+	owner := map[string]string{}
+	bad := func(key string, c Cert) bool {
+		o, err := oracleEnvelope(c.Owner, cs)
+		if c.ID == "" || err != nil || o != key {
+			return true
+		}
+		if prev, ok := owner[c.ID]; ok && prev != o {
+			return true
+		}
+		owner[c.ID] = o
+		return false
+	}
+	for k, list := range in.Certs {
+		n, err := oracleEnvelope(k, cs)
+		if err != nil {
+			return true
+		}
+		for _, c := range list {
+			if bad(n, c) {
+				return true
+			}
+		}
+	}
+	if !in.Policy.SelfCopy || len(in.SenderCerts) == 0 {
+		return false
+	}
+	senders := map[string]bool{}
+	if mf, err := oracleEnvelope(in.MailFrom, cs); err == nil {
+		senders[mf] = true
+	}
+	for it := in.Header.Fields(); it.Next(); {
+		switch nettextproto.CanonicalMIMEHeaderKey(it.Key()) {
+		case "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender":
+			l, _ := oracleAddresses(it.Value(), cs)
+			for _, a := range l {
+				senders[a] = true
+			}
+		}
+	}
+	for _, c := range in.SenderCerts {
+		o, err := oracleEnvelope(c.Owner, cs)
+		if err != nil || !senders[o] || bad(o, c) {
+			return true
+		}
+	}
+	return false
+}
