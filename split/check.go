@@ -129,6 +129,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 		return err
 	}
 
+	memo := map[string][]string{}
 	where := map[string]int{} // normalized recipient -> package index
 	visProfiles, hidProfiles := map[string]bool{}, map[string]bool{}
 	hiddenEncrypted, plainCount := 0, 0
@@ -169,7 +170,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 			ids[c.ID] = true
 			revealed[o] = "certificate " + c.ID
 		}
-		if err := oracleHeaderReveals(in, pk.Edits, pk.Hidden, cs, secretKeys, revealed); err != nil {
+		if err := oracleHeaderReveals(in, pk.Edits, pk.Hidden, cs, secretKeys, revealed, memo); err != nil {
 			return fmt.Errorf("%w: package %d: %v", ErrPrivacy, i, err)
 		}
 		for _, r := range rs {
@@ -522,15 +523,42 @@ func oracleSqueeze(s string) string {
 	}, s)
 }
 
-var oracleAroundAt = regexp.MustCompile(`\s*([@.])\s*`)
+// oracleAroundAt removes white space next to '@' and '.'.
+func oracleAroundAt(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if unicode.IsSpace(rune(s[i])) {
+			j := i
+			for j < len(s) && unicode.IsSpace(rune(s[j])) {
+				j++
+			}
+			if (len(b) > 0 && (b[len(b)-1] == '@' || b[len(b)-1] == '.')) || j < len(s) && (s[j] == '@' || s[j] == '.') {
+				i = j - 1
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
 
-var oracleToken = regexp.MustCompile("[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\\-\\x{80}-\\x{10FFFF}]+")
+// oracleTokenRune: the characters of an address token (atext, '.', '@' and
+// anything beyond ASCII).
+func oracleTokenRune(r rune) bool {
+	return r >= 0x80 || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
+		strings.ContainsRune("!#$%&'*+/=?^_`{|}~.@-", r)
+}
+
+var oracleUnquote = strings.NewReplacer(`"`, "", `\\`, "")
 
 // oracleTokens returns the secret participants (keys: squeezed form) that
 // text names as a whole token, in any of its spellings: as written or with
 // encoded words decoded, with or without comments, with or without white
 // space and quotes.
 func oracleTokens(text string, keys map[string]string, cs bool) []string {
+	if !strings.ContainsAny(text, "@=") {
+		return nil
+	}
 	decoded, err := oracleParser.WordDecoder.DecodeHeader(text)
 	if err != nil {
 		decoded = text
@@ -539,9 +567,11 @@ func oracleTokens(text string, keys map[string]string, cs bool) []string {
 	seen := map[string]bool{}
 	for _, t := range []string{text, decoded} {
 		for _, c := range []string{t, oracleUncomment(t)} {
-			unquoted := strings.NewReplacer(`"`, "", `\\`, "").Replace(c)
-			for _, form := range []string{c, oracleSqueeze(c), oracleAroundAt.ReplaceAllString(unquoted, "$1")} {
-				for _, tok := range oracleToken.FindAllString(form, -1) {
+			for _, form := range []string{c, oracleSqueeze(c), oracleAroundAt(oracleUnquote.Replace(c))} {
+				for _, tok := range strings.FieldsFunc(form, func(r rune) bool { return !oracleTokenRune(r) }) {
+					if !strings.Contains(tok, "@") {
+						continue
+					}
 					tok, ok := oracleNorm(strings.TrimRight(tok, "."), cs)
 					if !ok {
 						continue
@@ -587,7 +617,7 @@ func oracleUncomment(s string) string {
 
 // oracleHeaderReveals adds to revealed every address the package's header
 // names, and fails on a field the header policy never carries.
-func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret map[string]string, revealed map[string]string) error {
+func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret map[string]string, revealed map[string]string, memo map[string][]string) error {
 	for _, f := range oracleApply(in.Header, e) {
 		k, v := f[0], f[1]
 		if strings.HasPrefix(k, "X-") {
@@ -612,7 +642,13 @@ func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret m
 				revealed[oracleLoose(m[1], cs)] = "Received for clause"
 			}
 		}
-		for _, a := range oracleTokens(v, secret, cs) {
+		// Packages share most of their fields: scan each text once.
+		found, ok := memo[v]
+		if !ok {
+			found = oracleTokens(v, secret, cs)
+			memo[v] = found
+		}
+		for _, a := range found {
 			revealed[a] = "field " + k
 		}
 	}

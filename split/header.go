@@ -212,7 +212,9 @@ func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) 
 			}
 			f.addrs = list
 		}
-		f.mentions = ps.mentionedIn(text)
+		if f.class != classHidden && f.class != classDrop {
+			f.mentions = ps.mentionedIn(text)
+		}
 		out = append(out, f)
 	}
 	return out, nil
