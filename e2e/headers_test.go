@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -245,6 +246,93 @@ func TestNormalizationBothDoors(t *testing.T) {
 			exp := Expect{From: alice, To: []string{bob}, Rcpt: rcpt, Message: norm}
 			pkgs := r.expect(t, exp, 2)
 			compareSeal(t, r, bin, exp, pkgs)
+		})
+	}
+}
+
+// TestHeaderProperty: random messages whose headers name the recipients in every kind of field
+// and spelling, random Bcc sets, both modes, submitted with a real SMTP client; the independent
+// checker must find no package revealing anyone outside its visible set.
+func TestHeaderProperty(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"individual", "group"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, func(c *Config) { c.Policy.Bcc = mode })
+			rnd := mrand.New(mrand.NewPCG(20261203, uint64(len(mode))))
+			people := []string{bob, carol, dave, erin, heidi}
+			forms := []func(a string) string{
+				func(a string) string { return "<" + a + ">" },
+				func(a string) string { return "(" + a + ")" },
+				func(a string) string { return "=?utf-8?q?" + strings.Replace(a, "@", "=40", 1) + "?=" },
+				func(a string) string { l, d, _ := strings.Cut(a, "@"); return `"` + l + `"@` + strings.ToUpper(d) },
+				func(a string) string { l, d, _ := strings.Cut(a, "@"); return l + " (x) @ " + d },
+				func(a string) string { return a + ", " + a },
+			}
+			fields := []string{"Keywords", "Comments", "X-Original-To", "X-Envelope-Recipient", "Delivered-To",
+				"Thread-Hint", "Mail-Followup-To", "Disposition-Notification-To", "Received", "Organization"}
+			for i := range 8 {
+				var to, cc, bcc []string
+				for _, p := range people {
+					switch rnd.IntN(4) {
+					case 0:
+						to = append(to, p)
+					case 1:
+						cc = append(cc, p)
+					case 2:
+						bcc = append(bcc, p)
+					}
+				}
+				if len(to)+len(cc)+len(bcc) == 0 {
+					bcc = append(bcc, people[rnd.IntN(len(people))])
+				}
+				var extra strings.Builder
+				for range 1 + rnd.IntN(5) {
+					k := fields[rnd.IntN(len(fields))]
+					v := forms[rnd.IntN(len(forms))](people[rnd.IntN(len(people))])
+					if k == "Received" {
+						v = "from h.example.test by relay.example.test for " + v + "; Sat, 28 Nov 2026 09:00:00 +0000"
+					}
+					fmt.Fprintf(&extra, "%s: %s\r\n", k, v)
+				}
+				hdr := "From: " + alice + "\r\n"
+				toField := "undisclosed-recipients:;"
+				if len(to) > 0 {
+					toField = strings.Join(to, ", ")
+					if rnd.IntN(2) == 0 {
+						toField += " (" + forms[rnd.IntN(len(forms))](people[rnd.IntN(len(people))]) + ")"
+					}
+				}
+				hdr += "To: " + toField + "\r\n"
+				if len(cc) > 0 {
+					hdr += "Cc: " + strings.Join(cc, ", ") + "\r\n"
+				}
+				if len(bcc) > 0 && rnd.IntN(3) != 0 {
+					hdr += "Bcc: " + strings.Join(bcc, ", ") + "\r\n"
+				}
+				msg := rawMessage(extra.String(), hdr)
+				rcpt := append(append(append([]string{}, to...), cc...), bcc...)
+				want := len(bcc)
+				if mode == "group" && want > 0 {
+					want = 1
+				}
+				if len(to)+len(cc) > 0 {
+					want++
+				}
+				r.sink.Reset()
+				res, err := SubmitGo(r.daemon.Addr, alice, rcpt, msg)
+				if err != nil || res.Mail != nil || res.Data != nil {
+					t.Fatalf("message %d: %v %+v\n%s", i, err, res, msg)
+				}
+				exp := Expect{From: alice, To: to, Cc: cc, Bcc: bcc, Rcpt: rcpt, GroupBcc: mode == "group", Message: msg}
+				txs, err := WaitPackages(r.sink, want, 90*time.Second, 300*time.Millisecond)
+				if err != nil {
+					t.Fatalf("message %d: %v (got %v)\n%s", i, err, rcptSets(txs), msg)
+				}
+				if _, err := r.checker.Check(context.Background(), exp, txs); err != nil {
+					t.Fatalf("message %d:\n%s\n%v", i, msg, err)
+				}
+			}
 		})
 	}
 }

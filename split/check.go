@@ -527,9 +527,9 @@ func oracleSqueeze(s string) string {
 func oracleAroundAt(s string) string {
 	var b []byte
 	for i := 0; i < len(s); i++ {
-		if unicode.IsSpace(rune(s[i])) {
+		if oracleSpace(s[i]) {
 			j := i
-			for j < len(s) && unicode.IsSpace(rune(s[j])) {
+			for j < len(s) && oracleSpace(s[j]) {
 				j++
 			}
 			if (len(b) > 0 && (b[len(b)-1] == '@' || b[len(b)-1] == '.')) || j < len(s) && (s[j] == '@' || s[j] == '.') {
@@ -542,6 +542,8 @@ func oracleAroundAt(s string) string {
 	return string(b)
 }
 
+func oracleSpace(c byte) bool { return strings.IndexByte(" \t\r\n\v\f", c) >= 0 }
+
 // oracleTokenRune: the characters of an address token (atext, '.', '@' and
 // anything beyond ASCII).
 func oracleTokenRune(r rune) bool {
@@ -551,10 +553,14 @@ func oracleTokenRune(r rune) bool {
 
 var oracleUnquote = strings.NewReplacer(`"`, "", `\\`, "")
 
+// oracleMsgID are the fields that hold message identifiers, not addresses.
+var oracleMsgID = map[string]bool{"Message-Id": true, "In-Reply-To": true, "References": true, "Resent-Message-Id": true}
+
 // oracleTokens returns the secret participants (keys: squeezed form) that
 // text names as a whole token, in any of its spellings: as written or with
 // encoded words decoded, with or without comments, with or without white
-// space and quotes.
+// space and quotes. With keys nil it returns every address token, in the
+// spellings a reader sees (white space only removed around '@' and '.').
 func oracleTokens(text string, keys map[string]string, cs bool) []string {
 	if !strings.ContainsAny(text, "@=") {
 		return nil
@@ -567,7 +573,11 @@ func oracleTokens(text string, keys map[string]string, cs bool) []string {
 	seen := map[string]bool{}
 	for _, t := range []string{text, decoded} {
 		for _, c := range []string{t, oracleUncomment(t)} {
-			for _, form := range []string{c, oracleSqueeze(c), oracleAroundAt(oracleUnquote.Replace(c))} {
+			forms := []string{c, oracleAroundAt(oracleUnquote.Replace(c))}
+			if keys != nil {
+				forms = append(forms, oracleSqueeze(c))
+			}
+			for _, form := range forms {
 				for _, tok := range strings.FieldsFunc(form, func(r rune) bool { return !oracleTokenRune(r) }) {
 					if !strings.Contains(tok, "@") {
 						continue
@@ -576,7 +586,11 @@ func oracleTokens(text string, keys map[string]string, cs bool) []string {
 					if !ok {
 						continue
 					}
-					if n, ok := keys[tok]; ok && !seen[n] {
+					n, ok := tok, true
+					if keys != nil {
+						n, ok = keys[tok]
+					}
+					if ok && !seen[n] {
 						seen[n] = true
 						out = append(out, n)
 					}
@@ -643,10 +657,16 @@ func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret m
 			}
 		}
 		// Packages share most of their fields: scan each text once.
-		found, ok := memo[v]
+		// Message identifiers look like addresses: there only the
+		// participants count. Anywhere else every address does.
+		keys := secret
+		if !oracleMsgID[k] {
+			keys = nil
+		}
+		found, ok := memo[k+":"+v]
 		if !ok {
-			found = oracleTokens(v, secret, cs)
-			memo[v] = found
+			found = oracleTokens(v, keys, cs)
+			memo[k+":"+v] = found
 		}
 		for _, a := range found {
 			revealed[a] = "field " + k
