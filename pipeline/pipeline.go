@@ -239,15 +239,6 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	if !ok {
 		return nil, fmt.Errorf("failed to seal: %w: %q", ErrUnknownSender, env.MailFrom)
 	}
-	origs, err := split.Originators(h)
-	for _, a := range origs {
-		if err == nil {
-			err = p.CheckSender(ctx, a)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("failed to seal: header originator: %w", err)
-	}
 
 	certs := map[string]*x509.Certificate{}
 	var unusable []directory.Rejection
@@ -292,6 +283,15 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	plan, err := split.Make(in)
 	if err != nil {
 		return nil, fmt.Errorf("failed to plan: %w", err)
+	}
+	origs, err := split.Originators(h)
+	for _, a := range origs {
+		if err == nil {
+			err = p.CheckSender(ctx, a)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to seal: header originator: %w", err)
 	}
 	signer, err := p.opts.Token.Signer(ctx, sender.KeyURI)
 	if err != nil {

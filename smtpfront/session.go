@@ -362,6 +362,9 @@ func (ss *session) checkHeaderSenders(h textproto.Header, env queue.Envelope) er
 	if strings.TrimSpace(h.Get("From")) == "" {
 		return &messageError{text: "message has no From header"}
 	}
+	if err := ss.checkHeaderPlan(h, env); err != nil {
+		return err
+	}
 	lp, _ := ss.s.policy.(ListPolicy)
 	lists := ss.allLists(env.RcptTo)
 	for _, a := range origs {
@@ -379,6 +382,35 @@ func (ss *session) checkHeaderSenders(h textproto.Header, env queue.Envelope) er
 		}
 	}
 	return nil
+}
+
+// checkHeaderPlan refuses at the end of DATA what split would refuse when
+// the message is sealed: a header field naming a hidden recipient inside
+// the content every package shares, or an address field that does not
+// parse. Lists plan their own packages, so their addresses are left out.
+func (ss *session) checkHeaderPlan(h textproto.Header, env queue.Envelope) error {
+	in := split.Input{Header: h, MailFrom: env.MailFrom, Policy: split.Policy{MissingCert: split.Drop}}
+	lp, _ := ss.s.policy.(ListPolicy)
+	for _, r := range env.RcptTo {
+		if lp == nil || !lp.IsList(r) {
+			in.RcptTo = append(in.RcptTo, r)
+		}
+	}
+	if len(in.RcptTo) == 0 {
+		return nil
+	}
+	_, err := split.Make(in)
+	var fe *split.FieldError
+	var ae *split.AddressError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &fe):
+		return fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: fe.Error()}, err)
+	case errors.As(err, &ae):
+		return &messageError{text: "malformed " + ae.Field + " header", err: err}
+	}
+	return &messageError{text: "message header cannot be planned", err: err}
 }
 
 func (ss *session) Reset() {

@@ -72,3 +72,29 @@ func TestListPostOriginators(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderPlanRefusals: what sealing would refuse is refused at the end of
+// DATA, before anything is spooled.
+func TestHeaderPlanRefusals(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, hdr, want string
+	}{
+		{"ok content field naming a visible recipient", "From: alice@example.test\r\nTo: bob@example.test\r\nContent-Description: for bob@example.test\r\n", "250 2.0.0"},
+		{"fail content field naming the hidden recipient", "From: alice@example.test\r\nTo: carol@example.test\r\nContent-Description: for =?utf-8?q?bob=40example.test?=\r\n", "554 5.7.0"},
+		{"fail unparsable cc", "From: alice@example.test\r\nTo: bob@example.test\r\nCc: <<nobody\r\n", "550 5.6.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, Options{}, newFileSpool(t), newTestPolicy())
+			rc := dialRaw(t, ts.addr)
+			rc.cmd("EHLO client.example.test")
+			for _, s := range transaction("alice@example.test", "bob@example.test", tt.hdr+"\r\nbody\r\n", tt.want) {
+				if got := rc.cmd(s.send); !strings.HasPrefix(code(got), s.want) {
+					t.Fatalf("after %.40q: reply %q, want %q", s.send, got, s.want)
+				}
+			}
+		})
+	}
+}

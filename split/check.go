@@ -129,6 +129,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 		return err
 	}
 
+	memo := map[string][]string{}
 	where := map[string]int{} // normalized recipient -> package index
 	visProfiles, hidProfiles := map[string]bool{}, map[string]bool{}
 	hiddenEncrypted, plainCount := 0, 0
@@ -169,7 +170,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 			ids[c.ID] = true
 			revealed[o] = "certificate " + c.ID
 		}
-		if err := oracleHeaderReveals(in, pk.Edits, pk.Hidden, cs, secretKeys, revealed); err != nil {
+		if err := oracleHeaderReveals(in, pk.Edits, pk.Hidden, cs, secretKeys, revealed, memo); err != nil {
 			return fmt.Errorf("%w: package %d: %v", ErrPrivacy, i, err)
 		}
 		for _, r := range rs {
@@ -522,15 +523,48 @@ func oracleSqueeze(s string) string {
 	}, s)
 }
 
-var oracleAroundAt = regexp.MustCompile(`\s*([@.])\s*`)
+// oracleAroundAt removes white space next to '@' and '.'.
+func oracleAroundAt(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if oracleSpace(s[i]) {
+			j := i
+			for j < len(s) && oracleSpace(s[j]) {
+				j++
+			}
+			if (len(b) > 0 && (b[len(b)-1] == '@' || b[len(b)-1] == '.')) || j < len(s) && (s[j] == '@' || s[j] == '.') {
+				i = j - 1
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
 
-var oracleToken = regexp.MustCompile("[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@\\-\\x{80}-\\x{10FFFF}]+")
+func oracleSpace(c byte) bool { return strings.IndexByte(" \t\r\n\v\f", c) >= 0 }
+
+// oracleTokenRune: the characters of an address token (atext, '.', '@' and
+// anything beyond ASCII).
+func oracleTokenRune(r rune) bool {
+	return r >= 0x80 || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
+		strings.ContainsRune("!#$%&'*+/=?^_`{|}~.@-", r)
+}
+
+var oracleUnquote = strings.NewReplacer(`"`, "", `\\`, "")
+
+// oracleMsgID are the fields that hold message identifiers, not addresses.
+var oracleMsgID = map[string]bool{"Message-Id": true, "In-Reply-To": true, "References": true, "Resent-Message-Id": true}
 
 // oracleTokens returns the secret participants (keys: squeezed form) that
 // text names as a whole token, in any of its spellings: as written or with
 // encoded words decoded, with or without comments, with or without white
-// space and quotes.
+// space and quotes. With keys nil it returns every address token, in the
+// spellings a reader sees (white space only removed around '@' and '.').
 func oracleTokens(text string, keys map[string]string, cs bool) []string {
+	if !strings.ContainsAny(text, "@=") {
+		return nil
+	}
 	decoded, err := oracleParser.WordDecoder.DecodeHeader(text)
 	if err != nil {
 		decoded = text
@@ -539,14 +573,24 @@ func oracleTokens(text string, keys map[string]string, cs bool) []string {
 	seen := map[string]bool{}
 	for _, t := range []string{text, decoded} {
 		for _, c := range []string{t, oracleUncomment(t)} {
-			unquoted := strings.NewReplacer(`"`, "", `\\`, "").Replace(c)
-			for _, form := range []string{c, oracleSqueeze(c), oracleAroundAt.ReplaceAllString(unquoted, "$1")} {
-				for _, tok := range oracleToken.FindAllString(form, -1) {
+			forms := []string{c, oracleAroundAt(oracleUnquote.Replace(c))}
+			if keys != nil {
+				forms = append(forms, oracleSqueeze(c))
+			}
+			for _, form := range forms {
+				for _, tok := range strings.FieldsFunc(form, func(r rune) bool { return !oracleTokenRune(r) }) {
+					if !strings.Contains(tok, "@") {
+						continue
+					}
 					tok, ok := oracleNorm(strings.TrimRight(tok, "."), cs)
 					if !ok {
 						continue
 					}
-					if n, ok := keys[tok]; ok && !seen[n] {
+					n, ok := tok, true
+					if keys != nil {
+						n, ok = keys[tok]
+					}
+					if ok && !seen[n] {
 						seen[n] = true
 						out = append(out, n)
 					}
@@ -587,7 +631,7 @@ func oracleUncomment(s string) string {
 
 // oracleHeaderReveals adds to revealed every address the package's header
 // names, and fails on a field the header policy never carries.
-func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret map[string]string, revealed map[string]string) error {
+func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret map[string]string, revealed map[string]string, memo map[string][]string) error {
 	for _, f := range oracleApply(in.Header, e) {
 		k, v := f[0], f[1]
 		if strings.HasPrefix(k, "X-") {
@@ -612,7 +656,19 @@ func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret m
 				revealed[oracleLoose(m[1], cs)] = "Received for clause"
 			}
 		}
-		for _, a := range oracleTokens(v, secret, cs) {
+		// Packages share most of their fields: scan each text once.
+		// Message identifiers look like addresses: there only the
+		// participants count. Anywhere else every address does.
+		keys := secret
+		if !oracleMsgID[k] {
+			keys = nil
+		}
+		found, ok := memo[k+":"+v]
+		if !ok {
+			found = oracleTokens(v, keys, cs)
+			memo[k+":"+v] = found
+		}
+		for _, a := range found {
 			revealed[a] = "field " + k
 		}
 	}
@@ -634,4 +690,161 @@ func checkInner(in Input, e HeaderEdits, secret map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// ErrWrongRefusal: Make refused an input for a reason that does not hold.
+var ErrWrongRefusal = errors.New("refusal without a reason that holds")
+
+// oracleSingle are the fields RFC 5322 section 3.6 allows once.
+var oracleSingle = map[string]bool{
+	"Date": true, "From": true, "Sender": true, "Reply-To": true, "To": true, "Cc": true, "Bcc": true,
+	"Message-Id": true, "In-Reply-To": true, "References": true, "Subject": true,
+}
+
+// CheckRefusal judges an error of Make: it must state a reason that holds
+// for in, checked here without Make's code. It is the other half of the
+// oracle: a plan is checked by CheckPrivacy, a refusal by CheckRefusal, so
+// a wrong refusal is as visible as a leak.
+func CheckRefusal(in Input, err error) error {
+	if err == nil {
+		return fmt.Errorf("%w: no error", ErrWrongRefusal)
+	}
+	cs := in.Policy.CaseSensitiveLocalPart
+	wrong := func(why string) error { return fmt.Errorf("%w: %v (%s)", ErrWrongRefusal, err, why) }
+	var fe *FieldError
+	var ae *AddressError
+	switch {
+	case errors.Is(err, ErrNoRecipients):
+		if len(in.RcptTo) != 0 {
+			return wrong("the envelope has recipients")
+		}
+	case errors.Is(err, ErrInvalidPolicy):
+		p := in.Policy
+		if p.Bcc >= Individual && p.Bcc <= Group && p.MissingCert >= Reject && p.MissingCert <= Drop && p.CertChoice >= All && p.CertChoice <= Newest {
+			return wrong("the policy is valid")
+		}
+	case errors.As(err, &fe) && errors.Is(err, ErrDuplicateField):
+		n := 0
+		for it := in.Header.Fields(); it.Next(); {
+			if nettextproto.CanonicalMIMEHeaderKey(it.Key()) == fe.Field {
+				n++
+			}
+		}
+		if !oracleSingle[fe.Field] || n < 2 {
+			return wrong(fmt.Sprintf("%s appears %d times", fe.Field, n))
+		}
+	case errors.As(err, &fe) && errors.Is(err, ErrHiddenInContent):
+		if !strings.HasPrefix(fe.Field, "Content-") && fe.Field != "Mime-Version" {
+			return wrong("not a content field")
+		}
+		oh, herr := oracleReadHeader(in.Header, cs)
+		if herr != nil {
+			return wrong("the header does not parse, so nothing is known to be hidden")
+		}
+		var hiddenOnes []string
+		hiddenOnes = append(hiddenOnes, oh.allBcc...)
+		for _, r := range in.RcptTo {
+			if n, err := oracleEnvelope(r, cs); err == nil && !oh.shown[n] {
+				hiddenOnes = append(hiddenOnes, n)
+			}
+		}
+		for it := in.Header.Fields(); it.Next(); {
+			if nettextproto.CanonicalMIMEHeaderKey(it.Key()) != fe.Field {
+				continue
+			}
+			text := it.Value()
+			if d, err := oracleParser.WordDecoder.DecodeHeader(text); err == nil {
+				text += " " + d
+			}
+			text = strings.ToLower(oracleSqueeze(text))
+			for _, h := range hiddenOnes {
+				if oh.base[h] {
+					continue
+				}
+				at := strings.LastIndex(h, "@")
+				if strings.Contains(text, strings.ToLower(oracleSqueeze(h[:at]))) && strings.Contains(text, h[at+1:]) {
+					return nil
+				}
+			}
+		}
+		return wrong("the content field names no hidden recipient")
+	case errors.As(err, &ae):
+		switch ae.Field {
+		case "MAIL FROM", "RCPT TO", "certificate key", "certificate owner", "sender certificate owner":
+			if _, perr := oracleEnvelope(ae.Value, cs); perr == nil {
+				return wrong("the path parses")
+			}
+			return nil
+		}
+		found := false
+		for it := in.Header.Fields(); it.Next(); {
+			found = found || nettextproto.CanonicalMIMEHeaderKey(it.Key()) == ae.Field && it.Value() == ae.Value
+		}
+		if !found {
+			return wrong("no such field")
+		}
+		if _, perr := oracleAddresses(ae.Value, cs); perr == nil {
+			return wrong("the field parses")
+		}
+	case errors.Is(err, ErrInvalidCert):
+		if !oracleBadCert(in) {
+			return wrong("every certificate belongs to its address")
+		}
+	default:
+		return wrong("unknown reason")
+	}
+	return nil
+}
+
+// oracleBadCert reports a certificate without an ID, listed for an address
+// other than its owner's, listed for two owners, or (self-copy) owned by
+// someone other than an author or the envelope sender.
+func oracleBadCert(in Input) bool {
+	cs := in.Policy.CaseSensitiveLocalPart
+	owner := map[string]string{}
+	bad := func(key string, c Cert) bool {
+		o, err := oracleEnvelope(c.Owner, cs)
+		if c.ID == "" || err != nil || o != key {
+			return true
+		}
+		if prev, ok := owner[c.ID]; ok && prev != o {
+			return true
+		}
+		owner[c.ID] = o
+		return false
+	}
+	for k, list := range in.Certs {
+		n, err := oracleEnvelope(k, cs)
+		if err != nil {
+			return true
+		}
+		for _, c := range list {
+			if bad(n, c) {
+				return true
+			}
+		}
+	}
+	if !in.Policy.SelfCopy || len(in.SenderCerts) == 0 {
+		return false
+	}
+	senders := map[string]bool{}
+	if mf, err := oracleEnvelope(in.MailFrom, cs); err == nil {
+		senders[mf] = true
+	}
+	for it := in.Header.Fields(); it.Next(); {
+		switch nettextproto.CanonicalMIMEHeaderKey(it.Key()) {
+		case "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender":
+			l, _ := oracleAddresses(it.Value(), cs)
+			for _, a := range l {
+				senders[a] = true
+			}
+		}
+	}
+	for _, c := range in.SenderCerts {
+		o, err := oracleEnvelope(c.Owner, cs)
+		if err != nil || !senders[o] || bad(o, c) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,7 +2,7 @@
 // that no recipient learns of a hidden (Bcc) recipient. It is pure: no I/O, no
 // crypto, no logging; [Make] turns the header, the SMTP envelope, the
 // directory's certificates and the [Policy] into a [Plan], and [CheckPrivacy]
-// is the oracle that verifies a plan.
+// and [CheckRefusal] are the oracle that verifies a plan or a refusal.
 //
 // # The privacy rule
 //
@@ -14,12 +14,28 @@
 //	revealed(T) ⊆ visible_to(r)
 //	visible_to(r) = To ∪ Cc ∪ {From/Sender} ∪ {r} ∪ (Bcc, if r is hidden and the mode is Group)
 //
-// To and Cc include Resent-To and Resent-Cc; From/Sender include Reply-To,
-// Resent-From, Resent-Sender and MAIL FROM (which reaches every recipient as
-// Return-Path anyway). A recipient is hidden when it is listed in
-// Bcc/Resent-Bcc, or is in the envelope and in no To/Cc field; one listed in
-// both To/Cc and Bcc is visible. Completeness: every envelope recipient ends
-// up in exactly one package that it can decrypt, or in [Plan.Refused].
+// To and Cc include Resent-To and Resent-Cc of every Resent- block; From/Sender
+// include Reply-To, Resent-From, Resent-Sender and MAIL FROM (which reaches
+// every recipient as Return-Path anyway). A recipient is hidden when it is
+// listed in Bcc, or is in the envelope and in no To/Cc field; one listed in
+// both To/Cc and Bcc is visible. For resent mail (RFC 5322 section 3.6.6) the
+// newest Resent- block alone says who is visible: its Resent-To and Resent-Cc
+// play To and Cc, its Resent-Bcc plays Bcc, and everyone else is hidden (the
+// original To and Cc stay readable text). Completeness: every envelope
+// recipient ends up in exactly one package that it can decrypt, or in
+// [Plan.Refused].
+//
+// # Headers
+//
+// revealed(T) covers every field of T's header in any spelling (angle
+// brackets, quoted local parts, comments, encoded words). Make decides each
+// package's header by allowlist and carries it as [HeaderEdits]: known fields
+// are kept unless they name someone outside the package's visible set, address
+// fields are rebuilt from bare addresses when a comment or name would reveal
+// someone, Received loses its "for" clauses, and Bcc, delivery, envelope,
+// receipt-request and X- fields are dropped, as is an unknown field holding
+// an '@'. A Content-* field naming a hidden recipient, or a second instance of
+// a field RFC 5322 allows once, refuses the message ([FieldError]).
 //
 // # Modes
 //

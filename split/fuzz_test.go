@@ -52,7 +52,8 @@ func fuzzInput(raw []byte, mailFrom, rcpts string, flags uint16) (Input, bool) {
 	return in, true
 }
 
-// FuzzMake: Make never panics, and every plan it returns passes CheckPrivacy.
+// FuzzMake: Make never panics, every plan it returns passes CheckPrivacy, and
+// every refusal states a reason CheckRefusal finds true.
 func FuzzMake(f *testing.F) {
 	seeds := []struct{ hdr, from, rcpt string }{
 		{base + "To: bob@x.test\r\nBcc: carol@y.test\r\n", "alice@example.test", "bob@x.test\ncarol@y.test"},
@@ -60,6 +61,9 @@ func FuzzMake(f *testing.F) {
 		{base + "To: Friends: bob@x.test, \"C\" <carol@y.test>;\r\nCc: dave@m.test\r\n", "", "bob@x.test\ncarol@y.test\ndave@m.test\nerin@m.test"},
 		{"Received: from a by b id 1\r\n\tfor <carol@y.test>; Sat, 1 Jan 2026\r\nX-Original-To: carol@y.test\r\n" + base + "Bcc: alice@example.test\r\n", "alice@example.test", "alice@example.test\ncarol@y.test"},
 		{base + "To: \"bob b\"@x.test (c)\r\nResent-To: erin@m.test\r\nResent-Bcc: frank@z.test\r\n", "<alice@example.test>", "bob b@x.test\nerin@m.test\nfrank@z.test"},
+		{"Resent-From: alice@example.test\r\nResent-To: bob@x.test\r\nResent-Bcc: carol@y.test\r\n" + base + "To: dave@m.test (cc carol@y.test)\r\nKeywords: =?utf-8?q?carol=40y.test?=\r\nX-Note: carol@y.test\r\n", "alice@example.test", "bob@x.test\ncarol@y.test"},
+		{base + "To: bob@x.test\r\nTo: carol@y.test\r\nContent-Description: carol (x) @ y.test\r\n", "alice@example.test", "bob@x.test\ncarol@y.test"},
+		{base + "To: bob@x.test\r\nBcc: carol@y.test\r\nContent-Description: \"carol\"@Y.test\r\n", "alice@example.test", "bob@x.test\ncarol@y.test"},
 	}
 	for i, s := range seeds {
 		f.Add([]byte(strings.ReplaceAll(s.hdr, "\r\n", "\n")), s.from, s.rcpt, uint16(i*0x1f3d))
@@ -72,6 +76,9 @@ func FuzzMake(f *testing.F) {
 		}
 		p, err := Make(in)
 		if err != nil {
+			if err := CheckRefusal(in, err); err != nil {
+				t.Fatal(err)
+			}
 			return
 		}
 		if err := CheckPrivacy(in, p); err != nil {

@@ -212,7 +212,9 @@ func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) 
 			}
 			f.addrs = list
 		}
-		f.mentions = ps.mentionedIn(text)
+		if f.class != classHidden && f.class != classDrop {
+			f.mentions = ps.mentionedIn(text)
+		}
 		out = append(out, f)
 	}
 	return out, nil
@@ -225,12 +227,7 @@ func (ps participants) mentionedIn(text string) []string {
 	if len(ps.secret) == 0 || !strings.ContainsAny(text, "@=") {
 		return nil
 	}
-	var forms []string
-	for _, t := range []string{text, decodeWords(text)} {
-		for _, c := range []string{t, stripComments(t)} {
-			forms = append(forms, c, squeeze(c))
-		}
-	}
+	forms := spellings(text)
 	var out []string
 	for i, key := range ps.keys {
 		for _, f := range forms {
@@ -243,6 +240,56 @@ func (ps participants) mentionedIn(text string) []string {
 	return out
 }
 
+// spellings are the forms of text a reader may see an address in: as
+// written and with encoded words decoded, each with and without comments,
+// each as is and squeezed.
+func spellings(text string) []string {
+	var forms []string
+	for _, t := range []string{text, decodeWords(text)} {
+		for _, c := range []string{t, stripComments(t)} {
+			forms = append(forms, c, squeeze(c))
+		}
+	}
+	return forms
+}
+
+// msgIDFields hold message identifiers, which look like addresses and name
+// no one.
+var msgIDFields = map[string]bool{"Message-Id": true, "In-Reply-To": true, "References": true, "Resent-Message-Id": true, "Content-Id": true}
+
+// addressesIn returns every address-like token of text, in any spelling,
+// normalized: a maximal run of local-part and domain characters holding an
+// '@', split at its last '@'.
+func addressesIn(text string, cs bool) []string {
+	if !strings.ContainsAny(text, "@=") {
+		return nil
+	}
+	var out []string
+	for _, f := range spellings(text) {
+		for i := 0; i < len(f); {
+			if !isTokenByte(f[i]) {
+				i++
+				continue
+			}
+			j := i
+			for j < len(f) && isTokenByte(f[j]) {
+				j++
+			}
+			tok := strings.TrimRight(f[i:j], ".")
+			i = j
+			if !strings.Contains(tok, "@") {
+				continue
+			}
+			if n, err := normalizeSpec(tok, cs); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func isTokenByte(c byte) bool { return c == '@' || isLocalByte(c) }
+
 // squeeze removes quotes and backslashes, and white space next to '@' or
 // '.', so `"carol" @ y.test` and carol@y.test compare alike. It only widens
 // what counts as a mention, which can only drop more.
@@ -251,9 +298,9 @@ func squeeze(s string) string {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '"', '\\':
-		case ' ', '\t', '\r', '\n':
+		case ' ', '\t', '\r', '\n', '\v', '\f':
 			j := i
-			for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n') {
+			for j < len(s) && isSpaceByte(s[j]) {
 				j++
 			}
 			prev := byte(0)

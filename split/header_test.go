@@ -53,7 +53,9 @@ func TestHeaderPolicy(t *testing.T) {
 			visAbsent: []string{"Received"}, hid: []string{"Received: from a (carol@y.test)"}},
 		{name: "ok to with her in a comment rebuilt", extra: "Cc: dave@m.test (copy carol@y.test), \"carol@y.test\" <erin@m.test>\n",
 			vis: []string{"Cc: <dave@m.test>, <erin@m.test>"}, visAbsent: []string{"carol"}, visDropped: "Cc (rebuilt"},
-		{name: "ok a longer address is not hers", extra: "Subject: mail xcarol@y.test and carol@y.testing\n", vis: []string{"Subject: mail xcarol"}},
+		{name: "ok a field naming only visible people is kept", extra: "Subject: ask Bob@X.test or alice@example.test\n", vis: []string{"Subject: ask Bob@X.test"}},
+		{name: "ok a field naming someone outside the message is dropped", extra: "Subject: ask zed@q.test\n", visAbsent: []string{"zed"}, hidAbsent: []string{"zed"}},
+		{name: "ok message identifiers are not addresses", extra: "References: <1@x.test> <2@y.test>\nIn-Reply-To: <2@y.test>\n", vis: []string{"References: <1@x.test>", "In-Reply-To: <2@y.test>"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

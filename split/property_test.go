@@ -1,6 +1,8 @@
 package split
 
 import (
+	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -57,7 +59,34 @@ func spelling(r *rand.Rand, p person, cs bool, decorate bool) string {
 	}
 }
 
-// genInput makes one random but valid Input.
+// mention writes p's address inside free text, in one of the forms a reader
+// still recognises.
+func mention(r *rand.Rand, p person, cs bool) string {
+	spec := p.local + "@" + p.domain
+	switch r.IntN(9) {
+	case 0:
+		return "<" + spec + ">"
+	case 1:
+		return fmt.Sprintf("%q@%s", p.local, strings.ToUpper(p.domain))
+	case 2:
+		return fmt.Sprintf("%s(c)@%s", p.local, p.domain)
+	case 3:
+		return fmt.Sprintf("%s (c) @ %s", p.local, p.domain)
+	case 4:
+		return fmt.Sprintf("=?utf-8?q?%s=40%s?=", p.local, p.domain)
+	case 5:
+		return fmt.Sprintf("=?utf-8?b?%s?=", base64.StdEncoding.EncodeToString([]byte("to "+spec)))
+	case 6:
+		return fmt.Sprintf("words (%s) more", spec)
+	case 7:
+		return "plain words"
+	default:
+		return spelling(r, p, cs, true)
+	}
+}
+
+// genInput makes one random Input; a few are refused, for a reason
+// CheckRefusal must find true.
 func genInput(r *rand.Rand) Input {
 	pol := Policy{
 		Bcc:                    BccMode(r.IntN(2)),
@@ -142,12 +171,60 @@ func genInput(r *rand.Rand) Input {
 		}
 		fmt.Fprintf(&b, "%s: %s\n", field, strings.Join(bcc, ", "))
 	}
+	// Fields known and unknown, naming participants in every form.
+	extras := []string{"Subject", "Keywords", "Comments", "Organization", "In-Reply-To", "References",
+		"Thread-Hint", "Mail-Followup-To", "List-Help", "X-Note", "X-Mailer", "Delivered-To", "Envelope-To",
+		"X-Envelope-Recipient", "Original-Recipient", "Return-Path", "Disposition-Notification-To",
+		"Return-Receipt-To", "X-Confirm-Reading-To", "Received", "Content-Description"}
+	for range r.IntN(5) {
+		k := extras[r.IntN(len(extras))]
+		if k == "Subject" || k == "In-Reply-To" || k == "References" {
+			if strings.Contains(b.String(), "\n"+k+":") || strings.HasPrefix(b.String(), k+":") {
+				k = "Comments"
+			}
+		}
+		var vs []string
+		for range 1 + r.IntN(3) {
+			vs = append(vs, mention(r, world[r.IntN(len(world))], cs))
+		}
+		v := strings.Join(vs, ", ")
+		if k == "Received" {
+			v = "from h.test by relay.test for " + v + "; Sat, 28 Nov 2026 10:00:00 +0000"
+		}
+		fmt.Fprintf(&b, "%s: %s\n", k, v)
+	}
+	if r.IntN(8) == 0 {
+		// A second instance of a field RFC 5322 allows once.
+		b.WriteString([]string{"From: x@example.test\n", "Subject: again\n", "Cc: z@example.test\n"}[r.IntN(3)])
+	}
+	hdr := b.String()
+	if r.IntN(4) == 0 {
+		// A Resent- block on top: it names this copy's recipients.
+		var rb strings.Builder
+		fmt.Fprintf(&rb, "Resent-From: %s\n", spelling(r, world[0], cs, true))
+		var rto, rbcc []string
+		for _, p := range world[1:] {
+			switch r.IntN(3) {
+			case 0:
+				rto = append(rto, spelling(r, p, cs, true))
+			case 1:
+				rbcc = append(rbcc, spelling(r, p, cs, true))
+			}
+		}
+		if len(rto) > 0 {
+			fmt.Fprintf(&rb, "Resent-To: %s\n", strings.Join(rto, ", "))
+		}
+		if len(rbcc) > 0 {
+			fmt.Fprintf(&rb, "Resent-Bcc: %s\n", strings.Join(rbcc, ", "))
+		}
+		hdr = rb.String() + hdr
+	}
 	mailFrom := ""
 	if r.IntN(4) != 0 {
 		mailFrom = spelling(r, world[0], cs, false)
 	}
 	return Input{
-		Header: header(b.String()), MailFrom: mailFrom, RcptTo: rcpt,
+		Header: header(hdr), MailFrom: mailFrom, RcptTo: rcpt,
 		Certs: certs, SenderCerts: senderCerts, Policy: pol,
 	}
 }
@@ -172,7 +249,22 @@ func TestPlanProperty(t *testing.T) {
 		modes[in.Policy.Bcc]++
 		p, err := Make(in)
 		if err != nil {
-			t.Fatalf("seed %d case %d: Make() error = %v\n%s", seed, i, err, describe(in))
+			if err := CheckRefusal(in, err); err != nil {
+				t.Fatalf("seed %d case %d: %v\n%s", seed, i, err, describe(in))
+			}
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				seen["refused "+fe.Err.Error()]++
+			} else {
+				seen["refused otherwise"]++
+			}
+			continue
+		}
+		for _, pk := range p.Packages {
+			if len(pk.Edits.Dropped) > 0 {
+				seen["field dropped"]++
+				break
+			}
 		}
 		if err := CheckPrivacy(in, p); err != nil {
 			t.Fatalf("seed %d case %d: %v\n%s\nplan:\n%s", seed, i, err, describe(in), strings.Join(summary(p), "\n"))
@@ -199,7 +291,8 @@ func TestPlanProperty(t *testing.T) {
 			seen["two profiles"]++
 		}
 	}
-	for _, k := range []string{"signed-only", "group", "hidden", "visible shared", "bcc list", "refused dsn=true", "refused dsn=false", "two profiles"} {
+	for _, k := range []string{"signed-only", "group", "hidden", "visible shared", "bcc list", "refused dsn=true", "refused dsn=false", "two profiles",
+		"field dropped", "refused " + ErrDuplicateField.Error(), "refused " + ErrHiddenInContent.Error()} {
 		if seen[k] == 0 {
 			t.Errorf("seed %d: generator never produced %q: %v", seed, k, seen)
 		}

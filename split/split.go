@@ -237,6 +237,24 @@ func Make(in Input) (*Plan, error) {
 			addSecret(r.norm)
 		}
 	}
+	// Any other address a carried field names is someone outside every
+	// visible set too (message identifiers aside, and Content-* fields,
+	// which only participants can make refuse the message).
+	for it := h.Fields(); it.Next(); {
+		k := canonicalKey(it.Key())
+		switch c := classOf(k); {
+		case msgIDFields[k], c == classContent, c == classHidden, c == classDrop, c == classUnknown:
+			continue
+		case c == classTrace:
+			for _, a := range addressesIn(stripReceived(it.Value()), cs) {
+				addSecret(a)
+			}
+		default:
+			for _, a := range addressesIn(it.Value(), cs) {
+				addSecret(a)
+			}
+		}
+	}
 	sort.Strings(secret)
 	fields, err := readFields(h, secret, cs)
 	if err != nil {
