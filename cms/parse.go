@@ -338,9 +338,13 @@ func parseRecipientInfo(e elem) (*RecipientInfo, error) {
 }
 
 // WithRecipients re-encodes e with ris (normally a subset of e.RecipientInfos, possibly with new
-// ones from [KeyTransRecipient], as a mail list agent adds) in place of its RecipientInfos. Everything else is reused byte for byte, so the encrypted content, the
-// authenticated attributes and the MAC still verify. The outer lengths become definite even if
-// the input used indefinite ones. The result refers to e's input, which must stay unchanged.
+// ones from [KeyTransRecipient], as a mail list agent adds) in place of its RecipientInfos. The
+// encrypted content, the authenticated attributes and the MAC are reused byte for byte, so they
+// still verify. originatorInfo (certificates and CRLs) and unprotectedAttrs (unauthAttrs of
+// AuthEnvelopedData) are left out: no signature or MAC covers them, no keytrans recipient needs
+// them, and they can name anyone, a hidden recipient included. The outer lengths become definite
+// even if the input used indefinite ones. The result refers to e's input, which must stay
+// unchanged.
 func (e *Enveloped) WithRecipients(ris []*RecipientInfo) (*Encoded, error) {
 	if len(ris) == 0 {
 		return nil, fmt.Errorf("failed to re-encode envelope: %w", errNoRecipients)
@@ -355,17 +359,12 @@ func (e *Enveloped) WithRecipients(ris []*RecipientInfo) (*Encoded, error) {
 	// Sorted as DER's SET OF wants: a DER input stays DER (a subset of a sorted set keeps its order).
 	sortSetOf(raws)
 	rest := [][]byte{e.EncryptedContentInfo}
-	version := 0
+	version := 0 // AuthEnvelopedData's is always 0 (RFC 5083)
 	if e.Auth() {
-		rest = append(rest, e.AuthAttrs, e.MAC, e.UnprotectedAttrs)
+		rest = append(rest, e.AuthAttrs, e.MAC)
 	} else {
-		rest = append(rest, e.UnprotectedAttrs)
-		// Removing recipients can lower the version RFC 5652 asks for, never raise it beyond what
-		// the sender chose; the other fields it depends on are kept, so keep their influence.
-		version = envelopedVersion(ris, e.OriginatorInfo != nil || e.UnprotectedAttrs != nil)
-		if e.OriginatorInfo != nil && e.Version > version {
-			version = e.Version
-		}
+		// RFC 5652 section 6.1, for an envelope without originatorInfo and unprotectedAttrs.
+		version = envelopedVersion(ris, false)
 	}
-	return assemble(e.ContentType, version, e.OriginatorInfo, raws, rest), nil
+	return assemble(e.ContentType, version, nil, raws, rest), nil
 }
