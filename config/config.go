@@ -145,6 +145,9 @@ const (
 	PassThroughMissingDeliver = "deliver"
 	PassThroughMissingRefuse  = "refuse"
 
+	SignedOverEncryptedRefuse = "refuse"
+	SignedOverEncryptedResign = "resign"
+
 	LogText = "text"
 	LogJSON = "json"
 )
@@ -168,8 +171,13 @@ type Policy struct {
 	// client-encrypted message that has no RecipientInfo in it: "refuse"
 	// with a DSN, or "deliver" a package it cannot decrypt (the appliance
 	// never decrypts, so there is nothing better to give it).
-	PassThroughMissing string         `toml:"passthrough_missing"`
-	Domains            []DomainPolicy `toml:"domain"`
+	PassThroughMissing string `toml:"passthrough_missing"`
+	// SignedOverEncrypted decides what happens to a client's envelope under
+	// the client's signature: "refuse" it (the signature covers every
+	// RecipientInfo, so a split breaks it), or "resign": split the inner
+	// envelope and sign each package again with the sender's key.
+	SignedOverEncrypted string         `toml:"signed_over_encrypted"`
+	Domains             []DomainPolicy `toml:"domain"`
 }
 
 // DomainPolicy is one [[policy.domain]] override. Empty fields inherit the
@@ -272,6 +280,7 @@ func Defaults() *Config {
 
 			UnknownRecipientInfo: UnknownRIDrop,
 			PassThroughMissing:   PassThroughMissingRefuse,
+			SignedOverEncrypted:  SignedOverEncryptedRefuse,
 		},
 		Log: Log{Format: LogText, Level: "info"},
 	}

@@ -169,3 +169,66 @@ func TestEnvelopeFieldsNamingPeople(t *testing.T) {
 		}
 	}
 }
+
+// TestResignSignedOverEncrypted: under signed_over_encrypted = "resign" a client's envelope
+// under its signature (opaque and multipart/signed) is split like a client-encrypted message and
+// each package is signed again with the sender's key on the HSM: the signature verifies in
+// OpenSSL, the envelope inside carries only the RecipientInfos its recipients may see, and each
+// recipient decrypts it.
+func TestResignSignedOverEncrypted(t *testing.T) {
+	r := setup(t)
+	der := r.encrypt(t, []byte(content), []string{"alice", "bob", "carol", "dave", "erin"}, encryptOpts{stream: true})
+	entity := mimeMessage("", envelopedType, der)
+	opaque := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{Encapsulated: true})
+	detached := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{})
+	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave", "erin")}
+	p, _ := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{SignedOverEncrypted: pipeline.ResignSignedOverEncrypted})
+	for name, msg := range map[string][]byte{
+		"opaque":   mimeMessage(toCc, "application/pkcs7-mime; smime-type=signed-data; name=smime.p7m", opaque),
+		"detached": append([]byte(toCc), detached...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := p.CheckMessage(context.Background(), env, msg); err != nil {
+				t.Fatalf("CheckMessage: %v", err)
+			}
+			res, err := p.Seal(context.Background(), "t1", env, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Sealed.Packages) != 3 {
+				t.Fatalf("%d packages, want 3", len(res.Sealed.Packages))
+			}
+			var pkgs []delivered
+			for _, pk := range res.Sealed.Packages {
+				var b bytes.Buffer
+				if _, err := pk.WriteTo(&b); err != nil {
+					t.Fatal(err)
+				}
+				inner, err := interop.OpenSSLVerify(t, r.env.PKI, b.Bytes())
+				if err != nil {
+					t.Fatalf("package for %v: signature: %v", pk.Recipients, err)
+				}
+				parsed, err := smime.Parse(bytes.NewReader(inner), int64(len(inner)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := delivered{text: inner}
+				for _, a := range pk.Recipients {
+					d.rcpts = append(d.rcpts, strings.TrimSuffix(strings.Trim(a, "<>"), "@example.test"))
+				}
+				if d.env, err = cms.ParseEnveloped(parsed.DER); err != nil {
+					t.Fatal(err)
+				}
+				for _, ri := range d.env.RecipientInfos {
+					d.owner = append(d.owner, r.ownerOf(t, ri))
+				}
+				hdr, _, _ := bytes.Cut(b.Bytes(), []byte("\r\n\r\n"))
+				if bytes.Contains(hdr, []byte("erin@")) && !slices.Contains(d.rcpts, "erin") {
+					t.Errorf("package for %v names erin in its header", d.rcpts)
+				}
+				pkgs = append(pkgs, d)
+			}
+			r.checkPackages(t, der, []string{"dave", "erin"}, false, pkgs, map[string]bool{"bob": true, "dave": true, "erin": true})
+		})
+	}
+}

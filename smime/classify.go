@@ -127,16 +127,27 @@ func Classify(msg []byte) *Classification {
 }
 
 // Package returns a ClientEncrypted message as the [Package] that [Parse] would make of it,
-// its DER the envelope the classifier found (nothing is decoded twice).
+// its DER the envelope the classifier found (nothing is decoded twice). For a
+// SignedOverEncrypted message it is the envelope under the signatures, with the message's
+// header.
 func (c *Classification) Package(msg []byte) (*Package, error) {
-	if c.Class != ClientEncrypted || len(c.Layers) == 0 || c.Layers[0].Path != "" {
+	var top *Layer
+	for i := range c.Layers {
+		l := &c.Layers[i]
+		switch {
+		case c.Class == ClientEncrypted && i == 0 && l.Path == "":
+			top = l
+		case c.Class == SignedOverEncrypted && len(l.DER) > 0 && len(l.DER) == len(c.Envelope) && &l.DER[0] == &c.Envelope[0]:
+			top = l
+		}
+	}
+	if top == nil {
 		return nil, fmt.Errorf("failed to read package: %w: the message is %v", ErrNotPKCS7MIME, c.Class)
 	}
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read header: %w: %w", ErrMalformed, err)
 	}
-	top := c.Layers[0]
 	p := &Package{Header: h, MediaType: top.MediaType, RawSMIMEType: top.Label, DER: c.Envelope}
 	p.SMIMEType, _ = canonicalType(top.Label)
 	return p, nil

@@ -106,6 +106,7 @@ var configHelp = []helpSection{
 		{"bcc_header", "\"strip\" (default) or \"own\"", "A submitted Bcc field is removed, or kept on a hidden recipient's own package naming only them."},
 		{"unknown_recipientinfo", "\"drop\" (default) or \"reject\"", "A client-encrypted message with a RecipientInfo of nobody on the envelope: drop it from every package, or refuse the message."},
 		{"passthrough_missing", "\"refuse\" (default) or \"deliver\"", "An envelope recipient of a client-encrypted message with no RecipientInfo in it: DSN, or deliver a package it cannot decrypt."},
+		{"signed_over_encrypted", "\"refuse\" (default) or \"resign\"", "A client's envelope under the client's signature: refuse it (554 5.7.1), or split the envelope and sign each package again with the sender's key."},
 	}},
 	{"[policy.domain]", "[[policy.domain]]: per recipient domain, overrides profile and rid for that domain.", []helpKey{
 		{"domain", "domain, required", "The recipient domain, matched exactly and case-insensitively."},
