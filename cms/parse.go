@@ -38,6 +38,23 @@ type Enveloped struct {
 	encryptedContent elem // the [0] encryptedContent, zero when absent (detached)
 }
 
+// UnsignedFields names the fields of e that no signature or MAC covers and that can name
+// people: "originatorInfo" (certificates, CRLs) and "unprotectedAttrs" ("unauthAttrs" for
+// AuthEnvelopedData). [Enveloped.WithRecipients] leaves them out.
+func (e *Enveloped) UnsignedFields() []string {
+	var out []string
+	if e.OriginatorInfo != nil {
+		out = append(out, "originatorInfo")
+	}
+	switch {
+	case e.UnprotectedAttrs != nil && e.Auth():
+		out = append(out, "unauthAttrs")
+	case e.UnprotectedAttrs != nil:
+		out = append(out, "unprotectedAttrs")
+	}
+	return out
+}
+
 // Auth reports whether e is AuthEnvelopedData.
 func (e *Enveloped) Auth() bool { return e.ContentType.Equal(oid.AuthEnvelopedData) }
 

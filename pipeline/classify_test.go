@@ -139,7 +139,7 @@ func TestEnvelopeFieldsNamingPeople(t *testing.T) {
 		}
 		der := withPeopleFields(t, base, dave.Raw, "dave@example.test")
 		parsed, err := cms.ParseEnveloped(der)
-		if err != nil || parsed.OriginatorInfo == nil || parsed.UnprotectedAttrs == nil {
+		if err != nil || len(parsed.UnsignedFields()) != 2 {
 			t.Fatalf("gcm=%v: the test envelope lacks the fields: %v", gcm, err)
 		}
 		p, logs := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
@@ -150,7 +150,7 @@ func TestEnvelopeFieldsNamingPeople(t *testing.T) {
 			t.Fatalf("gcm=%v: %d packages", gcm, len(pkgs))
 		}
 		for _, d := range pkgs {
-			if d.env.OriginatorInfo != nil || d.env.UnprotectedAttrs != nil {
+			if d.env.OriginatorInfo != nil || d.env.UnprotectedAttrs != nil || d.env.UnsignedFields() != nil {
 				t.Errorf("gcm=%v: package for %v carries originatorInfo or unprotected attributes", gcm, d.rcpts)
 			}
 			raw, _ := smime.Parse(bytes.NewReader(d.text), int64(len(d.text)))

@@ -254,9 +254,8 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 	if pt.pkg.SMIMEType != pt.pub.ContentType {
 		log.Warn("smime-type label disagrees with the content", "smime_type", pt.pub.Label, "content_type", pt.pub.ContentType)
 	}
-	if pt.env.OriginatorInfo != nil || pt.env.UnprotectedAttrs != nil {
-		log.Info("client envelope fields not passed on", "originator_info", pt.env.OriginatorInfo != nil,
-			"unprotected_attrs", pt.env.UnprotectedAttrs != nil)
+	if f := pt.env.UnsignedFields(); f != nil {
+		log.Info("client envelope fields not passed on", "fields", f)
 	}
 
 	var resign *seal.Sender
