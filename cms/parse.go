@@ -38,6 +38,23 @@ type Enveloped struct {
 	encryptedContent elem // the [0] encryptedContent, zero when absent (detached)
 }
 
+// UnsignedFields names the fields of e that no signature or MAC covers and that can name
+// people: "originatorInfo" (certificates, CRLs) and "unprotectedAttrs" ("unauthAttrs" for
+// AuthEnvelopedData). [Enveloped.WithRecipients] leaves them out.
+func (e *Enveloped) UnsignedFields() []string {
+	var out []string
+	if e.OriginatorInfo != nil {
+		out = append(out, "originatorInfo")
+	}
+	switch {
+	case e.UnprotectedAttrs != nil && e.Auth():
+		out = append(out, "unauthAttrs")
+	case e.UnprotectedAttrs != nil:
+		out = append(out, "unprotectedAttrs")
+	}
+	return out
+}
+
 // Auth reports whether e is AuthEnvelopedData.
 func (e *Enveloped) Auth() bool { return e.ContentType.Equal(oid.AuthEnvelopedData) }
 
@@ -338,9 +355,13 @@ func parseRecipientInfo(e elem) (*RecipientInfo, error) {
 }
 
 // WithRecipients re-encodes e with ris (normally a subset of e.RecipientInfos, possibly with new
-// ones from [KeyTransRecipient], as a mail list agent adds) in place of its RecipientInfos. Everything else is reused byte for byte, so the encrypted content, the
-// authenticated attributes and the MAC still verify. The outer lengths become definite even if
-// the input used indefinite ones. The result refers to e's input, which must stay unchanged.
+// ones from [KeyTransRecipient], as a mail list agent adds) in place of its RecipientInfos. The
+// encrypted content, the authenticated attributes and the MAC are reused byte for byte, so they
+// still verify. originatorInfo (certificates and CRLs) and unprotectedAttrs (unauthAttrs of
+// AuthEnvelopedData) are left out: no signature or MAC covers them, no keytrans recipient needs
+// them, and they can name anyone, a hidden recipient included. The outer lengths become definite
+// even if the input used indefinite ones. The result refers to e's input, which must stay
+// unchanged.
 func (e *Enveloped) WithRecipients(ris []*RecipientInfo) (*Encoded, error) {
 	if len(ris) == 0 {
 		return nil, fmt.Errorf("failed to re-encode envelope: %w", errNoRecipients)
@@ -355,17 +376,12 @@ func (e *Enveloped) WithRecipients(ris []*RecipientInfo) (*Encoded, error) {
 	// Sorted as DER's SET OF wants: a DER input stays DER (a subset of a sorted set keeps its order).
 	sortSetOf(raws)
 	rest := [][]byte{e.EncryptedContentInfo}
-	version := 0
+	version := 0 // AuthEnvelopedData's is always 0 (RFC 5083)
 	if e.Auth() {
-		rest = append(rest, e.AuthAttrs, e.MAC, e.UnprotectedAttrs)
+		rest = append(rest, e.AuthAttrs, e.MAC)
 	} else {
-		rest = append(rest, e.UnprotectedAttrs)
-		// Removing recipients can lower the version RFC 5652 asks for, never raise it beyond what
-		// the sender chose; the other fields it depends on are kept, so keep their influence.
-		version = envelopedVersion(ris, e.OriginatorInfo != nil || e.UnprotectedAttrs != nil)
-		if e.OriginatorInfo != nil && e.Version > version {
-			version = e.Version
-		}
+		// RFC 5652 section 6.1, for an envelope without originatorInfo and unprotectedAttrs.
+		version = envelopedVersion(ris, false)
 	}
-	return assemble(e.ContentType, version, e.OriginatorInfo, raws, rest), nil
+	return assemble(e.ContentType, version, nil, raws, rest), nil
 }

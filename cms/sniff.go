@@ -28,25 +28,47 @@ func Sniff(data []byte) (asn1.ObjectIdentifier, bool) {
 	if len(data) < 2 || data[0] != 0x30 {
 		return nil, false
 	}
-	off := 2
-	switch l := data[1]; {
-	case l == 0x80, l < 0x80:
-	case l == 0xff:
-		return nil, false
-	default:
-		off += int(l & 0x7f)
-	}
-	if off+2 > len(data) || data[off] != 0x06 || data[off+1] >= 0x80 || off+2+int(data[off+1]) > len(data) {
+	off, _, ok := lengthOctets(data[1:])
+	if !ok {
 		return nil, false
 	}
+	rest := data[1+off:]
+	if len(rest) < 2 || rest[0] != 0x06 {
+		return nil, false
+	}
+	// Any length form BER allows, not only DER's shortest: decoders accept them.
+	n, length, ok := lengthOctets(rest[1:])
+	if !ok || length < 0 || length > 126 || 1+n+length > len(rest) {
+		return nil, false
+	}
+	tlv := append([]byte{0x06, byte(length)}, rest[1+n:1+n+length]...)
 	var ct asn1.ObjectIdentifier
-	if rest, err := asn1.Unmarshal(data[off:off+2+int(data[off+1])], &ct); err != nil || len(rest) != 0 {
+	if r, err := asn1.Unmarshal(tlv, &ct); err != nil || len(r) != 0 {
 		return nil, false
 	}
 	if !under(ct, pkcs7Arc) && !under(ct, idCTArc) {
 		return nil, false
 	}
 	return ct, true
+}
+
+// lengthOctets reads BER length octets: how many there are and the length (-1 for the
+// indefinite form). The length is not checked against the data, so truncated input reads.
+func lengthOctets(b []byte) (n, length int, ok bool) {
+	switch l := b[0]; {
+	case l < 0x80:
+		return 1, int(l), true
+	case l == 0x80:
+		return 1, -1, true
+	case l == 0xff || l&0x7f > 4 || len(b) < 1+int(l&0x7f):
+		return 0, 0, false
+	default:
+		k := int(l & 0x7f)
+		for _, c := range b[1 : 1+k] {
+			length = length<<8 | int(c)
+		}
+		return 1 + k, length, true
+	}
 }
 
 func under(o, arc asn1.ObjectIdentifier) bool {

@@ -204,6 +204,9 @@ const (
 	PassThroughMissingDeliver = "deliver"
 	PassThroughMissingRefuse  = "refuse"
 
+	SignedOverEncryptedRefuse = "refuse"
+	SignedOverEncryptedResign = "resign"
+
 	LogText = "text"
 	LogJSON = "json"
 )
@@ -243,8 +246,13 @@ type Policy struct {
 	// deliver a package it cannot decrypt (the appliance never decrypts, so there is nothing
 	// better to give it).
 	// Value: "refuse" (default) or "deliver"
-	PassThroughMissing string         `toml:"passthrough_missing"`
-	Domains            []DomainPolicy `toml:"domain"`
+	PassThroughMissing string `toml:"passthrough_missing"`
+	// A client's envelope under the client's signature: refuse it (554 5.7.1; the signature
+	// covers every RecipientInfo, so a split breaks it), or split the envelope and sign each
+	// package again with the sender's key on the HSM.
+	// Value: "refuse" (default) or "resign"
+	SignedOverEncrypted string         `toml:"signed_over_encrypted"`
+	Domains             []DomainPolicy `toml:"domain"`
 }
 
 // Per recipient domain, overrides profile and rid for that domain. Only what is decided per
@@ -371,6 +379,7 @@ func Defaults() *Config {
 
 			UnknownRecipientInfo: UnknownRIDrop,
 			PassThroughMissing:   PassThroughMissingRefuse,
+			SignedOverEncrypted:  SignedOverEncryptedRefuse,
 		},
 		Log: Log{Format: LogText, Level: "info"},
 	}

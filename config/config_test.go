@@ -66,7 +66,7 @@ func TestParse(t *testing.T) {
 				Directory: Directory{Certs: "/etc/appliance/certs", Roots: "/etc/appliance/roots.pem"},
 				Policy: Policy{Bcc: "individual", MissingCert: "reject", Profile: "compat", SelfCopy: true,
 					RID: "issuer_serial", CertChoice: "all", BccHeader: "strip",
-					UnknownRecipientInfo: "drop", PassThroughMissing: "refuse"},
+					UnknownRecipientInfo: "drop", PassThroughMissing: "refuse", SignedOverEncrypted: "refuse"},
 				Log:     Log{Format: "text", Level: "info"},
 				Senders: []Sender{{Address: "alice@example.test", Key: "pkcs11:token=appliance;object=alice", Cert: "/etc/appliance/senders/alice.pem"}},
 			}
@@ -118,9 +118,10 @@ func TestParse(t *testing.T) {
 					t.Error("Sender found a stranger")
 				}
 			}},
-		{name: "ok passthrough policy", edit: repl("self_copy = true", "self_copy = true\nunknown_recipientinfo = \"reject\"\npassthrough_missing = \"deliver\""),
+		{name: "ok passthrough policy", edit: repl("self_copy = true", "self_copy = true\nunknown_recipientinfo = \"reject\"\npassthrough_missing = \"deliver\"\nsigned_over_encrypted = \"resign\""),
 			check: func(t *testing.T, c *Config) {
-				if c.Policy.UnknownRecipientInfo != UnknownRIReject || c.Policy.PassThroughMissing != PassThroughMissingDeliver {
+				if c.Policy.UnknownRecipientInfo != UnknownRIReject || c.Policy.PassThroughMissing != PassThroughMissingDeliver ||
+					c.Policy.SignedOverEncrypted != SignedOverEncryptedResign {
 					t.Errorf("policy = %+v", c.Policy)
 				}
 			}},
@@ -172,6 +173,7 @@ func TestParse(t *testing.T) {
 		{name: "fail bcc_header enum", edit: repl("self_copy = true", "self_copy = true\nbcc_header = \"keep\""), wantErr: ErrInvalid, wantKey: "policy.bcc_header"},
 		{name: "fail unknown_recipientinfo enum", edit: repl("self_copy = true", "self_copy = true\nunknown_recipientinfo = \"keep\""), wantErr: ErrInvalid, wantKey: "policy.unknown_recipientinfo", line: 29},
 		{name: "fail passthrough_missing enum", edit: repl("self_copy = true", "self_copy = true\npassthrough_missing = \"as-is\""), wantErr: ErrInvalid, wantKey: "policy.passthrough_missing", line: 29},
+		{name: "fail signed_over_encrypted enum", edit: repl("self_copy = true", "self_copy = true\nsigned_over_encrypted = \"keep\""), wantErr: ErrInvalid, wantKey: "policy.signed_over_encrypted", line: 29},
 		{name: "fail log format enum", edit: add("[log]\nformat = \"xml\"\n"), wantErr: ErrInvalid, wantKey: "log.format", line: 35},
 		{name: "fail log level enum", edit: add("[log]\nlevel = \"trace\"\n"), wantErr: ErrInvalid, wantKey: "log.level"},
 		{name: "fail domain override without domain", edit: add("[[policy.domain]]\nprofile = \"modern\"\n"), wantErr: ErrMissing, wantKey: "policy.domain[0].domain"},

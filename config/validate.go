@@ -124,6 +124,7 @@ func (c *Config) validatePolicy(v *validator) {
 	oneOf(v, "policy.bcc_header", p.BccHeader, BccHeaderStrip, BccHeaderOwn)
 	oneOf(v, "policy.unknown_recipientinfo", p.UnknownRecipientInfo, UnknownRIDrop, UnknownRIReject)
 	oneOf(v, "policy.passthrough_missing", p.PassThroughMissing, PassThroughMissingDeliver, PassThroughMissingRefuse)
+	oneOf(v, "policy.signed_over_encrypted", p.SignedOverEncrypted, SignedOverEncryptedRefuse, SignedOverEncryptedResign)
 	seen := map[string]int{}
 	for i := range p.Domains {
 		d := &p.Domains[i]

@@ -1,14 +1,18 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
+	"appliance/cms"
 	"appliance/internal/interop"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/smime"
 	"appliance/split"
 )
 
@@ -85,6 +89,146 @@ func TestClassifiedDispatch(t *testing.T) {
 				t.Fatalf("%d packages, %d refused; want 3, 0", len(pkgs), len(res.Plan.Refused))
 			}
 			r.checkPackages(t, der, []string{"dave", "erin"}, false, pkgs, map[string]bool{"bob": true, "dave": true})
+		})
+	}
+}
+
+// withPeopleFields rebuilds a client's envelope with the fields that can name people and that
+// no signature or MAC covers: originatorInfo (a certificate and an "other" revocation entry)
+// and unprotectedAttrs (unauthAttrs for AuthEnvelopedData), here naming a hidden recipient.
+func withPeopleFields(t *testing.T, base *cms.Enveloped, cert []byte, name string) []byte {
+	t.Helper()
+	named := tlv(0x0c, []byte(name))
+	otherOID := []byte{0x06, 0x03, 0x2a, 0x03, 0x04} // 1.2.3.4
+	originator := tlv(0xa0, append(tlv(0xa0, cert), tlv(0xa1, tlv(0xa1, append(append([]byte{}, otherOID...), named...)))...))
+	attrs := tlv(0x30, append(append([]byte{}, otherOID...), tlv(0x31, named)...))
+	var set []byte
+	for _, ri := range base.RecipientInfos {
+		set = append(set, ri.Raw...)
+	}
+	ct := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}
+	body := []byte{0x02, 0x01, 0x04}
+	unprotTag := byte(0xa1)
+	if base.Auth() {
+		ct = []byte{0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17}
+		body = []byte{0x02, 0x01, 0x00}
+		unprotTag = 0xa2
+	}
+	body = append(body, originator...)
+	body = append(body, tlv(0x31, set)...)
+	body = append(body, base.EncryptedContentInfo...)
+	if base.Auth() {
+		body = append(body, base.AuthAttrs...)
+		body = append(body, base.MAC...)
+	}
+	body = append(body, tlv(unprotTag, attrs)...)
+	return tlv(0x30, append(ct, tlv(0xa0, tlv(0x30, body))...))
+}
+
+// TestEnvelopeFieldsNamingPeople: a client's originatorInfo and unprotected (or unauthenticated)
+// attributes, here naming the Bcc recipient dave, reach no package; every package still
+// decrypts in OpenSSL, dave's included.
+func TestEnvelopeFieldsNamingPeople(t *testing.T) {
+	r := setup(t)
+	dave := r.env.Cert(t, "dave")
+	for _, gcm := range []bool{false, true} {
+		orig := r.encrypt(t, []byte(content), []string{"alice", "bob", "dave"}, encryptOpts{gcm: gcm})
+		base, err := cms.ParseEnveloped(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der := withPeopleFields(t, base, dave.Raw, "dave@example.test")
+		parsed, err := cms.ParseEnveloped(der)
+		if err != nil || len(parsed.UnsignedFields()) != 2 {
+			t.Fatalf("gcm=%v: the test envelope lacks the fields: %v", gcm, err)
+		}
+		p, logs := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
+		env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "dave")}
+		msg := mimeMessage("From: alice@example.test\r\nTo: bob@example.test\r\n", envelopedType, der)
+		_, pkgs := r.run(t, p, env, msg)
+		if len(pkgs) != 2 {
+			t.Fatalf("gcm=%v: %d packages", gcm, len(pkgs))
+		}
+		for _, d := range pkgs {
+			if d.env.OriginatorInfo != nil || d.env.UnprotectedAttrs != nil || d.env.UnsignedFields() != nil {
+				t.Errorf("gcm=%v: package for %v carries originatorInfo or unprotected attributes", gcm, d.rcpts)
+			}
+			raw, _ := smime.Parse(bytes.NewReader(d.text), int64(len(d.text)))
+			if !slices.Contains(d.rcpts, "dave") && (bytes.Contains(raw.DER, dave.Raw) || bytes.Contains(raw.DER, []byte("dave@example.test"))) {
+				t.Errorf("gcm=%v: package for %v names dave", gcm, d.rcpts)
+			}
+			if d.env.Version != 0 {
+				t.Errorf("gcm=%v: package for %v has version %d, want 0 without the fields", gcm, d.rcpts, d.env.Version)
+			}
+			if plain, err := interop.OpenSSLDecrypt(t, r.env.PKI, d.rcpts[0], d.text); err != nil || !bytes.Contains(plain, []byte("quarterly numbers")) {
+				t.Errorf("gcm=%v: %s cannot decrypt its package: %v", gcm, d.rcpts[0], err)
+			}
+		}
+		if !strings.Contains(logs.String(), "client envelope fields not passed on") {
+			t.Errorf("gcm=%v: not logged", gcm)
+		}
+	}
+}
+
+// TestResignSignedOverEncrypted: under signed_over_encrypted = "resign" a client's envelope
+// under its signature (opaque and multipart/signed) is split like a client-encrypted message and
+// each package is signed again with the sender's key on the HSM: the signature verifies in
+// OpenSSL, the envelope inside carries only the RecipientInfos its recipients may see, and each
+// recipient decrypts it.
+func TestResignSignedOverEncrypted(t *testing.T) {
+	r := setup(t)
+	der := r.encrypt(t, []byte(content), []string{"alice", "bob", "carol", "dave", "erin"}, encryptOpts{stream: true})
+	entity := mimeMessage("", envelopedType, der)
+	opaque := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{Encapsulated: true})
+	detached := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{})
+	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave", "erin")}
+	p, _ := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{SignedOverEncrypted: pipeline.ResignSignedOverEncrypted})
+	for name, msg := range map[string][]byte{
+		"opaque":   mimeMessage(toCc, "application/pkcs7-mime; smime-type=signed-data; name=smime.p7m", opaque),
+		"detached": append([]byte(toCc), detached...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := p.CheckMessage(context.Background(), env, msg); err != nil {
+				t.Fatalf("CheckMessage: %v", err)
+			}
+			res, err := p.Seal(context.Background(), "t1", env, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Sealed.Packages) != 3 {
+				t.Fatalf("%d packages, want 3", len(res.Sealed.Packages))
+			}
+			var pkgs []delivered
+			for _, pk := range res.Sealed.Packages {
+				var b bytes.Buffer
+				if _, err := pk.WriteTo(&b); err != nil {
+					t.Fatal(err)
+				}
+				inner, err := interop.OpenSSLVerify(t, r.env.PKI, b.Bytes())
+				if err != nil {
+					t.Fatalf("package for %v: signature: %v", pk.Recipients, err)
+				}
+				parsed, err := smime.Parse(bytes.NewReader(inner), int64(len(inner)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := delivered{text: inner}
+				for _, a := range pk.Recipients {
+					d.rcpts = append(d.rcpts, strings.TrimSuffix(strings.Trim(a, "<>"), "@example.test"))
+				}
+				if d.env, err = cms.ParseEnveloped(parsed.DER); err != nil {
+					t.Fatal(err)
+				}
+				for _, ri := range d.env.RecipientInfos {
+					d.owner = append(d.owner, r.ownerOf(t, ri))
+				}
+				hdr, _, _ := bytes.Cut(b.Bytes(), []byte("\r\n\r\n"))
+				if bytes.Contains(hdr, []byte("erin@")) && !slices.Contains(d.rcpts, "erin") {
+					t.Errorf("package for %v names erin in its header", d.rcpts)
+				}
+				pkgs = append(pkgs, d)
+			}
+			r.checkPackages(t, der, []string{"dave", "erin"}, false, pkgs, map[string]bool{"bob": true, "dave": true, "erin": true})
 		})
 	}
 }

@@ -43,26 +43,33 @@ type post struct {
 // readPost finds the parts of a post that matter to a list: an outer signed layer (as an upstream
 // list sends, multipart/signed or signed-data) with its expansion history, and whether what it
 // carries is encrypted.
-func readPost(msg []byte) (*post, error) {
+func readPost(msg []byte) (p *post, retErr error) {
 	outer, entity, err := smime.Split(bytes.NewReader(msg))
 	if err != nil {
 		return nil, err
 	}
-	p := &post{outer: outer, entity: entity}
+	p = &post{outer: outer, entity: entity}
 	inner := entity
 	mt, params := mediaType(entity)
 	var sd *cms.Signed
+	// rewrap rebuilds the post's entity around its outer signature with fewer certificates.
+	var rewrap func(sig []byte) []byte
+	var sigDER []byte
 	switch {
 	case mt == "multipart/signed":
 		if s, err := smime.ParseSigned(entity); err == nil {
 			if sd, err = cms.ParseSigned(s.Signature); err == nil {
 				inner = s.Content
+				sigDER = s.Signature
+				rewrap = func(sig []byte) []byte { return smime.SignedEntity(s.Content, sig, s.MicAlg) }
 			}
 		}
 	case isPKCS7(mt) && strings.EqualFold(params["smime-type"], smime.TypeSignedData):
 		if pkg, err := smime.Parse(bytes.NewReader(entity), int64(len(entity))+1); err == nil {
 			if sd, err = cms.ParseSigned(pkg.DER); err == nil && sd.Content != nil {
 				inner = sd.Content
+				sigDER = pkg.DER
+				rewrap = opaqueSignedEntity
 			}
 		}
 	}
@@ -81,6 +88,22 @@ func readPost(msg []byte) (*post, error) {
 			}
 		}
 	}
+	defer func() {
+		// A plain post goes to every member inside the list's encryption, its outer signature
+		// included: that signature's certificates other than the signer's chain (which can
+		// name anyone, a hidden recipient of the poster's included) are left out.
+		if p == nil || p.enveloped != nil || sigDER == nil {
+			return
+		}
+		stripped, dropped, err := cms.KeepSignerCertificates(sigDER)
+		if err != nil {
+			p, retErr = nil, fmt.Errorf("failed to read the post's signature: %w", err)
+			return
+		}
+		if dropped > 0 {
+			p.entity = rewrap(stripped)
+		}
+	}()
 	if mt, params := mediaType(inner); isPKCS7(mt) {
 		st := strings.ToLower(params["smime-type"])
 		if st == strings.ToLower(smime.TypeEnvelopedData) || st == strings.ToLower(smime.TypeAuthEnvelopedData) || st == "" {
@@ -97,6 +120,17 @@ func readPost(msg []byte) (*post, error) {
 		}
 	}
 	return p, nil
+}
+
+// opaqueSignedEntity is an application/pkcs7-mime signed-data entity of der.
+func opaqueSignedEntity(der []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n" +
+		"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n")
+	enc := smime.NewBase64Writer(&b)
+	enc.Write(der) // a bytes.Buffer does not fail
+	enc.Close()
+	return b.Bytes()
 }
 
 func mediaType(entity []byte) (string, map[string]string) {

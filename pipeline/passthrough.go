@@ -78,11 +78,27 @@ const (
 	DeliverMissing
 )
 
+// SignedOverEncryptedPolicy is what happens to a client's envelope under the client's
+// signature (configuration key policy.signed_over_encrypted).
+type SignedOverEncryptedPolicy int
+
+const (
+	// RefuseSignedOverEncrypted refuses the message ("refuse", the default): the signature
+	// covers every RecipientInfo, so any split breaks it.
+	RefuseSignedOverEncrypted SignedOverEncryptedPolicy = iota
+	// ResignSignedOverEncrypted splits the inner envelope as a client-encrypted message is
+	// split and signs each package again with the sender's key on the HSM ("resign"): the
+	// recipients see the appliance's signature for the sender instead of the client's.
+	ResignSignedOverEncrypted
+)
+
 // PassThroughPolicy shapes how client-encrypted messages are split. The zero value is the
 // configuration's defaults.
 type PassThroughPolicy struct {
 	Unknown UnknownRecipientInfo
 	Missing MissingRecipientInfo
+	// SignedOverEncrypted is the policy for an envelope under the client's signature.
+	SignedOverEncrypted SignedOverEncryptedPolicy
 	// MaxRecipientInfos caps the RecipientInfos accepted in one message; 0 means
 	// cms.DefaultMaxRecipientInfos.
 	MaxRecipientInfos int
@@ -97,6 +113,8 @@ func (pol PassThroughPolicy) validate() error {
 		return fmt.Errorf("%w: unknown_recipientinfo %d", ErrInvalidPassThroughPolicy, pol.Unknown)
 	case pol.Missing != RefuseMissing && pol.Missing != DeliverMissing:
 		return fmt.Errorf("%w: passthrough_missing %d", ErrInvalidPassThroughPolicy, pol.Missing)
+	case pol.SignedOverEncrypted != RefuseSignedOverEncrypted && pol.SignedOverEncrypted != ResignSignedOverEncrypted:
+		return fmt.Errorf("%w: signed_over_encrypted %d", ErrInvalidPassThroughPolicy, pol.SignedOverEncrypted)
 	case pol.MaxRecipientInfos < 0:
 		return fmt.Errorf("%w: max recipientinfos %d", ErrInvalidPassThroughPolicy, pol.MaxRecipientInfos)
 	}
@@ -193,10 +211,10 @@ func (p *Pipeline) PlanPassThrough(env queue.Envelope, msg []byte) (*PassThrough
 func (p *Pipeline) CheckMessage(_ context.Context, env queue.Envelope, msg []byte) error {
 	c := smime.Classify(msg)
 	lists, rest := p.listsIn(env)
-	if err := refusal(c, len(lists) > 0 && len(rest.RcptTo) == 0); err != nil {
+	if err := p.refusal(c, len(lists) > 0 && len(rest.RcptTo) == 0); err != nil {
 		return err
 	}
-	if c.Class != smime.ClientEncrypted || len(rest.RcptTo) == 0 {
+	if (c.Class != smime.ClientEncrypted && c.Class != smime.SignedOverEncrypted) || len(rest.RcptTo) == 0 {
 		return nil
 	}
 	_, err := p.planPassThrough(rest, msg, c)
@@ -237,11 +255,21 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 	if pt.pkg.SMIMEType != pt.pub.ContentType {
 		log.Warn("smime-type label disagrees with the content", "smime_type", pt.pub.Label, "content_type", pt.pub.ContentType)
 	}
-	if pt.env.OriginatorInfo != nil || pt.env.UnprotectedAttrs != nil {
-		log.Info("client envelope fields not passed on", "originator_info", pt.env.OriginatorInfo != nil,
-			"unprotected_attrs", pt.env.UnprotectedAttrs != nil)
+	if f := pt.env.UnsignedFields(); f != nil {
+		log.Info("client envelope fields not passed on", "fields", f)
 	}
 
+	var resign *seal.Sender
+	if c.Class == smime.SignedOverEncrypted {
+		// Only the sender's own key signs again (SenderFor checked above), on the HSM.
+		sender, _ := p.SenderFor(env.MailFrom)
+		signer, err := p.opts.Token.Signer(ctx, sender.KeyURI)
+		if err != nil {
+			return nil, fmt.Errorf("failed to find the signing key of %q: %w", sender.Address, err)
+		}
+		resign = &seal.Sender{Signer: signer, Chain: sender.Chain, PSS: sender.PSS}
+		log.Info("client signature over the encryption replaced", "layers", len(c.Layers))
+	}
 	out := &seal.Sealed{}
 	for i, pk := range pt.pub.Plan.Packages {
 		idx := pt.pub.Packages[i].RecipientInfos
@@ -253,7 +281,12 @@ func (p *Pipeline) passThrough(ctx context.Context, id string, env queue.Envelop
 		if err != nil {
 			return nil, fmt.Errorf("failed to split: %w: %w", ErrUnsplittable, err)
 		}
-		sp, err := seal.NewPassThrough(pk, pt.pkg.Header, pt.pub.ContentType, der)
+		var sp *seal.Package
+		if resign != nil {
+			sp, err = p.sealer.NewResigned(pk, pt.pkg.Header, pt.pub.ContentType, der, *resign)
+		} else {
+			sp, err = seal.NewPassThrough(pk, pt.pkg.Header, pt.pub.ContentType, der)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("failed to split: %w", err)
 		}
@@ -282,8 +315,9 @@ func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte, c *smime.Clas
 		return &ptPlan{pub: &PassThroughPlan{Opaque: true, ContentType: c.Layers[0].Type, Label: c.Layers[0].Label}}, nil
 	case c.Class == smime.Plain:
 		return nil, ErrNotClientEncrypted
+	case c.Class == smime.SignedOverEncrypted && p.opts.PassThrough.SignedOverEncrypted == ResignSignedOverEncrypted:
 	case c.Class != smime.ClientEncrypted:
-		return nil, refusal(c, false)
+		return nil, p.refusal(c, false)
 	}
 	pol := p.opts.PassThrough
 	// One reading of the message decides: what is split is the envelope the classifier saw.

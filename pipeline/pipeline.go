@@ -199,12 +199,13 @@ func (e *RefusedError) Unwrap() error {
 
 // refusal is the error for a classification the appliance cannot send on as is: nil for plain
 // and client-encrypted messages. A message signed over its encryption may go to lists only,
-// which unwrap it with their own key (lists says whether every recipient is one).
-func refusal(c *smime.Classification, lists bool) error {
+// which unwrap it with their own key (lists says whether every recipient is one), unless
+// policy says to split it and sign it again.
+func (p *Pipeline) refusal(c *smime.Classification, lists bool) error {
 	switch {
 	case c.Class == smime.Refused:
 		return &RefusedError{Reason: c.Reason, Malformed: c.Malformed, class: c.Class}
-	case c.Class == smime.SignedOverEncrypted && !lists:
+	case c.Class == smime.SignedOverEncrypted && !lists && p.opts.PassThrough.SignedOverEncrypted != ResignSignedOverEncrypted:
 		return &RefusedError{Reason: c.Reason, class: c.Class}
 	}
 	return nil
@@ -222,11 +223,11 @@ func (p *Pipeline) seal(ctx context.Context, id string, env queue.Envelope, msg 
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message header: %w", err)
 	}
-	if err := refusal(c, false); err != nil {
+	if err := p.refusal(c, false); err != nil {
 		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
 		return nil, err
 	}
-	if c.Class == smime.ClientEncrypted {
+	if c.Class == smime.ClientEncrypted || c.Class == smime.SignedOverEncrypted {
 		return p.passThrough(ctx, id, env, msg, c)
 	}
 	return p.sealPlain(ctx, env, msg, h)
@@ -322,7 +323,7 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	lists, rest := p.listsIn(env)
 	// Classified before anything else: nothing is expanded or sealed from a message refused.
 	c := smime.Classify(msg)
-	if err := refusal(c, len(rest.RcptTo) == 0); err != nil {
+	if err := p.refusal(c, len(rest.RcptTo) == 0); err != nil {
 		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -68,4 +69,33 @@ func sameMemory(a, b [][]byte) bool {
 		}
 	}
 	return true
+}
+
+// NewResigned makes the package of a message its client signed over the encryption, split under
+// policy signed_over_encrypted = "resign": der is the inner envelope re-encoded with only the
+// RecipientInfos pk may carry, as for [NewPassThrough], and the package is that envelope as an
+// application/pkcs7-mime entity signed again by sender on the HSM (multipart/signed). The
+// client's signature covered every RecipientInfo, so it cannot survive the split; the new one
+// covers only what this package carries.
+func (s *Sealer) NewResigned(pk split.Package, outer textproto.Header, smimeType string, der *cms.Encoded, sender Sender) (*Package, error) {
+	p, err := NewPassThrough(pk, outer, smimeType, der)
+	if err != nil {
+		return nil, err
+	}
+	var entity bytes.Buffer
+	entity.WriteString("Content-Type: application/pkcs7-mime; smime-type=" + smimeType + "; name=smime.p7m\r\n" +
+		"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n")
+	enc := smime.NewBase64Writer(&entity)
+	if _, err := der.WriteTo(enc); err != nil {
+		return nil, fmt.Errorf("failed to make package: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("failed to make package: %w", err)
+	}
+	signed, err := s.sign(entity.Bytes(), sender)
+	if err != nil {
+		return nil, err
+	}
+	p.signed, p.der, p.smimeType = signed.bytes(), nil, ""
+	return p, nil
 }

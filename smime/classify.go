@@ -127,16 +127,27 @@ func Classify(msg []byte) *Classification {
 }
 
 // Package returns a ClientEncrypted message as the [Package] that [Parse] would make of it,
-// its DER the envelope the classifier found (nothing is decoded twice).
+// its DER the envelope the classifier found (nothing is decoded twice). For a
+// SignedOverEncrypted message it is the envelope under the signatures, with the message's
+// header.
 func (c *Classification) Package(msg []byte) (*Package, error) {
-	if c.Class != ClientEncrypted || len(c.Layers) == 0 || c.Layers[0].Path != "" {
+	var top *Layer
+	for i := range c.Layers {
+		l := &c.Layers[i]
+		switch {
+		case c.Class == ClientEncrypted && i == 0 && l.Path == "":
+			top = l
+		case c.Class == SignedOverEncrypted && len(l.DER) > 0 && len(l.DER) == len(c.Envelope) && &l.DER[0] == &c.Envelope[0]:
+			top = l
+		}
+	}
+	if top == nil {
 		return nil, fmt.Errorf("failed to read package: %w: the message is %v", ErrNotPKCS7MIME, c.Class)
 	}
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read header: %w: %w", ErrMalformed, err)
 	}
-	top := c.Layers[0]
 	p := &Package{Header: h, MediaType: top.MediaType, RawSMIMEType: top.Label, DER: c.Envelope}
 	p.SMIMEType, _ = canonicalType(top.Label)
 	return p, nil
@@ -347,6 +358,15 @@ func (w *walker) leaf(h textproto.Header, mt string, params map[string]string, c
 		}
 	}
 	if !isCMS {
+		// Clients show uuencoded blocks in a text as attachments (and decode a uuencode
+		// transfer encoding): what they hold is accounted for like any part.
+		for _, b := range [][]byte{der, body} {
+			for _, blk := range uuBlocks(b) {
+				if act, ok := cms.Sniff(blk); ok {
+					return nil, refuse("%s holds %s uuencoded", where(path), typeName(act))
+				}
+			}
+		}
 		if labelled {
 			if derr != nil {
 				return nil, malformed("%s (%s) cannot be decoded: %v", where(path), mt, derr)
@@ -432,6 +452,48 @@ func decode(cte string, body []byte) ([]byte, error) {
 		return io.ReadAll(dec)
 	}
 	return body, nil
+}
+
+// uuBlocks decodes the uuencoded blocks of b: a "begin" line, encoded lines, an "end" line
+// (or the end of b). Lines that are not uuencode are skipped.
+func uuBlocks(b []byte) [][]byte {
+	if !bytes.Contains(b, []byte("begin ")) {
+		return nil
+	}
+	var out [][]byte
+	lines := bytes.Split(b, []byte("\n"))
+	for i := 0; i < len(lines); i++ {
+		if !bytes.HasPrefix(lines[i], []byte("begin ")) {
+			continue
+		}
+		var dec []byte
+		for i++; i < len(lines); i++ {
+			l := bytes.TrimRight(lines[i], "\r")
+			if bytes.Equal(bytes.TrimSpace(l), []byte("end")) {
+				break
+			}
+			if len(l) == 0 {
+				continue
+			}
+			n := int((l[0] - ' ') & 63)
+			var chunk []byte
+			for j := 1; j < len(l) && len(chunk) < n; j += 4 {
+				var q [4]byte
+				for k := 0; k < 4; k++ {
+					if j+k < len(l) {
+						q[k] = (l[j+k] - ' ') & 63
+					}
+				}
+				chunk = append(chunk, q[0]<<2|q[1]>>4, q[1]<<4|q[2]>>2, q[2]<<6|q[3])
+			}
+			if len(chunk) > n {
+				chunk = chunk[:n]
+			}
+			dec = append(dec, chunk...)
+		}
+		out = append(out, dec)
+	}
+	return out
 }
 
 // looseBase64 decodes body when, white space aside, it is nothing but base64.

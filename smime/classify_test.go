@@ -158,6 +158,9 @@ func TestClassify(t *testing.T) {
 		{name: "refuse envelope as undeclared base64", msg: top + "Content-Type: text/plain (application/pkcs7-mime)\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + b64(env), want: smime.Refused, reason: "does not declare"},
 		{name: "refuse envelope as 7bit base64 text", msg: top + "Content-Type: text/plain\r\n\r\n" + b64(env), want: smime.Refused, reason: "labelled text/plain"},
 		{name: "refuse envelope in quoted-printable octet-stream", msg: top + "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + qpEncode(env), want: smime.Refused, reason: "labelled application/octet-stream"},
+		{name: "refuse uuencoded envelope in text", msg: top + "Content-Type: text/plain\r\n\r\nsee below\r\n\r\n" + uuencode("smime.p7m", env) + "\r\nbye\r\n", want: smime.Refused, reason: "uuencoded"},
+		{name: "refuse uuencode transfer encoding", msg: top + "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n" + uuencode("a.bin", env), want: smime.Refused, reason: "uuencoded"},
+		{name: "plain uuencoded text", msg: top + "Content-Type: text/plain\r\n\r\n" + uuencode("a.txt", []byte("hello there, nothing to see")), want: smime.Plain},
 		{name: "refuse two content-type fields", msg: top + "Content-Type: text/plain\r\n" + envelopedEntity(env), want: smime.Refused, reason: "2 Content-Type fields"},
 		{name: "refuse two content-type fields in a part", msg: top + multipart("multipart/mixed", "m", "Content-Type: text/plain\r\n"+text), want: smime.Refused, reason: "2 Content-Type"},
 		{name: "refuse unknown smime-type", msg: top + p7m("application/pkcs7-mime; smime-type=enveloped-datax", env), want: smime.Refused, reason: "unknown smime-type"},
@@ -195,6 +198,35 @@ func TestClassify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uuencode is a uuencoded block as mail clients show it as an attachment.
+func uuencode(name string, b []byte) string {
+	enc := func(c byte) byte {
+		if c == 0 {
+			return '`'
+		}
+		return c + ' '
+	}
+	var s strings.Builder
+	s.WriteString("begin 644 " + name + "\r\n")
+	for len(b) > 0 {
+		n := min(45, len(b))
+		line := append([]byte{}, b[:n]...)
+		b = b[n:]
+		s.WriteByte(enc(byte(n)))
+		for len(line)%3 != 0 {
+			line = append(line, 0)
+		}
+		for i := 0; i < len(line); i += 3 {
+			s.WriteByte(enc(line[i] >> 2))
+			s.WriteByte(enc((line[i]<<4 | line[i+1]>>4) & 63))
+			s.WriteByte(enc((line[i+1]<<2 | line[i+2]>>6) & 63))
+			s.WriteByte(enc(line[i+2] & 63))
+		}
+		s.WriteString("\r\n")
+	}
+	return s.String() + "`\r\nend\r\n"
 }
 
 func qpEncode(b []byte) string {

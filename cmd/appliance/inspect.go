@@ -213,12 +213,7 @@ func inspect(name string, data []byte, own owners) (*inspectReport, error) {
 				if ct, err := env.EncryptedContent(); err == nil && r.EncryptedSize == 0 {
 					r.EncryptedSize = len(ct)
 				}
-				if env.OriginatorInfo != nil {
-					il.Fields = append(il.Fields, "originatorInfo")
-				}
-				if env.UnprotectedAttrs != nil {
-					il.Fields = append(il.Fields, map[bool]string{false: "unprotectedAttrs", true: "unauthAttrs"}[env.Auth()])
-				}
+				il.Fields = env.UnsignedFields()
 				for _, ri := range env.RecipientInfos {
 					ir := describeRecipient(ri, own)
 					if ir.Owner != "" {

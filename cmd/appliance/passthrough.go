@@ -24,6 +24,9 @@ func passThroughPolicy(cfg *config.Config) pipeline.PassThroughPolicy {
 	if cfg.Policy.PassThroughMissing == config.PassThroughMissingDeliver {
 		pol.Missing = pipeline.DeliverMissing
 	}
+	if cfg.Policy.SignedOverEncrypted == config.SignedOverEncryptedResign {
+		pol.SignedOverEncrypted = pipeline.ResignSignedOverEncrypted
+	}
 	return pol
 }
 
