@@ -20,6 +20,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	softhsmtest.Cleanup()
+	cleanupBin()
 	os.Exit(code)
 }
 

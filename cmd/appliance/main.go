@@ -6,6 +6,7 @@
 //	appliance inspect [-json] FILE.eml    who an S/MIME message reveals
 //	appliance check-config -config FILE   validate a configuration
 //	appliance keys ...                    keys and certificates on the token
+//	appliance version [-config FILE]      the build, and the PKCS#11 module and token
 package main
 
 import (
@@ -29,6 +30,7 @@ var commands = []command{
 	{"keys", "generate keys on the token, make CSRs, import certificates, list", runKeys},
 	{"certs", "what the certificate directory would use and why; learn from signed mail", runCerts},
 	{"hash-password", "print an argon2id hash of the password on stdin, for smtp.users_file", runHashPassword},
+	{"version", "the build (version, revision, Go); with -config the PKCS#11 module and token", runVersion},
 }
 
 func main() {
@@ -41,6 +43,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
@@ -92,6 +97,14 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// usageError reports a wrong or missing argument of fs's command, then its usage, and returns
+// errUsage (exit status 2).
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), "appliance %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return errUsage
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
