@@ -35,8 +35,10 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Config is the whole appliance configuration. Field names follow the TOML
-// keys of DESIGN section 10.
+// Config is the whole appliance configuration. Field names follow the TOML keys of DESIGN
+// section 10. The doc comments of these types are the configuration reference: `go generate
+// ./config/` makes `appliance help config` and deploy/appliance.toml from them (see
+// internal/configref for the two kinds of line, Value: and Example:, they may hold).
 type Config struct {
 	HSM       HSM       `toml:"hsm"`
 	SMTP      SMTP      `toml:"smtp"`
@@ -51,70 +53,125 @@ type Config struct {
 	Lists     []List    `toml:"list"`
 }
 
-// HSM selects the PKCS#11 module and token. Exactly one of PINFile and
-// PINEnv is set; the PIN itself is read by [Config.PIN].
+// The PKCS#11 module and token that hold every private key. The PIN is never in this file.
 type HSM struct {
-	Module      string `toml:"module"`
-	Token       string `toml:"token"`
-	PINFile     string `toml:"pin_file"`
-	PINEnv      string `toml:"pin_env"`
-	MaxSessions int    `toml:"max_sessions"`
+	// The PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so. A bare file name is searched
+	// on the library path.
+	// Value: path, required
+	// Example: "/usr/lib/softhsm/libsofthsm2.so"
+	Module string `toml:"module"`
+	// The token label.
+	// Value: string, required
+	// Example: "appliance"
+	Token string `toml:"token"`
+	// A file holding the user PIN (mode 0600, nothing readable by group or others). Exactly one
+	// of pin_file and pin_env.
+	// Value: path, required unless pin_env
+	// Example: "/etc/appliance/pin"
+	PINFile string `toml:"pin_file"`
+	// The environment variable holding the user PIN.
+	// Example: "APPLIANCE_PIN"
+	PINEnv string `toml:"pin_env"`
+	// PKCS#11 sessions to open; one is kept by crypto11 for itself, so 2 means no parallelism.
+	// Value: integer 2..1024, default 8
+	MaxSessions int `toml:"max_sessions"`
 	// RequireUp and ReconnectMax: see hsm_ext.go.
 	HSMHealth
 }
 
-// SMTP configures the submission listener.
+// The submission listener: who may hand mail to the appliance, and how much a client may cost.
 type SMTP struct {
-	Listen          string `toml:"listen"`
-	Hostname        string `toml:"hostname"`
-	MaxMessageBytes int64  `toml:"max_message_bytes"`
-	MaxRecipients   int    `toml:"max_recipients"`
-	// TLSCert and TLSKey enable STARTTLS; both or neither.
+	// The SMTP listener. With Postfix as content filter: 127.0.0.1:10025.
+	// Value: host:port, default "127.0.0.1:2525"
+	Listen string `toml:"listen"`
+	// The name in the greeting and in the Received field each package gets.
+	// Value: host name, default the machine's
+	// Example: "relay.example.test"
+	Hostname string `toml:"hostname"`
+	// The largest message accepted (552 5.3.4 above it); also advertised with SIZE.
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// Recipients per transaction.
+	// Value: integer 1..100000, default 1000
+	MaxRecipients int `toml:"max_recipients"`
+	// PEM certificate chain for STARTTLS (and listen_tls); goes with tls_key. SIGHUP rereads
+	// the pair.
+	// Value: path
+	// Example: "/etc/appliance/tls/cert.pem"
 	TLSCert string `toml:"tls_cert"`
-	TLSKey  string `toml:"tls_key"`
-	// RequireAuth refuses MAIL FROM before AUTH; needs UsersFile.
-	RequireAuth bool   `toml:"require_auth"`
-	UsersFile   string `toml:"users_file"`
+	// PEM private key for tls_cert.
+	// Value: path
+	// Example: "/etc/appliance/tls/key.pem"
+	TLSKey string `toml:"tls_key"`
+	// Refuse MAIL before AUTH (530 5.7.0); needs users_file.
+	RequireAuth bool `toml:"require_auth"`
+	// Users for AUTH PLAIN and LOGIN and the sender addresses each may use. SIGHUP rereads it.
+	// Value: path
+	// Example: "/etc/appliance/users"
+	UsersFile string `toml:"users_file"`
 	// TLS listener, trusted networks and limits: see smtp_ext.go.
 	SMTPSecurity
 }
 
-// Relay is the outbound side.
+// The outbound side.
 type Relay struct {
-	// NextHop is the smarthost as host:port.
+	// The smarthost every package goes to. With Postfix as content filter: its re-injection
+	// listener, 127.0.0.1:10026. MX lookup is not supported yet.
+	// Value: host:port, required
+	// Example: "127.0.0.1:10026"
 	NextHop string `toml:"next_hop"`
 }
 
-// Queue tunes the delivery workers and the retry schedule.
+// Delivery workers and retries.
 type Queue struct {
+	// Messages worked on at once.
+	// Value: integer 1..1024, default 4
 	Workers int `toml:"workers"`
-	// Retry is the wait before each further attempt after a temporary
-	// failure; the last entry repeats until MaxAge.
+	// Waits before each further attempt after a temporary failure; the last repeats until
+	// max_age.
 	Retry []time.Duration `toml:"retry"`
-	// MaxAge is how long a package may stay undelivered before it fails
-	// and a DSN goes to the sender.
+	// How long a package may stay undelivered before it fails and the sender gets a DSN.
 	MaxAge time.Duration `toml:"max_age"`
 }
 
-// Spool is the durable message store.
+// The durable store: every message is on disk (fsync'd) before the client gets 250.
 type Spool struct {
+	// The spool directory, created if missing; one appliance process per directory.
+	// Value: path, required
+	// Example: "/var/spool/appliance"
 	Dir string `toml:"dir"`
 }
 
-// Directory locates recipient certificates and trust anchors.
+// Recipient certificates and trust anchors.
 type Directory struct {
+	// A folder of recipient certificates (PEM or DER, any file names, bundles). SIGHUP rereads
+	// it.
+	// Value: path, required
+	// Example: "/etc/appliance/certs"
 	Certs string `toml:"certs"`
+	// Trust anchors and intermediates for recipients and signers.
+	// Value: path, required
+	// Example: "/etc/appliance/roots.pem"
 	Roots string `toml:"roots"`
-	// CRLs is an optional folder of CRLs from the CAs of Roots and Certs.
+	// A folder of CRLs (PEM or DER), checked when present.
+	// Value: path
+	// Example: "/etc/appliance/crls"
 	CRLs string `toml:"crls"`
-	// CaseSensitiveLocalPart keeps RFC 5321's case-sensitive local parts;
-	// the default folds them, which is what every real mailbox does.
+	// Keep RFC 5321's case-sensitive local parts instead of folding them, which is what every
+	// real mailbox does.
 	CaseSensitiveLocalPart bool `toml:"case_sensitive_local_part"`
-	// Sources, CRL fetching and LDAP: see directory_ext.go.
-	Sources         []string      `toml:"sources"`
-	CRLURLPrefixes  []string      `toml:"crl_url_prefixes"`
+	// Where to look, in order: "folder", "ldap". Default: the folder, then LDAP when
+	// configured.
+	// Example: ["folder", "ldap"]
+	Sources []string `toml:"sources"`
+	// Fetch CRLs from distribution points starting with these http(s) prefixes.
+	// Value: array of URLs
+	// Example: ["http://crl.example.test/"]
+	CRLURLPrefixes []string `toml:"crl_url_prefixes"`
+	// Timeout of one CRL fetch.
+	// Example: "10s"
 	CRLFetchTimeout time.Duration `toml:"crl_fetch_timeout"`
-	LDAP            LDAP          `toml:"ldap"`
+	// An LDAP server to search: see directory_ext.go.
+	LDAP LDAP `toml:"ldap"`
 }
 
 // Policy values. The string types keep the TOML spelling so a decision log
@@ -149,36 +206,61 @@ const (
 	LogJSON = "json"
 )
 
-// Policy is the global sealing policy; Domains override parts of it for
-// recipients of one domain.
+// How messages are split and sealed. The privacy rule holds under every setting: no package
+// reveals a hidden recipient to anyone else.
 type Policy struct {
-	Bcc         string `toml:"bcc"`
+	// Hidden (Bcc) recipients get a package each, or share one that names them to each other
+	// only.
+	// Value: "individual" (default) or "group"
+	Bcc string `toml:"bcc"`
+	// A recipient without a valid certificate: refused at RCPT (550 5.7.1), sent a signed-only
+	// package of its own, or dropped with a DSN to the sender.
+	// Value: "reject" (default), "plaintext" or "drop"
 	MissingCert string `toml:"missing_cert"`
-	Profile     string `toml:"profile"`
-	SelfCopy    bool   `toml:"self_copy"`
-	RID         string `toml:"rid"`
-	CertChoice  string `toml:"cert_choice"`
-	BccHeader   string `toml:"bcc_header"`
-	// UnknownRecipientInfo decides what happens to a client-encrypted
-	// message with a RecipientInfo that belongs to no envelope recipient
-	// (DESIGN section 6): "drop" it from every package, or "reject" the
-	// message at end of DATA.
+	// compat: EnvelopedData, AES-256-CBC, RSA PKCS#1 v1.5 (read by OpenSSL, gpgsm, NSS,
+	// Outlook, Apple Mail). modern: AuthEnvelopedData, AES-256-GCM, RSA-OAEP (OpenSSL only).
+	// Value: "compat" (default) or "modern"
+	Profile string `toml:"profile"`
+	// Add the sender's own certificate to every package, so the sender can read sent mail.
+	SelfCopy bool `toml:"self_copy"`
+	// How RecipientInfos name certificates; gpgsm 2.2 reads only issuer_serial.
+	// Value: "issuer_serial" (default) or "ski"
+	RID string `toml:"rid"`
+	// Which of a recipient's valid certificates get a RecipientInfo.
+	// Value: "all" (default) or "newest"
+	CertChoice string `toml:"cert_choice"`
+	// A submitted Bcc field is removed, or kept on a hidden recipient's own package naming only
+	// them.
+	// Value: "strip" (default) or "own"
+	BccHeader string `toml:"bcc_header"`
+	// A client-encrypted message with a RecipientInfo of nobody on the envelope: drop it from
+	// every package, or refuse the message.
+	// Value: "drop" (default) or "reject"
 	UnknownRecipientInfo string `toml:"unknown_recipientinfo"`
-	// PassThroughMissing decides what happens to an envelope recipient of a
-	// client-encrypted message that has no RecipientInfo in it: "refuse"
-	// with a DSN, or "deliver" a package it cannot decrypt (the appliance
-	// never decrypts, so there is nothing better to give it).
+	// An envelope recipient of a client-encrypted message with no RecipientInfo in it: DSN, or
+	// deliver a package it cannot decrypt (the appliance never decrypts, so there is nothing
+	// better to give it).
+	// Value: "refuse" (default) or "deliver"
 	PassThroughMissing string         `toml:"passthrough_missing"`
 	Domains            []DomainPolicy `toml:"domain"`
 }
 
-// DomainPolicy is one [[policy.domain]] override. Empty fields inherit the
-// global value. Only what is decided per recipient can be overridden: the
-// Bcc mode shapes a whole message, so it has no per-domain form.
+// Per recipient domain, overrides profile and rid for that domain. Only what is decided per
+// recipient can be overridden: the Bcc mode shapes a whole message, so it has no per-domain
+// form.
 type DomainPolicy struct {
-	Domain  string `toml:"domain"`
+	// The recipient domain, matched exactly and case-insensitively.
+	// Value: domain, required
+	// Example: "example.org"
+	Domain string `toml:"domain"`
+	// Overrides policy.profile.
+	// Value: "compat" or "modern"
+	// Example: "modern"
 	Profile string `toml:"profile"`
-	RID     string `toml:"rid"`
+	// Overrides policy.rid.
+	// Value: "issuer_serial" or "ski"
+	// Example: "ski"
+	RID string `toml:"rid"`
 }
 
 // ForDomain returns the policy that applies to recipients in domain: the
@@ -204,10 +286,16 @@ func (p Policy) ForDomain(domain string) Policy {
 	return out
 }
 
-// Log configures the daemon's slog handler.
+// The daemon's log on stderr: one line per step with message and package ids, counts and
+// durations, and an audit line per package (its envelope recipients and the owners of its
+// RecipientInfos); never content or PINs.
 type Log struct {
+	// log/slog's text or JSON handler.
+	// Value: "text" (default) or "json"
 	Format string `toml:"format"`
-	Level  string `toml:"level"`
+	// The least severe level logged.
+	// Value: "debug", "info" (default), "warn" or "error"
+	Level string `toml:"level"`
 }
 
 // SlogLevel maps Level to slog; validation admits only names it knows.
@@ -223,12 +311,21 @@ func (l Log) SlogLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-// Sender maps an address the appliance may sign as to its key on the token
-// and its certificate chain (leaf first).
+// An address the appliance signs as, with its key on the token. Mail from any other address is
+// refused.
 type Sender struct {
+	// The sender address (MAIL FROM and header From).
+	// Value: address, required
+	// Example: "alice@example.test"
 	Address string `toml:"address"`
-	Key     string `toml:"key"`
-	Cert    string `toml:"cert"`
+	// The signing key, a PKCS#11 URI on hsm.token.
+	// Value: PKCS#11 URI, required
+	// Example: "pkcs11:token=appliance;object=alice"
+	Key string `toml:"key"`
+	// The sender's certificate chain, leaf first.
+	// Value: path, required
+	// Example: "/etc/appliance/senders/alice.pem"
+	Cert string `toml:"cert"`
 }
 
 // Sender returns the configured sender for addr, compared with the domain
@@ -292,7 +389,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to resolve config path %q: %w", path, err)
 	}
-	return parse(data, filepath.Dir(abs))
+	c, err := parse(data, filepath.Dir(abs))
+	if err != nil {
+		locate(err, path, nil)
+		return nil, err
+	}
+	return c, nil
 }
 
 // Parse decodes and validates data. Relative paths stay as written, that is
@@ -322,7 +424,11 @@ func parse(data []byte, baseDir string) (*Config, error) {
 		if hasChild(undecoded, k) {
 			continue
 		}
-		v.add(k.String(), ErrUnknownKey, "not a known setting")
+		if s := suggest(k.String()); s != "" {
+			v.add(k.String(), ErrUnknownKey, "not a known setting; did you mean %s?", s)
+		} else {
+			v.add(k.String(), ErrUnknownKey, "not a known setting")
+		}
 	}
 	// toml would read an integer as nanoseconds; nobody means that.
 	var raw map[string]any

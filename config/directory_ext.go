@@ -19,28 +19,54 @@ const (
 	LDAPTLSNone     = "none"
 )
 
-// LDAP is [directory.ldap]: a server to search for recipient certificates.
-// It is off while URL is empty. Zero values take the defaults the
-// directory package documents (filter "(mail=%s)", attributes
-// userCertificate;binary and userSMIMECertificate, 5s timeout, 4
-// connections, 10m cache, 1m negative cache).
+// An LDAP server to search for recipient certificates; off while url is empty.
 type LDAP struct {
+	// The server.
+	// Value: ldap:// or ldaps:// URL
+	// Example: "ldaps://ldap.example.test"
 	URL string `toml:"url"`
-	// TLS is "starttls" (the default for ldap://) or "none"; empty for
-	// ldaps://.
+	// For ldap:// only; default starttls. Leave unset for ldaps://.
+	// Value: "starttls" or "none"
+	// Example: "starttls"
 	TLS string `toml:"tls"`
-	// CAFile verifies the server's certificate; empty means the system
-	// roots.
-	CAFile           string        `toml:"ca_file"`
-	BindDN           string        `toml:"bind_dn"`
-	BindPasswordFile string        `toml:"bind_password_file"`
-	BaseDN           string        `toml:"base_dn"`
-	Filter           string        `toml:"filter"`
-	Attributes       []string      `toml:"attributes"`
-	Timeout          time.Duration `toml:"timeout"`
-	PoolSize         int           `toml:"pool_size"`
-	CacheTTL         time.Duration `toml:"cache_ttl"`
-	NegativeTTL      time.Duration `toml:"negative_ttl"`
+	// Verifies the server's certificate; default the system roots.
+	// Value: path
+	// Example: "/etc/appliance/ldap-ca.pem"
+	CAFile string `toml:"ca_file"`
+	// Bind as this DN (with bind_password_file); neither binds anonymously.
+	// Example: "cn=appliance,dc=example,dc=test"
+	BindDN string `toml:"bind_dn"`
+	// The bind password.
+	// Value: path
+	// Example: "/etc/appliance/ldap-password"
+	BindPasswordFile string `toml:"bind_password_file"`
+	// Where to search.
+	// Value: string, required with url
+	// Example: "ou=people,dc=example,dc=test"
+	BaseDN string `toml:"base_dn"`
+	// The search filter; %s is the address, escaped.
+	// Value: string, default "(mail=%s)"
+	// Example: "(mail=%s)"
+	Filter string `toml:"filter"`
+	// Certificate attributes; default userCertificate;binary and userSMIMECertificate.
+	// Example: ["userCertificate;binary", "userSMIMECertificate"]
+	Attributes []string `toml:"attributes"`
+	// Per search.
+	// Value: duration, default "5s"
+	// Example: "5s"
+	Timeout time.Duration `toml:"timeout"`
+	// Connections kept open.
+	// Value: integer, default 4
+	// Example: 4
+	PoolSize int `toml:"pool_size"`
+	// How long an answer is cached.
+	// Value: duration, default "10m"
+	// Example: "10m"
+	CacheTTL time.Duration `toml:"cache_ttl"`
+	// How long "no certificate" is cached.
+	// Value: duration, default "1m"
+	// Example: "1m"
+	NegativeTTL time.Duration `toml:"negative_ttl"`
 }
 
 // Enabled reports whether an LDAP server is configured.

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 )
 
@@ -20,9 +22,11 @@ var (
 	ErrPINEnvNotSet = errors.New("pin environment variable not set")
 )
 
-// Error is one problem with one key. Line is 0 when the key does not appear
-// in the file (a required key that is missing) or could not be located.
+// Error is one problem with one key. File is the configuration file ("" for [Parse]); Line is 0
+// when the key does not appear in the file (a required key that is missing) or could not be
+// located. It prints as FILE:LINE: key: reason: detail, the form editors jump to.
 type Error struct {
+	File   string
 	Key    string
 	Line   int
 	Err    error // one of the Err* reasons above
@@ -30,6 +34,19 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.File != "" {
+		where := e.File
+		if e.Line > 0 {
+			where += ":" + strconv.Itoa(e.Line)
+		}
+		if e.Key != "" {
+			where += ": " + e.Key
+		}
+		if e.Detail == "" {
+			return fmt.Sprintf("%s: %v", where, e.Err)
+		}
+		return fmt.Sprintf("%s: %v: %s", where, e.Err, e.Detail)
+	}
 	where := "config"
 	switch {
 	case e.Key != "" && e.Line > 0:
@@ -76,4 +93,36 @@ func (v *validator) line(key string) int {
 		k = k[:i]
 	}
 	return 0
+}
+
+// locate sets File on every [*Error] in err, and Line where it is unknown and lines knows the
+// key (or its table).
+func locate(err error, file string, lines map[string]int) {
+	switch e := err.(type) {
+	case nil:
+	case *Error:
+		e.File = file
+		if e.Line == 0 && lines != nil {
+			e.Line = (&validator{lines: lines}).line(e.Key)
+		}
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			locate(x, file, lines)
+		}
+	}
+}
+
+// Locate names the file at path, and the line of each key, in the [*Error]s of err (from
+// [Config.CheckFiles] or [Config.PIN] of a configuration read from path), and returns err.
+func Locate(err error, path string) error {
+	if err == nil {
+		return nil
+	}
+	data, rerr := os.ReadFile(path)
+	var lines map[string]int
+	if rerr == nil {
+		lines = keyLines(data)
+	}
+	locate(err, path, lines)
+	return err
 }

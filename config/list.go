@@ -4,21 +4,29 @@ import (
 	"fmt"
 )
 
-// List is one [[list]]: a secure mailing list the appliance expands itself (DESIGN section 7),
-// with its key pair on the token.
-//
-//	[[list]]
-//	address = "team@example.test"
-//	key = "pkcs11:token=appliance;object=team"   # RSA, CKA_UNWRAP and CKA_SIGN
-//	cert = "/etc/appliance/lists/team.pem"        # leaf first, then intermediates
-//	members_file = "/etc/appliance/lists/team.members"   # one address per line; SIGHUP rereads
-//	posters = "members"                            # or "anyone", or ["a@example.test", ...]
+// A secure mailing list the appliance expands itself (RFC 2634 mail list agent); mail encrypted
+// to the list is re-wrapped for each member on the HSM, never decrypted.
 type List struct {
-	Address     string  `toml:"address"`
-	Key         string  `toml:"key"`
-	Cert        string  `toml:"cert"`
-	MembersFile string  `toml:"members_file"`
-	Posters     Posters `toml:"posters"`
+	// The list address.
+	// Value: address, required
+	// Example: "team@example.test"
+	Address string `toml:"address"`
+	// The list's RSA key (CKA_UNWRAP and CKA_SIGN).
+	// Value: PKCS#11 URI, required
+	// Example: "pkcs11:token=appliance;object=team"
+	Key string `toml:"key"`
+	// The list's certificate chain, leaf first.
+	// Value: path, required
+	// Example: "/etc/appliance/lists/team.pem"
+	Cert string `toml:"cert"`
+	// One member address per line; SIGHUP rereads it.
+	// Value: path, required
+	// Example: "/etc/appliance/lists/team.members"
+	MembersFile string `toml:"members_file"`
+	// Who may post.
+	// Value: "members" (default), "anyone" or an array of addresses
+	// Example: "members"
+	Posters Posters `toml:"posters"`
 }
 
 // Who may post to a list, as posters spells it.

@@ -1,9 +1,13 @@
 package config
 
-// Metrics is [metrics]: the Prometheus endpoint (/metrics, /healthz, /readyz) on a listener of
-// its own, off while Listen is empty. It is separate from the SMTP port so that a firewall rule
-// or a loopback address can keep it away from mail clients: /readyz names failing parts.
+// Prometheus metrics, /healthz and /readyz on a listener of their own; off while listen is empty.
+// It is separate from the SMTP port so that a firewall rule or a loopback address can keep it
+// away from mail clients: /readyz names failing parts.
 type Metrics struct {
+	// The listener, e.g. "127.0.0.1:9464". /readyz is 503 while the HSM is down, the spool is
+	// not writable, or the next hop was not reachable recently; keep it off public networks.
+	// Value: host:port
+	// Example: "127.0.0.1:9464"
 	Listen string `toml:"listen"`
 }
 

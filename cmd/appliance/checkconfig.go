@@ -22,7 +22,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := checkLoads(cfg, stdout); err != nil {
-		return err
+		return config.Locate(err, *cfgPath)
 	}
 	if *connect {
 		p, err := openParts(cfg, nil)
