@@ -62,13 +62,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 0
 			case errors.Is(err, flag.ErrHelp):
 				return 0
+			case errors.Is(err, errRefused):
+				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
+				return exitRefused
 			case errors.Is(err, errUsage):
 				if err != errUsage {
-					fmt.Fprintf(stderr, "appliance %s: %v\n", c.name, err)
+					fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
 				}
 				return 2
 			default:
-				fmt.Fprintf(stderr, "appliance %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
 				return 1
 			}
 		}
