@@ -7,8 +7,10 @@
 #      as envelope recipients (RCPT TO), the way mail clients submit Bcc,
 #   5. shows `appliance inspect` of every package the next hop received, so you can see that nobody
 #      learns of dave or erin except dave and erin themselves, and decrypts one package with openssl.
-# Everything lives in one temporary directory, removed at the end (KEEP=1 keeps it for a look).
+# Everything lives in one temporary directory, removed at the end; KEEP=1 keeps it, and the end
+# of the run says how to use its token and config again.
 # Ports: DEMO_SMTP_PORT (default 2525) for the appliance, DEMO_SINK_PORT (2526) for the next hop.
+# Headings are bold only on a terminal, and never with NO_COLOR set (no-color.org).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -16,10 +18,14 @@ export PATH=$PATH:/usr/local/go/bin
 smtp_port=${DEMO_SMTP_PORT:-2525}
 sink_port=${DEMO_SINK_PORT:-2526}
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
 
-say "Debian packages (softhsm2, openssl, swaks, ...)"
-bash scripts/deps.sh
+say "Debian packages the demo uses (softhsm2, openssl, swaks)"
+bash scripts/deps.sh demo
 
 work=$(mktemp -d -t appliance-demo-XXXXXX)
 pids=()
@@ -190,4 +196,15 @@ openssl cms -verify -CAfile "$work/pki/roots.pem" -in "$work/dave.decrypted" -ou
 sed 's/^/    /' "$work/dave.content"
 
 say "Done"
-echo "the temporary directory is removed now (run with KEEP=1 to keep it)"
+if [ "${KEEP:-0}" = 1 ]; then
+  cat <<EOF
+The token, PKI and config stay in $work. To use them again:
+  export SOFTHSM2_CONF=$work/token/softhsm2.conf
+  $work/appliance keys list -config $work/appliance.toml
+  $work/appliance serve -config $work/appliance.toml
+The token's user PIN is in $work/token/pin; \`appliance init\` starts a real setup.
+EOF
+else
+  echo "the temporary directory is removed now; run with KEEP=1 to keep its token and config for"
+  echo "another look (the end of that run says how to use them)"
+fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages the appliance's demo and tests use, when any is missing.
+# `deps.sh demo` installs only what scripts/demo.sh uses.
 # Go itself comes with the machine (/usr/local/go); Debian's golang is too old for this module.
 #   --packages-only   install the packages and skip the Go check (scripts/cleanroot.sh runs it so in
 #                     a fresh Debian root that has no Go)
@@ -9,7 +10,12 @@
 set -euo pipefail
 pkgs=(softhsm2 opensc openssl gpgsm gpgconf gpg-agent libnss3-tools swaks libnet-ssleay-perl libio-socket-ssl-perl ca-certificates slapd ldap-utils postfix debootstrap)
 packages_only=0
-[ "${1:-}" = --packages-only ] && packages_only=1
+case "${1:-}" in
+  "") ;;
+  --packages-only) packages_only=1 ;;
+  demo) pkgs=(softhsm2 openssl swaks) ;;
+  *) echo "usage: deps.sh [--packages-only | demo]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -17,6 +17,12 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+	case *cfgPath == "":
+		return usageError(fs, "missing -config FILE, the configuration to check")
+	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err

@@ -66,8 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
 				return exitRefused
 			case errors.Is(err, errUsage):
+				// A bare errUsage has printed its message and usage already (usageError); a
+				// wrapped one names what is wrong, and the command's -h shows the rest.
 				if err != errUsage {
 					fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
+					_ = c.run([]string{"-h"}, io.Discard, stderr)
 				}
 				return 2
 			default:
