@@ -13,7 +13,7 @@ import (
 func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", "-config FILE [-connect]", stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML)")
-	connect := fs.Bool("connect", false, "also log in to the HSM, load the directory and find every sender's key")
+	connect := fs.Bool("connect", false, "also check, one line each: the token and login, every key and certificate (expiry, key, address, chain), the directory, the next hop's greeting and STARTTLS, the LDAP bind")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,21 +31,11 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return config.Locate(err, *cfgPath)
 	}
 	if *connect {
-		p, err := openParts(cfg, nil)
-		if err != nil {
+		if err := checkConnect(cfg, stdout); err != nil {
 			return err
 		}
-		defer p.Close()
-		for _, s := range cfg.Senders {
-			if _, err := p.token.Signer(bgctx(), s.Key); err != nil {
-				return fmt.Errorf("sender %q: %w", s.Address, err)
-			}
-		}
-		for _, e := range p.dir.Problems() {
-			fmt.Fprintf(stdout, "directory: %v\n", e)
-		}
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	fmt.Fprintf(stdout, "%s: ok\n", escape(*cfgPath))
 	return nil
 }
 
