@@ -1,6 +1,7 @@
 // Command appliance is the outbound S/MIME relay: it signs and encrypts mail with keys on a
 // PKCS#11 HSM and never reveals a Bcc recipient through the encryption.
 //
+//	appliance init [flags]                guided setup: token, keys, CSRs, certificates, config
 //	appliance serve -config FILE          run the daemon
 //	appliance seal -config FILE ...       the same pipeline offline, one file per package
 //	appliance inspect [-json] FILE.eml    who an S/MIME message reveals
@@ -23,6 +24,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"init", "guided setup: token, sender keys and CSRs, certificates, a checked config", runInit},
 	{"serve", "run the daemon: SMTP in, spool, seal on the HSM, deliver", runServe},
 	{"seal", "seal one message offline: one file per package and manifest.json", runSeal},
 	{"inspect", "show who an S/MIME message reveals (headers, RecipientInfo owners)", runInspect},
