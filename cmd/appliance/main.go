@@ -41,6 +41,15 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 1 && args[0] == "help" {
+		if len(args) == 2 {
+			// appliance help COMMAND: the command's own -h.
+			for _, c := range commands {
+				if c.name == args[1] {
+					_ = c.run([]string{"-h"}, io.Discard, stdout)
+					return 0
+				}
+			}
+		}
 		if err := runHelp(args[1:], stdout, stderr); err != nil {
 			return 2
 		}
@@ -93,7 +102,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command, 'appliance help config' for\nevery configuration key.")
+	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command, 'appliance help config' for\nevery configuration key. New here? Start with 'appliance init'.")
 }
 
 // newFlags makes a FlagSet whose errors and help go to stderr and are returned, not exited on.
