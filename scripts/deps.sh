@@ -14,7 +14,7 @@ case "${1:-}" in
   "") ;;
   --packages-only) packages_only=1 ;;
   demo) pkgs=(softhsm2 openssl swaks) ;;
-  *) echo "usage: deps.sh [demo | --packages-only]" >&2; exit 2 ;;
+  *) echo "usage: deps.sh [--packages-only | demo]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

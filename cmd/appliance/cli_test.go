@@ -47,7 +47,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := regexp.MustCompile(`fs\.(?:String|Bool|Int|Duration|Var)\((?:&\w+, )?"([a-z-]+)"`)
+	def := regexp.MustCompile(`fs\.(?:String|Bool|Int|Duration|Var|StringVar|BoolVar|IntVar|DurationVar)\((?:&[\w.]+, )?"([a-z-]+)"`)
 	fn := regexp.MustCompile(`(?m)^func run(\w+)\(`)
 	byCommand := map[string][]string{}
 	for _, f := range files {

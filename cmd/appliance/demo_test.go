@@ -64,7 +64,7 @@ func TestDemoScript(t *testing.T) {
 func TestDepsUsage(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("bash", filepath.Join(softhsmtest.RepoRoot(), "scripts", "deps.sh"), "everything").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "usage: deps.sh [demo | --packages-only]") {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "usage: deps.sh [--packages-only | demo]") {
 		t.Fatalf("deps.sh everything: %v\n%s", err, out)
 	}
 }

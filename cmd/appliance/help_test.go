@@ -118,6 +118,10 @@ func TestRunHelp(t *testing.T) {
 		out  string
 	}{
 		{"ok help config", []string{"help", "config"}, 0, "APPLIANCE.TOML(5)"},
+		{"ok help man", []string{"help", "man"}, 0, ".TH APPLIANCE 8"},
+		{"ok help man config", []string{"help", "man", "config"}, 0, ".SH DESCRIPTION"},
+		{"ok help completion bash", []string{"help", "completion", "bash"}, 0, "complete -o default -F _appliance appliance"},
+		{"ok help command", []string{"help", "seal"}, 0, "usage: appliance seal"},
 		{"fail help unknown topic", []string{"help", "nope"}, 2, ""},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 // Command appliance is the outbound S/MIME relay: it signs and encrypts mail with keys on a
 // PKCS#11 HSM and never reveals a Bcc recipient through the encryption.
 //
+//	appliance init [flags]                guided setup: token, keys, CSRs, certificates, config
 //	appliance serve -config FILE          run the daemon
 //	appliance seal -config FILE ...       the same pipeline offline, one file per package
 //	appliance inspect [-json] FILE.eml    who an S/MIME message reveals
@@ -23,6 +24,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"init", "guided setup: token, sender keys and CSRs, certificates, a checked config", runInit},
 	{"serve", "run the daemon: SMTP in, spool, seal on the HSM, deliver", runServe},
 	{"seal", "seal one message offline: one file per package and manifest.json", runSeal},
 	{"inspect", "show who an S/MIME message reveals (headers, RecipientInfo owners)", runInspect},
@@ -39,6 +41,15 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 1 && args[0] == "help" {
+		if len(args) == 2 {
+			// appliance help COMMAND: the command's own -h.
+			for _, c := range commands {
+				if c.name == args[1] {
+					_ = c.run([]string{"-h"}, io.Discard, stdout)
+					return 0
+				}
+			}
+		}
 		if err := runHelp(args[1:], stdout, stderr); err != nil {
 			return 2
 		}
@@ -91,7 +102,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command, 'appliance help config' for\nevery configuration key.")
+	fmt.Fprintln(w, "\nRun 'appliance COMMAND -h' for the flags of one command, 'appliance help config' for\nevery configuration key. New here? Start with 'appliance init'.")
 }
 
 // newFlags makes a FlagSet whose errors and help go to stderr and are returned, not exited on.

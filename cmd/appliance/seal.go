@@ -1,6 +1,8 @@
 package main
 
 import (
+	"appliance/config"
+	"appliance/smime"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -110,7 +112,13 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	if len(chain) == 0 {
 		return fmt.Errorf("sender %q: no certificate in %q", sender.Address, sender.Cert)
 	}
-	if err := checkFromCovered(msg, sender.Address, chain[0]); err != nil {
+	// The From check reads the header as the pipeline will: normalised the one way both doors
+	// normalise (smime.Normalize; Process runs it again, to the same bytes).
+	norm, _, err := smime.Normalize(msg, pipelineLimits(cfg))
+	if err != nil {
+		return err
+	}
+	if err := checkFromCovered(norm, sender.Address, chain[0]); err != nil {
 		return err
 	}
 
@@ -253,4 +261,9 @@ func writeFile(path string, body io.WriterTo) error {
 		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	return f.Close()
+}
+
+// pipelineLimits are the message limits of [smtp], as the SMTP door applies them.
+func pipelineLimits(cfg *config.Config) smime.Limits {
+	return smime.Limits{MaxLineLength: cfg.SMTP.MaxLineLength, MaxHeaderBytes: cfg.SMTP.MaxHeaderBytes, MaxHeaderFields: cfg.SMTP.MaxHeaderFields}
 }

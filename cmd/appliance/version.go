@@ -14,6 +14,9 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
+// packageVersion is set by scripts/package.sh (-ldflags -X) to the Debian package's version.
+var packageVersion string
+
 // buildVersion is the build information in a few lines: module version, VCS revision and time,
 // Go version.
 func buildVersion() []string {
@@ -21,6 +24,9 @@ func buildVersion() []string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			version = bi.Main.Version
+		}
+		if packageVersion != "" {
+			version = packageVersion
 		}
 		for _, s := range bi.Settings {
 			switch s.Key {

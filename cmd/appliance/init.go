@@ -1,0 +1,508 @@
+package main
+
+// `appliance init`: from nothing to a checked configuration. It finds the installed PKCS#11
+// modules, picks the token (or initialises one on a free slot), generates or reuses a key per
+// sender and writes its CSR, imports the certificates once issued, writes a commented
+// configuration and runs check-config -connect on it. Every answer can be given by a flag;
+// without -batch each is asked on stdin with the flag's value as the default. No existing file
+// is overwritten unless the operator says so (-overwrite, or yes to the question).
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/miekg/pkcs11"
+
+	"appliance/config"
+	"appliance/directory"
+	"appliance/hsm"
+)
+
+// moduleGlobs are where Debian and others install PKCS#11 modules: SoftHSM2, OpenSC, p11-kit's
+// proxy and the p11-kit module directory.
+var moduleGlobs = []string{
+	"/usr/lib/softhsm/libsofthsm2.so",
+	"/usr/lib/*/softhsm/libsofthsm2.so",
+	"/usr/local/lib/softhsm/libsofthsm2.so",
+	"/usr/lib/*/opensc-pkcs11.so",
+	"/usr/lib/*/pkcs11/*.so",
+	"/usr/lib/*/p11-kit-proxy.so",
+}
+
+func findModules() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, g := range moduleGlobs {
+		matches, _ := filepath.Glob(g)
+		for _, m := range matches {
+			real, err := filepath.EvalSymlinks(m)
+			if err != nil || seen[real] {
+				continue
+			}
+			seen[real] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+const initSynopsis = `[-batch] [-config FILE] [-module LIB] [-token LABEL [-init-token -so-pin-file FILE]]
+         [-pin-file FILE] -sender ADDR ... [-cert ADDR=FILE ...] [-next-hop HOST:PORT] ...
+
+Guided setup. Run it once to choose the module and token, make a key and a CSR per sender and
+write the configuration; have the CSRs signed by your CA; run it again with -cert ADDR=FILE for
+each issued certificate to import them and check everything with check-config -connect.
+Without -batch every choice is asked on stdin, with the flag's value as the default.`
+
+type initOptions struct {
+	batch, overwrite, initToken bool
+	config, module, token       string
+	pinFile, soPINFile          string
+	senders, certs              stringList
+	nextHop, listen, spool      string
+	certsDir, roots, keyType    string
+}
+
+type prompter struct {
+	in    *bufio.Reader
+	out   io.Writer
+	batch bool
+}
+
+// ask returns the answer to question, def when the answer is empty, in batch mode or at EOF.
+func (p *prompter) ask(question, def string) string {
+	if p.batch {
+		return def
+	}
+	if def != "" {
+		fmt.Fprintf(p.out, "%s [%s]: ", question, def)
+	} else {
+		fmt.Fprintf(p.out, "%s: ", question)
+	}
+	line, err := p.in.ReadString('\n')
+	line = strings.TrimSpace(line)
+	if line == "" {
+		if err != nil {
+			fmt.Fprintln(p.out)
+		}
+		return def
+	}
+	return line
+}
+
+// confirm asks a yes/no question; the default is no.
+func (p *prompter) confirm(question string) bool {
+	a := strings.ToLower(p.ask(question+" (y/N)", ""))
+	return a == "y" || a == "yes"
+}
+
+// writeNew writes data to path unless it exists; then it asks (or takes -overwrite). It reports
+// whether it wrote.
+func (o *initOptions) writeNew(p *prompter, path string, data []byte, mode os.FileMode) (bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		if !o.overwrite && (p.batch || !p.confirm(fmt.Sprintf("%s exists; overwrite it?", path))) {
+			fmt.Fprintf(p.out, "kept %s as it is\n", path)
+			return false, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(p.out, "wrote %s\n", path)
+	return true, nil
+}
+
+func runInit(args []string, stdout, stderr io.Writer) error {
+	o := &initOptions{}
+	fs := newFlags("init", initSynopsis, stderr)
+	fs.BoolVar(&o.batch, "batch", false, "ask nothing: every choice from the flags (for scripts)")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "overwrite existing files without asking")
+	fs.StringVar(&o.config, "config", "/etc/appliance/appliance.toml", "the configuration file to write")
+	fs.StringVar(&o.module, "module", "", "PKCS#11 module; default the first one found")
+	fs.StringVar(&o.token, "token", "appliance", "token label")
+	fs.BoolVar(&o.initToken, "init-token", false, "initialise a token with this label on a free slot when there is none")
+	fs.StringVar(&o.soPINFile, "so-pin-file", "", "file holding the security officer PIN, for -init-token")
+	fs.StringVar(&o.pinFile, "pin-file", "", "file holding the user PIN (made, with a random PIN, by -init-token); default pin beside -config")
+	fs.Var(&o.senders, "sender", "an address to sign as (repeat); its key is made on the token unless one has its label")
+	fs.Var(&o.certs, "cert", "ADDR=FILE: the certificate chain issued for a sender's CSR, to import (repeat)")
+	fs.StringVar(&o.keyType, "key-type", "rsa2048", "type of new keys: rsa2048, rsa3072 or p256")
+	fs.StringVar(&o.nextHop, "next-hop", "127.0.0.1:10026", "where packages go (Postfix's re-injection listener, or a smarthost)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:10025", "the SMTP listener")
+	fs.StringVar(&o.spool, "spool", "/var/spool/appliance", "the spool directory")
+	fs.StringVar(&o.certsDir, "certs", "/etc/appliance/certs", "folder of recipient certificates")
+	fs.StringVar(&o.roots, "roots", "/etc/appliance/roots.pem", "trust anchors and intermediates")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+	}
+	kind, err := hsm.ParseKeyKind(o.keyType)
+	if err != nil {
+		return usageError(fs, "-key-type: %v", err)
+	}
+	certFor := map[string]string{}
+	for _, c := range o.certs {
+		addr, file, ok := strings.Cut(c, "=")
+		if !ok || addr == "" || file == "" {
+			return usageError(fs, "-cert %q: want ADDR=FILE", escape(c))
+		}
+		certFor[strings.ToLower(addr)] = file
+	}
+	if o.batch && len(o.senders) == 0 {
+		return usageError(fs, "missing -sender ADDR, at least one address to sign as")
+	}
+	p := &prompter{in: bufio.NewReader(os.Stdin), out: stdout, batch: o.batch}
+	return o.run(p, kind, certFor, fs)
+}
+
+func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]string, fs *flag.FlagSet) error {
+	// 1. The module.
+	mods := findModules()
+	if o.module == "" {
+		if len(mods) == 0 {
+			return errors.New("no PKCS#11 module found (install softhsm2 or opensc, or give -module)")
+		}
+		o.module = mods[0]
+	}
+	if !p.batch {
+		fmt.Fprintln(p.out, "PKCS#11 modules found:")
+		for i, m := range mods {
+			fmt.Fprintf(p.out, "  %d) %s\n", i+1, m)
+		}
+		a := p.ask("module (number or path)", o.module)
+		var n int
+		if _, err := fmt.Sscanf(a, "%d", &n); err == nil && n >= 1 && n <= len(mods) && fmt.Sprint(n) == a {
+			a = mods[n-1]
+		}
+		o.module = a
+	}
+	// 2. The token.
+	tokens, err := listTokens(o.module)
+	if err != nil {
+		return err
+	}
+	if !p.batch && len(tokens) > 0 {
+		fmt.Fprintf(p.out, "tokens on %s: %s\n", o.module, strings.Join(tokens, ", "))
+	}
+	o.token = p.ask("token label", o.token)
+	cfgDir := filepath.Dir(o.config)
+	if o.pinFile == "" {
+		o.pinFile = filepath.Join(cfgDir, "pin")
+	}
+	o.pinFile = p.ask("user PIN file", o.pinFile)
+	if !contains(tokens, o.token) {
+		if !o.initToken && !(!p.batch && p.confirm(fmt.Sprintf("no token %q: initialise one on a free slot?", o.token))) {
+			return fmt.Errorf("no token %q on %s (tokens: %s); -init-token initialises one", o.token, o.module, strings.Join(tokens, ", "))
+		}
+		if o.soPINFile == "" {
+			o.soPINFile = p.ask("security officer PIN file", "")
+		}
+		if err := o.initialiseToken(p); err != nil {
+			return err
+		}
+	}
+	pin, err := hsm.LoadPIN(o.pinFile, "")
+	if err != nil {
+		return fmt.Errorf("user PIN: %w", err)
+	}
+	tok, err := hsm.Open(hsm.Config{Module: o.module, TokenLabel: o.token, PIN: pin, MaxSessions: 2})
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+
+	// 3. Senders: a key each, its CSR, and its certificate when given.
+	if !p.batch {
+		more := p.ask("sender addresses (comma-separated)", strings.Join(o.senders, ","))
+		o.senders = nil
+		for _, a := range strings.Split(more, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				o.senders = append(o.senders, a)
+			}
+		}
+	}
+	if len(o.senders) == 0 {
+		return usageError(fs, "no sender address: give -sender ADDR")
+	}
+	type sender struct{ addr, uri, cert string }
+	var senders []sender
+	missing := 0
+	used := map[string]bool{}
+	for _, addr := range o.senders {
+		label := keyLabel(addr, used)
+		uri := fmt.Sprintf("pkcs11:token=%s;object=%s", o.token, label)
+		signer, err := tok.Signer(bgctx(), uri)
+		switch {
+		case errors.Is(err, hsm.ErrKeyNotFound):
+			if signer, err = tok.GenerateKeyPair(bgctx(), label, kind); err != nil {
+				return fmt.Errorf("sender %s: %w", addr, err)
+			}
+			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
+		case err != nil:
+			return fmt.Errorf("sender %s: %w", addr, err)
+		default:
+			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", uri, addr)
+		}
+		base := filepath.Join(cfgDir, "senders", addr)
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: addr}, EmailAddresses: []string{addr}}, signer)
+		if err != nil {
+			return fmt.Errorf("sender %s: failed to make certificate request: %w", addr, err)
+		}
+		if _, err := o.writeNew(p, base+".csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+			return err
+		}
+		certPath := base + ".pem"
+		if file := certFor[strings.ToLower(addr)]; file != "" || !p.batch {
+			if !p.batch {
+				file = p.ask(fmt.Sprintf("issued certificate for %s (PEM file; empty: not yet)", addr), file)
+			}
+			if file != "" {
+				if err := o.importCert(p, tok, addr, label, file, certPath); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := os.Stat(certPath); err != nil {
+			missing++
+		}
+		senders = append(senders, sender{addr, uri, certPath})
+	}
+
+	// 4. The rest of the configuration, then the file.
+	o.nextHop = p.ask("next hop (host:port)", o.nextHop)
+	o.listen = p.ask("SMTP listener (host:port)", o.listen)
+	o.certsDir = p.ask("recipient certificates folder", o.certsDir)
+	o.roots = p.ask("trust anchors file", o.roots)
+	o.spool = p.ask("spool directory", o.spool)
+	host, _ := os.Hostname()
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by appliance init on %s. Every key is described by `+"`appliance help config`"+`;
+# deploy/appliance.toml shows all of them. Check this file with:
+#   appliance check-config -connect -config %s
+
+# The PKCS#11 module and token that hold the private keys; the PIN is in pin_file (mode 0600).
+[hsm]
+module = %q
+token = %q
+pin_file = %q
+
+# The SMTP listener: with Postfix as content_filter, Postfix hands mail over here.
+[smtp]
+listen = %q
+hostname = %q
+
+# Where every package goes: Postfix's re-injection listener, or a smarthost.
+[relay]
+next_hop = %q
+
+# Messages are on disk here before the client gets 250.
+[spool]
+dir = %q
+
+# Recipient certificates (PEM or DER, any names) and the trust anchors they must chain to.
+[directory]
+certs = %q
+roots = %q
+`, time.Now().UTC().Format(time.DateOnly), o.config, o.module, o.token, o.pinFile, o.listen, host, o.nextHop, o.spool, o.certsDir, o.roots)
+	for _, s := range senders {
+		fmt.Fprintf(&b, "\n# Mail from %s is signed with this key; the certificate chain is leaf first.\n[[sender]]\naddress = %q\nkey = %q\ncert = %q\n", s.addr, s.addr, s.uri, s.cert)
+	}
+	if _, err := config.Parse([]byte(b.String())); err != nil {
+		return fmt.Errorf("the configuration made from these answers is not valid:\n%w", err)
+	}
+	if _, err := o.writeNew(p, o.config, []byte(b.String()), 0o640); err != nil {
+		return err
+	}
+	tok.Close()
+
+	// 5. Check it, once every sender has a certificate.
+	if missing > 0 {
+		fmt.Fprintf(p.out, "\nnext: have your CA sign the CSR(s) in %s, then import the certificates with\n", filepath.Join(cfgDir, "senders"))
+		fmt.Fprintf(p.out, "  appliance init -config %s -cert ADDR=FILE ...\n", o.config)
+		return nil
+	}
+	fmt.Fprintf(p.out, "\nchecking %s:\n", o.config)
+	return runCheckConfig([]string{"-connect", "-config", o.config}, p.out, p.out)
+}
+
+// importCert checks that file's leaf is for the key labelled label and names addr, stores it
+// beside the key on the token and writes the chain to certPath.
+func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file, certPath string) error {
+	chain, err := directory.LoadCertificates(file)
+	if err != nil {
+		return fmt.Errorf("sender %s: %w", addr, err)
+	}
+	if len(chain) == 0 {
+		return fmt.Errorf("sender %s: no certificate in %q", addr, file)
+	}
+	names := false
+	for _, a := range certAddresses(chain[0]) {
+		names = names || strings.EqualFold(a, addr)
+	}
+	if !names {
+		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(certAddresses(chain[0]), ", "), addr)
+	}
+	if err := tok.ImportCertificate(bgctx(), label, chain[0]); err != nil {
+		return fmt.Errorf("sender %s: %w", addr, err)
+	}
+	var pemChain []byte
+	for _, c := range chain {
+		pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if _, err := o.writeNew(p, certPath, pemChain, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.out, "imported %q (expires %s) for %s\n", chain[0].Subject.String(), chain[0].NotAfter.UTC().Format(time.DateOnly), addr)
+	return nil
+}
+
+var labelUnsafe = regexp.MustCompile(`[^a-z0-9._-]+`)
+
+// keyLabel is the token object label for addr's key: its local part, with the domain added when
+// two senders share one.
+func keyLabel(addr string, used map[string]bool) string {
+	local, domain, _ := strings.Cut(strings.ToLower(addr), "@")
+	l := labelUnsafe.ReplaceAllString(local, "-")
+	if used[l] {
+		l = labelUnsafe.ReplaceAllString(local+"-"+domain, "-")
+	}
+	used[l] = true
+	return l
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// listTokens returns the labels of the initialised tokens module shows.
+func listTokens(module string) ([]string, error) {
+	var labels []string
+	err := withModule(module, func(ctx *pkcs11.Ctx) error {
+		slots, err := ctx.GetSlotList(true)
+		if err != nil {
+			return fmt.Errorf("C_GetSlotList: %w", err)
+		}
+		for _, s := range slots {
+			ti, err := ctx.GetTokenInfo(s)
+			if err == nil && ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
+				labels = append(labels, strings.TrimSpace(ti.Label))
+			}
+		}
+		return nil
+	})
+	return labels, err
+}
+
+func withModule(module string, f func(*pkcs11.Ctx) error) error {
+	ctx := pkcs11.New(module)
+	if ctx == nil {
+		return fmt.Errorf("PKCS#11 module %q cannot be loaded", module)
+	}
+	defer ctx.Destroy()
+	if err := ctx.Initialize(); err != nil {
+		return fmt.Errorf("PKCS#11 module %q: C_Initialize: %w", module, err)
+	}
+	defer ctx.Finalize()
+	return f(ctx)
+}
+
+// initialiseToken initialises a token labelled o.token on the first free slot with the SO PIN
+// from its file, and sets the user PIN: from o.pinFile when it exists, else a random one written
+// there (mode 0600).
+func (o *initOptions) initialiseToken(p *prompter) error {
+	if o.soPINFile == "" {
+		return errors.New("-init-token needs -so-pin-file")
+	}
+	so, err := hsm.LoadPIN(o.soPINFile, "")
+	if err != nil {
+		return fmt.Errorf("SO PIN: %w", err)
+	}
+	pin, err := hsm.LoadPIN(o.pinFile, "")
+	if errors.Is(err, os.ErrNotExist) {
+		r := make([]byte, 8)
+		if _, err := rand.Read(r); err != nil {
+			return err
+		}
+		pin = hex.EncodeToString(r)
+		if err := os.MkdirAll(filepath.Dir(o.pinFile), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.pinFile, []byte(pin), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
+	} else if err != nil {
+		return fmt.Errorf("user PIN: %w", err)
+	}
+	return withModule(o.module, func(ctx *pkcs11.Ctx) error {
+		slots, err := ctx.GetSlotList(true)
+		if err != nil {
+			return fmt.Errorf("C_GetSlotList: %w", err)
+		}
+		for _, s := range slots {
+			ti, err := ctx.GetTokenInfo(s)
+			if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
+				continue
+			}
+			if err := ctx.InitToken(s, so, o.token); err != nil {
+				return fmt.Errorf("C_InitToken: %w", err)
+			}
+			// Some modules (SoftHSM2) move an initialised token to a new slot.
+			slot, err := findSlot(ctx, o.token)
+			if err != nil {
+				return err
+			}
+			sh, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+			if err != nil {
+				return fmt.Errorf("C_OpenSession: %w", err)
+			}
+			defer ctx.CloseSession(sh)
+			if err := ctx.Login(sh, pkcs11.CKU_SO, so); err != nil {
+				return fmt.Errorf("C_Login as SO: %w", err)
+			}
+			defer ctx.Logout(sh)
+			if err := ctx.InitPIN(sh, pin); err != nil {
+				return fmt.Errorf("C_InitPIN: %w", err)
+			}
+			fmt.Fprintf(p.out, "initialised token %q on %s\n", o.token, o.module)
+			return nil
+		}
+		return fmt.Errorf("no free slot on %s to initialise a token in", o.module)
+	})
+}
+
+func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("C_GetSlotList: %w", err)
+	}
+	for _, s := range slots {
+		if ti, err := ctx.GetTokenInfo(s); err == nil && strings.TrimSpace(ti.Label) == label {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("token %q not found after C_InitToken", label)
+}
