@@ -36,6 +36,12 @@ const (
 	// (stress_idle_timeout 1s) or the minimum rate (min_transfer_interval 2s) well before
 	// idle_timeout (60s) would close it.
 	floodCloseBound = 30 * time.Second
+	floodIdle       = 60 * time.Second // idle_timeout
+	// floodTail: the share of connections that got in which may outlive floodCloseBound. The last
+	// few connections of a flood meet fewer than stress_connections others, so no stress: they
+	// are ordinary idle clients then, closed by idle_timeout (421 4.4.2 at floodIdle). How many
+	// land in that tail depends on scheduling, not on the appliance.
+	floodTail = 0.10
 )
 
 func TestFloodFromSameAddress(t *testing.T) {
@@ -49,7 +55,7 @@ func TestFloodFromSameAddress(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	cfg := NewConfig(t, env, s.Addr())
 	d := startSecured(t, env, cfg, map[string]any{
-		"idle_timeout":                 "60s",
+		"idle_timeout":                 floodIdle.String(),
 		"max_connections":              floodMaxConns,
 		"reserved_trusted_connections": 10,
 		"stress_connections":           floodStress,
@@ -123,7 +129,7 @@ func TestFloodFromSameAddress(t *testing.T) {
 						continue
 					}
 					opened := time.Now()
-					_ = c.SetDeadline(opened.Add(2 * floodCloseBound))
+					_ = c.SetDeadline(opened.Add(floodIdle + 15*time.Second))
 					r := bufio.NewReader(c)
 					how := floodSession(c, r, start, drips[kind])
 					endings <- ending{kind, how, time.Since(opened)}
@@ -156,18 +162,26 @@ func TestFloodFromSameAddress(t *testing.T) {
 	samplers.Wait()
 
 	counts := map[string]int{}
+	var in, tail int
 	for e := range endings {
 		switch {
 		case e.how == "refused":
 			counts["refused at connect"]++
 		case e.how == "closed 421 4.4.2":
+			in++
 			counts[e.kind+" closed with 421 4.4.2"]++
 			if e.after > floodCloseBound {
-				t.Errorf("%s connection closed after %v, bound %v", e.kind, e.after, floodCloseBound)
+				tail++
+				if e.after > floodIdle+5*time.Second {
+					t.Errorf("%s connection closed after %v, later than idle_timeout %v", e.kind, e.after, floodIdle)
+				}
 			}
 		default:
-			t.Errorf("%s connection ended %q after %v, want 421 4.4.2 (adaptive timeout or minimum rate) or 421 4.7.0 at connect", e.kind, e.how, e.after)
+			t.Errorf("%s connection ended %q after %v, want 421 4.4.2 (adaptive timeout, minimum rate or idle timeout) or 421 4.7.0 at connect", e.kind, e.how, e.after)
 		}
+	}
+	if float64(tail) > floodTail*float64(in) {
+		t.Errorf("%d of %d flood connections outlived %v: the adaptive timeouts did not close them (allowed: %.0f%%, the tail after stress ends)", tail, in, floodCloseBound, 100*floodTail)
 	}
 	for kind := range kinds {
 		if counts[kind+" closed with 421 4.4.2"] == 0 {
@@ -198,8 +212,8 @@ func TestFloodFromSameAddress(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("flood endings %v; well-behaved waits %v; descriptors %d at rest, at most %d; VmHWM %d MiB before, %d MiB after",
-		counts, waits, baseFDs, maxFDs.Load(), before>>20, after>>20)
+	t.Logf("flood endings %v (%d of %d after the flood, by idle_timeout); well-behaved waits %v; descriptors %d at rest, at most %d; VmHWM %d MiB before, %d MiB after",
+		counts, tail, in, waits, baseFDs, maxFDs.Load(), before>>20, after>>20)
 }
 
 // floodSession greets, runs start, then drips one byte a second (or sends nothing) until the
