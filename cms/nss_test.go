@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
 )
 
@@ -18,8 +19,8 @@ func nssDB(t testing.TB, env *softhsmtest.Env, user string) string {
 	t.Helper()
 	for _, tool := range []string{"certutil", "pk12util", "cmsutil"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (CI=true: a failure, not a skip)", tool)
+			if ci.On() {
+				t.Fatalf("%s not found (CI set: a failure, not a skip)", tool)
 			}
 			t.Skipf("%s not found", tool)
 		}

@@ -15,6 +15,7 @@ import (
 // made by openssl cms -encrypt (as clients send them) and by this package.
 func TestWriteTestdata(t *testing.T) {
 	if os.Getenv("CMS_WRITE_TESTDATA") != "1" {
+		// A tool, not a test: it rewrites files in the repository.
 		t.Skip("set CMS_WRITE_TESTDATA=1 to regenerate testdata")
 	}
 	env := softhsmtest.Setup(t)

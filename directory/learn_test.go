@@ -17,6 +17,7 @@ import (
 
 	"appliance/cms"
 	"appliance/cms/oid"
+	"appliance/internal/ci"
 	"appliance/smime"
 )
 
@@ -41,7 +42,7 @@ func signedMessage(t *testing.T, from string, leaf *x509.Certificate, caps []cms
 func opensslSigned(t *testing.T, from string, leaf *x509.Certificate, nodetach bool) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		ci.Skipf(t, "openssl not installed")
 	}
 	p := testPKI(t)
 	dir := t.TempDir()

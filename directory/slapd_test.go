@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"appliance/internal/ci"
 )
 
 // slapd is Debian's OpenLDAP server with its own configuration in a
@@ -41,7 +43,7 @@ const (
 	slapdPW     = "secret"
 )
 
-// startSlapd skips when slapd is missing, except under CI=true where that
+// startSlapd skips when slapd is missing, except under CI (any value) where that
 // is a failure: CI must not pass by testing nothing.
 func startSlapd(t testing.TB) *slapd {
 	t.Helper()
@@ -52,8 +54,8 @@ func startSlapd(t testing.TB) *slapd {
 	_, err1 := os.Stat(bin)
 	_, err2 := exec.LookPath("ldapadd")
 	if err1 != nil || err2 != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("slapd or ldapadd missing under CI=true (apt-get install slapd ldap-utils)")
+		if ci.On() {
+			t.Fatal("slapd or ldapadd missing under CI (any value) (apt-get install slapd ldap-utils)")
 		}
 		t.Skip("slapd or ldapadd not installed")
 	}

@@ -120,7 +120,9 @@ func (t *tally) update() {
 // while the daemon is killed with SIGKILL at random moments and restarted; every message that got
 // a 250 must reach each of its recipients, and a recipient may get a message twice only when the
 // kill fell between the next hop's 250 and the spool's record of it (bounded by the transactions
-// that can be in flight at once).
+// that can be in flight at once). Every transaction of a message that was spooled or in flight at
+// a kill (so went through recovery), and of every message delivered twice, is judged by the
+// privacy checker.
 func TestCrashKill(t *testing.T) {
 	const (
 		total   = 2000 // acknowledged messages at least
@@ -133,6 +135,10 @@ func TestCrashKill(t *testing.T) {
 	)
 	env := softhsmtest.Setup(t)
 	Build(t)
+	pki, err := LoadPKI(env.PKI)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := sink.Start(sink.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +152,7 @@ func TestCrashKill(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	led := &ledger{acked: map[string][]string{}, unacked: map[string][]string{}}
+	sent := newLedgerOf()
 	var nAcked, nFailed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -167,6 +174,7 @@ func TestCrashKill(t *testing.T) {
 				}
 				raw := m.Bytes()
 				id := messageID(raw)
+				sent.add(raw, m.To, m.Cc)
 				led.mu.Lock()
 				led.unacked[id] = rcpt
 				led.mu.Unlock()
@@ -184,6 +192,9 @@ func TestCrashKill(t *testing.T) {
 		})
 	}
 
+	// crossed are the messages spooled or in flight at a kill: recovery delivers them.
+	crossed := map[string]bool{}
+	tk := newTally(s)
 	start := time.Now()
 	done := 0
 	for done < kills || nAcked.Load() < total {
@@ -196,6 +207,19 @@ func TestCrashKill(t *testing.T) {
 		if done >= kills {
 			continue
 		}
+		tk.update()
+		led.mu.Lock()
+		for id, rcpts := range led.acked {
+			for _, r := range rcpts {
+				if tk.count[[2]string{id, r}] == 0 {
+					crossed[id] = true
+				}
+			}
+		}
+		for id := range led.unacked {
+			crossed[id] = true
+		}
+		led.mu.Unlock()
 		d.Kill()
 		done++
 		if err := d.Start(); err != nil {
@@ -268,6 +292,39 @@ func TestCrashKill(t *testing.T) {
 		sendTime.Round(time.Millisecond), drainTime.Round(time.Millisecond), dups, unackedArrived)
 	if dups > done*inFlightPerKill {
 		t.Errorf("%d duplicate deliveries, more than the %d transactions that can be in flight at %d kills", dups, done*inFlightPerKill, done)
+	}
+	// Judge every transaction of a message delivered twice or without its 250, then those of
+	// messages that crossed a kill, up to maxJudged (the checker runs openssl several times per
+	// transaction; all of them would double the test's time).
+	const maxJudged = 50
+	special := map[string]bool{}
+	for key, n := range tl.count {
+		_, ok := led.acked[key[0]]
+		if n > 1 || !ok {
+			special[key[0]] = true
+		}
+	}
+	var pick []sink.Transaction
+	deliveredCrossed := map[string]bool{}
+	for _, tx := range s.Transactions() {
+		if id := messageID(tx.Data); special[id] {
+			pick = append(pick, tx)
+		}
+	}
+	for _, tx := range s.Transactions() {
+		id := messageID(tx.Data)
+		if crossed[id] && !special[id] && tx.MailFrom != "" {
+			deliveredCrossed[id] = true
+			if len(pick) < maxJudged {
+				pick = append(pick, tx)
+			}
+		}
+	}
+	judged := checkDelivered(t, pki, sent, pick, nil)
+	t.Logf("privacy checker judged %d transactions: of %d messages delivered twice or unacknowledged, and of %d messages that crossed a kill",
+		judged, len(special), len(deliveredCrossed))
+	if len(deliveredCrossed) == 0 || judged < min(maxJudged, len(pick)) {
+		t.Errorf("privacy checker judged %d of %d transactions; %d delivered messages crossed a kill", judged, len(pick), len(deliveredCrossed))
 	}
 }
 

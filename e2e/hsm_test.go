@@ -19,6 +19,7 @@ import (
 // hsmRig is a daemon on a token of its own, which the test may take away.
 type hsmRig struct {
 	own  *softhsmtest.Env
+	pki  *PKI
 	sink *sink.Sink
 	d    *Daemon
 }
@@ -48,6 +49,10 @@ func newHSMRig(t *testing.T, hsmExtra string, before func(own *softhsmtest.Env))
 	env := softhsmtest.Setup(t)
 	Build(t)
 	own := OwnToken(t, env)
+	pki, err := LoadPKI(own.PKI)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := sink.Start(sink.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +66,7 @@ func newHSMRig(t *testing.T, hsmExtra string, before func(own *softhsmtest.Env))
 	if before != nil {
 		before(own)
 	}
-	return &hsmRig{own: own, sink: s, d: StartDaemonFile(t, own, path, cfg.SMTP.Listen)}
+	return &hsmRig{own: own, pki: pki, sink: s, d: StartDaemonFile(t, own, path, cfg.SMTP.Listen)}
 }
 
 // waitDelivered waits until every Message-ID in ids has reached each of its recipients, then fails
@@ -101,12 +106,14 @@ func waitDelivered(t *testing.T, s *sink.Sink, ids map[string][]string, timeout 
 
 // TestHSMOutage takes the token away under load and brings it back: the front end keeps
 // accepting, sealing waits, the log says "hsm down" and "hsm up", and every acknowledged message
-// is delivered after the recovery.
+// is delivered after the recovery, as private as without the outage (every third message has dave
+// as a hidden recipient, and the privacy checker judges every transaction).
 func TestHSMOutage(t *testing.T) {
 	r := newHSMRig(t, "", nil)
 	var (
 		mu       sync.Mutex
 		acked    = map[string][]string{}
+		led      = newLedgerOf()
 		outage   atomic.Bool // set while the token is away and the daemon knows it
 		inOutage atomic.Int64
 		stop     = make(chan struct{})
@@ -124,7 +131,12 @@ func TestHSMOutage(t *testing.T) {
 				}
 				m := Message{From: Sender, To: []string{bob}, Subject: fmt.Sprintf("outage %d/%d", ci, n), Text: "x\n"}
 				raw := m.Bytes()
-				if err := cl.send(Sender, []string{bob}, raw); err != nil {
+				rcpt := []string{bob}
+				if n%3 == 0 {
+					rcpt = append(rcpt, dave) // hidden: a package of its own
+				}
+				led.add(raw, m.To, nil)
+				if err := cl.send(Sender, rcpt, raw); err != nil {
 					t.Errorf("submission refused while the spool has room: %v", err)
 					return
 				}
@@ -132,7 +144,7 @@ func TestHSMOutage(t *testing.T) {
 					inOutage.Add(1)
 				}
 				mu.Lock()
-				acked[messageID(raw)] = []string{bob}
+				acked[messageID(raw)] = rcpt
 				mu.Unlock()
 			}
 		})
@@ -163,6 +175,10 @@ func TestHSMOutage(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	waitDelivered(t, r.sink, acked, 20*time.Second)
+	txs := r.sink.Transactions()
+	if n := checkDelivered(t, r.pki, led, txs, nil); n < len(acked) {
+		t.Errorf("privacy checker judged %d transactions for %d messages", n, len(acked))
+	}
 	// One line per change of state: a loss seen by several operations at once, or a stale
 	// failure of a key from before the reconnect, must not make the state flap.
 	if down, up := strings.Count(r.d.Log(), `"msg":"hsm down"`), strings.Count(r.d.Log(), `"msg":"hsm up"`); down != 1 || up != 1 {
@@ -194,9 +210,11 @@ func TestHSMMissingAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			ids := map[string][]string{}
+			led := newLedgerOf()
 			m := Message{From: Sender, To: []string{bob}, Subject: "before the token", Text: "x\n"}
 			raw := m.Bytes()
-			res, err := SubmitGo(r.d.Addr, Sender, []string{bob}, raw)
+			led.add(raw, m.To, nil)
+			res, err := SubmitGo(r.d.Addr, Sender, []string{bob, dave}, raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +227,7 @@ func TestHSMMissingAtStart(t *testing.T) {
 				if res.Mail != nil || res.Data != nil {
 					t.Fatalf("submission with the token missing: MAIL %v, DATA %v; want 250", res.Mail, res.Data)
 				}
-				ids[messageID(raw)] = []string{bob}
+				ids[messageID(raw)] = []string{bob, dave}
 				time.Sleep(time.Second)
 				if n := len(r.sink.Transactions()); n != 0 {
 					t.Fatalf("%d transactions sealed without a token", n)
@@ -221,11 +239,15 @@ func TestHSMMissingAtStart(t *testing.T) {
 			}
 			m = Message{From: Sender, To: []string{bob}, Subject: "after the token", Text: "y\n"}
 			raw = m.Bytes()
-			if res, err := SubmitGo(r.d.Addr, Sender, []string{bob}, raw); err != nil || res.Mail != nil || res.Data != nil {
+			led.add(raw, m.To, nil)
+			if res, err := SubmitGo(r.d.Addr, Sender, []string{bob, dave}, raw); err != nil || res.Mail != nil || res.Data != nil {
 				t.Fatalf("submission after the token came back: %v, %+v", err, res)
 			}
-			ids[messageID(raw)] = []string{bob}
+			ids[messageID(raw)] = []string{bob, dave}
 			waitDelivered(t, r.sink, ids, 10*time.Second)
+			if n, want := checkDelivered(t, r.pki, led, r.sink.Transactions(), nil), 2*len(ids); n != want {
+				t.Errorf("privacy checker judged %d transactions, want %d", n, want)
+			}
 		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"appliance/cms"
 	"appliance/cms/oid"
+	"appliance/internal/ci"
 	"appliance/internal/sink"
 	"appliance/internal/softhsmtest"
 	"appliance/smime"
@@ -44,7 +45,7 @@ const (
 	ldapPW     = "secret"
 )
 
-// startLDAP skips without slapd, except under CI=true, where that is a failure.
+// startLDAP skips without slapd, except under CI (any value), where that is a failure.
 func startLDAP(t *testing.T) *ldapServer {
 	t.Helper()
 	bin, err := exec.LookPath("slapd")
@@ -54,8 +55,8 @@ func startLDAP(t *testing.T) *ldapServer {
 	_, err1 := os.Stat(bin)
 	_, err2 := exec.LookPath("ldapadd")
 	if err1 != nil || err2 != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("slapd or ldapadd missing under CI=true (apt-get install slapd ldap-utils)")
+		if ci.On() {
+			t.Fatal("slapd or ldapadd missing under CI (any value) (apt-get install slapd ldap-utils)")
 		}
 		t.Skip("slapd or ldapadd not installed")
 	}

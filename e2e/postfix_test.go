@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"appliance/internal/ci"
 	"appliance/internal/sink"
 	"appliance/internal/softhsmtest"
 )
@@ -53,12 +54,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 var installPostfix sync.Once
 
 // needPostfix installs Debian's postfix package when it is missing (as scripts/deps.sh does)
-// and skips, or fails under CI=true, when that is impossible.
+// and skips, or fails under CI (any value), when that is impossible.
 func needPostfix(t *testing.T) {
 	t.Helper()
 	skip := func(format string, args ...any) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postfix: "+format+" (CI=true: a failure, not a skip)", args...)
+		if ci.On() {
+			t.Fatalf("postfix: "+format+" (CI set: a failure, not a skip)", args...)
 		}
 		t.Skipf("postfix: "+format, args...)
 	}

@@ -37,10 +37,15 @@ func rawSend(t *testing.T, r *Raw, rcpt string, msg []byte) (int, string) {
 // TestSIGTERM: with mail deferred in the spool, a client in the middle of a transaction and
 // another idle, SIGTERM closes the listener at once, lets the open transaction finish, cuts the
 // idle client off at the shutdown deadline (20s) and exits cleanly; after a restart everything
-// acknowledged is delivered.
+// acknowledged is delivered, and passes the privacy checker (the deferred messages have dave as a
+// hidden recipient).
 func TestSIGTERM(t *testing.T) {
 	env := softhsmtest.Setup(t)
 	Build(t)
+	pki, err := LoadPKI(env.PKI)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := sink.Start(sink.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +56,15 @@ func TestSIGTERM(t *testing.T) {
 	// Mail the next hop keeps deferring stays in the spool across the restart.
 	s.AddFault(sink.Fault{Stage: sink.AtData, Reply: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}})
 	ids := map[string][]string{}
+	led := newLedgerOf()
 	for i := range 3 {
 		m := Message{From: Sender, To: []string{bob}, Subject: "deferred " + string(rune('a'+i)), Text: "x\n"}
 		raw := m.Bytes()
-		if res, err := SubmitGo(d.Addr, Sender, []string{bob}, raw); err != nil || res.Data != nil {
+		led.add(raw, m.To, nil)
+		if res, err := SubmitGo(d.Addr, Sender, []string{bob, dave}, raw); err != nil || res.Data != nil {
 			t.Fatalf("submission: %v %+v", err, res)
 		}
-		ids[messageID(raw)] = []string{bob}
+		ids[messageID(raw)] = []string{bob, dave}
 	}
 	if err := d.WaitLog(`"msg":"delivery deferred"`, 3, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -99,6 +106,7 @@ func TestSIGTERM(t *testing.T) {
 	}
 	m := Message{From: Sender, To: []string{bob}, Subject: "during shutdown", Text: "y\n"}
 	raw := m.Bytes()
+	led.add(raw, m.To, nil)
 	if code, text := rawSend(t, busy, bob, raw); code != 250 {
 		t.Fatalf("transaction open at SIGTERM: %d %s, want 250", code, text)
 	}
@@ -125,6 +133,9 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDelivered(t, s, ids, 15*time.Second)
+	if n := checkDelivered(t, pki, led, s.Transactions(), nil); n != 7 {
+		t.Errorf("privacy checker judged %d transactions, want 7", n)
+	}
 }
 
 // TestSIGHUPReload: a certificate added to the folder becomes usable after SIGHUP, and an SMTP

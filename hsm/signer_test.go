@@ -9,11 +9,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math/big"
-	"os"
 	"os/exec"
 	"testing"
 
 	"appliance/hsm"
+	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
 )
 
@@ -121,8 +121,8 @@ func TestSignerCacheErrors(t *testing.T) {
 func TestSignerCacheKeyReplaced(t *testing.T) {
 	tok, env := open(t, nil)
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("pkcs11-tool (opensc) is missing (CI=true: a failure, not a skip)")
+		if ci.On() {
+			t.Fatal("pkcs11-tool (opensc) is missing (CI set: a failure, not a skip)")
 		}
 		t.Skip("pkcs11-tool (opensc) is missing")
 	}

@@ -241,3 +241,38 @@ func TestUnusableCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestReceivedField: the Received field on each package names the client as it said HELO (or
+// "unknown") and its address when known, with nothing that could break the field, and WriteTo
+// counts every byte it wrote.
+func TestReceivedField(t *testing.T) {
+	p, _ := newPipeline(t, split.Policy{SelfCopy: true}, nil)
+	for _, tc := range []struct{ name, helo, addr, want string }{
+		{"ok helo and address", "client.example.test", "192.0.2.1:4000",
+			"Received: from client.example.test (192.0.2.1:4000)\r\n\tby relay.example.test (appliance) with ESMTP id T5\r\n\tfor <bob@example.test>;"},
+		{"ok no helo, no address", "", "", "Received: from unknown\r\n\tby relay.example.test (appliance)"},
+		{"ok printable edges kept, the rest replaced", "!a~ (b);", "", "Received: from !a~__b__\r\n\tby "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{"bob@example.test"}, Helo: tc.helo, ClientAddr: tc.addr, ReceivedAt: time.Now()}
+			s, err := p.Process(context.Background(), "T5", env, strings.NewReader(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Packages) != 1 {
+				t.Fatalf("%d packages, want 1", len(s.Packages))
+			}
+			var b bytes.Buffer
+			n, err := s.Packages[0].Body.WriteTo(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(b.Len()) {
+				t.Fatalf("WriteTo reported %d bytes, wrote %d", n, b.Len())
+			}
+			if !bytes.HasPrefix(b.Bytes(), []byte(tc.want)) {
+				t.Fatalf("package starts\n%q\nwant\n%q", b.Bytes()[:min(b.Len(), len(tc.want)+40)], tc.want)
+			}
+		})
+	}
+}

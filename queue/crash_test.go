@@ -23,6 +23,7 @@ import (
 func TestCrashChild(t *testing.T) {
 	dir, addr := os.Getenv("QUEUE_CRASH_DIR"), os.Getenv("QUEUE_CRASH_SINK")
 	if dir == "" {
+		// Not a test of its own: the child process TestCrashRecovery runs.
 		t.Skip("helper process for TestCrashRecovery")
 	}
 	first, _ := strconv.Atoi(os.Getenv("QUEUE_CRASH_FIRST"))
@@ -51,6 +52,7 @@ func TestCrashChild(t *testing.T) {
 // end that every acknowledged message reached each recipient.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
+		// -short is for quick local runs; CI runs without it.
 		t.Skip("kills processes")
 	}
 	const kills = 10

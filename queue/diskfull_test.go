@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"appliance/internal/ci"
 	"appliance/queue"
 )
 
@@ -19,10 +20,10 @@ func smallFS(t *testing.T, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
+		ci.Skipf(t, "needs root to mount a small tmpfs")
 	}
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount tmpfs: %v", err)
+		ci.Skipf(t, "cannot mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	return dir

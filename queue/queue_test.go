@@ -648,10 +648,13 @@ func TestAcceptIDsSortable(t *testing.T) {
 }
 
 // Close mid-way, reopen, and every recipient gets every message exactly once.
+// The next hop defers c until the restart, so every message is in the spool
+// at Close, half delivered, and only recovery can finish it.
 func TestRestartRecovery(t *testing.T) {
 	const n = 30
 	dir := t.TempDir()
 	sink := newSink(t)
+	sink.RejectRcpt("c@example.test", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "until the restart"})
 	p := &proc{groups: [][]string{{"c@example.test"}}}
 	opts := baseOpts(dir)
 	q, stop := running(t, opts, p, newDeliverer(t, sink))
@@ -666,16 +669,36 @@ func TestRestartRecovery(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if _, err := sink.Wait(5, 10*time.Second); err != nil {
+	// Every b delivered: every message is sealed and has c pending.
+	if _, err := sink.Wait(n, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	stop()
-	if st := q.Stats(); st.Messages == 0 {
-		t.Log("everything finished before Close; recovery path not exercised this run")
+	if st := q.Stats(); st.Messages != n {
+		t.Fatalf("%d messages in the spool at Close, want %d (c deferred)", st.Messages, n)
 	}
 
-	q2, _ := running(t, opts, p, newDeliverer(t, sink))
+	sink.RejectRcpt("c@example.test", nil)
+	q2, err := queue.Open(opts, p, newDeliverer(t, sink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := q2.Stats(); st.Messages != n || st.Received != 0 || st.Pending != n {
+		t.Fatalf("recovered %d messages, %d unsealed, %d packages pending; want %d, 0, %d", st.Messages, st.Received, st.Pending, n, n)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q2.Run(context.Background())
+	}()
+	t.Cleanup(func() {
+		q2.Close()
+		<-done
+	})
 	waitEmpty(t, q2, 20*time.Second)
+	if p.callCount() != n {
+		t.Errorf("Process called %d times for %d messages: recovery sealed again", p.callCount(), n)
+	}
 	seen := map[string]int{}
 	for _, m := range sink.Messages() {
 		id := strings.SplitN(strings.SplitN(string(m.Data), "Message-ID: ", 2)[1], "\r\n", 2)[0]

@@ -773,7 +773,7 @@ func TestShutdownClosesIdleConnections(t *testing.T) {
 func TestOversizeDrainedUnderDataBudget(t *testing.T) {
 	t.Parallel()
 	spool := newFileSpool(t)
-	ts := startServer(t, Options{MaxMessageBytes: 1024, ReadTimeout: 300 * time.Millisecond}, spool, newTestPolicy())
+	ts := startServer(t, Options{MaxMessageBytes: 1024, ReadTimeout: 1500 * time.Millisecond}, spool, newTestPolicy())
 	rc := dialRaw(t, ts.addr)
 	rc.cmd("EHLO client.example.test")
 	rc.cmd("MAIL FROM:<alice@example.test>")
@@ -782,8 +782,10 @@ func TestOversizeDrainedUnderDataBudget(t *testing.T) {
 	rc.send("From: alice@example.test\r\n\r\n" + strings.Repeat("x", 70) + "\r\n")
 	rc.send(strings.Repeat(strings.Repeat("y", 70)+"\r\n", 20)) // over the limit now
 	for i := 0; i < 5; i++ {
-		time.Sleep(200 * time.Millisecond) // under ReadTimeout each, over it in sum
-		rc.send("QUIT\r\n")                // a body line that would end the session if read as a command
+		// Under ReadTimeout each by over a second (a stall of a busy -race run fits in it),
+		// over it in sum.
+		time.Sleep(400 * time.Millisecond)
+		rc.send("QUIT\r\n") // a body line that would end the session if read as a command
 	}
 	if got := rc.cmd("."); code(got) != "552 5.3.4" {
 		t.Fatalf("reply %q, want 552 5.3.4", got)

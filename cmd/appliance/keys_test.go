@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"appliance/hsm"
+	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
 )
 
@@ -22,8 +23,8 @@ import (
 func pkcs11Objects(t *testing.T, env *softhsmtest.Env) string {
 	t.Helper()
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("pkcs11-tool (opensc) is missing (CI=true: a failure, not a skip)")
+		if ci.On() {
+			t.Fatal("pkcs11-tool (opensc) is missing (CI set: a failure, not a skip)")
 		}
 		t.Skip("pkcs11-tool (opensc) is missing")
 	}
@@ -179,7 +180,7 @@ func TestKeys(t *testing.T) {
 
 	t.Run("import-cert", func(t *testing.T) {
 		if csrs["k9-rsa"] == "" {
-			t.Skip("no CSR")
+			ci.Skipf(t, "no CSR")
 		}
 		ext := filepath.Join(dir, "ext.cnf")
 		os.WriteFile(ext, []byte("subjectAltName=email:zed@example.test\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\n"), 0o600)

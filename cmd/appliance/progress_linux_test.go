@@ -6,25 +6,27 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"appliance/internal/ci"
 )
 
 // TestProgressDetectsTerminal opens a real pseudo-terminal: what a user's stderr is.
 func TestProgressDetectsTerminal(t *testing.T) {
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
+		ci.Skipf(t, "no pseudo-terminals here: %v", err)
 	}
 	defer ptmx.Close()
 	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Skipf("unlockpt: %v", err)
+		ci.Skipf(t, "unlockpt: %v", err)
 	}
 	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
 	if err != nil {
-		t.Skipf("ptsname: %v", err)
+		ci.Skipf(t, "ptsname: %v", err)
 	}
 	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("open pts: %v", err)
+		ci.Skipf(t, "open pts: %v", err)
 	}
 	defer pts.Close()
 	p := newProgress(pts, "inspect", 10)

@@ -5,7 +5,7 @@
 // Each helper takes the PKI directory made by softhsm-test/mkpki.sh (softhsmtest.Env.PKI) and
 // returns the decoded content, or an error wrapping [ErrRejected] that carries the tool's output
 // when the decoder says no. Trouble setting a tool up is not a verdict: the test fails at once.
-// A missing tool skips the test, except under CI=true where it fails: CI must not pass by testing
+// A missing tool skips the test, except under CI (any value) where it fails: CI must not pass by testing
 // nothing.
 //
 // The verdict never rests on exit codes alone, because the tools disagree about them (DESIGN.md
@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"appliance/internal/ci"
 	"appliance/smime"
 )
 
@@ -53,13 +54,13 @@ func (e *ToolError) Error() string {
 
 func (e *ToolError) Unwrap() error { return ErrRejected }
 
-// Need skips the test when a tool is missing, or fails it under CI=true.
+// Need skips the test when a tool is missing, or fails it under CI (any value).
 func Need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("interop: %s not found (CI=true: a missing decoder is a failure, not a skip)", tool)
+			if ci.On() {
+				t.Fatalf("interop: %s not found (CI set: a missing decoder is a failure, not a skip)", tool)
 			}
 			t.Skipf("interop: %s not found", tool)
 		}

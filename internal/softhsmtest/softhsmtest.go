@@ -2,7 +2,7 @@
 //
 // The PKI comes from softhsm-test/mkpki.sh and is cached between test binaries (it takes seconds
 // to make and nothing in it changes unless the script does); each test binary gets its own token
-// from softhsm-test/mktoken.sh, so tests may add objects freely. Under CI=true a missing SoftHSM2
+// from softhsm-test/mktoken.sh, so tests may add objects freely. Under CI (any value) a missing SoftHSM2
 // fails the test instead of skipping it: CI must never pass by testing nothing.
 package softhsmtest
 
@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"appliance/internal/ci"
 )
 
 // Token facts shared with softhsm-test/mktoken.sh.
@@ -74,7 +76,7 @@ func RepoRoot() string {
 }
 
 // Setup returns the token and PKI, making them on first use in this test binary. It skips the test
-// when SoftHSM2 or openssl is missing, unless CI=true, where that is a failure.
+// when SoftHSM2 or openssl is missing, unless CI is set, where that is a failure.
 func Setup(tb testing.TB) *Env {
 	tb.Helper()
 	mod, ok := FindModule()
@@ -95,8 +97,8 @@ func Setup(tb testing.TB) *Env {
 
 func missing(tb testing.TB, why string) {
 	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("softhsmtest: %s (CI=true: a missing HSM is a failure, not a skip)", why)
+	if ci.On() {
+		tb.Fatalf("softhsmtest: %s (CI set: a missing HSM is a failure, not a skip)", why)
 	}
 	tb.Skipf("softhsmtest: %s", why)
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# mutation.sh: mutation testing with gremlins (github.com/go-gremlins/gremlins). It changes one
+# operator at a time in the code (a condition negated, < made <=, + made -), runs the package's
+# tests against each change, and counts the changes no test noticed ("lived"): each is a line the
+# tests do not really check. Slow, every mutant runs its package's tests: not part of
+# scripts/test.sh. docs/testing.md keeps the results.
+#
+#   scripts/mutation.sh                 every target below, one package after the other
+#   scripts/mutation.sh --smoke         the smoke set: a few small files, minutes; for CI
+#   scripts/mutation.sh queue seal      the named targets only
+#
+# Environment: MUTATION_TIMEOUT, the time limit per target (default 60m); MUTATION_WORKERS,
+# mutants tested at once (default 1: the tests themselves are parallel); MUTATION_OUT, the report
+# directory (default $TMPDIR/mutation-report: a log and a JSON file per target, summary.txt).
+# MUTATION_MIN_EFFICACY (smoke only, default 75) fails the run below that killed share.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+export GOFLAGS="${GOFLAGS:-} -count=1" # no cached coverage run: its time sets the per-mutant timeout
+export CI=${CI:-true} # a test that would skip for a missing tool fails instead of killing nothing
+
+version=v0.6.0
+gobin=$(go env GOPATH)/bin
+gremlins=$gobin/gremlins
+if [ ! -x "$gremlins" ] || [ "$(cat "$gobin/.gremlins-version" 2>/dev/null)" != "$version" ]; then
+  echo "== installing gremlins $version"
+  GOBIN=$gobin go install "github.com/go-gremlins/gremlins/cmd/gremlins@$version"
+  echo "$version" > "$gobin/.gremlins-version"
+fi
+
+# A target is a package and the regexp of the files to mutate in it ("" every non-test file).
+declare -A pkg files
+pkg[split]=./split;       files[split]=''
+pkg[seal]=./seal;         files[seal]=''
+pkg[smime]=./smime;       files[smime]=''
+pkg[cms]=./cms;           files[cms]=''
+pkg[queue]=./queue;       files[queue]=''
+pkg[pipeline]=./pipeline; files[pipeline]='^pipeline\.go$' # the dispatcher, not lists or pass-through
+all=(split seal smime cms queue pipeline)
+# The smoke set: small files whose tests are quick.
+pkg[queue-retry]=./queue; files[queue-retry]='^(retry|dsn)\.go$'
+smoke=(queue-retry)
+
+mode=full
+targets=()
+for a in "$@"; do
+  case $a in
+    --smoke) mode=smoke ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) [ -n "${pkg[$a]:-}" ] || { echo "unknown target $a (known: ${!pkg[*]})" >&2; exit 2; }; targets+=("$a") ;;
+  esac
+done
+if [ ${#targets[@]} -eq 0 ]; then
+  if [ $mode = smoke ]; then targets=("${smoke[@]}"); else targets=("${all[@]}"); fi
+fi
+
+out=${MUTATION_OUT:-${TMPDIR:-/tmp}/mutation-report}
+mkdir -p "$out"
+limit=${MUTATION_TIMEOUT:-60m}
+workers=${MUTATION_WORKERS:-1}
+summary=$out/summary.txt
+echo "# gremlins $version, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)" > "$summary"
+status=0
+for t in "${targets[@]}"; do
+  dir=${pkg[$t]#./}
+  excludes=()
+  if [ -n "${files[$t]}" ]; then
+    for f in "$dir"/*.go; do
+      b=$(basename "$f")
+      case $b in *_test.go) continue ;; esac
+      if ! echo "$b" | grep -Eq "${files[$t]}"; then
+        excludes+=(-E "(^|/)${b//./\\.}\$")
+      fi
+    done
+  fi
+  echo "== $t (${pkg[$t]} ${files[$t]:-all files}), limit $limit"
+  log=$out/$t.log
+  rc=0
+  timeout "$limit" "$gremlins" unleash --workers "$workers" --timeout-coefficient 5 \
+    -o "$out/$t.json" "${excludes[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+  # The totals gremlins prints at the end; a run cut off by the limit has none.
+  killed=$(grep -o 'Killed: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
+  lived=$(grep -o 'Lived: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
+  if [ -z "$killed" ] || [ -z "$lived" ]; then
+    k=$(grep -c '^ *KILLED' "$log" || true)
+    l=$(grep -c '^ *LIVED' "$log" || true)
+    line="$t: cut off after $limit (exit $rc): $k killed, $l lived so far"
+    status=1
+  else
+    total=$((killed + lived))
+    eff=$(( total > 0 ? 100 * killed / total : 100 ))
+    line="$t: $killed killed, $lived lived: $eff% killed ($(grep -Eo '(Timed out|Not covered): [0-9]*' "$log" | tr '\n' ' '))"
+    if [ $mode = smoke ] && [ "$eff" -lt "${MUTATION_MIN_EFFICACY:-75}" ]; then
+      status=1
+    fi
+  fi
+  echo "$line" | tee -a "$summary"
+  grep -E '^ *LIVED' "$log" | sed "s|^ *|  $t |" | tee -a "$summary" || true
+done
+echo "== report in $out/ (summary.txt, and per target a log and JSON)"
+exit $status
