@@ -32,7 +32,15 @@ echo "== go build"
 go build ./...
 
 echo "== go test -race"
-go test -race -count=1 -timeout 30m ./...
+# -json so that internal/skipreport can list every skipped test and fail the run when a test that
+# scripts/ci-required.txt names skipped or did not run; it prints go test's closing line of each
+# package and the output of every failure.
+json=$(mktemp)
+status=0
+go test -race -count=1 -timeout 30m -json ./... > "$json" || status=$?
+go run ./internal/skipreport -summary -failures -required scripts/ci-required.txt "$json" || status=1
+rm -f "$json"
+if [ "$status" != 0 ]; then echo "go test failed" >&2; exit 1; fi
 
 # Live fuzzing, briefly: the parsers of untrusted input (CMS, MIME, addresses and plans) get
 # FUZZTIME_PARSERS each, every other target FUZZTIME. Their seed corpora already ran above.

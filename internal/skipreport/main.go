@@ -43,6 +43,8 @@ type report struct {
 	// failed is the output of each failed test, and of each failed
 	// package outside its tests (build errors, panics), in order.
 	failed []string
+	// summary is go test's own closing line of each package ("ok  \tpath\t1.2s", "FAIL\tpath").
+	summary []string
 }
 
 func read(r io.Reader) (*report, error) {
@@ -67,6 +69,9 @@ func read(r io.Reader) (*report, error) {
 			switch e.Action {
 			case "output":
 				pkgOut[e.Package] = append(pkgOut[e.Package], e.Output)
+				if strings.HasPrefix(e.Output, "ok ") || strings.HasPrefix(e.Output, "FAIL\t") {
+					rep.summary = append(rep.summary, e.Output)
+				}
 			case "fail":
 				rep.failed = append(rep.failed, fmt.Sprintf("FAIL %s\n%s", e.Package, strings.Join(pkgOut[e.Package], "")))
 			}
@@ -173,6 +178,7 @@ func isSkipped(rep *report, k key) bool {
 func main() {
 	requiredFile := flag.String("required", "", "file listing the tests that must not skip")
 	failures := flag.Bool("failures", false, "first print the output of every failed test and package")
+	summary := flag.Bool("summary", false, "print go test's closing line of every package, as go test without -json does")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: skipreport [-required FILE] [test.json ...] (stdin without files)")
 		flag.PrintDefaults()
@@ -196,6 +202,11 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "skipreport:", err)
 		os.Exit(2)
+	}
+	if *summary {
+		for _, l := range rep.summary {
+			fmt.Print(l)
+		}
 	}
 	if *failures {
 		for _, f := range rep.failed {
