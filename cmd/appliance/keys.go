@@ -29,14 +29,11 @@ subcommands:
 one token (a lone [hsm] is one token, named by its label).`
 
 func runKeys(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, keysUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
+	help := len(args) == 0 || args[0] == "-h" || args[0] == "--help"
+	sub := "SUBCOMMAND"
+	if !help {
+		sub, args = args[0], args[1:]
 	}
-	sub, args := args[0], args[1:]
 	fs := newFlags("keys "+sub, "-config FILE ...", stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML); only its [hsm] and [[token]] sections are used")
 	tokenName := fs.String("token", "", "the [[token]] to work on (default: the only one)")
@@ -45,11 +42,40 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	keyURI := fs.String("key", "", "PKCS#11 URI of the key, e.g. pkcs11:token=appliance;object=alice")
 	email := fs.String("email", "", "address for the request's subjectAltName (csr)")
 	cn := fs.String("cn", "", "common name for the request (csr); default the address")
+	if help {
+		// Every flag, whichever subcommand takes it, beside the subcommands.
+		fmt.Fprintln(stderr, keysUsage)
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// Everything the command line alone can get wrong is refused before a token is opened.
+	var kindOK hsm.KeyKind
 	switch sub {
-	case "generate", "csr", "import-cert", "list", "mechanisms":
+	case "generate":
+		if *label == "" {
+			return usageError(fs, "-label is required")
+		}
+		k, err := hsm.ParseKeyKind(*kind)
+		if err != nil {
+			return usageError(fs, "-type: %v", err)
+		}
+		kindOK = k
+	case "csr":
+		if *keyURI == "" || *email == "" {
+			return usageError(fs, "-key and -email are required")
+		}
+	case "import-cert":
+		if *keyURI == "" || fs.NArg() != 1 {
+			return usageError(fs, "-key URI and one certificate file are required")
+		}
+	case "list", "mechanisms":
 	default:
 		fmt.Fprintln(stderr, keysUsage)
 		return fmt.Errorf("%w: unknown keys subcommand %q", errUsage, sub)
@@ -71,13 +97,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 
 	switch sub {
 	case "generate":
-		if *label == "" {
-			return fmt.Errorf("%w: -label is required", errUsage)
-		}
-		k, err := hsm.ParseKeyKind(*kind)
-		if err != nil {
-			return err
-		}
+		k := kindOK
 		if _, err := tok.GenerateKeyPair(ctx, *label, k); err != nil {
 			return err
 		}
@@ -87,9 +107,6 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "generated %s key %s\n", k, &hsm.URI{Token: info.Label, Object: *label})
 	case "csr":
-		if *keyURI == "" || *email == "" {
-			return fmt.Errorf("%w: -key and -email are required", errUsage)
-		}
 		signer, err := tok.Signer(ctx, *keyURI)
 		if err != nil {
 			return err
@@ -107,9 +124,6 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		return pem.Encode(stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	case "import-cert":
-		if *keyURI == "" || fs.NArg() != 1 {
-			return fmt.Errorf("%w: -key URI and one certificate file are required", errUsage)
-		}
 		certs, err := directory.LoadCertificates(fs.Arg(0))
 		if err != nil {
 			return err
