@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -206,7 +207,10 @@ func (g *gen) message() genMessage {
 		h.WriteString("Bcc: " + list(m.bcc) + "\r\n")
 	}
 	subject := false
-	everyone := append([]string{alice}, propertyPeople...)
+	// Fields name the sender and the participants, hidden ones included: a hidden participant
+	// must reach no one else. (A person the message does not address at all is the sender's
+	// business, like the body.)
+	everyone := append(append(append([]string{alice}, m.to...), m.cc...), m.bcc...)
 	for range g.rnd.IntN(5) {
 		k := g.pick(propertyFields)
 		if k == "Subject" || k == "Reply-To" || k == "Return-Path" {
@@ -215,9 +219,16 @@ func (g *gen) message() genMessage {
 			}
 			subject = subject || k == "Subject"
 		}
+		// Reply-To is an author field: the appliance's rule (package split's doc) counts its
+		// addresses as shown to every recipient, by the sender's choice, as From is; the
+		// checker does not model that, so Reply-To names only people everyone sees anyway.
+		from := everyone
+		if k == "Reply-To" {
+			from = append(append([]string{alice}, m.to...), m.cc...)
+		}
 		var vs []string
 		for range 1 + g.rnd.IntN(3) {
-			vs = append(vs, g.mention(g.pick(everyone)))
+			vs = append(vs, g.mention(g.pick(from)))
 		}
 		v := strings.Join(vs, ", ")
 		switch k {
@@ -236,9 +247,8 @@ func (g *gen) message() genMessage {
 	}
 	h.WriteString("Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p" + strconv.Itoa(g.rnd.IntN(1e9)) + "@client.example.test>\r\n")
 
-	all := append(append(append([]string{}, m.to...), m.cc...), m.bcc...)
 	names := []string{"alice"}
-	for _, a := range all {
+	for _, a := range everyone[1:] {
 		names = append(names, g.f.pki.Names(a)...)
 	}
 	var entity []byte // the MIME entity below the message header (its own Content-* lines first)
@@ -252,7 +262,7 @@ func (g *gen) message() genMessage {
 	case shapeClientEnvelope, shapeSignedOverEnv, shapeNestedEnvelope:
 		inner := g.leaf(2)
 		m.content = inner
-		env := g.f.encrypt("", g.f.sign("alice", inner), names...)
+		env := g.envelope(g.f.sign("alice", inner), names, everyone)
 		switch m.shape {
 		case shapeClientEnvelope:
 			entity = env
@@ -277,6 +287,88 @@ func (g *gen) message() genMessage {
 		m.content = m.raw
 	}
 	return m
+}
+
+// envelope encrypts entity for the named users with openssl, as a client does, and now and then
+// adds what a client may add and no recipient needs: an originatorInfo carrying participants'
+// certificates and unprotectedAttrs naming a participant (a hidden one included).
+func (g *gen) envelope(entity []byte, names, everyone []string) []byte {
+	args := []string{"cms", "-encrypt", "-aes256", "-binary", "-outform", "DER"}
+	for _, n := range names {
+		args = append(args, g.f.pki.File(n+".pem"))
+	}
+	der := g.f.run(entity, args...)
+	if g.rnd.IntN(2) == 0 {
+		der = g.addExtras(der, everyone)
+	}
+	var b bytes.Buffer
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n")
+	b.WriteString("Content-Transfer-Encoding: base64\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(der)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
+}
+
+// addExtras rewrites a DER ContentInfo holding an EnvelopedData with an originatorInfo (the
+// certificates of one to three random participants) and unprotectedAttrs (an emailAddress
+// attribute naming a random participant), version 2 as RFC 5652 section 6.1 wants.
+func (g *gen) addExtras(der []byte, everyone []string) []byte {
+	g.t.Helper()
+	var ci struct {
+		Type    asn1.ObjectIdentifier
+		Content asn1.RawValue `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(der, &ci); err != nil {
+		g.t.Fatal(err)
+	}
+	var seq asn1.RawValue
+	if _, err := asn1.Unmarshal(ci.Content.Bytes, &seq); err != nil {
+		g.t.Fatal(err)
+	}
+	var elems []asn1.RawValue
+	for rest := seq.Bytes; len(rest) > 0; {
+		var e asn1.RawValue
+		var err error
+		if rest, err = asn1.Unmarshal(rest, &e); err != nil {
+			g.t.Fatal(err)
+		}
+		elems = append(elems, e)
+	}
+	if len(elems) != 3 { // version, recipientInfos, encryptedContentInfo
+		g.t.Fatalf("envelope has %d elements, want 3", len(elems))
+	}
+	var certs []byte
+	for range 1 + g.rnd.IntN(3) {
+		for _, n := range g.f.pki.Names(g.pick(everyone)) {
+			c, err := readCert(g.f.pki.File(n + ".pem"))
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			certs = append(certs, c.Raw...)
+		}
+	}
+	must := func(b []byte, err error) []byte {
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		return b
+	}
+	certSet := must(asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: certs}))
+	originator := must(asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: certSet}))
+	value := must(asn1.Marshal(asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(g.pick(everyone))}))
+	attr := must(asn1.Marshal(struct {
+		Type   asn1.ObjectIdentifier
+		Values asn1.RawValue
+	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}, asn1.RawValue{Tag: asn1.TagSet, IsCompound: true, Bytes: value}}))
+	attrs := must(asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: attr}))
+	body := slices.Concat(must(asn1.Marshal(2)), originator, elems[1].FullBytes, elems[2].FullBytes, attrs)
+	inner := must(asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: body}))
+	ci.Content = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}
+	return must(asn1.Marshal(ci))
 }
 
 // text is a line or a few of body text naming nobody.
@@ -391,6 +483,9 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 		if leak := hiddenNames(exp, p); leak != "" {
 			t.Fatalf("%s: package for %v: %s\n%s", at, p.Tx.RcptTo, leak, m.raw)
 		}
+		if leak := hiddenInDER(exp, p); leak != "" {
+			t.Fatalf("%s: package for %v: %s\n%s", at, p.Tx.RcptTo, leak, m.raw)
+		}
 	}
 	return "relayed " + shapeNames[m.shape]
 }
@@ -429,6 +524,36 @@ func hiddenNames(exp Expect, p Package) string {
 				if i := strings.Index(strings.ToLower(text), l); i >= 0 {
 					return fmt.Sprintf("names %q (hidden from %q) in a header: %q", l, r, lineAround(text, i))
 				}
+			}
+		}
+	}
+	return ""
+}
+
+// hiddenInDER looks for the address of anyone outside a recipient's visible set in the bytes of
+// the package's CMS: a certificate (in originatorInfo or anywhere else) or an attribute that
+// names a hidden participant holds the address in clear, whatever the checker parses.
+func hiddenInDER(exp Expect, p Package) string {
+	_, body, ok := bytes.Cut(p.Tx.Data, []byte("\r\n\r\n"))
+	if !ok {
+		return "no body"
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, string(body)))
+	if err != nil {
+		return fmt.Sprintf("body is not base64: %v", err)
+	}
+	der = bytes.ToLower(der)
+	hidden := hiddenSet(exp)
+	for _, r := range p.Tx.RcptTo {
+		visible := visibleTo(exp, norm(r), hidden)
+		for _, who := range propertyPeople {
+			if visible != nil && !visible[who] && bytes.Contains(der, []byte(who)) {
+				return fmt.Sprintf("its CMS holds %q (hidden from %q) in clear", who, r)
 			}
 		}
 	}
