@@ -53,7 +53,10 @@ var shapeNames = [...]string{"plain", "multipart", "client-signed", "client-enve
 // layer, the CMS or the envelope; every recipient reached exactly once and able to decrypt) and
 // a stricter scan: no hidden participant's name appears in any header of any layer the
 // recipient can read, decoded or not. Shapes whose outcome is certain are held to it (a nested
-// envelope is refused, a plain message is relayed). The seed is fixed; set
+// envelope is refused, a plain message is relayed). Every fifth message also goes through
+// `appliance seal` with the same configuration: it must refuse what serve refused (writing no
+// package) and otherwise make packages that pass the same checks with the same plan (recipients
+// and RecipientInfo owners of each package). The seed is fixed; set
 // APPLIANCE_PROPERTY_SEED to replay another, and every failure prints the one in use.
 func TestPrivacyProperty(t *testing.T) {
 	t.Parallel()
@@ -66,6 +69,7 @@ func TestPrivacyProperty(t *testing.T) {
 		seed = v
 	}
 	const perMode = 100
+	const sealEvery = 5 // every fifth message also goes through `appliance seal`
 	for _, mode := range []struct{ bcc, soe string }{{"individual", "refuse"}, {"group", "resign"}} {
 		t.Run(mode.bcc+"/"+mode.soe, func(t *testing.T) {
 			t.Parallel()
@@ -78,10 +82,27 @@ func TestPrivacyProperty(t *testing.T) {
 			g := &gen{t: t, rnd: mrand.New(mrand.NewPCG(seed, uint64(len(mode.bcc)))),
 				f: forge{t: t, pki: r.checker.PKI, dir: t.TempDir()}}
 			tally := map[string]int{}
+			bin := Build(t)
 			for i := range perMode {
 				m := g.message()
 				at := fmt.Sprintf("seed %d, message %d (%s, to %v cc %v bcc %v)", seed, i, shapeNames[m.shape], m.to, m.cc, m.bcc)
-				tally[r.runProperty(t, at, m, mode.soe == "resign")]++
+				outcome, plan := r.runProperty(t, at, m, mode.soe == "resign", nil)
+				tally[outcome]++
+				if i%sealEvery == 0 {
+					// The other door: `appliance seal` on the same bytes must decide the same.
+					txs, err := r.sealPackages(t, bin, m.rcpt(), m.raw)
+					switch {
+					case err != nil && plan != nil:
+						t.Fatalf("%s: serve relayed it, seal refused: %v\n%s", at, err, m.raw)
+					case err == nil && plan == nil:
+						t.Fatalf("%s: serve refused it, seal made %d packages\n%s", at, len(txs), m.raw)
+					case err == nil:
+						if _, sealed := r.runProperty(t, at+" through seal", m, mode.soe == "resign", txs); !slices.Equal(sealed, plan) {
+							t.Fatalf("%s: seal's plan differs from serve's:\nseal:  %q\nserve: %q", at, sealed, plan)
+						}
+					}
+					tally["also sealed"]++
+				}
 			}
 			t.Logf("outcomes: %v", tally)
 		})
@@ -419,10 +440,20 @@ func (g *gen) multipart(depth int) []byte {
 	return out.Bytes()
 }
 
-// runProperty submits m and judges the outcome; it returns a label for the tally.
-func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) string {
+func (m genMessage) rcpt() []string {
+	return append(append(append([]string{}, m.to...), m.cc...), m.bcc...)
+}
+
+// runProperty submits m and judges the outcome, or with sealed judges seal's packages of m. It
+// returns a label for the tally and the plan (each package's recipients and RecipientInfo
+// owners; nil when m was refused).
+func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool, sealed []sink.Transaction) (string, []string) {
 	t.Helper()
-	rcpt := append(append(append([]string{}, m.to...), m.cc...), m.bcc...)
+	rcpt := m.rcpt()
+	mustRefuse := m.shape == shapeNestedEnvelope || m.shape == shapeSignedOverEnv && !resign
+	if sealed != nil {
+		return "sealed", r.judgePackages(t, at, m, rcpt, sealed)
+	}
 	r.sink.Reset()
 	res, err := SubmitGo(r.daemon.Addr, alice, rcpt, m.raw)
 	if err != nil || res.Mail != nil {
@@ -433,7 +464,6 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 			t.Fatalf("%s: RCPT %s: %v", at, a, e)
 		}
 	}
-	mustRefuse := m.shape == shapeNestedEnvelope || m.shape == shapeSignedOverEnv && !resign
 	mustRelay := !m.named && (m.shape == shapePlain || m.shape == shapeMultipart || m.shape == shapeClientEnvelope ||
 		m.shape == shapeSignedOverEnv && resign)
 	if res.Data != nil {
@@ -450,7 +480,7 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 			t.Fatalf("%s: refused (%v) but %d transactions reached the next hop", at, res.Data, len(txs))
 		}
 		t.Logf("%s: refused: %s", at, se.Message)
-		return "refused " + shapeNames[m.shape]
+		return "refused " + shapeNames[m.shape], nil
 	}
 	if mustRefuse {
 		t.Fatalf("%s: relayed, want refused\n%s", at, m.raw)
@@ -466,6 +496,12 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 	if err != nil {
 		t.Fatalf("%s: %v (got %v)\n%s", at, err, rcptSets(txs), m.raw)
 	}
+	return "relayed " + shapeNames[m.shape], r.judgePackages(t, at, m, rcpt, txs)
+}
+
+// judgePackages holds the packages of m to the property and returns the plan.
+func (r *rig) judgePackages(t *testing.T, at string, m genMessage, rcpt []string, txs []sink.Transaction) []string {
+	t.Helper()
 	if m.shape == shapeSignedOverEnv {
 		for i := range txs {
 			txs[i] = r.unwrapResigned(t, at, txs[i])
@@ -476,6 +512,7 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 	if err != nil {
 		t.Fatalf("%s:\n%s\n%v", at, m.raw, err)
 	}
+	var plan []string
 	for _, p := range pkgs {
 		if p.Kind != Encrypted {
 			t.Fatalf("%s: package for %v is %s", at, p.Tx.RcptTo, p.Kind)
@@ -486,8 +523,10 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool) st
 		if leak := hiddenInDER(exp, p); leak != "" {
 			t.Fatalf("%s: package for %v: %s\n%s", at, p.Tx.RcptTo, leak, m.raw)
 		}
+		plan = append(plan, fmt.Sprintf("rcpt=%s ri=%s", strings.Join(sorted(p.Tx.RcptTo), ","), strings.Join(p.OwnerNames, ",")))
 	}
-	return "relayed " + shapeNames[m.shape]
+	slices.Sort(plan)
+	return plan
 }
 
 // hiddenNames scans every header layer a package's recipients can read (the outer header, the
