@@ -118,6 +118,8 @@ type PolicyConfig struct {
 	Profile     string `toml:"profile"`
 	SelfCopy    bool   `toml:"self_copy"`
 	RID         string `toml:"rid,omitempty"` // "" is the default, issuer_serial
+	// SignedOverEncrypted is policy.signed_over_encrypted; "" is the default, refuse.
+	SignedOverEncrypted string `toml:"signed_over_encrypted,omitempty"`
 }
 
 // QueueConfig is [queue].
