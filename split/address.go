@@ -115,8 +115,11 @@ func parseEnvelope(field, path string, caseSensitive bool) (addr, error) {
 // Header fields, by role. Keys are canonical MIME header keys.
 var (
 	visibleFields = []string{"To", "Cc", "Resent-To", "Resent-Cc"}
-	authorFields  = []string{"From", "Sender", "Reply-To", "Resent-From", "Resent-Sender"}
-	hiddenFields  = []string{"Bcc", "Resent-Bcc"}
+	authorFields  = []string{"From", "Sender", "Resent-From", "Resent-Sender"}
+	// replyFields carry addresses the sender chose, but make nobody visible: one naming a
+	// hidden recipient is dropped from the packages of those who may not see them.
+	replyFields  = []string{"Reply-To"}
+	hiddenFields = []string{"Bcc", "Resent-Bcc"}
 )
 
 // headerAddrs is the parsed view of the fields that decide visibility.
@@ -127,7 +130,7 @@ type headerAddrs struct {
 	// base is every address all packages may name: every address field but
 	// Bcc and Resent-Bcc, of the original header and every Resent- block.
 	base   map[string]bool
-	author map[string]bool // From, Sender, Reply-To, Resent- authors
+	author map[string]bool // From, Sender, Resent- authors
 	// bcc is what a fresh hidden-recipient field may list: Bcc, or for
 	// resent mail the newest block's Resent-Bcc; in order, duplicates kept.
 	bcc []addr
@@ -195,7 +198,7 @@ func parseHeader(h *textproto.Header, caseSensitive bool) (*headerAddrs, error) 
 			role = "resent-to"
 		case k == "Bcc" || k == "Resent-Bcc":
 			role = "bcc"
-		case k == "From" || k == "Sender" || k == "Reply-To" || k == "Resent-From" || k == "Resent-Sender":
+		case k == "From" || k == "Sender" || k == "Resent-From" || k == "Resent-Sender":
 			role = "author"
 		default:
 			continue

@@ -459,7 +459,7 @@ func oracleReadHeader(h textproto.Header, cs bool) (*oracleHeader, error) {
 			to, everyone = !resent, true
 		case "Resent-To", "Resent-Cc":
 			to, everyone = newest[i], true
-		case "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender":
+		case "From", "Sender", "Resent-From", "Resent-Sender":
 			everyone = true
 		case "Bcc", "Resent-Bcc":
 			bcc = true
@@ -833,7 +833,7 @@ func oracleBadCert(in Input) bool {
 	}
 	for it := in.Header.Fields(); it.Next(); {
 		switch nettextproto.CanonicalMIMEHeaderKey(it.Key()) {
-		case "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender":
+		case "From", "Sender", "Resent-From", "Resent-Sender":
 			l, _ := oracleAddresses(it.Value(), cs)
 			for _, a := range l {
 				senders[a] = true

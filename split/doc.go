@@ -15,8 +15,10 @@
 //	visible_to(r) = To ∪ Cc ∪ {From/Sender} ∪ {r} ∪ (Bcc, if r is hidden and the mode is Group)
 //
 // To and Cc include Resent-To and Resent-Cc of every Resent- block; From/Sender
-// include Reply-To, Resent-From, Resent-Sender and MAIL FROM (which reaches
-// every recipient as Return-Path anyway). A recipient is hidden when it is
+// include Resent-From, Resent-Sender and MAIL FROM (which reaches every
+// recipient as Return-Path anyway). Reply-To makes nobody visible: a Reply-To
+// naming a hidden recipient is left out of the packages of everyone who may
+// not see them. A recipient is hidden when it is
 // listed in Bcc, or is in the envelope and in no To/Cc field; one listed in
 // both To/Cc and Bcc is visible. For resent mail (RFC 5322 section 3.6.6) the
 // newest Resent- block alone says who is visible: its Resent-To and Resent-Cc

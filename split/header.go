@@ -55,7 +55,7 @@ func init() {
 	} {
 		fieldClasses[canonicalKey(k)] = classText
 	}
-	for _, k := range append(append([]string{}, visibleFields...), authorFields...) {
+	for _, k := range append(append(append([]string{}, visibleFields...), authorFields...), replyFields...) {
 		fieldClasses[canonicalKey(k)] = classAddress
 	}
 	for _, k := range hiddenFields {
@@ -466,6 +466,12 @@ func edits(fields []hfield, allowed allowedSet, bccKey string, bcc []string, bcc
 				continue
 			}
 		case classAddress:
+			if !clean(f) && isReplyField(f.key) {
+				// Reply-To makes nobody visible, so its own addresses may be the hidden ones:
+				// rebuilding would keep them. The field goes from this package.
+				e.Dropped = append(e.Dropped, f.key+" (names a hidden recipient)")
+				continue
+			}
 			if !clean(f) {
 				keep.Value = rebuild(f.addrs)
 				e.Dropped = append(e.Dropped, f.key+" (rebuilt: a comment or name named a hidden recipient)")
@@ -516,4 +522,13 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+func isReplyField(key string) bool {
+	for _, k := range replyFields {
+		if canonicalKey(k) == key {
+			return true
+		}
+	}
+	return false
 }

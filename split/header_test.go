@@ -55,6 +55,9 @@ func TestHeaderPolicy(t *testing.T) {
 			vis: []string{"Cc: <dave@m.test>, <erin@m.test>"}, visAbsent: []string{"carol"}, visDropped: "Cc (rebuilt"},
 		{name: "ok a field naming only visible people is kept", extra: "Subject: ask Bob@X.test or alice@example.test\n", vis: []string{"Subject: ask Bob@X.test"}},
 		{name: "ok a field naming someone outside the message is dropped", extra: "Subject: ask zed@q.test\n", visAbsent: []string{"zed"}, hidAbsent: []string{"zed"}},
+		{name: "ok reply-to naming the hidden recipient goes only to her", extra: "Reply-To: Carol <CAROL@Y.TEST>\n",
+			visAbsent: []string{"carol", "CAROL", "Reply-To"}, hid: []string{"Reply-To:"}},
+		{name: "ok reply-to naming the sender is kept", extra: "Reply-To: alice@example.test\n", vis: []string{"Reply-To:"}, hid: []string{"Reply-To:"}},
 		{name: "ok message identifiers are not addresses", extra: "References: <1@x.test> <2@y.test>\nIn-Reply-To: <2@y.test>\n", vis: []string{"References: <1@x.test>", "In-Reply-To: <2@y.test>"}},
 	}
 	for _, tt := range tests {
