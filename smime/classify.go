@@ -377,6 +377,19 @@ func (w *walker) leaf(h textproto.Header, mt string, params map[string]string, c
 	}
 	name := typeName(ct)
 	w.layers = append(w.layers, Layer{Path: path, MediaType: mt, Label: label, Type: name, DER: der})
+	if labelled && label != "" {
+		// A label that disagrees with the DER is read one way by one decoder and another way by
+		// the next: what the appliance cannot be sure every reader sees as it does, it refuses.
+		// Two spellings are one thing to every reader: certs-only is a signed-data, and the two
+		// envelope labels are both read as "decrypt this" (clients label AuthEnvelopedData
+		// enveloped-data, from before RFC 5083 named it).
+		want, _ := canonicalType(label)
+		envelopes := (want == TypeEnvelopedData || want == TypeAuthEnvelopedData) &&
+			(ct.Equal(oid.EnvelopedData) || ct.Equal(oid.AuthEnvelopedData))
+		if want != name && !envelopes && !(want == TypeCertsOnly && ct.Equal(oid.SignedData)) {
+			return nil, refuse("%s is labelled smime-type=%s but holds %s", where(path), printable(label), name)
+		}
+	}
 	sigLabel := mt == "application/pkcs7-signature" || mt == "application/x-pkcs7-signature"
 	switch {
 	case ct.Equal(oid.EnvelopedData), ct.Equal(oid.AuthEnvelopedData):

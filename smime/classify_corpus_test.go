@@ -17,13 +17,14 @@ import (
 // client-encrypted-* is split exactly. Seeds with any other name are run by the fuzz target only.
 func TestClassifyCorpus(t *testing.T) {
 	reasons := map[string]string{
-		"refused-envelope-in-forwarded-message": "part 2.1 holds enveloped-data that is not the whole message",
-		"refused-envelope-in-multipart-mixed":   "part 2 holds enveloped-data that is not the whole message",
-		"refused-envelope-octet-stream-p7m":     "part 2 holds enveloped-data that is not the whole message",
-		"refused-envelope-labelled-text":        "labelled text/plain but holds enveloped-data",
-		"refused-envelope-unknown-smime-type":   `unknown smime-type "x-private"`,
-		"refused-envelope-uuencoded-in-text":    "holds enveloped-data uuencoded",
-		"refused-two-content-type-fields":       "2 Content-Type fields",
+		"refused-envelope-in-forwarded-message":     "part 2.1 holds enveloped-data that is not the whole message",
+		"refused-envelope-in-multipart-mixed":       "part 2 holds enveloped-data that is not the whole message",
+		"refused-envelope-octet-stream-p7m":         "part 2 holds enveloped-data that is not the whole message",
+		"refused-envelope-labelled-text":            "labelled text/plain but holds enveloped-data",
+		"refused-envelope-unknown-smime-type":       `unknown smime-type "x-private"`,
+		"refused-envelope-uuencoded-in-text":        "holds enveloped-data uuencoded",
+		"refused-two-content-type-fields":           "2 Content-Type fields",
+		"refused-label-signed-data-holds-enveloped": "labelled smime-type=signed-data but holds enveloped-data",
 	}
 	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzClassify", "*"))
 	if err != nil {
