@@ -88,11 +88,11 @@ var (
 	// ErrNotList reports an address that is not a configured list.
 	ErrNotList = errors.New("not a mail list")
 	// ErrListLoop reports a message whose mlExpansionHistory already has this list.
-	ErrListLoop = errors.New("mail list loop")
+	ErrListLoop = cms.ErrListLoop
 	// ErrHistoryFull reports a message expanded ub-ml-expansion-history (64) times already.
-	ErrHistoryFull = errors.New("mail list expansion history full")
+	ErrHistoryFull = cms.ErrHistoryFull
 	// ErrBadHistory reports an mlExpansionHistory attribute that cannot be read.
-	ErrBadHistory = errors.New("malformed mlExpansionHistory")
+	ErrBadHistory = cms.ErrBadHistory
 	// ErrNotForList reports an encrypted post with no RecipientInfo for the list's certificate.
 	ErrNotForList = errors.New("message is not encrypted to the list")
 	// ErrListConfig reports a list definition SetLists refuses.

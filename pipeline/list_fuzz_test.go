@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
 	"math/big"
 	"runtime"
@@ -58,113 +57,6 @@ func signedAttrsWith(tb testing.TB, cert *x509.Certificate, key *rsa.PrivateKey,
 		tb.Fatal(err)
 	}
 	return sd.Signers[0].SignedAttrs
-}
-
-func TestExpansionHistory(t *testing.T) {
-	cert, key := testListCert(t)
-	other, otherKey := testListCert(t)
-	l := &mailList{List: List{Address: "list@example.test", Chain: []*x509.Certificate{cert}}}
-	o := &mailList{List: List{Address: "other@example.test", Chain: []*x509.Certificate{other}}}
-	now := time.Now()
-
-	// A history of n expansions by o, then optionally by l.
-	oa, err := o.extendHistory(nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byO, _, err := parseHistory(signedAttrsWith(t, other, otherKey, oa))
-	if err != nil || len(byO) != 1 {
-		t.Fatalf("history by the other list: %v", err)
-	}
-	history := func(n int, byL bool) []byte {
-		var old []mlData
-		for range n {
-			old = append(old, byO[0])
-		}
-		if byL {
-			a, err := l.extendHistory(old, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return signedAttrsWith(t, cert, key, a)
-		}
-		if len(old) == 0 {
-			return signedAttrsWith(t, cert, key)
-		}
-		a := cms.Attribute{Type: mlHistoryOID(), Value: encodeHistory(t, old)}
-		return signedAttrsWith(t, cert, key, a)
-	}
-	for _, tc := range []struct {
-		name    string
-		attrs   []byte
-		found   bool
-		entries int
-		extend  error
-	}{
-		{"ok no history", history(0, false), false, 0, nil},
-		{"ok one other list", history(1, false), true, 1, nil},
-		{"ok 63 entries", history(63, false), true, 63, nil},
-		{"fail 64 entries", history(64, false), true, 64, ErrHistoryFull},
-		{"fail loop", history(2, true), true, 3, ErrListLoop},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h, found, err := parseHistory(tc.attrs)
-			if err != nil || found != tc.found || len(h) != tc.entries {
-				t.Fatalf("parseHistory = %d entries, found %v, %v", len(h), found, err)
-			}
-			a, err := l.extendHistory(h, now)
-			if !errors.Is(err, tc.extend) {
-				t.Fatalf("extendHistory = %v, want %v", err, tc.extend)
-			}
-			if err != nil {
-				return
-			}
-			h2, _, err := parseHistory(signedAttrsWith(t, cert, key, a))
-			if err != nil || len(h2) != tc.entries+1 {
-				t.Fatalf("extended history: %d entries, %v", len(h2), err)
-			}
-			last := h2[len(h2)-1]
-			if last.serial.Cmp(cert.SerialNumber) != 0 || !bytes.Equal(last.issuer, cert.RawIssuer) {
-				t.Fatal("the new entry does not name the list by issuer and serial")
-			}
-			for i := range h {
-				if !bytes.Equal(h[i].raw, h2[i].raw) {
-					t.Fatalf("entry %d was not carried forward byte for byte", i)
-				}
-			}
-		})
-	}
-	t.Run("fail loop by subject key identifier", func(t *testing.T) {
-		if _, err := l.extendHistory([]mlData{{ski: cert.SubjectKeyId}}, now); !errors.Is(err, ErrListLoop) {
-			t.Fatalf("extendHistory = %v", err)
-		}
-	})
-	t.Run("fail malformed", func(t *testing.T) {
-		bad := cms.Attribute{Type: mlHistoryOID(), Value: []byte{0x30, 0x03, 0x02, 0x01, 0x05}}
-		if _, _, err := parseHistory(signedAttrsWith(t, cert, key, bad)); !errors.Is(err, ErrBadHistory) {
-			t.Fatalf("parseHistory = %v", err)
-		}
-	})
-}
-
-func mlHistoryOID() []int { return []int{1, 2, 840, 113549, 1, 9, 16, 2, 3} }
-
-func encodeHistory(tb testing.TB, h []mlData) []byte {
-	tb.Helper()
-	var body []byte
-	for _, d := range h {
-		body = append(body, d.raw...)
-	}
-	out := []byte{0x30}
-	switch n := len(body); {
-	case n < 0x80:
-		out = append(out, byte(n))
-	case n < 0x100:
-		out = append(out, 0x81, byte(n))
-	default:
-		out = append(out, 0x82, byte(n>>8), byte(n))
-	}
-	return append(out, body...)
 }
 
 // TestKeepSignature: a member's package keeps of its signature only what differs from the
@@ -250,36 +142,6 @@ func FuzzMakePatch(f *testing.F) {
 		}
 		if len(p) != 0 || !bytes.Equal(got, b) {
 			t.Fatal("patch does not make the bytes")
-		}
-	})
-}
-
-func FuzzParseHistory(f *testing.F) {
-	cert, key := testListCert(f)
-	l := &mailList{List: List{Address: "list@example.test", Chain: []*x509.Certificate{cert}}}
-	a, err := l.extendHistory(nil, time.Now())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(signedAttrsWith(f, cert, key, a))
-	f.Add(signedAttrsWith(f, cert, key))
-	f.Add([]byte{0xa0, 0x00})
-	f.Fuzz(func(t *testing.T, attrs []byte) {
-		h, found, err := parseHistory(attrs)
-		if err != nil {
-			if !errors.Is(err, ErrBadHistory) && !errors.Is(err, ErrHistoryFull) {
-				t.Fatalf("unexpected error class: %v", err)
-			}
-			return
-		}
-		if !found && len(h) != 0 {
-			t.Fatal("entries without the attribute")
-		}
-		if len(h) > MaxExpansionHistory+1 {
-			t.Fatalf("%d entries parsed past the bound", len(h))
-		}
-		if _, err := l.extendHistory(h, time.Now()); err != nil && !errors.Is(err, ErrHistoryFull) && !errors.Is(err, ErrListLoop) {
-			t.Fatal(err)
 		}
 	})
 }

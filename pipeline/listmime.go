@@ -6,30 +6,25 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"mime"
 	"strings"
 	"sync"
 	"time"
 
 	"appliance/cms"
-	"appliance/cms/oid"
 	"appliance/queue"
 	"appliance/smime"
 
 	"github.com/emersion/go-message/textproto"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // MaxExpansionHistory is ub-ml-expansion-history (RFC 2634 section 4.2.1): a message that
 // already went through this many list expansions is not expanded again.
-const MaxExpansionHistory = 64
+const MaxExpansionHistory = cms.MaxExpansionHistory
 
 // post is a message submitted to a list, taken apart.
 type post struct {
@@ -37,7 +32,7 @@ type post struct {
 	entity []byte // the submitted MIME entity: what a plain post is signed and encrypted as
 	// enveloped is set when the post (inside any signed layer) is encrypted.
 	enveloped *cms.Enveloped
-	history   []mlData // the mlExpansionHistory of the outermost signature, if any
+	history   []cms.MLData // the mlExpansionHistory of the outermost signature, if any
 }
 
 // readPost finds the parts of a post that matter to a list: an outer signed layer (as an upstream
@@ -78,7 +73,7 @@ func readPost(msg []byte) (p *post, retErr error) {
 			if si.SignedAttrs == nil {
 				continue
 			}
-			h, found, err := parseHistory(si.SignedAttrs)
+			h, found, err := cms.ParseExpansionHistory(si.SignedAttrs)
 			if err != nil {
 				return nil, err
 			}
@@ -146,124 +141,14 @@ func isPKCS7(mt string) bool {
 	return mt == "application/pkcs7-mime" || mt == "application/x-pkcs7-mime"
 }
 
-// mlData is one MLData of an mlExpansionHistory: raw is its encoding, carried forward as is;
-// the list that expanded is named by issuer and serial, or by subject key identifier.
-type mlData struct {
-	raw    []byte
-	issuer []byte
-	serial *big.Int
-	ski    []byte
-}
-
-// parseHistory looks for mlExpansionHistory in a SignerInfo's raw signedAttrs ([0] IMPLICIT SET OF
-// Attribute). found is false when the attribute is absent.
-//
-//	MLExpansionHistory ::= SEQUENCE SIZE (1..ub-ml-expansion-history) OF MLData
-//	MLData ::= SEQUENCE { mailListIdentifier EntityIdentifier, expansionTime GeneralizedTime,
-//	                      mlReceiptPolicy MLReceiptPolicy OPTIONAL }
-//	EntityIdentifier ::= CHOICE { issuerAndSerialNumber IssuerAndSerialNumber,
-//	                              subjectKeyIdentifier SubjectKeyIdentifier }
-func parseHistory(signedAttrs []byte) (history []mlData, found bool, err error) {
-	bad := func(what string) ([]mlData, bool, error) {
-		return nil, true, fmt.Errorf("failed to read expansion history: %w: %s", ErrBadHistory, what)
-	}
-	in := cryptobyte.String(signedAttrs)
-	var set cryptobyte.String
-	if !in.ReadASN1(&set, cbasn1.Tag(0).Constructed().ContextSpecific()) {
-		return nil, false, nil // not attributes this parser reads; the signature layer is foreign
-	}
-	for !set.Empty() {
-		var attr, values cryptobyte.String
-		var typ asn1.ObjectIdentifier
-		if !set.ReadASN1(&attr, cbasn1.SEQUENCE) || !attr.ReadASN1ObjectIdentifier(&typ) || !attr.ReadASN1(&values, cbasn1.SET) {
-			return nil, false, nil
-		}
-		if !typ.Equal(oid.AttrMLExpansionHistory) {
-			continue
-		}
-		if found {
-			return bad("attribute given twice")
-		}
-		found = true
-		var seq cryptobyte.String
-		if !values.ReadASN1(&seq, cbasn1.SEQUENCE) || !values.Empty() {
-			return bad("not one SEQUENCE OF MLData")
-		}
-		if seq.Empty() {
-			return bad("empty")
-		}
-		for !seq.Empty() {
-			if len(history) > MaxExpansionHistory {
-				return nil, true, fmt.Errorf("failed to read expansion history: %w: more than %d entries", ErrHistoryFull, MaxExpansionHistory)
-			}
-			var raw, body cryptobyte.String
-			if !seq.ReadASN1Element(&raw, cbasn1.SEQUENCE) {
-				return bad("MLData is not a SEQUENCE")
-			}
-			d := mlData{raw: raw}
-			if !raw.ReadASN1(&body, cbasn1.SEQUENCE) {
-				return bad("MLData is not a SEQUENCE")
-			}
-			switch {
-			case body.PeekASN1Tag(cbasn1.SEQUENCE):
-				var ias, issuer cryptobyte.String
-				d.serial = new(big.Int)
-				if !body.ReadASN1(&ias, cbasn1.SEQUENCE) || !ias.ReadASN1Element(&issuer, cbasn1.SEQUENCE) ||
-					!ias.ReadASN1Integer(d.serial) || !ias.Empty() {
-					return bad("bad issuerAndSerialNumber")
-				}
-				d.issuer = issuer
-			case body.PeekASN1Tag(cbasn1.OCTET_STRING):
-				var ski cryptobyte.String
-				if !body.ReadASN1(&ski, cbasn1.OCTET_STRING) {
-					return bad("bad subjectKeyIdentifier")
-				}
-				d.ski = ski
-			default:
-				return bad("unknown mailListIdentifier")
-			}
-			var t time.Time
-			if !body.ReadASN1GeneralizedTime(&t) {
-				return bad("bad expansionTime")
-			}
-			// mlReceiptPolicy, if any, is carried forward in raw; receipts are not implemented.
-			history = append(history, d)
-		}
-	}
-	return history, found, nil
-}
-
 // extendHistory checks the history a post arrived with and adds this expansion to it, as the
 // list's signed attribute.
-func (l *mailList) extendHistory(old []mlData, now time.Time) (cms.Attribute, error) {
-	cert := l.Chain[0]
-	for _, d := range old {
-		if d.serial != nil && d.serial.Cmp(cert.SerialNumber) == 0 && bytes.Equal(d.issuer, cert.RawIssuer) ||
-			d.ski != nil && len(cert.SubjectKeyId) > 0 && bytes.Equal(d.ski, cert.SubjectKeyId) {
-			return cms.Attribute{}, fmt.Errorf("failed to expand %q: %w", l.Address, ErrListLoop)
-		}
-	}
-	if len(old) >= MaxExpansionHistory {
-		return cms.Attribute{}, fmt.Errorf("failed to expand %q: %w: %d entries", l.Address, ErrHistoryFull, len(old))
-	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		for _, d := range old {
-			b.AddBytes(d.raw)
-		}
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				b.AddBytes(cert.RawIssuer)
-				b.AddASN1BigInt(cert.SerialNumber)
-			})
-			b.AddASN1GeneralizedTime(now.UTC().Truncate(time.Second))
-		})
-	})
-	v, err := b.Bytes()
+func (l *mailList) extendHistory(old []cms.MLData, now time.Time) (cms.Attribute, error) {
+	a, err := cms.ExtendExpansionHistory(old, l.Chain[0], now)
 	if err != nil {
-		return cms.Attribute{}, fmt.Errorf("failed to encode expansion history: %w", err)
+		return cms.Attribute{}, fmt.Errorf("failed to expand %q: %w", l.Address, err)
 	}
-	return cms.Attribute{Type: oid.AttrMLExpansionHistory, Value: v}, nil
+	return a, nil
 }
 
 // sharedParts is what every member's package of one expansion has in common: most of each
