@@ -344,14 +344,14 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 		return refuse("5.7.1", err)
 	}
 	start := time.Now()
-	post, err := readPost(msg)
+	post, err := smime.ReadPost(msg)
 	if errors.Is(err, ErrHistoryFull) {
 		return refuse("5.4.6", err)
 	}
 	if err != nil {
 		return refuse("5.6.0", err)
 	}
-	history, err := l.extendHistory(post.history, p.opts.Now())
+	history, err := l.extendHistory(post.History, p.opts.Now())
 	if err != nil {
 		return refuse("5.4.6", err)
 	}
@@ -363,10 +363,10 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	}
 	x := &expansion{p: p, l: l, signer: signer, history: history, now: p.opts.Now()}
 	defer x.destroyKey(ctx)
-	if post.enveloped != nil {
-		err = x.unwrap(ctx, tok, post.enveloped)
+	if post.Enveloped != nil {
+		err = x.unwrap(ctx, tok, post.Enveloped)
 	} else {
-		err = x.encrypt(ctx, post.entity)
+		err = x.encrypt(ctx, post.Entity)
 	}
 	switch {
 	case errors.Is(err, ErrNotForList), errors.Is(err, ErrWrappedKey):
@@ -376,7 +376,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	case err != nil:
 		return nil, tempError{err}
 	}
-	x.shared = p.listHeader(id, env, l, post.outer, x.smimeType)
+	x.shared = p.listHeader(id, env, l, post.Outer, x.smimeType)
 
 	out, skipped, err := x.fanOut(ctx, log)
 	if err != nil {
@@ -394,7 +394,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	}
 	log.Info("list expanded", "packages", len(out.Packages),
 		"skipped", skipped[SkipNoCertificate]+skipped[SkipUnusableCertificate],
-		"encrypted_post", post.enveloped != nil, "history", len(post.history)+1, "bytes", len(msg),
+		"encrypted_post", post.Enveloped != nil, "history", len(post.History)+1, "bytes", len(msg),
 		"duration", time.Since(start))
 	return out, nil
 }

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,121 +23,6 @@ import (
 // MaxExpansionHistory is ub-ml-expansion-history (RFC 2634 section 4.2.1): a message that
 // already went through this many list expansions is not expanded again.
 const MaxExpansionHistory = cms.MaxExpansionHistory
-
-// post is a message submitted to a list, taken apart.
-type post struct {
-	outer  textproto.Header
-	entity []byte // the submitted MIME entity: what a plain post is signed and encrypted as
-	// enveloped is set when the post (inside any signed layer) is encrypted.
-	enveloped *cms.Enveloped
-	history   []cms.MLData // the mlExpansionHistory of the outermost signature, if any
-}
-
-// readPost finds the parts of a post that matter to a list: an outer signed layer (as an upstream
-// list sends, multipart/signed or signed-data) with its expansion history, and whether what it
-// carries is encrypted.
-func readPost(msg []byte) (p *post, retErr error) {
-	outer, entity, err := smime.Split(bytes.NewReader(msg))
-	if err != nil {
-		return nil, err
-	}
-	p = &post{outer: outer, entity: entity}
-	inner := entity
-	mt, params := mediaType(entity)
-	var sd *cms.Signed
-	// rewrap rebuilds the post's entity around its outer signature with fewer certificates.
-	var rewrap func(sig []byte) []byte
-	var sigDER []byte
-	switch {
-	case mt == "multipart/signed":
-		if s, err := smime.ParseSigned(entity); err == nil {
-			if sd, err = cms.ParseSigned(s.Signature); err == nil {
-				inner = s.Content
-				sigDER = s.Signature
-				rewrap = func(sig []byte) []byte { return smime.SignedEntity(s.Content, sig, s.MicAlg) }
-			}
-		}
-	case isPKCS7(mt) && strings.EqualFold(params["smime-type"], smime.TypeSignedData):
-		if pkg, err := smime.Parse(bytes.NewReader(entity), int64(len(entity))+1); err == nil {
-			if sd, err = cms.ParseSigned(pkg.DER); err == nil && sd.Content != nil {
-				inner = sd.Content
-				sigDER = pkg.DER
-				rewrap = opaqueSignedEntity
-			}
-		}
-	}
-	if sd != nil {
-		for _, si := range sd.Signers {
-			if si.SignedAttrs == nil {
-				continue
-			}
-			h, found, err := cms.ParseExpansionHistory(si.SignedAttrs)
-			if err != nil {
-				return nil, err
-			}
-			if found {
-				p.history = h
-				break
-			}
-		}
-	}
-	defer func() {
-		// A plain post goes to every member inside the list's encryption, its outer signature
-		// included: that signature's certificates other than the signer's chain (which can
-		// name anyone, a hidden recipient of the poster's included) are left out.
-		if p == nil || p.enveloped != nil || sigDER == nil {
-			return
-		}
-		stripped, dropped, err := cms.KeepSignerCertificates(sigDER)
-		if err != nil {
-			p, retErr = nil, fmt.Errorf("failed to read the post's signature: %w", err)
-			return
-		}
-		if dropped > 0 {
-			p.entity = rewrap(stripped)
-		}
-	}()
-	if mt, params := mediaType(inner); isPKCS7(mt) {
-		st := strings.ToLower(params["smime-type"])
-		if st == strings.ToLower(smime.TypeEnvelopedData) || st == strings.ToLower(smime.TypeAuthEnvelopedData) || st == "" {
-			pkg, err := smime.Parse(bytes.NewReader(inner), int64(len(inner))+1)
-			if err != nil {
-				return nil, fmt.Errorf("failed to read encrypted post: %w", err)
-			}
-			if p.enveloped, err = cms.ParseEnveloped(pkg.DER); err != nil {
-				if st == "" {
-					return p, nil // not enveloped after all: a plain post to sign and encrypt
-				}
-				return nil, err
-			}
-		}
-	}
-	return p, nil
-}
-
-// opaqueSignedEntity is an application/pkcs7-mime signed-data entity of der.
-func opaqueSignedEntity(der []byte) []byte {
-	var b bytes.Buffer
-	b.WriteString("Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n" +
-		"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n")
-	enc := smime.NewBase64Writer(&b)
-	enc.Write(der) // a bytes.Buffer does not fail
-	enc.Close()
-	return b.Bytes()
-}
-
-func mediaType(entity []byte) (string, map[string]string) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(entity)))
-	if err != nil {
-		return "", nil
-	}
-	mt, params, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	return strings.ToLower(mt), params
-}
-
-func isPKCS7(mt string) bool {
-	return mt == "application/pkcs7-mime" || mt == "application/x-pkcs7-mime"
-}
 
 // extendHistory checks the history a post arrived with and adds this expansion to it, as the
 // list's signed attribute.
