@@ -562,6 +562,8 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 			MailFrom: "",
 			RcptTo:   []string{pk.rcpt},
 			Body:     pk,
+			Mode:     seal.ModeEncrypted,
+			Profile:  seal.ProfileOf(x.smimeType),
 		})
 	}
 	return out, skipped, nil

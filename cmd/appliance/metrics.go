@@ -6,8 +6,6 @@ package main
 // its argument unchanged.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -15,15 +13,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -33,6 +28,7 @@ import (
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/smtpfront"
 )
 
@@ -259,91 +255,44 @@ type meteredProcessor struct {
 	m    *metrics.Metrics
 }
 
-// sniffBytes bounds what is kept of a message or package to read its header; S/MIME headers
-// are short, and a header longer than this is counted as mode "other".
-const sniffBytes = 16 << 10
-
 func (p meteredProcessor) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
-	head := &prefix{max: sniffBytes}
-	s, err := p.next.Process(ctx, id, env, io.TeeReader(body, head))
+	s, err := p.next.Process(ctx, id, env, body)
 	if err != nil || s == nil {
 		return s, err
 	}
-	passThrough := false
-	if ct, params, ok := contentType(head.b.Bytes()); ok {
-		st := strings.ToLower(params["smime-type"])
-		passThrough = isPKCS7(ct) && (st == "enveloped-data" || st == "authenveloped-data")
-	}
-	for i := range s.Packages {
-		s.Packages[i].Body = &countedBody{next: s.Packages[i].Body, m: p.m, passThrough: passThrough}
+	for i, pk := range s.Packages {
+		s.Packages[i].Body = &countedBody{next: pk.Body, m: p.m, mode: pk.Mode, profile: pk.Profile}
 	}
 	return s, nil
 }
 
+// countedBody counts its package by the mode and profile the pipeline recorded for it, once it
+// is written.
 type countedBody struct {
-	next        io.WriterTo
-	m           *metrics.Metrics
-	passThrough bool
+	next          io.WriterTo
+	m             *metrics.Metrics
+	mode, profile string
 }
 
 func (b *countedBody) WriteTo(w io.Writer) (int64, error) {
-	head := &prefix{max: sniffBytes}
-	n, err := b.next.WriteTo(io.MultiWriter(w, head))
+	n, err := b.next.WriteTo(w)
 	if err == nil {
-		b.m.Sealed(packageKind(head.b.Bytes(), b.passThrough))
+		b.m.Sealed(packageKind(b.mode, b.profile))
 	}
 	return n, err
 }
 
-// packageKind reads a package's outer header: the S/MIME type says whether and how it is
-// encrypted.
-func packageKind(head []byte, passThrough bool) (mode, profile string) {
-	ct, params, ok := contentType(head)
-	if !ok {
-		return metrics.ModeOther, metrics.ProfileNone
-	}
-	mode = metrics.ModeEncrypted
-	if passThrough {
-		mode = metrics.ModePassThrough
-	}
-	switch st := strings.ToLower(params["smime-type"]); {
-	case isPKCS7(ct) && st == "enveloped-data":
-		return mode, metrics.ProfileCompat
-	case isPKCS7(ct) && st == "authenveloped-data":
-		return mode, metrics.ProfileModern
-	case ct == "multipart/signed", isPKCS7(ct) && st == "signed-data":
+// packageKind is what metrics count for a package's recorded mode and profile: what the
+// pipeline did not label is "other".
+func packageKind(mode, profile string) (string, string) {
+	switch {
+	case mode == seal.ModeSigned && profile == seal.ProfileNone:
 		return metrics.ModeSigned, metrics.ProfileNone
+	case (mode == seal.ModeEncrypted || mode == seal.ModePassThrough) &&
+		(profile == seal.ProfileCompat || profile == seal.ProfileModern):
+		return mode, profile
 	}
 	return metrics.ModeOther, metrics.ProfileNone
-}
-
-func isPKCS7(ct string) bool {
-	return ct == "application/pkcs7-mime" || ct == "application/x-pkcs7-mime"
-}
-
-func contentType(head []byte) (string, map[string]string, bool) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
-	if err != nil {
-		return "", nil, false
-	}
-	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil {
-		return "", nil, false
-	}
-	return ct, params, true
-}
-
-// prefix keeps the first max bytes written to it and discards the rest.
-type prefix struct {
-	b   bytes.Buffer
-	max int
-}
-
-func (p *prefix) Write(b []byte) (int, error) {
-	if room := p.max - p.b.Len(); room > 0 {
-		p.b.Write(b[:min(room, len(b))])
-	}
-	return len(b), nil
 }
 
 // deliverer counts transactions with the next hop and tells the readiness check about them.
