@@ -25,7 +25,6 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -469,38 +468,18 @@ func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
 	if name == "" {
 		name = split.ProfileCompat
 	}
-	prof, ok := seal.Profiles[name]
-	if !ok {
-		return fmt.Errorf("failed to expand: %w: %q", seal.ErrUnknownProfile, name)
+	lc, err := x.p.sealer.ListContent(ctx, entity, name, x.sender(), x.now)
+	if lc != nil {
+		x.key = lc.Key
 	}
-	sig, err := cms.Sign(x.signer, x.l.Chain, entity, cms.SignOptions{
-		Detached: true, SigningTime: x.now, EncryptionCert: x.l.Chain[0],
-	})
 	if err != nil {
-		return fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
+		return fmt.Errorf("list %q: %w", x.l.Address, err)
 	}
-	micalg, err := smime.MicAlg(crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	signed := smime.SignedEntity(entity, sig, micalg)
-	key, err := x.p.opts.Token.NewContentKey(ctx)
-	if err != nil {
-		return fmt.Errorf("failed to make content key: %w", err)
-	}
-	x.key = key
-	if x.ec, err = cms.Encrypt(ctx, key, prof.Content, bytes.NewReader(signed)); err != nil {
-		return fmt.Errorf("failed to encrypt content: %w", err)
-	}
-	x.smimeType = smime.TypeEnvelopedData
-	if prof.Content == cms.AES256GCM {
-		x.smimeType = smime.TypeAuthEnvelopedData
-	}
-	if prof.OAEP {
-		x.oaep = x.p.opts.Token.OAEPHash()
-	}
+	x.ec, x.smimeType, x.oaep = lc.Content, lc.SMIMEType, lc.OAEP
 	return nil
 }
+
+func (x *expansion) sender() seal.Sender { return seal.Sender{Signer: x.signer, Chain: x.l.Chain} }
 
 // fanOut prepares every member's package on listParallel workers and returns them in member
 // order, with the count of members skipped by reason. A member whose certificate cannot be
@@ -602,17 +581,9 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 		log.Warn("list member skipped: no valid certificate", "member", addr, "rejected", errs)
 		return nil, nil
 	}
-	ris := make([]*cms.RecipientInfo, 0, len(certs))
-	for _, c := range certs {
-		opts := cms.KeyTransOptions{ID: cms.IssuerAndSerial, OAEPHash: x.oaep}
-		if x.p.opts.SKI != nil && x.p.opts.SKI(addr) {
-			opts.ID = cms.SubjectKeyID
-		}
-		ri, err := cms.KeyTransRecipient(ctx, x.key, c, opts)
-		if err != nil {
-			return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
-		}
-		ris = append(ris, ri)
+	ris, err := x.p.sealer.WrapMember(ctx, x.key, addr, certs, x.oaep)
+	if err != nil {
+		return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
 	}
 	var der *cms.Encoded
 	if x.enveloped != nil {
@@ -633,12 +604,7 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash the envelope of list member %q: %w", addr, err)
 	}
-	sig, err := cms.Sign(x.signer, x.l.Chain, nil, cms.SignOptions{
-		Detached:    true,
-		SigningTime: x.now,
-		Extra:       []cms.Attribute{x.history},
-		Digest:      digest,
-	})
+	sig, err := seal.SignMemberEnvelope(x.sender(), digest, x.history, x.now)
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
