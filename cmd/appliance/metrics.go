@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -176,7 +175,7 @@ func (t meteredToken) Signer(ctx context.Context, uri string) (crypto.Signer, er
 	if err != nil {
 		return nil, err
 	}
-	return meteredSigner{Signer: s, m: t.m}, nil
+	return t.m.Signer(s), nil
 }
 
 func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
@@ -186,59 +185,7 @@ func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error)
 	if err != nil {
 		return nil, err
 	}
-	return meteredKey{ContentKey: k, m: t.m}, nil
-}
-
-type meteredSigner struct {
-	crypto.Signer
-	m *metrics.Metrics
-}
-
-func (s meteredSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	start := time.Now()
-	sig, err := s.Signer.Sign(rand, digest, opts)
-	s.m.HSM(metrics.OpSign, time.Since(start), err)
-	return sig, err
-}
-
-// meteredKey times a content key's operations; an encryption's time includes reading the
-// plaintext, which is what sealing waits for.
-type meteredKey struct {
-	cms.ContentKey
-	m *metrics.Metrics
-}
-
-func (k meteredKey) EncryptCBC(ctx context.Context, iv []byte, plaintext io.Reader, ciphertext io.Writer) error {
-	start := time.Now()
-	err := k.ContentKey.EncryptCBC(ctx, iv, plaintext, ciphertext)
-	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
-	return err
-}
-
-func (k meteredKey) EncryptGCM(ctx context.Context, nonce, aad []byte, plaintext io.Reader, ciphertext io.Writer) ([]byte, error) {
-	start := time.Now()
-	tag, err := k.ContentKey.EncryptGCM(ctx, nonce, aad, plaintext, ciphertext)
-	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
-	return tag, err
-}
-
-func (k meteredKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
-	start := time.Now()
-	b, err := k.ContentKey.WrapRSA(ctx, pub, oaepHash)
-	k.m.HSM(metrics.OpWrap, time.Since(start), err)
-	return b, err
-}
-
-// Destroy keeps the session key's lifetime what it was: seal destroys keys that offer it.
-func (k meteredKey) Destroy(ctx context.Context) error {
-	d, ok := k.ContentKey.(interface{ Destroy(context.Context) error })
-	if !ok {
-		return nil
-	}
-	start := time.Now()
-	err := d.Destroy(ctx)
-	k.m.HSM(metrics.OpDestroy, time.Since(start), err)
-	return err
+	return t.m.ContentKey(k), nil
 }
 
 // processor counts the packages each sealed message produced, by mode and profile, when they
