@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -35,7 +33,7 @@ import (
 type observer struct {
 	m   *metrics.Metrics
 	cfg *config.Config
-	hop *hopTracker
+	hop *metrics.NextHop
 	srv *metrics.Server
 }
 
@@ -44,7 +42,7 @@ func newObserver(cfg *config.Config) *observer {
 	if !cfg.Metrics.Enabled() {
 		return nil
 	}
-	return &observer{m: metrics.New(), cfg: cfg, hop: &hopTracker{addr: cfg.Relay.NextHop}}
+	return &observer{m: metrics.New(), cfg: cfg, hop: &metrics.NextHop{Addr: cfg.Relay.NextHop}}
 }
 
 // start registers the queue's gauges and opens the listener; hsmHealthy is the token
@@ -61,7 +59,7 @@ func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logg
 	checks := []metrics.Check{
 		{Name: "hsm", Probe: func(context.Context) error { return hsmHealthy() }},
 		{Name: "spool", Probe: func(context.Context) error { return spoolWritable(o.cfg.Spool.Dir) }},
-		{Name: "next_hop", Probe: o.hop.probe},
+		{Name: "next_hop", Probe: o.hop.Probe},
 	}
 	srv, err := o.m.Serve(o.cfg.Metrics.Listen, checks)
 	if err != nil {
@@ -107,51 +105,6 @@ func spoolWritable(dir string) error {
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		return fmt.Errorf("failed to write to the spool: %w", err)
 	}
-	return nil
-}
-
-// hopReachableFor is how long a completed transaction vouches for the next hop.
-const hopReachableFor = 2 * time.Minute
-
-// hopTracker remembers when the next hop last answered (any SMTP reply counts: a 5xx is still an
-// answer) and when a transaction last failed without one.
-type hopTracker struct {
-	addr           string
-	mu             sync.Mutex
-	lastOK, lastKO time.Time
-	lastErr        error
-}
-
-func (h *hopTracker) record(err error) {
-	var se *smtp.SMTPError
-	reached := err == nil || errors.As(err, &se)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if reached {
-		h.lastOK = time.Now()
-	} else {
-		h.lastKO, h.lastErr = time.Now(), err
-	}
-}
-
-// probe passes while the last transaction reached the next hop within hopReachableFor; without
-// such a recent one (idle relay, or the last attempt failed) it dials the next hop.
-func (h *hopTracker) probe(ctx context.Context) error {
-	h.mu.Lock()
-	ok := !h.lastOK.IsZero() && time.Since(h.lastOK) < hopReachableFor && !h.lastKO.After(h.lastOK)
-	h.mu.Unlock()
-	if ok {
-		return nil
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", h.addr)
-	if err != nil {
-		return fmt.Errorf("failed to reach next hop %q: %w", h.addr, err)
-	}
-	c.Close()
-	h.mu.Lock()
-	h.lastOK = time.Now()
-	h.mu.Unlock()
 	return nil
 }
 
@@ -253,12 +206,12 @@ func (o *observer) deliverer(d queue.Deliverer) queue.Deliverer {
 type meteredDeliverer struct {
 	next queue.Deliverer
 	m    *metrics.Metrics
-	hop  *hopTracker
+	hop  *metrics.NextHop
 }
 
 func (d meteredDeliverer) Deliver(ctx context.Context, mailFrom string, rcptTo []string, body io.Reader) ([]queue.RcptResult, error) {
 	res, err := d.next.Deliver(ctx, mailFrom, rcptTo, body)
-	d.hop.record(err)
+	d.hop.Record(err)
 	d.m.Delivery(deliveryResult(res, err))
 	return res, err
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -109,52 +107,6 @@ func TestDeliveryResult(t *testing.T) {
 				t.Fatalf("deliveryResult = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestHopTracker(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := l.Addr().String()
-	l.Close() // a port nothing listens on now
-	tests := []struct {
-		name    string
-		addr    string
-		record  []error
-		wantErr bool
-	}{
-		{"ok recent success", up, []error{nil}, false},
-		{"ok smtp refusal still reached it", up, []error{&smtp.SMTPError{Code: 554}}, false},
-		{"fail last attempt failed and dial fails", up, []error{nil, errors.New("connection refused")}, true},
-		{"fail nothing recorded and dial fails", up, nil, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := &hopTracker{addr: tt.addr}
-			for _, e := range tt.record {
-				h.record(e)
-			}
-			err := h.probe(context.Background())
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("probe = %v, want error %v", err, tt.wantErr)
-			}
-			if err != nil && !strings.Contains(err.Error(), "failed to reach next hop") {
-				t.Errorf("error %q", err)
-			}
-		})
-	}
-	// A listening next hop makes the dial pass even after a failure.
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
-	h := &hopTracker{addr: l2.Addr().String()}
-	h.record(errors.New("timeout"))
-	if err := h.probe(context.Background()); err != nil {
-		t.Fatalf("probe with the next hop listening: %v", err)
 	}
 }
 
