@@ -424,7 +424,7 @@ type expansion struct {
 	enveloped *cms.Enveloped
 	ec        *cms.EncryptedContent
 
-	shared *sharedParts
+	shared *smime.ListParts
 }
 
 func (x *expansion) destroyKey(ctx context.Context) {
@@ -486,7 +486,7 @@ func (x *expansion) sender() seal.Sender { return seal.Sender{Signer: x.signer, 
 // used is skipped with a log line, never sent plaintext.
 func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed, map[string]int, error) {
 	members := x.l.members
-	pkgs := make([]*listPackage, len(members))
+	pkgs := make([]*smime.ListPackage, len(members))
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -539,7 +539,7 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 			// The list's own address as the envelope sender would send a bounce back into the list;
 			// the poster must not learn members from bounces either. So bounces go nowhere.
 			MailFrom: "",
-			RcptTo:   []string{pk.rcpt},
+			RcptTo:   []string{pk.Recipient},
 			Body:     pk,
 			Mode:     seal.ModeEncrypted,
 			Profile:  seal.ProfileOf(x.smimeType),
@@ -566,7 +566,7 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 // member wraps the content key for one member, assembles their envelope and signs it as the
 // list. A member without a valid certificate gets nil and a log line naming only their own
 // certificates.
-func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*listPackage, error) {
+func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*smime.ListPackage, error) {
 	valid, rejected, err := x.p.opts.Directory.LookupContext(ctx, addr)
 	if err != nil {
 		// Skipping the member now would be for good: wait until the directory answers.
@@ -596,11 +596,11 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	}
 	// From here on the member is its envelope's head: the RecipientInfos and the Encoded are
 	// garbage as soon as this returns.
-	own, err := x.shared.envelope(der)
+	own, err := x.shared.Envelope(der)
 	if err != nil {
 		return nil, fmt.Errorf("list member %q: %w", addr, err)
 	}
-	digest, err := x.shared.digest(own)
+	digest, err := x.shared.Digest(own)
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash the envelope of list member %q: %w", addr, err)
 	}
@@ -608,5 +608,5 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
-	return &listPackage{shared: x.shared, rcpt: addr, own: own, sig: x.shared.keep(sig)}, nil
+	return x.shared.Package(addr, own, sig), nil
 }
