@@ -25,7 +25,6 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -88,11 +87,11 @@ var (
 	// ErrNotList reports an address that is not a configured list.
 	ErrNotList = errors.New("not a mail list")
 	// ErrListLoop reports a message whose mlExpansionHistory already has this list.
-	ErrListLoop = errors.New("mail list loop")
+	ErrListLoop = cms.ErrListLoop
 	// ErrHistoryFull reports a message expanded ub-ml-expansion-history (64) times already.
-	ErrHistoryFull = errors.New("mail list expansion history full")
+	ErrHistoryFull = cms.ErrHistoryFull
 	// ErrBadHistory reports an mlExpansionHistory attribute that cannot be read.
-	ErrBadHistory = errors.New("malformed mlExpansionHistory")
+	ErrBadHistory = cms.ErrBadHistory
 	// ErrNotForList reports an encrypted post with no RecipientInfo for the list's certificate.
 	ErrNotForList = errors.New("message is not encrypted to the list")
 	// ErrListConfig reports a list definition SetLists refuses.
@@ -344,14 +343,14 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 		return refuse("5.7.1", err)
 	}
 	start := time.Now()
-	post, err := readPost(msg)
+	post, err := smime.ReadPost(msg)
 	if errors.Is(err, ErrHistoryFull) {
 		return refuse("5.4.6", err)
 	}
 	if err != nil {
 		return refuse("5.6.0", err)
 	}
-	history, err := l.extendHistory(post.history, p.opts.Now())
+	history, err := l.extendHistory(post.History, p.opts.Now())
 	if err != nil {
 		return refuse("5.4.6", err)
 	}
@@ -363,10 +362,10 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	}
 	x := &expansion{p: p, l: l, signer: signer, history: history, now: p.opts.Now()}
 	defer x.destroyKey(ctx)
-	if post.enveloped != nil {
-		err = x.unwrap(ctx, tok, post.enveloped)
+	if post.Enveloped != nil {
+		err = x.unwrap(ctx, tok, post.Enveloped)
 	} else {
-		err = x.encrypt(ctx, post.entity)
+		err = x.encrypt(ctx, post.Entity)
 	}
 	switch {
 	case errors.Is(err, ErrNotForList), errors.Is(err, ErrWrappedKey):
@@ -376,7 +375,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	case err != nil:
 		return nil, tempError{err}
 	}
-	x.shared = p.listHeader(id, env, l, post.outer, x.smimeType)
+	x.shared = p.listHeader(id, env, l, post.Outer, x.smimeType)
 
 	out, skipped, err := x.fanOut(ctx, log)
 	if err != nil {
@@ -394,7 +393,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	}
 	log.Info("list expanded", "packages", len(out.Packages),
 		"skipped", skipped[SkipNoCertificate]+skipped[SkipUnusableCertificate],
-		"encrypted_post", post.enveloped != nil, "history", len(post.history)+1, "bytes", len(msg),
+		"encrypted_post", post.Enveloped != nil, "history", len(post.History)+1, "bytes", len(msg),
 		"duration", time.Since(start))
 	return out, nil
 }
@@ -425,7 +424,7 @@ type expansion struct {
 	enveloped *cms.Enveloped
 	ec        *cms.EncryptedContent
 
-	shared *sharedParts
+	shared *smime.ListParts
 }
 
 func (x *expansion) destroyKey(ctx context.Context) {
@@ -469,45 +468,25 @@ func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
 	if name == "" {
 		name = split.ProfileCompat
 	}
-	prof, ok := seal.Profiles[name]
-	if !ok {
-		return fmt.Errorf("failed to expand: %w: %q", seal.ErrUnknownProfile, name)
+	lc, err := x.p.sealer.ListContent(ctx, entity, name, x.sender(), x.now)
+	if lc != nil {
+		x.key = lc.Key
 	}
-	sig, err := cms.Sign(x.signer, x.l.Chain, entity, cms.SignOptions{
-		Detached: true, SigningTime: x.now, EncryptionCert: x.l.Chain[0],
-	})
 	if err != nil {
-		return fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
+		return fmt.Errorf("list %q: %w", x.l.Address, err)
 	}
-	micalg, err := smime.MicAlg(crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	signed := smime.SignedEntity(entity, sig, micalg)
-	key, err := x.p.opts.Token.NewContentKey(ctx)
-	if err != nil {
-		return fmt.Errorf("failed to make content key: %w", err)
-	}
-	x.key = key
-	if x.ec, err = cms.Encrypt(ctx, key, prof.Content, bytes.NewReader(signed)); err != nil {
-		return fmt.Errorf("failed to encrypt content: %w", err)
-	}
-	x.smimeType = smime.TypeEnvelopedData
-	if prof.Content == cms.AES256GCM {
-		x.smimeType = smime.TypeAuthEnvelopedData
-	}
-	if prof.OAEP {
-		x.oaep = x.p.opts.Token.OAEPHash()
-	}
+	x.ec, x.smimeType, x.oaep = lc.Content, lc.SMIMEType, lc.OAEP
 	return nil
 }
+
+func (x *expansion) sender() seal.Sender { return seal.Sender{Signer: x.signer, Chain: x.l.Chain} }
 
 // fanOut prepares every member's package on listParallel workers and returns them in member
 // order, with the count of members skipped by reason. A member whose certificate cannot be
 // used is skipped with a log line, never sent plaintext.
 func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed, map[string]int, error) {
 	members := x.l.members
-	pkgs := make([]*listPackage, len(members))
+	pkgs := make([]*smime.ListPackage, len(members))
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -560,8 +539,10 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 			// The list's own address as the envelope sender would send a bounce back into the list;
 			// the poster must not learn members from bounces either. So bounces go nowhere.
 			MailFrom: "",
-			RcptTo:   []string{pk.rcpt},
+			RcptTo:   []string{pk.Recipient},
 			Body:     pk,
+			Mode:     seal.ModeEncrypted,
+			Profile:  seal.ProfileOf(x.smimeType),
 		})
 	}
 	return out, skipped, nil
@@ -585,7 +566,7 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 // member wraps the content key for one member, assembles their envelope and signs it as the
 // list. A member without a valid certificate gets nil and a log line naming only their own
 // certificates.
-func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*listPackage, error) {
+func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*smime.ListPackage, error) {
 	valid, rejected, err := x.p.opts.Directory.LookupContext(ctx, addr)
 	if err != nil {
 		// Skipping the member now would be for good: wait until the directory answers.
@@ -600,17 +581,9 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 		log.Warn("list member skipped: no valid certificate", "member", addr, "rejected", errs)
 		return nil, nil
 	}
-	ris := make([]*cms.RecipientInfo, 0, len(certs))
-	for _, c := range certs {
-		opts := cms.KeyTransOptions{ID: cms.IssuerAndSerial, OAEPHash: x.oaep}
-		if x.p.opts.SKI != nil && x.p.opts.SKI(addr) {
-			opts.ID = cms.SubjectKeyID
-		}
-		ri, err := cms.KeyTransRecipient(ctx, x.key, c, opts)
-		if err != nil {
-			return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
-		}
-		ris = append(ris, ri)
+	ris, err := x.p.sealer.WrapMember(ctx, x.key, addr, certs, x.oaep)
+	if err != nil {
+		return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
 	}
 	var der *cms.Encoded
 	if x.enveloped != nil {
@@ -623,22 +596,17 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	}
 	// From here on the member is its envelope's head: the RecipientInfos and the Encoded are
 	// garbage as soon as this returns.
-	own, err := x.shared.envelope(der)
+	own, err := x.shared.Envelope(der)
 	if err != nil {
 		return nil, fmt.Errorf("list member %q: %w", addr, err)
 	}
-	digest, err := x.shared.digest(own)
+	digest, err := x.shared.Digest(own)
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash the envelope of list member %q: %w", addr, err)
 	}
-	sig, err := cms.Sign(x.signer, x.l.Chain, nil, cms.SignOptions{
-		Detached:    true,
-		SigningTime: x.now,
-		Extra:       []cms.Attribute{x.history},
-		Digest:      digest,
-	})
+	sig, err := seal.SignMemberEnvelope(x.sender(), digest, x.history, x.now)
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
-	return &listPackage{shared: x.shared, rcpt: addr, own: own, sig: x.shared.keep(sig)}, nil
+	return x.shared.Package(addr, own, sig), nil
 }

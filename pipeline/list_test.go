@@ -22,6 +22,7 @@ import (
 	"appliance/internal/interop"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/smime"
 	"appliance/split"
 )
@@ -93,6 +94,9 @@ func TestListEncryptedPost(t *testing.T) {
 				}
 				rcpt := pk.RcptTo[0]
 				got[rcpt] = true
+				if pk.Mode != seal.ModeEncrypted || pk.Profile == seal.ProfileNone {
+					t.Fatalf("package for %s records %s/%s, want encrypted", rcpt, pk.Mode, pk.Profile)
+				}
 				if pk.MailFrom != "" {
 					t.Fatalf("package for %s has MAIL FROM %q; bounces of list mail must go nowhere", rcpt, pk.MailFrom)
 				}

@@ -35,9 +35,6 @@ package pipeline
 import (
 	"context"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -472,7 +469,7 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 	}
 	index := map[string]owner{}
 	addCert := func(c *x509.Certificate, o owner) {
-		for _, k := range certKeys(c) {
+		for _, k := range cms.CertIDKeys(c) {
 			if prev, ok := index[k]; !ok || (o.rcpt && !prev.rcpt) {
 				index[k] = o
 			}
@@ -518,13 +515,13 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 
 	a := &attribution{certs: map[string][]split.Cert{}, groups: map[string][]int{}}
 	groupOf := map[string]string{} // identifier key -> "ri:N"
-	descs := map[string]string{}   // identifier key -> describeID, which parses the issuer
+	descs := map[string]string{}   // identifier key -> DescribeID, which parses the issuer
 	a.planned = make([]PlannedRecipientInfo, 0, len(ris))
 	for i, ri := range ris {
-		key := riKey(ri)
+		key := ri.IDKey()
 		desc, ok := descs[key]
 		if !ok {
-			desc = describeID(ri)
+			desc = ri.DescribeID()
 			descs[key] = desc
 		}
 		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: desc}
@@ -607,44 +604,4 @@ func authorsOf(env queue.Envelope, h textproto.Header, cs bool) []string {
 		}
 	}
 	return out
-}
-
-// riKey and certKeys put RecipientInfo identifiers and certificates in one key space.
-func riKey(ri *cms.RecipientInfo) string {
-	switch {
-	case ri.Kind != cms.KeyTrans:
-		return ""
-	case ri.SubjectKeyID != nil:
-		return "ski:" + string(ri.SubjectKeyID)
-	case ri.Serial != nil:
-		return "is:" + string(ri.Issuer) + "\x00" + ri.Serial.Text(16)
-	}
-	return ""
-}
-
-func certKeys(c *x509.Certificate) []string {
-	keys := []string{"is:" + string(c.RawIssuer) + "\x00" + c.SerialNumber.Text(16)}
-	if len(c.SubjectKeyId) > 0 {
-		keys = append(keys, "ski:"+string(c.SubjectKeyId))
-	}
-	return keys
-}
-
-func describeID(ri *cms.RecipientInfo) string {
-	switch {
-	case ri.Kind != cms.KeyTrans:
-		return ""
-	case ri.SubjectKeyID != nil:
-		return "ski=" + hex.EncodeToString(ri.SubjectKeyID)
-	case ri.Serial != nil:
-		issuer := hex.EncodeToString(ri.Issuer)
-		var rdn pkix.RDNSequence
-		if rest, err := asn1.Unmarshal(ri.Issuer, &rdn); err == nil && len(rest) == 0 {
-			var name pkix.Name
-			name.FillFromRDNSequence(&rdn)
-			issuer = name.String()
-		}
-		return "issuer=" + issuer + " serial=" + ri.Serial.Text(16)
-	}
-	return ""
 }

@@ -24,6 +24,7 @@ import (
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/smime"
 	"appliance/split"
 )
@@ -371,6 +372,15 @@ func TestSplitClientEncrypted(t *testing.T) {
 			wantType := "smime-type=enveloped-data"
 			if tt.enc.gcm {
 				wantType = "smime-type=authEnveloped-data"
+			}
+			wantProfile := seal.ProfileCompat
+			if tt.enc.gcm {
+				wantProfile = seal.ProfileModern
+			}
+			for _, sp := range res.Sealed.Packages {
+				if mode, profile := sp.Kind(); mode != seal.ModePassThrough || profile != wantProfile {
+					t.Errorf("package for %v records %s/%s, want %s/%s", sp.Recipients, mode, profile, seal.ModePassThrough, wantProfile)
+				}
 			}
 			for _, d := range pkgs {
 				if !bytes.Contains(d.text, []byte(wantType)) {

@@ -358,10 +358,13 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 		}
 		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
 			"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
+		mode, profile := pk.Kind()
 		out.Packages = append(out.Packages, queue.Package{
 			MailFrom: env.MailFrom,
 			RcptTo:   pk.Recipients,
 			Body:     &traced{trace: p.received(id, env, pk.ReceivedFor), pkg: pk},
+			Mode:     mode,
+			Profile:  profile,
 		})
 	}
 	for _, r := range res.Plan.Refused {

@@ -17,6 +17,7 @@ import (
 	"appliance/internal/softhsmtest"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/split"
 )
 
@@ -94,6 +95,9 @@ func TestProcess(t *testing.T) {
 			t.Fatalf("got %d packages, %d refused; want 3, 0", len(s.Packages), len(s.Refused))
 		}
 		for _, pk := range s.Packages {
+			if pk.Mode != seal.ModeEncrypted || pk.Profile != seal.ProfileCompat {
+				t.Fatalf("package for %v records %s/%s, want encrypted/compat", pk.RcptTo, pk.Mode, pk.Profile)
+			}
 			data := render(t, pk)
 			if !bytes.HasPrefix(data, []byte("Received: from client.example.test")) {
 				t.Fatalf("package lacks its Received field:\n%.200s", data)
@@ -116,6 +120,9 @@ func TestProcess(t *testing.T) {
 		var plain []byte
 		for _, pk := range s.Packages {
 			if len(pk.RcptTo) == 1 && pk.RcptTo[0] == "nocert@example.test" {
+				if pk.Mode != seal.ModeSigned || pk.Profile != seal.ProfileNone {
+					t.Fatalf("signed-only package records %s/%s", pk.Mode, pk.Profile)
+				}
 				plain = render(t, pk)
 			}
 		}

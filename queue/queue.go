@@ -99,6 +99,9 @@ type Package struct {
 	MailFrom string
 	RcptTo   []string
 	Body     io.WriterTo // written once to the spool
+	// Mode and Profile say what the package is as the pipeline made it (encrypted, signed or
+	// passthrough; compat, modern or none), so that nothing reads it again to guess.
+	Mode, Profile string
 }
 
 // Refusal is a recipient that gets no package and is reported in a DSN.

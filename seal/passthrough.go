@@ -31,7 +31,7 @@ func NewPassThrough(pk split.Package, outer textproto.Header, smimeType string, 
 	if len(pk.Recipients) == 0 {
 		return nil, fmt.Errorf("failed to make package: %w: no recipients", ErrPassThrough)
 	}
-	p := &Package{Package: pk, header: outer.Copy(), smimeType: smimeType, der: der}
+	p := &Package{Package: pk, header: outer.Copy(), smimeType: smimeType, der: der, passThrough: smimeType}
 	pk.Edits.Apply(&p.header)
 	return p, nil
 }

@@ -78,11 +78,14 @@ type Sealed struct {
 // Package is one outgoing SMTP transaction's message.
 type Package struct {
 	split.Package
-	header    textproto.Header    // the outer header after the package's edits
-	smimeType string              // "" for a signed-only package
-	der       *cms.Encoded        // the package's CMS, sharing the encrypted content
-	b64       *smime.SharedBase64 // the shared part of der in base64, made once per profile
-	signed    []byte              // the multipart/signed entity, for signed-only packages
+	header    textproto.Header // the outer header after the package's edits
+	smimeType string           // "" for a signed-only package
+	// passThrough is the smime-type of the client's envelope the package carries, "" when the
+	// appliance encrypted it.
+	passThrough string
+	der         *cms.Encoded        // the package's CMS, sharing the encrypted content
+	b64         *smime.SharedBase64 // the shared part of der in base64, made once per profile
+	signed      []byte              // the multipart/signed entity, for signed-only packages
 }
 
 // Size is the length of the package's CMS in bytes (0 for a signed-only package).

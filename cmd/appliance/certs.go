@@ -274,35 +274,15 @@ func certsLearn(cfg *config.Config, dir *directory.Directory, path string, w io.
 	return nil
 }
 
-// effectiveProfile is the profile the pipeline uses for a recipient: a [[policy.domain]] profile
-// pins it; otherwise what was learnt (signed message, or the certificate's SMIMECapabilities)
-// decides, then policy.profile. When the certificates disagree, compat wins (split's rule).
+// effectiveProfile is the profile the pipeline uses for a recipient, and why (directory decides).
 func effectiveProfile(cfg *config.Config, dir *directory.Directory, addr string, valid []*directory.Entry) (string, string) {
-	_, domain, _ := strings.Cut(strings.ToLower(strings.Trim(addr, "<> ")), "@")
+	pinned := map[string]string{}
 	for _, d := range cfg.Policy.Domains {
-		if d.Domain == domain && d.Profile != "" {
-			return d.Profile, fmt.Sprintf("pinned by [[policy.domain]] %q", domain)
+		if _, ok := pinned[d.Domain]; !ok && d.Profile != "" {
+			pinned[d.Domain] = d.Profile
 		}
 	}
-	learnt, hasLearnt := dir.LearntFor(addr)
-	profile, why := "", ""
-	for _, e := range valid {
-		p, w := e.Profile, ""
-		switch {
-		case p == "":
-			p, w = cfg.Policy.Profile, "policy.profile, nothing learnt"
-		case hasLearnt:
-			w = fmt.Sprintf("learnt %s from a signed message, %s", learnt.LearntAt.Format(time.RFC3339), learnt.File)
-		default:
-			w = "from the certificate's sMIMECapabilities extension"
-		}
-		if profile == "" {
-			profile, why = p, w
-		} else if p != profile {
-			return config.ProfileCompat, "certificates differ; compat is readable with all of them"
-		}
-	}
-	return profile, why
+	return dir.EffectiveProfile(addr, valid, pinned, cfg.Policy.Profile)
 }
 
 func describe(c *x509.Certificate) string {

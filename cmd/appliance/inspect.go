@@ -2,14 +2,10 @@ package main
 
 import (
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 
 	"appliance/cms"
@@ -23,54 +19,27 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// peopleFields are the outer header fields that can name a person (DESIGN section 2).
-var peopleFields = []string{
-	"From", "Sender", "Reply-To", "To", "Cc", "Bcc",
-	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc",
-	"Return-Path", "Delivered-To", "X-Original-To", "Disposition-Notification-To",
-}
-
-type inspectField struct {
-	Field     string   `json:"field"`
-	Value     string   `json:"value"`
-	Addresses []string `json:"addresses,omitempty"`
-}
-
-type inspectRecipient struct {
-	Kind         string `json:"kind"`
-	Issuer       string `json:"issuer,omitempty"`
-	Serial       string `json:"serial,omitempty"`
-	SubjectKeyID string `json:"subject_key_id,omitempty"`
-	KeyEncAlg    string `json:"key_encryption,omitempty"`
-	Owner        string `json:"owner,omitempty"`
-}
-
-// inspectLayer is one CMS structure of the message, as the appliance's classifier sees it.
-type inspectLayer struct {
-	Path      string             `json:"path"` // MIME part ("" the message; "/signed" inside a signature)
-	MediaType string             `json:"media_type,omitempty"`
-	Label     string             `json:"smime_type,omitempty"`
-	Type      string             `json:"type"` // what the DER is
-	Error     string             `json:"error,omitempty"`
-	Fields    []string           `json:"fields_naming_people,omitempty"`
-	RIs       []inspectRecipient `json:"recipient_infos,omitempty"`
-}
-
+// inspectReport is smime's report of one file, with what the appliance would do with it.
 type inspectReport struct {
-	File string `json:"file"`
-	// Kind: enveloped-data, authEnveloped-data, signed-over-encrypted, signed, refused, plain.
-	Kind string `json:"kind"`
-	// Class is the classifier's verdict, Refused its reason when it refuses the message.
-	Class      string             `json:"class"`
-	Refused    string             `json:"refused,omitempty"`
-	Layers     []inspectLayer     `json:"layers,omitempty"`
-	Headers    []inspectField     `json:"headers"`
-	Recipients []inspectRecipient `json:"recipient_infos"`
-	Unknown    int                `json:"unknown_owners"`
-	Revealed   []string           `json:"revealed"`
+	*smime.Report
 	// Split is what the appliance would do with a client-encrypted message (needs -config).
-	Split         *splitReport `json:"split,omitempty"`
-	EncryptedSize int          `json:"encrypted_content_bytes,omitempty"`
+	Split *splitReport `json:"split,omitempty"`
+}
+
+func inspect(name string, data []byte, own owners) (*inspectReport, error) {
+	r, err := smime.Inspect(name, data, own.of)
+	if err != nil {
+		return nil, err
+	}
+	ir := &inspectReport{Report: r}
+	if own.pipe != nil && r.Envelopes > 0 {
+		h, err := textproto.ReadHeader(bufioReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("failed to read header: %w", err)
+		}
+		ir.Split = planSplit(own, h, data)
+	}
+	return ir, nil
 }
 
 func runInspect(args []string, stdout, stderr io.Writer) error {
@@ -146,98 +115,6 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-var receivedFor = regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;]+@[^\s<>;]+)>?`)
-
-func inspect(name string, data []byte, own owners) (*inspectReport, error) {
-	r := &inspectReport{File: name, Kind: "plain", Recipients: []inspectRecipient{}}
-	revealed := map[string]bool{}
-	h, err := textproto.ReadHeader(bufioReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("failed to read header: %w", err)
-	}
-	for _, f := range peopleFields {
-		for _, v := range h.Values(f) {
-			fld := inspectField{Field: f, Value: v}
-			if list, err := (&mail.Header{Header: message.Header{Header: h}}).AddressList(f); err == nil {
-				for _, a := range list {
-					fld.Addresses = append(fld.Addresses, strings.ToLower(a.Address))
-				}
-			} else if f == "Return-Path" || f == "Delivered-To" || f == "X-Original-To" {
-				fld.Addresses = []string{strings.ToLower(strings.Trim(strings.TrimSpace(v), "<>"))}
-			}
-			if f != "Return-Path" { // the reverse path is the sender, known to everyone
-				for _, a := range fld.Addresses {
-					revealed[a] = true
-				}
-			}
-			r.Headers = append(r.Headers, fld)
-		}
-	}
-	for _, v := range h.Values("Received") {
-		if m := receivedFor.FindStringSubmatch(v); m != nil {
-			a := strings.ToLower(m[1])
-			r.Headers = append(r.Headers, inspectField{Field: "Received", Value: oneLine(v), Addresses: []string{a}})
-			revealed[a] = true
-		}
-	}
-
-	// The classifier the pipeline dispatches on decides what the message is; every CMS layer
-	// it found is shown, and every envelope's RecipientInfos, nested ones included.
-	c := smime.Classify(data)
-	r.Class = c.Class.String()
-	switch c.Class {
-	case smime.ClientEncrypted:
-		r.Kind = c.EnvelopeType
-	case smime.SignedOverEncrypted:
-		r.Kind = c.Class.String()
-		r.Refused = c.Reason
-	case smime.Refused:
-		r.Kind = "refused"
-		r.Refused = c.Reason
-	default:
-		if len(c.Layers) > 0 && c.Layers[0].Path == "" && c.Layers[0].Type == smime.TypeSignedData {
-			r.Kind = "signed"
-		} else if _, err := smime.ParseSigned(data); err == nil {
-			r.Kind = "signed"
-		}
-	}
-	envelopes := 0
-	for _, l := range c.Layers {
-		il := inspectLayer{Path: l.Path, MediaType: l.MediaType, Label: l.Label, Type: l.Type}
-		if l.Type == smime.TypeEnvelopedData || l.Type == smime.TypeAuthEnvelopedData {
-			env, err := cms.ParseEnveloped(l.DER)
-			if err != nil {
-				il.Error = err.Error()
-			} else {
-				envelopes++
-				if ct, err := env.EncryptedContent(); err == nil && r.EncryptedSize == 0 {
-					r.EncryptedSize = len(ct)
-				}
-				il.Fields = env.UnsignedFields()
-				for _, ri := range env.RecipientInfos {
-					ir := describeRecipient(ri, own)
-					if ir.Owner != "" {
-						revealed[ir.Owner] = true
-					} else {
-						r.Unknown++
-					}
-					il.RIs = append(il.RIs, ir)
-					r.Recipients = append(r.Recipients, ir)
-				}
-			}
-		}
-		r.Layers = append(r.Layers, il)
-	}
-	if own.pipe != nil && envelopes > 0 {
-		r.Split = planSplit(own, h, data)
-	}
-	for a := range revealed {
-		r.Revealed = append(r.Revealed, a)
-	}
-	sortStrings(r.Revealed)
-	return r, nil
-}
-
 // owners maps RecipientInfos back to people: the directory, then the configured senders.
 type owners struct {
 	dir         *directory.Directory
@@ -271,41 +148,6 @@ func (o owners) of(ri *cms.RecipientInfo) string {
 		}
 	}
 	return ""
-}
-
-func describeRecipient(ri *cms.RecipientInfo, own owners) inspectRecipient {
-	ir := inspectRecipient{Kind: ri.Kind.String()}
-	if ri.Kind != cms.KeyTrans {
-		return ir
-	}
-	switch {
-	case ri.SubjectKeyID != nil:
-		ir.SubjectKeyID = hex.EncodeToString(ri.SubjectKeyID)
-	case ri.Serial != nil:
-		ir.Issuer = dnString(ri.Issuer)
-		ir.Serial = "0x" + ri.Serial.Text(16)
-	}
-	ir.Owner = own.of(ri)
-	if h, err := ri.OAEPHash(); err == nil {
-		if h == 0 {
-			ir.KeyEncAlg = "rsaEncryption (PKCS#1 v1.5)"
-		} else {
-			ir.KeyEncAlg = "RSAES-OAEP " + h.String()
-		}
-	} else {
-		ir.KeyEncAlg = ri.KeyEncryptionAlgorithm.Algorithm.String()
-	}
-	return ir
-}
-
-func dnString(raw []byte) string {
-	var rdn pkix.RDNSequence
-	if _, err := asn1.Unmarshal(raw, &rdn); err != nil {
-		return hex.EncodeToString(raw)
-	}
-	var n pkix.Name
-	n.FillFromRDNSequence(&rdn)
-	return n.String()
 }
 
 func printReport(w io.Writer, r *inspectReport) {
@@ -443,5 +285,3 @@ func joinInts(v []int) string {
 	}
 	return strings.Join(s, ",#")
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

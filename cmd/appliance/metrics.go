@@ -6,24 +6,16 @@ package main
 // its argument unchanged.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -33,6 +25,7 @@ import (
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/smtpfront"
 )
 
@@ -40,7 +33,7 @@ import (
 type observer struct {
 	m   *metrics.Metrics
 	cfg *config.Config
-	hop *hopTracker
+	hop *metrics.NextHop
 	srv *metrics.Server
 }
 
@@ -49,7 +42,7 @@ func newObserver(cfg *config.Config) *observer {
 	if !cfg.Metrics.Enabled() {
 		return nil
 	}
-	return &observer{m: metrics.New(), cfg: cfg, hop: &hopTracker{addr: cfg.Relay.NextHop}}
+	return &observer{m: metrics.New(), cfg: cfg, hop: &metrics.NextHop{Addr: cfg.Relay.NextHop}}
 }
 
 // start registers the queue's gauges and opens the listener; hsmHealthy is the token
@@ -66,7 +59,7 @@ func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logg
 	checks := []metrics.Check{
 		{Name: "hsm", Probe: func(context.Context) error { return hsmHealthy() }},
 		{Name: "spool", Probe: func(context.Context) error { return spoolWritable(o.cfg.Spool.Dir) }},
-		{Name: "next_hop", Probe: o.hop.probe},
+		{Name: "next_hop", Probe: o.hop.Probe},
 	}
 	srv, err := o.m.Serve(o.cfg.Metrics.Listen, checks)
 	if err != nil {
@@ -115,51 +108,6 @@ func spoolWritable(dir string) error {
 	return nil
 }
 
-// hopReachableFor is how long a completed transaction vouches for the next hop.
-const hopReachableFor = 2 * time.Minute
-
-// hopTracker remembers when the next hop last answered (any SMTP reply counts: a 5xx is still an
-// answer) and when a transaction last failed without one.
-type hopTracker struct {
-	addr           string
-	mu             sync.Mutex
-	lastOK, lastKO time.Time
-	lastErr        error
-}
-
-func (h *hopTracker) record(err error) {
-	var se *smtp.SMTPError
-	reached := err == nil || errors.As(err, &se)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if reached {
-		h.lastOK = time.Now()
-	} else {
-		h.lastKO, h.lastErr = time.Now(), err
-	}
-}
-
-// probe passes while the last transaction reached the next hop within hopReachableFor; without
-// such a recent one (idle relay, or the last attempt failed) it dials the next hop.
-func (h *hopTracker) probe(ctx context.Context) error {
-	h.mu.Lock()
-	ok := !h.lastOK.IsZero() && time.Since(h.lastOK) < hopReachableFor && !h.lastKO.After(h.lastOK)
-	h.mu.Unlock()
-	if ok {
-		return nil
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", h.addr)
-	if err != nil {
-		return fmt.Errorf("failed to reach next hop %q: %w", h.addr, err)
-	}
-	c.Close()
-	h.mu.Lock()
-	h.lastOK = time.Now()
-	h.mu.Unlock()
-	return nil
-}
-
 // wrapToken instruments the pipeline's token; it has the shape of openParts' tokenWrap option.
 func (o *observer) wrapToken(t pipeline.Token) pipeline.Token {
 	if o == nil {
@@ -180,7 +128,7 @@ func (t meteredToken) Signer(ctx context.Context, uri string) (crypto.Signer, er
 	if err != nil {
 		return nil, err
 	}
-	return meteredSigner{Signer: s, m: t.m}, nil
+	return t.m.Signer(s), nil
 }
 
 func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
@@ -190,59 +138,7 @@ func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error)
 	if err != nil {
 		return nil, err
 	}
-	return meteredKey{ContentKey: k, m: t.m}, nil
-}
-
-type meteredSigner struct {
-	crypto.Signer
-	m *metrics.Metrics
-}
-
-func (s meteredSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	start := time.Now()
-	sig, err := s.Signer.Sign(rand, digest, opts)
-	s.m.HSM(metrics.OpSign, time.Since(start), err)
-	return sig, err
-}
-
-// meteredKey times a content key's operations; an encryption's time includes reading the
-// plaintext, which is what sealing waits for.
-type meteredKey struct {
-	cms.ContentKey
-	m *metrics.Metrics
-}
-
-func (k meteredKey) EncryptCBC(ctx context.Context, iv []byte, plaintext io.Reader, ciphertext io.Writer) error {
-	start := time.Now()
-	err := k.ContentKey.EncryptCBC(ctx, iv, plaintext, ciphertext)
-	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
-	return err
-}
-
-func (k meteredKey) EncryptGCM(ctx context.Context, nonce, aad []byte, plaintext io.Reader, ciphertext io.Writer) ([]byte, error) {
-	start := time.Now()
-	tag, err := k.ContentKey.EncryptGCM(ctx, nonce, aad, plaintext, ciphertext)
-	k.m.HSM(metrics.OpEncrypt, time.Since(start), err)
-	return tag, err
-}
-
-func (k meteredKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error) {
-	start := time.Now()
-	b, err := k.ContentKey.WrapRSA(ctx, pub, oaepHash)
-	k.m.HSM(metrics.OpWrap, time.Since(start), err)
-	return b, err
-}
-
-// Destroy keeps the session key's lifetime what it was: seal destroys keys that offer it.
-func (k meteredKey) Destroy(ctx context.Context) error {
-	d, ok := k.ContentKey.(interface{ Destroy(context.Context) error })
-	if !ok {
-		return nil
-	}
-	start := time.Now()
-	err := d.Destroy(ctx)
-	k.m.HSM(metrics.OpDestroy, time.Since(start), err)
-	return err
+	return t.m.ContentKey(k), nil
 }
 
 // processor counts the packages each sealed message produced, by mode and profile, when they
@@ -259,91 +155,44 @@ type meteredProcessor struct {
 	m    *metrics.Metrics
 }
 
-// sniffBytes bounds what is kept of a message or package to read its header; S/MIME headers
-// are short, and a header longer than this is counted as mode "other".
-const sniffBytes = 16 << 10
-
 func (p meteredProcessor) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
-	head := &prefix{max: sniffBytes}
-	s, err := p.next.Process(ctx, id, env, io.TeeReader(body, head))
+	s, err := p.next.Process(ctx, id, env, body)
 	if err != nil || s == nil {
 		return s, err
 	}
-	passThrough := false
-	if ct, params, ok := contentType(head.b.Bytes()); ok {
-		st := strings.ToLower(params["smime-type"])
-		passThrough = isPKCS7(ct) && (st == "enveloped-data" || st == "authenveloped-data")
-	}
-	for i := range s.Packages {
-		s.Packages[i].Body = &countedBody{next: s.Packages[i].Body, m: p.m, passThrough: passThrough}
+	for i, pk := range s.Packages {
+		s.Packages[i].Body = &countedBody{next: pk.Body, m: p.m, mode: pk.Mode, profile: pk.Profile}
 	}
 	return s, nil
 }
 
+// countedBody counts its package by the mode and profile the pipeline recorded for it, once it
+// is written.
 type countedBody struct {
-	next        io.WriterTo
-	m           *metrics.Metrics
-	passThrough bool
+	next          io.WriterTo
+	m             *metrics.Metrics
+	mode, profile string
 }
 
 func (b *countedBody) WriteTo(w io.Writer) (int64, error) {
-	head := &prefix{max: sniffBytes}
-	n, err := b.next.WriteTo(io.MultiWriter(w, head))
+	n, err := b.next.WriteTo(w)
 	if err == nil {
-		b.m.Sealed(packageKind(head.b.Bytes(), b.passThrough))
+		b.m.Sealed(packageKind(b.mode, b.profile))
 	}
 	return n, err
 }
 
-// packageKind reads a package's outer header: the S/MIME type says whether and how it is
-// encrypted.
-func packageKind(head []byte, passThrough bool) (mode, profile string) {
-	ct, params, ok := contentType(head)
-	if !ok {
-		return metrics.ModeOther, metrics.ProfileNone
-	}
-	mode = metrics.ModeEncrypted
-	if passThrough {
-		mode = metrics.ModePassThrough
-	}
-	switch st := strings.ToLower(params["smime-type"]); {
-	case isPKCS7(ct) && st == "enveloped-data":
-		return mode, metrics.ProfileCompat
-	case isPKCS7(ct) && st == "authenveloped-data":
-		return mode, metrics.ProfileModern
-	case ct == "multipart/signed", isPKCS7(ct) && st == "signed-data":
+// packageKind is what metrics count for a package's recorded mode and profile: what the
+// pipeline did not label is "other".
+func packageKind(mode, profile string) (string, string) {
+	switch {
+	case mode == seal.ModeSigned && profile == seal.ProfileNone:
 		return metrics.ModeSigned, metrics.ProfileNone
+	case (mode == seal.ModeEncrypted || mode == seal.ModePassThrough) &&
+		(profile == seal.ProfileCompat || profile == seal.ProfileModern):
+		return mode, profile
 	}
 	return metrics.ModeOther, metrics.ProfileNone
-}
-
-func isPKCS7(ct string) bool {
-	return ct == "application/pkcs7-mime" || ct == "application/x-pkcs7-mime"
-}
-
-func contentType(head []byte) (string, map[string]string, bool) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
-	if err != nil {
-		return "", nil, false
-	}
-	ct, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil {
-		return "", nil, false
-	}
-	return ct, params, true
-}
-
-// prefix keeps the first max bytes written to it and discards the rest.
-type prefix struct {
-	b   bytes.Buffer
-	max int
-}
-
-func (p *prefix) Write(b []byte) (int, error) {
-	if room := p.max - p.b.Len(); room > 0 {
-		p.b.Write(b[:min(room, len(b))])
-	}
-	return len(b), nil
 }
 
 // deliverer counts transactions with the next hop and tells the readiness check about them.
@@ -357,12 +206,12 @@ func (o *observer) deliverer(d queue.Deliverer) queue.Deliverer {
 type meteredDeliverer struct {
 	next queue.Deliverer
 	m    *metrics.Metrics
-	hop  *hopTracker
+	hop  *metrics.NextHop
 }
 
 func (d meteredDeliverer) Deliver(ctx context.Context, mailFrom string, rcptTo []string, body io.Reader) ([]queue.RcptResult, error) {
 	res, err := d.next.Deliver(ctx, mailFrom, rcptTo, body)
-	d.hop.record(err)
+	d.hop.Record(err)
 	d.m.Delivery(deliveryResult(res, err))
 	return res, err
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -17,46 +15,38 @@ import (
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/seal"
 	"appliance/smtpfront"
 )
 
 func TestPackageKind(t *testing.T) {
-	const trace = "Received: from a (b)\r\n\tby relay.example.test (appliance) with ESMTP id 1;\r\n\tSat, 28 Nov 2026 15:52:36 +0000\r\n"
+	// The pipeline records a package's kind in seal's names; metrics count by their own.
+	if seal.ModeEncrypted != metrics.ModeEncrypted || seal.ModeSigned != metrics.ModeSigned ||
+		seal.ModePassThrough != metrics.ModePassThrough || seal.ProfileCompat != metrics.ProfileCompat ||
+		seal.ProfileModern != metrics.ProfileModern || seal.ProfileNone != metrics.ProfileNone {
+		t.Fatal("seal and metrics name modes and profiles differently")
+	}
 	tests := []struct {
-		name, head         string
-		passThrough        bool
+		name, mode, prof   string
 		wantMode, wantProf string
 	}{
-		{"ok compat", trace + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data;\r\n name=smime.p7m\r\n\r\nMII", false, metrics.ModeEncrypted, metrics.ProfileCompat},
-		{"ok modern", trace + "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n\r\n", false, metrics.ModeEncrypted, metrics.ProfileModern},
-		{"ok x-pkcs7", "Content-Type: application/x-pkcs7-mime; smime-type=enveloped-data\r\n\r\n", false, metrics.ModeEncrypted, metrics.ProfileCompat},
-		{"ok passthrough", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n", true, metrics.ModePassThrough, metrics.ProfileCompat},
-		{"ok signed only", trace + "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=x\r\n\r\n", false, metrics.ModeSigned, metrics.ProfileNone},
-		{"ok opaque signed", "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\n", false, metrics.ModeSigned, metrics.ProfileNone},
-		{"fail plain text", "Content-Type: text/plain\r\n\r\nhello", false, metrics.ModeOther, metrics.ProfileNone},
-		{"fail no header end", "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nX-Trunc", false, metrics.ModeOther, metrics.ProfileNone},
-		{"fail garbage", "\x00\x01", false, metrics.ModeOther, metrics.ProfileNone},
+		{"ok compat", seal.ModeEncrypted, seal.ProfileCompat, metrics.ModeEncrypted, metrics.ProfileCompat},
+		{"ok modern", seal.ModeEncrypted, seal.ProfileModern, metrics.ModeEncrypted, metrics.ProfileModern},
+		{"ok passthrough", seal.ModePassThrough, seal.ProfileModern, metrics.ModePassThrough, metrics.ProfileModern},
+		{"ok signed only", seal.ModeSigned, seal.ProfileNone, metrics.ModeSigned, metrics.ProfileNone},
+		{"fail unlabelled", "", "", metrics.ModeOther, metrics.ProfileNone},
+		{"fail encrypted without profile", seal.ModeEncrypted, seal.ProfileNone, metrics.ModeOther, metrics.ProfileNone},
+		{"fail signed with profile", seal.ModeSigned, seal.ProfileCompat, metrics.ModeOther, metrics.ProfileNone},
+		{"fail unknown", "x", "y", metrics.ModeOther, metrics.ProfileNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mode, prof := packageKind([]byte(tt.head), tt.passThrough)
+			mode, prof := packageKind(tt.mode, tt.prof)
 			if mode != tt.wantMode || prof != tt.wantProf {
 				t.Fatalf("packageKind = %s/%s, want %s/%s", mode, prof, tt.wantMode, tt.wantProf)
 			}
 		})
 	}
-}
-
-func FuzzPackageKind(f *testing.F) {
-	f.Add([]byte("Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n"), false)
-	f.Add([]byte("Content-Type: multipart/signed; boundary=x\r\n\r\n"), true)
-	f.Add([]byte("Content-Type: ; ;;\r\n\r\n"), false)
-	f.Fuzz(func(t *testing.T, head []byte, pt bool) {
-		mode, prof := packageKind(head, pt)
-		if (mode == metrics.ModeSigned || mode == metrics.ModeOther) != (prof == metrics.ProfileNone) {
-			t.Fatalf("inconsistent %s/%s", mode, prof)
-		}
-	})
 }
 
 type tempError struct{}
@@ -117,52 +107,6 @@ func TestDeliveryResult(t *testing.T) {
 				t.Fatalf("deliveryResult = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestHopTracker(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := l.Addr().String()
-	l.Close() // a port nothing listens on now
-	tests := []struct {
-		name    string
-		addr    string
-		record  []error
-		wantErr bool
-	}{
-		{"ok recent success", up, []error{nil}, false},
-		{"ok smtp refusal still reached it", up, []error{&smtp.SMTPError{Code: 554}}, false},
-		{"fail last attempt failed and dial fails", up, []error{nil, errors.New("connection refused")}, true},
-		{"fail nothing recorded and dial fails", up, nil, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := &hopTracker{addr: tt.addr}
-			for _, e := range tt.record {
-				h.record(e)
-			}
-			err := h.probe(context.Background())
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("probe = %v, want error %v", err, tt.wantErr)
-			}
-			if err != nil && !strings.Contains(err.Error(), "failed to reach next hop") {
-				t.Errorf("error %q", err)
-			}
-		})
-	}
-	// A listening next hop makes the dial pass even after a failure.
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
-	h := &hopTracker{addr: l2.Addr().String()}
-	h.record(errors.New("timeout"))
-	if err := h.probe(context.Background()); err != nil {
-		t.Fatalf("probe with the next hop listening: %v", err)
 	}
 }
 

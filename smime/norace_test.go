@@ -1,6 +1,6 @@
 //go:build !race
 
-package pipeline
+package smime
 
 // raceEnabled is false: sync.Pool keeps what is put back until a garbage collection.
 const raceEnabled = false

@@ -1,6 +1,6 @@
 //go:build race
 
-package pipeline
+package smime
 
 // raceEnabled: the race detector's sync.Pool drops a quarter of what is put back, at random, so
 // tests that count the garbage of pooled code allow for it only in this build.
