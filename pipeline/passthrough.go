@@ -365,10 +365,16 @@ func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte, c *smime.Clas
 	pt.pub.Refused = plan.Refused
 
 	pt.pub.RecipientInfos = a.planned
+	// The refusal names the first three dropped RecipientInfos and counts the rest: a message
+	// may carry thousands, and memory follows the input, not the refusal's text.
 	var rejected []string
+	nRejected := 0
 	for _, ri := range a.planned {
 		if ri.Dropped != "" {
-			rejected = append(rejected, fmt.Sprintf("#%d (%s)", ri.Index, ri.Dropped))
+			if nRejected < 3 {
+				rejected = append(rejected, fmt.Sprintf("#%d (%s)", ri.Index, ri.Dropped))
+			}
+			nRejected++
 		}
 	}
 	for i, pk := range plan.Packages {
@@ -394,9 +400,9 @@ func (p *Pipeline) planPassThrough(env queue.Envelope, msg []byte, c *smime.Clas
 			ri.Dropped = "no package carries it"
 		}
 	}
-	if pol.Unknown == RejectUnknown && len(rejected) > 0 {
-		if len(rejected) > 3 {
-			rejected = append(rejected[:3], fmt.Sprintf("and %d more", len(rejected)-3))
+	if pol.Unknown == RejectUnknown && nRejected > 0 {
+		if nRejected > 3 {
+			rejected = append(rejected, fmt.Sprintf("and %d more", nRejected-3))
 		}
 		return pt, fmt.Errorf("failed to split: %w: %s", ErrRecipientInfoRejected, strings.Join(rejected, ", "))
 	}
