@@ -1,42 +1,18 @@
 package cms
 
 import (
+	"appliance/internal/softhsmtest"
 	"bytes"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"testing"
 	"time"
 )
 
 // testListCert is a throwaway self-signed list certificate for tests without the PKI.
 func testListCert(tb testing.TB) (*x509.Certificate, *rsa.PrivateKey) {
-	tb.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "list"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		SubjectKeyId: []byte{1, 2, 3, 4},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c, key
+	return softhsmtest.SelfSigned(tb, "list")
 }
 
 // signedAttrsWith returns the raw [0] signedAttrs of a SignerInfo carrying extra.
