@@ -23,6 +23,9 @@ type HSMHealth struct {
 	// ReconnectMax caps the wait between reconnection attempts after the
 	// token was lost; 0 means DefaultReconnectMax.
 	ReconnectMax time.Duration `toml:"reconnect_max"`
+	// WaitForToken lets serve start while a token its configuration names
+	// is not present, and wait for it; off, such a token stops the start.
+	WaitForToken bool `toml:"wait_for_token"`
 	// ContentToken names the [[token]] that makes content keys; it may be
 	// left out when exactly one token has role "content".
 	ContentToken string `toml:"content_token"`

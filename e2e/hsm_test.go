@@ -200,9 +200,9 @@ func TestHSMMissingAtStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			extra := ""
+			extra := "wait_for_token = true"
 			if tt.requireUp {
-				extra = "require_up = true"
+				extra += "\nrequire_up = true"
 			}
 			var restore func()
 			r := newHSMRig(t, extra, func(own *softhsmtest.Env) { restore = takeToken(t, own) })

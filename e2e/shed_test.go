@@ -56,6 +56,10 @@ func TestLoadShedding(t *testing.T) {
 			}
 			var restore func()
 			if tt.hsm {
+				text = strings.Replace(text, "[hsm]\n", "[hsm]\nwait_for_token = true\n", 1)
+				if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+					t.Fatal(err)
+				}
 				restore = takeToken(t, own)
 			} else {
 				if err := s.Down(); err != nil {

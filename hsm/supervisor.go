@@ -70,6 +70,8 @@ type watchOptions struct {
 	// OnDown is called when an operation finds the token gone, outside the lock.
 	OnDown func()
 	Log    *slog.Logger
+	// FailMissing: a token that is not there at start ends the start (ErrTokenNotFound).
+	FailMissing bool
 }
 
 type watch struct {
@@ -120,6 +122,8 @@ func newWatch(opts watchOptions) (*watch, error) {
 	case err == nil:
 		s.tok, s.epoch, s.oaep = tok, 1, tok.OAEPHash()
 	case FatalAtStart(err):
+		return nil, err
+	case opts.FailMissing && errors.Is(err, ErrTokenNotFound):
 		return nil, err
 	default:
 		s.cause = err
@@ -466,11 +470,15 @@ type SupervisorOptions struct {
 	Content, Fallback string
 	// Strict opens every token at once and fails if one cannot be: the offline commands have
 	// nothing to defer.
-	Strict     bool
-	MinWait    time.Duration // first wait between reconnect attempts; default 200ms
-	MaxWait    time.Duration // cap of the doubling wait; default 30s
-	ProbeEvery time.Duration // idle health probe; default 15s
-	Log        *slog.Logger
+	Strict bool
+	// FailMissing stops the start when a token matches no token the module has (a label that is
+	// mistyped, or a card not inserted); without it such a token is waited for, as one that
+	// goes away later is.
+	FailMissing bool
+	MinWait     time.Duration // first wait between reconnect attempts; default 200ms
+	MaxWait     time.Duration // cap of the doubling wait; default 30s
+	ProbeEvery  time.Duration // idle health probe; default 15s
+	Log         *slog.Logger
 }
 
 // NewSupervisor opens every token under a watch. A token lacking a mechanism its roles or keys
@@ -521,6 +529,8 @@ func NewSupervisor(o SupervisorOptions) (*Supervisor, error) {
 			ProbeEvery: o.ProbeEvery,
 			Log:        log.With("component", "hsm", "token", name),
 			OnDown:     set.downed,
+			// A standby is waited for: its primary carries the start.
+			FailMissing: o.FailMissing && !isStandby(set.standby, name),
 		}
 		if k := keys[name]; len(k) > 0 {
 			opts.ProbeKey = k[0]
@@ -792,4 +802,13 @@ func (s *Supervisor) Token(name string) (*Token, error) {
 	}
 	tok, _, err := w.current()
 	return tok, err
+}
+
+func isStandby(standby map[string]string, name string) bool {
+	for _, sb := range standby {
+		if sb == name {
+			return true
+		}
+	}
+	return false
 }

@@ -99,11 +99,12 @@ func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
 		MaxSessions: t.MaxSessions, PoolTimeout: 30 * time.Second}, nil
 }
 
-// startTokenSupervisor opens every configured token under a watch. A PIN that cannot be read, or
-// a token lacking a mechanism its roles or keys need, is a configuration error and stops the
-// start; a token that is not there yet does not.
+// startTokenSupervisor opens every configured token under a watch. A PIN that cannot be read, a
+// token lacking a mechanism its roles or keys need, or (unless hsm.wait_for_token) a token the
+// module does not have, is a configuration error and stops the start; a token that fails in
+// another way is waited for.
 func startTokenSupervisor(cfg *config.Config, log *slog.Logger) (*tokenSupervisor, error) {
-	return newTokenSet(cfg, log, false)
+	return newTokenSetWith(cfg, log, hsm.SupervisorOptions{FailMissing: !cfg.HSM.WaitForToken})
 }
 
 // openTokens opens every configured token for the offline commands: they have nothing to defer,

@@ -43,6 +43,10 @@ for every configured sender.
 Value: array of strings, required
 Example: ["@example.test"]`,
 
+	"HSMHealth.WaitForToken": `Start serve even when a configured token is not present (a card not yet
+inserted, a network HSM not yet up) and wait for it: mail is accepted (or refused with 451 4.3.0
+under require_up) and sealed once it appears. Off, a token label that matches no token of the
+module stops the start with the label named, so a mistyped label is found at once.`,
 	"HSMHealth.ContentToken": `With [[token]] entries: the token that makes content keys; may be left
 out when one token has role content.`,
 	"HSMHealth.ContentFallback": `With [[token]] entries: a second token with role content that makes
