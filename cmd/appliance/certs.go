@@ -89,6 +89,7 @@ const certsSynopsis = `list|show ADDRESS|check ADDRESS|learn FILE.eml -config FI
 
 // runCerts is `appliance certs`: it never needs the HSM.
 func runCerts(args []string, stdout, stderr io.Writer) error {
+	stdout = escapingWriter{stdout} // subjects and addresses come from certificates
 	fs := newFlags("certs", certsSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML)")
 	// Flags may come before or after the subcommand and its argument.

@@ -127,3 +127,24 @@ func TestEscape(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectEscapes: what inspect prints from a message reaches the terminal escaped.
+func TestInspectEscapes(t *testing.T) {
+	t.Parallel()
+	msg := "From: alice@example.test\r\nTo: \"\x1b[31mBob\" <bob@example.test>\r\nCc: carol@example.test (\x1b]0;owned\x07)\r\n" +
+		"Subject: hi\r\n\r\nhello\r\n"
+	path := filepath.Join(t.TempDir(), "m.eml")
+	if err := os.WriteFile(path, []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, nil, "", nil, "inspect", path)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if strings.ContainsAny(r.stdout, "\x1b\x07") {
+		t.Fatalf("inspect printed raw control characters:\n%q", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `\x1b`) {
+		t.Fatalf("inspect does not show the escaped field:\n%s", r.stdout)
+	}
+}

@@ -110,7 +110,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(reports)
 	}
 	for _, r := range reports {
-		printReport(stdout, r)
+		printReport(escapingWriter{stdout}, r)
 	}
 	return nil
 }

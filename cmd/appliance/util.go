@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"unicode"
@@ -68,4 +69,21 @@ func escapeLines(s string) string {
 		lines[i] = escape(l)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// escapingWriter passes text reports through [escapeLines] (tabs kept): every line a command prints from
+// messages, certificates or the directory is safe on a terminal, whatever printed it. Each
+// Write must be whole lines or whole runes, as fmt's are.
+type escapingWriter struct{ w io.Writer }
+
+func (e escapingWriter) Write(p []byte) (int, error) {
+	// Tabs stay: they are the reports' column separators.
+	parts := strings.Split(string(p), "\t")
+	for i, part := range parts {
+		parts[i] = escapeLines(part)
+	}
+	if _, err := io.WriteString(e.w, strings.Join(parts, "\t")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
