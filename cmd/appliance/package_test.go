@@ -1,6 +1,7 @@
 package main
 
 import (
+	"appliance/internal/ci"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +17,7 @@ import (
 func TestPackage(t *testing.T) {
 	// dpkg (essential on Debian) brings dpkg-deb, which package.sh and dpkg --info use.
 	if _, err := exec.LookPath("dpkg"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dpkg is missing (CI=true: a failure, not a skip)")
-		}
-		t.Skip("dpkg is missing: not a Debian system")
+		ci.Skipf(t, "dpkg is missing: not a Debian system")
 	}
 	out := t.TempDir()
 	cmd := exec.Command("bash", filepath.Join(softhsmtest.RepoRoot(), "scripts", "package.sh"), out)
@@ -45,4 +43,37 @@ func goEnv(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// TestContainerfile: deploy/Containerfile copies only what the repository has and runs serve
+// with the configuration path the systemd unit and the package use. (No container builder runs
+// in the test suite, so it is not built here.)
+func TestContainerfile(t *testing.T) {
+	root := softhsmtest.RepoRoot()
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "Containerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", "appliance.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "COPY" || strings.HasPrefix(f[1], "--from") {
+			continue
+		}
+		for _, src := range f[1 : len(f)-1] {
+			if _, err := os.Stat(filepath.Join(root, src)); err != nil {
+				t.Errorf("Containerfile copies %s: %v", src, err)
+			}
+		}
+	}
+	if !strings.Contains(string(b), `CMD ["serve", "-config", "/etc/appliance/appliance.toml"]`) ||
+		!strings.Contains(string(unit), "serve -config /etc/appliance/appliance.toml") {
+		t.Error("the Containerfile and the systemd unit do not run serve with the same configuration path")
+	}
+	if !strings.Contains(string(b), "go build -trimpath -o /out/appliance ./cmd/appliance") {
+		t.Error("the Containerfile does not build ./cmd/appliance")
+	}
 }

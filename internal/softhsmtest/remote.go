@@ -1,6 +1,7 @@
 package softhsmtest
 
 import (
+	"appliance/internal/ci"
 	"bufio"
 	"fmt"
 	"io"
@@ -69,7 +70,7 @@ func (e *Env) Serve(tb testing.TB, conf, label string) *Remote {
 
 func missingCI(tb testing.TB, why string) {
 	tb.Helper()
-	if os.Getenv("CI") != "" {
+	if ci.On() {
 		tb.Fatalf("softhsmtest: %s (CI is set: a missing tool is a failure, not a skip)", why)
 	}
 	tb.Skipf("softhsmtest: %s", why)
