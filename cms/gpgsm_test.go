@@ -13,7 +13,7 @@ import (
 	"appliance/internal/softhsmtest"
 )
 
-// gpgsmHome makes a throwaway GNUPGHOME (DESIGN section 13) with user's key and the test CAs; its
+// gpgsmHome makes a throwaway GNUPGHOME (docs/decisions.md, Interop facts) with user's key and the test CAs; its
 // gpg-agent is stopped when the test ends.
 func gpgsmHome(t testing.TB, env *softhsmtest.Env, user string) string {
 	t.Helper()
@@ -65,7 +65,7 @@ func gpgsmHome(t testing.TB, env *softhsmtest.Env, user string) string {
 }
 
 // gpgsmRun runs gpgsm and returns its status lines; gpgsm may exit non-zero even when the
-// operation worked (DESIGN section 13), so callers judge by the status lines.
+// operation worked (docs/decisions.md, Interop facts), so callers judge by the status lines.
 func gpgsmRun(home string, args ...string) (string, error) {
 	cmd := exec.Command("gpgsm", append([]string{"--batch", "--status-fd", "1"}, args...)...)
 	cmd.Env = append(os.Environ(), "GNUPGHOME="+home)

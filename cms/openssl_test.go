@@ -508,7 +508,7 @@ func TestVerifyOpenSSL(t *testing.T) {
 	}
 }
 
-// TestMailListRewrap is the mail list agent's path (DESIGN section 7) with a software key: the
+// TestMailListRewrap is the mail list agent's path (README, Secure mailing lists) with a software key: the
 // list's RecipientInfo is unwrapped, the same key wrapped for a member, and the envelope
 // re-encoded with only the member's RecipientInfo; openssl must decrypt it as the member.
 func TestMailListRewrap(t *testing.T) {

@@ -35,8 +35,8 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Config is the whole appliance configuration. Field names follow the TOML keys of DESIGN
-// section 10. The doc comments of these types are the configuration reference: `go generate
+// Config is the whole appliance configuration. Field names follow the TOML keys. The doc
+// comments of these types are the configuration reference: `go generate
 // ./config/` makes `appliance help config` and deploy/appliance.toml from them (see
 // internal/configref for the two kinds of line, Value: and Example:, they may hold).
 type Config struct {

@@ -16,7 +16,7 @@ var (
 	ErrKeyAlgorithm = errors.New("unsupported public key algorithm")
 	// ErrECKey also matches ErrKeyAlgorithm: EC recipients need
 	// KeyAgreeRecipientInfo (RFC 5753), which the appliance does not build
-	// yet (DESIGN section 5).
+	// yet (README, Profiles).
 	ErrECKey           = errors.New("EC keys are refused until ECDH (RFC 5753) lands")
 	ErrWeakKey         = errors.New("RSA key shorter than 2048 bits")
 	ErrUntrusted       = errors.New("certificate does not chain to the configured roots")

@@ -2,7 +2,7 @@
 // SoftHSM2 token, SMTP in from go-smtp's client and from swaks, and a capturing sink as next hop.
 //
 // Its exported helpers are meant for every whole-system test (Postfix in front, crash tests):
-// [Check] judges what a next hop received against DESIGN.md section 2, using only outside tools
+// [Check] judges what a next hop received against the privacy rule in package split's doc, using only outside tools
 // (openssl for decryption, verification and reading RecipientInfos) so that a bug in the
 // appliance's own CMS or MIME code cannot hide itself; [StartDaemon], [Config] and [Build] run the
 // binary.

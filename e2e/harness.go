@@ -66,7 +66,7 @@ func Cleanup() {
 	}
 }
 
-// Config is the daemon's TOML configuration (DESIGN.md section 10) as the tests use it.
+// Config is the daemon's TOML configuration (the configuration reference) as the tests use it.
 type Config struct {
 	HSM       HSMConfig       `toml:"hsm"`
 	SMTP      SMTPConfig      `toml:"smtp"`

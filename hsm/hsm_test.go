@@ -154,7 +154,7 @@ func verify(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts) er
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if pss, ok := opts.(*rsa.PSSOptions); ok {
-			// Salt = hash length is what DESIGN section 5 asks for, whatever the caller passed.
+			// Salt = hash length is what the appliance signs with, whatever the caller passed.
 			return rsa.VerifyPSS(k, pss.Hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 		}
 		return rsa.VerifyPKCS1v15(k, opts.HashFunc(), digest, sig)

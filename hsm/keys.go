@@ -207,7 +207,7 @@ func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 		}
 	}
 	if pss, ok := opts.(*rsa.PSSOptions); ok && pss.SaltLength == rsa.PSSSaltLengthAuto {
-		// crypto11 refuses "auto"; the appliance signs with salt = hash length (DESIGN 5), which
+		// crypto11 refuses "auto"; the appliance signs with salt = hash length (README, Profiles), which
 		// any verifier using "auto" accepts.
 		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: pss.Hash}
 	}

@@ -1,6 +1,6 @@
 package pipeline
 
-// The mail list agent (RFC 2634 section 4, DESIGN section 7).
+// The mail list agent (RFC 2634 section 4, README, Secure mailing lists).
 //
 // A list has a key pair on the token and a member file. A post to the list becomes one package
 // per member, and each package names only that member: its only RecipientInfos are the member's,
@@ -290,7 +290,7 @@ func (p *Pipeline) list(addr string) *mailList {
 // IsList reports whether addr is a list this pipeline expands.
 func (p *Pipeline) IsList(addr string) bool { return p.isList(addr) }
 
-// isList reports whether addr is a mail list the appliance expands (DESIGN section 7).
+// isList reports whether addr is a mail list the appliance expands (README, Secure mailing lists).
 func (p *Pipeline) isList(addr string) bool { return p.list(addr) != nil }
 
 // CheckPoster refuses a sender the posting rule of list does not admit; the error wraps
@@ -456,7 +456,7 @@ func (x *expansion) unwrap(ctx context.Context, tok ListToken, env *cms.Envelope
 	x.key, x.enveloped = key, env
 	x.smimeType = smime.TypeEnvelopedData
 	if env.Auth() {
-		// Whoever reads AuthEnvelopedData reads OAEP too (DESIGN section 5).
+		// Whoever reads AuthEnvelopedData reads OAEP too (README, Profiles).
 		x.smimeType, x.oaep = smime.TypeAuthEnvelopedData, x.p.opts.Token.OAEPHash()
 	}
 	return nil

@@ -193,7 +193,7 @@ func checkListHeader(t *testing.T, data []byte, rcpt string, members []string) {
 		from, _, _ = strings.Cut(h[i+len("\r\nFrom: "):], "\r\n")
 	}
 	for _, m := range members {
-		// The poster's own From is visible to every recipient (DESIGN section 2), member or not.
+		// The poster's own From is visible to every recipient (the privacy rule in package split's doc), member or not.
 		if m != from && bytes.Contains(data, []byte(m)) {
 			t.Fatalf("package for %s names member %s", rcpt, m)
 		}

@@ -1,6 +1,6 @@
 package pipeline
 
-// Splitting a client-encrypted message (DESIGN section 6, issue 5).
+// Splitting a client-encrypted message (README, "Client-encrypted mail").
 //
 // A sender's client that encrypts to every recipient, Bcc included, names the hidden recipients
 // to everyone through the RecipientInfos. The appliance repairs that without the plaintext and

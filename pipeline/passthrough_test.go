@@ -190,7 +190,7 @@ const envelopedType = "application/pkcs7-mime; smime-type=enveloped-data; name=s
 
 func addr(name string) string { return name + "@example.test" }
 
-// visibleTo is DESIGN's visible_to(r) for the headers the tests write: To and Cc are bob and
+// visibleTo is the privacy rule's visible_to(r) for the headers the tests write: To and Cc are bob and
 // carol, From is alice; group mode adds every Bcc recipient for a hidden one.
 func visibleTo(r string, bcc []string, group bool) map[string]bool {
 	v := map[string]bool{"alice": true, "bob": true, "carol": true, r: true}

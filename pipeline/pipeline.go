@@ -59,7 +59,7 @@ type Options struct {
 	// Limits are the normalisation's (smime.Normalize), the SMTP front's.
 	Limits smime.Limits
 	Now    func() time.Time
-	// PassThrough shapes how client-encrypted messages are split (DESIGN section 6).
+	// PassThrough shapes how client-encrypted messages are split (README, Client-encrypted mail).
 	PassThrough PassThroughPolicy
 	// Logger gets one line per sealed message, one audit line per package (its envelope
 	// recipients and the owners of its RecipientInfos) and one per certificate found unusable;

@@ -44,7 +44,7 @@
 //     and last error), delivered or failed. A delivery result is committed
 //     right after the transaction, so a recipient recorded as delivered is
 //     never sent to again; a crash between the next hop's 250 and that commit
-//     sends once more (at-least-once, as DESIGN.md promises). A retry goes
+//     sends once more (at-least-once, as the README promises). A retry goes
 //     only to the package's pending recipients, a subset of its envelope,
 //     so it reveals nothing the first attempt would not have.
 //

@@ -886,7 +886,7 @@ func BenchmarkAccept10KBParallel(b *testing.B) {
 }
 
 // Accept to delivered at the sink, 10 KB messages, one package each: the
-// queue's own overhead next to Postfix's ~670 msg/s (DESIGN.md section 12).
+// queue's own overhead next to Postfix's ~670 msg/s (README, Benchmark).
 func BenchmarkThroughput10KB(b *testing.B) {
 	sink, err := smtpsink.Start(smtpsink.Options{Discard: true})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 var ErrPassThrough = errors.New("seal: invalid pass-through package")
 
 // NewPassThrough makes the package of a client-encrypted message that the appliance split
-// without decrypting (DESIGN section 6): der is the client's CMS re-encoded with only the
+// without decrypting (README, Client-encrypted mail): der is the client's CMS re-encoded with only the
 // RecipientInfos pk may carry (cms.Enveloped.WithRecipients), outer the submitted header, of
 // which a copy gets pk's edits (so Bcc goes as it does for plain mail). Nothing is signed: the
 // appliance cannot read the content, so it vouches for nothing inside it, and a signature the

@@ -38,7 +38,7 @@ type Profile struct {
 	RecipientID cms.RecipientIDKind
 }
 
-// Profiles are the content profiles of DESIGN section 5, by the names the configuration uses.
+// Profiles are the content profiles (README, "Profiles and who can read them"), by the names the configuration uses.
 var Profiles = map[string]Profile{
 	split.ProfileCompat: {Content: cms.AES256CBC, RecipientID: cms.IssuerAndSerial},
 	"modern":            {Content: cms.AES256GCM, OAEP: true, RecipientID: cms.IssuerAndSerial},

@@ -149,7 +149,7 @@ var (
 
 // TestDecoders seals for 1, 2 and 25 recipients in both profiles and both identifier kinds,
 // and has every decoder that can read the combination decrypt it as every recipient and verify
-// the signature. Which decoder reads which combination is DESIGN section 5, measured.
+// the signature. Which decoder reads which combination was measured (README, "Profiles and who can read them").
 func TestDecoders(t *testing.T) {
 	r := setup(t)
 	body := "Grüße aus dem Rechenzentrum.\r\n"

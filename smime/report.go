@@ -18,7 +18,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// peopleFields are the outer header fields that can name a person (DESIGN section 2).
+// peopleFields are the outer header fields that can name a person (the privacy rule in package split's doc).
 var peopleFields = []string{
 	"From", "Sender", "Reply-To", "To", "Cc", "Bcc",
 	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Bcc",

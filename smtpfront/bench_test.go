@@ -12,7 +12,7 @@ import (
 
 // BenchmarkData measures one transaction of a 1 MB message over loopback
 // into a file spool with fsync: the front end's share of the per-message
-// cost DESIGN section 12 compares with Postfix.
+// cost the README's Benchmark compares with Postfix.
 func BenchmarkData(b *testing.B) {
 	for _, size := range []int{10 << 10, 1 << 20} {
 		b.Run(byteSize(size), func(b *testing.B) {

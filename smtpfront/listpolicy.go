@@ -6,7 +6,7 @@ import (
 )
 
 // ListPolicy is an optional extension of [Policy] for mail lists the appliance expands itself
-// (DESIGN section 7). Posts to such a list are signed by the list, not by the poster, so the
+// (README, Secure mailing lists). Posts to such a list are signed by the list, not by the poster, so the
 // list's posting rule decides who may send to it, and the poster need not be a configured
 // sender. When the Policy implements ListPolicy:
 //

@@ -40,7 +40,7 @@ var (
 // forClause finds the paths of Received "for" clauses.
 var forClause = regexp.MustCompile(`(?i)\bfor\s+<?([^\s;<>()]*@[^\s;<>(),]*)`)
 
-// CheckPrivacy verifies a plan made for in: DESIGN's privacy rule for every
+// CheckPrivacy verifies a plan made for in: the privacy rule (package doc) for every
 // package (its certificates' owners and its edited header), completeness
 // (every envelope recipient in exactly one package it can decrypt, or refused
 // as the policy says), the certificate choice and self-copy, minimality (the

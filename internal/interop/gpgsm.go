@@ -75,7 +75,7 @@ func statusLines(out []byte) map[string]bool {
 }
 
 // gnupgHome returns this binary's GNUPGHOME for user ("" for none) under the PKI in pkiDir,
-// making it on first use as DESIGN.md section 13 says: loopback pinentry (and cheap key
+// making it on first use as docs/decisions.md ("Interop facts measured") says: loopback pinentry (and cheap key
 // protection), no CRLs, policies or
 // dirmngr, the root trusted by its SHA-1 fingerprint, root and intermediate imported, and the
 // user's PKCS #12 imported with the passphrase on fd 0.

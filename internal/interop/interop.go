@@ -8,8 +8,8 @@
 // A missing tool skips the test, except under CI (any value) where it fails: CI must not pass by testing
 // nothing.
 //
-// The verdict never rests on exit codes alone, because the tools disagree about them (DESIGN.md
-// section 13): gpgsm can exit 2 after decrypting fine when dirmngr is off, so it is judged by its
+// The verdict never rests on exit codes alone, because the tools disagree about them
+// (docs/decisions.md, Interop facts): gpgsm can exit 2 after decrypting fine when dirmngr is off, so it is judged by its
 // DECRYPTION_OKAY and GOODSIG status lines; cmsutil exits 0 even for a bad signature, so it is
 // judged by its signerN.status lines.
 //
