@@ -531,7 +531,10 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			descs[key] = desc
 		}
 		pr := PlannedRecipientInfo{Index: i, Kind: ri.Kind, ID: desc}
-		if _, err := p.ownerOf(ri); key != "" && errors.Is(err, directory.ErrAmbiguousIdentifier) {
+		// One directory lookup per RecipientInfo: it both fails closed on an identifier two owners
+		// claim and names the owner of one dropped below.
+		owner, ownerErr := p.ownerOf(ri)
+		if key != "" && errors.Is(ownerErr, directory.ErrAmbiguousIdentifier) {
 			pr.Dropped = "identifier claimed by certificates of more than one owner" // fail closed
 			a.planned = append(a.planned, pr)
 			continue
@@ -559,8 +562,8 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			a.groups[id] = append(a.groups[id], i)
 		default:
 			pr.Dropped = "owner unknown"
-			if addr, err := p.ownerOf(ri); err == nil {
-				pr.Owner = addr
+			if ownerErr == nil {
+				pr.Owner = owner
 				pr.Dropped = "owner is not an envelope recipient"
 			}
 		}

@@ -15,7 +15,6 @@ import (
 	"io"
 	"net"
 	"net/textproto"
-	"net/url"
 	"strings"
 	"time"
 
@@ -62,7 +61,10 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 	described := map[string]bool{}
 	for _, t := range cfg.TokenList() {
 		what := "token " + t.Name
-		label := uriLabel(t.URI)
+		var label string // "" when the token is selected by serial or manufacturer
+		if u, err := hsm.ParseURI(t.URI); err == nil {
+			label = u.Token
+		}
 		lines, err := moduleInfo(t.Module, label)
 		if err != nil && (label != "" || len(lines) < 2) {
 			r.fail(what, err)
@@ -311,17 +313,4 @@ func ldapHost(u string) string {
 		return h
 	}
 	return rest
-}
-
-// uriLabel is the token label a PKCS#11 URI selects ("" when it selects by other attributes).
-func uriLabel(uri string) string {
-	for _, attr := range strings.Split(strings.TrimPrefix(uri, "pkcs11:"), ";") {
-		if v, ok := strings.CutPrefix(attr, "token="); ok {
-			if u, err := url.PathUnescape(v); err == nil {
-				return u
-			}
-			return v
-		}
-	}
-	return ""
 }

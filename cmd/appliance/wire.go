@@ -12,7 +12,6 @@ import (
 	"appliance/directory"
 	"appliance/pipeline"
 	"appliance/queue"
-	"appliance/smime"
 	"appliance/smtpfront"
 	"appliance/split"
 )
@@ -91,7 +90,7 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		PassThrough:     passThroughPolicy(cfg),
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-		Limits:          smime.Limits{MaxLineLength: cfg.SMTP.MaxLineLength, MaxHeaderBytes: cfg.SMTP.MaxHeaderBytes, MaxHeaderFields: cfg.SMTP.MaxHeaderFields},
+		Limits:          pipelineLimits(cfg),
 		Logger:          log.With("component", "seal"),
 	})
 	if err != nil {
