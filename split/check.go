@@ -762,7 +762,9 @@ func CheckRefusal(in Input, err error) error {
 					continue
 				}
 				at := strings.LastIndex(h, "@")
-				if strings.Contains(text, strings.ToLower(oracleSqueeze(h[:at]))) && strings.Contains(text, h[at+1:]) {
+				local := strings.ToLower(oracleSqueeze(h[:at]))
+				label, _, _ := strings.Cut(h[at+1:], ".")
+				if strings.Contains(text, local) && (strings.Contains(text, h[at+1:]) || strings.Contains(text, local+"@"+label)) {
 					return nil
 				}
 			}

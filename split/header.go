@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	nettextproto "net/textproto"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-message/mail"
@@ -214,6 +215,9 @@ func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) 
 		}
 		if f.class != classHidden && f.class != classDrop {
 			f.mentions = ps.mentionedIn(text)
+		}
+		if f.class == classContent && !msgIDFields[k] {
+			f.mentions = appendNew(f.mentions, ps.looselyIn(text))
 		}
 		out = append(out, f)
 	}
@@ -531,4 +535,43 @@ func isReplyField(key string) bool {
 		}
 	}
 	return false
+}
+
+// looselyIn lists the secret participants whose local part, an '@' and the first label of
+// their domain stand in text once white space and quoting are gone ("carol"@Y test). A
+// Content-* field is in every package, so it is judged by this wider net: what a reader
+// could take for a hidden recipient's address refuses the message.
+func (ps participants) looselyIn(text string) []string {
+	if len(ps.secret) == 0 || !strings.ContainsAny(text, "@=") {
+		return nil
+	}
+	var out []string
+	for _, t := range []string{text, decodeWords(text)} {
+		t = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\r' || r == '\n' || r == '"' || r == '\\' {
+				return -1
+			}
+			return r
+		}, asciiLower(t))
+		for _, s := range ps.secret {
+			at := strings.LastIndexByte(s, '@')
+			if at <= 0 {
+				continue
+			}
+			label, _, _ := strings.Cut(s[at+1:], ".")
+			if strings.Contains(t, asciiLower(s[:at])+"@"+asciiLower(label)) {
+				out = appendNew(out, []string{s})
+			}
+		}
+	}
+	return out
+}
+
+func appendNew(list, more []string) []string {
+	for _, m := range more {
+		if !slices.Contains(list, m) {
+			list = append(list, m)
+		}
+	}
+	return list
 }
