@@ -76,6 +76,9 @@ func (f *fileSpool) messages(t testing.TB) map[string][]byte {
 	}
 	out := make(map[string][]byte)
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			continue // being written, or about to be removed: not committed
+		}
 		b, err := os.ReadFile(filepath.Join(f.dir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
