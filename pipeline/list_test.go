@@ -403,10 +403,10 @@ func TestListPosters(t *testing.T) {
 	})
 }
 
-// TestListUnusableMembers: members whose certificate is expired (grace), EC (frank) or missing
+// TestListUnusableMembers: members whose certificate is expired (grace), lacks keyEncipherment (ivan) or is missing
 // are skipped with a log line naming them, never sent anything; the rest get their packages.
 func TestListUnusableMembers(t *testing.T) {
-	members := []string{"grace@example.test", "frank@example.test", "nocert@example.test", "bob@example.test"}
+	members := []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test"}
 	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
 	for _, tc := range []struct {
 		name string
@@ -424,7 +424,7 @@ func TestListUnusableMembers(t *testing.T) {
 				t.Fatalf("got packages %v, refused %+v; want bob's only", s.Packages, s.Refused)
 			}
 			logs := ls.logs.String()
-			for _, m := range []string{"grace@example.test", "frank@example.test", "nocert@example.test"} {
+			for _, m := range []string{"grace@example.test", "ivan@example.test", "nocert@example.test"} {
 				if !strings.Contains(logs, "list member skipped") || !strings.Contains(logs, "member="+m) {
 					t.Fatalf("no log line skipping %s:\n%s", m, logs)
 				}
@@ -447,7 +447,7 @@ func TestListUnusableMembers(t *testing.T) {
 }
 
 // TestListSkippedCounted: every skipped member is reported to OnMemberSkipped by reason, once
-// per expansion: no valid certificate (expired, EC, none at all), or a valid one the key cannot
+// per expansion: no valid certificate (expired, no keyEncipherment, none at all), or a valid one the key cannot
 // be wrapped for (a subjectKeyIdentifier id wanted from a certificate without one).
 func TestListSkippedCounted(t *testing.T) {
 	first := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
@@ -470,7 +470,7 @@ func TestListSkippedCounted(t *testing.T) {
 		want     map[string]int
 		packages int
 	}{
-		{"ok encrypted post", []string{"grace@example.test", "frank@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
+		{"ok encrypted post", []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
 			encrypted, map[string]int{pipeline.SkipNoCertificate: 3, pipeline.SkipUnusableCertificate: 1}, 2},
 		{"ok plain post", []string{"nocert@example.test", "bob@example.test", noSKI},
 			plainPost, map[string]int{pipeline.SkipNoCertificate: 1, pipeline.SkipUnusableCertificate: 1}, 1},

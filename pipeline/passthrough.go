@@ -551,7 +551,7 @@ func (p *Pipeline) attribute(env queue.Envelope, h textproto.Header, ris []*cms.
 			if !seen {
 				id = "ri:" + strconv.Itoa(i)
 				groupOf[key] = id
-				c := split.Cert{ID: id, Owner: o.addr, Profile: PassThroughProfile}
+				c := split.Cert{ID: id, Owner: o.addr, Profile: PassThroughProfile, KeyAgree: ri.Kind == cms.KeyAgree}
 				if o.rcpt {
 					a.certs[o.addr] = append(a.certs[o.addr], c)
 				}
