@@ -195,3 +195,70 @@ func mustHex(t testing.TB, s string) []byte {
 	}
 	return b
 }
+
+// TestParseKeyAgreeSeveralKeys: a KeyAgreeRecipientInfo whose RecipientEncryptedKeys name two
+// certificates keeps both keys but is attributed to neither; a malformed one is kept as it came,
+// unattributed, rather than failing the envelope.
+func TestParseKeyAgreeSeveralKeys(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	ctx := context.Background()
+	key := newSoftKey(t)
+	a, err := KeyAgreeRecipient(ctx, key, env.Cert(t, "frank"), KeyAgreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := KeyAgreeRecipient(ctx, key, env.Cert(t, "peggy"), KeyAgreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := func(ri *RecipientInfo) []elem {
+		e, _, err := readElem(ri.Raw, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := e.children(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	fa, fb := fields(a), fields(b)
+	reksA, _ := fa[3].children(1)
+	reksB, _ := fb[3].children(1)
+	tlv := func(tag byte, parts ...[]byte) []byte {
+		n := 0
+		for _, p := range parts {
+			n += len(p)
+		}
+		out := appendHeader(nil, tag, n)
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	two := tlv(0xa1, fa[0].raw, fa[1].raw, fa[2].raw, tlv(tagSequence, reksA[0].raw, reksB[0].raw))
+	bad := tlv(0xa1, fa[0].raw, fa[1].raw, fa[2].raw, tlv(tagSequence, tlv(tagSequence, []byte{0x05, 0x00})))
+	ec, err := Encrypt(ctx, key, AES256CBC, bytes.NewReader([]byte("x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := Envelope(ec, []*RecipientInfo{{Kind: KeyAgree, Version: 3, Raw: two}, {Kind: KeyAgree, Version: 3, Raw: bad}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := ParseEnveloped(enc.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ri := range parsed.RecipientInfos {
+		if ri.IDKey() != "" || ri.Matches(env.Cert(t, "frank")) || ri.Matches(env.Cert(t, "peggy")) {
+			t.Fatalf("entry with %d keys is attributed", len(ri.Keys))
+		}
+		switch {
+		case bytes.Equal(ri.Raw, two) && len(ri.Keys) != 2:
+			t.Fatalf("%d keys, want 2", len(ri.Keys))
+		case bytes.Equal(ri.Raw, bad) && len(ri.Keys) != 0:
+			t.Fatalf("malformed entry has %d keys", len(ri.Keys))
+		}
+	}
+}
