@@ -1,12 +1,13 @@
 package cms
 
 import (
-	"appliance/internal/softhsmtest"
 	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"testing"
+
+	"appliance/internal/softhsmtest"
 )
 
 // TestKeyAgreeOpenSSL: openssl decrypts the KeyAgreeRecipientInfos KeyAgreeRecipient makes for
