@@ -37,6 +37,12 @@ func (k *CEK) WrapAES(ctx context.Context, kek []byte) ([]byte, error) {
 	}
 	var wrapped []byte
 	err := k.use(ctx, op, func(c *conn, s pkcs11.SessionHandle) error {
+		if !c.mechs[pkcs11.CKM_AES_KEY_WRAP] {
+			// Said plainly rather than as the token's CKR_MECHANISM_INVALID; RSA recipients
+			// do not need it, so a token without it is not refused at start.
+			return &Error{Op: op, Kind: ErrMechanism, Err: &MechanismError{Token: k.t.cfg.name(),
+				Mechanism: []uint{pkcs11.CKM_AES_KEY_WRAP}, Need: "EC (ECDH) recipients"}}
+		}
 		h, err := c.p11.CreateObject(s, kekTemplate(kek))
 		if err != nil {
 			return err
