@@ -27,7 +27,8 @@ func ecPlan(pkgs []Package) []string {
 // and Bcc, next to RSA recipients, through the real daemon on SoftHSM2 in both Bcc modes: each
 // EC recipient gets a package of its own holding its KeyAgreeRecipientInfo and the sender's RSA
 // self-copy, openssl decrypts every package as each of its recipients (the independent checker),
-// no package reveals anyone outside its visible set, and `appliance seal` makes the same plan.
+// no package reveals anyone outside its visible set, `appliance seal` makes the same plan and
+// `appliance inspect` names the same RecipientInfo owners as openssl.
 func TestServeKeyAgree(t *testing.T) {
 	t.Parallel()
 	bin := Build(t)
@@ -65,6 +66,7 @@ func TestServeKeyAgree(t *testing.T) {
 				}
 			}
 			compareSeal(t, r, bin, exp, pkgs)
+			compareInspect(t, r, bin, pkgs) // inspect names each KeyAgreeRecipientInfo's owner
 		})
 	}
 }
