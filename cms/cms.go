@@ -6,7 +6,8 @@
 //
 // One message is encrypted once per content algorithm and then sent as many packages, each with
 // its own set of RecipientInfos (so a Bcc recipient is never named to anyone else). [Encrypt]
-// produces an [EncryptedContent]; [KeyTransRecipient] wraps the key for one certificate;
+// produces an [EncryptedContent]; [KeyTransRecipient] wraps the key for one RSA certificate and
+// [KeyAgreeRecipient] for one EC certificate (ECDH, the wrap done by the key's holder);
 // [Envelope] assembles a ContentInfo from the shared content and one package's RecipientInfos.
 // Assembly costs O(recipients): the DER lengths are computed, and the [Encoded] result refers to
 // the shared ciphertext instead of copying it. [ParseEnveloped] reads what clients send (DER or
