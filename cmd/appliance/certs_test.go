@@ -13,6 +13,7 @@ import (
 
 	"appliance/cms"
 	"appliance/cms/oid"
+	"appliance/directory"
 	"appliance/internal/softhsmtest"
 	"appliance/smime"
 )
@@ -99,9 +100,9 @@ func TestCerts(t *testing.T) {
 		{name: "ok check", args: []string{"check", "carol@example.test", "-config", cfg},
 			want: []string{"carol@example.test: ok, 1 certificate(s)", "profile compat"}},
 		{name: "fail check expired", args: []string{"check", "grace@example.test", "-config", cfg},
-			wantErr: errNoUsableCertificate, want: []string{"no usable certificate (certificate has expired"}},
+			wantErr: directory.ErrNoUsableCertificate, want: []string{"no usable certificate (certificate has expired"}},
 		{name: "fail check unknown", args: []string{"check", "nobody@example.test", "-config", cfg},
-			wantErr: errNoUsableCertificate, want: []string{"no usable certificate (none found)"}},
+			wantErr: directory.ErrNoUsableCertificate, want: []string{"no usable certificate (none found)"}},
 		{name: "ok learn", args: []string{"learn", eml, "-config", learnt},
 			want: []string{"learnt olivia@example.org", "announced: AES-256-GCM, AES-256-CBC", "profile for olivia@example.org: modern (learnt"}},
 		{name: "ok show after learn", args: []string{"show", "olivia@example.org", "-config", learnt},
