@@ -87,10 +87,7 @@ func CheckExpiry(r Reporter, what string, c *x509.Certificate, now time.Time) {
 // is pub, nil when the key could not be read): present, in date, for the same key, naming addr,
 // issued under roots (inters gains the chain's intermediates).
 func CheckSignerCert(r Reporter, what, addr, keyURI string, pub crypto.PublicKey, certPath string, roots, inters *x509.CertPool, now time.Time) {
-	chain, err := LoadCertificates(certPath)
-	if err == nil && len(chain) == 0 {
-		err = fmt.Errorf("no certificate in %q", certPath)
-	}
+	chain, err := LoadChain(certPath)
 	if err != nil {
 		r.Fail(what+" certificate", err)
 		return
@@ -154,4 +151,13 @@ func ldapURLHost(u string) string {
 		return h
 	}
 	return rest
+}
+
+// LoadChain reads a certificate chain, leaf first; a file without a certificate is an error.
+func LoadChain(file string) ([]*x509.Certificate, error) {
+	chain, err := LoadCertificates(file)
+	if err == nil && len(chain) == 0 {
+		err = fmt.Errorf("no certificate in %q", file)
+	}
+	return chain, err
 }

@@ -6,12 +6,16 @@ package hsm
 // on the token.
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -247,4 +251,36 @@ func MechanismReport(t *Token, name string, roles []string) ([]string, error) {
 		out = append(out, fmt.Sprintf("roles %s: ok", strings.Join(roles, ",")))
 	}
 	return out, nil
+}
+
+// LoadOrMakePIN reads the PIN in file or, when file does not exist, makes a random one and
+// writes it there (mode 0600, its directory made); made says which.
+func LoadOrMakePIN(file string) (pin string, made bool, err error) {
+	pin, err = LoadPIN(file, "")
+	if !errors.Is(err, os.ErrNotExist) {
+		return pin, false, err
+	}
+	r := make([]byte, 8)
+	if _, err := rand.Read(r); err != nil {
+		return "", false, err
+	}
+	pin = hex.EncodeToString(r)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(file, []byte(pin), 0o600); err != nil {
+		return "", false, err
+	}
+	return pin, true, nil
+}
+
+// EnsureKey returns the signer of the key keyURI names on the token, generating a key pair of
+// kind labelled label when there is none (made says which).
+func (t *Token) EnsureKey(ctx context.Context, keyURI, label string, kind KeyKind) (s crypto.Signer, made bool, err error) {
+	s, err = t.Signer(ctx, keyURI)
+	if errors.Is(err, ErrKeyNotFound) {
+		s, err = t.GenerateKeyPair(ctx, label, kind)
+		return s, err == nil, err
+	}
+	return s, false, err
 }

@@ -9,8 +9,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -215,15 +213,12 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	for _, addr := range o.senders {
 		label := hsm.KeyLabel(addr, used)
 		uri := fmt.Sprintf("pkcs11:token=%s;object=%s", o.token, label)
-		signer, err := tok.Signer(bgctx(), uri)
+		signer, made, err := tok.EnsureKey(bgctx(), uri, label, kind)
 		switch {
-		case errors.Is(err, hsm.ErrKeyNotFound):
-			if signer, err = tok.GenerateKeyPair(bgctx(), label, kind); err != nil {
-				return fmt.Errorf("sender %s: %w", addr, err)
-			}
-			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
 		case err != nil:
 			return fmt.Errorf("sender %s: %w", addr, err)
+		case made:
+			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
 		default:
 			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", uri, addr)
 		}
@@ -283,12 +278,9 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 // importCert checks that file's leaf is for the key labelled label and names addr, stores it
 // beside the key on the token and writes the chain to certPath.
 func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file, certPath string) error {
-	chain, err := directory.LoadCertificates(file)
+	chain, err := directory.LoadChain(file)
 	if err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
-	}
-	if len(chain) == 0 {
-		return fmt.Errorf("sender %s: no certificate in %q", addr, file)
 	}
 	if !directory.CoversAddress(chain[0], addr) {
 		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(directory.CertAddresses(chain[0]), ", "), addr)
@@ -318,22 +310,12 @@ func (o *initOptions) initialiseToken(p *prompter) error {
 	if err != nil {
 		return fmt.Errorf("SO PIN: %w", err)
 	}
-	pin, err := hsm.LoadPIN(o.pinFile, "")
-	if errors.Is(err, os.ErrNotExist) {
-		r := make([]byte, 8)
-		if _, err := rand.Read(r); err != nil {
-			return err
-		}
-		pin = hex.EncodeToString(r)
-		if err := os.MkdirAll(filepath.Dir(o.pinFile), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.pinFile, []byte(pin), 0o600); err != nil {
-			return err
-		}
-		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
-	} else if err != nil {
+	pin, made, err := hsm.LoadOrMakePIN(o.pinFile)
+	if err != nil {
 		return fmt.Errorf("user PIN: %w", err)
+	}
+	if made {
+		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
 	}
 	if err := hsm.InitToken(o.module, o.token, so, pin); err != nil {
 		return err

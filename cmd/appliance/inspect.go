@@ -59,8 +59,8 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		var others []directory.CertOwner
 		var senders []pipeline.Sender
 		for _, s := range cfg.Senders {
-			chain, err := directory.LoadCertificates(s.Cert)
-			if err != nil || len(chain) == 0 {
+			chain, err := directory.LoadChain(s.Cert)
+			if err != nil {
 				return fmt.Errorf("sender %q: %v", s.Address, err)
 			}
 			others = append(others, directory.CertOwner{Address: s.Address, Cert: chain[0]})

@@ -118,12 +118,9 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		_, err = stdout.Write(csr)
 		return err
 	case "import-cert":
-		certs, err := directory.LoadCertificates(fs.Arg(0))
+		certs, err := directory.LoadChain(fs.Arg(0))
 		if err != nil {
 			return err
-		}
-		if len(certs) == 0 {
-			return fmt.Errorf("no certificate in %q", fs.Arg(0))
 		}
 		u, err := hsm.ParseURI(*keyURI)
 		if err != nil {

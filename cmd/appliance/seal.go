@@ -103,12 +103,9 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	if len(bytes.TrimSpace(msg)) == 0 {
 		return errors.New("empty message on stdin: nothing to seal")
 	}
-	chain, err := directory.LoadCertificates(sender.Cert)
+	chain, err := directory.LoadChain(sender.Cert)
 	if err != nil {
 		return fmt.Errorf("sender %q: %w", sender.Address, err)
-	}
-	if len(chain) == 0 {
-		return fmt.Errorf("sender %q: no certificate in %q", sender.Address, sender.Cert)
 	}
 	// The From check reads the header as the pipeline will: normalised the one way both doors
 	// normalise (smime.Normalize; Process runs it again, to the same bytes).
