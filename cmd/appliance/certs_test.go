@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"appliance/cms/oid"
 	"appliance/directory"
 	"appliance/internal/softhsmtest"
+	"appliance/internal/testconfig"
 	"appliance/smime"
 )
 
@@ -34,29 +34,9 @@ func certsConfig(t *testing.T, env *softhsmtest.Env, extra string) (cfgPath, cer
 	if out, err := exec.Command("cp", "-r", env.File("certs"), certs).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v: %s", err, out)
 	}
-	cfg := fmt.Sprintf(`[hsm]
-module = %q
-token = "appliance"
-pin_file = %q
-[smtp]
-hostname = "relay.example.test"
-[relay]
-next_hop = "127.0.0.1:2526"
-[spool]
-dir = %q
-[directory]
-certs = %q
-roots = %q
-[[sender]]
-address = "alice@example.test"
-key = "pkcs11:token=appliance;object=alice"
-cert = %q
-%s`, env.Module, env.PINFile, filepath.Join(dir, "spool"), certs, env.File("roots.pem"), env.File("alice.chain.pem"), extra)
-	cfgPath = filepath.Join(dir, "appliance.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cfgPath, certs
+	c := testconfig.New(env, dir)
+	c.Certs, c.Extra = certs, extra
+	return c.Write(t, dir), certs
 }
 
 func oliviaSigned(t *testing.T, env *softhsmtest.Env) string {
