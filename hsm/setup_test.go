@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,4 +103,54 @@ func TestMechanismReport(t *testing.T) {
 	if !strings.Contains(strings.Join(lines, "\n"), "(role sign") {
 		t.Errorf("no mechanism marked for the sign role:\n%s", strings.Join(lines, "\n"))
 	}
+}
+
+// TestInitTokenFresh initialises a token on a module without one and finds it described and
+// usable with the PIN it set. SoftHSM2 reads its configuration once per process, so the empty
+// module is used from a child process running TestInitTokenChild.
+func TestInitTokenFresh(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	text := "directories.tokendir = " + filepath.Join(dir, "tokens") + "\nobjectstore.backend = file\nlog.level = ERROR\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInitTokenChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf, "APPLIANCE_INIT_CHILD="+env.Module)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestInitTokenChild") {
+		t.Fatalf("init child: %v\n%s", err, out)
+	}
+}
+
+func TestInitTokenChild(t *testing.T) {
+	module := os.Getenv("APPLIANCE_INIT_CHILD")
+	if module == "" {
+		t.Skip("run by TestInitTokenFresh") // a child process: the parent runs it
+	}
+	if labels, err := hsm.ListTokens(module); err != nil || len(labels) != 0 {
+		t.Fatalf("ListTokens before = %v, %v; want none", labels, err)
+	}
+	if err := hsm.InitToken(module, "fresh", softhsmtest.SOPIN, softhsmtest.PIN); err != nil {
+		t.Fatalf("InitToken: %v", err)
+	}
+	if labels, err := hsm.ListTokens(module); err != nil || len(labels) != 1 || labels[0] != "fresh" {
+		t.Fatalf("ListTokens after = %v, %v; want fresh", labels, err)
+	}
+	lines, err := hsm.ModuleInfo(module, "fresh")
+	if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[2], `token     "fresh": SoftHSM`) {
+		t.Fatalf("ModuleInfo = %q, %v", lines, err)
+	}
+	if _, err := hsm.ModuleInfo(module, "nosuch"); err == nil || !strings.Contains(err.Error(), "no token with this label") {
+		t.Fatalf("ModuleInfo of a missing token = %v", err)
+	}
+	tok, err := hsm.Open(hsm.Config{Module: module, TokenLabel: "fresh", PIN: softhsmtest.PIN, MaxSessions: 1})
+	if err != nil {
+		t.Fatalf("Open with the PIN InitToken set: %v", err)
+	}
+	tok.Close()
 }
