@@ -17,12 +17,9 @@ import (
 func listsFromConfig(cfg *config.Config) ([]pipeline.List, error) {
 	out := make([]pipeline.List, 0, len(cfg.Lists))
 	for _, l := range cfg.Lists {
-		chain, err := directory.LoadCertificates(l.Cert)
+		chain, err := directory.LoadChain(l.Cert)
 		if err != nil {
 			return nil, fmt.Errorf("list %q: %w", l.Address, err)
-		}
-		if len(chain) == 0 {
-			return nil, fmt.Errorf("list %q: no certificate in %q", l.Address, l.Cert)
 		}
 		pl := pipeline.List{Address: l.Address, KeyURI: l.Key, Chain: chain, MembersFile: l.MembersFile}
 		switch {

@@ -87,13 +87,9 @@ func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
 	if err != nil {
 		return hsm.Config{}, err
 	}
-	var roles hsm.Roles
-	for _, r := range t.Roles {
-		x, err := hsm.ParseRole(r)
-		if err != nil {
-			return hsm.Config{}, err
-		}
-		roles |= x
+	roles, err := hsm.ParseRoles(t.Roles)
+	if err != nil {
+		return hsm.Config{}, err
 	}
 	return hsm.Config{Module: t.Module, Select: u, Name: t.Name, Roles: roles, PIN: pin,
 		MaxSessions: t.MaxSessions, PoolTimeout: 30 * time.Second}, nil
