@@ -8,6 +8,7 @@ import (
 	nettextproto "net/textproto"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
@@ -192,7 +193,7 @@ type participants struct {
 func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) {
 	ps := participants{secret: secret, cs: cs}
 	for _, s := range secret {
-		ps.keys = append(ps.keys, squeeze(s))
+		ps.keys = append(ps.keys, squeeze(readable(s)))
 	}
 	var out []hfield
 	count := map[string]int{}
@@ -249,7 +250,7 @@ func (ps participants) mentionedIn(text string) []string {
 // each as is and squeezed.
 func spellings(text string) []string {
 	var forms []string
-	for _, t := range []string{text, decodeWords(text)} {
+	for _, t := range []string{readable(text), readable(decodeWords(text))} {
 		for _, c := range []string{t, stripComments(t)} {
 			forms = append(forms, c, squeeze(c))
 		}
@@ -293,6 +294,19 @@ func addressesIn(text string, cs bool) []string {
 }
 
 func isTokenByte(c byte) bool { return c == '@' || isLocalByte(c) }
+
+// readable is text as the header policy judges it: every byte that is not UTF-8 becomes
+// U+FFFD, as normalization (strings.ToLower) turns it, so an address holding such bytes
+// compares alike in a field and in the participants' list. Every byte or rune >= 0x80 is an
+// address character (isLocalByte, isDomainByte), as the oracle reads it (oracleTokenRune):
+// "0000\xff@0" is one address, which is nobody's and so names someone outside every
+// visible set, never the local part "0" of someone's "0@0".
+func readable(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune { return r }, s)
+}
 
 // squeeze removes quotes and backslashes, and white space next to '@' or
 // '.', so `"carol" @ y.test` and carol@y.test compare alike. It only widens
@@ -546,7 +560,7 @@ func (ps participants) looselyIn(text string) []string {
 		return nil
 	}
 	var out []string
-	for _, t := range []string{text, decodeWords(text)} {
+	for _, t := range []string{readable(text), readable(decodeWords(text))} {
 		t = strings.Map(func(r rune) rune {
 			if r == ' ' || r == '\t' || r == '\r' || r == '\n' || r == '"' || r == '\\' {
 				return -1
@@ -554,6 +568,7 @@ func (ps participants) looselyIn(text string) []string {
 			return r
 		}, asciiLower(t))
 		for _, s := range ps.secret {
+			s := readable(s)
 			at := strings.LastIndexByte(s, '@')
 			if at <= 0 {
 				continue
