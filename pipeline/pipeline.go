@@ -86,7 +86,7 @@ func New(o Options) (*Pipeline, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := o.PassThrough.validate(); err != nil {
+	if err := o.PassThrough.Validate(); err != nil {
 		return nil, err
 	}
 	p := &Pipeline{opts: o, senders: map[string]Sender{}}
