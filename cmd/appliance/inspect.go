@@ -13,6 +13,7 @@ import (
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/smime"
+	"appliance/split"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
@@ -219,10 +220,10 @@ func printReport(w io.Writer, r *inspectReport) {
 }
 
 type splitReport struct {
-	Error    string                    `json:"error,omitempty"`
-	Packages []pipeline.PlannedPackage `json:"packages,omitempty"`
-	Dropped  []droppedInfo             `json:"dropped,omitempty"`
-	Refused  []refusedRcpt             `json:"refused,omitempty"`
+	Error    string                 `json:"error,omitempty"`
+	Packages []split.PlannedPackage `json:"packages,omitempty"`
+	Dropped  []droppedInfo          `json:"dropped,omitempty"`
+	Refused  []refusedRcpt          `json:"refused,omitempty"`
 }
 
 type droppedInfo struct {
