@@ -1,6 +1,6 @@
 // Package pipeline is the work done for one spooled message: classify it (smime.Classify), then
 // dispatch it to its mode: plain mail is planned by split and sealed by seal, client-encrypted
-// mail is split without decrypting (passthrough.go), a post to a list goes to the list agent
+// mail is split without decrypting (package passthrough), a post to a list goes to the list agent
 // (lists). It asks the directory for every recipient's certificates, and tells an observer what
 // it did (Events).
 //
