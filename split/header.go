@@ -174,6 +174,10 @@ type hfield struct {
 	value string
 	class fieldClass
 	addrs []*mail.Address // classAddress only
+	// rebuiltMentions are what the field rebuilt from its bare addresses still names
+	// (classAddress only): an address whose own spelling reads as someone else's
+	// ("bob b"@x.test holds b@x.test) cannot be made clean by rebuilding.
+	rebuiltMentions []string
 	// mentions are the secret participants (normalized) the field names in
 	// any spelling; for a Received field, after its "for" clauses go.
 	mentions []string
@@ -213,6 +217,7 @@ func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) 
 				return nil, &AddressError{Field: k, Value: f.value, Err: err}
 			}
 			f.addrs = list
+			f.rebuiltMentions = ps.mentionedIn(rebuild(list))
 		}
 		if f.class != classHidden && f.class != classDrop {
 			f.mentions = ps.mentionedIn(text)
@@ -454,14 +459,15 @@ type allowedSet func(norm string) bool
 func edits(fields []hfield, allowed allowedSet, bccKey string, bcc []string, bccAt int) HeaderEdits {
 	var e HeaderEdits
 	e.Bcc = bcc
-	clean := func(f hfield) bool {
-		for _, m := range f.mentions {
+	cleanOf := func(mentions []string) bool {
+		for _, m := range mentions {
 			if !allowed(m) {
 				return false
 			}
 		}
 		return true
 	}
+	clean := func(f hfield) bool { return cleanOf(f.mentions) }
 	addBcc := func() {
 		if len(bcc) > 0 {
 			e.Fields = append(e.Fields, FieldEdit{Key: bccKey, N: -1, Value: strings.Join(bcc, ", ")})
@@ -488,6 +494,10 @@ func edits(fields []hfield, allowed allowedSet, bccKey string, bcc []string, bcc
 				// Reply-To makes nobody visible, so its own addresses may be the hidden ones:
 				// rebuilding would keep them. The field goes from this package.
 				e.Dropped = append(e.Dropped, f.key+" (names a hidden recipient)")
+				continue
+			}
+			if !clean(f) && !cleanOf(f.rebuiltMentions) {
+				e.Dropped = append(e.Dropped, f.key+" (an address in it reads as a hidden recipient's)")
 				continue
 			}
 			if !clean(f) {

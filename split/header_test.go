@@ -273,3 +273,24 @@ func TestEightBitAddresses(t *testing.T) {
 		t.Errorf("a visible recipient's 8-bit address dropped the Subject:\n%s", got)
 	}
 }
+
+// TestAddressReadsAsAnother: an address whose own spelling reads as someone else's
+// ("bob b"@x.test holds b@x.test once the quotes go) cannot be made clean by rebuilding its
+// field, so the field goes from every package that may not see that someone (fuzz finding).
+func TestAddressReadsAsAnother(t *testing.T) {
+	h := header("From: alice@example.test\nTo: \"bob b\"@x.test (c)\nBcc: frank@z.test\nSubject: s")
+	in := Input{Header: h, MailFrom: "alice@example.test", RcptTo: []string{"berin@x.test", "frank@z.test"},
+		Certs: map[string][]Cert{"frank@z.test": {{ID: "f", Owner: "frank@z.test", Profile: "compat"}}, "berin@x.test": {{ID: "b", Owner: "berin@x.test", Profile: "compat"}}}}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, pk := range p.Packages {
+		if got := render(t, h, pk.Edits); strings.Contains(got, "bob b") || !strings.Contains(strings.Join(pk.Edits.Dropped, ","), "To (an address in it reads") {
+			t.Errorf("package for %v:\n%s\ndropped %v", pk.Recipients, got, pk.Edits.Dropped)
+		}
+	}
+}
