@@ -1,17 +1,21 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"appliance/audit"
+	"appliance/config"
+	"appliance/internal/softhsmtest"
 )
 
 // TestAuditCommand: `appliance audit verify` passes an untouched trail (exit 0), names the
@@ -63,5 +67,36 @@ func TestAuditCommand(t *testing.T) {
 	r = runBin(t, nil, "", nil, "audit", "verify")
 	if r.code != 2 || !strings.Contains(r.stderr, "at least one FILE") {
 		t.Fatal(r)
+	}
+}
+
+// TestOpenAuditLog: [audit] with a key on the token gives a trail whose seals verify against
+// that key's certificate.
+func TestOpenAuditLog(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	dir := filepath.Join(t.TempDir(), "audit")
+	cfgPath, _ := certsConfig(t, env, fmt.Sprintf("[audit]\ndir = %q\nkey = \"pkcs11:token=appliance;object=alice\"\n", dir))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := openTokens(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	l, err := openAuditLog(bgctx(), cfg, sup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Accepted(audit.Accepted{Message: "m1", From: "alice@example.test", Recipients: []string{"bob@example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify([]string{filepath.Join(dir, audit.FileName(1))}, audit.VerifyOptions{Trusted: []crypto.PublicKey{env.Cert(t, "alice").PublicKey}})
+	if err != nil || rep.Problem != nil || rep.Signed != 1 {
+		t.Fatalf("%+v %v", rep, err)
 	}
 }
