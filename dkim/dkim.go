@@ -41,6 +41,10 @@ type Key struct {
 // ErrNoKey is returned by Sign when no key covers the From domain of the message.
 var ErrNoKey = errors.New("dkim: no key for the From domain")
 
+// ErrUnsignable is returned by Sign when the package's header cannot be signed (no From field, a
+// line without a colon, a header over 1 MB); every other error is the key's or the reader's.
+var ErrUnsignable = errors.New("dkim: header cannot be signed")
+
 // Signer signs packages with the keys of their From domain. It is safe for concurrent use when
 // the crypto.Signers are.
 type Signer struct {
@@ -170,12 +174,16 @@ func (s *Signer) SignHeader(header []byte, body io.Reader) (string, error) {
 // to be signed here, once when the result is written; it must write the same bytes each time.
 func (s *Signer) WriterTo(pkg io.WriterTo) (io.WriterTo, error) {
 	pr, pw := io.Pipe()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		_, err := pkg.WriteTo(pw)
 		pw.CloseWithError(err)
 	}()
 	field, err := s.Sign(pr)
 	pr.CloseWithError(errors.New("dkim: signing stopped"))
+	// The first WriteTo must be over before anyone calls the second.
+	<-done
 	if err != nil {
 		return nil, err
 	}
@@ -223,17 +231,17 @@ func readHeader(br *bufio.Reader) (raw []byte, names []string, fromDomain string
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			return nil, nil, "", errors.New("dkim: header line too long")
+			return nil, nil, "", fmt.Errorf("%w: a header line too long", ErrUnsignable)
 		}
 		if err != nil && (err != io.EOF || len(line) == 0) {
 			if err == io.EOF {
-				return nil, nil, "", errors.New("dkim: the message ends inside its header")
+				return nil, nil, "", fmt.Errorf("%w: the message ends inside its header", ErrUnsignable)
 			}
 			return nil, nil, "", err
 		}
 		raw = append(raw, line...)
 		if len(raw) > maxHeader {
-			return nil, nil, "", errors.New("dkim: header too large")
+			return nil, nil, "", fmt.Errorf("%w: header too large", ErrUnsignable)
 		}
 		t := bytes.TrimRight(line, "\r\n")
 		if len(t) == 0 {
@@ -247,7 +255,7 @@ func readHeader(br *bufio.Reader) (raw []byte, names []string, fromDomain string
 		}
 		name, value, ok := bytes.Cut(t, []byte(":"))
 		if !ok {
-			return nil, nil, "", fmt.Errorf("dkim: header line without a colon: %.40q", t)
+			return nil, nil, "", fmt.Errorf("%w: a header line without a colon: %.40q", ErrUnsignable, t)
 		}
 		n := string(bytes.TrimRight(name, " \t"))
 		names = append(names, n)
@@ -260,7 +268,7 @@ func readHeader(br *bufio.Reader) (raw []byte, names []string, fromDomain string
 		}
 	}
 	if from == "" {
-		return nil, nil, "", errors.New("dkim: the message has no From field")
+		return nil, nil, "", fmt.Errorf("%w: no From field", ErrUnsignable)
 	}
 	return raw, names, addressDomain(from), nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -217,8 +218,13 @@ func TestWriterToAndDomains(t *testing.T) {
 	if out, ok := v.verify(b.String()); !ok || !strings.Contains(out, "ok example.com sel rsa-sha256") {
 		t.Fatalf("subdomain with the parent's key:\n%s", out)
 	}
-	if _, err := s.Sign(strings.NewReader(strings.Replace(pkg, "alice@example.com", "alice@example.org", 1))); err == nil {
-		t.Fatal("signed for a domain without a key")
+	if _, err := s.Sign(strings.NewReader(strings.Replace(pkg, "alice@example.com", "alice@example.org", 1))); !errors.Is(err, dkim.ErrNoKey) {
+		t.Fatalf("domain without a key: %v", err)
+	}
+	for _, bad := range []string{strings.Replace(pkg, "From:", "X-From:", 1), "From: a@example.com\r\nno colon\r\n\r\nbody", "From: a@example.com\r\n"} {
+		if _, err := s.Sign(strings.NewReader(bad)); !errors.Is(err, dkim.ErrUnsignable) {
+			t.Errorf("%.30q: %v, want ErrUnsignable", bad, err)
+		}
 	}
 	hdr, body, _ := strings.Cut(pkg, "\r\n\r\n")
 	f, err := s.SignHeader([]byte(hdr), strings.NewReader(body))

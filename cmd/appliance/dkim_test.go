@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"appliance/config"
 	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
+	"appliance/queue"
 )
 
 // TestKeysDKIMRecord: `appliance keys dkim-record` prints the record of the key on the token,
@@ -64,9 +67,49 @@ func TestKeysDKIMRecord(t *testing.T) {
 	if err := os.WriteFile(dnsFile, dns, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "..", "dkim", "testdata", "dkimverify.py"), dnsFile)
-	cmd.Stdin = strings.NewReader(field + msg)
-	if res, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(res), "ok example.test s1 rsa-sha256") {
-		t.Fatalf("python3-dkim: %v\n%s", err, res)
+	verify := func(m string) (string, bool) {
+		cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "..", "dkim", "testdata", "dkimverify.py"), dnsFile)
+		cmd.Stdin = strings.NewReader(m)
+		res, err := cmd.CombinedOutput()
+		return string(res), err == nil && strings.Contains(string(res), "ok example.test s1 rsa-sha256")
 	}
+	if res, ok := verify(field + msg); !ok {
+		t.Fatalf("python3-dkim:\n%s", res)
+	}
+
+	// The processor wrapper: the package from a domain with a key is signed, the other is not.
+	other := strings.Replace(msg, "alice@example.test", "alice@example.org", 1)
+	p := dkimProcessor(fixedProcessor{msg, other}, s, nil)
+	sealed, err := p.Process(bgctx(), "id1", queue.Envelope{}, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b0, b1 strings.Builder
+	sealed.Packages[0].Body.WriteTo(&b0)
+	sealed.Packages[1].Body.WriteTo(&b1)
+	if res, ok := verify(b0.String()); !ok || !strings.HasSuffix(b0.String(), msg) {
+		t.Fatalf("processor's package:\n%s\n%s", b0.String(), res)
+	}
+	if b1.String() != other {
+		t.Fatalf("package without a key changed:\n%s", b1.String())
+	}
+}
+
+// fixedProcessor seals every message into the packages it holds, one a string.
+type fixedProcessor []string
+
+func (f fixedProcessor) Process(context.Context, string, queue.Envelope, io.Reader) (*queue.Sealed, error) {
+	s := &queue.Sealed{}
+	for _, p := range f {
+		s.Packages = append(s.Packages, queue.Package{Body: textPackage(p)})
+	}
+	return s, nil
+}
+
+// textPackage writes the same bytes on every WriteTo, as a sealed package does.
+type textPackage string
+
+func (p textPackage) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, string(p))
+	return int64(n), err
 }
