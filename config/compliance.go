@@ -49,6 +49,42 @@ type Audit struct {
 	Key string `toml:"key"`
 }
 
+// The journal: for every message, one extra package to the journal address alone, holding the
+// original message and an envelope report (every recipient with its kind, Bcc included, and
+// which package each got), signed with the journal sender's key and encrypted to the journal
+// certificates alone.
+type Journal struct {
+	// The journal address: the journal package's only recipient; empty keeps no journal.
+	// Value: address; off while empty
+	// Example: "journal@example.test"
+	Address string `toml:"address"`
+	// The journal certificates (PEM, one or more per file): every RecipientInfo of the journal
+	// package, one per officer who may read it.
+	// Value: array of paths, required with address
+	// Example: ["/etc/appliance/journal/officer1.pem"]
+	Certs []string `toml:"certs"`
+	// The [[sender]] whose key signs the journal package; its address is the journal package's
+	// MAIL FROM and From (never the original sender's).
+	// Value: address of a [[sender]], required with address
+	// Example: "journal-sender@example.test"
+	Sender string `toml:"sender"`
+	// Whether a message waits for its journal: "wait" delivers none of its packages before the
+	// next hop has accepted the journal package; "nowait" delivers them beside it. Either way a
+	// journal package that cannot be delivered is retried like any package, never dropped.
+	// Value: "wait" (default) or "nowait"
+	// Example: "wait"
+	Policy string `toml:"policy"`
+}
+
+// Journal policies.
+const (
+	JournalWait   = "wait"
+	JournalNoWait = "nowait"
+)
+
+// Enabled reports whether a journal is configured.
+func (j Journal) Enabled() bool { return j.Address != "" }
+
 // Enabled reports whether an audit trail is configured.
 func (a Audit) Enabled() bool { return a.Dir != "" }
 
@@ -67,6 +103,9 @@ func (c *Config) DKIMKeys(domain string) []DKIM {
 
 func (c *Config) resolveCompliance(abs func(*string)) {
 	abs(&c.Audit.Dir)
+	for i := range c.Journal.Certs {
+		abs(&c.Journal.Certs[i])
+	}
 }
 
 func (c *Config) validateCompliance(v *validator) {
@@ -98,6 +137,7 @@ func (c *Config) validateCompliance(v *validator) {
 			v.add(k+".key", ErrInvalid, "%q: %v", d.Key, err)
 		}
 	}
+	c.validateJournal(v)
 	a := &c.Audit
 	if !a.Enabled() {
 		if a.MaxBytes != 0 || a.MaxAge != 0 || a.Key != "" {
@@ -120,4 +160,44 @@ func (c *Config) validateCompliance(v *validator) {
 			v.add("audit.key", ErrInvalid, "%q: %v", a.Key, err)
 		}
 	}
+}
+
+func (c *Config) validateJournal(v *validator) {
+	j := &c.Journal
+	if !j.Enabled() {
+		if len(j.Certs) > 0 || j.Sender != "" || j.Policy != "" {
+			v.add("journal.address", ErrMissing, "journal keys are set but address is empty, so nothing is journaled")
+		}
+		return
+	}
+	if canon, err := canonicalAddress(j.Address); err != nil {
+		v.add("journal.address", ErrInvalid, "%q: %v", j.Address, err)
+	} else {
+		j.Address = canon
+		if _, ok := c.Sender(canon); ok {
+			v.add("journal.address", ErrConflict, "%q is also a [[sender]]", canon)
+		}
+		for i, l := range c.Lists {
+			if foldAddress(l.Address) == foldAddress(canon) {
+				v.add("journal.address", ErrConflict, "%q is also list[%d]", canon, i)
+			}
+		}
+	}
+	if len(j.Certs) == 0 {
+		v.add("journal.certs", ErrMissing, "at least one journal certificate file")
+	}
+	for i, f := range j.Certs {
+		if f == "" {
+			v.add("journal.certs", ErrInvalid, "entry %d is empty", i+1)
+		}
+	}
+	if j.Sender == "" {
+		v.add("journal.sender", ErrMissing, "the [[sender]] whose key signs the journal")
+	} else if _, ok := c.Sender(j.Sender); !ok {
+		v.add("journal.sender", ErrInvalid, "%q is not a [[sender]]", j.Sender)
+	}
+	if j.Policy == "" {
+		j.Policy = JournalWait
+	}
+	oneOf(v, "journal.policy", j.Policy, JournalWait, JournalNoWait)
 }

@@ -27,6 +27,12 @@ func TestComplianceConfig(t *testing.T) {
 		{"fail audit key without dir", "[audit]\nkey = \"pkcs11:object=audit\"\n", ErrMissing, "audit.dir"},
 		{"fail audit small files", "[audit]\ndir = \"a\"\nmax_bytes = 100\n", ErrInvalid, "audit.max_bytes"},
 		{"fail audit short age", "[audit]\ndir = \"a\"\nmax_age = \"1s\"\n", ErrInvalid, "audit.max_age"},
+		{"ok journal", journalOK, nil, ""},
+		{"fail journal without certs", strings.Replace(journalOK, "certs = [\"j.pem\"]\n", "", 1), ErrMissing, "journal.certs"},
+		{"fail journal sender not a sender", strings.Replace(journalOK, "sender = \"alice@example.test\"", "sender = \"bob@example.test\"", 1), ErrInvalid, "journal.sender"},
+		{"fail journal address is a sender", strings.Replace(journalOK, "address = \"journal@example.test\"", "address = \"Alice@EXAMPLE.test\"", 1), ErrConflict, "journal.address"},
+		{"fail journal bad policy", journalOK + "policy = \"later\"\n", ErrInvalid, "journal.policy"},
+		{"fail journal keys without address", "[journal]\ncerts = [\"j.pem\"]\n", ErrMissing, "journal.address"},
 		{"fail audit unknown key", "[audit]\ndir = \"a\"\nsign = true\n", ErrUnknownKey, "audit.sign"},
 	}
 	for _, tt := range tests {
@@ -51,9 +57,14 @@ func TestComplianceConfig(t *testing.T) {
 					t.Fatalf("DKIMKeys: %+v", ks)
 				}
 			}
+			if c.Journal.Enabled() && c.Journal.Policy != JournalWait {
+				t.Fatalf("journal policy default: %+v", c.Journal)
+			}
 			if c.Audit.Enabled() && (c.Audit.MaxBytes != 64<<20 || c.Audit.MaxAge != 24*time.Hour) {
 				t.Fatalf("audit defaults: %+v", c.Audit)
 			}
 		})
 	}
 }
+
+const journalOK = "[journal]\naddress = \"journal@example.test\"\ncerts = [\"j.pem\"]\nsender = \"alice@example.test\"\n"

@@ -53,6 +53,7 @@ type Config struct {
 	Lists     []List    `toml:"list"`
 	DKIM      []DKIM    `toml:"dkim"`
 	Audit     Audit     `toml:"audit"`
+	Journal   Journal   `toml:"journal"`
 	// Tokens are [[token]] entries; none means [hsm] is the one token.
 	Tokens []Token `toml:"token"`
 }
