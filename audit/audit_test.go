@@ -374,3 +374,42 @@ func mustB64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestConcurrentAppend: records appended from many goroutines, through rotations, make one
+// intact chain with every record in it.
+func TestConcurrentAppend(t *testing.T) {
+	dir := t.TempDir()
+	l, err := audit.Open(audit.Options{Dir: dir, MaxBytes: 8 << 10, Signer: softKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 150
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				if err := l.Delivery(audit.Delivery{Message: fmt.Sprintf("w%d-%d", w, i), Recipient: "bob@example.org", Outcome: audit.Delivered}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+	rep, err := audit.Verify(files, audit.VerifyOptions{RequireSigned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Problem != nil || len(files) < 3 || rep.Records != workers*each+2*len(files) {
+		t.Fatalf("%d files, %+v %v", len(files), rep, rep.Problem)
+	}
+}

@@ -80,7 +80,10 @@ type Log struct {
 	size   int64
 	seq    uint64 // last record's seq
 	head   string // hash of the last record
+	synced uint64 // every record up to this seq is on disk
 	closed bool
+
+	syncMu sync.Mutex // one fdatasync at a time; taken before mu, never while holding it
 }
 
 var fileRE = func(name string) (uint64, bool) {
@@ -183,6 +186,12 @@ func (l *Log) resume(index uint64) error {
 		return fmt.Errorf("audit: last record of %s unreadable: %v", path, err)
 	}
 	l.seq, l.head = last.Seq, lineHash(lastLine)
+	// What a crash left may be in the page cache only: sync it before anything builds on it.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("audit: sync %s: %w", path, err)
+	}
+	l.synced = l.seq
 	if last.Type == TypeSeal {
 		f.Close()
 		return l.startFile(index + 1)
@@ -208,7 +217,14 @@ func (l *Log) startFile(index uint64) error {
 	if err := l.write(&Record{Time: now, Type: TypeOpen, File: index}); err != nil {
 		return err
 	}
-	return syncDir(l.opts.Dir)
+	if err := fdatasync(f); err != nil {
+		return fmt.Errorf("audit: sync %s: %w", path, err)
+	}
+	if err := syncDir(l.opts.Dir); err != nil {
+		return err
+	}
+	l.synced = l.seq
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -238,35 +254,73 @@ func (l *Log) write(r *Record) error {
 	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", l.f.Name(), err)
 	}
-	if err := fdatasync(l.f); err != nil {
-		return fmt.Errorf("audit: sync %s: %w", l.f.Name(), err)
-	}
 	l.seq, l.head = r.Seq, lineHash(line)
+	return nil
+}
+
+// durable returns once record seq is on disk: one fdatasync covers every record written before
+// it, so concurrent callers share one (group commit). syncMu serialises the syncs; mu is held
+// only to read and update the state, never during a sync.
+func (l *Log) durable(seq uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.synced >= seq {
+		l.mu.Unlock()
+		return nil
+	}
+	target, f := l.seq, l.f
+	l.mu.Unlock()
+	err := errors.New("audit: no open file")
+	if f != nil {
+		err = fdatasync(f)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.synced >= seq {
+		// A rotation closed the file and synced it meanwhile.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit: sync: %w", err)
+	}
+	l.synced = max(l.synced, target)
 	return nil
 }
 
 // Append writes r (its Seq, Prev and, when zero, Time are filled in) and returns once it is on
 // disk. It rotates first when the file is too big or too old.
 func (l *Log) Append(r Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return errors.New("audit: log closed")
-	}
 	if r.Type == TypeOpen || r.Type == TypeSeal {
 		return fmt.Errorf("audit: %s records are the log's own", r.Type)
 	}
-	line, err := marshal(&r)
+	seq, err := l.appendLocked(&r)
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return err
+	}
+	return l.durable(seq)
+}
+
+func (l *Log) appendLocked(r *Record) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, errors.New("audit: log closed")
+	}
+	line, err := marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
 	}
 	// The estimate ignores seq/prev growth; a few bytes over MaxBytes do no harm.
 	if l.size+int64(len(line))+100 > l.opts.MaxBytes || l.opts.Now().Sub(l.opened) >= l.opts.MaxAge {
 		if err := l.rotate(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return l.write(&r)
+	if err := l.write(r); err != nil {
+		return 0, err
+	}
+	return l.seq, nil
 }
 
 // Accepted records one accepted message.
@@ -334,6 +388,7 @@ func (l *Log) seal() error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit: sync %s: %w", l.f.Name(), err)
 	}
+	l.synced = l.seq
 	err := l.f.Close()
 	l.f = nil
 	if err != nil {

@@ -9,10 +9,12 @@
 // the file index and seq, signed by a crypto.Signer (the HSM's key in the daemon). The signature
 // is inside the file, as its last record, not in a sidecar file.
 //
-// Durability: Append writes the line and fdatasyncs the file before it returns, so a record is on
-// disk before the action it records is acknowledged, provided the caller writes it first. A new
-// file is fsynced, with its directory, before the first record goes into it; the seal record is
-// fsynced before the file is closed.
+// Durability: Append returns once its record is on disk (fdatasync), so a record is durable
+// before the action it records is acknowledged, provided the caller writes it first. Concurrent
+// Appends share one fdatasync (group commit): records are written in order under a lock, and one
+// sync covers all written before it. A new file is synced, with its directory, before the first
+// record goes into it; the seal record is fsynced before the file is closed; a file continued
+// after a crash is synced before anything is added to it.
 //
 // Verify reads files back and names the first record that was changed, removed or reordered, a
 // file missing from the sequence, and a seal whose signature does not hold.

@@ -5,12 +5,24 @@ import (
 	"syscall"
 )
 
-// fdatasync makes an appended line and the file's new size durable.
+// fdatasync makes the appended lines and the file's new size durable. It goes through the
+// file's RawConn, which keeps the descriptor from being closed (and its number reused) during
+// the call: a Close meanwhile makes it fail instead.
 func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
 	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = syscall.Fdatasync(int(fd))
+			if serr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
