@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,3 +70,32 @@ func TestComplianceConfig(t *testing.T) {
 }
 
 const journalOK = "[journal]\naddress = \"journal@example.test\"\ncerts = [\"j.pem\"]\nsender = \"alice@example.test\"\n"
+
+// TestReadmeComplianceConfig: the TOML of the README's Compliance section parses and validates
+// as written (with the minimal configuration around it).
+func TestReadmeComplianceConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n## Compliance\n")
+	if !ok {
+		t.Fatal("README has no Compliance section")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	var blocks []string
+	for _, part := range strings.Split(sec, "```toml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		blocks = append(blocks, block)
+	}
+	if len(blocks) < 3 {
+		t.Fatalf("%d toml blocks in the Compliance section", len(blocks))
+	}
+	c, err := Parse([]byte(minimalForMetrics + strings.Join(blocks, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Audit.Enabled() || !c.Journal.Enabled() || len(c.DKIM) == 0 || len(c.Journal.Certs) != 2 {
+		t.Fatalf("%+v %+v %+v", c.Audit, c.Journal, c.DKIM)
+	}
+}
