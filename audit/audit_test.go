@@ -201,6 +201,11 @@ func TestVerifyTamper(t *testing.T) {
 			writeLines(t, files[1], ls[:len(ls)-2])
 			return files
 		}, want{audit.Removed, 1, len(second) - 2, seqOf(t, second[len(second)-3])}},
+		{"open record removed", func(t *testing.T, files []string) []string {
+			ls := lines(t, files[1])
+			writeLines(t, files[1], ls[1:])
+			return files
+		}, want{audit.Removed, 1, 1, seqOf(t, second[1])}},
 		{"missing file", func(t *testing.T, files []string) []string {
 			return append(files[:1:1], files[2:]...)
 		}, want{audit.MissingFile, 2, 1, seqOf(t, lines(t, orig[2])[0])}},
@@ -288,9 +293,17 @@ func TestResumeAndAge(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A crash after a file was created, before its open record was on disk: the file is empty
+	// (or holds half a line) and is started again.
+	if err := os.WriteFile(filepath.Join(dir, audit.FileName(3)), []byte(`{"seq":5,`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l, err = audit.Open(audit.Options{Dir: dir, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if file, seq, _ := l.Head(); file != 3 || seq != 7 {
+		t.Fatalf("after an empty file: file %d seq %d, want 3 and 7", file, seq)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

@@ -172,8 +172,16 @@ func (l *Log) resume(index uint64) error {
 	}
 	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 	if len(data) == 0 {
+		// Created, but its open record never made it to disk: the file before it was sealed
+		// (a file is started only after that), so start this one again from there.
 		f.Close()
-		return fmt.Errorf("audit: %s is empty; remove it or restore it to continue the trail", path)
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		if index == 1 {
+			return l.startFile(1)
+		}
+		return l.resume(index - 1)
 	}
 	var first, last Record
 	if err := json.Unmarshal(lines[0], &first); err != nil || first.Type != TypeOpen || first.File != index {
