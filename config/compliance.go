@@ -8,7 +8,8 @@ import (
 )
 
 // A DKIM signing key: one entry per domain and selector. Packages are signed with every key of
-// their From domain (or of its nearest parent domain with keys), relaxed/relaxed; the algorithm
+// their From domain (or of its nearest parent domain with keys, or else of the Sender's domain),
+// relaxed/relaxed; the algorithm
 // follows the key: rsa-sha256 for RSA (2048 bits recommended), ed25519-sha256 for Ed25519.
 // `appliance keys dkim-record -domain D` prints the DNS record to publish.
 type DKIM struct {

@@ -112,14 +112,20 @@ func HeaderKeys(names []string) []string {
 
 // Sign reads a whole package (header, blank line, body; CRLF or LF) and returns the
 // DKIM-Signature fields to prepend to it, one per key of its From domain (or of the nearest parent
-// domain that has keys), each ending in CRLF. The header is buffered, the body streamed.
+// domain that has keys; failing that, of its Sender domain), each ending in CRLF. The header is
+// buffered, the body streamed.
 func (s *Signer) Sign(msg io.Reader) (string, error) {
 	br := bufio.NewReaderSize(msg, 32<<10)
-	hdr, names, from, err := readHeader(br)
+	hdr, names, from, sender, err := readHeader(br)
 	if err != nil {
 		return "", err
 	}
 	keys := s.keysFor(from)
+	if len(keys) == 0 && sender != "" {
+		// Mail sent on behalf of someone (a list post from an outside poster names the list in
+		// Sender): the Sender's domain signs when the From domain has no key.
+		keys = s.keysFor(sender)
+	}
 	if len(keys) == 0 {
 		return "", fmt.Errorf("%w %q", ErrNoKey, from)
 	}
@@ -224,53 +230,60 @@ func (s *Signer) keysFor(domain string) []Key {
 const maxHeader = 1 << 20
 
 // readHeader reads the header block up to and including the blank line; it returns its bytes,
-// each field's name, and the domain of the first From address.
-func readHeader(br *bufio.Reader) (raw []byte, names []string, fromDomain string, err error) {
-	var from string
-	inFrom := false
+// each field's name, and the domains of the first From and the first Sender address.
+func readHeader(br *bufio.Reader) (raw []byte, names []string, fromDomain, senderDomain string, err error) {
+	var from, sender string
+	var cur *string // the From or Sender value being read, for its continuation lines
+	fail := func(err error) ([]byte, []string, string, string, error) { return nil, nil, "", "", err }
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
-			return nil, nil, "", fmt.Errorf("%w: a header line too long", ErrUnsignable)
+			return fail(fmt.Errorf("%w: a header line too long", ErrUnsignable))
 		}
 		if err != nil && (err != io.EOF || len(line) == 0) {
 			if err == io.EOF {
-				return nil, nil, "", fmt.Errorf("%w: the message ends inside its header", ErrUnsignable)
+				return fail(fmt.Errorf("%w: the message ends inside its header", ErrUnsignable))
 			}
-			return nil, nil, "", err
+			return fail(err)
 		}
 		raw = append(raw, line...)
 		if len(raw) > maxHeader {
-			return nil, nil, "", fmt.Errorf("%w: header too large", ErrUnsignable)
+			return fail(fmt.Errorf("%w: header too large", ErrUnsignable))
 		}
 		t := bytes.TrimRight(line, "\r\n")
 		if len(t) == 0 {
 			break
 		}
 		if t[0] == ' ' || t[0] == '\t' {
-			if inFrom {
-				from += " " + string(bytes.TrimSpace(t))
+			if cur != nil {
+				*cur += " " + string(bytes.TrimSpace(t))
 			}
 			continue
 		}
 		name, value, ok := bytes.Cut(t, []byte(":"))
 		if !ok {
-			return nil, nil, "", fmt.Errorf("%w: a header line without a colon: %.40q", ErrUnsignable, t)
+			return fail(fmt.Errorf("%w: a header line without a colon: %.40q", ErrUnsignable, t))
 		}
 		n := string(bytes.TrimRight(name, " \t"))
 		names = append(names, n)
-		inFrom = strings.EqualFold(n, "From") && from == ""
-		if inFrom {
-			from = string(bytes.TrimSpace(value))
+		cur = nil
+		switch {
+		case strings.EqualFold(n, "From") && from == "":
+			cur = &from
+		case strings.EqualFold(n, "Sender") && sender == "":
+			cur = &sender
+		}
+		if cur != nil {
+			*cur = string(bytes.TrimSpace(value))
 		}
 		if err == io.EOF {
 			break
 		}
 	}
 	if from == "" {
-		return nil, nil, "", fmt.Errorf("%w: no From field", ErrUnsignable)
+		return fail(fmt.Errorf("%w: no From field", ErrUnsignable))
 	}
-	return raw, names, addressDomain(from), nil
+	return raw, names, addressDomain(from), addressDomain(sender), nil
 }
 
 // addressDomain is the domain of the first address in a From value.

@@ -221,6 +221,18 @@ func TestWriterToAndDomains(t *testing.T) {
 	if _, err := s.Sign(strings.NewReader(strings.Replace(pkg, "alice@example.com", "alice@example.org", 1))); !errors.Is(err, dkim.ErrNoKey) {
 		t.Fatalf("domain without a key: %v", err)
 	}
+	// An outside From with a Sender of the domain (a list post): the Sender's domain signs.
+	onBehalf := strings.Replace(pkg, "From: Alice <alice@example.com>\r\n", "From: olivia@example.org\r\nSender: team@example.com\r\n", 1)
+	f2, err := s.Sign(strings.NewReader(onBehalf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, ok := v.verify(f2 + onBehalf); !ok || !strings.Contains(out, "ok example.com sel") {
+		t.Fatalf("signed on behalf:\n%s", out)
+	}
+	if !strings.Contains(strings.ReplaceAll(f2, "\r\n ", ""), "Sender") {
+		t.Fatalf("Sender not signed:\n%s", f2)
+	}
 	for _, bad := range []string{strings.Replace(pkg, "From:", "X-From:", 1), "From: a@example.com\r\nno colon\r\n\r\nbody", "From: a@example.com\r\n"} {
 		if _, err := s.Sign(strings.NewReader(bad)); !errors.Is(err, dkim.ErrUnsignable) {
 			t.Errorf("%.30q: %v, want ErrUnsignable", bad, err)
