@@ -15,7 +15,7 @@ require (
 
 require golang.org/x/term v0.48.0
 
-require github.com/emersion/go-msgauth v0.7.0 // indirect
+require github.com/emersion/go-msgauth v0.7.0
 
 require (
 	github.com/Azure/go-ntlmssp v0.1.1 // indirect
