@@ -201,6 +201,13 @@ func TestVerifyTamper(t *testing.T) {
 			writeLines(t, files[1], ls[:len(ls)-2])
 			return files
 		}, want{audit.Removed, 1, len(second) - 2, seqOf(t, second[len(second)-3])}},
+		{"seq field edited", func(t *testing.T, files []string) []string {
+			ls := lines(t, files[1])
+			seq := seqOf(t, ls[2])
+			ls[2] = bytes.Replace(ls[2], []byte(fmt.Sprintf(`"seq":%d,`, seq)), []byte(fmt.Sprintf(`"seq":%d,`, seq+40)), 1)
+			writeLines(t, files[1], ls)
+			return files
+		}, want{audit.Changed, 1, 3, seqOf(t, second[2])}},
 		{"open record removed", func(t *testing.T, files []string) []string {
 			ls := lines(t, files[1])
 			writeLines(t, files[1], ls[1:])

@@ -152,7 +152,7 @@ func Verify(paths []string, opts VerifyOptions) (*Report, error) {
 	var expected uint64
 	for i := range all {
 		e := &all[i]
-		p := walk(rep, opts, e, prev, &expected, all, bySeq, keys)
+		p := walk(rep, opts, i, prev, &expected, all, bySeq, keys)
 		if p != nil {
 			rep.Problem = p
 			break
@@ -173,7 +173,8 @@ func Verify(paths []string, opts VerifyOptions) (*Report, error) {
 }
 
 // walk checks one entry against the one before it.
-func walk(rep *Report, opts VerifyOptions, e, prev *entry, expected *uint64, all []entry, bySeq map[uint64]int, keys map[string]bool) *Problem {
+func walk(rep *Report, opts VerifyOptions, i int, prev *entry, expected *uint64, all []entry, bySeq map[uint64]int, keys map[string]bool) *Problem {
+	e := &all[i]
 	at := func(k Kind, seq uint64, format string, args ...any) *Problem {
 		return &Problem{Kind: k, File: e.path, Line: e.line, Seq: seq, Message: fmt.Sprintf(format, args...)}
 	}
@@ -213,6 +214,10 @@ func walk(rep *Report, opts VerifyOptions, e, prev *entry, expected *uint64, all
 		return at(Added, r.Seq, "a record after the seal of file %d", prev.file)
 	}
 	if r.Seq != *expected {
+		if i+1 < len(all) && all[i+1].rec != nil && all[i+1].rec.Seq == *expected+1 && all[i+1].line != 1 {
+			// The records around it are in sequence: its own seq field was changed.
+			return at(Changed, *expected, "the record's seq reads %d where seq %d belongs", r.Seq, *expected)
+		}
 		if r.Seq < *expected {
 			return at(Reordered, r.Seq, "seq %d comes after seq %d", r.Seq, *expected-1)
 		}
