@@ -19,12 +19,16 @@ subcommands:
   import-cert -key URI FILE.pem                        store the issued certificate beside its key
   list                                                 list key pairs and their certificates
   mechanisms                                           list what the token can do, and what its roles need
+  dkim-record -domain D                                print the DNS TXT record of each [[dkim]] key of D
 
 -token NAME picks one of the configuration's [[token]] entries; it may be left out when there is
 one token (a lone [hsm] is one token, named by its label).`
 
 func runKeys(args []string, stdout, stderr io.Writer) error {
 	stdout = escapingWriter{stdout} // labels and subjects come from the token and certificates
+	if len(args) > 0 && args[0] == "dkim-record" {
+		return keysDKIMRecord(args[1:], stdout, stderr)
+	}
 	help := len(args) == 0 || args[0] == "-h" || args[0] == "--help"
 	sub := "SUBCOMMAND"
 	if !help {
