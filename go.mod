@@ -15,6 +15,8 @@ require (
 
 require golang.org/x/term v0.48.0
 
+require github.com/emersion/go-msgauth v0.7.0
+
 require (
 	github.com/Azure/go-ntlmssp v0.1.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

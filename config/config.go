@@ -51,6 +51,9 @@ type Config struct {
 	Metrics   Metrics   `toml:"metrics"`
 	Senders   []Sender  `toml:"sender"`
 	Lists     []List    `toml:"list"`
+	DKIM      []DKIM    `toml:"dkim"`
+	Audit     Audit     `toml:"audit"`
+	Journal   Journal   `toml:"journal"`
 	// Tokens are [[token]] entries; none means [hsm] is the one token.
 	Tokens []Token `toml:"token"`
 }
@@ -514,5 +517,6 @@ func (c *Config) resolve(base string) {
 		abs(&c.Senders[i].Cert)
 	}
 	c.resolveLists(abs)
+	c.resolveCompliance(abs)
 	c.resolveTokens(abs)
 }

@@ -26,6 +26,7 @@ func (c *Config) validate(v *validator) {
 	c.validateMetrics(v)
 	c.validateSenders(v)
 	c.validateLists(v)
+	c.validateCompliance(v)
 }
 
 func (c *Config) validateHSM(v *validator) {

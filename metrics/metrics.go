@@ -1,9 +1,11 @@
 // Package metrics is the appliance's Prometheus surface: counters, gauges and latency histograms,
 // and an HTTP handler that serves them with /healthz and /readyz on a listener of its own.
 //
-// It knows nothing of the other packages. The daemon's wiring wraps the interfaces where packages
-// meet (the queue's Processor and Deliverer, the front end's Spooler and Policy, the pipeline's
-// Token) and reports what passes through them here, so no core package imports metrics and a
+// It knows nothing of the other packages. What the pipeline did (a message classified or
+// refused, a package sealed, a list expanded) comes from the events the pipeline emits
+// (pipeline.Events), which the daemon's wiring subscribes to; what happens elsewhere it learns
+// by wrapping the interfaces where packages meet (the queue's Deliverer, the front end's
+// Spooler and Policy, the HSM token the pipeline gets). No core package imports metrics and a
 // daemon without [metrics] pays nothing. Every method is safe on a nil *Metrics (it does
 // nothing), which keeps the wrappers free of "is it on" checks.
 //
@@ -17,6 +19,9 @@
 //
 //	appliance_messages_received_total                      messages spooled (answered 250)
 //	appliance_messages_refused_total{reason}               refusals at SMTP time, per command refused
+//	appliance_messages_classified_total{class}             spooled messages by what the classifier said
+//	appliance_messages_content_refused_total{stage,reason} messages refused for their content, at end
+//	                                                       of DATA (stage data) or sealing (stage seal)
 //	appliance_packages_sealed_total{mode,profile}          packages written to the spool
 //	appliance_hsm_operations_total{op,result}              token calls
 //	appliance_hsm_operation_duration_seconds{op}           their latency
@@ -38,9 +43,10 @@
 package metrics
 
 import (
-	"errors"
 	"sync"
 	"time"
+
+	"appliance/retry"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,10 +64,24 @@ const (
 	ReasonOther       = "other"                 // anything else (554)
 	ReasonBadAddress  = "bad_address"           // address syntax
 	ReasonTooManyRcpt = "too_many_recipients"
+	// ReasonContent: DATA refused for the message's content (the pipeline's classification);
+	// appliance_messages_content_refused_total says why.
+	ReasonContent = "content"
 )
 
 var reasons = []string{ReasonSender, ReasonNoCert, ReasonPolicy, ReasonTooBig, ReasonMalformed,
-	ReasonSpoolFull, ReasonTemporary, ReasonOther, ReasonBadAddress, ReasonTooManyRcpt}
+	ReasonSpoolFull, ReasonTemporary, ReasonOther, ReasonBadAddress, ReasonTooManyRcpt, ReasonContent}
+
+// Message classes for [Metrics.Classified], as the classifier names them.
+var Classes = []string{"plain", "client-encrypted", "signed-over-encrypted", "refused"}
+
+// Stages and reasons for [Metrics.ContentRefused], as the pipeline names them
+// (pipeline.StageData, pipeline.Reason*).
+var (
+	Stages         = []string{"data", "seal"}
+	ContentReasons = []string{"unaccountable", "malformed", "signed_over_encrypted", "recipientinfo_rejected",
+		"unsplittable", "sender", "other"}
+)
 
 // Sealing modes and profiles for [Metrics.Sealed].
 const (
@@ -112,6 +132,8 @@ type Metrics struct {
 	reg        *prometheus.Registry
 	received   prometheus.Counter
 	refused    *prometheus.CounterVec
+	classified *prometheus.CounterVec
+	content    *prometheus.CounterVec
 	sealed     *prometheus.CounterVec
 	hsmOps     *prometheus.CounterVec
 	hsmLatency *prometheus.HistogramVec
@@ -133,6 +155,14 @@ func New() *Metrics {
 		Name: "appliance_messages_refused_total",
 		Help: "SMTP commands refused, by reason: a refused RCPT counts once per recipient, a refused MAIL or DATA once per message.",
 	}, []string{"reason"})
+	m.classified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "appliance_messages_classified_total",
+		Help: "Spooled messages by class when sealing began: plain, client-encrypted, signed-over-encrypted or refused.",
+	}, []string{"class"})
+	m.content = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "appliance_messages_content_refused_total",
+		Help: "Messages refused for their content, by stage (data: answered 5xx at end of DATA; seal: a DSN after spooling) and reason.",
+	}, []string{"stage", "reason"})
 	m.sealed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "appliance_packages_sealed_total",
 		Help: "Packages (outgoing SMTP transactions) sealed and spooled, by mode and content profile.",
@@ -160,6 +190,14 @@ func New() *Metrics {
 	for _, r := range reasons {
 		m.refused.WithLabelValues(r)
 	}
+	for _, c := range Classes {
+		m.classified.WithLabelValues(c)
+	}
+	for _, st := range Stages {
+		for _, r := range ContentReasons {
+			m.content.WithLabelValues(st, r)
+		}
+	}
 	for _, mode := range []string{ModeEncrypted, ModePassThrough} {
 		for _, p := range []string{ProfileCompat, ProfileModern} {
 			m.sealed.WithLabelValues(mode, p)
@@ -178,7 +216,7 @@ func New() *Metrics {
 	m.lookups.WithLabelValues(LookupHit)
 	m.lookups.WithLabelValues(LookupMiss)
 
-	m.reg.MustRegister(m.received, m.refused, m.sealed, m.hsmOps, m.hsmLatency, m.deliveries, m.lookups,
+	m.reg.MustRegister(m.received, m.refused, m.classified, m.content, m.sealed, m.hsmOps, m.hsmLatency, m.deliveries, m.lookups,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -197,6 +235,21 @@ func (m *Metrics) Received() {
 func (m *Metrics) Refused(reason string) {
 	if m != nil {
 		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+// Classified counts one spooled message by its class (Classes).
+func (m *Metrics) Classified(class string) {
+	if m != nil {
+		m.classified.WithLabelValues(class).Inc()
+	}
+}
+
+// ContentRefused counts one message refused for its content at a stage (Stages), for a reason
+// (ContentReasons).
+func (m *Metrics) ContentRefused(stage, reason string) {
+	if m != nil {
+		m.content.WithLabelValues(stage, reason).Inc()
 	}
 }
 
@@ -236,14 +289,13 @@ func (m *Metrics) Lookup(hit bool) {
 	}
 }
 
-// Result sorts an error the way the queue does: nil is "ok", an error with Temporary() true is
+// Result sorts an error as the queue does (retry.IsTemporary): nil is "ok", a temporary error
 // "temporary", any other error "permanent".
 func Result(err error) string {
-	if err == nil {
+	switch {
+	case err == nil:
 		return ResultOK
-	}
-	var t interface{ Temporary() bool }
-	if errors.As(err, &t) && t.Temporary() {
+	case retry.IsTemporary(err, false):
 		return ResultTemporary
 	}
 	return ResultPermanent

@@ -28,7 +28,7 @@ func TestClassifiedDispatch(t *testing.T) {
 	opaque := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{Encapsulated: true})
 	detached := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave", "erin")}
-	p, logs := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
+	p, logs := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{})
 
 	refused := []struct {
 		name    string
@@ -142,7 +142,7 @@ func TestEnvelopeFieldsNamingPeople(t *testing.T) {
 		if err != nil || len(parsed.UnsignedFields()) != 2 {
 			t.Fatalf("gcm=%v: the test envelope lacks the fields: %v", gcm, err)
 		}
-		p, logs := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
+		p, logs := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{})
 		env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "dave")}
 		msg := mimeMessage("From: alice@example.test\r\nTo: bob@example.test\r\n", envelopedType, der)
 		_, pkgs := r.run(t, p, env, msg)
@@ -182,7 +182,7 @@ func TestResignSignedOverEncrypted(t *testing.T) {
 	opaque := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{Encapsulated: true})
 	detached := interop.OpenSSLSign(t, r.env.PKI, "alice", entity, interop.SignOptions{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave", "erin")}
-	p, _ := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{SignedOverEncrypted: pipeline.ResignSignedOverEncrypted})
+	p, _ := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{SignedOverEncrypted: split.ResignSignedOverEncrypted})
 	for name, msg := range map[string][]byte{
 		"opaque":   mimeMessage(toCc, "application/pkcs7-mime; smime-type=signed-data; name=smime.p7m", opaque),
 		"detached": append([]byte(toCc), detached...),

@@ -20,6 +20,7 @@ import (
 
 	"appliance/directory"
 	"appliance/internal/interop"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/split"
@@ -120,7 +121,7 @@ func TestPassThroughPlantedIdentifier(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var bobRI *pipeline.PlannedRecipientInfo
+			var bobRI *split.PlannedRecipientInfo
 			for i, ri := range plan.RecipientInfos {
 				want := "issuer="
 				if tc.ski {
@@ -174,7 +175,7 @@ func TestListPlantedIdentifier(t *testing.T) {
 			plant(t, dir, bob, "mallory@example.test", tc.ski)
 			members := []string{"bob@example.test", "dave@example.test", "mallory@example.test"}
 			ls := newListPipeline(t, split.Policy{}, []memberPKI{{dir: dir, names: []string{"planted"}}},
-				pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
+				lists.List{Posters: lists.Posters{Anyone: true}}, members)
 			post := encryptedPost(interop.OpenSSLEncrypt(t, ls.env.PKI, []byte(listContent), []string{"list"}, interop.EncryptOptions{}), "olivia@example.org")
 			s, err := ls.pipe.Process(context.Background(), "LP", postEnv("olivia@example.org"), bytes.NewReader(post))
 			if err != nil {

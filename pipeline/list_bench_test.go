@@ -21,7 +21,7 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/internal/interop"
-	"appliance/pipeline"
+	"appliance/lists"
 	"appliance/split"
 )
 
@@ -35,13 +35,13 @@ import (
 //	go test -run '^$' -bench ListExpand -benchtime 1x ./pipeline
 func BenchmarkListExpand(b *testing.B) {
 	const n = 10000
-	first := newListPipeline(b, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
+	first := newListPipeline(b, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
 	members := cachedMembers(b, first.env, n)
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = members.addr(i)
 	}
-	ls := newListPipeline(b, split.Policy{}, []memberPKI{members}, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, addrs)
+	ls := newListPipeline(b, split.Policy{}, []memberPKI{members}, lists.List{Posters: lists.Posters{Anyone: true}}, addrs)
 
 	content := make([]byte, 0, 50<<10)
 	content = append(content, "Content-Type: text/plain\r\n\r\n"...)

@@ -29,18 +29,19 @@ import (
 	"appliance/directory"
 	"appliance/hsm"
 	"appliance/internal/softhsmtest"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/split"
 )
 
-// listTok adapts hsm.Token to pipeline.ListToken the way the daemon does.
+// listTok adapts hsm.Token to lists.ListToken the way the daemon does.
 type listTok struct{ *hsm.Token }
 
 func (t listTok) UnwrapCEK(ctx context.Context, uri string, wrapped []byte, h crypto.Hash) (cms.ContentKey, error) {
 	k, err := t.Token.UnwrapCEK(ctx, uri, wrapped, h)
 	if err != nil {
 		if errors.Is(err, hsm.ErrUnwrap) || errors.Is(err, hsm.ErrOAEPHash) {
-			return nil, fmt.Errorf("%w: %w", pipeline.ErrWrappedKey, err)
+			return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
 		}
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func (s *syncBuffer) String() string {
 
 // newListPipeline builds a pipeline over a directory of the test PKI's certificates plus extra,
 // with one list whose members are given; with set the options can be changed before New.
-func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pipeline.List, members []string, set ...func(*pipeline.Options)) *listSetup {
+func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list lists.List, members []string, set ...func(*pipeline.Options)) *listSetup {
 	tb.Helper()
 	env := softhsmtest.Setup(tb)
 	if sharedToken == nil {
@@ -220,7 +221,7 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list pi
 	}
 	list.MembersFile = filepath.Join(tb.TempDir(), "members")
 	writeMembers(tb, list.MembersFile, members)
-	if err := p.SetLists([]pipeline.List{list}, listTok{sharedToken}); err != nil {
+	if err := p.SetLists([]lists.List{list}, listTok{sharedToken}); err != nil {
 		tb.Fatal(err)
 	}
 	return &listSetup{pipe: p, env: env, logs: logs, chain: chain, folder: folder}

@@ -20,6 +20,7 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/internal/interop"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/seal"
@@ -69,7 +70,7 @@ func TestListEncryptedPost(t *testing.T) {
 			if tc.name != "ok cbc pkcs1" {
 				members = members[:5] // the full set runs once; this checks the GCM/OAEP path
 			}
-			ls := newListPipeline(t, split.Policy{}, []memberPKI{extra}, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
+			ls := newListPipeline(t, split.Policy{}, []memberPKI{extra}, lists.List{Posters: lists.Posters{Anyone: true}}, members)
 
 			der := interop.OpenSSLEncrypt(t, ls.env.PKI, []byte(listContent), []string{"list"}, tc.opt)
 			submitted, err := cms.ParseEnveloped(der)
@@ -234,7 +235,7 @@ func checkListSignature(t *testing.T, sig []byte, list *x509.Certificate, want i
 // member, and signed by the list outside.
 func TestListPlainPost(t *testing.T) {
 	members := []string{"bob@example.test", "carol@example.test", "dave@example.test"}
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Members: true}}, members)
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Members: true}}, members)
 	post := "From: bob@example.test\r\nTo: " + listAddr + "\r\nSubject: plain\r\n\r\nplain body\r\n"
 	s, err := ls.pipe.Process(context.Background(), "L2", postEnv("bob@example.test"), strings.NewReader(post))
 	if err != nil {
@@ -291,7 +292,7 @@ func TestListPlainPost(t *testing.T) {
 // the RFC 2634 bound is refused, one below it is extended.
 func TestListLoop(t *testing.T) {
 	members := []string{"bob@example.test", "dave@example.test"}
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members)
 	der := interop.OpenSSLEncrypt(t, ls.env.PKI, []byte(listContent), []string{"list"}, interop.EncryptOptions{})
 	s, err := ls.pipe.Process(context.Background(), "L3", postEnv("olivia@example.org"), bytes.NewReader(encryptedPost(der, "olivia@example.org")))
 	if err != nil || len(s.Packages) != 2 {
@@ -320,11 +321,11 @@ func TestListLoop(t *testing.T) {
 		refused error
 		history int
 	}{
-		{"fail own package posted back", looped, pipeline.ErrListLoop, 0},
-		{"fail history at the bound", upstream(pipeline.MaxExpansionHistory), pipeline.ErrHistoryFull, 0},
-		{"fail history beyond the bound", upstream(pipeline.MaxExpansionHistory + 1), pipeline.ErrHistoryFull, 0},
-		{"fail history far beyond the bound", upstream(pipeline.MaxExpansionHistory + 10), pipeline.ErrHistoryFull, 0},
-		{"ok history below the bound", upstream(pipeline.MaxExpansionHistory - 1), nil, pipeline.MaxExpansionHistory},
+		{"fail own package posted back", looped, lists.ErrListLoop, 0},
+		{"fail history at the bound", upstream(lists.MaxExpansionHistory), lists.ErrHistoryFull, 0},
+		{"fail history beyond the bound", upstream(lists.MaxExpansionHistory + 1), lists.ErrHistoryFull, 0},
+		{"fail history far beyond the bound", upstream(lists.MaxExpansionHistory + 10), lists.ErrHistoryFull, 0},
+		{"ok history below the bound", upstream(lists.MaxExpansionHistory - 1), nil, lists.MaxExpansionHistory},
 		{"ok upstream list", upstream(1), nil, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -355,25 +356,25 @@ func TestListPosters(t *testing.T) {
 	members := []string{"bob@example.test", "Dave@Example.TEST"}
 	for _, tc := range []struct {
 		name    string
-		posters pipeline.Posters
+		posters lists.Posters
 		from    string
 		ok      bool
 	}{
-		{"ok member", pipeline.Posters{Members: true}, "bob@example.test", true},
-		{"ok member case folded", pipeline.Posters{Members: true}, "DAVE@example.test", true},
-		{"fail outsider to members list", pipeline.Posters{Members: true}, "olivia@example.org", false},
-		{"fail null sender to members list", pipeline.Posters{Members: true}, "", false},
-		{"ok anyone", pipeline.Posters{Anyone: true}, "olivia@example.org", true},
-		{"ok null sender to anyone list", pipeline.Posters{Anyone: true}, "", true},
-		{"ok listed poster", pipeline.Posters{Addresses: []string{"olivia@example.org"}}, "olivia@example.org", true},
-		{"fail member of a listed-only list", pipeline.Posters{Addresses: []string{"olivia@example.org"}}, "bob@example.test", false},
-		{"ok member or listed", pipeline.Posters{Members: true, Addresses: []string{"olivia@example.org"}}, "bob@example.test", true},
-		{"fail nobody", pipeline.Posters{}, "bob@example.test", false},
+		{"ok member", lists.Posters{Members: true}, "bob@example.test", true},
+		{"ok member case folded", lists.Posters{Members: true}, "DAVE@example.test", true},
+		{"fail outsider to members list", lists.Posters{Members: true}, "olivia@example.org", false},
+		{"fail null sender to members list", lists.Posters{Members: true}, "", false},
+		{"ok anyone", lists.Posters{Anyone: true}, "olivia@example.org", true},
+		{"ok null sender to anyone list", lists.Posters{Anyone: true}, "", true},
+		{"ok listed poster", lists.Posters{Addresses: []string{"olivia@example.org"}}, "olivia@example.org", true},
+		{"fail member of a listed-only list", lists.Posters{Addresses: []string{"olivia@example.org"}}, "bob@example.test", false},
+		{"ok member or listed", lists.Posters{Members: true, Addresses: []string{"olivia@example.org"}}, "bob@example.test", true},
+		{"fail nobody", lists.Posters{}, "bob@example.test", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: tc.posters}, members)
+			ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: tc.posters}, members)
 			err := ls.pipe.CheckPoster(context.Background(), listAddr, tc.from)
-			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, pipeline.ErrNotPoster) {
+			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, lists.ErrNotPoster) {
 				t.Fatalf("CheckPoster(%q) = %v", tc.from, err)
 			}
 			if tc.ok {
@@ -393,8 +394,8 @@ func TestListPosters(t *testing.T) {
 		})
 	}
 	t.Run("fail not a list", func(t *testing.T) {
-		ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
-		if err := ls.pipe.CheckPoster(context.Background(), "bob@example.test", "bob@example.test"); !errors.Is(err, pipeline.ErrNotList) {
+		ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members)
+		if err := ls.pipe.CheckPoster(context.Background(), "bob@example.test", "bob@example.test"); !errors.Is(err, lists.ErrNotList) {
 			t.Fatalf("CheckPoster = %v", err)
 		}
 		if ls.pipe.IsList("bob@example.test") || !ls.pipe.IsList("LIST@example.test") {
@@ -407,7 +408,7 @@ func TestListPosters(t *testing.T) {
 // are skipped with a log line naming them, never sent anything; the rest get their packages.
 func TestListUnusableMembers(t *testing.T) {
 	members := []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test"}
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members)
 	for _, tc := range []struct {
 		name string
 		post []byte
@@ -435,7 +436,7 @@ func TestListUnusableMembers(t *testing.T) {
 		})
 	}
 	t.Run("fail nobody left", func(t *testing.T) {
-		ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members[:3])
+		ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members[:3])
 		s, err := ls.pipe.Process(context.Background(), "L7", postEnv("olivia@example.org"), strings.NewReader("From: olivia@example.org\r\n\r\nhi\r\n"))
 		if err != nil {
 			t.Fatal(err)
@@ -446,11 +447,11 @@ func TestListUnusableMembers(t *testing.T) {
 	})
 }
 
-// TestListSkippedCounted: every skipped member is reported to OnMemberSkipped by reason, once
-// per expansion: no valid certificate (expired, no keyEncipherment, none at all), or a valid one the key cannot
+// TestListSkippedCounted: every skipped member is reported to Events.ListExpanded by reason, once
+// per expansion: no valid certificate (expired, EC, none at all), or a valid one the key cannot
 // be wrapped for (a subjectKeyIdentifier id wanted from a certificate without one).
 func TestListSkippedCounted(t *testing.T) {
-	first := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
+	first := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
 	extra := cachedMembers(t, first.env, 2)
 	noSKI, plain := extra.addr(0), extra.addr(1)
 	if c := readCert(t, filepath.Join(extra.dir, extra.names[0]+".pem")); len(c.SubjectKeyId) != 0 {
@@ -471,28 +472,35 @@ func TestListSkippedCounted(t *testing.T) {
 		packages int
 	}{
 		{"ok encrypted post", []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
-			encrypted, map[string]int{pipeline.SkipNoCertificate: 3, pipeline.SkipUnusableCertificate: 1}, 2},
+			encrypted, map[string]int{lists.SkipNoCertificate: 3, lists.SkipUnusableCertificate: 1}, 2},
 		{"ok plain post", []string{"nocert@example.test", "bob@example.test", noSKI},
-			plainPost, map[string]int{pipeline.SkipNoCertificate: 1, pipeline.SkipUnusableCertificate: 1}, 1},
+			plainPost, map[string]int{lists.SkipNoCertificate: 1, lists.SkipUnusableCertificate: 1}, 1},
 		{"ok nobody skipped", []string{"bob@example.test", plain}, encrypted, map[string]int{}, 2},
 		{"fail nobody left", []string{"nocert@example.test", noSKI},
-			plainPost, map[string]int{pipeline.SkipNoCertificate: 1, pipeline.SkipUnusableCertificate: 1}, 0},
+			plainPost, map[string]int{lists.SkipNoCertificate: 1, lists.SkipUnusableCertificate: 1}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ls := newListPipeline(t, split.Policy{}, []memberPKI{extra}, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, tt.members, ski)
 			var mu sync.Mutex
 			got := map[string]int{}
-			calls := 0
-			ls.pipe.OnMemberSkipped(func(list, reason string, n int) {
-				mu.Lock()
-				defer mu.Unlock()
-				if list != listAddr {
-					t.Errorf("skip reported for list %q", list)
+			calls, packages := 0, 0
+			expanded := func(o *pipeline.Options) {
+				o.Events.ListExpanded = func(list string, n int, skipped map[string]int) {
+					mu.Lock()
+					defer mu.Unlock()
+					if list != listAddr {
+						t.Errorf("expansion reported for list %q", list)
+					}
+					packages += n
+					for reason, n := range skipped {
+						if n > 0 {
+							got[reason] += n
+							calls++
+						}
+					}
 				}
-				got[reason] += n
-				calls++
-			})
+			}
+			ls := newListPipeline(t, split.Policy{}, []memberPKI{extra}, lists.List{Posters: lists.Posters{Anyone: true}}, tt.members, ski, expanded)
 			s, err := ls.pipe.Process(context.Background(), "L8", postEnv("olivia@example.org"), bytes.NewReader(tt.post(ls)))
 			if err != nil {
 				t.Fatal(err)
@@ -502,8 +510,8 @@ func TestListSkippedCounted(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if !maps.Equal(got, tt.want) || calls != len(tt.want) {
-				t.Fatalf("skips reported %v in %d calls, want %v, one call per reason", got, calls, tt.want)
+			if !maps.Equal(got, tt.want) || calls != len(tt.want) || packages != tt.packages {
+				t.Fatalf("skips reported %v (%d reasons), %d packages; want %v, %d", got, calls, packages, tt.want, tt.packages)
 			}
 		})
 	}
@@ -513,7 +521,7 @@ func TestListSkippedCounted(t *testing.T) {
 // keeps the message; so is a token that cannot be reached.
 func TestListKeyMissing(t *testing.T) {
 	members := []string{"bob@example.test"}
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{KeyURI: "pkcs11:token=appliance;object=no-such-list", Posters: pipeline.Posters{Anyone: true}}, members)
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{KeyURI: "pkcs11:token=appliance;object=no-such-list", Posters: lists.Posters{Anyone: true}}, members)
 	for _, tc := range []struct {
 		name string
 		post []byte
@@ -536,7 +544,7 @@ func TestListKeyMissing(t *testing.T) {
 		})
 	}
 	t.Run("fail post not encrypted to the list", func(t *testing.T) {
-		ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, members)
+		ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members)
 		der := interop.OpenSSLEncrypt(t, ls.env.PKI, []byte(listContent), []string{"dave"}, interop.EncryptOptions{})
 		s, err := ls.pipe.Process(context.Background(), "L9", postEnv("olivia@example.org"), bytes.NewReader(encryptedPost(der, "olivia@example.org")))
 		if err != nil {
@@ -551,7 +559,7 @@ func TestListKeyMissing(t *testing.T) {
 // TestListMixedRecipients: a list and an ordinary recipient in one transaction; the list's
 // members and the ordinary recipient get separate packages, and neither names the other side.
 func TestListMixedRecipients(t *testing.T) {
-	ls := newListPipeline(t, split.Policy{SelfCopy: true}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
+	ls := newListPipeline(t, split.Policy{SelfCopy: true}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{listAddr, "carol@example.test"}, ReceivedAt: time.Now()}
 	post := "From: alice@example.test\r\nTo: " + listAddr + ", carol@example.test\r\nSubject: both\r\n\r\nhi\r\n"
 	s, err := ls.pipe.Process(context.Background(), "L10", env, strings.NewReader(post))
@@ -573,11 +581,11 @@ func TestListMixedRecipients(t *testing.T) {
 // TestListReload: members come from the file as it is when Reload is called; a broken file keeps
 // the old members.
 func TestListReload(t *testing.T) {
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Members: true}}, []string{"bob@example.test"})
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Members: true}}, []string{"bob@example.test"})
 	file := filepath.Join(t.TempDir(), "members")
 	chain := ls.chain
 	writeMembers(t, file, []string{"bob@example.test"})
-	if err := ls.pipe.SetLists([]pipeline.List{{Address: listAddr, KeyURI: "pkcs11:object=list", Chain: chain, MembersFile: file, Posters: pipeline.Posters{Members: true}}}, listTok{sharedToken}); err != nil {
+	if err := ls.pipe.SetLists([]lists.List{{Address: listAddr, KeyURI: "pkcs11:object=list", Chain: chain, MembersFile: file, Posters: lists.Posters{Members: true}}}, listTok{sharedToken}); err != nil {
 		t.Fatal(err)
 	}
 	can := func(who string) bool { return ls.pipe.CheckPoster(context.Background(), listAddr, who) == nil }
@@ -595,7 +603,7 @@ func TestListReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := ls.pipe.Reload()
-	var me *pipeline.MembersError
+	var me *lists.MembersError
 	if !errors.As(err, &me) || me.Line != 2 || me.File != file {
 		t.Fatalf("Reload = %v, want a MembersError for line 2", err)
 	}
@@ -605,61 +613,30 @@ func TestListReload(t *testing.T) {
 }
 
 func TestSetLists(t *testing.T) {
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Anyone: true}}, []string{"bob@example.test"})
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
 	file := filepath.Join(t.TempDir(), "members")
 	writeMembers(t, file, []string{"bob@example.test"})
-	good := pipeline.List{Address: listAddr, KeyURI: "pkcs11:object=list", Chain: ls.chain, MembersFile: file}
+	good := lists.List{Address: listAddr, KeyURI: "pkcs11:object=list", Chain: ls.chain, MembersFile: file}
 	frank := ls.env.Cert(t, "frank")
 	for _, tc := range []struct {
 		name  string
-		lists []pipeline.List
-		tok   pipeline.ListToken
+		lists []lists.List
+		tok   lists.ListToken
 		want  error
 	}{
-		{"ok one list", []pipeline.List{good}, listTok{sharedToken}, nil},
+		{"ok one list", []lists.List{good}, listTok{sharedToken}, nil},
 		{"ok none", nil, nil, nil},
-		{"fail no token", []pipeline.List{good}, nil, pipeline.ErrListConfig},
-		{"fail twice", []pipeline.List{good, good}, listTok{sharedToken}, pipeline.ErrListConfig},
-		{"fail a sender", []pipeline.List{func() pipeline.List { l := good; l.Address = "alice@example.test"; return l }()}, listTok{sharedToken}, pipeline.ErrListConfig},
-		{"fail no key", []pipeline.List{func() pipeline.List { l := good; l.KeyURI = ""; return l }()}, listTok{sharedToken}, pipeline.ErrListConfig},
-		{"fail ec certificate", []pipeline.List{func() pipeline.List { l := good; l.Chain = []*x509.Certificate{frank}; return l }()}, listTok{sharedToken}, pipeline.ErrListConfig},
-		{"fail members file missing", []pipeline.List{func() pipeline.List { l := good; l.MembersFile = file + ".nope"; return l }()}, listTok{sharedToken}, os.ErrNotExist},
+		{"fail no token", []lists.List{good}, nil, lists.ErrListConfig},
+		{"fail twice", []lists.List{good, good}, listTok{sharedToken}, lists.ErrListConfig},
+		{"fail a sender", []lists.List{func() lists.List { l := good; l.Address = "alice@example.test"; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
+		{"fail no key", []lists.List{func() lists.List { l := good; l.KeyURI = ""; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
+		{"fail ec certificate", []lists.List{func() lists.List { l := good; l.Chain = []*x509.Certificate{frank}; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
+		{"fail members file missing", []lists.List{func() lists.List { l := good; l.MembersFile = file + ".nope"; return l }()}, listTok{sharedToken}, os.ErrNotExist},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := ls.pipe.SetLists(tc.lists, tc.tok)
 			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("SetLists = %v, want %v", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestParseMembers(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		in   string
-		want []string
-		line int
-	}{
-		{"ok comments and blanks", "# team\n\nbob@example.test\n  # indented comment\ndave@EXAMPLE.test  \n", []string{"bob@example.test", "dave@example.test"}, 0},
-		{"ok duplicates folded", "Bob@example.test\nbob@Example.test\n", []string{"bob@example.test"}, 0},
-		{"ok crlf", "bob@example.test\r\ncarol@example.test\r\n", []string{"bob@example.test", "carol@example.test"}, 0},
-		{"ok empty", "# nobody yet\n", nil, 0},
-		{"fail not an address", "bob@example.test\nbob\n", nil, 2},
-		{"fail display name", "Bob <bob@example.test>\n", nil, 1},
-		{"fail two on a line", "bob@example.test, carol@example.test\n", nil, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := pipeline.ParseMembers(strings.NewReader(tc.in), false)
-			if tc.line != 0 {
-				var me *pipeline.MembersError
-				if !errors.As(err, &me) || me.Line != tc.line {
-					t.Fatalf("ParseMembers = %v, want an error on line %d", err, tc.line)
-				}
-				return
-			}
-			if err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",") {
-				t.Fatalf("ParseMembers = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}

@@ -11,7 +11,7 @@ import (
 
 	"appliance/cms"
 	"appliance/internal/interop"
-	"appliance/pipeline"
+	"appliance/lists"
 	"appliance/smime"
 	"appliance/split"
 )
@@ -21,7 +21,7 @@ import (
 // encryption without that certificate; the poster's signature still verifies in OpenSSL.
 func TestListPostCertificates(t *testing.T) {
 	members := []string{"bob@example.test", "carol@example.test", "dave@example.test"}
-	ls := newListPipeline(t, split.Policy{}, nil, pipeline.List{Posters: pipeline.Posters{Members: true}}, members)
+	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Members: true}}, members)
 	pki := ls.env.PKI
 	extra := filepath.Join(t.TempDir(), "extra.pem")
 	var certs []byte

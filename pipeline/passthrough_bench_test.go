@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/split"
 )
@@ -29,7 +28,7 @@ func BenchmarkSplit10MB(b *testing.B) {
 	}
 	der := r.encrypt(b, append([]byte("Content-Type: application/octet-stream\r\n\r\n"), body...), users, encryptOpts{gcm: true})
 	msg := mimeMessage("From: alice@example.test\r\nTo: bob@example.test\r\n", envelopedType, der)
-	p, _ := r.pipeline(b, split.Policy{}, pipeline.PassThroughPolicy{})
+	p, _ := r.pipeline(b, split.Policy{}, split.PassThroughPolicy{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcpts}
 	ctx := context.Background()
 

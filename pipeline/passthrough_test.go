@@ -22,6 +22,7 @@ import (
 	"appliance/hsm"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
+	"appliance/passthrough"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/seal"
@@ -106,7 +107,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func (r *rig) pipeline(t testing.TB, pol split.Policy, pt pipeline.PassThroughPolicy) (*pipeline.Pipeline, *lockedBuffer) {
+func (r *rig) pipeline(t testing.TB, pol split.Policy, pt split.PassThroughPolicy) (*pipeline.Pipeline, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
 	p, err := pipeline.New(pipeline.Options{
@@ -359,7 +360,7 @@ func TestSplitClientEncrypted(t *testing.T) {
 			if tt.group {
 				pol.Bcc = split.Group
 			}
-			p, _ := r.pipeline(t, pol, pipeline.PassThroughPolicy{})
+			p, _ := r.pipeline(t, pol, split.PassThroughPolicy{})
 			msg := mimeMessage(hdr, ctype, der)
 			env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave", "erin")}
 			if err := p.CheckMessage(context.Background(), env, msg); err != nil {
@@ -404,7 +405,7 @@ func TestSplitPolicies(t *testing.T) {
 		name    string
 		users   []string // encrypted to
 		rcpts   []string // envelope
-		pol     pipeline.PassThroughPolicy
+		pol     split.PassThroughPolicy
 		wantErr error
 		// what the split gives: package recipients (sorted, joined) -> owners of its
 		// RecipientInfos (sorted, joined); refused recipients
@@ -426,20 +427,20 @@ func TestSplitPolicies(t *testing.T) {
 		{name: "ok missing recipientinfo refused", users: []string{"alice", "bob", "dave"}, rcpts: []string{"bob", "dave", "u02"},
 			want: map[string]string{"bob": "alice bob", "dave": "alice dave"}, refused: []string{"u02"}},
 		{name: "ok missing recipientinfo delivered with visible ones only", users: []string{"alice", "bob", "dave"},
-			rcpts: []string{"bob", "dave", "u02"}, pol: pipeline.PassThroughPolicy{Missing: pipeline.DeliverMissing},
+			rcpts: []string{"bob", "dave", "u02"}, pol: split.PassThroughPolicy{Missing: split.DeliverMissing},
 			want: map[string]string{"bob": "alice bob", "dave": "alice dave", "u02": "alice bob"}},
 		{name: "ok missing visible recipient delivered", users: []string{"alice", "bob", "dave"},
-			rcpts: []string{"bob", "carol", "dave"}, pol: pipeline.PassThroughPolicy{Missing: pipeline.DeliverMissing},
+			rcpts: []string{"bob", "carol", "dave"}, pol: split.PassThroughPolicy{Missing: split.DeliverMissing},
 			want: map[string]string{"bob": "alice bob", "carol": "alice bob", "dave": "alice dave"}},
 		{name: "ok deliver with nothing visible refuses", users: []string{"dave"},
-			rcpts: []string{"dave", "u02"}, pol: pipeline.PassThroughPolicy{Missing: pipeline.DeliverMissing},
+			rcpts: []string{"dave", "u02"}, pol: split.PassThroughPolicy{Missing: split.DeliverMissing},
 			want: map[string]string{"dave": "dave"}, refused: []string{"u02"}},
 		{name: "fail unknown owner rejected", users: []string{"alice", "bob", "stranger"}, rcpts: []string{"bob"},
-			pol: pipeline.PassThroughPolicy{Unknown: pipeline.RejectUnknown}, wantErr: pipeline.ErrRecipientInfoRejected},
+			pol: split.PassThroughPolicy{Unknown: split.RejectUnknown}, wantErr: split.ErrRecipientInfoRejected},
 		{name: "fail keyagree rejected", users: []string{"bob", "frank"}, rcpts: []string{"bob"},
-			pol: pipeline.PassThroughPolicy{Unknown: pipeline.RejectUnknown}, wantErr: pipeline.ErrRecipientInfoRejected},
+			pol: split.PassThroughPolicy{Unknown: split.RejectUnknown}, wantErr: split.ErrRecipientInfoRejected},
 		{name: "ok reject policy passes a clean message", users: []string{"alice", "bob", "dave"}, rcpts: []string{"bob", "dave"},
-			pol:  pipeline.PassThroughPolicy{Unknown: pipeline.RejectUnknown},
+			pol:  split.PassThroughPolicy{Unknown: split.RejectUnknown},
 			want: map[string]string{"bob": "alice bob", "dave": "alice dave"}},
 	}
 	for _, tt := range tests {
@@ -499,7 +500,7 @@ func TestSplitPolicies(t *testing.T) {
 func TestPlanPassThrough(t *testing.T) {
 	r := setup(t)
 	der := r.encrypt(t, []byte(content), []string{"alice", "bob", "dave", "stranger"}, encryptOpts{})
-	p, _ := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
+	p, _ := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{})
 	msg := mimeMessage(toCc, envelopedType, der)
 	plan, err := p.PlanPassThrough(queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "dave")}, msg)
 	if err != nil {
@@ -531,7 +532,7 @@ func TestPlanPassThrough(t *testing.T) {
 	}
 
 	if _, err := p.PlanPassThrough(queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")},
-		[]byte("From: alice@example.test\r\nContent-Type: text/plain\r\n\r\nhi\r\n")); !errors.Is(err, pipeline.ErrNotClientEncrypted) {
+		[]byte("From: alice@example.test\r\nContent-Type: text/plain\r\n\r\nhi\r\n")); !errors.Is(err, passthrough.ErrNotClientEncrypted) {
 		t.Errorf("plain message: %v", err)
 	}
 	if err := p.CheckMessage(context.Background(), queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")},
@@ -546,7 +547,7 @@ func TestPlanPassThrough(t *testing.T) {
 func TestOpaqueContentSealed(t *testing.T) {
 	r := setup(t)
 	signed := interop.OpenSSLSign(t, r.env.PKI, "alice", []byte(content), interop.SignOptions{Encapsulated: true})
-	p, _ := r.pipeline(t, split.Policy{SelfCopy: true}, pipeline.PassThroughPolicy{})
+	p, _ := r.pipeline(t, split.Policy{SelfCopy: true}, split.PassThroughPolicy{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "dave")}
 	// Labelled as an envelope, the same bytes are refused: a reader going by the label and one
 	// going by the DER would not see the same message.
@@ -620,16 +621,16 @@ func TestHostile(t *testing.T) {
 		packages int
 		kept     int // RecipientInfos in bob's package
 	}{
-		{name: "fail truncated der", der: good[:len(good)/2], wantErr: pipeline.ErrUnsplittable},
+		{name: "fail truncated der", der: good[:len(good)/2], wantErr: split.ErrUnsplittable},
 		{name: "fail truncated header", der: good[:5], wantErr: pipeline.ErrUnaccountable},
 		{name: "fail wrong outer length", der: badLen, wantErr: pipeline.ErrUnaccountable},
 		{name: "fail not der at all", der: []byte("hello, world"), wantErr: pipeline.ErrUnaccountable},
-		{name: "fail unknown recipientinfo version", der: envelope(t, base, 0, [][]byte{v1}), wantErr: pipeline.ErrUnsplittable},
-		{name: "fail 10001 recipientinfos", der: envelope(t, base, 0, repeat(bobRI, 10001)), wantErr: pipeline.ErrUnsplittable},
+		{name: "fail unknown recipientinfo version", der: envelope(t, base, 0, [][]byte{v1}), wantErr: split.ErrUnsplittable},
+		{name: "fail 10001 recipientinfos", der: envelope(t, base, 0, repeat(bobRI, 10001)), wantErr: split.ErrUnsplittable},
 		{name: "ok 10000 recipientinfos of bob", der: envelope(t, base, 0, repeat(bobRI, 10000)), packages: 1, kept: 10000},
 		{name: "ok 10000 opaque recipientinfos dropped", der: envelope(t, base, 3, append(repeat(kek, 9999), bobRI)), packages: 1, kept: 1},
 	}
-	p, logs := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{})
+	p, logs := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -723,28 +724,28 @@ func TestPassThroughPolicyOption(t *testing.T) {
 	r := setup(t)
 	tests := []struct {
 		name string
-		pol  pipeline.PassThroughPolicy
+		pol  split.PassThroughPolicy
 		ok   bool
 	}{
-		{"ok defaults", pipeline.PassThroughPolicy{}, true},
-		{"ok reject and deliver", pipeline.PassThroughPolicy{Unknown: pipeline.RejectUnknown, Missing: pipeline.DeliverMissing, MaxRecipientInfos: 5}, true},
-		{"fail unknown value", pipeline.PassThroughPolicy{Unknown: 7}, false},
-		{"fail missing value", pipeline.PassThroughPolicy{Missing: -1}, false},
-		{"fail negative max", pipeline.PassThroughPolicy{MaxRecipientInfos: -1}, false},
+		{"ok defaults", split.PassThroughPolicy{}, true},
+		{"ok reject and deliver", split.PassThroughPolicy{Unknown: split.RejectUnknown, Missing: split.DeliverMissing, MaxRecipientInfos: 5}, true},
+		{"fail unknown value", split.PassThroughPolicy{Unknown: 7}, false},
+		{"fail missing value", split.PassThroughPolicy{Missing: -1}, false},
+		{"fail negative max", split.PassThroughPolicy{MaxRecipientInfos: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := pipeline.New(pipeline.Options{Directory: r.dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice}, PassThrough: tt.pol})
-			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, pipeline.ErrInvalidPassThroughPolicy)) {
+			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, split.ErrInvalidPassThroughPolicy)) {
 				t.Fatalf("got %v", err)
 			}
 		})
 	}
 	// The cap applies: two RecipientInfos over a limit of one.
-	p, _ := r.pipeline(t, split.Policy{}, pipeline.PassThroughPolicy{MaxRecipientInfos: 1})
+	p, _ := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{MaxRecipientInfos: 1})
 	msg := mimeMessage(toCc, envelopedType, r.encrypt(t, []byte(content), []string{"alice", "bob"}, encryptOpts{}))
 	err := p.CheckMessage(context.Background(), queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}, msg)
-	if !errors.Is(err, pipeline.ErrUnsplittable) || !errors.Is(err, cms.ErrTooManyRecipients) {
+	if !errors.Is(err, split.ErrUnsplittable) || !errors.Is(err, cms.ErrTooManyRecipients) {
 		t.Fatalf("over the cap: %v", err)
 	}
 }
@@ -760,7 +761,7 @@ func FuzzPassThrough(f *testing.F) {
 	}
 	f.Add([]byte("Content-Type: application/pkcs7-mime\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n"))
 	f.Add([]byte("Content-Type: application/octet-stream; name=a.p7m\r\nContent-Transfer-Encoding: binary\r\n\r\n0\x80"))
-	p, _ := r.pipeline(f, split.Policy{}, pipeline.PassThroughPolicy{})
+	p, _ := r.pipeline(f, split.Policy{}, split.PassThroughPolicy{})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "dave")}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		plan, err := p.PlanPassThrough(env, msg)

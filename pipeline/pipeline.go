@@ -1,9 +1,12 @@
-// Package pipeline is the work done for one spooled message: ask the directory for every
-// recipient's certificates, plan the packages with split, and seal them with seal on the HSM.
+// Package pipeline is the work done for one spooled message: classify it (smime.Classify), then
+// dispatch it to its mode: plain mail is planned by split and sealed by seal, client-encrypted
+// mail is split without decrypting (package passthrough), a post to a list goes to the list agent
+// (lists). It asks the directory for every recipient's certificates, and tells an observer what
+// it did (Events).
 //
 // It implements queue.Processor for the daemon and serves `appliance seal`, so both produce the
-// same packages for the same input. It also answers the front end's RCPT-time question (does
-// this recipient have a usable certificate, when policy says to refuse those that do not).
+// same packages for the same input. It also answers the front end's questions at MAIL, RCPT and
+// end of DATA.
 package pipeline
 
 import (
@@ -21,7 +24,10 @@ import (
 
 	"appliance/cms"
 	"appliance/directory"
+	"appliance/lists"
+	"appliance/passthrough"
 	"appliance/queue"
+	"appliance/retry"
 	"appliance/seal"
 	"appliance/smime"
 	"appliance/split"
@@ -37,11 +43,11 @@ type Sender struct {
 	PSS     bool
 }
 
-// Token is what the pipeline needs of the HSM (hsm.Token satisfies it through NewToken).
+// Token is what the pipeline needs of the HSM: the list agent's signing (lists.Token) and
+// content keys.
 type Token interface {
-	Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
+	lists.Token
 	NewContentKey(ctx context.Context) (cms.ContentKey, error)
-	OAEPHash() crypto.Hash
 }
 
 // Options wire a Pipeline.
@@ -60,7 +66,9 @@ type Options struct {
 	Limits smime.Limits
 	Now    func() time.Time
 	// PassThrough shapes how client-encrypted messages are split (README, Client-encrypted mail).
-	PassThrough PassThroughPolicy
+	PassThrough split.PassThroughPolicy
+	// Events are told what the pipeline did; the zero value tells nobody.
+	Events Events
 	// Logger gets one line per sealed message, one audit line per package (its envelope
 	// recipients and the owners of its RecipientInfos) and one per certificate found unusable;
 	// never content. nil discards.
@@ -69,10 +77,11 @@ type Options struct {
 
 // Pipeline plans and seals messages. It is safe for concurrent use.
 type Pipeline struct {
-	opts    Options
-	senders map[string]Sender
-	lists   mailLists // the mail list agent's state (list.go)
-	sealer  *seal.Sealer
+	opts        Options
+	senders     map[string]Sender
+	lists       *lists.Agent
+	passThrough *passthrough.Splitter
+	sealer      *seal.Sealer
 }
 
 // New checks the options and builds a Pipeline.
@@ -86,7 +95,7 @@ func New(o Options) (*Pipeline, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := o.PassThrough.validate(); err != nil {
+	if err := o.PassThrough.Validate(); err != nil {
 		return nil, err
 	}
 	p := &Pipeline{opts: o, senders: map[string]Sender{}}
@@ -105,13 +114,33 @@ func New(o Options) (*Pipeline, error) {
 		o.Token = noToken{}
 		p.opts.Token = o.Token
 	}
-	p.sealer = &seal.Sealer{
-		NewKey:   o.Token.NewContentKey,
-		OAEPHash: o.Token.OAEPHash,
-		Now:      o.Now,
-		SKI:      o.SKI,
-	}
+	p.sealer = &seal.Sealer{NewKey: o.Token.NewContentKey, OAEPHash: o.Token.OAEPHash, Now: o.Now, SKI: o.SKI}
+	p.passThrough = passthrough.New(passthrough.Options{Directory: o.Directory, Sealer: p.sealer, Policy: o.Policy,
+		PassThrough: o.PassThrough, Logger: o.Logger, SenderCert: func(a string) *x509.Certificate {
+			if s, ok := p.SenderFor(a); ok {
+				return s.Chain[0]
+			}
+			return nil
+		}})
+	p.lists = lists.New(lists.Options{Directory: o.Directory, Token: o.Token, Sealer: p.sealer, Policy: o.Policy,
+		Hostname: o.Hostname, Now: o.Now, Logger: o.Logger, Expanded: o.Events.ListExpanded,
+		IsSender: func(n string) bool { _, ok := p.senders[n]; return ok }})
 	return p, nil
+}
+
+// SetLists makes the pipeline expand lists (lists.Agent.Set); tok unwraps content keys for
+// mail encrypted to a list.
+func (p *Pipeline) SetLists(l []lists.List, tok lists.ListToken) error { return p.lists.Set(l, tok) }
+
+// Reload reads every list's members file again (on SIGHUP).
+func (p *Pipeline) Reload() error { return p.lists.Reload() }
+
+// IsList reports whether addr is a mail list the appliance expands.
+func (p *Pipeline) IsList(addr string) bool { return p.lists.IsList(addr) }
+
+// CheckPoster refuses a sender the posting rule of list does not admit.
+func (p *Pipeline) CheckPoster(ctx context.Context, list, mailFrom string) error {
+	return p.lists.CheckPoster(ctx, list, mailFrom)
 }
 
 // ErrUnknownSender reports a MAIL FROM that is not a configured sender.
@@ -142,7 +171,7 @@ func (p *Pipeline) CheckSender(_ context.Context, addr string) error {
 // CheckRecipient refuses, under missing_cert = reject, a recipient without a valid certificate,
 // so the client learns at RCPT time rather than from a bounce.
 func (p *Pipeline) CheckRecipient(ctx context.Context, rcpt string) error {
-	if p.isList(rcpt) || p.opts.Policy.MissingCert != split.Reject {
+	if p.lists.IsList(rcpt) || p.opts.Policy.MissingCert != split.Reject {
 		return nil
 	}
 	valid, _, err := p.opts.Directory.LookupContext(ctx, rcpt)
@@ -205,7 +234,7 @@ func (p *Pipeline) refusal(c *smime.Classification, lists bool) error {
 	switch {
 	case c.Class == smime.Refused:
 		return &RefusedError{Reason: c.Reason, Malformed: c.Malformed, class: c.Class}
-	case c.Class == smime.SignedOverEncrypted && !lists && p.opts.PassThrough.SignedOverEncrypted != ResignSignedOverEncrypted:
+	case c.Class == smime.SignedOverEncrypted && !lists && p.opts.PassThrough.SignedOverEncrypted != split.ResignSignedOverEncrypted:
 		return &RefusedError{Reason: c.Reason, class: c.Class}
 	}
 	return nil
@@ -228,7 +257,7 @@ func (p *Pipeline) seal(ctx context.Context, id string, env queue.Envelope, msg 
 		return nil, err
 	}
 	if c.Class == smime.ClientEncrypted || c.Class == smime.SignedOverEncrypted {
-		return p.passThrough(ctx, id, env, msg, c)
+		return p.splitClientEncrypted(ctx, id, env, msg, c)
 	}
 	return p.sealPlain(ctx, env, msg, h)
 }
@@ -243,13 +272,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 
 	certs := map[string]*x509.Certificate{}
 	var unusable []directory.Rejection
-	in := split.Input{
-		Header:   h,
-		MailFrom: env.MailFrom,
-		RcptTo:   env.RcptTo,
-		Certs:    map[string][]split.Cert{},
-		Policy:   p.opts.Policy,
-	}
+	in := split.Input{Header: h, MailFrom: env.MailFrom, RcptTo: env.RcptTo, Certs: map[string][]split.Cert{}, Policy: p.opts.Policy}
 	for _, rcpt := range env.RcptTo {
 		key, err := split.Normalize(rcpt, p.opts.Policy.CaseSensitiveLocalPart)
 		if err != nil {
@@ -257,7 +280,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		}
 		valid, rejected, err := p.opts.Directory.LookupContext(ctx, rcpt)
 		if err != nil {
-			return nil, tempError{fmt.Errorf("failed to look up certificates of %q: %w", rcpt, err)}
+			return nil, retry.Temporary(fmt.Errorf("failed to look up certificates of %q: %w", rcpt, err))
 		}
 		unusable = append(unusable, rejected...)
 		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
@@ -306,33 +329,47 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 }
 
 // Process implements queue.Processor: list addresses among the recipients are expanded by the
-// mail list agent, every other recipient is planned and sealed together.
+// mail list agent, every other recipient is planned and sealed together. A permanent failure is
+// told to Events.Refused (StageSeal).
 func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
+	out, err := p.process(ctx, id, env, body)
+	if err != nil && !retry.IsTemporary(err, false) {
+		p.refused(StageSeal, err)
+	}
+	return out, err
+}
+
+func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
 	r := body
 	if p.opts.MaxMessageBytes > 0 {
 		r = io.LimitReader(body, p.opts.MaxMessageBytes+1<<20)
 	}
 	msg, err := io.ReadAll(r)
 	if err != nil {
-		return nil, tempError{fmt.Errorf("failed to read spooled message: %w", err)}
+		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", err))
 	}
 	if msg, _, err = smime.Normalize(msg, p.opts.Limits); err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
 	out := &queue.Sealed{}
-	lists, rest := p.listsIn(env)
+	lists, rest := p.lists.Split(env)
 	// Classified before anything else: nothing is expanded or sealed from a message refused.
 	c := smime.Classify(msg)
+	if f := p.opts.Events.Classified; f != nil {
+		f(c.Class.String())
+	}
 	if err := p.refusal(c, len(rest.RcptTo) == 0); err != nil {
 		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
 		return nil, err
 	}
 	for _, l := range lists {
-		s, err := p.expandList(ctx, id, env, l, msg)
+		s, err := p.lists.Expand(ctx, id, env, l, msg)
 		if err != nil {
 			return nil, err
 		}
-		out.Packages = append(out.Packages, s.Packages...)
+		for _, pk := range s.Packages {
+			out.Packages = append(out.Packages, p.spool(pk, ""))
+		}
 		out.Refused = append(out.Refused, s.Refused...)
 	}
 	if len(rest.RcptTo) == 0 {
@@ -358,14 +395,10 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 		}
 		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
 			"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
-		mode, profile := pk.Kind()
-		out.Packages = append(out.Packages, queue.Package{
-			MailFrom: env.MailFrom,
-			RcptTo:   pk.Recipients,
-			Body:     &traced{trace: p.received(id, env, pk.ReceivedFor), pkg: pk},
-			Mode:     mode,
-			Profile:  profile,
-		})
+		qp := queue.Package{MailFrom: env.MailFrom, RcptTo: pk.Recipients, Body: pk}
+		qp.Mode, qp.Profile = pk.Kind()
+		trace := split.Trace{Helo: env.Helo, ClientAddr: env.ClientAddr, By: p.opts.Hostname, ID: id, For: pk.ReceivedFor, At: p.opts.Now()}
+		out.Packages = append(out.Packages, p.spool(qp, trace.Field()))
 	}
 	for _, r := range res.Plan.Refused {
 		log.Info("recipient refused", "rcpt", r.Recipient, "status", r.Enhanced, "reason", r.Reason)
@@ -374,47 +407,31 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	return out, nil
 }
 
-// received is the trace field of RFC 5321 section 4.4; it names a recipient only when the
-// package has exactly that one (split says which), so it cannot reveal a hidden recipient.
-func (p *Pipeline) received(id string, env queue.Envelope, forAddr string) string {
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	helo := env.Helo
-	if helo == "" {
-		helo = "unknown"
+// spool makes pk's body write trace (a Received field) first and tell Events.Sealed once it is
+// written.
+func (p *Pipeline) spool(pk queue.Package, trace string) queue.Package {
+	if trace != "" || p.opts.Events.Sealed != nil {
+		pk.Body = &spooled{trace: trace, body: pk.Body, mode: pk.Mode, profile: pk.Profile, sealed: p.opts.Events.Sealed}
 	}
-	b.WriteString(sanitize(helo))
-	if env.ClientAddr != "" {
-		b.WriteString(" (" + sanitize(env.ClientAddr) + ")")
-	}
-	b.WriteString("\r\n\tby " + sanitize(p.opts.Hostname) + " (appliance) with ESMTP id " + sanitize(id))
-	if forAddr != "" {
-		b.WriteString("\r\n\tfor <" + sanitize(forAddr) + ">")
-	}
-	b.WriteString(";\r\n\t" + p.opts.Now().Format(time.RFC1123Z) + "\r\n")
-	return b.String()
+	return pk
 }
 
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e || r == '(' || r == ')' || r == ';' {
-			return '_'
-		}
-		return r
-	}, s)
+type spooled struct {
+	trace         string
+	body          io.WriterTo
+	mode, profile string
+	sealed        func(mode, profile string)
 }
 
-type traced struct {
-	trace string
-	pkg   *seal.Package
-}
-
-func (t *traced) WriteTo(w io.Writer) (int64, error) {
-	n, err := io.WriteString(w, t.trace)
+func (s *spooled) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, s.trace)
 	if err != nil {
 		return int64(n), err
 	}
-	m, err := t.pkg.WriteTo(w)
+	m, err := s.body.WriteTo(w)
+	if err == nil && s.sealed != nil {
+		s.sealed(s.mode, s.profile)
+	}
 	return int64(n) + m, err
 }
 
@@ -426,8 +443,3 @@ type noToken struct{}
 func (noToken) Signer(context.Context, string) (crypto.Signer, error) { return nil, ErrNoToken }
 func (noToken) NewContentKey(context.Context) (cms.ContentKey, error) { return nil, ErrNoToken }
 func (noToken) OAEPHash() crypto.Hash                                 { return 0 }
-
-type tempError struct{ error }
-
-func (tempError) Temporary() bool { return true }
-func (e tempError) Unwrap() error { return e.error }

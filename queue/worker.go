@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"appliance/retry"
+
 	"github.com/emersion/go-smtp"
 )
 
@@ -54,15 +56,9 @@ func (q *Queue) work(ctx context.Context, e *entry) {
 	}
 }
 
-// temporary reports whether err says a retry may help; errors without a
-// Temporary method are temporary only when asked with def.
-func temporary(err error, def bool) bool {
-	var t interface{ Temporary() bool }
-	if errors.As(err, &t) {
-		return t.Temporary()
-	}
-	return def
-}
+// temporary reports whether err says a retry may help (retry.IsTemporary);
+// errors that do not say are temporary only when asked with def.
+func temporary(err error, def bool) bool { return retry.IsTemporary(err, def) }
 
 // backoff is the wait after the n-th failed attempt (n >= 1).
 func (q *Queue) backoff(n int) time.Duration {

@@ -35,6 +35,8 @@ postfix|postfix|test -x /usr/sbin/postfix && command -v postconf >/dev/null
 p11-kit|p11-kit|p11-kit server --help 2>&1 | grep -q -- --foreground
 p11-kit-client|p11-kit-modules|ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1
 debootstrap|debootstrap|command -v debootstrap >/dev/null
+python3|python3-dkim|/usr/bin/python3 -c "import dkim"
+python3-nacl|python3-nacl|/usr/bin/python3 -c "import nacl.signing"
 TABLE
 )
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"syscall"
 
+	"appliance/retry"
+
 	"github.com/emersion/go-smtp"
 )
 
@@ -108,7 +110,6 @@ func Reply(stage Stage, err error) *smtp.SMTPError {
 func mapError(stage Stage, err error) *smtp.SMTPError {
 	var se *smtp.SMTPError
 	var pe *PolicyError
-	var temp interface{ Temporary() bool }
 	switch {
 	case err == nil:
 		return nil
@@ -147,7 +148,7 @@ func mapError(stage Stage, err error) *smtp.SMTPError {
 	case errors.Is(err, ErrTemporary),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled),
-		errors.As(err, &temp) && temp.Temporary():
+		retry.IsTemporary(err, false):
 		return replyTemporary
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return reply(500, 5, 5, 2, "line too long")

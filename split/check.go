@@ -700,9 +700,13 @@ func oracleHeaderReveals(in Input, e HeaderEdits, hidden bool, cs bool, secret m
 		}
 		// Packages share most of their fields: scan each text once.
 		// Message identifiers look like addresses: there only the
-		// participants count. Anywhere else every address does.
+		// participants count. So in Content-* fields and MIME-Version,
+		// which are inside the signature and the same in every package:
+		// a participant there refuses the message (CheckRefusal judges
+		// that), anyone else names no recipient. Anywhere else every
+		// address does.
 		keys := secret
-		if !oracleMsgID[k] {
+		if !oracleMsgID[k] && !strings.HasPrefix(k, "Content-") && k != "Mime-Version" {
 			keys = nil
 		}
 		found, ok := memo[k+":"+v]

@@ -36,8 +36,20 @@
 // fields are rebuilt from bare addresses when a comment or name would reveal
 // someone, Received loses its "for" clauses, and Bcc, delivery, envelope,
 // receipt-request and X- fields are dropped, as is an unknown field holding
-// an '@'. A Content-* field naming a hidden recipient, or a second instance of
-// a field RFC 5322 allows once, refuses the message ([FieldError]).
+// an '@'. An address field whose own addresses still read as someone outside
+// the visible set once rebuilt (a quoted local part with a space) is dropped.
+// A Content-* field naming a hidden recipient, or a second instance of a field
+// RFC 5322 allows once, refuses the message ([FieldError]). Every byte >= 0x80
+// counts as an address character, and a byte that is not UTF-8 is judged as
+// U+FFFD, as normalization reads it. The Received field and List-Id the
+// appliance adds are built here too ([Trace], [ListID]).
+//
+// # Client-encrypted mail
+//
+// [PlanPassThrough] plans the split of a client's envelope: each RecipientInfo
+// is attributed to an owner by its identifier (the caller says who owns which),
+// Make plans the packages, and the plan says which RecipientInfos each package
+// carries.
 //
 // # Modes
 //

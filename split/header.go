@@ -8,6 +8,7 @@ import (
 	nettextproto "net/textproto"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
@@ -173,6 +174,10 @@ type hfield struct {
 	value string
 	class fieldClass
 	addrs []*mail.Address // classAddress only
+	// rebuiltMentions are what the field rebuilt from its bare addresses still names
+	// (classAddress only): an address whose own spelling reads as someone else's
+	// ("bob b"@x.test holds b@x.test) cannot be made clean by rebuilding.
+	rebuiltMentions []string
 	// mentions are the secret participants (normalized) the field names in
 	// any spelling; for a Received field, after its "for" clauses go.
 	mentions []string
@@ -192,7 +197,7 @@ type participants struct {
 func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) {
 	ps := participants{secret: secret, cs: cs}
 	for _, s := range secret {
-		ps.keys = append(ps.keys, squeeze(s))
+		ps.keys = append(ps.keys, squeeze(readable(s)))
 	}
 	var out []hfield
 	count := map[string]int{}
@@ -212,6 +217,7 @@ func readFields(h textproto.Header, secret []string, cs bool) ([]hfield, error) 
 				return nil, &AddressError{Field: k, Value: f.value, Err: err}
 			}
 			f.addrs = list
+			f.rebuiltMentions = ps.mentionedIn(rebuild(list))
 		}
 		if f.class != classHidden && f.class != classDrop {
 			f.mentions = ps.mentionedIn(text)
@@ -249,7 +255,7 @@ func (ps participants) mentionedIn(text string) []string {
 // each as is and squeezed.
 func spellings(text string) []string {
 	var forms []string
-	for _, t := range []string{text, decodeWords(text)} {
+	for _, t := range []string{readable(text), readable(decodeWords(text))} {
 		for _, c := range []string{t, stripComments(t)} {
 			forms = append(forms, c, squeeze(c))
 		}
@@ -293,6 +299,19 @@ func addressesIn(text string, cs bool) []string {
 }
 
 func isTokenByte(c byte) bool { return c == '@' || isLocalByte(c) }
+
+// readable is text as the header policy judges it: every byte that is not UTF-8 becomes
+// U+FFFD, as normalization (strings.ToLower) turns it, so an address holding such bytes
+// compares alike in a field and in the participants' list. Every byte or rune >= 0x80 is an
+// address character (isLocalByte, isDomainByte), as the oracle reads it (oracleTokenRune):
+// "0000\xff@0" is one address, which is nobody's and so names someone outside every
+// visible set, never the local part "0" of someone's "0@0".
+func readable(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune { return r }, s)
+}
 
 // squeeze removes quotes and backslashes, and white space next to '@' or
 // '.', so `"carol" @ y.test` and carol@y.test compare alike. It only widens
@@ -440,14 +459,15 @@ type allowedSet func(norm string) bool
 func edits(fields []hfield, allowed allowedSet, bccKey string, bcc []string, bccAt int) HeaderEdits {
 	var e HeaderEdits
 	e.Bcc = bcc
-	clean := func(f hfield) bool {
-		for _, m := range f.mentions {
+	cleanOf := func(mentions []string) bool {
+		for _, m := range mentions {
 			if !allowed(m) {
 				return false
 			}
 		}
 		return true
 	}
+	clean := func(f hfield) bool { return cleanOf(f.mentions) }
 	addBcc := func() {
 		if len(bcc) > 0 {
 			e.Fields = append(e.Fields, FieldEdit{Key: bccKey, N: -1, Value: strings.Join(bcc, ", ")})
@@ -474,6 +494,10 @@ func edits(fields []hfield, allowed allowedSet, bccKey string, bcc []string, bcc
 				// Reply-To makes nobody visible, so its own addresses may be the hidden ones:
 				// rebuilding would keep them. The field goes from this package.
 				e.Dropped = append(e.Dropped, f.key+" (names a hidden recipient)")
+				continue
+			}
+			if !clean(f) && !cleanOf(f.rebuiltMentions) {
+				e.Dropped = append(e.Dropped, f.key+" (an address in it reads as a hidden recipient's)")
 				continue
 			}
 			if !clean(f) {
@@ -546,7 +570,7 @@ func (ps participants) looselyIn(text string) []string {
 		return nil
 	}
 	var out []string
-	for _, t := range []string{text, decodeWords(text)} {
+	for _, t := range []string{readable(text), readable(decodeWords(text))} {
 		t = strings.Map(func(r rune) rune {
 			if r == ' ' || r == '\t' || r == '\r' || r == '\n' || r == '"' || r == '\\' {
 				return -1
@@ -554,6 +578,7 @@ func (ps participants) looselyIn(text string) []string {
 			return r
 		}, asciiLower(t))
 		for _, s := range ps.secret {
+			s := readable(s)
 			at := strings.LastIndexByte(s, '@')
 			if at <= 0 {
 				continue

@@ -235,3 +235,62 @@ func TestCheckPrivacyHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestEightBitAddresses: bytes >= 0x80 in a field value are address characters, and a byte
+// that is not UTF-8 is judged as U+FFFD, as normalization reads it. "0000\xff@0" is then an
+// address of nobody's, in Received, Subject or a comment of To, and the field goes from the
+// package of "0@0" (fuzz finding: the oracle read it as an address, split did not). A valid
+// 8-bit local part that is a visible recipient's stays.
+func TestEightBitAddresses(t *testing.T) {
+	for _, cs := range []bool{false, true} {
+		for _, field := range []string{"Received: 0000000000000000000000\xff@0", "Subject: re \xff0@0 x", "Subject: =?x?q?=FF0@0?=", "Comments: \xfe\xff@0"} {
+			h := header(field)
+			in := Input{Header: h, RcptTo: []string{"0@0"}, Certs: map[string][]Cert{"0@0": {{ID: "c", Owner: "0@0", Profile: "compat"}}},
+				Policy: Policy{CaseSensitiveLocalPart: cs}}
+			p, err := Make(in)
+			if err != nil {
+				t.Fatalf("%q: %v", field, err)
+			}
+			if err := CheckPrivacy(in, p); err != nil {
+				t.Errorf("cs=%v %q: %v", cs, field, err)
+			}
+			key, _, _ := strings.Cut(field, ":")
+			if got := render(t, h, p.Packages[0].Edits); strings.Contains(got, key+":") {
+				t.Errorf("cs=%v: %q kept:\n%s", cs, field, got)
+			}
+		}
+	}
+	h := header("To: j\xc3\xb6rg@x.test\nSubject: for j\xc3\xb6rg@x.test")
+	in := Input{Header: h, RcptTo: []string{"j\xc3\xb6rg@x.test"}, Certs: map[string][]Cert{"j\xc3\xb6rg@x.test": {{ID: "c", Owner: "j\xc3\xb6rg@x.test", Profile: "compat"}}}}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := render(t, h, p.Packages[0].Edits); !strings.Contains(got, "Subject: for j\xc3\xb6rg@x.test") {
+		t.Errorf("a visible recipient's 8-bit address dropped the Subject:\n%s", got)
+	}
+}
+
+// TestAddressReadsAsAnother: an address whose own spelling reads as someone else's
+// ("bob b"@x.test holds b@x.test once the quotes go) cannot be made clean by rebuilding its
+// field, so the field goes from every package that may not see that someone (fuzz finding).
+func TestAddressReadsAsAnother(t *testing.T) {
+	h := header("From: alice@example.test\nTo: \"bob b\"@x.test (c)\nBcc: frank@z.test\nSubject: s")
+	in := Input{Header: h, MailFrom: "alice@example.test", RcptTo: []string{"berin@x.test", "frank@z.test"},
+		Certs: map[string][]Cert{"frank@z.test": {{ID: "f", Owner: "frank@z.test", Profile: "compat"}}, "berin@x.test": {{ID: "b", Owner: "berin@x.test", Profile: "compat"}}}}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, pk := range p.Packages {
+		if got := render(t, h, pk.Edits); strings.Contains(got, "bob b") || !strings.Contains(strings.Join(pk.Edits.Dropped, ","), "To (an address in it reads") {
+			t.Errorf("package for %v:\n%s\ndropped %v", pk.Recipients, got, pk.Edits.Dropped)
+		}
+	}
+}

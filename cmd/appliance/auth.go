@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"appliance/auth"
 	"appliance/config"
@@ -22,15 +21,15 @@ import (
 
 // front holds what the SMTP front end needs beyond the pipeline: TLS, the
 // users file and the sender authorization built from [smtp]. SIGHUP rereads
-// the users file (Reload): sessions in flight keep the identity they have,
-// new checks see the new file. It also rereads the TLS pair (ReloadTLS,
+// the users file (auth.Live's Reload): sessions in flight keep the identity
+// they have, new checks see the new file. It also rereads the TLS pair (ReloadTLS,
 // tlsreload.go): new handshakes present the new certificate.
 type front struct {
 	cfg   *config.Config
 	tls   *tls.Config
 	certs *certReloader // nil without smtp.tls_cert
-	az    atomic.Pointer[auth.Authorizer]
-	log   *slog.Logger
+	*auth.Live
+	log *slog.Logger
 }
 
 // newFront loads the TLS key pair and the users file and builds the
@@ -49,11 +48,11 @@ func newFront(cfg *config.Config, log *slog.Logger) (*front, error) {
 		f.certs = r
 		f.tls = r.Config()
 	}
-	az, err := f.authorizer()
+	live, err := auth.NewLive(f.authorizer)
 	if err != nil {
 		return nil, err
 	}
-	f.az.Store(az)
+	f.Live = live
 	return f, nil
 }
 
@@ -78,20 +77,6 @@ func (f *front) authorizer() (*auth.Authorizer, error) {
 	return az, nil
 }
 
-// Reload rereads the users file; on error the previous one stays in force.
-// It returns the number of users now in force.
-func (f *front) Reload() (int, error) {
-	az, err := f.authorizer()
-	if err != nil {
-		return 0, err
-	}
-	f.az.Store(az)
-	if az.Users == nil {
-		return 0, nil
-	}
-	return az.Users.Len(), nil
-}
-
 // ReloadTLS rereads smtp.tls_cert and smtp.tls_key and returns the new
 // leaf certificate; nil, nil when TLS is not configured. On error the
 // previous pair stays in force.
@@ -100,26 +85,6 @@ func (f *front) ReloadTLS() (*x509.Certificate, error) {
 		return nil, nil
 	}
 	return f.certs.Reload()
-}
-
-// Authenticate checks against the users file in force.
-func (f *front) Authenticate(ctx context.Context, user, password string) error {
-	u := f.az.Load().Users
-	if u == nil {
-		return fmt.Errorf("failed to authenticate %q: %w", user, auth.ErrBadCredentials)
-	}
-	return u.Authenticate(ctx, user, password)
-}
-
-// KnownUser lets the front end name real users, and only them, in the log
-// of a failed AUTH.
-func (f *front) KnownUser(name string) bool {
-	u := f.az.Load().Users
-	if u == nil {
-		return false
-	}
-	_, ok := u.Lookup(name)
-	return ok
 }
 
 // options fills in the security part of the front end's options.
@@ -192,7 +157,7 @@ func (p authPolicy) CheckSender(ctx context.Context, addr, authUser string) erro
 // 530 5.7.0 for nobody, 550 5.7.1 for somebody using another's address.
 func (p authPolicy) authorize(ctx context.Context, addr, authUser string) error {
 	ip, _ := smtpfront.ClientAddr(ctx)
-	if err := p.f.az.Load().Authorize(ip, authUser, addr); err != nil {
+	if err := p.f.Authorize(ip, authUser, addr); err != nil {
 		if errors.Is(err, auth.ErrNotAuthenticated) {
 			return fmt.Errorf("%w: %w", smtpfront.ErrAuthRequired, err)
 		}

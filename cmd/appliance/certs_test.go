@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,9 @@ import (
 
 	"appliance/cms"
 	"appliance/cms/oid"
+	"appliance/directory"
 	"appliance/internal/softhsmtest"
+	"appliance/internal/testconfig"
 	"appliance/smime"
 )
 
@@ -33,29 +34,9 @@ func certsConfig(t *testing.T, env *softhsmtest.Env, extra string) (cfgPath, cer
 	if out, err := exec.Command("cp", "-r", env.File("certs"), certs).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v: %s", err, out)
 	}
-	cfg := fmt.Sprintf(`[hsm]
-module = %q
-token = "appliance"
-pin_file = %q
-[smtp]
-hostname = "relay.example.test"
-[relay]
-next_hop = "127.0.0.1:2526"
-[spool]
-dir = %q
-[directory]
-certs = %q
-roots = %q
-[[sender]]
-address = "alice@example.test"
-key = "pkcs11:token=appliance;object=alice"
-cert = %q
-%s`, env.Module, env.PINFile, filepath.Join(dir, "spool"), certs, env.File("roots.pem"), env.File("alice.chain.pem"), extra)
-	cfgPath = filepath.Join(dir, "appliance.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cfgPath, certs
+	c := testconfig.New(env, dir)
+	c.Certs, c.Extra = certs, extra
+	return c.Write(t, dir), certs
 }
 
 func oliviaSigned(t *testing.T, env *softhsmtest.Env) string {
@@ -99,9 +80,9 @@ func TestCerts(t *testing.T) {
 		{name: "ok check", args: []string{"check", "carol@example.test", "-config", cfg},
 			want: []string{"carol@example.test: ok, 1 certificate(s)", "profile compat"}},
 		{name: "fail check expired", args: []string{"check", "grace@example.test", "-config", cfg},
-			wantErr: errNoUsableCertificate, want: []string{"no usable certificate (certificate has expired"}},
+			wantErr: directory.ErrNoUsableCertificate, want: []string{"no usable certificate (certificate has expired"}},
 		{name: "fail check unknown", args: []string{"check", "nobody@example.test", "-config", cfg},
-			wantErr: errNoUsableCertificate, want: []string{"no usable certificate (none found)"}},
+			wantErr: directory.ErrNoUsableCertificate, want: []string{"no usable certificate (none found)"}},
 		{name: "ok learn", args: []string{"learn", eml, "-config", learnt},
 			want: []string{"learnt olivia@example.org", "announced: AES-256-GCM, AES-256-CBC", "profile for olivia@example.org: modern (learnt"}},
 		{name: "ok show after learn", args: []string{"show", "olivia@example.org", "-config", learnt},

@@ -54,7 +54,7 @@ func checkLoads(cfg *config.Config, stdout io.Writer) error {
 	if filesErr != nil {
 		errs = append(errs, filesErr)
 	}
-	bad := badKeys(filesErr)
+	bad := config.ErrorKeys(filesErr)
 	s := cfg.SMTP
 	if s.TLSCert != "" && !bad["smtp.tls_cert"] && !bad["smtp.tls_key"] {
 		if _, err := newCertReloader(s.TLSCert, s.TLSKey); err != nil {
@@ -98,26 +98,4 @@ func checkLDAPFiles(cfg *config.Config, stdout io.Writer) error {
 			l.BindPasswordFile, st.Mode().Perm())
 	}
 	return nil
-}
-
-// badKeys are the config keys err (from CheckFiles) names.
-func badKeys(err error) map[string]bool {
-	keys := map[string]bool{}
-	var walk func(error)
-	walk = func(err error) {
-		var ce *config.Error
-		switch e := err.(type) {
-		case nil:
-		case interface{ Unwrap() []error }:
-			for _, x := range e.Unwrap() {
-				walk(x)
-			}
-		default:
-			if errors.As(err, &ce) {
-				keys[ce.Key] = true
-			}
-		}
-	}
-	walk(err)
-	return keys
 }

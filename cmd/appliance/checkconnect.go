@@ -18,8 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
-
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
@@ -28,24 +26,21 @@ import (
 // connectTimeout bounds each network check.
 const connectTimeout = 10 * time.Second
 
-// expirySoon: a certificate expiring within this is a warning.
-const expirySoon = 30 * 24 * time.Hour
-
 type checkReport struct {
 	w      io.Writer
 	failed int
 	now    time.Time
 }
 
-func (r *checkReport) ok(what, detail string) {
+func (r *checkReport) OK(what, detail string) {
 	fmt.Fprintf(r.w, "ok    %s: %s\n", escape(what), escape(detail))
 }
 
-func (r *checkReport) warn(what, detail string) {
+func (r *checkReport) Warn(what, detail string) {
 	fmt.Fprintf(r.w, "warn  %s: %s\n", escape(what), escape(detail))
 }
 
-func (r *checkReport) fail(what string, err error) {
+func (r *checkReport) Fail(what string, err error) {
 	r.failed++
 	fmt.Fprintf(r.w, "FAIL  %s: %s\n", escape(what), escapeLines(err.Error()))
 }
@@ -65,15 +60,15 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		if u, err := hsm.ParseURI(t.URI); err == nil {
 			label = u.Token
 		}
-		lines, err := moduleInfo(t.Module, label)
+		lines, err := hsm.ModuleInfo(t.Module, label)
 		if err != nil && (label != "" || len(lines) < 2) {
-			r.fail(what, err)
+			r.Fail(what, err)
 			continue
 		}
 		described[t.Name] = true
-		r.ok(what+" module", strings.TrimSpace(strings.TrimPrefix(lines[1], "library")))
+		r.OK(what+" module", strings.TrimSpace(strings.TrimPrefix(lines[1], "library")))
 		if len(lines) > 2 {
-			r.ok(what, strings.TrimSpace(strings.TrimPrefix(lines[2], "token")))
+			r.OK(what, strings.TrimSpace(strings.TrimPrefix(lines[2], "token")))
 		} // else selected by serial or manufacturer: opening it below says whether it is there
 	}
 	for _, t := range cfg.TokenList() {
@@ -82,12 +77,12 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		}
 		tok, err := openToken(cfg, t, false)
 		if err != nil {
-			r.fail("token "+t.Name+" login", err)
+			r.Fail("token "+t.Name+" login", err)
 			continue
 		}
 		defer tok.Close()
 		toks[t.Name] = tok
-		r.ok("token "+t.Name+" login", "logged in as user; roles "+strings.Join(t.Roles, ", "))
+		r.OK("token "+t.Name+" login", "logged in as user; roles "+strings.Join(t.Roles, ", "))
 	}
 	tokenOf := func(keyURI string) *hsm.Token {
 		name, err := cfg.TokenFor(keyURI, config.RoleSign)
@@ -97,17 +92,9 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		return toks[name]
 	}
 
-	roots, inters := x509.NewCertPool(), x509.NewCertPool()
-	if certs, err := directory.LoadCertificates(cfg.Directory.Roots); err != nil {
-		r.fail("directory.roots", err)
-	} else {
-		for _, c := range certs {
-			if c.IsCA && c.CheckSignatureFrom(c) == nil {
-				roots.AddCert(c)
-			} else {
-				inters.AddCert(c)
-			}
-		}
+	roots, inters, err := directory.LoadRoots(cfg.Directory.Roots)
+	if err != nil {
+		r.Fail("directory.roots", err)
 	}
 	for _, s := range cfg.Senders {
 		r.keyAndCert(ctx, tokenOf(s.Key), "sender "+s.Address, s.Address, s.Key, s.Cert, roots, inters)
@@ -117,20 +104,20 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 	}
 
 	if d, err := openDirectory(cfg); err != nil {
-		r.fail("directory", err)
+		r.Fail("directory", err)
 	} else {
 		problems := d.Problems()
-		r.ok("directory", fmt.Sprintf("%s loaded, sources %s, %d problem(s)", cfg.Directory.Certs,
+		r.OK("directory", fmt.Sprintf("%s loaded, sources %s, %d problem(s)", cfg.Directory.Certs,
 			strings.Join(cfg.Directory.SourceOrder(), ", "), len(problems)))
 		for _, p := range problems {
-			r.warn("directory", p.Error())
+			r.Warn("directory", p.Error())
 		}
 	}
 	if cfg.SMTP.TLSCert != "" {
 		if certs, err := directory.LoadCertificates(cfg.SMTP.TLSCert); err != nil || len(certs) == 0 {
-			r.fail("smtp.tls_cert", fmt.Errorf("no certificate: %v", err))
+			r.Fail("smtp.tls_cert", fmt.Errorf("no certificate: %v", err))
 		} else {
-			r.expiry("smtp.tls_cert", certs[0])
+			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], r.now)
 		}
 	}
 	r.nextHop(cfg)
@@ -143,60 +130,19 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 	return nil
 }
 
-func (r *checkReport) expiry(what string, c *x509.Certificate) {
-	left := c.NotAfter.Sub(r.now)
-	desc := fmt.Sprintf("%q expires %s", c.Subject.String(), c.NotAfter.UTC().Format(time.DateOnly))
-	switch {
-	case left <= 0:
-		r.fail(what, fmt.Errorf("certificate %q expired %s", c.Subject.String(), c.NotAfter.UTC().Format(time.DateOnly)))
-	case r.now.Before(c.NotBefore):
-		r.fail(what, fmt.Errorf("certificate %q is not valid before %s", c.Subject.String(), c.NotBefore.UTC().Format(time.DateOnly)))
-	case left < expirySoon:
-		r.warn(what, fmt.Sprintf("%s, in %d day(s): renew it", desc, int(left.Hours()/24)))
-	default:
-		r.ok(what, fmt.Sprintf("%s (in %d days)", desc, int(left.Hours()/24)))
-	}
-}
-
 // keyAndCert checks a key on the token and its certificate: present, in date, for the same key,
 // naming the address, issued under the configured roots.
 func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr, keyURI, certPath string, roots, inters *x509.CertPool) {
 	var pub crypto.PublicKey
 	if tok != nil {
 		if s, err := tok.Signer(ctx, keyURI); err != nil {
-			r.fail(what+" key", fmt.Errorf("%s: %w", keyURI, err))
+			r.Fail(what+" key", fmt.Errorf("%s: %w", keyURI, err))
 		} else {
 			pub = s.Public()
-			r.ok(what+" key", keyURI)
+			r.OK(what+" key", keyURI)
 		}
 	}
-	chain, err := directory.LoadCertificates(certPath)
-	if err == nil && len(chain) == 0 {
-		err = fmt.Errorf("no certificate in %q", certPath)
-	}
-	if err != nil {
-		r.fail(what+" certificate", err)
-		return
-	}
-	leaf := chain[0]
-	r.expiry(what+" certificate", leaf)
-	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); pub != nil && (!ok || !k.Equal(pub)) {
-		r.fail(what+" certificate", fmt.Errorf("%q is not for the key %s", leaf.Subject.String(), keyURI))
-	}
-	covered := false
-	for _, a := range certAddresses(leaf) {
-		covered = covered || strings.EqualFold(a, addr)
-	}
-	if !covered {
-		r.fail(what+" certificate", fmt.Errorf("%q does not name %s (it names: %s)", leaf.Subject.String(), addr, strings.Join(certAddresses(leaf), ", ")))
-	}
-	for _, c := range chain[1:] {
-		inters.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: r.now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}); err != nil {
-		r.fail(what+" certificate", fmt.Errorf("does not verify to directory.roots: %w", err))
-	}
+	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, r.now)
 }
 
 // nextHop greets the next hop as delivery does: its 220, EHLO, and STARTTLS with the same
@@ -205,7 +151,7 @@ func (r *checkReport) nextHop(cfg *config.Config) {
 	what := "next hop " + cfg.Relay.NextHop
 	conn, err := net.DialTimeout("tcp", cfg.Relay.NextHop, connectTimeout)
 	if err != nil {
-		r.fail(what, err)
+		r.Fail(what, err)
 		return
 	}
 	defer conn.Close()
@@ -213,20 +159,20 @@ func (r *checkReport) nextHop(cfg *config.Config) {
 	tp := textproto.NewConn(conn)
 	_, greeting, err := tp.ReadResponse(220)
 	if err != nil {
-		r.fail(what, fmt.Errorf("greeting: %w", err))
+		r.Fail(what, fmt.Errorf("greeting: %w", err))
 		return
 	}
-	r.ok(what, "greets 220 "+firstLine(greeting))
+	r.OK(what, "greets 220 "+firstLine(greeting))
 	id, err := tp.Cmd("EHLO %s", cfg.SMTP.Hostname)
 	if err != nil {
-		r.fail(what, err)
+		r.Fail(what, err)
 		return
 	}
 	tp.StartResponse(id)
 	_, ehlo, err := tp.ReadResponse(250)
 	tp.EndResponse(id)
 	if err != nil {
-		r.fail(what, fmt.Errorf("EHLO %s: %w", cfg.SMTP.Hostname, err))
+		r.Fail(what, fmt.Errorf("EHLO %s: %w", cfg.SMTP.Hostname, err))
 		return
 	}
 	starttls := false
@@ -234,26 +180,26 @@ func (r *checkReport) nextHop(cfg *config.Config) {
 		starttls = starttls || strings.EqualFold(strings.TrimSpace(l), "STARTTLS")
 	}
 	if !starttls {
-		r.warn(what, "no STARTTLS offered: packages go in clear text to it (fine on loopback)")
+		r.Warn(what, "no STARTTLS offered: packages go in clear text to it (fine on loopback)")
 		_, _ = tp.Cmd("QUIT")
 		return
 	}
 	if _, err := tp.Cmd("STARTTLS"); err != nil {
-		r.fail(what+" STARTTLS", err)
+		r.Fail(what+" STARTTLS", err)
 		return
 	}
 	if _, _, err := tp.ReadResponse(220); err != nil {
-		r.fail(what+" STARTTLS", err)
+		r.Fail(what+" STARTTLS", err)
 		return
 	}
 	host, _, _ := net.SplitHostPort(cfg.Relay.NextHop)
 	tc := tls.Client(conn, &tls.Config{ServerName: host})
 	if err := tc.Handshake(); err != nil {
-		r.fail(what+" STARTTLS", fmt.Errorf("handshake: %w", err))
+		r.Fail(what+" STARTTLS", fmt.Errorf("handshake: %w", err))
 		return
 	}
 	st := tc.ConnectionState()
-	r.ok(what+" STARTTLS", fmt.Sprintf("%s, certificate %q verified", tls.VersionName(st.Version), st.PeerCertificates[0].Subject.String()))
+	r.OK(what+" STARTTLS", fmt.Sprintf("%s, certificate %q verified", tls.VersionName(st.Version), st.PeerCertificates[0].Subject.String()))
 	_, _ = fmt.Fprintf(tc, "QUIT\r\n")
 }
 
@@ -264,53 +210,15 @@ func firstLine(s string) string {
 
 // ldapBind connects and binds as directory.ldap says.
 func (r *checkReport) ldapBind(cfg *config.Config) {
-	l := cfg.Directory.LDAP
-	what := "ldap " + l.URL
+	what := "ldap " + cfg.Directory.LDAP.URL
 	o, err := directoryOptions(cfg)
 	if err != nil || o.LDAP == nil {
-		r.fail(what, fmt.Errorf("options: %v", err))
+		r.Fail(what, fmt.Errorf("options: %v", err))
 		return
 	}
-	tc := o.LDAP.TLSConfig
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	c, err := ldap.DialURL(l.URL, ldap.DialWithDialer(&net.Dialer{Timeout: connectTimeout}), ldap.DialWithTLSConfig(tc))
-	if err != nil {
-		r.fail(what, err)
-		return
-	}
-	defer c.Close()
-	c.SetTimeout(connectTimeout)
-	if o.LDAP.StartTLS {
-		if host := ldapHost(l.URL); tc.ServerName == "" {
-			tc = tc.Clone()
-			tc.ServerName = host
-		}
-		if err := c.StartTLS(tc); err != nil {
-			r.fail(what, fmt.Errorf("StartTLS: %w", err))
-			return
-		}
-	}
-	who := "anonymously"
-	if o.LDAP.BindDN != "" {
-		who = "as " + o.LDAP.BindDN
-		err = c.Bind(o.LDAP.BindDN, o.LDAP.BindPassword)
+	if who, err := directory.CheckLDAPBind(o.LDAP, connectTimeout); err != nil {
+		r.Fail(what, err)
 	} else {
-		err = c.UnauthenticatedBind("")
+		r.OK(what, "bound "+who)
 	}
-	if err != nil {
-		r.fail(what, fmt.Errorf("bind %s: %w", who, err))
-		return
-	}
-	r.ok(what, "bound "+who)
-}
-
-func ldapHost(u string) string {
-	rest := u[strings.Index(u, "://")+3:]
-	rest, _, _ = strings.Cut(rest, "/")
-	if h, _, err := net.SplitHostPort(rest); err == nil {
-		return h
-	}
-	return rest
 }

@@ -9,10 +9,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -20,44 +16,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
-
-	"github.com/miekg/pkcs11"
 
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
 )
-
-// moduleGlobs are where Debian and others install PKCS#11 modules: SoftHSM2, OpenSC, p11-kit's
-// proxy and the p11-kit module directory.
-var moduleGlobs = []string{
-	"/usr/lib/softhsm/libsofthsm2.so",
-	"/usr/lib/*/softhsm/libsofthsm2.so",
-	"/usr/local/lib/softhsm/libsofthsm2.so",
-	"/usr/lib/*/opensc-pkcs11.so",
-	"/usr/lib/*/pkcs11/*.so",
-	"/usr/lib/*/p11-kit-proxy.so",
-}
-
-func findModules() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, g := range moduleGlobs {
-		matches, _ := filepath.Glob(g)
-		for _, m := range matches {
-			real, err := filepath.EvalSymlinks(m)
-			if err != nil || seen[real] {
-				continue
-			}
-			seen[real] = true
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 const initSynopsis = `[-batch] [-config FILE] [-module LIB] [-token LABEL [-init-token -so-pin-file FILE]]
          [-pin-file FILE] -sender ADDR ... [-cert ADDR=FILE ...] [-next-hop HOST:PORT] ...
@@ -174,7 +140,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 
 func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]string, fs *flag.FlagSet) error {
 	// 1. The module.
-	mods := findModules()
+	mods := hsm.FindModules()
 	if o.module == "" {
 		if len(mods) == 0 {
 			return errors.New("no PKCS#11 module found (install softhsm2 or opensc, or give -module)")
@@ -194,7 +160,7 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		o.module = a
 	}
 	// 2. The token.
-	tokens, err := listTokens(o.module)
+	tokens, err := hsm.ListTokens(o.module)
 	if err != nil {
 		return err
 	}
@@ -207,7 +173,7 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		o.pinFile = filepath.Join(cfgDir, "pin")
 	}
 	o.pinFile = p.ask("user PIN file", o.pinFile)
-	if !contains(tokens, o.token) {
+	if !slices.Contains(tokens, o.token) {
 		if !o.initToken && !(!p.batch && p.confirm(fmt.Sprintf("no token %q: initialise one on a free slot?", o.token))) {
 			return fmt.Errorf("no token %q on %s (tokens: %s); -init-token initialises one", o.token, o.module, strings.Join(tokens, ", "))
 		}
@@ -241,32 +207,27 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	if len(o.senders) == 0 {
 		return usageError(fs, "no sender address: give -sender ADDR")
 	}
-	type sender struct{ addr, uri, cert string }
-	var senders []sender
+	var senders []config.InitSender
 	missing := 0
 	used := map[string]bool{}
 	for _, addr := range o.senders {
-		label := keyLabel(addr, used)
+		label := hsm.KeyLabel(addr, used)
 		uri := fmt.Sprintf("pkcs11:token=%s;object=%s", o.token, label)
-		signer, err := tok.Signer(bgctx(), uri)
+		signer, made, err := tok.EnsureKey(bgctx(), uri, label, kind)
 		switch {
-		case errors.Is(err, hsm.ErrKeyNotFound):
-			if signer, err = tok.GenerateKeyPair(bgctx(), label, kind); err != nil {
-				return fmt.Errorf("sender %s: %w", addr, err)
-			}
-			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
 		case err != nil:
 			return fmt.Errorf("sender %s: %w", addr, err)
+		case made:
+			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
 		default:
 			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", uri, addr)
 		}
 		base := filepath.Join(cfgDir, "senders", addr)
-		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: addr}, EmailAddresses: []string{addr}}, signer)
+		csr, err := hsm.CertificateRequest(signer, addr, addr)
 		if err != nil {
-			return fmt.Errorf("sender %s: failed to make certificate request: %w", addr, err)
+			return fmt.Errorf("sender %s: %w", addr, err)
 		}
-		if _, err := o.writeNew(p, base+".csr", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+		if _, err := o.writeNew(p, base+".csr", csr, 0o644); err != nil {
 			return err
 		}
 		certPath := base + ".pem"
@@ -283,7 +244,7 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		if _, err := os.Stat(certPath); err != nil {
 			missing++
 		}
-		senders = append(senders, sender{addr, uri, certPath})
+		senders = append(senders, config.InitSender{Address: addr, Key: uri, Cert: certPath})
 	}
 
 	// 4. The rest of the configuration, then the file.
@@ -293,42 +254,13 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	o.roots = p.ask("trust anchors file", o.roots)
 	o.spool = p.ask("spool directory", o.spool)
 	host, _ := os.Hostname()
-	var b strings.Builder
-	fmt.Fprintf(&b, `# Written by appliance init on %s. Every key is described by `+"`appliance help config`"+`;
-# deploy/appliance.toml shows all of them. Check this file with:
-#   appliance check-config -connect -config %s
-
-# The PKCS#11 module and token that hold the private keys; the PIN is in pin_file (mode 0600).
-[hsm]
-module = %q
-token = %q
-pin_file = %q
-
-# The SMTP listener: with Postfix as content_filter, Postfix hands mail over here.
-[smtp]
-listen = %q
-hostname = %q
-
-# Where every package goes: Postfix's re-injection listener, or a smarthost.
-[relay]
-next_hop = %q
-
-# Messages are on disk here before the client gets 250.
-[spool]
-dir = %q
-
-# Recipient certificates (PEM or DER, any names) and the trust anchors they must chain to.
-[directory]
-certs = %q
-roots = %q
-`, time.Now().UTC().Format(time.DateOnly), o.config, o.module, o.token, o.pinFile, o.listen, host, o.nextHop, o.spool, o.certsDir, o.roots)
-	for _, s := range senders {
-		fmt.Fprintf(&b, "\n# Mail from %s is signed with this key; the certificate chain is leaf first.\n[[sender]]\naddress = %q\nkey = %q\ncert = %q\n", s.addr, s.addr, s.uri, s.cert)
-	}
-	if _, err := config.Parse([]byte(b.String())); err != nil {
+	file := config.InitFile(config.InitAnswers{Path: o.config, Module: o.module, Token: o.token, PINFile: o.pinFile,
+		Listen: o.listen, Hostname: host, NextHop: o.nextHop, Spool: o.spool, Certs: o.certsDir, Roots: o.roots,
+		Senders: senders, Date: time.Now()})
+	if _, err := config.Parse(file); err != nil {
 		return fmt.Errorf("the configuration made from these answers is not valid:\n%w", err)
 	}
-	if _, err := o.writeNew(p, o.config, []byte(b.String()), 0o640); err != nil {
+	if _, err := o.writeNew(p, o.config, file, 0o640); err != nil {
 		return err
 	}
 	tok.Close()
@@ -346,19 +278,12 @@ roots = %q
 // importCert checks that file's leaf is for the key labelled label and names addr, stores it
 // beside the key on the token and writes the chain to certPath.
 func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file, certPath string) error {
-	chain, err := directory.LoadCertificates(file)
+	chain, err := directory.LoadChain(file)
 	if err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
 	}
-	if len(chain) == 0 {
-		return fmt.Errorf("sender %s: no certificate in %q", addr, file)
-	}
-	names := false
-	for _, a := range certAddresses(chain[0]) {
-		names = names || strings.EqualFold(a, addr)
-	}
-	if !names {
-		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(certAddresses(chain[0]), ", "), addr)
+	if !directory.CoversAddress(chain[0], addr) {
+		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(directory.CertAddresses(chain[0]), ", "), addr)
 	}
 	if err := tok.ImportCertificate(bgctx(), label, chain[0]); err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
@@ -374,61 +299,6 @@ func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file,
 	return nil
 }
 
-var labelUnsafe = regexp.MustCompile(`[^a-z0-9._-]+`)
-
-// keyLabel is the token object label for addr's key: its local part, with the domain added when
-// two senders share one.
-func keyLabel(addr string, used map[string]bool) string {
-	local, domain, _ := strings.Cut(strings.ToLower(addr), "@")
-	l := labelUnsafe.ReplaceAllString(local, "-")
-	if used[l] {
-		l = labelUnsafe.ReplaceAllString(local+"-"+domain, "-")
-	}
-	used[l] = true
-	return l
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// listTokens returns the labels of the initialised tokens module shows.
-func listTokens(module string) ([]string, error) {
-	var labels []string
-	err := withModule(module, func(ctx *pkcs11.Ctx) error {
-		slots, err := ctx.GetSlotList(true)
-		if err != nil {
-			return fmt.Errorf("C_GetSlotList: %w", err)
-		}
-		for _, s := range slots {
-			ti, err := ctx.GetTokenInfo(s)
-			if err == nil && ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
-				labels = append(labels, strings.TrimSpace(ti.Label))
-			}
-		}
-		return nil
-	})
-	return labels, err
-}
-
-func withModule(module string, f func(*pkcs11.Ctx) error) error {
-	ctx := pkcs11.New(module)
-	if ctx == nil {
-		return fmt.Errorf("PKCS#11 module %q cannot be loaded", module)
-	}
-	defer ctx.Destroy()
-	if err := ctx.Initialize(); err != nil {
-		return fmt.Errorf("PKCS#11 module %q: C_Initialize: %w", module, err)
-	}
-	defer ctx.Finalize()
-	return f(ctx)
-}
-
 // initialiseToken initialises a token labelled o.token on the first free slot with the SO PIN
 // from its file, and sets the user PIN: from o.pinFile when it exists, else a random one written
 // there (mode 0600).
@@ -440,69 +310,16 @@ func (o *initOptions) initialiseToken(p *prompter) error {
 	if err != nil {
 		return fmt.Errorf("SO PIN: %w", err)
 	}
-	pin, err := hsm.LoadPIN(o.pinFile, "")
-	if errors.Is(err, os.ErrNotExist) {
-		r := make([]byte, 8)
-		if _, err := rand.Read(r); err != nil {
-			return err
-		}
-		pin = hex.EncodeToString(r)
-		if err := os.MkdirAll(filepath.Dir(o.pinFile), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.pinFile, []byte(pin), 0o600); err != nil {
-			return err
-		}
-		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
-	} else if err != nil {
+	pin, made, err := hsm.LoadOrMakePIN(o.pinFile)
+	if err != nil {
 		return fmt.Errorf("user PIN: %w", err)
 	}
-	return withModule(o.module, func(ctx *pkcs11.Ctx) error {
-		slots, err := ctx.GetSlotList(true)
-		if err != nil {
-			return fmt.Errorf("C_GetSlotList: %w", err)
-		}
-		for _, s := range slots {
-			ti, err := ctx.GetTokenInfo(s)
-			if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
-				continue
-			}
-			if err := ctx.InitToken(s, so, o.token); err != nil {
-				return fmt.Errorf("C_InitToken: %w", err)
-			}
-			// Some modules (SoftHSM2) move an initialised token to a new slot.
-			slot, err := findSlot(ctx, o.token)
-			if err != nil {
-				return err
-			}
-			sh, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-			if err != nil {
-				return fmt.Errorf("C_OpenSession: %w", err)
-			}
-			defer ctx.CloseSession(sh)
-			if err := ctx.Login(sh, pkcs11.CKU_SO, so); err != nil {
-				return fmt.Errorf("C_Login as SO: %w", err)
-			}
-			defer ctx.Logout(sh)
-			if err := ctx.InitPIN(sh, pin); err != nil {
-				return fmt.Errorf("C_InitPIN: %w", err)
-			}
-			fmt.Fprintf(p.out, "initialised token %q on %s\n", o.token, o.module)
-			return nil
-		}
-		return fmt.Errorf("no free slot on %s to initialise a token in", o.module)
-	})
-}
-
-func findSlot(ctx *pkcs11.Ctx, label string) (uint, error) {
-	slots, err := ctx.GetSlotList(true)
-	if err != nil {
-		return 0, fmt.Errorf("C_GetSlotList: %w", err)
+	if made {
+		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
 	}
-	for _, s := range slots {
-		if ti, err := ctx.GetTokenInfo(s); err == nil && strings.TrimSpace(ti.Label) == label {
-			return s, nil
-		}
+	if err := hsm.InitToken(o.module, o.token, so, pin); err != nil {
+		return err
 	}
-	return 0, fmt.Errorf("token %q not found after C_InitToken", label)
+	fmt.Fprintf(p.out, "initialised token %q on %s\n", o.token, o.module)
+	return nil
 }

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"appliance/config"
@@ -24,12 +19,16 @@ subcommands:
   import-cert -key URI FILE.pem                        store the issued certificate beside its key
   list                                                 list key pairs and their certificates
   mechanisms                                           list what the token can do, and what its roles need
+  dkim-record -domain D                                print the DNS TXT record of each [[dkim]] key of D
 
 -token NAME picks one of the configuration's [[token]] entries; it may be left out when there is
 one token (a lone [hsm] is one token, named by its label).`
 
 func runKeys(args []string, stdout, stderr io.Writer) error {
 	stdout = escapingWriter{stdout} // labels and subjects come from the token and certificates
+	if len(args) > 0 && args[0] == "dkim-record" {
+		return keysDKIMRecord(args[1:], stdout, stderr)
+	}
 	help := len(args) == 0 || args[0] == "-h" || args[0] == "--help"
 	sub := "SUBCOMMAND"
 	if !help {
@@ -116,21 +115,16 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		if name == "" {
 			name = *email
 		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject:        pkix.Name{CommonName: name},
-			EmailAddresses: []string{*email},
-		}, signer)
-		if err != nil {
-			return fmt.Errorf("failed to make certificate request: %w", err)
-		}
-		return pem.Encode(stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
-	case "import-cert":
-		certs, err := directory.LoadCertificates(fs.Arg(0))
+		csr, err := hsm.CertificateRequest(signer, name, *email)
 		if err != nil {
 			return err
 		}
-		if len(certs) == 0 {
-			return fmt.Errorf("no certificate in %q", fs.Arg(0))
+		_, err = stdout.Write(csr)
+		return err
+	case "import-cert":
+		certs, err := directory.LoadChain(fs.Arg(0))
+		if err != nil {
+			return err
 		}
 		u, err := hsm.ParseURI(*keyURI)
 		if err != nil {
@@ -153,27 +147,20 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout)
 		}
 	case "mechanisms":
-		return printMechanisms(stdout, t, tok)
+		lines, err := hsm.MechanismReport(tok, t.Name, t.Roles)
+		for _, l := range lines {
+			fmt.Fprintln(stdout, l)
+		}
+		return err
 	}
 	return nil
 }
 
 // pickToken is the configured token called name, or the only one when name is empty.
 func pickToken(cfg *config.Config, name string) (config.Token, error) {
-	all := cfg.TokenList()
-	if name == "" {
-		if len(all) == 1 {
-			return all[0], nil
-		}
-		names := make([]string, len(all))
-		for i, t := range all {
-			names[i] = t.Name
-		}
-		return config.Token{}, fmt.Errorf("%w: the configuration has %d tokens; pick one with -token (%s)", errUsage, len(all), strings.Join(names, ", "))
-	}
-	t, ok := cfg.FindToken(name)
-	if !ok {
-		return config.Token{}, fmt.Errorf("%w: no token named %q in the configuration", errUsage, name)
+	t, err := cfg.PickToken(name)
+	if err != nil {
+		return t, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return t, nil
 }
@@ -186,47 +173,4 @@ func openToken(cfg *config.Config, t config.Token, inspect bool) (*hsm.Token, er
 	}
 	hc.Inspect = inspect
 	return hsm.Open(hc)
-}
-
-// printMechanisms lists the token's mechanisms, one a line, marking what its roles need, and ends
-// with what it lacks for them.
-func printMechanisms(w io.Writer, t config.Token, tok *hsm.Token) error {
-	ms, err := tok.Mechanisms()
-	if err != nil {
-		return err
-	}
-	info, err := tok.Info()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "token %q (label %q, manufacturer %q, model %q, serial %q), roles %s\n",
-		t.Name, info.Label, info.Manufacturer, info.Model, info.Serial, strings.Join(t.Roles, ","))
-	for _, m := range ms {
-		var need []string
-		if m.ForSign {
-			need = append(need, "sign")
-		}
-		if m.ForContent {
-			need = append(need, "content")
-		}
-		line := fmt.Sprintf("%-28s keys %d..%d  %s", m.Name, m.MinKey, m.MaxKey, strings.Join(m.UsedFor, ","))
-		if len(need) > 0 {
-			line += "  (role " + strings.Join(need, ", ") + ")"
-		}
-		fmt.Fprintln(w, strings.TrimRight(line, " "))
-	}
-	var roles hsm.Roles
-	for _, r := range t.Roles {
-		x, err := hsm.ParseRole(r)
-		if err != nil {
-			return err
-		}
-		roles |= x
-	}
-	if err := hsm.CheckRoles(t.Name, ms, roles); err != nil {
-		fmt.Fprintf(w, "missing: %v\n", err)
-	} else {
-		fmt.Fprintf(w, "roles %s: ok\n", strings.Join(t.Roles, ","))
-	}
-	return nil
 }

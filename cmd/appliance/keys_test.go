@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"appliance/hsm"
 	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
+	"appliance/internal/testconfig"
 )
 
 // pkcs11Objects lists the token's objects with OpenSC's pkcs11-tool: an outside view of what
@@ -259,44 +259,17 @@ func TestKeys(t *testing.T) {
 
 // tokensConfigFile writes a configuration with the test token ("hsm") and the card ("card", with
 // cardRoles) as [[token]] entries.
-func tokensConfigFile(t *testing.T, env *softhsmtest.Env, card *softhsmtest.Remote, cardRoles string) string {
+func tokensConfigFile(t *testing.T, env *softhsmtest.Env, card *softhsmtest.Remote, cardRoles ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`[hsm]
-max_sessions = 4
-content_token = "hsm"
-[smtp]
-hostname = "relay.example.test"
-[relay]
-next_hop = "127.0.0.1:2526"
-[spool]
-dir = %q
-[directory]
-certs = %q
-roots = %q
-[[sender]]
-address = "alice@example.test"
-key = "pkcs11:token=appliance;object=alice"
-cert = %q
-[[token]]
-name = "hsm"
-module = %q
-uri = "pkcs11:token=appliance"
-pin_file = %q
-roles = ["sign", "content"]
-[[token]]
-name = "card"
-module = %q
-uri = "pkcs11:token=card"
-pin_file = %q
-roles = %s
-`, filepath.Join(dir, "spool"), env.File("certs"), env.File("roots.pem"), env.File("alice.chain.pem"),
-		env.Module, env.PINFile, card.Module, env.PINFile, cardRoles)
-	path := filepath.Join(dir, "appliance.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	c := testconfig.New(env, dir)
+	c.Module, c.Token, c.PINFile = "", "", ""
+	c.HSM = []string{"max_sessions = 4", `content_token = "hsm"`}
+	c.Tokens = []testconfig.Token{
+		{Name: "hsm", Module: env.Module, URI: "pkcs11:token=appliance", PINFile: env.PINFile, Roles: []string{"sign", "content"}},
+		{Name: "card", Module: card.Module, URI: "pkcs11:token=card", PINFile: env.PINFile, Roles: cardRoles},
 	}
-	return path
+	return c.Write(t, dir)
 }
 
 // `keys` works on the token -token names, and `keys mechanisms` shows what a token can do and
@@ -304,7 +277,7 @@ roles = %s
 func TestKeysTokens(t *testing.T) {
 	env := softhsmtest.Setup(t)
 	card := startCard(t, env)
-	cfg := tokensConfigFile(t, env, card, `["sign"]`)
+	cfg := tokensConfigFile(t, env, card, "sign")
 
 	if _, _, err := runKeysCmd(cfg, "list"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-token (hsm, card)") {
 		t.Errorf("list without -token on two tokens: %v", err)
@@ -344,7 +317,7 @@ func TestKeysTokens(t *testing.T) {
 
 	// A card configured for a role it cannot do: the key commands refuse it like serve does,
 	// naming what is missing, and mechanisms shows it.
-	bad := tokensConfigFile(t, env, card, `["sign", "content"]`)
+	bad := tokensConfigFile(t, env, card, "sign", "content")
 	if _, _, err := runKeysCmd(bad, "list", "-token", "card"); !errors.Is(err, hsm.ErrMechanism) {
 		t.Errorf("list on a card with role content: %v", err)
 	}

@@ -8,23 +8,21 @@ import (
 
 	"appliance/config"
 	"appliance/directory"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/smtpfront"
 )
 
 // listsFromConfig turns the [[list]] tables into the pipeline's lists, loading each list's
 // certificate chain (leaf first).
-func listsFromConfig(cfg *config.Config) ([]pipeline.List, error) {
-	out := make([]pipeline.List, 0, len(cfg.Lists))
+func listsFromConfig(cfg *config.Config) ([]lists.List, error) {
+	out := make([]lists.List, 0, len(cfg.Lists))
 	for _, l := range cfg.Lists {
-		chain, err := directory.LoadCertificates(l.Cert)
+		chain, err := directory.LoadChain(l.Cert)
 		if err != nil {
 			return nil, fmt.Errorf("list %q: %w", l.Address, err)
 		}
-		if len(chain) == 0 {
-			return nil, fmt.Errorf("list %q: no certificate in %q", l.Address, l.Cert)
-		}
-		pl := pipeline.List{Address: l.Address, KeyURI: l.Key, Chain: chain, MembersFile: l.MembersFile}
+		pl := lists.List{Address: l.Address, KeyURI: l.Key, Chain: chain, MembersFile: l.MembersFile}
 		switch {
 		case l.Posters.Addresses != nil:
 			pl.Posters.Addresses = append([]string(nil), l.Posters.Addresses...)
@@ -44,18 +42,18 @@ func setupLists(p *parts, sup *tokenSupervisor) error {
 	if len(p.cfg.Lists) == 0 {
 		return nil
 	}
-	lists, err := listsFromConfig(p.cfg)
+	ls, err := listsFromConfig(p.cfg)
 	if err != nil {
 		return err
 	}
-	var tok pipeline.ListToken
+	var tok lists.ListToken
 	switch {
 	case sup != nil:
 		tok = sup
 	default:
 		return errors.New("failed to set up lists: no token")
 	}
-	return p.pipe.SetLists(lists, tok)
+	return p.pipe.SetLists(ls, tok)
 }
 
 // reloadLists is the lists' part of SIGHUP: every members file is read again; a file that
@@ -93,7 +91,7 @@ func (l listFrontPolicy) IsList(addr string) bool { return l.pipe.IsList(addr) }
 // CheckPoster refuses with a text that names only the list.
 func (l listFrontPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
 	err := l.pipe.CheckPoster(ctx, list, mailFrom)
-	if errors.Is(err, pipeline.ErrNotPoster) {
+	if errors.Is(err, lists.ErrNotPoster) {
 		return &smtpfront.PolicyError{Text: "not allowed to post to <" + list + ">", Err: err}
 	}
 	return err

@@ -13,6 +13,7 @@ import (
 	"appliance/config"
 	"appliance/directory"
 	"appliance/internal/softhsmtest"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/smtpfront"
 )
@@ -40,17 +41,17 @@ func TestListsFromConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  *config.Config
-		want pipeline.Posters
+		want lists.Posters
 		err  bool
 	}{
-		{"ok members", list(config.Posters{Kind: config.PostersMembers}), pipeline.Posters{Members: true}, false},
-		{"ok anyone", list(config.Posters{Kind: config.PostersAnyone}), pipeline.Posters{Anyone: true}, false},
-		{"ok addresses", list(config.Posters{Addresses: []string{"boss@example.org"}}), pipeline.Posters{Addresses: []string{"boss@example.org"}}, false},
+		{"ok members", list(config.Posters{Kind: config.PostersMembers}), lists.Posters{Members: true}, false},
+		{"ok anyone", list(config.Posters{Kind: config.PostersAnyone}), lists.Posters{Anyone: true}, false},
+		{"ok addresses", list(config.Posters{Addresses: []string{"boss@example.org"}}), lists.Posters{Addresses: []string{"boss@example.org"}}, false},
 		{"fail missing certificate", func() *config.Config {
 			c := list(config.Posters{Kind: config.PostersMembers})
 			c.Lists[0].Cert = filepath.Join(t.TempDir(), "none.pem")
 			return c
-		}(), pipeline.Posters{}, true},
+		}(), lists.Posters{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := listsFromConfig(tc.cfg)
@@ -90,11 +91,11 @@ func TestWithLists(t *testing.T) {
 	if err := setupLists(p, nil); err == nil {
 		t.Fatal("setupLists without a token succeeded")
 	}
-	lists, err := listsFromConfig(cfg)
+	ls, err := listsFromConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pipe.SetLists(lists, noToken{}); err != nil {
+	if err := pipe.SetLists(ls, noToken{}); err != nil {
 		t.Fatal(err)
 	}
 	front := frontPolicy{pipe}
@@ -120,7 +121,7 @@ func TestWithLists(t *testing.T) {
 		lp := withLists(cfg, pipe, front).(smtpfront.ListPolicy)
 		err := lp.CheckPoster(context.Background(), "list@example.test", "mallory@example.org")
 		var pe *smtpfront.PolicyError
-		if !errors.As(err, &pe) || !errors.Is(err, pipeline.ErrNotPoster) || pe.Text != "not allowed to post to <list@example.test>" {
+		if !errors.As(err, &pe) || !errors.Is(err, lists.ErrNotPoster) || pe.Text != "not allowed to post to <list@example.test>" {
 			t.Fatalf("CheckPoster = %v", err)
 		}
 	})

@@ -30,6 +30,7 @@ var commands = []command{
 	{"inspect", "show who an S/MIME message reveals (headers, RecipientInfo owners)", runInspect},
 	{"check-config", "validate a configuration file", runCheckConfig},
 	{"keys", "generate keys on the token, make CSRs, import certificates, list", runKeys},
+	{"audit", "verify the audit trail (hash chain, file sequence, signed heads); show its records", runAudit},
 	{"certs", "what the certificate directory would use and why; learn from signed mail", runCerts},
 	{"hash-password", "print an argon2id hash of the password on stdin, for smtp.users_file", runHashPassword},
 	{"version", "the build (version, revision, Go); with -config the PKCS#11 module and token", runVersion},

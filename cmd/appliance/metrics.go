@@ -1,9 +1,10 @@
 package main
 
-// Metrics for `serve`: wrappers around the interfaces where packages meet (queue.Processor,
-// queue.Deliverer, smtpfront.Spooler and Policy, pipeline.Token and what it hands out), so that
-// no core package imports metrics. With [metrics] off the observer is nil and every wrap returns
-// its argument unchanged.
+// Metrics for `serve`: what the pipeline did comes from its events (pipeline.Events), to which
+// the observer subscribes; the rest from wrappers around the interfaces where packages meet
+// (queue.Deliverer, smtpfront.Spooler and Policy, the HSM token the pipeline gets and what it
+// hands out), so that no core package imports metrics. With [metrics] off the observer is nil,
+// subscribes to nothing and every wrap returns its argument unchanged.
 
 import (
 	"context"
@@ -22,11 +23,14 @@ import (
 	"appliance/cms"
 	"appliance/config"
 	"appliance/directory"
+	"appliance/lists"
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/retry"
 	"appliance/seal"
 	"appliance/smtpfront"
+	"appliance/split"
 )
 
 // observer owns the daemon's metrics and readiness checks.
@@ -108,12 +112,21 @@ func spoolWritable(dir string) error {
 	return nil
 }
 
-// wrapToken instruments the pipeline's token; it has the shape of openParts' tokenWrap option.
-func (o *observer) wrapToken(t pipeline.Token) pipeline.Token {
+// instrument has the pipeline tell the observer what it does (pipeline.Events) and meters the
+// token it gets; it has the shape of openPartsWith's options.
+func (o *observer) instrument(po *pipeline.Options) {
 	if o == nil {
-		return t
+		return
 	}
-	return meteredToken{Token: t, m: o.m}
+	po.Token = meteredToken{Token: po.Token, m: o.m}
+	po.Events = pipeline.Events{
+		Classified: o.m.Classified,
+		Refused:    o.m.ContentRefused,
+		// Counted when the package is written to the spool (so a message sealed again after
+		// a crash counts again: it was), by the mode and profile the pipeline recorded.
+		Sealed:       func(mode, profile string) { o.m.Sealed(packageKind(mode, profile)) },
+		ListExpanded: o.listSkips(),
+	}
 }
 
 type meteredToken struct {
@@ -139,47 +152,6 @@ func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error)
 		return nil, err
 	}
 	return t.m.ContentKey(k), nil
-}
-
-// processor counts the packages each sealed message produced, by mode and profile, when they
-// are written to the spool (so a message sealed again after a crash counts again: it was).
-func (o *observer) processor(p queue.Processor) queue.Processor {
-	if o == nil {
-		return p
-	}
-	return meteredProcessor{next: p, m: o.m}
-}
-
-type meteredProcessor struct {
-	next queue.Processor
-	m    *metrics.Metrics
-}
-
-func (p meteredProcessor) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
-	s, err := p.next.Process(ctx, id, env, body)
-	if err != nil || s == nil {
-		return s, err
-	}
-	for i, pk := range s.Packages {
-		s.Packages[i].Body = &countedBody{next: pk.Body, m: p.m, mode: pk.Mode, profile: pk.Profile}
-	}
-	return s, nil
-}
-
-// countedBody counts its package by the mode and profile the pipeline recorded for it, once it
-// is written.
-type countedBody struct {
-	next          io.WriterTo
-	m             *metrics.Metrics
-	mode, profile string
-}
-
-func (b *countedBody) WriteTo(w io.Writer) (int64, error) {
-	n, err := b.next.WriteTo(w)
-	if err == nil {
-		b.m.Sealed(packageKind(b.mode, b.profile))
-	}
-	return n, err
 }
 
 // packageKind is what metrics count for a package's recorded mode and profile: what the
@@ -218,12 +190,11 @@ func (d meteredDeliverer) Deliver(ctx context.Context, mailFrom string, rcptTo [
 
 func deliveryResult(res []queue.RcptResult, err error) string {
 	if err != nil {
-		// As the queue does: an error that does not say is temporary.
-		var t interface{ Temporary() bool }
-		if errors.As(err, &t) && !t.Temporary() {
-			return metrics.ResultPermanent
+		// As the queue does: a delivery error that does not say is temporary.
+		if retry.IsTemporary(err, true) {
+			return metrics.ResultTemporary
 		}
-		return metrics.ResultTemporary
+		return metrics.ResultPermanent
 	}
 	refused := 0
 	for _, r := range res {
@@ -270,30 +241,31 @@ func (o *observer) directory(d *directory.Directory) {
 	}
 }
 
-// memberSkipper is what lists needs of the pipeline.
-type memberSkipper interface {
-	OnMemberSkipped(f func(list, reason string, n int))
-}
-
-// lists counts the list members left without a package of a post,
+// listSkips counts the list members left without a package of a post,
 // appliance_list_members_skipped_total{list,reason}. The list label is a configured list
 // address: a fixed set, known to every poster, that names no member, so the series stay
-// bounded and a scrape reveals no recipient.
-func (o *observer) lists(p memberSkipper) {
-	if o == nil || len(o.cfg.Lists) == 0 {
-		return
+// bounded and a scrape reveals no recipient. nil without lists.
+func (o *observer) listSkips() func(list string, packages int, skipped map[string]int) {
+	if len(o.cfg.Lists) == 0 {
+		return nil
 	}
-	skipped := prometheus.NewCounterVec(prometheus.CounterOpts{
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "appliance_list_members_skipped_total",
 		Help: "List members who got no package of a post, by list and reason: no_certificate (no valid certificate) or unusable_certificate (valid, but the content key cannot be wrapped for it as policy asks).",
 	}, []string{"list", "reason"})
 	for _, l := range o.cfg.Lists {
-		for _, r := range []string{pipeline.SkipNoCertificate, pipeline.SkipUnusableCertificate} {
-			skipped.WithLabelValues(l.Address, r)
+		for _, r := range []string{lists.SkipNoCertificate, lists.SkipUnusableCertificate} {
+			counter.WithLabelValues(l.Address, r)
 		}
 	}
-	o.m.Registry().MustRegister(skipped)
-	p.OnMemberSkipped(func(list, reason string, n int) { skipped.WithLabelValues(list, reason).Add(float64(n)) })
+	o.m.Registry().MustRegister(counter)
+	return func(list string, _ int, skipped map[string]int) {
+		for reason, n := range skipped {
+			if n > 0 {
+				counter.WithLabelValues(list, reason).Add(float64(n))
+			}
+		}
+	}
 }
 
 // policy counts MAIL and RCPT refusals.
@@ -351,11 +323,15 @@ func (p meteredPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
 	return err
 }
 
-// refusalReason sorts a refusal the way smtpfront's reply mapping does.
+// refusalReason sorts a refusal the way smtpfront's reply mapping does; a message the pipeline
+// refused for its content at end of DATA has a reason of its own (the pipeline's event says
+// which).
 func refusalReason(err error) string {
 	var pe *smtpfront.PolicyError
-	var temp interface{ Temporary() bool }
+	var re *pipeline.RefusedError
 	switch {
+	case errors.As(err, &re), errors.Is(err, split.ErrRecipientInfoRejected):
+		return metrics.ReasonContent
 	case errors.Is(err, pipeline.ErrNoCertificate):
 		return metrics.ReasonNoCert
 	case errors.Is(err, pipeline.ErrUnknownSender), errors.Is(err, smtpfront.ErrSenderRefused):
@@ -378,7 +354,7 @@ func refusalReason(err error) string {
 	case errors.Is(err, smtpfront.ErrTooManyRecipients):
 		return metrics.ReasonTooManyRcpt
 	case errors.Is(err, smtpfront.ErrTemporary), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &temp) && temp.Temporary():
+		retry.IsTemporary(err, false):
 		return metrics.ReasonTemporary
 	}
 	return metrics.ReasonOther

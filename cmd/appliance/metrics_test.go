@@ -7,16 +7,20 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/emersion/go-smtp"
 
 	"appliance/config"
+	"appliance/lists"
 	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/seal"
+	"appliance/smime"
 	"appliance/smtpfront"
+	"appliance/split"
 )
 
 func TestPackageKind(t *testing.T) {
@@ -75,6 +79,8 @@ func TestRefusalReason(t *testing.T) {
 		{"ok spool full", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, queue.ErrSpoolUnavailable), metrics.ReasonSpoolFull},
 		{"ok malformed", smtpfront.ErrMalformedMessage, metrics.ReasonMalformed},
 		{"ok temporary", tempError{}, metrics.ReasonTemporary},
+		{"ok content refused", fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554}, &pipeline.RefusedError{Reason: "x"}), metrics.ReasonContent},
+		{"ok recipientinfos refused", fmt.Errorf("%w: %w", replyRecipientInfos, split.ErrRecipientInfoRejected), metrics.ReasonContent},
 		{"fail unknown", errors.New("boom"), metrics.ReasonOther},
 	}
 	for _, tt := range tests {
@@ -112,14 +118,64 @@ func TestDeliveryResult(t *testing.T) {
 
 func TestObserverOff(t *testing.T) {
 	var o *observer // [metrics] absent
-	var p queue.Processor = (*pipeline.Pipeline)(nil)
-	if o.processor(p) != p {
-		t.Error("processor wrapped without metrics")
+	var opts pipeline.Options
+	o.instrument(&opts)
+	if opts.Token != nil || opts.Events.Sealed != nil || opts.Events.Refused != nil || opts.Events.Classified != nil {
+		t.Error("pipeline instrumented without metrics")
 	}
 	if o.start(nil, nil, nil) != nil {
 		t.Error("start without metrics")
 	}
 	o.Close()
+}
+
+// TestPipelineEvents: the pipeline's events reach their series, and every class, stage and
+// reason the pipeline names has its series at zero from the start.
+func TestPipelineEvents(t *testing.T) {
+	o := &observer{m: metrics.New(), cfg: &config.Config{}}
+	var opts pipeline.Options
+	o.instrument(&opts)
+	for _, c := range []smime.Class{smime.Plain, smime.ClientEncrypted, smime.SignedOverEncrypted, smime.Refused} {
+		if !slices.Contains(metrics.Classes, c.String()) {
+			t.Errorf("class %q has no series", c)
+		}
+	}
+	for _, r := range []string{pipeline.ReasonUnaccountable, pipeline.ReasonMalformed, pipeline.ReasonSignedOverEncrypted,
+		pipeline.ReasonRecipientInfo, pipeline.ReasonUnsplittable, pipeline.ReasonSender, pipeline.ReasonOther} {
+		if !slices.Contains(metrics.ContentReasons, r) {
+			t.Errorf("reason %q has no series", r)
+		}
+	}
+	if !slices.Equal(metrics.Stages, []string{pipeline.StageData, pipeline.StageSeal}) {
+		t.Errorf("stages %v", metrics.Stages)
+	}
+	opts.Events.Classified(smime.ClientEncrypted.String())
+	opts.Events.Refused(pipeline.StageData, pipeline.ReasonSignedOverEncrypted)
+	opts.Events.Refused(pipeline.StageSeal, pipeline.RefusalReason(pipeline.ErrUnknownSender))
+	opts.Events.Sealed(seal.ModePassThrough, seal.ProfileModern)
+	opts.Events.Sealed("", "")
+	if opts.Events.ListExpanded != nil {
+		t.Error("list hook without lists")
+	}
+	rec := httptest.NewRecorder()
+	o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	got, err := metrics.ParseText(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]float64{
+		`appliance_messages_classified_total{class="client-encrypted"}`:                         1,
+		`appliance_messages_classified_total{class="plain"}`:                                    0,
+		`appliance_messages_content_refused_total{reason="signed_over_encrypted",stage="data"}`: 1,
+		`appliance_messages_content_refused_total{reason="sender",stage="seal"}`:                1,
+		`appliance_messages_content_refused_total{reason="unaccountable",stage="seal"}`:         0,
+		`appliance_packages_sealed_total{mode="passthrough",profile="modern"}`:                  1,
+		`appliance_packages_sealed_total{mode="other",profile="none"}`:                          1,
+	} {
+		if gv, ok := got[k]; !ok || gv != v {
+			t.Errorf("%s = %v (present %v), want %v", k, gv, ok, v)
+		}
+	}
 }
 
 type plainPolicy struct{}
@@ -189,12 +245,6 @@ func TestSpoolWritable(t *testing.T) {
 	}
 }
 
-type fakeSkipper struct {
-	f func(list, reason string, n int)
-}
-
-func (s *fakeSkipper) OnMemberSkipped(f func(list, reason string, n int)) { s.f = f }
-
 // TestListSkipMetric: every configured list has its skipped-member series at zero from the
 // start, and what the pipeline reports adds up per list and reason.
 func TestListSkipMetric(t *testing.T) {
@@ -206,29 +256,31 @@ func TestListSkipMetric(t *testing.T) {
 		want   map[string]float64
 	}{
 		{"ok zero from the start", func(func(string, string, int)) {}, map[string]float64{
-			fmt.Sprintf(series, "team@example.test", pipeline.SkipNoCertificate):       0,
-			fmt.Sprintf(series, "team@example.test", pipeline.SkipUnusableCertificate): 0,
-			fmt.Sprintf(series, "board@example.test", pipeline.SkipNoCertificate):      0,
+			fmt.Sprintf(series, "team@example.test", lists.SkipNoCertificate):       0,
+			fmt.Sprintf(series, "team@example.test", lists.SkipUnusableCertificate): 0,
+			fmt.Sprintf(series, "board@example.test", lists.SkipNoCertificate):      0,
 		}},
 		{"ok counts add up per list and reason", func(f func(string, string, int)) {
-			f("team@example.test", pipeline.SkipNoCertificate, 3)
-			f("team@example.test", pipeline.SkipNoCertificate, 2)
-			f("board@example.test", pipeline.SkipUnusableCertificate, 1)
+			f("team@example.test", lists.SkipNoCertificate, 3)
+			f("team@example.test", lists.SkipNoCertificate, 2)
+			f("board@example.test", lists.SkipUnusableCertificate, 1)
 		}, map[string]float64{
-			fmt.Sprintf(series, "team@example.test", pipeline.SkipNoCertificate):        5,
-			fmt.Sprintf(series, "team@example.test", pipeline.SkipUnusableCertificate):  0,
-			fmt.Sprintf(series, "board@example.test", pipeline.SkipUnusableCertificate): 1,
+			fmt.Sprintf(series, "team@example.test", lists.SkipNoCertificate):        5,
+			fmt.Sprintf(series, "team@example.test", lists.SkipUnusableCertificate):  0,
+			fmt.Sprintf(series, "board@example.test", lists.SkipUnusableCertificate): 1,
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &observer{m: metrics.New(), cfg: cfg}
-			var sk fakeSkipper
-			o.lists(&sk)
-			if sk.f == nil {
+			var opts pipeline.Options
+			o.instrument(&opts)
+			if opts.Events.ListExpanded == nil {
 				t.Fatal("no hook set on the pipeline")
 			}
-			tt.report(sk.f)
+			tt.report(func(list, reason string, n int) {
+				opts.Events.ListExpanded(list, 1, map[string]int{reason: n, "never": 0})
+			})
 			rec := httptest.NewRecorder()
 			o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 			got, err := metrics.ParseText(rec.Body)
@@ -244,9 +296,9 @@ func TestListSkipMetric(t *testing.T) {
 	}
 	t.Run("ok no lists, no series", func(t *testing.T) {
 		o := &observer{m: metrics.New(), cfg: &config.Config{}}
-		var sk fakeSkipper
-		o.lists(&sk)
-		if sk.f != nil {
+		var opts pipeline.Options
+		o.instrument(&opts)
+		if opts.Events.ListExpanded != nil {
 			t.Fatal("hook set without lists")
 		}
 	})

@@ -12,20 +12,21 @@ import (
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/smtpfront"
+	"appliance/split"
 
 	"github.com/emersion/go-smtp"
 )
 
-func passThroughPolicy(cfg *config.Config) pipeline.PassThroughPolicy {
-	var pol pipeline.PassThroughPolicy
+func passThroughPolicy(cfg *config.Config) split.PassThroughPolicy {
+	var pol split.PassThroughPolicy
 	if cfg.Policy.UnknownRecipientInfo == config.UnknownRIReject {
-		pol.Unknown = pipeline.RejectUnknown
+		pol.Unknown = split.RejectUnknown
 	}
 	if cfg.Policy.PassThroughMissing == config.PassThroughMissingDeliver {
-		pol.Missing = pipeline.DeliverMissing
+		pol.Missing = split.DeliverMissing
 	}
 	if cfg.Policy.SignedOverEncrypted == config.SignedOverEncryptedResign {
-		pol.SignedOverEncrypted = pipeline.ResignSignedOverEncrypted
+		pol.SignedOverEncrypted = split.ResignSignedOverEncrypted
 	}
 	return pol
 }
@@ -78,7 +79,7 @@ func (c checkedSpool) Accept(ctx context.Context, env queue.Envelope, body io.Re
 	switch {
 	case errors.As(err, &re):
 		return "", fmt.Errorf("%w: %w", refusedReply(re), err)
-	case errors.Is(err, pipeline.ErrRecipientInfoRejected):
+	case errors.Is(err, split.ErrRecipientInfoRejected):
 		return "", fmt.Errorf("%w: %w", replyRecipientInfos, err)
 	}
 	// Other problems (an unsplittable message, a directory outage) are the queue's to report

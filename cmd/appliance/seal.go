@@ -6,12 +6,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -105,12 +103,9 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	if len(bytes.TrimSpace(msg)) == 0 {
 		return errors.New("empty message on stdin: nothing to seal")
 	}
-	chain, err := directory.LoadCertificates(sender.Cert)
+	chain, err := directory.LoadChain(sender.Cert)
 	if err != nil {
 		return fmt.Errorf("sender %q: %w", sender.Address, err)
-	}
-	if len(chain) == 0 {
-		return fmt.Errorf("sender %q: no certificate in %q", sender.Address, sender.Cert)
 	}
 	// The From check reads the header as the pipeline will: normalised the one way both doors
 	// normalise (smime.Normalize; Process runs it again, to the same bytes).
@@ -198,54 +193,22 @@ func checkOutDir(dir string, force bool) (stale []string, err error) {
 	return stale, nil
 }
 
-var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
-
-// certAddresses are the mail addresses a certificate vouches for: its rfc822Name SANs and, for
-// older certificates, the emailAddress attribute of its subject.
-func certAddresses(cert *x509.Certificate) []string {
-	out := append([]string(nil), cert.EmailAddresses...)
-	for _, n := range cert.Subject.Names {
-		if s, ok := n.Value.(string); ok && n.Type.Equal(oidEmailAddress) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // checkFromCovered refuses a message whose From (or Sender) names an address the sender's
 // certificate does not hold: a reader's mail client would show the signature as not matching
 // the author, or worse, a signed identity the sender does not have.
 func checkFromCovered(msg []byte, sender string, leaf *x509.Certificate) error {
-	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	addrs, err := smime.HeaderSenders(msg)
 	if err != nil {
-		return fmt.Errorf("failed to read the message header: %w", err)
+		return err
 	}
-	from, err := m.Header.AddressList("From")
-	if err != nil {
-		return fmt.Errorf("malformed From header: %w", err)
-	}
-	if len(from) == 0 {
-		return errors.New("message has no From header")
-	}
-	var extra []*mail.Address
-	if m.Header.Get("Sender") != "" {
-		if extra, err = m.Header.AddressList("Sender"); err != nil {
-			return fmt.Errorf("malformed Sender header: %w", err)
-		}
-	}
-	covered := map[string]bool{}
-	names := certAddresses(leaf)
-	for _, a := range names {
-		covered[strings.ToLower(a)] = true
-	}
-	for _, a := range append(from, extra...) {
-		if !covered[strings.ToLower(a.Address)] {
+	for _, a := range addrs {
+		if !directory.CoversAddress(leaf, a) {
 			have := "none"
-			if len(names) > 0 {
+			if names := directory.CertAddresses(leaf); len(names) > 0 {
 				have = strings.Join(names, ", ")
 			}
 			return fmt.Errorf("the message's header names <%s>, which the certificate of sender %q does not cover (its addresses: %s); set From to a covered address or use that address's [[sender]]",
-				escape(a.Address), sender, escape(have))
+				escape(a), sender, escape(have))
 		}
 	}
 	return nil

@@ -39,12 +39,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sup.Close()
 	obs := newObserver(cfg) // nil without [metrics]; its wraps then change nothing
-	p, err := openPartsWith(cfg, log, sup, obs.wrapToken)
+	p, err := openPartsWith(cfg, log, sup, obs.instrument)
 	if err != nil {
 		return err
 	}
 	obs.directory(p.dir)
-	obs.lists(p.pipe)
 	defer p.Close()
 	for _, e := range p.dir.Problems() {
 		log.Warn("directory: certificate file skipped", "component", "directory", "err", e)
@@ -68,7 +67,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// Refuse new mail (452 4.3.1) while the disk could not hold two more of the largest.
 		MinFreeBytes: uint64(2 * cfg.SMTP.MaxMessageBytes),
 		Logger:       log.With("component", "queue"),
-	}, obs.processor(p.pipe), obs.deliverer(deliv))
+	}, p.pipe, obs.deliverer(deliv))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"appliance/cms"
 	"appliance/config"
 	"appliance/hsm"
+	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/smtpfront"
 )
@@ -21,12 +22,12 @@ import (
 
 // tokenSupervisor is the hsm.Supervisor as the pipeline's Token and ListToken: content keys are
 // cms.ContentKeys, and a wrapped key the token refuses is the message's fault
-// (pipeline.ErrWrappedKey).
+// (lists.ErrWrappedKey).
 type tokenSupervisor struct{ *hsm.Supervisor }
 
 var (
-	_ pipeline.Token     = (*tokenSupervisor)(nil)
-	_ pipeline.ListToken = (*tokenSupervisor)(nil)
+	_ pipeline.Token  = (*tokenSupervisor)(nil)
+	_ lists.ListToken = (*tokenSupervisor)(nil)
 )
 
 // NewContentKey makes a content key on the content token (pipeline.Token). A failure returns a
@@ -39,12 +40,12 @@ func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, er
 	return k, nil
 }
 
-// UnwrapCEK unwraps a list's content key on the token of the list's key (pipeline.ListToken). A
+// UnwrapCEK unwraps a list's content key on the token of the list's key (lists.ListToken). A
 // wrapped key the token refuses, or wrapped with an OAEP hash it lacks, is the message's fault.
 func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
 	k, err := s.Supervisor.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
 	if errors.Is(err, hsm.ErrUnwrap) || errors.Is(err, hsm.ErrOAEPHash) {
-		return nil, fmt.Errorf("%w: %w", pipeline.ErrWrappedKey, err)
+		return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
 	}
 	if err != nil {
 		return nil, err
@@ -87,13 +88,9 @@ func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
 	if err != nil {
 		return hsm.Config{}, err
 	}
-	var roles hsm.Roles
-	for _, r := range t.Roles {
-		x, err := hsm.ParseRole(r)
-		if err != nil {
-			return hsm.Config{}, err
-		}
-		roles |= x
+	roles, err := hsm.ParseRoles(t.Roles)
+	if err != nil {
+		return hsm.Config{}, err
 	}
 	return hsm.Config{Module: t.Module, Select: u, Name: t.Name, Roles: roles, PIN: pin,
 		MaxSessions: t.MaxSessions, PoolTimeout: 30 * time.Second}, nil

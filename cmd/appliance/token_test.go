@@ -26,7 +26,7 @@ import (
 	"appliance/internal/ci"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
-	"appliance/pipeline"
+	"appliance/lists"
 	"appliance/queue"
 	"appliance/smime"
 	"appliance/smtpfront"
@@ -285,7 +285,7 @@ func TestSupervisorWrongPINAfterTokenChange(t *testing.T) {
 	}
 }
 
-// A wrapped key the token refuses is the message's fault: pipeline.ErrWrappedKey, and the token
+// A wrapped key the token refuses is the message's fault: lists.ErrWrappedKey, and the token
 // stays up.
 func TestSupervisorUnwrap(t *testing.T) {
 	env := softhsmtest.Setup(t)
@@ -304,7 +304,7 @@ func TestSupervisorUnwrap(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.UnwrapCEK(context.Background(), "pkcs11:object=list", tt.wrapped, tt.oaep)
-			if !errors.Is(err, pipeline.ErrWrappedKey) {
+			if !errors.Is(err, lists.ErrWrappedKey) {
 				t.Fatalf("UnwrapCEK: %v, want ErrWrappedKey", err)
 			}
 			if err := s.Healthy(); err != nil {

@@ -5,13 +5,11 @@ package main
 // the module itself reports them (C_GetInfo, C_GetTokenInfo; no login, so no PIN is read).
 
 import (
+	"appliance/hsm"
 	"fmt"
 	"io"
 	"runtime"
 	"runtime/debug"
-	"strings"
-
-	"github.com/miekg/pkcs11"
 )
 
 // packageVersion is set by scripts/package.sh (-ldflags -X) to the Debian package's version.
@@ -68,46 +66,9 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lines, err := moduleInfo(cfg.HSM.Module, cfg.HSM.Token)
+	lines, err := hsm.ModuleInfo(cfg.HSM.Module, cfg.HSM.Token)
 	for _, l := range lines {
 		fmt.Fprintln(stdout, l)
 	}
 	return err
-}
-
-// moduleInfo loads module and describes it and the token labelled label.
-func moduleInfo(module, label string) ([]string, error) {
-	p := pkcs11.New(module)
-	if p == nil {
-		return nil, fmt.Errorf("hsm.module %q: cannot be loaded", module)
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		return nil, fmt.Errorf("hsm.module %q: C_Initialize: %w", module, err)
-	}
-	defer p.Finalize()
-	info, err := p.GetInfo()
-	if err != nil {
-		return nil, fmt.Errorf("hsm.module %q: C_GetInfo: %w", module, err)
-	}
-	lines := []string{
-		"module    " + module,
-		fmt.Sprintf("library   %s %d.%d (%s), Cryptoki %d.%d", strings.TrimSpace(info.LibraryDescription),
-			info.LibraryVersion.Major, info.LibraryVersion.Minor, strings.TrimSpace(info.ManufacturerID),
-			info.CryptokiVersion.Major, info.CryptokiVersion.Minor),
-	}
-	slots, err := p.GetSlotList(true)
-	if err != nil {
-		return lines, fmt.Errorf("hsm.module %q: C_GetSlotList: %w", module, err)
-	}
-	for _, s := range slots {
-		ti, err := p.GetTokenInfo(s)
-		if err != nil || strings.TrimSpace(ti.Label) != label {
-			continue
-		}
-		return append(lines, fmt.Sprintf("token     %q: %s %s, serial %s, firmware %d.%d", label,
-			strings.TrimSpace(ti.ManufacturerID), strings.TrimSpace(ti.Model), strings.TrimSpace(ti.SerialNumber),
-			ti.FirmwareVersion.Major, ti.FirmwareVersion.Minor)), nil
-	}
-	return lines, fmt.Errorf("hsm.token %q: no token with this label in %s (%d token(s) present)", label, module, len(slots))
 }

@@ -45,8 +45,9 @@ func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
 
 // openPartsWith builds the parts around sup when given (serve: tokens may come and go), else
 // around tokens opened here (offline commands: no token, no work).
-// wraps instrument the token the pipeline gets (metrics.go), innermost first.
-func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, wraps ...func(pipeline.Token) pipeline.Token) (*parts, error) {
+// with change the pipeline's options before it is made (metrics.go subscribes to its events and
+// meters its token), in order.
+func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, with ...func(*pipeline.Options)) (*parts, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -76,14 +77,9 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		}
 		p.tokens, sup = t, t
 	}
-	var tok pipeline.Token = sup
-
-	for _, w := range wraps {
-		tok = w(tok)
-	}
-	pipe, err := pipeline.New(pipeline.Options{
+	opts := pipeline.Options{
 		Directory:       dir,
-		Token:           tok,
+		Token:           sup,
 		Senders:         senders,
 		Policy:          splitPolicy(cfg),
 		SKI:             skiPolicy(cfg),
@@ -92,7 +88,11 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, w
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Limits:          pipelineLimits(cfg),
 		Logger:          log.With("component", "seal"),
-	})
+	}
+	for _, f := range with {
+		f(&opts)
+	}
+	pipe, err := pipeline.New(opts)
 	if err != nil {
 		p.Close()
 		return nil, err

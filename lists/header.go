@@ -1,4 +1,4 @@
-package pipeline
+package lists
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"appliance/cms"
 	"appliance/queue"
 	"appliance/smime"
+	"appliance/split"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -29,7 +30,7 @@ func (l *mailList) extendHistory(old []cms.MLData, now time.Time) (cms.Attribute
 // listHeader builds the shared start of every member's package: the post's header with To and
 // Cc as the poster wrote them (they name the list, not its members), Bcc and delivery fields
 // gone, List-Id and List-Post added (RFC 2919, RFC 2369).
-func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer textproto.Header, smimeType string) *smime.ListParts {
+func (a *Agent) listHeader(id string, env queue.Envelope, l *mailList, outer textproto.Header, smimeType string) *smime.ListParts {
 	h := outer.Copy()
 	for _, k := range []string{"Bcc", "Resent-Bcc", "Delivered-To", "X-Original-To", "Return-Path", "List-Id", "List-Post"} {
 		h.Del(k)
@@ -38,7 +39,7 @@ func (p *Pipeline) listHeader(id string, env queue.Envelope, l *mailList, outer 
 	h.Add("List-Id", l.listID)
 
 	var b bytes.Buffer
-	b.WriteString(p.received(id, env, ""))
+	b.WriteString(split.Trace{Helo: env.Helo, ClientAddr: env.ClientAddr, By: a.opts.Hostname, ID: id, At: a.opts.Now()}.Field())
 	fields := h.Fields()
 	for fields.Next() {
 		raw, err := fields.Raw()

@@ -1,6 +1,4 @@
-package pipeline
-
-// The mail list agent (RFC 2634 section 4, README, Secure mailing lists).
+// Package lists is the mail list agent (RFC 2634 section 4, README, Secure mailing lists).
 //
 // A list has a key pair on the token and a member file. A post to the list becomes one package
 // per member, and each package names only that member: its only RecipientInfos are the member's,
@@ -22,6 +20,10 @@ package pipeline
 // entity is hashed for the signature as it is made and written again, from the same pieces,
 // only when the queue writes the package, so no member's 100 KB entity (for a 50 KB post) is
 // ever held, and writing a package makes next to no garbage.
+//
+// Every signature, encryption and key wrap is seal's (Sealer.ListContent, Sealer.WrapMember,
+// SignMemberEnvelope); the agent decides who gets a package and assembles it.
+package lists
 
 import (
 	"bufio"
@@ -43,10 +45,65 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/queue"
+	"appliance/retry"
 	"appliance/seal"
 	"appliance/smime"
 	"appliance/split"
 )
+
+// Token is what the agent needs of the HSM: the list key signs, and OAEPHash is the key
+// transport to members of an AuthEnvelopedData post.
+type Token interface {
+	Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
+	OAEPHash() crypto.Hash
+}
+
+// Options wire an Agent.
+type Options struct {
+	Directory *directory.Directory
+	Token     Token
+	// Sealer makes a plain post's content and each member's key wrap and signature.
+	Sealer *seal.Sealer
+	// Policy: CaseSensitiveLocalPart, CertChoice and Profile (a plain post's encryption).
+	Policy split.Policy
+	// Hostname names this relay in the Received field of every package.
+	Hostname string
+	// IsSender reports whether a normalized address is a configured sender: a list may not be
+	// one (its outgoing mail would be expanded instead of sealed).
+	IsSender func(norm string) bool
+	Now      func() time.Time
+	// Logger gets one line per expansion and one per member skipped; nil discards.
+	Logger *slog.Logger
+	// Expanded, when set, is told after each expansion that made its packages (or found nobody
+	// to make one for) how many packages list (its configured Address) got and how many members
+	// were skipped by reason (SkipNoCertificate, SkipUnusableCertificate; only reasons that
+	// occurred). It names lists and reasons, never a member. A post expanded again after a
+	// temporary failure is told again: its members were skipped again.
+	Expanded func(list string, packages int, skipped map[string]int)
+}
+
+// Agent expands posts to the configured lists. It is safe for concurrent use.
+type Agent struct {
+	opts Options
+	mu   sync.Mutex // serialises Set and Reload
+	defs []List
+	tok  ListToken
+	cur  atomic.Pointer[listSet]
+}
+
+// New makes an agent with no lists (Set gives it some).
+func New(o Options) *Agent {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.IsSender == nil {
+		o.IsSender = func(string) bool { return false }
+	}
+	return &Agent{opts: o}
+}
 
 // List is one mail list the appliance expands (a [[list]] of the configuration).
 type List struct {
@@ -58,7 +115,7 @@ type List struct {
 	// encrypt to and what members verify the list's signature with.
 	Chain []*x509.Certificate
 	// MembersFile holds one address per line; blank lines and lines starting with # are ignored.
-	// [Pipeline.Reload] reads it again.
+	// [Agent.Reload] reads it again.
 	MembersFile string
 	Posters     Posters
 }
@@ -145,16 +202,7 @@ func ParseMembers(r io.Reader, caseSensitiveLocalPart bool) ([]string, error) {
 	return out, nil
 }
 
-// mailLists is the Pipeline's list state: definitions set once, members swapped on reload.
-type mailLists struct {
-	mu     sync.Mutex // serialises SetLists and Reload
-	defs   []List
-	tok    ListToken
-	cur    atomic.Pointer[listSet]
-	onSkip atomic.Pointer[func(list, reason string, n int)]
-}
-
-// Why a list member got no package, as [Pipeline.OnMemberSkipped] reports it.
+// Why a list member got no package, as [Options.Expanded] reports it.
 const (
 	// SkipNoCertificate: the directory has no valid certificate for the member.
 	SkipNoCertificate = "no_certificate"
@@ -163,12 +211,6 @@ const (
 	// the token cannot wrap for).
 	SkipUnusableCertificate = "unusable_certificate"
 )
-
-// OnMemberSkipped has f told, after each expansion that made its packages (or found nobody to
-// make one for), how many members of list (its configured Address) were skipped for a reason,
-// once per reason that occurred (metrics). It names lists and reasons, never a member. A post
-// expanded again after a temporary failure is counted again: its members were skipped again.
-func (p *Pipeline) OnMemberSkipped(f func(list, reason string, n int)) { p.lists.onSkip.Store(&f) }
 
 type listSet struct {
 	byAddr map[string]*mailList
@@ -184,40 +226,40 @@ type mailList struct {
 	poster  map[string]bool
 }
 
-// SetLists makes the pipeline expand lists (nil or empty: none), reading every members file.
+// Set makes the agent expand lists (nil or empty: none), reading every members file.
 // tok unwraps content keys for mail encrypted to a list; it is usually the same token as
 // Options.Token. On error nothing changes.
-func (p *Pipeline) SetLists(lists []List, tok ListToken) error {
-	p.lists.mu.Lock()
-	defer p.lists.mu.Unlock()
+func (a *Agent) Set(lists []List, tok ListToken) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if len(lists) > 0 && tok == nil {
 		return fmt.Errorf("failed to set lists: %w: no token", ErrListConfig)
 	}
-	set, err := p.loadLists(lists, tok)
+	set, err := a.load(lists, tok)
 	if err != nil {
 		return err
 	}
-	p.lists.defs = append([]List(nil), lists...)
-	p.lists.tok = tok
-	p.lists.cur.Store(set)
+	a.defs = append([]List(nil), lists...)
+	a.tok = tok
+	a.cur.Store(set)
 	return nil
 }
 
 // Reload reads every list's members file again (on SIGHUP) and swaps the new members in whole;
 // on error the old members stay in force.
-func (p *Pipeline) Reload() error {
-	p.lists.mu.Lock()
-	defer p.lists.mu.Unlock()
-	set, err := p.loadLists(p.lists.defs, p.lists.tok)
+func (a *Agent) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set, err := a.load(a.defs, a.tok)
 	if err != nil {
 		return err
 	}
-	p.lists.cur.Store(set)
+	a.cur.Store(set)
 	return nil
 }
 
-func (p *Pipeline) loadLists(lists []List, tok ListToken) (*listSet, error) {
-	cs := p.opts.Policy.CaseSensitiveLocalPart
+func (a *Agent) load(lists []List, tok ListToken) (*listSet, error) {
+	cs := a.opts.Policy.CaseSensitiveLocalPart
 	set := &listSet{byAddr: map[string]*mailList{}, tok: tok}
 	for _, l := range lists {
 		addr, err := split.Normalize(l.Address, cs)
@@ -227,7 +269,7 @@ func (p *Pipeline) loadLists(lists []List, tok ListToken) (*listSet, error) {
 		if set.byAddr[addr] != nil {
 			return nil, fmt.Errorf("failed to set list %q: %w: configured twice", l.Address, ErrListConfig)
 		}
-		if _, ok := p.senders[addr]; ok {
+		if a.opts.IsSender(addr) {
 			// A sender's outgoing mail would be expanded instead of sealed.
 			return nil, fmt.Errorf("failed to set list %q: %w: also a sender", l.Address, ErrListConfig)
 		}
@@ -254,8 +296,7 @@ func (p *Pipeline) loadLists(lists []List, tok ListToken) (*listSet, error) {
 			return nil, fmt.Errorf("failed to read members of %q: %w", l.Address, err)
 		}
 		ml := &mailList{List: l, addr: addr, member: map[string]bool{}, poster: map[string]bool{}}
-		local, domain, _ := strings.Cut(addr, "@")
-		ml.listID = "<" + sanitize(local) + "." + sanitize(domain) + ">"
+		ml.listID = split.ListID(addr)
 		for _, m := range members {
 			if m == addr {
 				continue // a list that is its own member would only loop
@@ -275,47 +316,44 @@ func (p *Pipeline) loadLists(lists []List, tok ListToken) (*listSet, error) {
 	return set, nil
 }
 
-func (p *Pipeline) list(addr string) *mailList {
-	set := p.lists.cur.Load()
+func (a *Agent) list(addr string) *mailList {
+	set := a.cur.Load()
 	if set == nil {
 		return nil
 	}
-	key, err := split.Normalize(addr, p.opts.Policy.CaseSensitiveLocalPart)
+	key, err := split.Normalize(addr, a.opts.Policy.CaseSensitiveLocalPart)
 	if err != nil {
 		return nil
 	}
 	return set.byAddr[key]
 }
 
-// IsList reports whether addr is a list this pipeline expands.
-func (p *Pipeline) IsList(addr string) bool { return p.isList(addr) }
-
-// isList reports whether addr is a mail list the appliance expands (README, Secure mailing lists).
-func (p *Pipeline) isList(addr string) bool { return p.list(addr) != nil }
+// IsList reports whether addr is a mail list the appliance expands (README, Secure mailing lists).
+func (a *Agent) IsList(addr string) bool { return a.list(addr) != nil }
 
 // CheckPoster refuses a sender the posting rule of list does not admit; the error wraps
 // [ErrNotPoster] (or [ErrNotList]).
-func (p *Pipeline) CheckPoster(_ context.Context, list, mailFrom string) error {
-	l := p.list(list)
+func (a *Agent) CheckPoster(_ context.Context, list, mailFrom string) error {
+	l := a.list(list)
 	if l == nil {
 		return fmt.Errorf("%w: %q", ErrNotList, list)
 	}
 	if l.Posters.Anyone {
 		return nil
 	}
-	from, err := split.Normalize(mailFrom, p.opts.Policy.CaseSensitiveLocalPart)
+	from, err := split.Normalize(mailFrom, a.opts.Policy.CaseSensitiveLocalPart)
 	if err == nil && (l.poster[from] || l.Posters.Members && l.member[from]) {
 		return nil
 	}
 	return fmt.Errorf("%w: %q to %q", ErrNotPoster, mailFrom, list)
 }
 
-// listsIn separates the list addresses among env's recipients from the rest.
-func (p *Pipeline) listsIn(env queue.Envelope) (lists []string, rest queue.Envelope) {
+// Split separates the list addresses among env's recipients from the rest.
+func (a *Agent) Split(env queue.Envelope) (lists []string, rest queue.Envelope) {
 	rest = env
 	rest.RcptTo = nil
 	for _, r := range env.RcptTo {
-		if p.isList(r) {
+		if a.IsList(r) {
 			lists = append(lists, r)
 		} else {
 			rest.RcptTo = append(rest.RcptTo, r)
@@ -328,10 +366,11 @@ func (p *Pipeline) listsIn(env queue.Envelope) (lists []string, rest queue.Envel
 // signature, and a buffer of one encoded envelope.
 const listParallel = 4
 
-// expandList makes one package per member of list.
-func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope, list string, msg []byte) (*queue.Sealed, error) {
-	log := p.opts.Logger.With("id", id, "list", list)
-	l := p.list(list)
+// Expand makes one package per member of list. A post the list refuses comes back as a
+// refusal of the list address (for the DSN); an error is temporary (the message waits).
+func (a *Agent) Expand(ctx context.Context, id string, env queue.Envelope, list string, msg []byte) (*queue.Sealed, error) {
+	log := a.opts.Logger.With("id", id, "list", list)
+	l := a.list(list)
 	refuse := func(status string, err error) (*queue.Sealed, error) {
 		log.Info("list post refused", "status", status, "err", err)
 		return &queue.Sealed{Refused: []queue.Refusal{{Recipient: list, Status: status, Reason: refusalText(err)}}}, nil
@@ -339,7 +378,7 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	if l == nil {
 		return refuse("5.1.1", fmt.Errorf("%w: %q", ErrNotList, list))
 	}
-	if err := p.CheckPoster(ctx, list, env.MailFrom); err != nil {
+	if err := a.CheckPoster(ctx, list, env.MailFrom); err != nil {
 		return refuse("5.7.1", err)
 	}
 	start := time.Now()
@@ -350,17 +389,17 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	if err != nil {
 		return refuse("5.6.0", err)
 	}
-	history, err := l.extendHistory(post.History, p.opts.Now())
+	history, err := l.extendHistory(post.History, a.opts.Now())
 	if err != nil {
 		return refuse("5.4.6", err)
 	}
 
-	tok := p.lists.cur.Load().tok
-	signer, err := p.opts.Token.Signer(ctx, l.KeyURI)
+	tok := a.cur.Load().tok
+	signer, err := a.opts.Token.Signer(ctx, l.KeyURI)
 	if err != nil {
-		return nil, tempError{fmt.Errorf("failed to find the key of list %q: %w", l.Address, err)}
+		return nil, retry.Temporary(fmt.Errorf("failed to find the key of list %q: %w", l.Address, err))
 	}
-	x := &expansion{p: p, l: l, signer: signer, history: history, now: p.opts.Now()}
+	x := &expansion{a: a, l: l, signer: signer, history: history, now: a.opts.Now()}
 	defer x.destroyKey(ctx)
 	if post.Enveloped != nil {
 		err = x.unwrap(ctx, tok, post.Enveloped)
@@ -373,20 +412,16 @@ func (p *Pipeline) expandList(ctx context.Context, id string, env queue.Envelope
 	case errors.Is(err, cms.ErrUnsupported):
 		return refuse("5.6.0", err)
 	case err != nil:
-		return nil, tempError{err}
+		return nil, retry.Temporary(err)
 	}
-	x.shared = p.listHeader(id, env, l, post.Outer, x.smimeType)
+	x.shared = a.listHeader(id, env, l, post.Outer, x.smimeType)
 
 	out, skipped, err := x.fanOut(ctx, log)
 	if err != nil {
-		return nil, tempError{err}
+		return nil, retry.Temporary(err)
 	}
-	if f := p.lists.onSkip.Load(); f != nil {
-		for _, reason := range []string{SkipNoCertificate, SkipUnusableCertificate} {
-			if n := skipped[reason]; n > 0 {
-				(*f)(l.Address, reason, n)
-			}
-		}
+	if a.opts.Expanded != nil {
+		a.opts.Expanded(l.Address, len(out.Packages), skipped)
 	}
 	if len(out.Packages) == 0 {
 		return refuse("5.7.1", fmt.Errorf("failed to expand %q: %w", l.Address, ErrNoMembers))
@@ -411,7 +446,7 @@ func refusalText(err error) string {
 
 // expansion is one post being expanded to one list's members.
 type expansion struct {
-	p       *Pipeline
+	a       *Agent
 	l       *mailList
 	signer  crypto.Signer
 	history cms.Attribute
@@ -457,18 +492,18 @@ func (x *expansion) unwrap(ctx context.Context, tok ListToken, env *cms.Envelope
 	x.smimeType = smime.TypeEnvelopedData
 	if env.Auth() {
 		// Whoever reads AuthEnvelopedData reads OAEP too (README, Profiles).
-		x.smimeType, x.oaep = smime.TypeAuthEnvelopedData, x.p.opts.Token.OAEPHash()
+		x.smimeType, x.oaep = smime.TypeAuthEnvelopedData, x.a.opts.Token.OAEPHash()
 	}
 	return nil
 }
 
 // encrypt signs a plain post with the list key and encrypts it once for every member.
 func (x *expansion) encrypt(ctx context.Context, entity []byte) error {
-	name := x.p.opts.Policy.Profile
+	name := x.a.opts.Policy.Profile
 	if name == "" {
 		name = split.ProfileCompat
 	}
-	lc, err := x.p.sealer.ListContent(ctx, entity, name, x.sender(), x.now)
+	lc, err := x.a.opts.Sealer.ListContent(ctx, entity, name, x.sender(), x.now)
 	if lc != nil {
 		x.key = lc.Key
 	}
@@ -553,7 +588,7 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 	if len(valid) == 0 {
 		return nil
 	}
-	if x.p.opts.Policy.CertChoice == split.Newest {
+	if x.a.opts.Policy.CertChoice == split.Newest {
 		valid = valid[:1]
 	}
 	out := make([]*x509.Certificate, len(valid))
@@ -567,10 +602,10 @@ func (x *expansion) choose(valid []*directory.Entry) []*x509.Certificate {
 // list. A member without a valid certificate gets nil and a log line naming only their own
 // certificates.
 func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (*smime.ListPackage, error) {
-	valid, rejected, err := x.p.opts.Directory.LookupContext(ctx, addr)
+	valid, rejected, err := x.a.opts.Directory.LookupContext(ctx, addr)
 	if err != nil {
 		// Skipping the member now would be for good: wait until the directory answers.
-		return nil, tempError{fmt.Errorf("failed to look up certificates of list member %q: %w", addr, err)}
+		return nil, retry.Temporary(fmt.Errorf("failed to look up certificates of list member %q: %w", addr, err))
 	}
 	certs := x.choose(valid)
 	if len(certs) == 0 {
@@ -581,7 +616,7 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 		log.Warn("list member skipped: no valid certificate", "member", addr, "rejected", errs)
 		return nil, nil
 	}
-	ris, err := x.p.sealer.WrapMember(ctx, x.key, addr, certs, x.oaep)
+	ris, err := x.a.opts.Sealer.WrapMember(ctx, x.key, addr, certs, x.oaep)
 	if err != nil {
 		return nil, fmt.Errorf("failed to wrap the content key for list member %q: %w", addr, err)
 	}
