@@ -6,7 +6,8 @@
 //
 // One message is encrypted once per content algorithm and then sent as many packages, each with
 // its own set of RecipientInfos (so a Bcc recipient is never named to anyone else). [Encrypt]
-// produces an [EncryptedContent]; [KeyTransRecipient] wraps the key for one certificate;
+// produces an [EncryptedContent]; [KeyTransRecipient] wraps the key for one RSA certificate and
+// [KeyAgreeRecipient] for one EC certificate (ECDH, the wrap done by the key's holder);
 // [Envelope] assembles a ContentInfo from the shared content and one package's RecipientInfos.
 // Assembly costs O(recipients): the DER lengths are computed, and the [Encoded] result refers to
 // the shared ciphertext instead of copying it. [ParseEnveloped] reads what clients send (DER or
@@ -22,6 +23,9 @@
 //   - RFC 5652 CMS: ContentInfo, SignedData, EnvelopedData, KeyTransRecipientInfo (v0 and v2)
 //   - RFC 5083 AuthEnvelopedData, RFC 5084 AES-GCM (12-byte nonce, 16-byte ICV)
 //   - RFC 3565 AES-CBC content encryption
+//   - RFC 5753 KeyAgreeRecipientInfo: ephemeral-static ECDH on P-256 and P-384 with
+//     dhSinglePass-stdDH-sha256kdf-scheme (X9.63 KDF over SHA-256, ECC-CMS-SharedInfo) and
+//     id-aes256-wrap, the parameters OpenSSL writes with ecdh_kdf_md:sha256
 //   - RFC 4055 RSAES-OAEP and RSASSA-PSS parameters, used as RFC 8017 specifies
 //   - RFC 5754 SHA-2 digest identifiers, RFC 5758 ECDSA signature identifiers
 //   - RFC 8551 S/MIME attributes: SMIMECapabilities, SMIMEEncryptionKeyPreference
@@ -48,6 +52,11 @@ type ContentKey interface {
 	// WrapRSA encrypts the key's value for pub: RSAES-PKCS1-v1_5 when oaepHash is 0, otherwise
 	// RSAES-OAEP with oaepHash for the label hash and MGF1, and an empty label.
 	WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.Hash) ([]byte, error)
+	// WrapAES wraps the key's value with AES key wrap (RFC 3394, no padding) under kek, the
+	// 16- or 32-byte key-encryption key an ECDH key agreement derived for one recipient
+	// ([KeyAgreeRecipient]). The content key never leaves where it is held in clear; kek is
+	// only used for this one wrap.
+	WrapAES(ctx context.Context, kek []byte) ([]byte, error)
 }
 
 var (

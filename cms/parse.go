@@ -309,6 +309,14 @@ func parseRecipientInfo(e elem) (*RecipientInfo, error) {
 	if ri.Version, err = cs[0].smallInt(); err != nil {
 		return nil, err
 	}
+	if ri.Kind == KeyAgree {
+		// A KeyAgree entry this package cannot read stays as it came, unattributed: dropping
+		// it is the caller's choice, not a reason to refuse the message.
+		if err := ri.parseKeyAgree(cs); err != nil {
+			ri.Keys, ri.KeyEncryptionAlgorithm = nil, AlgorithmIdentifier{}
+		}
+		return ri, nil
+	}
 	if ri.Kind != KeyTrans {
 		return ri, nil
 	}

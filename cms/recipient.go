@@ -54,13 +54,15 @@ const (
 	SubjectKeyID
 )
 
-// RecipientInfo is one RecipientInfo, built by [KeyTransRecipient] or read by [ParseEnveloped].
-// Only KeyTrans entries have their fields decoded; the others are carried as Raw.
+// RecipientInfo is one RecipientInfo, built by [KeyTransRecipient] or [KeyAgreeRecipient], or
+// read by [ParseEnveloped]. KeyTrans and KeyAgree entries have their fields decoded; the others
+// are carried as Raw.
 type RecipientInfo struct {
 	Kind    RecipientKind
-	Version int // for KeyTrans: 0 with IssuerAndSerial, 2 with SubjectKeyID; -1 when not decoded
+	Version int // for KeyTrans: 0 with IssuerAndSerial, 2 with SubjectKeyID; KeyAgree: 3; -1 when not decoded
 
-	// Identifier of a KeyTrans entry: Issuer (raw Name) and Serial, or SubjectKeyID.
+	// Identifier of a KeyTrans entry: Issuer (raw Name) and Serial, or SubjectKeyID. A KeyAgree
+	// entry has the identifier of its RecipientEncryptedKeys when they all name one certificate.
 	Issuer       []byte
 	Serial       *big.Int
 	SubjectKeyID []byte
@@ -68,14 +70,19 @@ type RecipientInfo struct {
 	KeyEncryptionAlgorithm AlgorithmIdentifier
 	EncryptedKey           []byte
 
+	// Keys are a KeyAgree entry's RecipientEncryptedKeys, in order.
+	Keys []KeyAgreeKey
+	// OriginatorKey is the ephemeral public point of a KeyAgree entry this package made.
+	OriginatorKey []byte
+
 	// Raw is the complete encoding, written as is into envelopes; the fields above describe it
 	// and changing them does not change it.
 	Raw []byte
 }
 
-// Matches reports whether a KeyTrans entry names cert.
+// Matches reports whether a KeyTrans entry, or a KeyAgree entry for one certificate, names cert.
 func (ri *RecipientInfo) Matches(cert *x509.Certificate) bool {
-	if ri.Kind != KeyTrans {
+	if ri.Kind != KeyTrans && ri.Kind != KeyAgree {
 		return false
 	}
 	if ri.SubjectKeyID != nil {

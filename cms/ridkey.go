@@ -7,12 +7,13 @@ import (
 	"encoding/hex"
 )
 
-// IDKey puts a key transport RecipientInfo's identifier in the key space of CertIDKeys: a
+// IDKey puts a key transport RecipientInfo's identifier, or that of a key agreement
+// RecipientInfo whose keys all name one certificate, in the key space of CertIDKeys: a
 // RecipientInfo and a certificate match when IDKey is one of the certificate's keys. Other
 // kinds of RecipientInfo have "".
 func (ri *RecipientInfo) IDKey() string {
 	switch {
-	case ri.Kind != KeyTrans:
+	case ri.Kind != KeyTrans && ri.Kind != KeyAgree:
 		return ""
 	case ri.SubjectKeyID != nil:
 		return "ski:" + string(ri.SubjectKeyID)
@@ -31,11 +32,12 @@ func CertIDKeys(c *x509.Certificate) []string {
 	return keys
 }
 
-// DescribeID is a key transport RecipientInfo's identifier for a log line: the subject key
-// identifier in hex, or the issuer's name and the serial number.
+// DescribeID is a key transport (or single-certificate key agreement) RecipientInfo's
+// identifier for a log line: the subject key identifier in hex, or the issuer's name and the
+// serial number.
 func (ri *RecipientInfo) DescribeID() string {
 	switch {
-	case ri.Kind != KeyTrans:
+	case ri.Kind != KeyTrans && ri.Kind != KeyAgree:
 		return ""
 	case ri.SubjectKeyID != nil:
 		return "ski=" + hex.EncodeToString(ri.SubjectKeyID)

@@ -25,7 +25,9 @@ func TestIDKey(t *testing.T) {
 		{"ok issuer and serial", &RecipientInfo{Kind: KeyTrans, Issuer: issuer, Serial: big.NewInt(0x1f)}, true, "issuer=CN=CA serial=1f"},
 		{"ok subject key identifier", &RecipientInfo{Kind: KeyTrans, SubjectKeyID: []byte{1, 2}}, true, "ski=0102"},
 		{"fail other serial", &RecipientInfo{Kind: KeyTrans, Issuer: issuer, Serial: big.NewInt(0x20)}, false, "issuer=CN=CA serial=20"},
-		{"fail other kind", &RecipientInfo{Kind: KeyAgree, SubjectKeyID: []byte{1, 2}}, false, ""},
+		{"ok key agreement for one certificate", &RecipientInfo{Kind: KeyAgree, SubjectKeyID: []byte{1, 2}}, true, "ski=0102"},
+		{"fail key agreement for several certificates", &RecipientInfo{Kind: KeyAgree, Keys: []KeyAgreeKey{{SubjectKeyID: []byte{1, 2}}, {SubjectKeyID: []byte{3}}}}, false, ""},
+		{"fail other kind", &RecipientInfo{Kind: KEK, SubjectKeyID: []byte{1, 2}}, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := tc.ri.IDKey()

@@ -163,3 +163,36 @@ func softDecrypt(der []byte, cert *x509.Certificate, key crypto.Signer) ([]byte,
 	}
 	return nil, fmt.Errorf("content algorithm %v", alg.Algorithm)
 }
+
+func (k *softKey) WrapAES(ctx context.Context, kek []byte) ([]byte, error) {
+	return aesKeyWrap(kek, k.key[:])
+}
+
+// aesKeyWrap is RFC 3394 key wrap with the default IV, the test side's reference.
+func aesKeyWrap(kek, key []byte) ([]byte, error) {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	if len(key)%8 != 0 || len(key) < 16 {
+		return nil, fmt.Errorf("key of %d bytes", len(key))
+	}
+	n := len(key) / 8
+	a := []byte{0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6}
+	r := append([]byte(nil), key...)
+	buf := make([]byte, 16)
+	for j := 0; j < 6; j++ {
+		for i := 0; i < n; i++ {
+			copy(buf, a)
+			copy(buf[8:], r[8*i:8*i+8])
+			block.Encrypt(buf, buf)
+			t := uint64(n*j + i + 1)
+			copy(a, buf[:8])
+			for b := 0; b < 8; b++ {
+				a[7-b] ^= byte(t >> (8 * b))
+			}
+			copy(r[8*i:], buf[8:])
+		}
+	}
+	return append(a, r...), nil
+}

@@ -1,6 +1,7 @@
 package cms
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"os"
@@ -32,6 +33,33 @@ func TestWriteTestdata(t *testing.T) {
 	for _, v := range variants {
 		_, der := build(t, env, v.alg, v.opts, msg, "bob", "carol")
 		write("enveloped-ours-"+strings.ReplaceAll(v.name, " ", "-")+".der", der)
+	}
+	// EC recipients: openssl's KeyAgreeRecipientInfos (SHA-256 KDF) and this package's.
+	write("enveloped-openssl-ec-sha256kdf.der", opensslEncrypt(t, env, msg, []string{"-aes256"},
+		[]string{"-keyopt", "ecdh_kdf_md:sha256"}, "frank", "peggy"))
+	{
+		key := newSoftKey(t)
+		ec, err := Encrypt(context.Background(), key, AES256GCM, strings.NewReader(string(msg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ris []*RecipientInfo
+		for i, u := range []string{"frank", "peggy"} {
+			ri, err := KeyAgreeRecipient(context.Background(), key, env.Cert(t, u), KeyAgreeOptions{ID: RecipientIDKind(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ris = append(ris, ri)
+		}
+		kt, err := KeyTransRecipient(context.Background(), key, env.Cert(t, "bob"), KeyTransOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := Envelope(ec, append(ris, kt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write("enveloped-ours-gcm-keyagree.der", enc.Bytes())
 	}
 	_, inter := env.Roots(t)
 	for name, o := range map[string]struct {

@@ -75,7 +75,10 @@ func TestLookup(t *testing.T) {
 	f.add(t, "noku.pem", p.leaf(noKUAtAll))
 	f.add(t, "expired.pem", p.leaf(expired))
 	f.add(t, "future.pem", p.leaf(future))
-	f.add(t, "ec.pem", mustCert(leafTemplate("ec", "ec@example.test"), p.interA, p.ecKey, p.interAKey))
+	f.add(t, "ec.pem", mustCert(ecTemplate("ec", "ec@example.test"), p.interA, p.ecKey, p.interAKey))
+	f.add(t, "ec384.pem", mustCert(ecTemplate("ec384", "ec384@example.test"), p.interA, p.ec384Key, p.interAKey))
+	f.add(t, "ec521.pem", mustCert(ecTemplate("ec521", "ec521@example.test"), p.interA, p.ec521Key, p.interAKey))
+	f.add(t, "ecnoka.pem", mustCert(leafTemplate("ecnoka", "ecnoka@example.test"), p.interA, p.ecKey, p.interAKey))
 	f.add(t, "weak.pem", mustCert(leafTemplate("weak", "weak@example.test"), p.interA, p.weakKey, p.interAKey))
 	f.add(t, "stranger.pem", mustCert(leafTemplate("stranger", "stranger@example.test"), p.rootB, p.leafKey, p.rootBKey))
 	f.add(t, "subject-email.pem", p.leaf(emailOnlyInSubject("erin", "erin@example.test")))
@@ -109,7 +112,10 @@ func TestLookup(t *testing.T) {
 		{name: "fail not yet valid", addr: "future@example.test", rejected: ErrNotYetValid},
 		{name: "fail no keyEncipherment", addr: "noke@example.test", rejected: ErrKeyUsage, wantInMsg: "keyUsage lacks keyEncipherment"},
 		{name: "fail no emailProtection", addr: "noeku@example.test", rejected: ErrExtKeyUsage},
-		{name: "fail EC key", addr: "ec@example.test", rejected: ErrECKey, wantInMsg: "until ECDH"},
+		{name: "ok EC P-256 key with keyAgreement", addr: "ec@example.test", valid: 1},
+		{name: "ok EC P-384 key with keyAgreement", addr: "ec384@example.test", valid: 1},
+		{name: "fail EC P-521 key", addr: "ec521@example.test", rejected: ErrECKey, wantInMsg: "P-521"},
+		{name: "fail EC key without keyAgreement", addr: "ecnoka@example.test", rejected: ErrKeyAgreeUsage, wantInMsg: "keyUsage lacks keyAgreement"},
 		{name: "fail weak RSA key", addr: "weak@example.test", rejected: ErrWeakKey},
 		{name: "fail wrong root", addr: "stranger@example.test", rejected: ErrUntrusted},
 	}
@@ -157,9 +163,13 @@ func TestLookup(t *testing.T) {
 		})
 	}
 
-	t.Run("ok EC refusal is a key algorithm refusal", func(t *testing.T) {
-		_, rej := d.Lookup("ec@example.test")
+	t.Run("ok EC refusals are key algorithm and key usage refusals", func(t *testing.T) {
+		_, rej := d.Lookup("ec521@example.test")
 		if len(rej) != 1 || !errors.Is(rej[0].Err, ErrKeyAlgorithm) {
+			t.Fatalf("rejected = %v", rej)
+		}
+		_, rej = d.Lookup("ecnoka@example.test")
+		if len(rej) != 1 || !errors.Is(rej[0].Err, ErrKeyUsage) {
 			t.Fatalf("rejected = %v", rej)
 		}
 	})

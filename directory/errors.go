@@ -14,15 +14,24 @@ var (
 	ErrKeyUsage     = errors.New("keyUsage lacks keyEncipherment")
 	ErrExtKeyUsage  = errors.New("extKeyUsage lacks emailProtection")
 	ErrKeyAlgorithm = errors.New("unsupported public key algorithm")
-	// ErrECKey also matches ErrKeyAlgorithm: EC recipients need
-	// KeyAgreeRecipientInfo (RFC 5753), which the appliance does not build
-	// yet (README, Profiles).
-	ErrECKey           = errors.New("EC keys are refused until ECDH (RFC 5753) lands")
+	// ErrECKey also matches ErrKeyAlgorithm: EC recipients get a
+	// KeyAgreeRecipientInfo (RFC 5753), which the appliance builds on P-256
+	// and P-384 only (README, EC recipients).
+	ErrECKey           = errors.New("EC keys on curves other than P-256 and P-384 are refused")
 	ErrWeakKey         = errors.New("RSA key shorter than 2048 bits")
 	ErrUntrusted       = errors.New("certificate does not chain to the configured roots")
 	ErrAddressMismatch = errors.New("certificate is not issued for this address")
 	ErrNoAddress       = errors.New("certificate names no email address")
 )
+
+// ErrKeyAgreeUsage is the keyUsage refusal of an EC certificate: it lacks
+// keyAgreement, which ECDH needs. It also matches [ErrKeyUsage].
+var ErrKeyAgreeUsage error = keyAgreeUsage{}
+
+type keyAgreeUsage struct{}
+
+func (keyAgreeUsage) Error() string { return "keyUsage lacks keyAgreement" }
+func (keyAgreeUsage) Unwrap() error { return ErrKeyUsage }
 
 // ErrNoRoots is returned by [Open] and [Directory.Reload] when the roots
 // file holds no self-signed certificate to anchor trust in.

@@ -27,7 +27,8 @@ type pki struct {
 	rootAKey, interAKey  *rsa.PrivateKey
 	rootBKey             *rsa.PrivateKey
 	leafKey              *rsa.PrivateKey
-	ecKey                *ecdsa.PrivateKey
+	ecKey                *ecdsa.PrivateKey // P-256
+	ec384Key, ec521Key   *ecdsa.PrivateKey
 	weakKey              *rsa.PrivateKey
 }
 
@@ -55,6 +56,12 @@ func testPKI(t testing.TB) *pki {
 		p.weakKey = gen(1024)
 		var err error
 		if p.ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			panic(err)
+		}
+		if p.ec384Key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); err != nil {
+			panic(err)
+		}
+		if p.ec521Key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader); err != nil {
 			panic(err)
 		}
 		p.rootA = mustCert(caTemplate("Test Root A"), nil, p.rootAKey, nil)
@@ -92,6 +99,13 @@ func leafTemplate(cn string, addrs ...string) *x509.Certificate {
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
 		EmailAddresses: addrs,
 	}
+}
+
+// ecTemplate is leafTemplate for an EC key: keyAgreement instead of keyEncipherment.
+func ecTemplate(cn string, addrs ...string) *x509.Certificate {
+	t := leafTemplate(cn, addrs...)
+	t.KeyUsage = x509.KeyUsageKeyAgreement | x509.KeyUsageDigitalSignature
+	return t
 }
 
 // mustCert signs tmpl with signerKey as parent (self-signed when parent is

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
@@ -22,22 +23,27 @@ func (s *snapshot) validateCtx(ctx context.Context, c *x509.Certificate, now tim
 	if now.After(c.NotAfter) {
 		return certError(c, fmt.Errorf("%w (not after %s)", ErrExpired, c.NotAfter.UTC().Format(time.RFC3339)))
 	}
-	// The key type first: an EC certificate also lacks keyEncipherment, but
-	// "EC keys need ECDH, not supported yet" is the reason an operator can act on.
+	// The key type first: an unusable key is the reason an operator can act on, whatever the
+	// keyUsage says. RSA keys are wrapped for (keyEncipherment); EC keys on P-256 and P-384
+	// agree a key with an ephemeral one (keyAgreement, RFC 5753). keyUsage 0 means the
+	// extension is absent, which RFC 5280 reads as "any use".
 	switch k := c.PublicKey.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return certError(c, fmt.Errorf("%w (%d bits)", ErrWeakKey, k.N.BitLen()))
 		}
+		if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+			return certError(c, ErrKeyUsage)
+		}
 	case *ecdsa.PublicKey:
-		return certError(c, fmt.Errorf("%w: %w", ErrKeyAlgorithm, ErrECKey))
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return certError(c, fmt.Errorf("%w: %w (%s)", ErrKeyAlgorithm, ErrECKey, k.Curve.Params().Name))
+		}
+		if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyAgreement == 0 {
+			return certError(c, ErrKeyAgreeUsage)
+		}
 	default:
 		return certError(c, fmt.Errorf("%w: %s", ErrKeyAlgorithm, c.PublicKeyAlgorithm))
-	}
-	// keyUsage 0 means the extension is absent, which RFC 5280 reads as
-	// "any use".
-	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
-		return certError(c, ErrKeyUsage)
 	}
 	if len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
 		if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageEmailProtection) &&

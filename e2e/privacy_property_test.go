@@ -126,11 +126,12 @@ type gen struct {
 }
 
 // propertyPeople are the possible recipients: RSA keys of two sizes, heidi with two
-// certificates.
-var propertyPeople = []string{bob, carol, dave, erin, heidi}
+// certificates, frank and peggy with EC keys (P-256, P-384: a package of their own each).
+var propertyPeople = []string{bob, carol, dave, erin, heidi, frank, peggy}
 
 // display names that carry the local part, so a leaked display name is caught by the name scan.
-var displayNames = map[string]string{bob: "Bob Builder", carol: "Carol Singer", dave: "Dave Hidden", erin: "Erin Quiet", heidi: "Heidi Mountain", alice: "Alice Sender"}
+var displayNames = map[string]string{bob: "Bob Builder", carol: "Carol Singer", dave: "Dave Hidden", erin: "Erin Quiet", heidi: "Heidi Mountain", alice: "Alice Sender",
+	frank: "Frank Curve", peggy: "Peggy Curve"}
 
 // mailbox writes a as a recipient field writes it: bare, angle, display name (plain, quoted,
 // encoded word) or a trailing comment.
@@ -478,13 +479,26 @@ func (r *rig) runProperty(t *testing.T, at string, m genMessage, resign bool, se
 	if mustRefuse {
 		t.Fatalf("%s: relayed, want refused\n%s", at, m.raw)
 	}
-	want := len(m.bcc)
-	if r.cfg.Policy.Bcc == "group" && want > 0 {
-		want = 1
+	// An EC recipient (frank, peggy) gets a package of its own in either mode.
+	want, hidden, visible := 0, 0, 0
+	for _, a := range m.bcc {
+		if a == frank || a == peggy {
+			want++
+		} else {
+			hidden++
+		}
 	}
-	if len(m.to)+len(m.cc) > 0 {
-		want++
+	for _, a := range append(slices.Clone(m.to), m.cc...) {
+		if a == frank || a == peggy {
+			want++
+		} else {
+			visible++
+		}
 	}
+	if r.cfg.Policy.Bcc == "group" && hidden > 0 {
+		hidden = 1
+	}
+	want += hidden + min(visible, 1)
 	txs, err := WaitPackages(r.sink, want, 90*time.Second, 300*time.Millisecond)
 	if err != nil {
 		t.Fatalf("%s: %v (got %v)\n%s", at, err, rcptSets(txs), m.raw)

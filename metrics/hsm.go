@@ -57,6 +57,13 @@ func (k meteredKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash cr
 	return b, err
 }
 
+func (k meteredKey) WrapAES(ctx context.Context, kek []byte) ([]byte, error) {
+	start := time.Now()
+	b, err := k.ContentKey.WrapAES(ctx, kek)
+	k.m.HSM(OpWrap, time.Since(start), err)
+	return b, err
+}
+
 // Destroy keeps the session key's lifetime what it was: seal destroys keys that offer it.
 func (k meteredKey) Destroy(ctx context.Context) error {
 	d, ok := k.ContentKey.(interface{ Destroy(context.Context) error })

@@ -404,10 +404,10 @@ func TestListPosters(t *testing.T) {
 	})
 }
 
-// TestListUnusableMembers: members whose certificate is expired (grace), EC (frank) or missing
+// TestListUnusableMembers: members whose certificate is expired (grace), lacks keyEncipherment (ivan) or is missing
 // are skipped with a log line naming them, never sent anything; the rest get their packages.
 func TestListUnusableMembers(t *testing.T) {
-	members := []string{"grace@example.test", "frank@example.test", "nocert@example.test", "bob@example.test"}
+	members := []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test"}
 	ls := newListPipeline(t, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, members)
 	for _, tc := range []struct {
 		name string
@@ -425,7 +425,7 @@ func TestListUnusableMembers(t *testing.T) {
 				t.Fatalf("got packages %v, refused %+v; want bob's only", s.Packages, s.Refused)
 			}
 			logs := ls.logs.String()
-			for _, m := range []string{"grace@example.test", "frank@example.test", "nocert@example.test"} {
+			for _, m := range []string{"grace@example.test", "ivan@example.test", "nocert@example.test"} {
 				if !strings.Contains(logs, "list member skipped") || !strings.Contains(logs, "member="+m) {
 					t.Fatalf("no log line skipping %s:\n%s", m, logs)
 				}
@@ -471,7 +471,7 @@ func TestListSkippedCounted(t *testing.T) {
 		want     map[string]int
 		packages int
 	}{
-		{"ok encrypted post", []string{"grace@example.test", "frank@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
+		{"ok encrypted post", []string{"grace@example.test", "ivan@example.test", "nocert@example.test", "bob@example.test", noSKI, plain},
 			encrypted, map[string]int{lists.SkipNoCertificate: 3, lists.SkipUnusableCertificate: 1}, 2},
 		{"ok plain post", []string{"nocert@example.test", "bob@example.test", noSKI},
 			plainPost, map[string]int{lists.SkipNoCertificate: 1, lists.SkipUnusableCertificate: 1}, 1},

@@ -286,7 +286,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
 		_, pinned := p.opts.Policy.DomainProfiles[key[strings.LastIndexByte(key, '@')+1:]]
 		for _, e := range valid {
-			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore}
+			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: cms.IsKeyAgree(e.Cert)}
 			if !pinned {
 				c.Profile = e.Profile
 			}
@@ -299,7 +299,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
 			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
 			id := directory.CertID(leaf)
-			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore}}
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: cms.IsKeyAgree(leaf)}}
 			certs[id] = leaf
 		}
 	}

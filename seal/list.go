@@ -73,7 +73,7 @@ func (s *Sealer) WrapMember(ctx context.Context, key cms.ContentKey, owner strin
 		if s.SKI != nil && s.SKI(owner) {
 			opts.ID = cms.SubjectKeyID
 		}
-		ri, err := cms.KeyTransRecipient(ctx, key, c, opts)
+		ri, err := recipientInfo(ctx, key, c, opts)
 		if err != nil {
 			return nil, err
 		}

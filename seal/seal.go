@@ -329,7 +329,7 @@ func (s *Sealer) wrapAll(ctx context.Context, plan *split.Plan, keys map[string]
 					opts.OAEPHash = oaep
 				}
 				cert := certs[j.wk.certID]
-				ri, err := cms.KeyTransRecipient(ctx, keys[j.wk.profile], cert, opts)
+				ri, err := recipientInfo(ctx, keys[j.wk.profile], cert, opts)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("failed to wrap content key for %q (certificate %q serial %#x): %w",

@@ -164,7 +164,8 @@ func Inspect(name string, data []byte, owner func(*cms.RecipientInfo) string) (*
 
 func describeRecipient(ri *cms.RecipientInfo, owner func(*cms.RecipientInfo) string) ReportRecipient {
 	ir := ReportRecipient{Kind: ri.Kind.String()}
-	if ri.Kind != cms.KeyTrans {
+	// A key agreement entry names its owner like key transport when it is for one certificate.
+	if ri.Kind != cms.KeyTrans && (ri.Kind != cms.KeyAgree || ri.IDKey() == "") {
 		return ir
 	}
 	switch {

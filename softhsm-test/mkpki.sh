@@ -9,7 +9,7 @@
 # OUTDIR/users.tsv                name, address, kind, what the certificate is for
 #
 # Users: alice (sender, RSA-2048), bob (RSA-2048), carol (RSA-3072), dave and erin (RSA-2048),
-# frank (EC P-256), grace (expired), heidi-a and heidi-b (two valid certificates for one address),
+# frank (EC P-256), peggy (EC P-384), grace (expired), heidi-a and heidi-b (two valid certificates for one address),
 # ivan (no keyEncipherment), olivia@example.org, list@example.test, and u01..uNN bulk users.
 set -euo pipefail
 out=${1:?usage: mkpki.sh OUTDIR [NBULK]}
@@ -94,6 +94,7 @@ leaf() {
     rsa2048) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$name.key" 2>/dev/null ;;
     rsa3072) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$name.key" 2>/dev/null ;;
     p256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key" 2>/dev/null ;;
+    p384) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$name.key" 2>/dev/null ;;
   esac
   openssl req -config $cnf -new -key "$name.key" -subj "/O=Appliance Test/CN=$name/emailAddress=$email" -out "ca/$name.csr"
   local dates=(-days 825)
@@ -113,6 +114,7 @@ leaf carol carol@example.test rsa3072 leaf
 leaf dave dave@example.test rsa2048 leaf
 leaf erin erin@example.test rsa2048 leaf
 leaf frank frank@example.test p256 leaf_ec
+leaf peggy peggy@example.test p384 leaf_ec
 leaf grace grace@example.test rsa2048 leaf 20200101000000Z 20210101000000Z
 leaf heidi-a heidi@example.test rsa2048 leaf 20250101000000Z 20300101000000Z
 leaf heidi-b heidi@example.test rsa2048 leaf

@@ -101,7 +101,9 @@ func CheckPrivacy(in Input, p *Plan) error {
 			certOwner[c.ID] = n
 		}
 	}
-	selfIDs := map[string]bool{}
+	// selfIDs are the self-copy certificates every package carries; ownSelfIDs those only the
+	// package of a recipient with a KeyAgree certificate carries (a sender who has nothing else).
+	selfIDs, ownSelfIDs := map[string]bool{}, map[string]bool{}
 	if pol.SelfCopy {
 		byOwner := map[string][]Cert{}
 		for _, c := range in.SenderCerts {
@@ -113,10 +115,32 @@ func CheckPrivacy(in Input, p *Plan) error {
 			byOwner[o] = appendCert(byOwner[o], c)
 		}
 		for _, list := range byOwner {
+			var other []Cert
+			for _, c := range list {
+				if !c.KeyAgree {
+					other = append(other, c)
+				}
+			}
+			if len(other) > 0 {
+				list = other
+			}
 			for _, c := range oracleChoose(list, pol.CertChoice) {
-				selfIDs[c.ID] = true
+				if c.KeyAgree {
+					ownSelfIDs[c.ID] = true
+				} else {
+					selfIDs[c.ID] = true
+				}
 			}
 		}
+	}
+	// A recipient with a KeyAgree certificate has a package of its own.
+	ownPackage := func(r string) bool {
+		for _, c := range oracleChoose(dir[r], pol.CertChoice) {
+			if c.KeyAgree {
+				return true
+			}
+		}
+		return false
 	}
 
 	secretKeys := map[string]string{} // squeezed form -> normalized, for every participant not in base
@@ -131,8 +155,8 @@ func CheckPrivacy(in Input, p *Plan) error {
 
 	memo := map[string][]string{}
 	where := map[string]int{} // normalized recipient -> package index
-	visProfiles, hidProfiles := map[string]bool{}, map[string]bool{}
-	hiddenEncrypted, plainCount := 0, 0
+	visProfiles, hidProfiles, profilesUsed := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	hiddenEncrypted, plainCount, ownCount := 0, 0, 0
 	for i, pk := range p.Packages {
 		if len(pk.Recipients) == 0 {
 			return fmt.Errorf("%w: package %d has no recipients", ErrIncomplete, i)
@@ -212,13 +236,27 @@ func CheckPrivacy(in Input, p *Plan) error {
 				return fmt.Errorf("%w: %q cannot read profile %q of package %d", ErrIncomplete, r, pk.Profile, i)
 			}
 		}
+		own := false
+		for _, r := range rs {
+			if ownPackage(r) {
+				own = true
+				if len(rs) != 1 {
+					return fmt.Errorf("%w: %q has a KeyAgree certificate and shares package %d", ErrIncomplete, r, i)
+				}
+			}
+		}
 		for id := range selfIDs {
 			if !ids[id] {
 				return fmt.Errorf("%w: self-copy certificate %q missing from package %d", ErrIncomplete, id, i)
 			}
 		}
+		for id := range ownSelfIDs {
+			if own && !ids[id] {
+				return fmt.Errorf("%w: self-copy certificate %q missing from package %d", ErrIncomplete, id, i)
+			}
+		}
 		for id := range ids {
-			if selfIDs[id] {
+			if selfIDs[id] || own && ownSelfIDs[id] {
 				continue
 			}
 			mine := false
@@ -231,10 +269,14 @@ func CheckPrivacy(in Input, p *Plan) error {
 				return fmt.Errorf("%w: package %d carries certificate %q of no recipient of it", ErrNotMinimal, i, id)
 			}
 		}
-		if pk.Hidden {
+		switch {
+		case own:
+			ownCount++
+			profilesUsed[pk.Profile] = true
+		case pk.Hidden:
 			hiddenEncrypted++
 			hidProfiles[pk.Profile] = true
-		} else {
+		default:
 			visProfiles[pk.Profile] = true
 		}
 	}
@@ -275,7 +317,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 	if pol.Bcc == Group {
 		wantHidden = len(hidProfiles)
 	}
-	want := len(visProfiles) + wantHidden + plainCount
+	want := len(visProfiles) + wantHidden + plainCount + ownCount
 	if len(p.Packages) != want || hiddenEncrypted != wantHidden {
 		return fmt.Errorf("%w: %d packages, want %d", ErrNotMinimal, len(p.Packages), want)
 	}
@@ -286,7 +328,7 @@ func CheckPrivacy(in Input, p *Plan) error {
 			}
 		}
 	}
-	profiles := map[string]bool{}
+	profiles := profilesUsed
 	for pr := range visProfiles {
 		profiles[pr] = true
 	}

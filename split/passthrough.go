@@ -11,8 +11,10 @@ package split
 // Decisions:
 //   - A RecipientInfo is kept only when its owner is an envelope recipient (then it goes where
 //     Make puts that recipient) or the sender (self-copy, visible to everyone). Any other,
-//     including KeyAgree, KEK, Password and Other entries that cannot be attributed, is dropped
-//     from every package, or the message is refused ([RejectUnknown]).
+//     including KEK, Password and Other entries and KeyAgree entries naming several
+//     certificates, which cannot be attributed, is dropped from every package, or the message is
+//     refused ([RejectUnknown]). A KeyAgree entry for one certificate is attributed by its
+//     RecipientEncryptedKey's identifier, kept intact, and its owner gets a package of its own.
 //   - An identifier two owners claim is dropped (fail closed).
 //   - An envelope recipient without a RecipientInfo cannot be served without decrypting. Under
 //     [RefuseMissing] it is refused with a DSN. Under [DeliverMissing] it gets the message with
@@ -385,7 +387,8 @@ func attribute(pin PassThroughInput) *attribution {
 			if !seen {
 				id = "ri:" + strconv.Itoa(i)
 				groupOf[ri.Key] = id
-				c := Cert{ID: id, Owner: o.Addr, Profile: PassThroughProfile}
+				// A client's KeyAgreeRecipientInfo is an EC recipient's: a package of its own.
+				c := Cert{ID: id, Owner: o.Addr, Profile: PassThroughProfile, KeyAgree: ri.Kind == "keyagree"}
 				if o.Recipient {
 					a.certs[o.Addr] = append(a.certs[o.Addr], c)
 				}

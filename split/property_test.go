@@ -131,6 +131,7 @@ func genInput(r *rand.Rand) Input {
 				Owner:     spelling(r, p, cs, false),
 				Profile:   profiles[r.IntN(len(profiles))],
 				NotBefore: day0.Add(time.Duration(r.IntN(5)) * 24 * time.Hour),
+				KeyAgree:  r.IntN(4) == 0,
 			})
 		}
 		if len(list) > 0 {

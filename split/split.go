@@ -52,6 +52,11 @@ type Cert struct {
 	Owner     string    // the address it belongs to
 	Profile   string    // content profile learnt for it; "" = from the policy
 	NotBefore time.Time // for Newest
+	// KeyAgree marks an EC certificate, whose RecipientInfo is a KeyAgreeRecipientInfo
+	// (ECDH). NSS 3.87 cannot read an envelope holding any, and gpgsm 2.2 reads none, so a
+	// recipient with one gets a package of its own, and a sender's is in the self-copy of those
+	// packages only, unless the sender has no other kind (README, EC recipients).
+	KeyAgree bool
 }
 
 // Policy is the part of the configuration that shapes a plan.
@@ -145,6 +150,7 @@ type recipient struct {
 	norm    string
 	hidden  bool
 	certs   []Cert // chosen ones
+	own     bool   // a chosen certificate is KeyAgree: the recipient gets a package of its own
 	profile string // "" when certs is empty
 	listed  string // its spec in a Bcc field, "" if not listed there
 }
@@ -209,6 +215,7 @@ func Make(in Input) (*Plan, error) {
 		seen[n] = true
 		r := &recipient{path: p, spec: a.Spec, norm: n, hidden: !ha.shown[n], listed: listed[n]}
 		r.certs = choose(dir[n], pol.CertChoice)
+		r.own = keyAgree(r.certs)
 		r.profile = pol.recipientProfile(n, r.certs)
 		rcpts = append(rcpts, r)
 	}
@@ -291,21 +298,40 @@ func Make(in Input) (*Plan, error) {
 		}
 	}
 
-	for _, g := range byProfile(visible) {
-		plan.add(encrypted(g, self, false, hp.edits(g, false, nil)))
+	// A recipient with a KeyAgree certificate is alone in its package, whatever the Bcc mode;
+	// only such packages carry a self-copy KeyAgree certificate.
+	shared := sharedSelf(self)
+	var sharedVisible, sharedHidden []*recipient
+	for _, r := range visible {
+		if r.own {
+			g := []*recipient{r}
+			plan.add(encrypted(g, self, false, hp.edits(g, false, nil)))
+		} else {
+			sharedVisible = append(sharedVisible, r)
+		}
+	}
+	for _, g := range byProfile(sharedVisible) {
+		plan.add(encrypted(g, shared, false, hp.edits(g, false, nil)))
+	}
+	for _, r := range hidden {
+		if r.own || pol.Bcc != Group {
+			g := []*recipient{r}
+			ps := shared
+			if r.own {
+				ps = self
+			}
+			plan.add(encrypted(g, ps, true, hp.edits(g, false, pol.ownBcc(r))))
+		} else {
+			sharedHidden = append(sharedHidden, r)
+		}
 	}
 	if pol.Bcc == Group {
 		var all []string
 		if pol.KeepBcc {
 			all = bccList(ha.bcc, ha.shown)
 		}
-		for _, g := range byProfile(hidden) {
-			plan.add(encrypted(g, self, true, hp.edits(g, true, all)))
-		}
-	} else {
-		for _, r := range hidden {
-			g := []*recipient{r}
-			plan.add(encrypted(g, self, true, hp.edits(g, false, pol.ownBcc(r))))
+		for _, g := range byProfile(sharedHidden) {
+			plan.add(encrypted(g, shared, true, hp.edits(g, true, all)))
 		}
 	}
 	for _, r := range plain {
@@ -445,9 +471,45 @@ func senderCerts(in Input, senders map[string]bool, dir map[string][]Cert) ([]Ce
 		byOwner[o] = append(byOwner[o], c)
 	}
 	for _, o := range owners {
-		out = append(out, choose(byOwner[o], in.Policy.CertChoice)...)
+		// A sender with a certificate of another kind uses it rather than a KeyAgree one, so
+		// that the self-copy never makes a package unreadable for its other recipients.
+		list := byOwner[o]
+		if other := withoutKeyAgree(list); len(other) > 0 {
+			list = other
+		}
+		out = append(out, choose(list, in.Policy.CertChoice)...)
 	}
 	return out, nil
+}
+
+// keyAgree reports whether any of certs is KeyAgree.
+func keyAgree(certs []Cert) bool {
+	for _, c := range certs {
+		if c.KeyAgree {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutKeyAgree(certs []Cert) []Cert {
+	var out []Cert
+	for _, c := range certs {
+		if !c.KeyAgree {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sharedSelf is the self-copy of packages that may hold several recipients or recipients without
+// a KeyAgree certificate: the sender's KeyAgree certificates (a sender with no other kind) go only
+// into the packages of recipients with one.
+func sharedSelf(self []Cert) []Cert {
+	if !keyAgree(self) {
+		return self
+	}
+	return withoutKeyAgree(self)
 }
 
 func appendCert(list []Cert, c Cert) []Cert {

@@ -51,3 +51,11 @@ var (
 	AES128GCM = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 6}
 	AES256GCM = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 46}
 )
+
+// Key agreement (RFC 5753, RFC 8418-style parameters as OpenSSL writes them) and AES key wrap
+// (RFC 3394, RFC 3565).
+var (
+	DHSinglePassStdDHSHA256KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 11, 1}
+	AES128Wrap                 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 5}
+	AES256Wrap                 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 45}
+)
