@@ -27,7 +27,7 @@ import (
 type front struct {
 	cfg   *config.Config
 	tls   *tls.Config
-	certs *certReloader // nil without smtp.tls_cert
+	certs *smtpfront.CertReloader // nil without smtp.tls_cert
 	*auth.Live
 	log *slog.Logger
 }
@@ -41,7 +41,7 @@ func newFront(cfg *config.Config, log *slog.Logger) (*front, error) {
 	f := &front{cfg: cfg, log: log}
 	s := cfg.SMTP
 	if s.TLSCert != "" {
-		r, err := newCertReloader(s.TLSCert, s.TLSKey)
+		r, err := smtpfront.NewCertReloader(s.TLSCert, s.TLSKey)
 		if err != nil {
 			return nil, err
 		}

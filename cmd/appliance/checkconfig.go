@@ -8,6 +8,7 @@ import (
 
 	"appliance/auth"
 	"appliance/config"
+	"appliance/smtpfront"
 )
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) error {
@@ -57,7 +58,7 @@ func checkLoads(cfg *config.Config, stdout io.Writer) error {
 	bad := config.ErrorKeys(filesErr)
 	s := cfg.SMTP
 	if s.TLSCert != "" && !bad["smtp.tls_cert"] && !bad["smtp.tls_key"] {
-		if _, err := newCertReloader(s.TLSCert, s.TLSKey); err != nil {
+		if _, err := smtpfront.NewCertReloader(s.TLSCert, s.TLSKey); err != nil {
 			errs = append(errs, fmt.Errorf("config: smtp.tls_cert: %w", err))
 		}
 	}
