@@ -54,25 +54,11 @@ func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped 
 
 var _ cms.ContentKey = (*hsm.SupervisedKey)(nil)
 
-// requireHSM is the front end's policy under hsm.require_up: while the token is down, MAIL gets
-// 451 4.3.0 instead of mail that could only wait in the spool. Embedding frontPolicy keeps every
-// other check (and any optional interface it implements) as it is.
-type requireHSM struct {
-	frontPolicy
-	hsm interface{ Healthy() error }
-}
-
-func (r requireHSM) CheckSender(ctx context.Context, addr, authUser string) error {
-	if err := r.hsm.Healthy(); err != nil {
-		return fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
-	}
-	return r.frontPolicy.CheckSender(ctx, addr, authUser)
-}
-
-// policyFor is the front end's policy for cfg.
+// policyFor is the front end's policy for cfg: under hsm.require_up, MAIL gets 451 4.3.0 while
+// the token is down.
 func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfront.Policy {
 	if cfg.HSM.RequireUp {
-		return requireHSM{frontPolicy: f, hsm: sup}
+		return smtpfront.RequireHealthy(f, sup.Healthy)
 	}
 	return f
 }
