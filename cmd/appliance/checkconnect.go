@@ -9,16 +9,14 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"strings"
 	"time"
 
 	"appliance/config"
+	"appliance/delivery"
 	"appliance/directory"
 	"appliance/hsm"
 )
@@ -120,7 +118,7 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], r.now)
 		}
 	}
-	r.nextHop(cfg)
+	delivery.CheckNextHop(r, cfg.Relay.NextHop, cfg.SMTP.Hostname, connectTimeout)
 	if cfg.Directory.LDAP.Enabled() {
 		r.ldapBind(cfg)
 	}
@@ -143,69 +141,6 @@ func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr
 		}
 	}
 	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, r.now)
-}
-
-// nextHop greets the next hop as delivery does: its 220, EHLO, and STARTTLS with the same
-// verification (the host name of relay.next_hop against the system roots).
-func (r *checkReport) nextHop(cfg *config.Config) {
-	what := "next hop " + cfg.Relay.NextHop
-	conn, err := net.DialTimeout("tcp", cfg.Relay.NextHop, connectTimeout)
-	if err != nil {
-		r.Fail(what, err)
-		return
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(connectTimeout))
-	tp := textproto.NewConn(conn)
-	_, greeting, err := tp.ReadResponse(220)
-	if err != nil {
-		r.Fail(what, fmt.Errorf("greeting: %w", err))
-		return
-	}
-	r.OK(what, "greets 220 "+firstLine(greeting))
-	id, err := tp.Cmd("EHLO %s", cfg.SMTP.Hostname)
-	if err != nil {
-		r.Fail(what, err)
-		return
-	}
-	tp.StartResponse(id)
-	_, ehlo, err := tp.ReadResponse(250)
-	tp.EndResponse(id)
-	if err != nil {
-		r.Fail(what, fmt.Errorf("EHLO %s: %w", cfg.SMTP.Hostname, err))
-		return
-	}
-	starttls := false
-	for _, l := range strings.Split(ehlo, "\n") {
-		starttls = starttls || strings.EqualFold(strings.TrimSpace(l), "STARTTLS")
-	}
-	if !starttls {
-		r.Warn(what, "no STARTTLS offered: packages go in clear text to it (fine on loopback)")
-		_, _ = tp.Cmd("QUIT")
-		return
-	}
-	if _, err := tp.Cmd("STARTTLS"); err != nil {
-		r.Fail(what+" STARTTLS", err)
-		return
-	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		r.Fail(what+" STARTTLS", err)
-		return
-	}
-	host, _, _ := net.SplitHostPort(cfg.Relay.NextHop)
-	tc := tls.Client(conn, &tls.Config{ServerName: host})
-	if err := tc.Handshake(); err != nil {
-		r.Fail(what+" STARTTLS", fmt.Errorf("handshake: %w", err))
-		return
-	}
-	st := tc.ConnectionState()
-	r.OK(what+" STARTTLS", fmt.Sprintf("%s, certificate %q verified", tls.VersionName(st.Version), st.PeerCertificates[0].Subject.String()))
-	_, _ = fmt.Fprintf(tc, "QUIT\r\n")
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
 
 // ldapBind connects and binds as directory.ldap says.
