@@ -9,7 +9,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -211,23 +210,17 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	missing := 0
 	used := map[string]bool{}
 	for _, addr := range o.senders {
-		label := hsm.KeyLabel(addr, used)
-		uri := fmt.Sprintf("pkcs11:token=%s;object=%s", o.token, label)
-		signer, made, err := tok.EnsureKey(bgctx(), uri, label, kind)
+		k, err := tok.SetupSenderKey(bgctx(), o.token, addr, used, kind)
 		switch {
 		case err != nil:
 			return fmt.Errorf("sender %s: %w", addr, err)
-		case made:
-			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
+		case k.Made:
+			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, k.URI, addr)
 		default:
-			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", uri, addr)
+			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", k.URI, addr)
 		}
 		base := filepath.Join(cfgDir, "senders", addr)
-		csr, err := hsm.CertificateRequest(signer, addr, addr)
-		if err != nil {
-			return fmt.Errorf("sender %s: %w", addr, err)
-		}
-		if _, err := o.writeNew(p, base+".csr", csr, 0o644); err != nil {
+		if _, err := o.writeNew(p, base+".csr", k.CSR, 0o644); err != nil {
 			return err
 		}
 		certPath := base + ".pem"
@@ -236,7 +229,7 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 				file = p.ask(fmt.Sprintf("issued certificate for %s (PEM file; empty: not yet)", addr), file)
 			}
 			if file != "" {
-				if err := o.importCert(p, tok, addr, label, file, certPath); err != nil {
+				if err := o.importCert(p, tok, addr, k.Label, file, certPath); err != nil {
 					return err
 				}
 			}
@@ -244,7 +237,7 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		if _, err := os.Stat(certPath); err != nil {
 			missing++
 		}
-		senders = append(senders, config.InitSender{Address: addr, Key: uri, Cert: certPath})
+		senders = append(senders, config.InitSender{Address: addr, Key: k.URI, Cert: certPath})
 	}
 
 	// 4. The rest of the configuration, then the file.
@@ -278,21 +271,14 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 // importCert checks that file's leaf is for the key labelled label and names addr, stores it
 // beside the key on the token and writes the chain to certPath.
 func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file, certPath string) error {
-	chain, err := directory.LoadChain(file)
+	chain, err := directory.LoadSenderChain(file, addr)
 	if err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
-	}
-	if !directory.CoversAddress(chain[0], addr) {
-		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(directory.CertAddresses(chain[0]), ", "), addr)
 	}
 	if err := tok.ImportCertificate(bgctx(), label, chain[0]); err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
 	}
-	var pemChain []byte
-	for _, c := range chain {
-		pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	if _, err := o.writeNew(p, certPath, pemChain, 0o644); err != nil {
+	if _, err := o.writeNew(p, certPath, directory.EncodeChain(chain), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(p.out, "imported %q (expires %s) for %s\n", chain[0].Subject.String(), chain[0].NotAfter.UTC().Format(time.DateOnly), addr)
@@ -306,18 +292,11 @@ func (o *initOptions) initialiseToken(p *prompter) error {
 	if o.soPINFile == "" {
 		return errors.New("-init-token needs -so-pin-file")
 	}
-	so, err := hsm.LoadPIN(o.soPINFile, "")
-	if err != nil {
-		return fmt.Errorf("SO PIN: %w", err)
-	}
-	pin, made, err := hsm.LoadOrMakePIN(o.pinFile)
-	if err != nil {
-		return fmt.Errorf("user PIN: %w", err)
-	}
+	made, err := hsm.InitTokenFromFiles(o.module, o.token, o.soPINFile, o.pinFile)
 	if made {
 		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
 	}
-	if err := hsm.InitToken(o.module, o.token, so, pin); err != nil {
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(p.out, "initialised token %q on %s\n", o.token, o.module)

@@ -194,24 +194,18 @@ func checkOutDir(dir string, force bool) (stale []string, err error) {
 }
 
 // checkFromCovered refuses a message whose From (or Sender) names an address the sender's
-// certificate does not hold: a reader's mail client would show the signature as not matching
-// the author, or worse, a signed identity the sender does not have.
+// certificate does not hold.
 func checkFromCovered(msg []byte, sender string, leaf *x509.Certificate) error {
-	addrs, err := smime.HeaderSenders(msg)
-	if err != nil {
+	a, err := directory.UncoveredSender(msg, leaf)
+	if err != nil || a == "" {
 		return err
 	}
-	for _, a := range addrs {
-		if !directory.CoversAddress(leaf, a) {
-			have := "none"
-			if names := directory.CertAddresses(leaf); len(names) > 0 {
-				have = strings.Join(names, ", ")
-			}
-			return fmt.Errorf("the message's header names <%s>, which the certificate of sender %q does not cover (its addresses: %s); set From to a covered address or use that address's [[sender]]",
-				escape(a), sender, escape(have))
-		}
+	have := "none"
+	if names := directory.CertAddresses(leaf); len(names) > 0 {
+		have = strings.Join(names, ", ")
 	}
-	return nil
+	return fmt.Errorf("the message's header names <%s>, which the certificate of sender %q does not cover (its addresses: %s); set From to a covered address or use that address's [[sender]]",
+		escape(a), sender, escape(have))
 }
 
 func writeFile(path string, body io.WriterTo) error {
