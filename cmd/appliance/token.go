@@ -103,17 +103,7 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptions) (*tokenSupervisor, error) {
 	// Keys by token, so that each watch probes with one of its own keys and start can check that
 	// the token signs with every key's mechanism.
-	keys := map[string][]string{}
-	for _, s := range cfg.Senders {
-		if name, err := cfg.TokenFor(s.Key, config.RoleSign); err == nil {
-			keys[name] = append(keys[name], s.Key)
-		}
-	}
-	for _, l := range cfg.Lists {
-		if name, err := cfg.TokenFor(l.Key, config.RoleSign); err == nil {
-			keys[name] = append(keys[name], l.Key)
-		}
-	}
+	keys := cfg.KeysByToken()
 	for _, t := range cfg.TokenList() {
 		hc, err := tokenConfig(cfg, t)
 		if err != nil {
