@@ -8,6 +8,7 @@ import (
 
 	"appliance/config"
 	"appliance/directory"
+	"appliance/internal/tty"
 )
 
 // directoryOptions maps the configuration onto the directory's options; serve, seal, inspect and
@@ -71,7 +72,7 @@ const certsSynopsis = `list|show ADDRESS|check ADDRESS|learn FILE.eml -config FI
 
 // runCerts is `appliance certs`: it never needs the HSM.
 func runCerts(args []string, stdout, stderr io.Writer) error {
-	stdout = escapingWriter{stdout} // subjects and addresses come from certificates
+	stdout = tty.EscapingWriter(stdout) // subjects and addresses come from certificates
 	fs := newFlags("certs", certsSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML)")
 	// Flags may come before or after the subcommand and its argument.

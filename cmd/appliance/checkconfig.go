@@ -8,6 +8,7 @@ import (
 
 	"appliance/auth"
 	"appliance/config"
+	"appliance/internal/tty"
 	"appliance/smtpfront"
 )
 
@@ -20,7 +21,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+		return usageError(fs, "unexpected argument %q", tty.Escape(fs.Arg(0)))
 	case *cfgPath == "":
 		return usageError(fs, "missing -config FILE, the configuration to check")
 	}
@@ -36,7 +37,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", escape(*cfgPath))
+	fmt.Fprintf(stdout, "%s: ok\n", tty.Escape(*cfgPath))
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"appliance/delivery"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/tty"
 )
 
 // connectTimeout bounds each network check.
@@ -31,16 +32,16 @@ type checkReport struct {
 }
 
 func (r *checkReport) OK(what, detail string) {
-	fmt.Fprintf(r.w, "ok    %s: %s\n", escape(what), escape(detail))
+	fmt.Fprintf(r.w, "ok    %s: %s\n", tty.Escape(what), tty.Escape(detail))
 }
 
 func (r *checkReport) Warn(what, detail string) {
-	fmt.Fprintf(r.w, "warn  %s: %s\n", escape(what), escape(detail))
+	fmt.Fprintf(r.w, "warn  %s: %s\n", tty.Escape(what), tty.Escape(detail))
 }
 
 func (r *checkReport) Fail(what string, err error) {
 	r.failed++
-	fmt.Fprintf(r.w, "FAIL  %s: %s\n", escape(what), escapeLines(err.Error()))
+	fmt.Fprintf(r.w, "FAIL  %s: %s\n", tty.Escape(what), tty.EscapeLines(err.Error()))
 }
 
 // checkConnect runs every check and returns an error when any failed.

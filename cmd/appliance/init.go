@@ -22,6 +22,7 @@ import (
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/tty"
 )
 
 const initSynopsis = `[-batch] [-config FILE] [-module LIB] [-token LABEL [-init-token -so-pin-file FILE]]
@@ -116,7 +117,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+		return usageError(fs, "unexpected argument %q", tty.Escape(fs.Arg(0)))
 	}
 	kind, err := hsm.ParseKeyKind(o.keyType)
 	if err != nil {
@@ -126,7 +127,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	for _, c := range o.certs {
 		addr, file, ok := strings.Cut(c, "=")
 		if !ok || addr == "" || file == "" {
-			return usageError(fs, "-cert %q: want ADDR=FILE", escape(c))
+			return usageError(fs, "-cert %q: want ADDR=FILE", tty.Escape(c))
 		}
 		certFor[strings.ToLower(addr)] = file
 	}
