@@ -45,14 +45,10 @@ func setupLists(p *parts, sup *tokenSupervisor) error {
 	if err != nil {
 		return err
 	}
-	var tok pipeline.ListToken
-	switch {
-	case sup != nil:
-		tok = sup
-	default:
+	if sup == nil {
 		return errors.New("failed to set up lists: no token")
 	}
-	return p.pipe.SetLists(lists, tok)
+	return p.pipe.SetLists(lists, sup)
 }
 
 // reloadLists is the lists' part of SIGHUP: every members file is read again; a file that
@@ -69,29 +65,17 @@ func reloadLists(p *parts, log *slog.Logger) {
 }
 
 // withLists adds the lists' posting rules to the front end's policy (smtpfront.ListPolicy) when
-// lists are configured; without lists the policy is returned as it is, so the front end behaves
-// exactly as before.
+// lists are configured, refusing a poster with a text that names only the list; without lists
+// the policy is returned as it is, so the front end behaves exactly as before.
 func withLists(cfg *config.Config, pipe *pipeline.Pipeline, next smtpfront.Policy) smtpfront.Policy {
 	if len(cfg.Lists) == 0 {
 		return next
 	}
-	return listFrontPolicy{Policy: next, pipe: pipe}
-}
-
-type listFrontPolicy struct {
-	smtpfront.Policy
-	pipe *pipeline.Pipeline
-}
-
-var _ smtpfront.ListPolicy = listFrontPolicy{}
-
-func (l listFrontPolicy) IsList(addr string) bool { return l.pipe.IsList(addr) }
-
-// CheckPoster refuses with a text that names only the list.
-func (l listFrontPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
-	err := l.pipe.CheckPoster(ctx, list, mailFrom)
-	if errors.Is(err, pipeline.ErrNotPoster) {
-		return &smtpfront.PolicyError{Text: "not allowed to post to <" + list + ">", Err: err}
-	}
-	return err
+	return smtpfront.WithLists(next, pipe.IsList, func(ctx context.Context, list, mailFrom string) error {
+		err := pipe.CheckPoster(ctx, list, mailFrom)
+		if errors.Is(err, pipeline.ErrNotPoster) {
+			return &smtpfront.PolicyError{Text: "not allowed to post to <" + list + ">", Err: err}
+		}
+		return err
+	})
 }
