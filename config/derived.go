@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -68,4 +69,35 @@ func (p Policy) PinnedProfiles() map[string]string {
 		}
 	}
 	return pinned
+}
+
+// ErrEmptyBindPassword: a bind DN with an empty password is an "unauthenticated bind" (RFC 4513
+// section 5.1.2), which some servers accept as anonymous; the LDAP client refuses it at the
+// first lookup, so check-config refuses it at once.
+var ErrEmptyBindPassword = errors.New("empty bind password")
+
+// CheckFiles reads what the LDAP client reads at start (the bind password, ca_file), so that
+// check-config fails where serve would. The warning, when not empty, names a password file that
+// others may read.
+func (l LDAP) CheckFiles() (warning string, err error) {
+	if !l.Enabled() {
+		return "", nil
+	}
+	pw, err := l.BindPassword()
+	if err == nil {
+		_, err = l.TLSConfig()
+	}
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("config: %w", err)
+	case l.BindDN == "":
+		return "", nil
+	case pw == "":
+		return "", fmt.Errorf("config: directory.ldap.bind_password_file %q: %w", l.BindPasswordFile, ErrEmptyBindPassword)
+	}
+	if st, err := os.Stat(l.BindPasswordFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return fmt.Sprintf("directory.ldap.bind_password_file %q has mode %04o; want 0600 or stricter",
+			l.BindPasswordFile, st.Mode().Perm()), nil
+	}
+	return "", nil
 }

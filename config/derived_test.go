@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -43,5 +44,44 @@ func TestKeysByTokenAndPinnedProfiles(t *testing.T) {
 	p := Policy{Domains: []DomainPolicy{{Domain: "a.test", Profile: "legacy"}, {Domain: "a.test", Profile: "modern"}, {Domain: "b.test"}}}
 	if got := p.PinnedProfiles(); !reflect.DeepEqual(got, map[string]string{"a.test": "legacy"}) {
 		t.Errorf("PinnedProfiles = %v", got)
+	}
+}
+
+func TestLDAPCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := LDAP{URL: "ldaps://ldap.example.test", BindDN: "cn=x"}
+	with := func(pwFile string) LDAP { l := base; l.BindPasswordFile = pwFile; return l }
+	for _, tt := range []struct {
+		name        string
+		l           LDAP
+		wantWarning string
+		wantErr     error
+	}{
+		{"ok not configured", LDAP{}, "", nil},
+		{"ok private password", with(write("pw", "s3cret\n", 0o600)), "", nil},
+		{"ok anonymous", LDAP{URL: "ldap://x"}, "", nil},
+		{"ok readable password warns", with(write("pw2", "s3cret\n", 0o644)), "has mode 0644", nil},
+		{"fail empty password", with(write("pw3", "\n", 0o600)), "", ErrEmptyBindPassword},
+		{"fail missing password", with(filepath.Join(dir, "none")), "", os.ErrNotExist},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := tt.l.CheckFiles()
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr != nil && !strings.HasPrefix(err.Error(), "config: ")) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if (tt.wantWarning == "") != (w == "") || !strings.Contains(w, tt.wantWarning) {
+				t.Errorf("warning %q, want %q", w, tt.wantWarning)
+			}
+		})
 	}
 }
