@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // InitTokenFromFiles initialises a token labelled label on the first free slot of module with
@@ -42,4 +43,23 @@ func (t *Token) SetupSenderKey(ctx context.Context, tokenLabel, addr string, use
 	k.Made = made
 	k.CSR, err = CertificateRequest(signer, addr, addr)
 	return k, err
+}
+
+// DescribeToken describes module and the token uri selects (C_GetInfo, C_GetTokenInfo; no
+// login): library is the module's library line, token the token's, "" when uri selects it by
+// serial or manufacturer rather than label (opening it says whether it is there).
+func DescribeToken(module, uri string) (library, token string, err error) {
+	var label string
+	if u, err := ParseURI(uri); err == nil {
+		label = u.Token
+	}
+	lines, err := ModuleInfo(module, label)
+	if err != nil && (label != "" || len(lines) < 2) {
+		return "", "", err
+	}
+	library = strings.TrimSpace(strings.TrimPrefix(lines[1], "library"))
+	if len(lines) > 2 && label != "" { // without a label, ModuleInfo may find an empty slot's
+		token = strings.TrimSpace(strings.TrimPrefix(lines[2], "token"))
+	}
+	return library, token, nil
 }

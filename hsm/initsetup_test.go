@@ -67,3 +67,17 @@ func TestInitTokenFromFilesPINs(t *testing.T) {
 		t.Fatalf("user PIN file under a file: %v, %v", made, err)
 	}
 }
+
+func TestDescribeToken(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	lib, tok, err := hsm.DescribeToken(env.Module, "pkcs11:token="+softhsmtest.TokenLabel)
+	if err != nil || !strings.Contains(lib, "SoftHSM") || !strings.HasPrefix(tok, `"`+softhsmtest.TokenLabel+`": SoftHSM`) {
+		t.Fatalf("DescribeToken = %q, %q, %v", lib, tok, err)
+	}
+	if lib, tok, err := hsm.DescribeToken(env.Module, "pkcs11:serial=0"); err != nil || lib == "" || tok != "" {
+		t.Errorf("selected by serial: %q, %q, %v; want the library only", lib, tok, err)
+	}
+	if _, _, err := hsm.DescribeToken(env.Module, "pkcs11:token=nosuch"); err == nil {
+		t.Error("a missing token was described")
+	}
+}

@@ -55,20 +55,16 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 	described := map[string]bool{}
 	for _, t := range cfg.TokenList() {
 		what := "token " + t.Name
-		var label string // "" when the token is selected by serial or manufacturer
-		if u, err := hsm.ParseURI(t.URI); err == nil {
-			label = u.Token
-		}
-		lines, err := hsm.ModuleInfo(t.Module, label)
-		if err != nil && (label != "" || len(lines) < 2) {
+		lib, tok, err := hsm.DescribeToken(t.Module, t.URI)
+		if err != nil {
 			r.Fail(what, err)
 			continue
 		}
 		described[t.Name] = true
-		r.OK(what+" module", strings.TrimSpace(strings.TrimPrefix(lines[1], "library")))
-		if len(lines) > 2 {
-			r.OK(what, strings.TrimSpace(strings.TrimPrefix(lines[2], "token")))
-		} // else selected by serial or manufacturer: opening it below says whether it is there
+		r.OK(what+" module", lib)
+		if tok != "" {
+			r.OK(what, tok)
+		}
 	}
 	for _, t := range cfg.TokenList() {
 		if !described[t.Name] {
