@@ -25,28 +25,9 @@ import (
 // connectTimeout bounds each network check.
 const connectTimeout = 10 * time.Second
 
-type checkReport struct {
-	w      io.Writer
-	failed int
-	now    time.Time
-}
-
-func (r *checkReport) OK(what, detail string) {
-	fmt.Fprintf(r.w, "ok    %s: %s\n", tty.Escape(what), tty.Escape(detail))
-}
-
-func (r *checkReport) Warn(what, detail string) {
-	fmt.Fprintf(r.w, "warn  %s: %s\n", tty.Escape(what), tty.Escape(detail))
-}
-
-func (r *checkReport) Fail(what string, err error) {
-	r.failed++
-	fmt.Fprintf(r.w, "FAIL  %s: %s\n", tty.Escape(what), tty.EscapeLines(err.Error()))
-}
-
 // checkConnect runs every check and returns an error when any failed.
 func checkConnect(cfg *config.Config, w io.Writer) error {
-	r := &checkReport{w: w, now: time.Now()}
+	r, now := &tty.Checklist{W: w}, time.Now()
 	ctx := context.Background()
 
 	// Every module is described before any token is opened: describing one initialises and
@@ -92,10 +73,10 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		r.Fail("directory.roots", err)
 	}
 	for _, s := range cfg.Senders {
-		r.keyAndCert(ctx, tokenOf(s.Key), "sender "+s.Address, s.Address, s.Key, s.Cert, roots, inters)
+		keyAndCert(ctx, r, now, tokenOf(s.Key), "sender "+s.Address, s.Address, s.Key, s.Cert, roots, inters)
 	}
 	for _, l := range cfg.Lists {
-		r.keyAndCert(ctx, tokenOf(l.Key), "list "+l.Address, l.Address, l.Key, l.Cert, roots, inters)
+		keyAndCert(ctx, r, now, tokenOf(l.Key), "list "+l.Address, l.Address, l.Key, l.Cert, roots, inters)
 	}
 
 	if d, err := openDirectory(cfg); err != nil {
@@ -112,22 +93,22 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		if certs, err := directory.LoadCertificates(cfg.SMTP.TLSCert); err != nil || len(certs) == 0 {
 			r.Fail("smtp.tls_cert", fmt.Errorf("no certificate: %v", err))
 		} else {
-			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], r.now)
+			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], now)
 		}
 	}
 	delivery.CheckNextHop(r, cfg.Relay.NextHop, cfg.SMTP.Hostname, connectTimeout)
 	if cfg.Directory.LDAP.Enabled() {
-		r.ldapBind(cfg)
+		ldapBind(r, cfg)
 	}
-	if r.failed > 0 {
-		return fmt.Errorf("%d check(s) failed", r.failed)
+	if r.Failed > 0 {
+		return fmt.Errorf("%d check(s) failed", r.Failed)
 	}
 	return nil
 }
 
 // keyAndCert checks a key on the token and its certificate: present, in date, for the same key,
 // naming the address, issued under the configured roots.
-func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr, keyURI, certPath string, roots, inters *x509.CertPool) {
+func keyAndCert(ctx context.Context, r *tty.Checklist, now time.Time, tok *hsm.Token, what, addr, keyURI, certPath string, roots, inters *x509.CertPool) {
 	var pub crypto.PublicKey
 	if tok != nil {
 		if s, err := tok.Signer(ctx, keyURI); err != nil {
@@ -137,11 +118,11 @@ func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr
 			r.OK(what+" key", keyURI)
 		}
 	}
-	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, r.now)
+	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, now)
 }
 
 // ldapBind connects and binds as directory.ldap says.
-func (r *checkReport) ldapBind(cfg *config.Config) {
+func ldapBind(r *tty.Checklist, cfg *config.Config) {
 	what := "ldap " + cfg.Directory.LDAP.URL
 	o, err := directoryOptions(cfg)
 	if err != nil || o.LDAP == nil {
