@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"appliance/config"
+	"appliance/internal/manpage"
 )
 
 func writeConfigHelp(w io.Writer) { fmt.Fprint(w, config.Manual()) }
@@ -28,11 +29,11 @@ func runHelp(args []string, stdout, stderr io.Writer) error {
 	case "man":
 		var b strings.Builder
 		writeCommandsHelp(&b)
-		fmt.Fprint(stdout, roff("APPLIANCE", "8", b.String()))
+		fmt.Fprint(stdout, manpage.Roff("APPLIANCE", "8", b.String()))
 	case "man config":
 		var b strings.Builder
 		writeConfigHelp(&b)
-		fmt.Fprint(stdout, roff("APPLIANCE.TOML", "5", b.String()))
+		fmt.Fprint(stdout, manpage.Roff("APPLIANCE.TOML", "5", b.String()))
 	case "completion bash":
 		writeBashCompletion(stdout)
 	default:
@@ -89,44 +90,6 @@ FILES
 SEE ALSO
     appliance.toml(5), systemctl(1)
 `)
-}
-
-// roff turns help text into a manual page: lines in capitals at the margin are sections, the
-// rest is kept as laid out (no filling), with roff's special characters escaped.
-func roff(title, section, text string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, ".TH %s %s \"\" \"appliance\" \"appliance manual\"\n", title, section)
-	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
-	if len(lines) > 0 && strings.HasSuffix(lines[0], ")") {
-		lines = lines[1:] // the title line, which .TH says
-	}
-	open := false
-	for _, l := range lines {
-		if l != "" && l == strings.ToUpper(l) && l[0] != ' ' && l[0] != '[' {
-			if open {
-				b.WriteString(".fi\n")
-			}
-			fmt.Fprintf(&b, ".SH %s\n.nf\n", l)
-			open = true
-			continue
-		}
-		if !open {
-			if l == "" {
-				continue
-			}
-			b.WriteString(".nf\n")
-			open = true
-		}
-		l = strings.ReplaceAll(l, `\`, `\e`)
-		if strings.HasPrefix(l, ".") || strings.HasPrefix(l, "'") {
-			l = `\&` + l
-		}
-		b.WriteString(l + "\n")
-	}
-	if open {
-		b.WriteString(".fi\n")
-	}
-	return b.String()
 }
 
 var helpFlag = regexp.MustCompile(`(?m)^  (-[a-z][a-z0-9-]*)`)
