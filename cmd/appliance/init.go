@@ -41,25 +41,6 @@ type initOptions struct {
 	certsDir, roots, keyType    string
 }
 
-// writeNew writes data to path unless it exists; then it asks (or takes -overwrite). It reports
-// whether it wrote.
-func (o *initOptions) writeNew(p *tty.Prompter, path string, data []byte, mode os.FileMode) (bool, error) {
-	if _, err := os.Stat(path); err == nil {
-		if !o.overwrite && (p.Batch || !p.Confirm(fmt.Sprintf("%s exists; overwrite it?", path))) {
-			fmt.Fprintf(p.Out, "kept %s as it is\n", path)
-			return false, nil
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return false, err
-	}
-	if err := os.WriteFile(path, data, mode); err != nil {
-		return false, err
-	}
-	fmt.Fprintf(p.Out, "wrote %s\n", path)
-	return true, nil
-}
-
 func runInit(args []string, stdout, stderr io.Writer) error {
 	o := &initOptions{}
 	fs := newFlags("init", initSynopsis, stderr)
@@ -101,6 +82,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 		return usageError(fs, "missing -sender ADDR, at least one address to sign as")
 	}
 	p := tty.NewPrompter(os.Stdin, stdout, o.batch)
+	p.Overwrite = o.overwrite
 	return o.run(p, kind, certFor, fs)
 }
 
@@ -187,7 +169,7 @@ func (o *initOptions) run(p *tty.Prompter, kind hsm.KeyKind, certFor map[string]
 			fmt.Fprintf(p.Out, "using the key %s already on the token for %s\n", k.URI, addr)
 		}
 		base := filepath.Join(cfgDir, "senders", addr)
-		if _, err := o.writeNew(p, base+".csr", k.CSR, 0o644); err != nil {
+		if err := p.WriteNew(base+".csr", k.CSR, 0o644); err != nil {
 			return err
 		}
 		certPath := base + ".pem"
@@ -220,7 +202,7 @@ func (o *initOptions) run(p *tty.Prompter, kind hsm.KeyKind, certFor map[string]
 	if _, err := config.Parse(file); err != nil {
 		return fmt.Errorf("the configuration made from these answers is not valid:\n%w", err)
 	}
-	if _, err := o.writeNew(p, o.config, file, 0o640); err != nil {
+	if err := p.WriteNew(o.config, file, 0o640); err != nil {
 		return err
 	}
 	tok.Close()
@@ -245,7 +227,7 @@ func (o *initOptions) importCert(p *tty.Prompter, tok *hsm.Token, addr, label, f
 	if err := tok.ImportCertificate(bgctx(), label, chain[0]); err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
 	}
-	if _, err := o.writeNew(p, certPath, directory.EncodeChain(chain), 0o644); err != nil {
+	if err := p.WriteNew(certPath, directory.EncodeChain(chain), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(p.Out, "imported %q (expires %s) for %s\n", chain[0].Subject.String(), chain[0].NotAfter.UTC().Format(time.DateOnly), addr)

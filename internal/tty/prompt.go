@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
 // Prompter asks an operator questions, one line each, with a default in brackets. In batch
-// mode it asks nothing and every answer is the default.
+// mode it asks nothing and every answer is the default. Overwrite lets WriteNew replace files
+// without asking.
 type Prompter struct {
-	In    *bufio.Reader
-	Out   io.Writer
-	Batch bool
+	In               *bufio.Reader
+	Out              io.Writer
+	Batch, Overwrite bool
 }
 
 // NewPrompter asks on out and reads the answers from in.
@@ -45,4 +48,23 @@ func (p *Prompter) Ask(question, def string) string {
 func (p *Prompter) Confirm(question string) bool {
 	a := strings.ToLower(p.Ask(question+" (y/N)", ""))
 	return a == "y" || a == "yes"
+}
+
+// WriteNew writes data to path (its directory made) and says so; a file already there is kept,
+// and said to be, unless Overwrite or the operator's yes to the question.
+func (p *Prompter) WriteNew(path string, data []byte, mode os.FileMode) error {
+	if _, err := os.Stat(path); err == nil {
+		if !p.Overwrite && (p.Batch || !p.Confirm(fmt.Sprintf("%s exists; overwrite it?", path))) {
+			fmt.Fprintf(p.Out, "kept %s as it is\n", path)
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.Out, "wrote %s\n", path)
+	return nil
 }

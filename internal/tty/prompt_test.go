@@ -2,6 +2,8 @@ package tty
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,5 +42,32 @@ func TestChecklist(t *testing.T) {
 	want := "ok    token: ready\nwarn  cert: expires \\x1b[5msoon\nFAIL  next hop: refused\nand more\n"
 	if out.String() != want || c.Failed != 1 {
 		t.Errorf("printed %q (%d failed), want %q", out.String(), c.Failed, want)
+	}
+}
+
+func TestWriteNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "f")
+	var out strings.Builder
+	p := NewPrompter(strings.NewReader("n\ny\n"), &out, false)
+	read := func() string { b, _ := os.ReadFile(path); return string(b) }
+	for _, step := range []struct{ data, want string }{
+		{"one", "one"},     // new: written
+		{"two", "one"},     // exists, answered n: kept
+		{"three", "three"}, // exists, answered y: overwritten
+	} {
+		if err := p.WriteNew(path, []byte(step.data), 0o600); err != nil || read() != step.want {
+			t.Fatalf("WriteNew(%q): %v, file %q, want %q", step.data, err, read(), step.want)
+		}
+	}
+	p = NewPrompter(strings.NewReader(""), &out, true)
+	if err := p.WriteNew(path, []byte("batch"), 0o600); err != nil || read() != "three" {
+		t.Fatalf("batch without Overwrite replaced the file: %v %q", err, read())
+	}
+	p.Overwrite = true
+	if err := p.WriteNew(path, []byte("forced"), 0o600); err != nil || read() != "forced" {
+		t.Fatalf("Overwrite kept the file: %v %q", err, read())
+	}
+	if !strings.Contains(out.String(), "kept "+path+" as it is") || !strings.Contains(out.String(), "wrote "+path) {
+		t.Errorf("said %q", out.String())
 	}
 }
