@@ -36,7 +36,7 @@ func listsFromConfig(cfg *config.Config) ([]pipeline.List, error) {
 }
 
 // setupLists gives p's pipeline the configured lists. Content keys of mail encrypted to a list
-// are unwrapped through sup when the daemon supervises the token, else through p.token.
+// are unwrapped through sup: the daemon's supervisor, or the offline commands' tokens.
 func setupLists(p *parts, sup *tokenSupervisor) error {
 	if len(p.cfg.Lists) == 0 {
 		return nil
