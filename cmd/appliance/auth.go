@@ -23,7 +23,7 @@ import (
 // users file and the sender authorization built from [smtp]. SIGHUP rereads
 // the users file (auth.Live's Reload): sessions in flight keep the identity
 // they have, new checks see the new file. It also rereads the TLS pair (ReloadTLS,
-// tlsreload.go): new handshakes present the new certificate.
+// smtpfront.CertReloader): new handshakes present the new certificate.
 type front struct {
 	cfg   *config.Config
 	tls   *tls.Config

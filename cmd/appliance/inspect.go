@@ -81,7 +81,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: -plan needs -config", errUsage)
 	}
 	var reports []*inspectReport
-	prog := tty.NewProgress(stderr, "inspect", fs.NArg()) // progress.go: on a terminal only
+	prog := tty.NewProgress(stderr, "inspect", fs.NArg()) // drawn on a terminal only
 	defer prog.Done()
 	for _, name := range fs.Args() {
 		prog.Step(name)
