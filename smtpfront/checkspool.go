@@ -23,9 +23,10 @@ type MessageRefusal struct {
 	Err       error
 }
 
+// Error is the cause's text when there is one (the reply carries Text), else Text.
 func (e *MessageRefusal) Error() string {
 	if e.Err != nil {
-		return e.Text + ": " + e.Err.Error()
+		return e.Err.Error()
 	}
 	return e.Text
 }
