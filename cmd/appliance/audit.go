@@ -7,6 +7,7 @@ import (
 
 	"appliance/audit"
 	"appliance/config"
+	"appliance/internal/tty"
 )
 
 const auditUsage = `usage: appliance audit SUBCOMMAND [flags] FILE...
@@ -20,7 +21,7 @@ subcommands:
 FILE... are trail files (audit-NNNNNN.log), in any order.`
 
 func runAudit(args []string, stdout, stderr io.Writer) error {
-	stdout = escapingWriter{stdout} // records hold addresses and replies from outside
+	stdout = tty.EscapingWriter(stdout) // records hold addresses and replies from outside
 	help := len(args) == 0 || args[0] == "-h" || args[0] == "--help"
 	sub := "SUBCOMMAND"
 	if !help {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -23,11 +23,11 @@ import (
 // users file and the sender authorization built from [smtp]. SIGHUP rereads
 // the users file (auth.Live's Reload): sessions in flight keep the identity
 // they have, new checks see the new file. It also rereads the TLS pair (ReloadTLS,
-// tlsreload.go): new handshakes present the new certificate.
+// smtpfront.CertReloader): new handshakes present the new certificate.
 type front struct {
 	cfg   *config.Config
 	tls   *tls.Config
-	certs *certReloader // nil without smtp.tls_cert
+	certs *smtpfront.CertReloader // nil without smtp.tls_cert
 	*auth.Live
 	log *slog.Logger
 }
@@ -41,7 +41,7 @@ func newFront(cfg *config.Config, log *slog.Logger) (*front, error) {
 	f := &front{cfg: cfg, log: log}
 	s := cfg.SMTP
 	if s.TLSCert != "" {
-		r, err := newCertReloader(s.TLSCert, s.TLSKey)
+		r, err := smtpfront.NewCertReloader(s.TLSCert, s.TLSKey)
 		if err != nil {
 			return nil, err
 		}
@@ -116,14 +116,16 @@ func (f *front) options(o smtpfront.Options) smtpfront.Options {
 	return o
 }
 
-// policy puts sender authorization in front of next: an address must be
-// both the client's to use and one the appliance can sign for.
+// policy puts sender authorization in front of next: an address must be both the client's to
+// use (a user's, or a trusted network's) and one the appliance can sign for.
 func (f *front) policy(next smtpfront.Policy) smtpfront.Policy {
-	p := authPolicy{f: f, next: next}
-	if lp, ok := next.(smtpfront.ListPolicy); ok {
-		return authListPolicy{authPolicy: p, lists: lp}
-	}
-	return p
+	return smtpfront.WithSenderAuth(next, func(ip netip.Addr, authUser, sender string) error {
+		err := f.Authorize(ip, authUser, sender)
+		if errors.Is(err, auth.ErrNotAuthenticated) {
+			return fmt.Errorf("%w: %w", smtpfront.ErrAuthRequired, err)
+		}
+		return err
+	})
 }
 
 // listenTLS opens smtp.listen_tls, or returns nil when it is not set.
@@ -137,58 +139,6 @@ func (f *front) listenTLS() (net.Listener, error) {
 	}
 	f.log.Info("implicit TLS listener", "listen_tls", l.Addr().String())
 	return l, nil
-}
-
-// authPolicy is the front end's sender check: first who the client is
-// (user or trusted network) and what it may use, then the next policy.
-type authPolicy struct {
-	f    *front
-	next smtpfront.Policy
-}
-
-func (p authPolicy) CheckSender(ctx context.Context, addr, authUser string) error {
-	if err := p.authorize(ctx, addr, authUser); err != nil {
-		return err
-	}
-	return p.next.CheckSender(ctx, addr, authUser)
-}
-
-// authorize maps the authorizer's verdict to the front end's refusals:
-// 530 5.7.0 for nobody, 550 5.7.1 for somebody using another's address.
-func (p authPolicy) authorize(ctx context.Context, addr, authUser string) error {
-	ip, _ := smtpfront.ClientAddr(ctx)
-	if err := p.f.Authorize(ip, authUser, addr); err != nil {
-		if errors.Is(err, auth.ErrNotAuthenticated) {
-			return fmt.Errorf("%w: %w", smtpfront.ErrAuthRequired, err)
-		}
-		return fmt.Errorf("%w: %w", smtpfront.ErrSenderRefused, err)
-	}
-	return nil
-}
-
-func (p authPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
-	return p.next.CheckRecipient(ctx, rcpt)
-}
-
-// authListPolicy keeps the list-posting path of the policy it wraps. A post
-// to a list is signed by the list, not the poster, so the poster need not
-// be a configured sender; but it must still be an address the client may
-// use (a list's posting rule that trusts MAIL FROM would otherwise trust
-// whatever anyone typed), and an anonymous client from an untrusted
-// network may not make the appliance sign and fan out anything, list or
-// not.
-type authListPolicy struct {
-	authPolicy
-	lists smtpfront.ListPolicy
-}
-
-func (p authListPolicy) IsList(addr string) bool { return p.lists.IsList(addr) }
-
-func (p authListPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
-	if err := p.authorize(ctx, mailFrom, smtpfront.AuthUser(ctx)); err != nil {
-		return fmt.Errorf("failed to accept a post to %q: %w", list, err)
-	}
-	return p.lists.CheckPoster(ctx, list, mailFrom)
 }
 
 // runHashPassword prints an argon2id hash for a users file line. The

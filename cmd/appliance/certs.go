@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
 	"appliance/config"
 	"appliance/directory"
+	"appliance/internal/tty"
 )
 
 // directoryOptions maps the configuration onto the directory's options; serve, seal, inspect and
@@ -44,24 +41,12 @@ func directoryOptions(cfg *config.Config) (directory.Options, error) {
 		CacheTTL:    l.CacheTTL,
 		NegativeTTL: l.NegativeTTL,
 	}
-	if l.BindPasswordFile != "" {
-		pw, err := os.ReadFile(l.BindPasswordFile)
-		if err != nil {
-			return o, fmt.Errorf("failed to read directory.ldap.bind_password_file: %w", err)
-		}
-		// One trailing newline is what editors and echo add; it is never part of the password.
-		lo.BindPassword = strings.TrimSuffix(strings.TrimSuffix(string(pw), "\n"), "\r")
+	var err error
+	if lo.BindPassword, err = l.BindPassword(); err != nil {
+		return o, err
 	}
-	if l.CAFile != "" {
-		pemData, err := os.ReadFile(l.CAFile)
-		if err != nil {
-			return o, fmt.Errorf("failed to read directory.ldap.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			return o, fmt.Errorf("failed to read directory.ldap.ca_file %q: no PEM certificate", l.CAFile)
-		}
-		lo.TLSConfig = &tls.Config{RootCAs: pool}
+	if lo.TLSConfig, err = l.TLSConfig(); err != nil {
+		return o, err
 	}
 	o.LDAP = lo
 	return o, nil
@@ -87,7 +72,7 @@ const certsSynopsis = `list|show ADDRESS|check ADDRESS|learn FILE.eml -config FI
 
 // runCerts is `appliance certs`: it never needs the HSM.
 func runCerts(args []string, stdout, stderr io.Writer) error {
-	stdout = escapingWriter{stdout} // subjects and addresses come from certificates
+	stdout = tty.EscapingWriter(stdout) // subjects and addresses come from certificates
 	fs := newFlags("certs", certsSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML)")
 	// Flags may come before or after the subcommand and its argument.
@@ -145,15 +130,10 @@ func runCerts(args []string, stdout, stderr io.Writer) error {
 // reportPolicy is what the directory's reports say of the configuration.
 func reportPolicy(cfg *config.Config) directory.ReportPolicy {
 	pol := directory.ReportPolicy{Newest: cfg.Policy.CertChoice == config.CertChoiceNewest,
-		MissingCert: cfg.Policy.MissingCert, Pinned: map[string]string{}, Profile: cfg.Policy.Profile,
+		MissingCert: cfg.Policy.MissingCert, Pinned: cfg.Policy.PinnedProfiles(), Profile: cfg.Policy.Profile,
 		CRLURLPrefixes: cfg.Directory.CRLURLPrefixes}
 	if cfg.Directory.LDAP.Enabled() {
 		pol.LDAP = cfg.Directory.LDAP.LDAPSummary()
-	}
-	for _, d := range cfg.Policy.Domains {
-		if _, ok := pol.Pinned[d.Domain]; !ok && d.Profile != "" {
-			pol.Pinned[d.Domain] = d.Profile
-		}
 	}
 	return pol
 }

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"appliance/auth"
 	"appliance/config"
+	"appliance/internal/tty"
+	"appliance/smtpfront"
 )
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) error {
@@ -19,7 +20,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+		return usageError(fs, "unexpected argument %q", tty.Escape(fs.Arg(0)))
 	case *cfgPath == "":
 		return usageError(fs, "missing -config FILE, the configuration to check")
 	}
@@ -35,7 +36,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", escape(*cfgPath))
+	fmt.Fprintf(stdout, "%s: ok\n", tty.Escape(*cfgPath))
 	return nil
 }
 
@@ -57,7 +58,7 @@ func checkLoads(cfg *config.Config, stdout io.Writer) error {
 	bad := config.ErrorKeys(filesErr)
 	s := cfg.SMTP
 	if s.TLSCert != "" && !bad["smtp.tls_cert"] && !bad["smtp.tls_key"] {
-		if _, err := newCertReloader(s.TLSCert, s.TLSKey); err != nil {
+		if _, err := smtpfront.NewCertReloader(s.TLSCert, s.TLSKey); err != nil {
 			errs = append(errs, fmt.Errorf("config: smtp.tls_cert: %w", err))
 		}
 	}
@@ -66,36 +67,12 @@ func checkLoads(cfg *config.Config, stdout io.Writer) error {
 			errs = append(errs, fmt.Errorf("config: smtp.users_file: %w", err))
 		}
 	}
-	if err := checkLDAPFiles(cfg, stdout); err != nil {
+	warning, err := cfg.Directory.LDAP.CheckFiles()
+	if err != nil {
 		errs = append(errs, err)
 	}
+	if warning != "" {
+		fmt.Fprintf(stdout, "warning: %s\n", warning)
+	}
 	return errors.Join(errs...)
-}
-
-// errEmptyBindPassword: a bind DN with an empty password is an
-// "unauthenticated bind" (RFC 4513 section 5.1.2), which some servers
-// accept as anonymous; the LDAP client refuses it at the first lookup, so
-// check-config refuses it now.
-var errEmptyBindPassword = errors.New("empty bind password")
-
-func checkLDAPFiles(cfg *config.Config, stdout io.Writer) error {
-	l := cfg.Directory.LDAP
-	if !l.Enabled() {
-		return nil
-	}
-	o, err := directoryOptions(cfg)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if o.LDAP == nil || o.LDAP.BindDN == "" {
-		return nil
-	}
-	if o.LDAP.BindPassword == "" {
-		return fmt.Errorf("config: directory.ldap.bind_password_file %q: %w", l.BindPasswordFile, errEmptyBindPassword)
-	}
-	if st, err := os.Stat(l.BindPasswordFile); err == nil && st.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(stdout, "warning: directory.ldap.bind_password_file %q has mode %04o; want 0600 or stricter\n",
-			l.BindPasswordFile, st.Mode().Perm())
-	}
-	return nil
 }

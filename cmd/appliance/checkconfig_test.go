@@ -152,7 +152,7 @@ func TestCheckConfigLoads(t *testing.T) {
 			wantIs: []error{fs.ErrNotExist}, wantMsg: []string{"directory.ldap.bind_password_file"}},
 		{name: "fail ldap bind password empty", toml: full,
 			setup:  func(f *checkFixture) { f.write("ldap.pw", "\n", 0o600) },
-			wantIs: []error{errEmptyBindPassword}, wantMsg: []string{"directory.ldap.bind_password_file"}},
+			wantIs: []error{config.ErrEmptyBindPassword}, wantMsg: []string{"directory.ldap.bind_password_file"}},
 		{name: "fail pin file readable by group", toml: full,
 			setup:  func(f *checkFixture) { f.chmod("pin", 0o640) },
 			wantIs: []error{config.ErrPINFileMode}, wantMsg: []string{"hsm.pin_file", "0640"}},
@@ -163,7 +163,7 @@ func TestCheckConfigLoads(t *testing.T) {
 				f.write("tls.key", string(f.tls2.key), 0o600)
 				f.write("ldap.pw", "", 0o600)
 			},
-			wantIs:  []error{config.ErrPINFileMode, auth.ErrUsersFile, errEmptyBindPassword},
+			wantIs:  []error{config.ErrPINFileMode, auth.ErrUsersFile, config.ErrEmptyBindPassword},
 			wantMsg: []string{"hsm.pin_file", "smtp.users_file", "smtp.tls_cert", "directory.ldap.bind_password_file"}},
 	}
 	for _, tt := range tests {

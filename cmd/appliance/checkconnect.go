@@ -9,45 +9,25 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"strings"
 	"time"
 
 	"appliance/config"
+	"appliance/delivery"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/tty"
 )
 
 // connectTimeout bounds each network check.
 const connectTimeout = 10 * time.Second
 
-type checkReport struct {
-	w      io.Writer
-	failed int
-	now    time.Time
-}
-
-func (r *checkReport) OK(what, detail string) {
-	fmt.Fprintf(r.w, "ok    %s: %s\n", escape(what), escape(detail))
-}
-
-func (r *checkReport) Warn(what, detail string) {
-	fmt.Fprintf(r.w, "warn  %s: %s\n", escape(what), escape(detail))
-}
-
-func (r *checkReport) Fail(what string, err error) {
-	r.failed++
-	fmt.Fprintf(r.w, "FAIL  %s: %s\n", escape(what), escapeLines(err.Error()))
-}
-
 // checkConnect runs every check and returns an error when any failed.
 func checkConnect(cfg *config.Config, w io.Writer) error {
-	r := &checkReport{w: w, now: time.Now()}
+	r, now := &tty.Checklist{W: w}, time.Now()
 	ctx := context.Background()
 
 	// Every module is described before any token is opened: describing one initialises and
@@ -56,20 +36,16 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 	described := map[string]bool{}
 	for _, t := range cfg.TokenList() {
 		what := "token " + t.Name
-		var label string // "" when the token is selected by serial or manufacturer
-		if u, err := hsm.ParseURI(t.URI); err == nil {
-			label = u.Token
-		}
-		lines, err := hsm.ModuleInfo(t.Module, label)
-		if err != nil && (label != "" || len(lines) < 2) {
+		lib, tok, err := hsm.DescribeToken(t.Module, t.URI)
+		if err != nil {
 			r.Fail(what, err)
 			continue
 		}
 		described[t.Name] = true
-		r.OK(what+" module", strings.TrimSpace(strings.TrimPrefix(lines[1], "library")))
-		if len(lines) > 2 {
-			r.OK(what, strings.TrimSpace(strings.TrimPrefix(lines[2], "token")))
-		} // else selected by serial or manufacturer: opening it below says whether it is there
+		r.OK(what+" module", lib)
+		if tok != "" {
+			r.OK(what, tok)
+		}
 	}
 	for _, t := range cfg.TokenList() {
 		if !described[t.Name] {
@@ -97,10 +73,10 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		r.Fail("directory.roots", err)
 	}
 	for _, s := range cfg.Senders {
-		r.keyAndCert(ctx, tokenOf(s.Key), "sender "+s.Address, s.Address, s.Key, s.Cert, roots, inters)
+		keyAndCert(ctx, r, now, tokenOf(s.Key), "sender "+s.Address, s.Address, s.Key, s.Cert, roots, inters)
 	}
 	for _, l := range cfg.Lists {
-		r.keyAndCert(ctx, tokenOf(l.Key), "list "+l.Address, l.Address, l.Key, l.Cert, roots, inters)
+		keyAndCert(ctx, r, now, tokenOf(l.Key), "list "+l.Address, l.Address, l.Key, l.Cert, roots, inters)
 	}
 
 	if d, err := openDirectory(cfg); err != nil {
@@ -117,22 +93,22 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		if certs, err := directory.LoadCertificates(cfg.SMTP.TLSCert); err != nil || len(certs) == 0 {
 			r.Fail("smtp.tls_cert", fmt.Errorf("no certificate: %v", err))
 		} else {
-			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], r.now)
+			directory.CheckExpiry(r, "smtp.tls_cert", certs[0], now)
 		}
 	}
-	r.nextHop(cfg)
+	delivery.CheckNextHop(r, cfg.Relay.NextHop, cfg.SMTP.Hostname, connectTimeout)
 	if cfg.Directory.LDAP.Enabled() {
-		r.ldapBind(cfg)
+		ldapBind(r, cfg)
 	}
-	if r.failed > 0 {
-		return fmt.Errorf("%d check(s) failed", r.failed)
+	if r.Failed > 0 {
+		return fmt.Errorf("%d check(s) failed", r.Failed)
 	}
 	return nil
 }
 
 // keyAndCert checks a key on the token and its certificate: present, in date, for the same key,
 // naming the address, issued under the configured roots.
-func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr, keyURI, certPath string, roots, inters *x509.CertPool) {
+func keyAndCert(ctx context.Context, r *tty.Checklist, now time.Time, tok *hsm.Token, what, addr, keyURI, certPath string, roots, inters *x509.CertPool) {
 	var pub crypto.PublicKey
 	if tok != nil {
 		if s, err := tok.Signer(ctx, keyURI); err != nil {
@@ -142,74 +118,11 @@ func (r *checkReport) keyAndCert(ctx context.Context, tok *hsm.Token, what, addr
 			r.OK(what+" key", keyURI)
 		}
 	}
-	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, r.now)
-}
-
-// nextHop greets the next hop as delivery does: its 220, EHLO, and STARTTLS with the same
-// verification (the host name of relay.next_hop against the system roots).
-func (r *checkReport) nextHop(cfg *config.Config) {
-	what := "next hop " + cfg.Relay.NextHop
-	conn, err := net.DialTimeout("tcp", cfg.Relay.NextHop, connectTimeout)
-	if err != nil {
-		r.Fail(what, err)
-		return
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(connectTimeout))
-	tp := textproto.NewConn(conn)
-	_, greeting, err := tp.ReadResponse(220)
-	if err != nil {
-		r.Fail(what, fmt.Errorf("greeting: %w", err))
-		return
-	}
-	r.OK(what, "greets 220 "+firstLine(greeting))
-	id, err := tp.Cmd("EHLO %s", cfg.SMTP.Hostname)
-	if err != nil {
-		r.Fail(what, err)
-		return
-	}
-	tp.StartResponse(id)
-	_, ehlo, err := tp.ReadResponse(250)
-	tp.EndResponse(id)
-	if err != nil {
-		r.Fail(what, fmt.Errorf("EHLO %s: %w", cfg.SMTP.Hostname, err))
-		return
-	}
-	starttls := false
-	for _, l := range strings.Split(ehlo, "\n") {
-		starttls = starttls || strings.EqualFold(strings.TrimSpace(l), "STARTTLS")
-	}
-	if !starttls {
-		r.Warn(what, "no STARTTLS offered: packages go in clear text to it (fine on loopback)")
-		_, _ = tp.Cmd("QUIT")
-		return
-	}
-	if _, err := tp.Cmd("STARTTLS"); err != nil {
-		r.Fail(what+" STARTTLS", err)
-		return
-	}
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		r.Fail(what+" STARTTLS", err)
-		return
-	}
-	host, _, _ := net.SplitHostPort(cfg.Relay.NextHop)
-	tc := tls.Client(conn, &tls.Config{ServerName: host})
-	if err := tc.Handshake(); err != nil {
-		r.Fail(what+" STARTTLS", fmt.Errorf("handshake: %w", err))
-		return
-	}
-	st := tc.ConnectionState()
-	r.OK(what+" STARTTLS", fmt.Sprintf("%s, certificate %q verified", tls.VersionName(st.Version), st.PeerCertificates[0].Subject.String()))
-	_, _ = fmt.Fprintf(tc, "QUIT\r\n")
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
+	directory.CheckSignerCert(r, what, addr, keyURI, pub, certPath, roots, inters, now)
 }
 
 // ldapBind connects and binds as directory.ldap says.
-func (r *checkReport) ldapBind(cfg *config.Config) {
+func ldapBind(r *tty.Checklist, cfg *config.Config) {
 	what := "ldap " + cfg.Directory.LDAP.URL
 	o, err := directoryOptions(cfg)
 	if err != nil || o.LDAP == nil {

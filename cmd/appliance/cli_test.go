@@ -110,24 +110,6 @@ func TestNoColourWhenPiped(t *testing.T) {
 	}
 }
 
-func TestEscape(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"plain text", "plain text"},
-		{"Grüße 東京", "Grüße 東京"},
-		{"red\x1b[31m", `red\x1b[31m`},
-		{"bell\a and del\x7f", `bell\x07 and del\x7f`},
-		{"csi \u009b", `csi \u009b`},
-		{"bidi \u202eevil", `bidi \u202eevil`},
-		{"bad \xff utf-8", `bad \xff utf-8`},
-		{"tab\tnewline\n", `tab\x09newline\x0a`},
-	}
-	for _, tt := range tests {
-		if got := escape(tt.in); got != tt.want {
-			t.Errorf("escape(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestInspectEscapes: what inspect prints from a message reaches the terminal escaped.
 func TestInspectEscapes(t *testing.T) {
 	t.Parallel()

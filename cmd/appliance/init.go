@@ -8,8 +8,6 @@ package main
 // is overwritten unless the operator says so (-overwrite, or yes to the question).
 
 import (
-	"bufio"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/tty"
 )
 
 const initSynopsis = `[-batch] [-config FILE] [-module LIB] [-token LABEL [-init-token -so-pin-file FILE]]
@@ -40,58 +39,6 @@ type initOptions struct {
 	senders, certs              stringList
 	nextHop, listen, spool      string
 	certsDir, roots, keyType    string
-}
-
-type prompter struct {
-	in    *bufio.Reader
-	out   io.Writer
-	batch bool
-}
-
-// ask returns the answer to question, def when the answer is empty, in batch mode or at EOF.
-func (p *prompter) ask(question, def string) string {
-	if p.batch {
-		return def
-	}
-	if def != "" {
-		fmt.Fprintf(p.out, "%s [%s]: ", question, def)
-	} else {
-		fmt.Fprintf(p.out, "%s: ", question)
-	}
-	line, err := p.in.ReadString('\n')
-	line = strings.TrimSpace(line)
-	if line == "" {
-		if err != nil {
-			fmt.Fprintln(p.out)
-		}
-		return def
-	}
-	return line
-}
-
-// confirm asks a yes/no question; the default is no.
-func (p *prompter) confirm(question string) bool {
-	a := strings.ToLower(p.ask(question+" (y/N)", ""))
-	return a == "y" || a == "yes"
-}
-
-// writeNew writes data to path unless it exists; then it asks (or takes -overwrite). It reports
-// whether it wrote.
-func (o *initOptions) writeNew(p *prompter, path string, data []byte, mode os.FileMode) (bool, error) {
-	if _, err := os.Stat(path); err == nil {
-		if !o.overwrite && (p.batch || !p.confirm(fmt.Sprintf("%s exists; overwrite it?", path))) {
-			fmt.Fprintf(p.out, "kept %s as it is\n", path)
-			return false, nil
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return false, err
-	}
-	if err := os.WriteFile(path, data, mode); err != nil {
-		return false, err
-	}
-	fmt.Fprintf(p.out, "wrote %s\n", path)
-	return true, nil
 }
 
 func runInit(args []string, stdout, stderr io.Writer) error {
@@ -117,7 +64,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(fs, "unexpected argument %q", escape(fs.Arg(0)))
+		return usageError(fs, "unexpected argument %q", tty.Escape(fs.Arg(0)))
 	}
 	kind, err := hsm.ParseKeyKind(o.keyType)
 	if err != nil {
@@ -127,18 +74,19 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	for _, c := range o.certs {
 		addr, file, ok := strings.Cut(c, "=")
 		if !ok || addr == "" || file == "" {
-			return usageError(fs, "-cert %q: want ADDR=FILE", escape(c))
+			return usageError(fs, "-cert %q: want ADDR=FILE", tty.Escape(c))
 		}
 		certFor[strings.ToLower(addr)] = file
 	}
 	if o.batch && len(o.senders) == 0 {
 		return usageError(fs, "missing -sender ADDR, at least one address to sign as")
 	}
-	p := &prompter{in: bufio.NewReader(os.Stdin), out: stdout, batch: o.batch}
+	p := tty.NewPrompter(os.Stdin, stdout, o.batch)
+	p.Overwrite = o.overwrite
 	return o.run(p, kind, certFor, fs)
 }
 
-func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]string, fs *flag.FlagSet) error {
+func (o *initOptions) run(p *tty.Prompter, kind hsm.KeyKind, certFor map[string]string, fs *flag.FlagSet) error {
 	// 1. The module.
 	mods := hsm.FindModules()
 	if o.module == "" {
@@ -147,12 +95,12 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		}
 		o.module = mods[0]
 	}
-	if !p.batch {
-		fmt.Fprintln(p.out, "PKCS#11 modules found:")
+	if !p.Batch {
+		fmt.Fprintln(p.Out, "PKCS#11 modules found:")
 		for i, m := range mods {
-			fmt.Fprintf(p.out, "  %d) %s\n", i+1, m)
+			fmt.Fprintf(p.Out, "  %d) %s\n", i+1, m)
 		}
-		a := p.ask("module (number or path)", o.module)
+		a := p.Ask("module (number or path)", o.module)
 		var n int
 		if _, err := fmt.Sscanf(a, "%d", &n); err == nil && n >= 1 && n <= len(mods) && fmt.Sprint(n) == a {
 			a = mods[n-1]
@@ -164,21 +112,21 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	if err != nil {
 		return err
 	}
-	if !p.batch && len(tokens) > 0 {
-		fmt.Fprintf(p.out, "tokens on %s: %s\n", o.module, strings.Join(tokens, ", "))
+	if !p.Batch && len(tokens) > 0 {
+		fmt.Fprintf(p.Out, "tokens on %s: %s\n", o.module, strings.Join(tokens, ", "))
 	}
-	o.token = p.ask("token label", o.token)
+	o.token = p.Ask("token label", o.token)
 	cfgDir := filepath.Dir(o.config)
 	if o.pinFile == "" {
 		o.pinFile = filepath.Join(cfgDir, "pin")
 	}
-	o.pinFile = p.ask("user PIN file", o.pinFile)
+	o.pinFile = p.Ask("user PIN file", o.pinFile)
 	if !slices.Contains(tokens, o.token) {
-		if !o.initToken && !(!p.batch && p.confirm(fmt.Sprintf("no token %q: initialise one on a free slot?", o.token))) {
+		if !o.initToken && !(!p.Batch && p.Confirm(fmt.Sprintf("no token %q: initialise one on a free slot?", o.token))) {
 			return fmt.Errorf("no token %q on %s (tokens: %s); -init-token initialises one", o.token, o.module, strings.Join(tokens, ", "))
 		}
 		if o.soPINFile == "" {
-			o.soPINFile = p.ask("security officer PIN file", "")
+			o.soPINFile = p.Ask("security officer PIN file", "")
 		}
 		if err := o.initialiseToken(p); err != nil {
 			return err
@@ -195,8 +143,8 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	defer tok.Close()
 
 	// 3. Senders: a key each, its CSR, and its certificate when given.
-	if !p.batch {
-		more := p.ask("sender addresses (comma-separated)", strings.Join(o.senders, ","))
+	if !p.Batch {
+		more := p.Ask("sender addresses (comma-separated)", strings.Join(o.senders, ","))
 		o.senders = nil
 		for _, a := range strings.Split(more, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -211,32 +159,26 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	missing := 0
 	used := map[string]bool{}
 	for _, addr := range o.senders {
-		label := hsm.KeyLabel(addr, used)
-		uri := fmt.Sprintf("pkcs11:token=%s;object=%s", o.token, label)
-		signer, made, err := tok.EnsureKey(bgctx(), uri, label, kind)
+		k, err := tok.SetupSenderKey(bgctx(), o.token, addr, used, kind)
 		switch {
 		case err != nil:
 			return fmt.Errorf("sender %s: %w", addr, err)
-		case made:
-			fmt.Fprintf(p.out, "generated %s key %s for %s\n", kind, uri, addr)
+		case k.Made:
+			fmt.Fprintf(p.Out, "generated %s key %s for %s\n", kind, k.URI, addr)
 		default:
-			fmt.Fprintf(p.out, "using the key %s already on the token for %s\n", uri, addr)
+			fmt.Fprintf(p.Out, "using the key %s already on the token for %s\n", k.URI, addr)
 		}
 		base := filepath.Join(cfgDir, "senders", addr)
-		csr, err := hsm.CertificateRequest(signer, addr, addr)
-		if err != nil {
-			return fmt.Errorf("sender %s: %w", addr, err)
-		}
-		if _, err := o.writeNew(p, base+".csr", csr, 0o644); err != nil {
+		if err := p.WriteNew(base+".csr", k.CSR, 0o644); err != nil {
 			return err
 		}
 		certPath := base + ".pem"
-		if file := certFor[strings.ToLower(addr)]; file != "" || !p.batch {
-			if !p.batch {
-				file = p.ask(fmt.Sprintf("issued certificate for %s (PEM file; empty: not yet)", addr), file)
+		if file := certFor[strings.ToLower(addr)]; file != "" || !p.Batch {
+			if !p.Batch {
+				file = p.Ask(fmt.Sprintf("issued certificate for %s (PEM file; empty: not yet)", addr), file)
 			}
 			if file != "" {
-				if err := o.importCert(p, tok, addr, label, file, certPath); err != nil {
+				if err := o.importCert(p, tok, addr, k.Label, file, certPath); err != nil {
 					return err
 				}
 			}
@@ -244,15 +186,15 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 		if _, err := os.Stat(certPath); err != nil {
 			missing++
 		}
-		senders = append(senders, config.InitSender{Address: addr, Key: uri, Cert: certPath})
+		senders = append(senders, config.InitSender{Address: addr, Key: k.URI, Cert: certPath})
 	}
 
 	// 4. The rest of the configuration, then the file.
-	o.nextHop = p.ask("next hop (host:port)", o.nextHop)
-	o.listen = p.ask("SMTP listener (host:port)", o.listen)
-	o.certsDir = p.ask("recipient certificates folder", o.certsDir)
-	o.roots = p.ask("trust anchors file", o.roots)
-	o.spool = p.ask("spool directory", o.spool)
+	o.nextHop = p.Ask("next hop (host:port)", o.nextHop)
+	o.listen = p.Ask("SMTP listener (host:port)", o.listen)
+	o.certsDir = p.Ask("recipient certificates folder", o.certsDir)
+	o.roots = p.Ask("trust anchors file", o.roots)
+	o.spool = p.Ask("spool directory", o.spool)
 	host, _ := os.Hostname()
 	file := config.InitFile(config.InitAnswers{Path: o.config, Module: o.module, Token: o.token, PINFile: o.pinFile,
 		Listen: o.listen, Hostname: host, NextHop: o.nextHop, Spool: o.spool, Certs: o.certsDir, Roots: o.roots,
@@ -260,66 +202,52 @@ func (o *initOptions) run(p *prompter, kind hsm.KeyKind, certFor map[string]stri
 	if _, err := config.Parse(file); err != nil {
 		return fmt.Errorf("the configuration made from these answers is not valid:\n%w", err)
 	}
-	if _, err := o.writeNew(p, o.config, file, 0o640); err != nil {
+	if err := p.WriteNew(o.config, file, 0o640); err != nil {
 		return err
 	}
 	tok.Close()
 
 	// 5. Check it, once every sender has a certificate.
 	if missing > 0 {
-		fmt.Fprintf(p.out, "\nnext: have your CA sign the CSR(s) in %s, then import the certificates with\n", filepath.Join(cfgDir, "senders"))
-		fmt.Fprintf(p.out, "  appliance init -config %s -cert ADDR=FILE ...\n", o.config)
+		fmt.Fprintf(p.Out, "\nnext: have your CA sign the CSR(s) in %s, then import the certificates with\n", filepath.Join(cfgDir, "senders"))
+		fmt.Fprintf(p.Out, "  appliance init -config %s -cert ADDR=FILE ...\n", o.config)
 		return nil
 	}
-	fmt.Fprintf(p.out, "\nchecking %s:\n", o.config)
-	return runCheckConfig([]string{"-connect", "-config", o.config}, p.out, p.out)
+	fmt.Fprintf(p.Out, "\nchecking %s:\n", o.config)
+	return runCheckConfig([]string{"-connect", "-config", o.config}, p.Out, p.Out)
 }
 
 // importCert checks that file's leaf is for the key labelled label and names addr, stores it
 // beside the key on the token and writes the chain to certPath.
-func (o *initOptions) importCert(p *prompter, tok *hsm.Token, addr, label, file, certPath string) error {
-	chain, err := directory.LoadChain(file)
+func (o *initOptions) importCert(p *tty.Prompter, tok *hsm.Token, addr, label, file, certPath string) error {
+	chain, err := directory.LoadSenderChain(file, addr)
 	if err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
-	}
-	if !directory.CoversAddress(chain[0], addr) {
-		return fmt.Errorf("sender %s: the certificate in %q names %s, not %s", addr, file, strings.Join(directory.CertAddresses(chain[0]), ", "), addr)
 	}
 	if err := tok.ImportCertificate(bgctx(), label, chain[0]); err != nil {
 		return fmt.Errorf("sender %s: %w", addr, err)
 	}
-	var pemChain []byte
-	for _, c := range chain {
-		pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	if _, err := o.writeNew(p, certPath, pemChain, 0o644); err != nil {
+	if err := p.WriteNew(certPath, directory.EncodeChain(chain), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(p.out, "imported %q (expires %s) for %s\n", chain[0].Subject.String(), chain[0].NotAfter.UTC().Format(time.DateOnly), addr)
+	fmt.Fprintf(p.Out, "imported %q (expires %s) for %s\n", chain[0].Subject.String(), chain[0].NotAfter.UTC().Format(time.DateOnly), addr)
 	return nil
 }
 
 // initialiseToken initialises a token labelled o.token on the first free slot with the SO PIN
 // from its file, and sets the user PIN: from o.pinFile when it exists, else a random one written
 // there (mode 0600).
-func (o *initOptions) initialiseToken(p *prompter) error {
+func (o *initOptions) initialiseToken(p *tty.Prompter) error {
 	if o.soPINFile == "" {
 		return errors.New("-init-token needs -so-pin-file")
 	}
-	so, err := hsm.LoadPIN(o.soPINFile, "")
-	if err != nil {
-		return fmt.Errorf("SO PIN: %w", err)
-	}
-	pin, made, err := hsm.LoadOrMakePIN(o.pinFile)
-	if err != nil {
-		return fmt.Errorf("user PIN: %w", err)
-	}
+	made, err := hsm.InitTokenFromFiles(o.module, o.token, o.soPINFile, o.pinFile)
 	if made {
-		fmt.Fprintf(p.out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
+		fmt.Fprintf(p.Out, "wrote a new random user PIN to %s (mode 0600)\n", o.pinFile)
 	}
-	if err := hsm.InitToken(o.module, o.token, so, pin); err != nil {
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(p.out, "initialised token %q on %s\n", o.token, o.module)
+	fmt.Fprintf(p.Out, "initialised token %q on %s\n", o.token, o.module)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"appliance/cms"
 	"appliance/directory"
+	"appliance/internal/tty"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/smime"
@@ -80,10 +81,10 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: -plan needs -config", errUsage)
 	}
 	var reports []*inspectReport
-	prog := newProgress(stderr, "inspect", fs.NArg()) // progress.go: on a terminal only
-	defer prog.done()
+	prog := tty.NewProgress(stderr, "inspect", fs.NArg()) // drawn on a terminal only
+	defer prog.Done()
 	for _, name := range fs.Args() {
-		prog.step(name)
+		prog.Step(name)
 		data, err := os.ReadFile(name)
 		if err != nil {
 			return err
@@ -100,7 +101,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(reports)
 	}
 	for _, r := range reports {
-		r.WriteText(escapingWriter{stdout}, r.Split)
+		r.WriteText(tty.EscapingWriter(stdout), r.Split)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"appliance/config"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/tty"
 )
 
 const keysUsage = `usage: appliance keys SUBCOMMAND -config FILE [-token NAME] [flags]
@@ -25,7 +26,7 @@ subcommands:
 one token (a lone [hsm] is one token, named by its label).`
 
 func runKeys(args []string, stdout, stderr io.Writer) error {
-	stdout = escapingWriter{stdout} // labels and subjects come from the token and certificates
+	stdout = tty.EscapingWriter(stdout) // labels and subjects come from the token and certificates
 	if len(args) > 0 && args[0] == "dkim-record" {
 		return keysDKIMRecord(args[1:], stdout, stderr)
 	}

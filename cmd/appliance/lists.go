@@ -37,7 +37,7 @@ func listsFromConfig(cfg *config.Config) ([]lists.List, error) {
 }
 
 // setupLists gives p's pipeline the configured lists. Content keys of mail encrypted to a list
-// are unwrapped through sup when the daemon supervises the token, else through p.token.
+// are unwrapped through sup: the daemon's supervisor, or the offline commands' tokens.
 func setupLists(p *parts, sup *tokenSupervisor) error {
 	if len(p.cfg.Lists) == 0 {
 		return nil
@@ -46,14 +46,10 @@ func setupLists(p *parts, sup *tokenSupervisor) error {
 	if err != nil {
 		return err
 	}
-	var tok lists.ListToken
-	switch {
-	case sup != nil:
-		tok = sup
-	default:
+	if sup == nil {
 		return errors.New("failed to set up lists: no token")
 	}
-	return p.pipe.SetLists(ls, tok)
+	return p.pipe.SetLists(ls, sup)
 }
 
 // reloadLists is the lists' part of SIGHUP: every members file is read again; a file that
@@ -70,29 +66,17 @@ func reloadLists(p *parts, log *slog.Logger) {
 }
 
 // withLists adds the lists' posting rules to the front end's policy (smtpfront.ListPolicy) when
-// lists are configured; without lists the policy is returned as it is, so the front end behaves
-// exactly as before.
+// lists are configured, refusing a poster with a text that names only the list; without lists
+// the policy is returned as it is, so the front end behaves exactly as before.
 func withLists(cfg *config.Config, pipe *pipeline.Pipeline, next smtpfront.Policy) smtpfront.Policy {
 	if len(cfg.Lists) == 0 {
 		return next
 	}
-	return listFrontPolicy{Policy: next, pipe: pipe}
-}
-
-type listFrontPolicy struct {
-	smtpfront.Policy
-	pipe *pipeline.Pipeline
-}
-
-var _ smtpfront.ListPolicy = listFrontPolicy{}
-
-func (l listFrontPolicy) IsList(addr string) bool { return l.pipe.IsList(addr) }
-
-// CheckPoster refuses with a text that names only the list.
-func (l listFrontPolicy) CheckPoster(ctx context.Context, list, mailFrom string) error {
-	err := l.pipe.CheckPoster(ctx, list, mailFrom)
-	if errors.Is(err, lists.ErrNotPoster) {
-		return &smtpfront.PolicyError{Text: "not allowed to post to <" + list + ">", Err: err}
-	}
-	return err
+	return smtpfront.WithLists(next, pipe.IsList, func(ctx context.Context, list, mailFrom string) error {
+		err := pipe.CheckPoster(ctx, list, mailFrom)
+		if errors.Is(err, lists.ErrNotPoster) {
+			return &smtpfront.PolicyError{Text: "not allowed to post to <" + list + ">", Err: err}
+		}
+		return err
+	})
 }

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"appliance/internal/tty"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,18 +76,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errRefused):
-				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
+				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, tty.EscapeLines(err.Error()))
 				return exitRefused
 			case errors.Is(err, errUsage):
 				// A bare errUsage has printed its message and usage already (usageError); a
 				// wrapped one names what is wrong, and the command's -h shows the rest.
 				if err != errUsage {
-					fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
+					fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, tty.EscapeLines(err.Error()))
 					_ = c.run([]string{"-h"}, io.Discard, stderr)
 				}
 				return 2
 			default:
-				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, escapeLines(err.Error()))
+				fmt.Fprintf(stderr, "appliance %s: %s\n", c.name, tty.EscapeLines(err.Error()))
 				return 1
 			}
 		}

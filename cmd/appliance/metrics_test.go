@@ -80,7 +80,7 @@ func TestRefusalReason(t *testing.T) {
 		{"ok malformed", smtpfront.ErrMalformedMessage, metrics.ReasonMalformed},
 		{"ok temporary", tempError{}, metrics.ReasonTemporary},
 		{"ok content refused", fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554}, &pipeline.RefusedError{Reason: "x"}), metrics.ReasonContent},
-		{"ok recipientinfos refused", fmt.Errorf("%w: %w", replyRecipientInfos, split.ErrRecipientInfoRejected), metrics.ReasonContent},
+		{"ok recipientinfos refused", &smtpfront.MessageRefusal{Text: "x", Err: split.ErrRecipientInfoRejected}, metrics.ReasonContent},
 		{"fail unknown", errors.New("boom"), metrics.ReasonOther},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"appliance/config"
+	"appliance/internal/tty"
 	"appliance/smime"
 	"bytes"
 	"context"
@@ -71,7 +72,7 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usageError(fs, "unexpected argument %q (the message is read from stdin)", escape(fs.Arg(0)))
+		return usageError(fs, "unexpected argument %q (the message is read from stdin)", tty.Escape(fs.Arg(0)))
 	case *cfgPath == "":
 		return usageError(fs, "missing -config FILE")
 	case *from == "":
@@ -91,7 +92,7 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	}
 	sender, ok := cfg.Sender(*from)
 	if !ok {
-		return fmt.Errorf("-from %q is not a configured [[sender]]", escape(*from))
+		return fmt.Errorf("-from %q is not a configured [[sender]]", tty.Escape(*from))
 	}
 	msg, err := io.ReadAll(io.LimitReader(os.Stdin, cfg.SMTP.MaxMessageBytes+1))
 	if err != nil {
@@ -150,7 +151,7 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	for _, r := range sealed.Refused {
 		manifest = append(manifest, manifestEntry{MailFrom: *from, RcptTo: []string{r.Recipient},
 			Refused: &refusal{Status: r.Status, Reason: r.Reason}})
-		fmt.Fprintf(stderr, "refused <%s>: %s %s\n", escape(r.Recipient), escape(r.Status), escape(r.Reason))
+		fmt.Fprintf(stderr, "refused <%s>: %s %s\n", tty.Escape(r.Recipient), tty.Escape(r.Status), tty.Escape(r.Reason))
 	}
 	b, err := json.MarshalIndent(manifest, "", "  ")
 	if err != nil {
@@ -159,10 +160,10 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(filepath.Join(*out, "manifest.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d package(s) written to %s\n", len(sealed.Packages), escape(*out))
+	fmt.Fprintf(stdout, "%d package(s) written to %s\n", len(sealed.Packages), tty.Escape(*out))
 	if len(sealed.Refused) > 0 {
 		return fmt.Errorf("%w: %d of %d recipient(s) got no package; see %s", errRefused,
-			len(sealed.Refused), len(rcpts), escape(filepath.Join(*out, "manifest.json")))
+			len(sealed.Refused), len(rcpts), tty.Escape(filepath.Join(*out, "manifest.json")))
 	}
 	return nil
 }
@@ -178,15 +179,15 @@ func checkOutDir(dir string, force bool) (stale []string, err error) {
 	case errors.Is(err, os.ErrNotExist):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("-out %q: %w", escape(dir), err)
+		return nil, fmt.Errorf("-out %q: %w", tty.Escape(dir), err)
 	case len(entries) == 0:
 		return nil, nil
 	case !force:
-		return nil, fmt.Errorf("-out %q is not empty (%d entries); use -force to replace an earlier run's packages", escape(dir), len(entries))
+		return nil, fmt.Errorf("-out %q is not empty (%d entries); use -force to replace an earlier run's packages", tty.Escape(dir), len(entries))
 	}
 	for _, e := range entries {
 		if !e.Type().IsRegular() || (e.Name() != "manifest.json" && !packageName.MatchString(e.Name())) {
-			return nil, fmt.Errorf("-out %q holds %q, which is not a package of an earlier run; -force replaces only those", escape(dir), escape(e.Name()))
+			return nil, fmt.Errorf("-out %q holds %q, which is not a package of an earlier run; -force replaces only those", tty.Escape(dir), tty.Escape(e.Name()))
 		}
 		stale = append(stale, e.Name())
 	}
@@ -194,24 +195,18 @@ func checkOutDir(dir string, force bool) (stale []string, err error) {
 }
 
 // checkFromCovered refuses a message whose From (or Sender) names an address the sender's
-// certificate does not hold: a reader's mail client would show the signature as not matching
-// the author, or worse, a signed identity the sender does not have.
+// certificate does not hold.
 func checkFromCovered(msg []byte, sender string, leaf *x509.Certificate) error {
-	addrs, err := smime.HeaderSenders(msg)
-	if err != nil {
+	a, err := directory.UncoveredSender(msg, leaf)
+	if err != nil || a == "" {
 		return err
 	}
-	for _, a := range addrs {
-		if !directory.CoversAddress(leaf, a) {
-			have := "none"
-			if names := directory.CertAddresses(leaf); len(names) > 0 {
-				have = strings.Join(names, ", ")
-			}
-			return fmt.Errorf("the message's header names <%s>, which the certificate of sender %q does not cover (its addresses: %s); set From to a covered address or use that address's [[sender]]",
-				escape(a), sender, escape(have))
-		}
+	have := "none"
+	if names := directory.CertAddresses(leaf); len(names) > 0 {
+		have = strings.Join(names, ", ")
 	}
-	return nil
+	return fmt.Errorf("the message's header names <%s>, which the certificate of sender %q does not cover (its addresses: %s); set From to a covered address or use that address's [[sender]]",
+		tty.Escape(a), sender, tty.Escape(have))
 }
 
 func writeFile(path string, body io.WriterTo) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -78,7 +79,7 @@ func TestSealBinary(t *testing.T) {
 				files = append(files, e.File)
 			}
 		}
-		sortStrings(refused)
+		sort.Strings(refused)
 		if strings.Join(files, ",") != "001.eml" || strings.Join(refused, ",") != "grace@example.test,nobody@example.test" {
 			t.Fatalf("files %v, refused %v", files, refused)
 		}

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -207,7 +204,7 @@ func loadOptions(cfg *config.Config, q *queue.Queue, o smtpfront.Options) smtpfr
 		HSMBacklog:    func() int { return q.Stats().Received },
 	}
 	if l.ShedSpoolBytes > 0 {
-		src.SpoolBytes = spoolBytes(cfg.Spool.Dir)
+		src.SpoolBytes = queue.SpoolBytes(cfg.Spool.Dir)
 	}
 	o.Load = smtpfront.NewLoadShedder(smtpfront.LoadLimits{
 		SpoolMessages: l.ShedSpoolMessages,
@@ -216,34 +213,4 @@ func loadOptions(cfg *config.Config, q *queue.Queue, o smtpfront.Options) smtpfr
 		HSMBacklog:    l.ShedHSMBacklog,
 	}, src, nil)
 	return o
-}
-
-// spoolBytes returns a func that sums the sizes of the files under dir, walking it at most every
-// 10 seconds (the shedder asks once a second; a large spool costs a walk).
-func spoolBytes(dir string) func() int64 {
-	var mu sync.Mutex
-	var last time.Time
-	var n int64
-	return func() int64 {
-		mu.Lock()
-		defer mu.Unlock()
-		if !last.IsZero() && time.Since(last) < 10*time.Second {
-			return n
-		}
-		last = time.Now()
-		var sum int64
-		_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil // a file renamed or removed meanwhile
-			}
-			if d.Type().IsRegular() {
-				if fi, err := d.Info(); err == nil {
-					sum += fi.Size()
-				}
-			}
-			return nil
-		})
-		n = sum
-		return n
-	}
 }

@@ -197,34 +197,6 @@ func TestCertReload(t *testing.T) {
 	}
 }
 
-func TestCertReloaderStart(t *testing.T) {
-	t.Parallel()
-	p := newTestPair(t, 1)
-	other := newTestPair(t, 2)
-	tests := []struct {
-		name      string
-		cert, key []byte
-		wantErr   bool
-	}{
-		{"ok matching pair", p.cert, p.key, false},
-		{"fail key of another certificate", p.cert, other.key, true},
-		{"fail empty certificate", nil, p.key, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			c, k := filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls.key")
-			writeTestFile(t, c, tt.cert)
-			writeTestFile(t, k, tt.key)
-			_, err := newCertReloader(c, k)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
-			}
-		})
-	}
-}
-
 func TestReloadTLSWithoutTLS(t *testing.T) {
 	t.Parallel()
 	f, err := newFront(config.Defaults(), nil)

@@ -55,25 +55,11 @@ func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped 
 
 var _ cms.ContentKey = (*hsm.SupervisedKey)(nil)
 
-// requireHSM is the front end's policy under hsm.require_up: while the token is down, MAIL gets
-// 451 4.3.0 instead of mail that could only wait in the spool. Embedding frontPolicy keeps every
-// other check (and any optional interface it implements) as it is.
-type requireHSM struct {
-	frontPolicy
-	hsm interface{ Healthy() error }
-}
-
-func (r requireHSM) CheckSender(ctx context.Context, addr, authUser string) error {
-	if err := r.hsm.Healthy(); err != nil {
-		return fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
-	}
-	return r.frontPolicy.CheckSender(ctx, addr, authUser)
-}
-
-// policyFor is the front end's policy for cfg.
+// policyFor is the front end's policy for cfg: under hsm.require_up, MAIL gets 451 4.3.0 while
+// the token is down.
 func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfront.Policy {
 	if cfg.HSM.RequireUp {
-		return requireHSM{frontPolicy: f, hsm: sup}
+		return smtpfront.RequireHealthy(f, sup.Healthy)
 	}
 	return f
 }
@@ -118,17 +104,7 @@ func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSuper
 func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptions) (*tokenSupervisor, error) {
 	// Keys by token, so that each watch probes with one of its own keys and start can check that
 	// the token signs with every key's mechanism.
-	keys := map[string][]string{}
-	for _, s := range cfg.Senders {
-		if name, err := cfg.TokenFor(s.Key, config.RoleSign); err == nil {
-			keys[name] = append(keys[name], s.Key)
-		}
-	}
-	for _, l := range cfg.Lists {
-		if name, err := cfg.TokenFor(l.Key, config.RoleSign); err == nil {
-			keys[name] = append(keys[name], l.Key)
-		}
-	}
+	keys := cfg.KeysByToken()
 	for _, t := range cfg.TokenList() {
 		hc, err := tokenConfig(cfg, t)
 		if err != nil {

@@ -29,7 +29,6 @@ import (
 	"appliance/lists"
 	"appliance/queue"
 	"appliance/smime"
-	"appliance/smtpfront"
 
 	"github.com/miekg/pkcs11"
 )
@@ -212,23 +211,6 @@ func TestSupervisorMissingAtStart(t *testing.T) {
 	}
 	if log.count("hsm down") != 1 || log.count("hsm up") != 1 {
 		t.Errorf("log:\n%s", log.b.String())
-	}
-}
-
-type fixedHealth struct{ err error }
-
-func (f fixedHealth) Healthy() error { return f.err }
-
-// Under hsm.require_up the front end answers MAIL with 451 4.3.0 while the token is down.
-func TestRequireHSM(t *testing.T) {
-	p := requireHSM{hsm: fixedHealth{&hsm.UnavailableError{Cause: errors.New("token gone")}}}
-	err := p.CheckSender(context.Background(), "alice@example.test", "")
-	r := smtpfront.Reply(smtpfront.StageMail, err)
-	if r == nil || r.Code != 451 || fmt.Sprint(r.EnhancedCode) != "[4 3 0]" {
-		t.Fatalf("reply %v, want 451 4.3.0", r)
-	}
-	if strings.Contains(r.Message, "token") {
-		t.Errorf("reply %q names the token", r.Message)
 	}
 }
 

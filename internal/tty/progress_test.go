@@ -1,4 +1,4 @@
-package main
+package tty
 
 import (
 	"bytes"
@@ -26,10 +26,10 @@ func TestProgress(t *testing.T) {
 			clock := time.Unix(0, 0)
 			p.now = func() time.Time { return clock }
 			for _, name := range []string{"/maildir/cur/a.eml", "b.eml", "c.eml"}[:tt.total] {
-				p.step(name)
+				p.Step(name)
 				clock = clock.Add(time.Second)
 			}
-			p.done()
+			p.Done()
 			out := b.String()
 			if tt.want == nil {
 				if out != "" {
@@ -55,7 +55,7 @@ func TestProgressThrottles(t *testing.T) {
 	clock := time.Unix(0, 0)
 	p.now = func() time.Time { return clock }
 	for i := 0; i < 1000; i++ {
-		p.step("x.eml")
+		p.Step("x.eml")
 		clock = clock.Add(time.Millisecond) // 1000 files in a second: ~10 redraws
 	}
 	if n := strings.Count(b.String(), "\r"); n < 5 || n > 15 {
@@ -73,7 +73,7 @@ func TestProgressDetectsPipe(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if p := newProgress(w, "inspect", 10); p.w != nil {
+	if p := NewProgress(w, "inspect", 10); p.w != nil {
 		t.Fatal("progress drawn into a pipe")
 	}
 }

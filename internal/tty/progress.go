@@ -1,4 +1,4 @@
-package main
+package tty
 
 // A progress line for commands that work through many files (inspect of a whole maildir). It is
 // drawn on stderr only when stderr is a terminal, so output piped or redirected to a file, and
@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/term"
+	xterm "golang.org/x/term"
 )
 
 // progressEvery limits redraws: a terminal repainting per file would cost more than the work.
@@ -20,7 +20,8 @@ const progressEvery = 100 * time.Millisecond
 // progressMin is the fewest items worth a progress line.
 const progressMin = 2
 
-type progress struct {
+// Progress is a progress line: Step per item, Done at the end.
+type Progress struct {
 	w     io.Writer // nil: quiet
 	verb  string
 	total int
@@ -30,19 +31,19 @@ type progress struct {
 	width int
 }
 
-// newProgress returns a progress line on w for total items, quiet unless w is a terminal.
-func newProgress(w io.Writer, verb string, total int) *progress {
+// NewProgress returns a progress line on w for total items, quiet unless w is a terminal.
+func NewProgress(w io.Writer, verb string, total int) *Progress {
 	f, ok := w.(*os.File)
-	tty := ok && term.IsTerminal(int(f.Fd()))
+	tty := ok && xterm.IsTerminal(int(f.Fd()))
 	return newProgressTTY(w, verb, total, tty)
 }
 
-func newProgressTTY(w io.Writer, verb string, total int, tty bool) *progress {
-	p := &progress{verb: verb, total: total, now: time.Now, width: 80}
+func newProgressTTY(w io.Writer, verb string, total int, tty bool) *Progress {
+	p := &Progress{verb: verb, total: total, now: time.Now, width: 80}
 	if tty && total >= progressMin {
 		p.w = w
 		if f, ok := w.(*os.File); ok {
-			if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
+			if cols, _, err := xterm.GetSize(int(f.Fd())); err == nil && cols > 20 {
 				p.width = cols
 			}
 		}
@@ -50,8 +51,8 @@ func newProgressTTY(w io.Writer, verb string, total int, tty bool) *progress {
 	return p
 }
 
-// step records that the next item, name, is being worked on.
-func (p *progress) step(name string) {
+// Step records that the next item, name, is being worked on.
+func (p *Progress) Step(name string) {
 	p.n++
 	if p.w == nil {
 		return
@@ -62,7 +63,7 @@ func (p *progress) step(name string) {
 	}
 }
 
-func (p *progress) draw(name string) {
+func (p *Progress) draw(name string) {
 	const barWidth = 20
 	filled := barWidth * p.n / p.total
 	bar := make([]byte, barWidth)
@@ -80,8 +81,8 @@ func (p *progress) draw(name string) {
 	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
 }
 
-// done clears the line, so what follows starts on a clean one.
-func (p *progress) done() {
+// Done clears the line, so what follows starts on a clean one.
+func (p *Progress) Done() {
 	if p.w != nil {
 		fmt.Fprint(p.w, "\r\x1b[K")
 		p.w = nil

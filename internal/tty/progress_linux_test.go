@@ -1,4 +1,4 @@
-package main
+package tty
 
 import (
 	"os"
@@ -29,12 +29,12 @@ func TestProgressDetectsTerminal(t *testing.T) {
 		ci.Skipf(t, "open pts: %v", err)
 	}
 	defer pts.Close()
-	p := newProgress(pts, "inspect", 10)
+	p := NewProgress(pts, "inspect", 10)
 	if p.w == nil {
 		t.Fatal("no progress on a terminal")
 	}
-	p.step("a.eml")
-	p.done()
+	p.Step("a.eml")
+	p.Done()
 	buf := make([]byte, 256)
 	k, err := ptmx.Read(buf)
 	if err != nil || k == 0 {

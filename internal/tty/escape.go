@@ -1,21 +1,21 @@
-package main
+// Package tty keeps what the commands print safe and tidy on a terminal: text from messages,
+// certificates and the directory escaped (no control sequence reaches the screen), and a
+// progress line drawn only where a person is watching.
+package tty
 
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"unicode"
 )
 
-func sortStrings(s []string) { sort.Strings(s) }
-
-// escape makes text from a message, a certificate or a command line safe to print on a
+// Escape makes text from a message, a certificate or a command line safe to print on a
 // terminal: control characters (C0, DEL, C1), bidirectional overrides and invalid UTF-8 become
 // Go escapes (\x1b, \u202e), so a crafted subject or address cannot move the cursor, recolour
 // the screen or reorder what an operator reads. Printable text, non-ASCII letters included,
 // is left alone.
-func escape(s string) string {
+func Escape(s string) string {
 	clean := true
 	for _, r := range s {
 		if unsafeRune(r) {
@@ -58,25 +58,27 @@ func unsafeRune(r rune) bool {
 	return false
 }
 
-// escapeLines escapes each line of s on its own: joined errors stay one per line.
-func escapeLines(s string) string {
+// EscapeLines escapes each line of s on its own: joined errors stay one per line.
+func EscapeLines(s string) string {
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = escape(l)
+		lines[i] = Escape(l)
 	}
 	return strings.Join(lines, "\n")
 }
 
-// escapingWriter passes text reports through [escapeLines] (tabs kept): every line a command prints from
-// messages, certificates or the directory is safe on a terminal, whatever printed it. Each
-// Write must be whole lines or whole runes, as fmt's are.
+// EscapingWriter passes text reports through [EscapeLines] (tabs kept): every line a command
+// prints from messages, certificates or the directory is safe on a terminal, whatever printed
+// it. Each Write must be whole lines or whole runes, as fmt's are.
+func EscapingWriter(w io.Writer) io.Writer { return escapingWriter{w} }
+
 type escapingWriter struct{ w io.Writer }
 
 func (e escapingWriter) Write(p []byte) (int, error) {
 	// Tabs stay: they are the reports' column separators.
 	parts := strings.Split(string(p), "\t")
 	for i, part := range parts {
-		parts[i] = escapeLines(part)
+		parts[i] = EscapeLines(part)
 	}
 	if _, err := io.WriteString(e.w, strings.Join(parts, "\t")); err != nil {
 		return 0, err
