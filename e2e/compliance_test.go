@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"appliance/audit"
 	"appliance/dkim"
 	"appliance/internal/ci"
@@ -41,6 +43,7 @@ type complianceRig struct {
 	auditDir string
 	dns      string // dkimpy's DNS answers: the example.test key record
 	all      []sink.Transaction
+	deferred bool // the journal was deferred once: the trail has its deferred record
 }
 
 func newComplianceRig(t *testing.T, bcc string) *complianceRig {
@@ -188,6 +191,24 @@ func TestServeCompliance(t *testing.T) {
 				}
 				c.checkJournal(t, jtx, rest, exp.Message, map[string]string{listAddr: journal.KindTo})
 				c.checkDKIM(t, append(rest, jtx))
+			})
+			t.Run("journal deferred", func(t *testing.T) {
+				// The next hop defers the journal once: it is retried, not dropped, and the
+				// message's own packages go out beside it (policy nowait).
+				c.sink.Reset()
+				c.sink.AddFault(sink.Fault{Stage: sink.AtRcpt, Rcpt: journalAddr, Times: 1,
+					Reply: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "journal store busy"}})
+				exp := c.send(t, submission{msg: Message{From: alice, To: []string{bob}, Bcc: []string{dave}, Subject: "later", Text: "journal me\n"}})
+				accepted++
+				rest, jtx := c.collect(t, 3)
+				if c.sink.Refused() != 1 {
+					t.Errorf("the sink refused %d times, want the journal once", c.sink.Refused())
+				}
+				if _, err := c.checker.Check(context.Background(), exp, rest); err != nil {
+					t.Fatalf("privacy/completeness check failed:\n%v", err)
+				}
+				c.checkJournal(t, jtx, rest, exp.Message, map[string]string{bob: journal.KindTo, dave: journal.KindBcc})
+				c.deferred = true
 			})
 			if t.Failed() {
 				return
@@ -405,7 +426,7 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 	count := map[string]int{}
 	delivered := map[string]bool{}
 	digests := map[string]bool{}
-	var hidden bool
+	var hidden, deferredJournal bool
 	for _, r := range recs {
 		count[r.Type]++
 		switch r.Type {
@@ -416,6 +437,9 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 		case audit.TypeSealed:
 			digests[r.Digest] = true
 		case audit.TypeDelivery:
+			if r.Outcome == audit.Deferred && r.Recipient == journalAddr && strings.Contains(r.Reply, "journal store busy") {
+				deferredJournal = true
+			}
 			if r.Outcome == audit.Delivered {
 				delivered[fmt.Sprintf("%s/%d/%s", r.Message, *r.Package, norm(r.Recipient))] = true
 			}
@@ -436,6 +460,9 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 	}
 	if len(delivered) != rcpts {
 		t.Errorf("%d delivered records, the next hop accepted %d recipients", len(delivered), rcpts)
+	}
+	if c.deferred && !deferredJournal {
+		t.Error("no deferred delivery record for the journal the next hop deferred")
 	}
 	if count[audit.TypeSeal] == 0 {
 		t.Error("no file of the trail is sealed")
