@@ -69,11 +69,12 @@ type Journal struct {
 	// Value: address of a [[sender]], required with address
 	// Example: "journal-sender@example.test"
 	Sender string `toml:"sender"`
-	// Whether a message waits for its journal: "wait" delivers none of its packages before the
-	// next hop has accepted the journal package; "nowait" delivers them beside it. Either way a
-	// journal package that cannot be delivered is retried like any package, never dropped.
-	// Value: "wait" (default) or "nowait"
-	// Example: "wait"
+	// Whether a message waits for its journal: "nowait" delivers its packages beside the journal
+	// package, which is retried like any package when it cannot be delivered. "wait" (none of
+	// the message's packages before the next hop has accepted the journal package) is not
+	// implemented yet and is refused.
+	// Value: "nowait" (default); "wait" is refused for now
+	// Example: "nowait"
 	Policy string `toml:"policy"`
 }
 
@@ -198,7 +199,11 @@ func (c *Config) validateJournal(v *validator) {
 		v.add("journal.sender", ErrInvalid, "%q is not a [[sender]]", j.Sender)
 	}
 	if j.Policy == "" {
-		j.Policy = JournalWait
+		j.Policy = JournalNoWait
 	}
-	oneOf(v, "journal.policy", j.Policy, JournalWait, JournalNoWait)
+	if j.Policy == JournalWait {
+		v.add("journal.policy", ErrInvalid, "%q is not implemented yet (packages would wait for the journal's delivery); use %q", j.Policy, JournalNoWait)
+	} else {
+		oneOf(v, "journal.policy", j.Policy, JournalWait, JournalNoWait)
+	}
 }

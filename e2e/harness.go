@@ -77,6 +77,8 @@ type Config struct {
 	Queue     QueueConfig     `toml:"queue"`
 	Log       LogConfig       `toml:"log"`
 	Sender    []SenderConfig  `toml:"sender"`
+	// Extra is TOML written after the rest (tables the struct does not model: [journal] ...).
+	Extra string `toml:"-"`
 }
 
 // HSMConfig is [hsm].
@@ -168,6 +170,7 @@ func (c Config) Write(dir string) (string, error) {
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
 		return "", fmt.Errorf("failed to encode config: %w", err)
 	}
+	b.WriteString("\n" + c.Extra)
 	f, err := os.CreateTemp(dir, "appliance-*.toml")
 	if err != nil {
 		return "", fmt.Errorf("failed to write config: %w", err)

@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"appliance/cms"
@@ -421,6 +422,7 @@ type spooled struct {
 	body          io.WriterTo
 	mode, profile string
 	sealed        func(mode, profile string)
+	told          atomic.Bool // written again (DKIM signs the written form): told once
 }
 
 func (s *spooled) WriteTo(w io.Writer) (int64, error) {
@@ -429,7 +431,7 @@ func (s *spooled) WriteTo(w io.Writer) (int64, error) {
 		return int64(n), err
 	}
 	m, err := s.body.WriteTo(w)
-	if err == nil && s.sealed != nil {
+	if err == nil && s.sealed != nil && s.told.CompareAndSwap(false, true) {
 		s.sealed(s.mode, s.profile)
 	}
 	return int64(n) + m, err

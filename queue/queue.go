@@ -156,6 +156,19 @@ type Options struct {
 
 	Now    func() time.Time // clock; default time.Now
 	Logger *slog.Logger     // default: discard
+	// Outcome, when set, is told each recipient's result of each delivery attempt of a package
+	// (not of a DSN) before the result is committed (the daemon's audit trail).
+	Outcome func(Outcome)
+}
+
+// Outcome is one recipient's result of one delivery attempt. State is "delivered", "deferred"
+// or "failed"; Err is the next hop's error (nil when delivered).
+type Outcome struct {
+	Message   string
+	Package   int
+	Recipient string
+	State     string
+	Err       error
 }
 
 // Errors of Accept and Open.

@@ -339,6 +339,11 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 			failed = append(failed, r)
 		}
 	}
+	if q.opts.Outcome != nil && !p.DSN {
+		for _, addr := range rcpts {
+			q.opts.Outcome(Outcome{Message: rec.ID, Package: p.N, Recipient: addr, State: outcomeState(byAddr[addr], outcome[addr]), Err: outcome[addr]})
+		}
+	}
 	if deferred > 0 {
 		p.Attempts++
 		p.LastError = lastTemp.Error()
@@ -346,7 +351,9 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	}
 	// A package sent with a null reverse path (a list member's copy) bounces to no one: a DSN to
 	// the message's sender would name a member the sender must not learn of.
-	if !p.DSN && p.MailFrom != "" {
+	// Nor does a package with a reverse path of its own (the journal's): the DSN would name the
+	// journal address to the message's sender.
+	if !p.DSN && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
 		q.addDSN(rec, failed, now)
 	}
 	// The last result of a message commits by removing it: a directory
@@ -415,4 +422,15 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// outcomeState names a recipient's state after a delivery attempt for Options.Outcome.
+func outcomeState(r *rcptRecord, err error) string {
+	switch {
+	case err == nil:
+		return "delivered"
+	case r.State == rcptFailed:
+		return "failed"
+	}
+	return "deferred"
 }

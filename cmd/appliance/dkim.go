@@ -103,7 +103,7 @@ func (d dkimSigning) Process(ctx context.Context, id string, env queue.Envelope,
 		return sealed, err
 	}
 	for i, pk := range sealed.Packages {
-		b, err := d.s.WriterTo(pk.Body)
+		b, err := signBody(d.s, pk.Body)
 		switch {
 		case errors.Is(err, dkim.ErrNoKey) || errors.Is(err, dkim.ErrUnsignable):
 			d.log.Info("package not DKIM-signed", "id", id, "package", i, "reason", err)

@@ -49,6 +49,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		log.Warn("directory: identifier claimed by more than one owner; refused", "component", "directory", "id", a.ID, "owners", a.Owners)
 	}
 
+	comp, err := openCompliance(bgctx(), cfg, sup, p.pipe, log) // compliance.go
+	if err != nil {
+		return err
+	}
+	defer comp.Close() // after the queue stopped: deferred first, run last
 	deliv, err := delivery.New(delivery.Options{NextHop: cfg.Relay.NextHop, Hostname: cfg.SMTP.Hostname})
 	if err != nil {
 		return err
@@ -64,7 +69,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		// Refuse new mail (452 4.3.1) while the disk could not hold two more of the largest.
 		MinFreeBytes: uint64(2 * cfg.SMTP.MaxMessageBytes),
 		Logger:       log.With("component", "queue"),
-	}, p.pipe, obs.deliverer(deliv))
+		Outcome:      comp.outcome(),
+	}, comp.processor(p.pipe), obs.deliverer(deliv))
 	if err != nil {
 		return err
 	}
@@ -81,7 +87,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	})), obs.spooler(checkMessages(cfg, p.pipe, frontSpool{q})), obs.policy(fr.policy(withLists(cfg, p.pipe, policyFor(cfg, sup, frontPolicy{p.pipe})))))
+	})), obs.spooler(checkMessages(cfg, p.pipe, comp.spooler(frontSpool{q}))), obs.policy(fr.policy(withLists(cfg, p.pipe, policyFor(cfg, sup, frontPolicy{p.pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()

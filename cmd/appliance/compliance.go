@@ -1,0 +1,350 @@
+package main
+
+// The compliance features in serve: DKIM on every package, the journal package, the audit
+// trail (README, Compliance).
+//
+// Order of work on a message, in the queue.Processor that wraps the pipeline:
+//  1. the pipeline seals its packages (each with its Received trace field);
+//  2. each package is DKIM-signed over its final bytes (dkimBody);
+//  3. with [journal], the journal package is built from the message as submitted and a report
+//     of every package (recipients, RecipientInfo identifiers, SHA-256 of the signed package),
+//     sealed for the journal certificates, DKIM-signed, and added as a package of its own;
+//  4. with [audit], each package's body records a `sealed` record once the spool has its bytes.
+//
+// The `accepted` record is written after the queue committed the message and before the client
+// gets its 250 (complianceSpool); `delivery` records come from the queue's Outcome hook.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+
+	"appliance/audit"
+	"appliance/config"
+	"appliance/directory"
+	"appliance/dkim"
+	"appliance/journal"
+	"appliance/pipeline"
+	"appliance/queue"
+	"appliance/retry"
+	"appliance/seal"
+	"appliance/smtpfront"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// compliance holds what serve built from [[dkim]], [journal] and [audit]; each may be nil.
+type compliance struct {
+	audit   *audit.Log
+	dkim    *dkim.Signer
+	journal *journalSetup
+	log     *slog.Logger
+}
+
+// journalSetup is the journal as configured; the sender's key is found per message (the token
+// may come and go).
+type journalSetup struct {
+	j      journal.Journal
+	keyURI string
+	src    signerSource
+}
+
+// openCompliance builds the DKIM signer, the journal and the audit trail. The DKIM and audit
+// keys are looked up now (their public halves are needed up front); the journal sender's key
+// when a message is sealed.
+func openCompliance(ctx context.Context, cfg *config.Config, src signerSource, pipe *pipeline.Pipeline, log *slog.Logger) (*compliance, error) {
+	c := &compliance{log: log.With("component", "compliance")}
+	var err error
+	if c.dkim, err = newDKIMSigner(ctx, cfg, src); err != nil {
+		return nil, err
+	}
+	if cfg.Journal.Enabled() {
+		if c.journal, err = newJournalSetup(cfg, src, pipe); err != nil {
+			return nil, err
+		}
+	}
+	if c.audit, err = openAuditLog(ctx, cfg, src); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newJournalSetup(cfg *config.Config, src signerSource, pipe *pipeline.Pipeline) (*journalSetup, error) {
+	jc := cfg.Journal
+	s, ok := pipe.SenderFor(jc.Sender)
+	if !ok {
+		return nil, fmt.Errorf("journal.sender %q is not a [[sender]]", jc.Sender)
+	}
+	js := &journalSetup{keyURI: s.KeyURI, src: src, j: journal.Journal{
+		Address: jc.Address, From: s.Address, Hostname: cfg.SMTP.Hostname, Sealer: pipe.Sealer(),
+		Sender: seal.Sender{Chain: s.Chain, PSS: s.PSS},
+	}}
+	for _, f := range jc.Certs {
+		certs, err := directory.LoadCertificates(f)
+		if err != nil {
+			return nil, fmt.Errorf("journal.certs: %w", err)
+		}
+		if len(certs) == 0 {
+			return nil, fmt.Errorf("journal.certs: no certificate in %q", f)
+		}
+		js.j.Certs = append(js.j.Certs, certs...)
+	}
+	return js, nil
+}
+
+// Close closes the audit trail, sealing its last file; serve calls it after the queue stopped.
+func (c *compliance) Close() error {
+	if c == nil || c.audit == nil {
+		return nil
+	}
+	if err := c.audit.Close(); err != nil {
+		c.log.Error("audit trail close failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+// processor wraps the pipeline's queue.Processor (see the file comment).
+func (c *compliance) processor(next queue.Processor) queue.Processor {
+	if c == nil || (c.dkim == nil && c.journal == nil && c.audit == nil) {
+		return next
+	}
+	return compliantProcessor{c: c, next: next}
+}
+
+type compliantProcessor struct {
+	c    *compliance
+	next queue.Processor
+}
+
+func (p compliantProcessor) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
+	c := p.c
+	var orig bytes.Buffer
+	if c.journal != nil {
+		body = io.TeeReader(body, &orig) // the pipeline reads the whole message
+	}
+	sealed, err := p.next.Process(ctx, id, env, body)
+	if err != nil || sealed == nil {
+		return sealed, err
+	}
+	ris := make([][]string, len(sealed.Packages))
+	if c.journal != nil || c.audit != nil {
+		for i, pk := range sealed.Packages {
+			if ris[i], err = pipeline.PackageRecipientInfos(pk.Body); err != nil {
+				c.log.Warn("package RecipientInfos not readable", "id", id, "package", i, "err", err)
+			}
+		}
+	}
+	for i := range sealed.Packages {
+		if err := c.sign(id, i, &sealed.Packages[i]); err != nil {
+			return nil, err
+		}
+	}
+	if c.journal != nil {
+		jp, jris, err := c.journalPackage(ctx, id, env, orig.Bytes(), sealed, ris)
+		if err != nil {
+			// Never sent without its journal: the message waits, like for any token trouble.
+			return nil, retry.Temporary(fmt.Errorf("journal package: %w", err))
+		}
+		sealed.Packages = append(sealed.Packages, jp)
+		ris = append(ris, jris)
+	}
+	if c.audit != nil {
+		for i, pk := range sealed.Packages {
+			sealed.Packages[i].Body = &auditedBody{inner: pk.Body, log: c.audit, rec: audit.Sealed{
+				Message: id, Package: i, Mode: pk.Mode, Profile: pk.Profile,
+				Recipients: pk.RcptTo, RecipientInfos: ris[i],
+			}}
+		}
+	}
+	return sealed, nil
+}
+
+// sign DKIM-signs one package in place; a package no key covers goes unsigned (logged), a
+// signing failure defers the message (dkimDeferral).
+func (c *compliance) sign(id string, i int, pk *queue.Package) error {
+	if c.dkim == nil {
+		return nil
+	}
+	b, err := signBody(c.dkim, pk.Body)
+	switch {
+	case errors.Is(err, dkim.ErrNoKey) || errors.Is(err, dkim.ErrUnsignable):
+		c.log.Info("package not DKIM-signed", "id", id, "package", i, "reason", err)
+	case err != nil:
+		return dkimDeferral{fmt.Errorf("DKIM signing of package %d: %w", i, err)}
+	default:
+		pk.Body = b
+	}
+	return nil
+}
+
+// journalPackage builds and seals the journal package of a message: a transaction of its own
+// (the journal sender to the journal address), DKIM-signed like any package.
+func (c *compliance) journalPackage(ctx context.Context, id string, env queue.Envelope, orig []byte, sealed *queue.Sealed, ris [][]string) (queue.Package, []string, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(orig)))
+	if err != nil {
+		h = textproto.Header{} // the report's kinds then say envelope-only
+	}
+	rep := journal.NewReport(id, env.ReceivedAt, env.MailFrom, env.AuthUser, h, env.RcptTo)
+	for i, pk := range sealed.Packages {
+		d := sha256.New()
+		if _, err := pk.Body.WriteTo(d); err != nil {
+			return queue.Package{}, nil, err
+		}
+		rep.AddPackage(journal.Package{Recipients: pk.RcptTo, Mode: pk.Mode, Profile: pk.Profile,
+			RecipientInfos: ris[i], Digest: audit.Digest([sha256.Size]byte(d.Sum(nil)))})
+	}
+	for _, r := range sealed.Refused {
+		rep.Refuse(r.Recipient, r.Status+" "+r.Reason)
+	}
+	js := c.journal
+	signer, err := js.src.Signer(ctx, js.keyURI)
+	if err != nil {
+		return queue.Package{}, nil, fmt.Errorf("the journal sender's key: %w", err)
+	}
+	j := js.j
+	j.Sender.Signer = signer
+	s, err := j.Seal(ctx, rep, orig)
+	if err != nil {
+		return queue.Package{}, nil, err
+	}
+	jris, err := pipeline.PackageRecipientInfos(s.Body)
+	if err != nil {
+		return queue.Package{}, nil, err
+	}
+	pk := queue.Package{MailFrom: s.MailFrom, RcptTo: s.RcptTo, Body: s.Body}
+	pk.Mode, pk.Profile = s.Body.Kind()
+	if err := c.sign(id, len(sealed.Packages), &pk); err != nil {
+		return queue.Package{}, nil, err
+	}
+	c.log.Info("journal package", "id", id, "package", len(sealed.Packages), "packages_reported", len(rep.Packages))
+	return pk, jris, nil
+}
+
+// signBody DKIM-signs a package given as the io.WriterTo the queue spools: the package is
+// written once to be signed, and the result writes the DKIM-Signature fields and then the
+// package again (which must write the same bytes).
+func signBody(s *dkim.Signer, pkg io.WriterTo) (io.WriterTo, error) {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := pkg.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	field, err := s.Sign(pr)
+	pr.CloseWithError(errors.New("dkim: signing stopped"))
+	<-done // the first WriteTo is over before anyone calls the second
+	if err != nil {
+		return nil, err
+	}
+	return &dkimBody{field: []byte(field), inner: pkg}, nil
+}
+
+// dkimBody is a DKIM-signed package: its DKIM-Signature fields, then the package. (When a
+// package body is split into a head of its own and a part shared by the message's packages,
+// queue.SharedBody, this forwards the inner body's split as field+head, shared.)
+type dkimBody struct {
+	field []byte
+	inner io.WriterTo
+}
+
+func (b *dkimBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b.field)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := b.inner.WriteTo(w)
+	return int64(n) + m, err
+}
+
+// auditedBody writes a package to the spool and then its `sealed` record, with the SHA-256 of
+// the bytes written: the record is on disk before the package can be delivered. A trail that
+// cannot be written fails the spool write, so the message is sealed again later.
+type auditedBody struct {
+	inner io.WriterTo
+	log   *audit.Log
+	rec   audit.Sealed
+}
+
+func (b *auditedBody) WriteTo(w io.Writer) (int64, error) {
+	h := sha256.New()
+	n, err := b.inner.WriteTo(io.MultiWriter(w, h))
+	if err != nil {
+		return n, err
+	}
+	r := b.rec
+	r.Digest = [sha256.Size]byte(h.Sum(nil))
+	if err := b.log.Sealed(r); err != nil {
+		return n, fmt.Errorf("audit trail: %w", err)
+	}
+	return n, nil
+}
+
+// spooler records an `accepted` record for each message the queue committed, before the
+// client's 250; a trail that cannot be written answers 451 (the message is in the spool and is
+// sent, but the client is told to try again: a duplicate rather than mail without its record).
+func (c *compliance) spooler(next smtpfront.Spooler) smtpfront.Spooler {
+	if c == nil || c.audit == nil {
+		return next
+	}
+	return complianceSpool{next: next, log: c.audit}
+}
+
+type complianceSpool struct {
+	next smtpfront.Spooler
+	log  *audit.Log
+}
+
+func (s complianceSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
+	h := &countingHash{Hash: sha256.New()}
+	id, err := s.next.Accept(ctx, env, io.TeeReader(body, h))
+	if err != nil {
+		return id, err
+	}
+	err = s.log.Accepted(audit.Accepted{Message: id, From: env.MailFrom, AuthUser: env.AuthUser,
+		Recipients: env.RcptTo, Size: h.n, Digest: [sha256.Size]byte(h.Sum(nil))})
+	if err != nil {
+		return "", fmt.Errorf("%w: audit trail: %w", smtpfront.ErrTemporary, err)
+	}
+	return id, nil
+}
+
+type countingHash struct {
+	hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	return c.Hash.Write(b)
+}
+
+// outcome is the queue's Outcome hook: one `delivery` record per recipient per attempt; nil
+// without a trail.
+func (c *compliance) outcome() func(queue.Outcome) {
+	if c == nil || c.audit == nil {
+		return nil
+	}
+	return func(o queue.Outcome) {
+		d := audit.Delivery{Message: o.Message, Package: o.Package, Recipient: o.Recipient, Outcome: audit.Deferred}
+		switch o.State {
+		case "delivered":
+			d.Outcome = audit.Delivered
+		case "failed":
+			d.Outcome = audit.Bounced
+		}
+		if o.Err != nil {
+			d.Reply = o.Err.Error()
+		}
+		if err := c.audit.Delivery(d); err != nil {
+			c.log.Error("audit record of a delivery failed", "id", o.Message, "package", o.Package, "err", err)
+		}
+	}
+}

@@ -1,0 +1,39 @@
+package pipeline
+
+// What the daemon's journal and audit trail need to know of the packages the pipeline made,
+// without reading them again.
+
+import (
+	"io"
+
+	"appliance/cms"
+	"appliance/journal"
+	"appliance/seal"
+)
+
+// PackageRecipientInfos names the RecipientInfos of a package body as Process returned it
+// (journal.RecipientInfoIDs: "ski:HEX" or "issuer-serial:DN/0xSERIAL"): those of an
+// appliance-sealed or pass-through package. It returns nil for a signed-only package and for a
+// body it does not know (a list member's package, whose RecipientInfo is in its own share).
+func PackageRecipientInfos(body io.WriterTo) ([]string, error) {
+	if s, ok := body.(*spooled); ok {
+		body = s.body
+	}
+	sp, ok := body.(*seal.Package)
+	if !ok {
+		return nil, nil
+	}
+	der := sp.CMS()
+	if der == nil {
+		return nil, nil
+	}
+	env, err := cms.ParseEnveloped(der.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return journal.RecipientInfoIDs(env.RecipientInfos), nil
+}
+
+// Sealer is the pipeline's sealer (the token's content keys and OAEP hash): the journal package
+// is sealed with it.
+func (p *Pipeline) Sealer() *seal.Sealer { return p.sealer }
