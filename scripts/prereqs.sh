@@ -35,6 +35,8 @@ postfix|postfix|test -x /usr/sbin/postfix && command -v postconf >/dev/null
 p11-kit|p11-kit|p11-kit server --help 2>&1 | grep -q -- --foreground
 p11-kit-client|p11-kit-modules|ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1
 debootstrap|debootstrap|command -v debootstrap >/dev/null
+pkcsconf|opencryptoki|test -x /usr/sbin/pkcsslotd && ls /usr/lib/*/pkcs11/libopencryptoki.so /usr/lib/pkcs11/libopencryptoki.so 2>/dev/null | grep -q .
+pkcsslotd|opencryptoki|test -x /usr/sbin/pkcsslotd
 TABLE
 )
 
