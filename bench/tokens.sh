@@ -11,9 +11,9 @@
 #                 connection), and with LINKS processes at once (LINKS connections);
 #   appliance     `appliance serve` with two [[token]]s (local: sign+content; remote: sign, alice's
 #                 key), loaded by bench/loadgen with 10 KB messages to one recipient over CONNS
-#                 connections for DURATION; messages per second. Once with one session on the
+#                 connections for DURATION; messages per second. Once with two sessions on the
 #                 remote token (where the link, not the machine, is the limit: compare with the
-#                 floor at parallel 1) and once with PARALLEL sessions.
+#                 floor at parallel 2) and once with PARALLEL sessions.
 # Also the same appliance with alice's key on the local token (no link), and the local token's
 # own signature rate. Prints one JSON line per measurement and a table.
 #
@@ -172,9 +172,11 @@ floor local-token 0 1 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
 floor local-token 0 2 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
 appliance appliance-local "${DELAYS%% *}" appliance # the remote token is configured but holds no key used
 for d in $DELAYS; do
-  # One session on the remote token: the link is what limits, floor and appliance alike.
+  # Two sessions on the remote token (the least max_sessions takes): the link is what limits,
+  # floor and appliance alike.
   floor remote "$d" 1 1
-  appliance "appliance-remote-${d}ms-1session" "$d" remote 1
+  floor remote "$d" 2 1
+  appliance "appliance-remote-${d}ms-2sessions" "$d" remote 2
   floor remote "$d" "$PARALLEL" 1
   floor remote "$d" "$PARALLEL" "$LINKS"
   appliance "appliance-remote-${d}ms" "$d" remote "$PARALLEL"
