@@ -14,6 +14,8 @@
 #                 connections for DURATION; messages per second. Once with two sessions on the
 #                 remote token (where the link, not the machine, is the limit: compare with the
 #                 floor at parallel 2) and once with PARALLEL sessions.
+#   hsm layer     tokenbench layer: the same signatures through the appliance's own token layer
+#                 (hsm.Open, cached Signer), without the rest of the daemon competing for the CPU.
 # Also the same appliance with alice's key on the local token (no link), and the local token's
 # own signature rate. Prints one JSON line per measurement and a table.
 #
@@ -99,6 +101,14 @@ floor() { # label delay parallel links [module token conf address]
     "$label" "$d" "$par" "$links" "$sum" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results"
 }
 
+layer() { # delay parallel: the appliance's token layer signing through the link (tokenbench layer)
+  local d=$1 par=$2 out
+  out=$(P11_KIT_SERVER_ADDRESS="unix:path=$sock/l$d" "$tb" layer -module "$client" -token remote -pin-file "$pin" \
+    -key alice -parallel "$par" -each 5s)
+  printf '{"kind":"layer","label":"hsm-layer","delay_ms":%s,"parallel":%s,"links":1,"sign_per_s":%s,"load":"%s"}\n' \
+    "$d" "$par" "$(echo "$out" | sed -n 's/.*"msgs_per_s":\([0-9.]*\).*/\1/p')" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results"
+}
+
 appliance() { # label delay key-token remote-sessions
   local label=$1 d=$2 keytok=$3 sessions=${4:-$PARALLEL}
   local port sink
@@ -168,24 +178,26 @@ CF
   tail -n 1 "$results"
 }
 
-floor local-token 0 1 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
-floor local-token 0 2 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
+floor floor-local 0 1 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
+floor floor-local 0 2 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""
 appliance appliance-local "${DELAYS%% *}" appliance # the remote token is configured but holds no key used
 for d in $DELAYS; do
   # Two sessions on the remote token (the least max_sessions takes): the link is what limits,
   # floor and appliance alike.
-  floor remote "$d" 1 1
-  floor remote "$d" 2 1
+  floor floor-remote "$d" 1 1
+  floor floor-remote "$d" 2 1
+  layer "$d" 2
   appliance "appliance-remote-${d}ms-2sessions" "$d" remote 2
-  floor remote "$d" "$PARALLEL" 1
-  floor remote "$d" "$PARALLEL" "$LINKS"
+  floor floor-remote "$d" "$PARALLEL" 1
+  layer "$d" "$PARALLEL"
+  floor floor-remote "$d" "$PARALLEL" "$LINKS"
   appliance "appliance-remote-${d}ms" "$d" remote "$PARALLEL"
 done
 
 echo
 echo "tokens: $(nproc) cores, load now $(cut -d' ' -f1-3 /proc/loadavg), p11-kit $(dpkg-query -W -f='${Version}' p11-kit 2>/dev/null), SoftHSM2 $(dpkg-query -W -f='${Version}' softhsm2 2>/dev/null)"
 printf '%-28s %8s %10s\n' "measurement" "delay" "per second"
-sed -n 's/.*"label":"\([^"]*\)".*"delay_ms":\([0-9]*\),"parallel":\([0-9]*\),"links":\([0-9]*\),"sign_per_s":\([0-9.]*\).*/floor \1 p=\3 links=\4|\2|\5/p; s/.*"kind":"relay","label":"\([^"]*\)".*"msg_per_s":\([0-9.]*\).*/\1|-|\2/p' "$results" |
+sed -n 's/.*"label":"\([^"]*\)".*"delay_ms":\([0-9]*\),"parallel":\([0-9]*\),"links":\([0-9]*\),"sign_per_s":\([0-9.]*\).*/\1 p=\3 links=\4|\2|\5/p; s/.*"kind":"relay","label":"\([^"]*\)".*"msg_per_s":\([0-9.]*\).*/\1|-|\2/p' "$results" |
   awk -F'|' '{printf "%-28s %8s %10.1f\n", $1, $2, $3}'
 echo "tokens: raw results in $results"
 rm -rf "$sock"

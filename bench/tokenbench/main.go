@@ -4,16 +4,23 @@
 //
 //	tokenbench proxy -listen SOCK -target SOCK -delay D
 //	tokenbench floor -module M -token LABEL -pin-file F -key LABEL [-parallel N] [-each D] [-ops sign|sign,gen,wrap] [-rcpt-cert PEM]
+//	tokenbench layer -module M -token LABEL -pin-file F -key LABEL [-parallel N] [-each D]
 //
 // proxy forwards a unix socket to another, delivering what the client sends D after it arrived
 // (a delay line: requests in flight on one connection are not queued behind each other's delay),
 // and the answers at once; D is the added round trip. floor runs N goroutines, each with its own
 // session, doing the per-message operations for -each, and prints one JSON line: operations per
 // second for each, and messages per second with all of them (per message: one signature; with
-// gen,wrap also one AES-256 key generation and one RSA wrap of it, the content work).
+// gen,wrap also one AES-256 key generation and one RSA wrap of it, the content work). layer signs
+// the same way through the appliance's own token layer (hsm.Open with max_sessions N, a cached
+// Signer for pkcs11:object=KEY, as the daemon signs), N goroutines: what the appliance's code
+// makes of the link without the rest of the daemon competing for the CPU.
 package main
 
 import (
+	"context"
+	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -31,6 +38,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"appliance/hsm"
+
 	"github.com/miekg/pkcs11"
 )
 
@@ -45,6 +54,8 @@ func main() {
 		err = cmdProxy(os.Args[2:])
 	case "floor":
 		err = cmdFloor(os.Args[2:])
+	case "layer":
+		err = cmdLayer(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -120,7 +131,7 @@ type result struct {
 	Ops         string             `json:"ops"`
 	PerSecond   map[string]float64 `json:"per_second"`
 	MsgsPerSec  float64            `json:"msgs_per_s"`
-	CallsPerMsg int                `json:"calls_per_msg"`
+	CallsPerMsg int                `json:"calls_per_msg"` // PKCS#11 calls: C_SignInit, C_Sign twice (miekg asks the length first)
 }
 
 func cmdFloor(args []string) error {
@@ -279,11 +290,11 @@ func cmdFloor(args []string) error {
 	wg.Wait()
 	secs := time.Since(start).Seconds()
 	r := result{Parallel: *parallel, Ops: *ops, PerSecond: map[string]float64{"sign": float64(signs.Load()) / secs},
-		MsgsPerSec: float64(msgs.Load()) / secs, CallsPerMsg: 2}
+		MsgsPerSec: float64(msgs.Load()) / secs, CallsPerMsg: 3}
 	if content {
 		r.PerSecond["generate"] = float64(gens.Load()) / secs
 		r.PerSecond["wrap"] = float64(wraps.Load()) / secs
-		r.CallsPerMsg = 5
+		r.CallsPerMsg = 6
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
@@ -301,4 +312,72 @@ func find(p *pkcs11.Ctx, s pkcs11.SessionHandle, class uint, label string) (pkcs
 		return 0, fmt.Errorf("no object %q", label)
 	}
 	return h[0], nil
+}
+
+func cmdLayer(args []string) error {
+	fs := flag.NewFlagSet("layer", flag.ExitOnError)
+	module := fs.String("module", "", "PKCS#11 module")
+	token := fs.String("token", "", "token label")
+	pinFile := fs.String("pin-file", "", "file holding the user PIN")
+	key := fs.String("key", "", "label of the signing key")
+	parallel := fs.Int("parallel", 8, "goroutines, and the token's max_sessions")
+	each := fs.Duration("each", 3*time.Second, "how long to run")
+	fs.Parse(args)
+	pin, err := os.ReadFile(*pinFile)
+	if err != nil {
+		return err
+	}
+	tok, err := hsm.Open(hsm.Config{Module: *module, TokenLabel: *token, Name: *token, Roles: hsm.RoleSign,
+		PIN: strings.TrimSpace(string(pin)), MaxSessions: *parallel, PoolTimeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+	ctx := context.Background()
+	uri := "pkcs11:object=" + *key
+	if _, err := tok.Signer(ctx, uri); err != nil {
+		return err
+	}
+	digest := sha256.Sum256([]byte("layer"))
+	var n atomic.Int64
+	stop := make(chan struct{})
+	errs := make(chan error, *parallel)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < *parallel; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Per message, as the daemon: the Signer for the sender's key URI (cached), then
+				// one signature.
+				s, err := tok.Signer(ctx, uri)
+				if err == nil {
+					_, err = s.Sign(rand.Reader, digest[:], crypto.SHA256)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	select {
+	case <-time.After(*each):
+	case err := <-errs:
+		close(stop)
+		wg.Wait()
+		return err
+	}
+	close(stop)
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	return json.NewEncoder(os.Stdout).Encode(result{Parallel: *parallel, Ops: "sign (hsm layer)",
+		PerSecond: map[string]float64{"sign": float64(n.Load()) / secs}, MsgsPerSec: float64(n.Load()) / secs, CallsPerMsg: 3})
 }
