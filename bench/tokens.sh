@@ -79,7 +79,7 @@ SOFTHSM2_CONF=$work/remote/softhsm2.conf p11-kit server -f -n "$sock/srv" --prov
 pids+=($!)
 for _ in $(seq 100); do [ -S "$sock/srv" ] && break; sleep 0.1; done
 for d in $DELAYS; do
-  "$tb" proxy -listen "$sock/l$d" -target "$sock/srv" -delay "${d}ms" &
+  "$tb" proxy -listen "$sock/l$d" -target "$sock/srv" -delay "${d}ms" -count "$work/link-$d.count" &
   pids+=($!)
 done
 for _ in $(seq 50); do [ -S "$sock/l${DELAYS##* }" ] && break; sleep 0.1; done
@@ -180,10 +180,20 @@ CF
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
+  sleep 0.3
+  local before after
+  before=$(cat "$work/link-$d.count" 2>/dev/null || echo 0)
   "$lg" run -label "$label" -target "127.0.0.1:$port" -sink "127.0.0.1:$sink" -shape 10k \
     -conns "$CONNS" -duration "$DURATION" -watch "$ap" -out "$results" >/dev/null
+  sleep 0.3
+  after=$(cat "$work/link-$d.count" 2>/dev/null || echo 0)
   kill "$ap"; wait "$ap" 2>/dev/null || true
   tail -n 1 "$results"
+  # Requests the daemon sent over the link per relayed message (p11-kit: about one per call).
+  local msgs
+  msgs=$(tail -n 1 "$results" | sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
+  printf '{"kind":"link","label":"%s","delay_ms":%s,"link_reads":%s,"messages":%s,"reads_per_msg":%s}\n' \
+    "$label" "$d" "$((after - before))" "$msgs" "$(awk -v a=$((after - before)) -v m="$msgs" 'BEGIN {if (m > 0) printf "%.2f", a / m; else print 0}')" | tee -a "$results"
 }
 
 floor floor-local 0 1 1 "$softhsm" appliance "$work/local/softhsm2.conf" ""

@@ -2,13 +2,15 @@
 // per-message HSM operations driven straight through PKCS#11 (miekg/pkcs11, no appliance code),
 // and the delaying link that stands for the network between the appliance and a network HSM.
 //
-//	tokenbench proxy -listen SOCK -target SOCK -delay D
+//	tokenbench proxy -listen SOCK -target SOCK -delay D [-count FILE]
 //	tokenbench floor -module M -token LABEL -pin-file F -key LABEL [-parallel N] [-each D] [-ops sign|sign,gen,wrap] [-rcpt-cert PEM]
 //	tokenbench layer -module M -token LABEL -pin-file F -key LABEL [-parallel N] [-each D]
 //
 // proxy forwards a unix socket to another, delivering what the client sends D after it arrived
 // (a delay line: requests in flight on one connection are not queued behind each other's delay),
-// and the answers at once; D is the added round trip. floor runs N goroutines, each with its own
+// and the answers at once; D is the added round trip. With -count it keeps FILE holding the number
+// of reads from clients so far (about one per PKCS#11 call: p11-kit sends a request in one
+// write), so a script can tell the calls per message of what used the link. floor runs N goroutines, each with its own
 // session, doing the per-message operations for -each, and prints one JSON line: operations per
 // second for each, and messages per second with all of them (per message: one signature; with
 // gen,wrap also one AES-256 key generation and one RSA wrap of it, the content work). layer signs
@@ -70,7 +72,20 @@ func cmdProxy(args []string) error {
 	listen := fs.String("listen", "", "unix socket to listen on")
 	target := fs.String("target", "", "unix socket of p11-kit server")
 	delay := fs.Duration("delay", 0, "added round trip, applied to what the client sends")
+	count := fs.String("count", "", "keep the number of client reads so far in this file")
 	fs.Parse(args)
+	if *count != "" {
+		go func() {
+			last := int64(-1)
+			for range time.Tick(100 * time.Millisecond) {
+				if n := reads.Load(); n != last {
+					os.WriteFile(*count+".tmp", []byte(fmt.Sprintln(n)), 0o644)
+					os.Rename(*count+".tmp", *count)
+					last = n
+				}
+			}
+		}()
+	}
 	os.Remove(*listen)
 	ln, err := net.Listen("unix", *listen)
 	if err != nil {
@@ -84,6 +99,8 @@ func cmdProxy(args []string) error {
 		go link(c, *target, *delay)
 	}
 }
+
+var reads atomic.Int64
 
 type chunk struct {
 	b  []byte
@@ -118,6 +135,7 @@ func link(c net.Conn, target string, delay time.Duration) {
 		buf := make([]byte, 64<<10)
 		n, err := c.Read(buf)
 		if n > 0 {
+			reads.Add(1)
 			q <- chunk{b: buf[:n], at: time.Now().Add(delay)}
 		}
 		if err != nil {
