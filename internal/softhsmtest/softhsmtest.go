@@ -4,6 +4,10 @@
 // to make and nothing in it changes unless the script does); each test binary gets its own token
 // from softhsm-test/mktoken.sh, so tests may add objects freely. Under CI (any value) a missing SoftHSM2
 // fails the test instead of skipping it: CI must never pass by testing nothing.
+//
+// APPLIANCE_TEST_TOKEN=opencryptoki makes Setup give opencryptoki's software token instead
+// (ock.go, softhsm-test/ocktoken.sh), so the same tests run against a second PKCS#11
+// implementation; Opencryptoki gives that token to a test that wants it beside SoftHSM2.
 package softhsmtest
 
 import (
