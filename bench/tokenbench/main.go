@@ -338,15 +338,19 @@ func cmdLayer(args []string) error {
 	token := fs.String("token", "", "token label")
 	pinFile := fs.String("pin-file", "", "file holding the user PIN")
 	key := fs.String("key", "", "label of the signing key")
-	parallel := fs.Int("parallel", 8, "goroutines, and the token's max_sessions")
+	parallel := fs.Int("parallel", 8, "goroutines, and the token's max_sessions unless -sessions")
+	sessions := fs.Int("sessions", 0, "the token's max_sessions, when not -parallel (more goroutines than sessions, as the daemon's workers)")
 	each := fs.Duration("each", 3*time.Second, "how long to run")
 	fs.Parse(args)
 	pin, err := os.ReadFile(*pinFile)
 	if err != nil {
 		return err
 	}
+	if *sessions == 0 {
+		*sessions = *parallel
+	}
 	tok, err := hsm.Open(hsm.Config{Module: *module, TokenLabel: *token, Name: *token, Roles: hsm.RoleSign,
-		PIN: strings.TrimSpace(string(pin)), MaxSessions: *parallel, PoolTimeout: time.Minute})
+		PIN: strings.TrimSpace(string(pin)), MaxSessions: *sessions, PoolTimeout: time.Minute})
 	if err != nil {
 		return err
 	}
