@@ -109,6 +109,17 @@ func (t *Token) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oa
 			return err
 		}
 		h, err := c.p11.UnwrapKey(s, mech, priv, wrapped, unwrapTemplate())
+		if errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_READ_ONLY)) {
+			// opencryptoki 3.8.1 refuses CKA_EXTRACTABLE in an unwrap template; the keys it
+			// unwraps are extractable by default, so the list can still re-wrap them.
+			var tmpl []*pkcs11.Attribute
+			for _, a := range unwrapTemplate() {
+				if a.Type != pkcs11.CKA_EXTRACTABLE {
+					tmpl = append(tmpl, a)
+				}
+			}
+			h, err = c.p11.UnwrapKey(s, mech, priv, wrapped, tmpl)
+		}
 		if err != nil {
 			// SoftHSM answers a bad blob with CKR_GENERAL_ERROR, which also means trouble
 			// with the token; only a healthy token makes it the input's fault.

@@ -1,5 +1,7 @@
 package hsm
 
+import "github.com/miekg/pkcs11"
+
 // SignerLookups counts the key pair lookups made for signers, so tests can tell a cached Signer
 // from a fresh one.
 func (t *Token) SignerLookups() uint64 { return t.lookups.Load() }
@@ -12,4 +14,26 @@ func (t *Token) PublicKeyImports() uint64 {
 		return 0
 	}
 	return t.conn.imports.Load()
+}
+
+// RequireGCMForTest says whether the content role needs CKM_AES_GCM (it does in the appliance) and
+// returns the previous setting. The run of the hsm tests against opencryptoki 3.8.1, whose software
+// token has no AES-GCM, turns it off: the appliance rightly refuses that token for content
+// (TestSecondImplementation checks so with it on), and the rest of the content path (key
+// generation, AES-CBC, RSA wrap and unwrap) is still worth running there. Not for parallel tests.
+func RequireGCMForTest(on bool) (was bool) {
+	was = false
+	var ms []uint
+	for _, m := range contentMechanisms {
+		if m == pkcs11.CKM_AES_GCM {
+			was = true
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if on {
+		ms = append(ms, pkcs11.CKM_AES_GCM)
+	}
+	contentMechanisms = ms
+	return was
 }

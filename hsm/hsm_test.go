@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if softhsmtest.Impl() == softhsmtest.ImplOpencryptoki {
+		hsm.RequireGCMForTest(false) // see RequireGCMForTest and TestSecondImplementation
+	}
 	code := m.Run()
 	softhsmtest.Cleanup()
 	os.Exit(code)
@@ -55,7 +58,10 @@ func TestOpenErrors(t *testing.T) {
 		{"fail unknown token", func(_ *testing.T, c *hsm.Config) { c.TokenLabel = "no-such-token" }, hsm.ErrTokenNotFound},
 		{"fail bad module path", func(_ *testing.T, c *hsm.Config) { c.Module = "/nonexistent/libnothing.so" }, hsm.ErrModule},
 		{"fail module not a library", func(_ *testing.T, c *hsm.Config) { c.Module = env.File("root.pem") }, hsm.ErrModule},
-		{"fail no softhsm configuration", func(t *testing.T, c *hsm.Config) { t.Setenv("SOFTHSM2_CONF", env.File("missing.conf")) }, hsm.ErrModule},
+		{"fail no softhsm configuration", func(t *testing.T, c *hsm.Config) {
+			env.RequireSoftHSM(t)
+			t.Setenv("SOFTHSM2_CONF", env.File("missing.conf"))
+		}, hsm.ErrModule},
 		{"fail no label", func(_ *testing.T, c *hsm.Config) { c.TokenLabel = "" }, hsm.ErrInvalidArgument},
 		{"fail negative sessions", func(_ *testing.T, c *hsm.Config) { c.MaxSessions = -1 }, hsm.ErrInvalidArgument},
 	}
@@ -98,7 +104,7 @@ func TestConfigHidesPIN(t *testing.T) {
 }
 
 func TestSign(t *testing.T) {
-	tok, _ := open(t, nil)
+	tok, env := open(t, nil)
 	ctx := context.Background()
 	gen := func(label string, kind hsm.KeyKind) func(t *testing.T) crypto.Signer {
 		return func(t *testing.T) crypto.Signer {
@@ -133,6 +139,9 @@ func TestSign(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "ecdsa") {
+				needEC(t, env)
+			}
 			s := tc.key(t)
 			digest := sha256.Sum256([]byte("message " + tc.name))
 			sig, err := s.Sign(rand.Reader, digest[:], tc.opts)

@@ -215,8 +215,9 @@ func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	if err != nil {
 		err = fail(op, err)
 		// A refused signature (bad options, say) leaves the key where it was; a vanished token,
-		// session state or handle (a key deleted or replaced) may not.
-		if errors.Is(err, ErrTokenGone) || errors.Is(err, ErrKeyNotFound) {
+		// session state or handle (a key deleted or replaced) may not. opencryptoki hands a
+		// deleted key's handle to a new object, which then refuses to sign (ErrNotPermitted).
+		if errors.Is(err, ErrTokenGone) || errors.Is(err, ErrKeyNotFound) || errors.Is(err, ErrNotPermitted) {
 			s.t.forget(s)
 		}
 		return nil, err

@@ -37,6 +37,8 @@ p11-kit-client|p11-kit-modules|ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null
 debootstrap|debootstrap|command -v debootstrap >/dev/null
 python3|python3-dkim|/usr/bin/python3 -c "import dkim"
 python3-nacl|python3-nacl|/usr/bin/python3 -c "import nacl.signing"
+pkcsconf|opencryptoki|test -x /usr/sbin/pkcsslotd && ls /usr/lib/*/pkcs11/libopencryptoki.so /usr/lib/pkcs11/libopencryptoki.so 2>/dev/null | grep -q .
+pkcsslotd|opencryptoki|test -x /usr/sbin/pkcsslotd
 TABLE
 )
 

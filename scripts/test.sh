@@ -42,6 +42,15 @@ go run ./internal/skipreport -summary -failures -required scripts/ci-required.tx
 rm -f "$json"
 if [ "$status" != 0 ]; then echo "go test failed" >&2; exit 1; fi
 
+echo "== go test -race ./hsm/ against opencryptoki (the second PKCS#11 implementation; needs root)"
+json=$(mktemp)
+required=$(mktemp)
+echo "appliance/hsm TestSecondImplementation" > "$required"
+APPLIANCE_TEST_TOKEN=opencryptoki go test -race -count=1 -json ./hsm/ > "$json" || status=$?
+go run ./internal/skipreport -summary -failures -required "$required" "$json" || status=1
+rm -f "$json" "$required"
+if [ "$status" != 0 ]; then echo "go test against opencryptoki failed" >&2; exit 1; fi
+
 # Live fuzzing, briefly: the parsers of untrusted input (CMS, MIME, addresses and plans) get
 # FUZZTIME_PARSERS each, every other target FUZZTIME. Their seed corpora already ran above.
 inputs() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }

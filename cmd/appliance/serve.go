@@ -100,6 +100,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	obs.front(srv)
+	obs.tokens(sup.Supervisor)
 	if err := obs.start(q, sup.Healthy, log); err != nil {
 		l.Close()
 		if tl != nil {

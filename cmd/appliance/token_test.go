@@ -27,6 +27,7 @@ import (
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 	"appliance/lists"
+	"appliance/metrics"
 	"appliance/queue"
 	"appliance/smime"
 
@@ -600,6 +601,10 @@ func TestTokensFailover(t *testing.T) {
 	if err := signWith(set, alice); err != nil {
 		t.Fatalf("sign while the card is away: %v", err)
 	}
+	obs := &observer{m: metrics.New()}
+	obs.tokens(set.Supervisor)
+	wantActive(t, obs.m, "card", 0)
+	wantActive(t, obs.m, "hsm", 1)
 	if set.Active("card") != "hsm" || log.count("token failover") != 1 || retries.Load() == 0 {
 		t.Fatalf("after the card went away: active %q, %d failover lines, %d retries asked\n%s",
 			set.Active("card"), log.count("token failover"), retries.Load(), log.b.String())
@@ -619,6 +624,8 @@ func TestTokensFailover(t *testing.T) {
 	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
 		t.Fatalf("sign after the card came back: %v, active %q", err, set.Active("card"))
 	}
+	wantActive(t, obs.m, "card", 1)
+	wantActive(t, obs.m, "hsm", 0)
 	if n := log.count("token failback"); n != 1 {
 		t.Errorf("%d failback lines, want 1\n%s", n, log.b.String())
 	}

@@ -4,6 +4,10 @@
 // to make and nothing in it changes unless the script does); each test binary gets its own token
 // from softhsm-test/mktoken.sh, so tests may add objects freely. Under CI (any value) a missing SoftHSM2
 // fails the test instead of skipping it: CI must never pass by testing nothing.
+//
+// APPLIANCE_TEST_TOKEN=opencryptoki makes Setup give opencryptoki's software token instead
+// (ock.go, softhsm-test/ocktoken.sh), so the same tests run against a second PKCS#11
+// implementation; Opencryptoki gives that token to a test that wants it beside SoftHSM2.
 package softhsmtest
 
 import (
@@ -33,7 +37,8 @@ const (
 
 // Env is one test binary's token and the shared test PKI.
 type Env struct {
-	Module   string // path of libsofthsm2.so
+	Impl     string // ImplSoftHSM or ImplOpencryptoki: which PKCS#11 implementation Module is
+	Module   string // path of libsofthsm2.so (or of the other implementation's module)
 	Conf     string // SOFTHSM2_CONF of this token (also set in the process environment)
 	TokenDir string
 	PINFile  string // holds PIN, mode 0600
@@ -77,8 +82,18 @@ func RepoRoot() string {
 
 // Setup returns the token and PKI, making them on first use in this test binary. It skips the test
 // when SoftHSM2 or openssl is missing, unless CI is set, where that is a failure.
+//
+// With APPLIANCE_TEST_TOKEN=opencryptoki the token is opencryptoki's software token instead (see
+// Opencryptoki): the same tests then run against a second PKCS#11 implementation.
 func Setup(tb testing.TB) *Env {
 	tb.Helper()
+	switch impl := Impl(); impl {
+	case ImplSoftHSM:
+	case ImplOpencryptoki:
+		return Opencryptoki(tb)
+	default:
+		tb.Fatalf("softhsmtest: %s=%q: want %q or %q", ImplEnv, impl, ImplSoftHSM, ImplOpencryptoki)
+	}
 	mod, ok := FindModule()
 	if !ok {
 		missing(tb, "SoftHSM2 module (libsofthsm2.so) not found; install the softhsm2 package")
@@ -108,6 +123,7 @@ func Cleanup() {
 	if tmp != "" {
 		os.RemoveAll(tmp)
 	}
+	ockCleanup()
 }
 
 func setup(mod string) (*Env, error) {
@@ -129,7 +145,7 @@ func setup(mod string) (*Env, error) {
 	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
 		return nil, err
 	}
-	return &Env{Module: mod, Conf: conf, TokenDir: filepath.Join(tok, "tokens"), PINFile: filepath.Join(tok, "pin"), PKI: pki}, nil
+	return &Env{Impl: ImplSoftHSM, Module: mod, Conf: conf, TokenDir: filepath.Join(tok, "tokens"), PINFile: filepath.Join(tok, "pin"), PKI: pki}, nil
 }
 
 // cachedPKI makes the PKI once per version of mkpki.sh and reuses it. Making it in a temporary
