@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // Metrics for `serve`: what the pipeline did comes from its events (pipeline.Events), to which
 // the observer subscribes; the rest from wrappers around the interfaces where packages meet
