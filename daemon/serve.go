@@ -18,6 +18,7 @@ import (
 
 	"appliance/config"
 	"appliance/delivery"
+	"appliance/metrics"
 	"appliance/queue"
 	"appliance/smtpfront"
 )
@@ -32,12 +33,12 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer sup.Close()
-	obs := newObserver(cfg) // nil without [metrics]; its wraps then change nothing
-	p, err := openPartsWith(cfg, log, sup, obs.instrument)
+	obs := newObserver(cfg) // nil without [metrics]; its wraps then change nothing (metrics.Observer)
+	p, err := openPartsWith(cfg, log, sup, obs.Instrument)
 	if err != nil {
 		return err
 	}
-	obs.directory(p.Dir)
+	obs.Directory(p.Dir)
 	defer p.Close()
 	for _, e := range p.Dir.Problems() {
 		log.Warn("directory: certificate file skipped", "component", "directory", "err", e)
@@ -67,7 +68,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		MinFreeBytes: uint64(2 * cfg.SMTP.MaxMessageBytes),
 		Logger:       log.With("component", "queue"),
 		Outcome:      comp.Outcome(),
-	}, comp.Processor(p.Pipe), obs.deliverer(deliv))
+	}, comp.Processor(p.Pipe), obs.Deliverer(deliv))
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	})), obs.spooler(checkMessages(cfg, p.Pipe, comp.Spooler(frontSpool{q}))), obs.policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
+	})), obs.Spooler(checkMessages(cfg, p.Pipe, comp.Spooler(frontSpool{q}))), obs.Policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()
@@ -96,8 +97,8 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		q.Close()
 		return err
 	}
-	obs.front(srv)
-	if err := obs.start(q, sup.Healthy, log); err != nil {
+	obs.Front(srv)
+	if err := obs.Start(q, sup.Healthy, log); err != nil {
 		l.Close()
 		if tl != nil {
 			tl.Close()
@@ -216,4 +217,16 @@ func loadOptions(cfg *config.Config, q *queue.Queue, o smtpfront.Options) smtpfr
 		HSMBacklog:    l.ShedHSMBacklog,
 	}, src, nil)
 	return o
+}
+
+// newObserver is the metrics observer of [metrics]; nil when it is off.
+func newObserver(cfg *config.Config) *metrics.Observer {
+	if !cfg.Metrics.Enabled() {
+		return nil
+	}
+	o := metrics.ObserveOptions{Listen: cfg.Metrics.Listen, SpoolDir: cfg.Spool.Dir, NextHop: cfg.Relay.NextHop}
+	for _, l := range cfg.Lists {
+		o.Lists = append(o.Lists, l.Address)
+	}
+	return metrics.NewObserver(o)
 }
