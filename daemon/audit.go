@@ -11,7 +11,7 @@ import (
 // OpenAuditLog opens the [audit] trail, its heads signed by audit.key through src (the token
 // supervisor); nil when no trail is configured. The daemon closes it last, after the queue has
 // stopped, so that the final file is sealed.
-func OpenAuditLog(ctx context.Context, cfg *config.Config, src signerSource) (*audit.Log, error) {
+func OpenAuditLog(ctx context.Context, cfg *config.Config, src KeySource) (*audit.Log, error) {
 	a := cfg.Audit
 	if !a.Enabled() {
 		return nil, nil

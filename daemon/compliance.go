@@ -16,7 +16,7 @@ import (
 // openCompliance builds the DKIM signer, the journal and the audit trail (package compliance).
 // The DKIM and audit keys are looked up now (their public halves are needed up front); the
 // journal sender's key when a message is sealed.
-func openCompliance(ctx context.Context, cfg *config.Config, src signerSource, pipe *pipeline.Pipeline, log *slog.Logger) (*compliance.Compliance, error) {
+func openCompliance(ctx context.Context, cfg *config.Config, src KeySource, pipe *pipeline.Pipeline, log *slog.Logger) (*compliance.Compliance, error) {
 	o := compliance.Options{Log: log}
 	var err error
 	if o.DKIM, err = NewDKIMSigner(ctx, cfg, src); err != nil {
@@ -33,7 +33,7 @@ func openCompliance(ctx context.Context, cfg *config.Config, src signerSource, p
 	return compliance.New(o), nil
 }
 
-func newJournal(cfg *config.Config, src signerSource, pipe *pipeline.Pipeline) (*compliance.Journal, error) {
+func newJournal(cfg *config.Config, src KeySource, pipe *pipeline.Pipeline) (*compliance.Journal, error) {
 	jc := cfg.Journal
 	s, ok := pipe.SenderFor(jc.Sender)
 	if !ok {

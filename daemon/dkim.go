@@ -9,13 +9,13 @@ import (
 	"appliance/dkim"
 )
 
-// signerSource finds a key's crypto.Signer by its PKCS#11 URI (the token supervisor).
-type signerSource interface {
+// KeySource finds a key's crypto.Signer by its PKCS#11 URI (the token supervisor).
+type KeySource interface {
 	Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
 }
 
 // NewDKIMSigner is the DKIM signer over every [[dkim]] key, nil when there is none.
-func NewDKIMSigner(ctx context.Context, cfg *config.Config, src signerSource) (*dkim.Signer, error) {
+func NewDKIMSigner(ctx context.Context, cfg *config.Config, src KeySource) (*dkim.Signer, error) {
 	if len(cfg.DKIM) == 0 {
 		return nil, nil
 	}

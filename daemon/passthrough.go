@@ -11,6 +11,7 @@ import (
 	"appliance/split"
 )
 
+// PassThroughPolicy is the client-encrypted mode's policy from [policy].
 func PassThroughPolicy(cfg *config.Config) split.PassThroughPolicy {
 	var pol split.PassThroughPolicy
 	if cfg.Policy.UnknownRecipientInfo == config.UnknownRIReject {

@@ -39,8 +39,8 @@ func OpenParts(cfg *config.Config, log *slog.Logger) (*Parts, error) {
 
 // openPartsWith builds the Parts around sup when given (serve: tokens may come and go), else
 // around tokens opened here (offline commands: no token, no work).
-// with change the pipeline's options before it is made (metrics.go subscribes to its events and
-// meters its token), in order.
+// with change the pipeline's options before it is made (metrics.Observer subscribes to its
+// events and meters its token), in order.
 func openPartsWith(cfg *config.Config, log *slog.Logger, sup *Tokens, with ...func(*pipeline.Options)) (*Parts, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,6 +99,7 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *Tokens, with ...fu
 	return p, nil
 }
 
+// SplitPolicy is split's policy from [policy] and [directory].
 func SplitPolicy(cfg *config.Config) split.Policy {
 	p := split.Policy{
 		SelfCopy:               cfg.Policy.SelfCopy,
