@@ -4,8 +4,6 @@ package main
 // check-config's and check-connect's TLS cases, its sign-only card (token_test.go) for keys.
 
 import (
-	"appliance/hsm"
-	"appliance/internal/softhsmtest"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +16,9 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"appliance/hsm"
+	"appliance/internal/softhsmtest"
 )
 
 // testPair is a self-signed server certificate for 127.0.0.1 with its key,

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"appliance/daemon"
-	"appliance/internal/tty"
-	"appliance/smime"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -17,8 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"appliance/daemon"
 	"appliance/directory"
+	"appliance/internal/tty"
 	"appliance/queue"
+	"appliance/smime"
 )
 
 type stringList []string
