@@ -3,8 +3,8 @@ package metrics
 // The daemon's observer: what the pipeline did comes from its events (pipeline.Events), to which
 // the Observer subscribes; the rest from wrappers around the interfaces where packages meet
 // (queue.Deliverer, smtpfront.Spooler and Policy, the HSM token the pipeline gets and what it
-// hands out), so that no core package imports  With [metrics] off the daemon's Observer is nil,
-// subscribes to nothing and every wrap returns its argument unchanged.
+// hands out), so that no core package imports metrics. With [metrics] off the daemon's Observer
+// is nil, subscribes to nothing and every wrap returns its argument unchanged.
 
 import (
 	"context"
