@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"appliance/compliance"
 	"appliance/pipeline"
 	"appliance/queue"
 )
@@ -36,7 +37,7 @@ func TestPackageRecipientInfos(t *testing.T) {
 		t.Fatal("no package")
 	}
 	for i, pk := range out.Packages {
-		ris, err := pipeline.PackageRecipientInfos(pk.Body)
+		ris, err := compliance.PackageRecipientInfos(pk.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +59,7 @@ func TestPackageRecipientInfos(t *testing.T) {
 	if n := int(sealed.Load()); n != len(out.Packages) {
 		t.Errorf("Events.Sealed told %d times for %d packages written twice each", n, len(out.Packages))
 	}
-	if ris, err := pipeline.PackageRecipientInfos(strings.NewReader("not a package")); ris != nil || err != nil {
+	if ris, err := compliance.PackageRecipientInfos(strings.NewReader("not a package")); ris != nil || err != nil {
 		t.Errorf("an unknown body: %v %v", ris, err)
 	}
 }

@@ -437,6 +437,13 @@ func (s *spooled) WriteTo(w io.Writer) (int64, error) {
 	return int64(n) + m, err
 }
 
+// Unwrap is the package under the trace field (compliance reads its RecipientInfos).
+func (s *spooled) Unwrap() io.WriterTo { return s.body }
+
+// Sealer is the pipeline's sealer (the token's content keys and OAEP hash): the journal package
+// is sealed with it.
+func (p *Pipeline) Sealer() *seal.Sealer { return p.sealer }
+
 // ErrNoToken reports sealing by a pipeline made without a token, for planning only.
 var ErrNoToken = errors.New("pipeline: no HSM token (planning only)")
 

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 
 	"appliance/audit"
-	"appliance/config"
 	"appliance/internal/tty"
 )
 
@@ -62,23 +60,4 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, auditUsage)
 	return fmt.Errorf("%w: unknown audit subcommand %q", errUsage, sub)
-}
-
-// openAuditLog opens the [audit] trail, its heads signed by audit.key through src (the token
-// supervisor); nil when no trail is configured. The daemon closes it last, after the queue has
-// stopped, so that the final file is sealed.
-func openAuditLog(ctx context.Context, cfg *config.Config, src signerSource) (*audit.Log, error) {
-	a := cfg.Audit
-	if !a.Enabled() {
-		return nil, nil
-	}
-	opts := audit.Options{Dir: a.Dir, MaxBytes: a.MaxBytes, MaxAge: a.MaxAge}
-	if a.Key != "" {
-		s, err := src.Signer(ctx, a.Key)
-		if err != nil {
-			return nil, fmt.Errorf("audit.key %s: %w", a.Key, err)
-		}
-		opts.Signer = s
-	}
-	return audit.Open(opts)
 }

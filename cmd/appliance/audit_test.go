@@ -15,6 +15,7 @@ import (
 
 	"appliance/audit"
 	"appliance/config"
+	"appliance/daemon"
 	"appliance/internal/softhsmtest"
 )
 
@@ -80,12 +81,12 @@ func TestOpenAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup, err := openTokens(cfg)
+	sup, err := daemon.OpenTokens(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sup.Close()
-	l, err := openAuditLog(bgctx(), cfg, sup)
+	l, err := daemon.OpenAuditLog(bgctx(), cfg, sup)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"appliance/config"
+	"appliance/daemon"
 	"appliance/delivery"
 	"appliance/directory"
 	"appliance/hsm"
@@ -79,7 +80,7 @@ func checkConnect(cfg *config.Config, w io.Writer) error {
 		keyAndCert(ctx, r, now, tokenOf(l.Key), "list "+l.Address, l.Address, l.Key, l.Cert, roots, inters)
 	}
 
-	if d, err := openDirectory(cfg); err != nil {
+	if d, err := daemon.OpenDirectory(cfg); err != nil {
 		r.Fail("directory", err)
 	} else {
 		problems := d.Problems()
@@ -124,7 +125,7 @@ func keyAndCert(ctx context.Context, r *tty.Checklist, now time.Time, tok *hsm.T
 // ldapBind connects and binds as directory.ldap says.
 func ldapBind(r *tty.Checklist, cfg *config.Config) {
 	what := "ldap " + cfg.Directory.LDAP.URL
-	o, err := directoryOptions(cfg)
+	o, err := daemon.DirectoryOptions(cfg)
 	if err != nil || o.LDAP == nil {
 		r.Fail(what, fmt.Errorf("options: %v", err))
 		return

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"appliance/compliance"
 	"appliance/config"
+	"appliance/daemon"
 	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
 	"appliance/queue"
@@ -45,12 +47,12 @@ func TestKeysDKIMRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup, err := openTokens(cfg)
+	sup, err := daemon.OpenTokens(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sup.Close()
-	s, err := newDKIMSigner(bgctx(), cfg, sup)
+	s, err := daemon.NewDKIMSigner(bgctx(), cfg, sup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +79,9 @@ func TestKeysDKIMRecord(t *testing.T) {
 		t.Fatalf("python3-dkim:\n%s", res)
 	}
 
-	// The processor wrapper: the package from a domain with a key is signed, the other is not.
+	// The compliance processor with DKIM alone: the package from a domain with a key is signed, the other is not.
 	other := strings.Replace(msg, "alice@example.test", "alice@example.org", 1)
-	p := dkimProcessor(fixedProcessor{msg, other}, s, nil)
+	p := compliance.New(compliance.Options{DKIM: s}).Processor(fixedProcessor{msg, other})
 	sealed, err := p.Process(bgctx(), "id1", queue.Envelope{}, strings.NewReader(""))
 	if err != nil {
 		t.Fatal(err)

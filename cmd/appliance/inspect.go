@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"appliance/cms"
+	"appliance/daemon"
 	"appliance/directory"
 	"appliance/internal/tty"
 	"appliance/pipeline"
@@ -51,7 +52,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		dir, err := openDirectory(cfg)
+		dir, err := daemon.OpenDirectory(cfg)
 		if err != nil {
 			return err
 		}
@@ -72,7 +73,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		// a client-encrypted message would do.
 		if *plan {
 			in.pipe, err = pipeline.New(pipeline.Options{Directory: dir, Senders: senders,
-				Policy: splitPolicy(cfg), PassThrough: passThroughPolicy(cfg)})
+				Policy: daemon.SplitPolicy(cfg), PassThrough: daemon.PassThroughPolicy(cfg)})
 			if err != nil {
 				return err
 			}

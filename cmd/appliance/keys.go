@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"appliance/config"
+	"appliance/daemon"
 	"appliance/directory"
 	"appliance/hsm"
 	"appliance/internal/tty"
@@ -168,7 +169,7 @@ func pickToken(cfg *config.Config, name string) (config.Token, error) {
 
 // openToken opens the configured token t for its roles, or, to inspect it, without checking them.
 func openToken(cfg *config.Config, t config.Token, inspect bool) (*hsm.Token, error) {
-	hc, err := tokenConfig(cfg, t)
+	hc, err := daemon.TokenConfig(cfg, t)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"appliance/config"
-	"appliance/internal/tty"
-	"appliance/smime"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -17,8 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"appliance/daemon"
 	"appliance/directory"
+	"appliance/internal/tty"
 	"appliance/queue"
+	"appliance/smime"
 )
 
 type stringList []string
@@ -110,7 +110,7 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 	}
 	// The From check reads the header as the pipeline will: normalised the one way both doors
 	// normalise (smime.Normalize; Process runs it again, to the same bytes).
-	norm, _, err := smime.Normalize(msg, pipelineLimits(cfg))
+	norm, _, err := smime.Normalize(msg, daemon.Limits(cfg))
 	if err != nil {
 		return err
 	}
@@ -118,16 +118,16 @@ func runSeal(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	p, err := openParts(cfg, newLogger(cfg, stderr))
+	p, err := daemon.OpenParts(cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	env := queue.Envelope{MailFrom: *from, RcptTo: rcpts, Helo: "localhost", ReceivedAt: time.Now()}
-	if err := p.pipe.CheckSender(bgctx(), *from); err != nil {
+	if err := p.Pipe.CheckSender(bgctx(), *from); err != nil {
 		return err
 	}
-	sealed, err := p.pipe.Process(bgctx(), "seal-"+time.Now().UTC().Format("20060102T150405"), env, bytes.NewReader(msg))
+	sealed, err := p.Pipe.Process(bgctx(), "seal-"+time.Now().UTC().Format("20060102T150405"), env, bytes.NewReader(msg))
 	if err != nil {
 		return err
 	}
@@ -219,9 +219,4 @@ func writeFile(path string, body io.WriterTo) error {
 		return fmt.Errorf("failed to write %q: %w", path, err)
 	}
 	return f.Close()
-}
-
-// pipelineLimits are the message limits of [smtp], as the SMTP door applies them.
-func pipelineLimits(cfg *config.Config) smime.Limits {
-	return smime.Limits{MaxLineLength: cfg.SMTP.MaxLineLength, MaxHeaderBytes: cfg.SMTP.MaxHeaderBytes, MaxHeaderFields: cfg.SMTP.MaxHeaderFields}
 }

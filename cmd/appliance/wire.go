@@ -1,143 +1,18 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"appliance/config"
-	"appliance/directory"
-	"appliance/pipeline"
-	"appliance/queue"
-	"appliance/smtpfront"
-	"appliance/split"
 )
-
-// parts are the long-lived pieces both serve and seal build from one configuration.
-type parts struct {
-	cfg    *config.Config
-	tokens *tokenSupervisor // the offline commands' tokens; serve's belong to serve
-	dir    *directory.Directory
-	pipe   *pipeline.Pipeline
-}
-
-func (p *parts) Close() {
-	if p.tokens != nil {
-		p.tokens.Close()
-	}
-}
 
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: -config FILE is required", errUsage)
 	}
 	return config.Load(path)
-}
-
-// openParts builds the parts for the offline commands, with the tokens opened directly: they have
-// nothing to defer, so a missing token is an error there.
-func openParts(cfg *config.Config, log *slog.Logger) (*parts, error) {
-	return openPartsWith(cfg, log, nil)
-}
-
-// openPartsWith builds the parts around sup when given (serve: tokens may come and go), else
-// around tokens opened here (offline commands: no token, no work).
-// with change the pipeline's options before it is made (metrics.go subscribes to its events and
-// meters its token), in order.
-func openPartsWith(cfg *config.Config, log *slog.Logger, sup *tokenSupervisor, with ...func(*pipeline.Options)) (*parts, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	p := &parts{cfg: cfg}
-	dir, err := openDirectory(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p.dir = dir
-
-	var senders []pipeline.Sender
-	for _, s := range cfg.Senders {
-		chain, err := directory.LoadCertificates(s.Cert)
-		if err != nil {
-			return nil, fmt.Errorf("sender %q: %w", s.Address, err)
-		}
-		if len(chain) == 0 {
-			return nil, fmt.Errorf("sender %q: no certificate in %q", s.Address, s.Cert)
-		}
-		senders = append(senders, pipeline.Sender{Address: s.Address, KeyURI: s.Key, Chain: chain})
-	}
-
-	if sup == nil {
-		t, err := openTokens(cfg)
-		if err != nil {
-			return nil, err
-		}
-		p.tokens, sup = t, t
-	}
-	opts := pipeline.Options{
-		Directory:       dir,
-		Token:           sup,
-		Senders:         senders,
-		Policy:          splitPolicy(cfg),
-		SKI:             skiPolicy(cfg),
-		PassThrough:     passThroughPolicy(cfg),
-		Hostname:        cfg.SMTP.Hostname,
-		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-		Limits:          pipelineLimits(cfg),
-		Logger:          log.With("component", "seal"),
-	}
-	for _, f := range with {
-		f(&opts)
-	}
-	pipe, err := pipeline.New(opts)
-	if err != nil {
-		p.Close()
-		return nil, err
-	}
-	p.pipe = pipe
-	if err := setupLists(p, sup); err != nil {
-		p.Close()
-		return nil, err
-	}
-	return p, nil
-}
-
-func splitPolicy(cfg *config.Config) split.Policy {
-	p := split.Policy{
-		SelfCopy:               cfg.Policy.SelfCopy,
-		KeepBcc:                cfg.Policy.BccHeader == config.BccHeaderOwn,
-		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
-		Profile:                cfg.Policy.Profile,
-		DomainProfiles:         map[string]string{},
-	}
-	if cfg.Policy.Bcc == config.BccGroup {
-		p.Bcc = split.Group
-	}
-	switch cfg.Policy.MissingCert {
-	case config.MissingCertPlaintext:
-		p.MissingCert = split.Plaintext
-	case config.MissingCertDrop:
-		p.MissingCert = split.Drop
-	}
-	if cfg.Policy.CertChoice == config.CertChoiceNewest {
-		p.CertChoice = split.Newest
-	}
-	for _, d := range cfg.Policy.Domains {
-		if d.Profile != "" {
-			p.DomainProfiles[strings.ToLower(d.Domain)] = d.Profile
-		}
-	}
-	return p
-}
-
-func skiPolicy(cfg *config.Config) func(owner string) bool {
-	return func(owner string) bool {
-		_, domain, _ := strings.Cut(owner, "@")
-		return cfg.Policy.ForDomain(domain).RID == config.RIDSKI
-	}
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -150,41 +25,4 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// frontPolicy turns the pipeline's answers into the front end's refusals, with texts that name
-// only the address concerned.
-type frontPolicy struct{ pipe *pipeline.Pipeline }
-
-func (f frontPolicy) CheckSender(ctx context.Context, addr, _ string) error {
-	if err := f.pipe.CheckSender(ctx, addr); err != nil {
-		return &smtpfront.PolicyError{Text: "sender not authorized to send through this relay", Err: err}
-	}
-	return nil
-}
-
-func (f frontPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
-	err := f.pipe.CheckRecipient(ctx, rcpt)
-	if errors.Is(err, pipeline.ErrNoCertificate) {
-		return &smtpfront.PolicyError{Text: "no valid S/MIME certificate for <" + rcpt + ">", Err: err}
-	}
-	return err
-}
-
-// frontSpool gives the front end the queue's refusals in the front end's terms.
-type frontSpool struct{ q *queue.Queue }
-
-func (f frontSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
-	id, err := f.q.Accept(ctx, env, body)
-	switch {
-	case err == nil:
-		return id, nil
-	case errors.Is(err, queue.ErrSpoolUnavailable):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, err)
-	case errors.Is(err, queue.ErrMessageTooBig):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrMessageTooBig, err)
-	case errors.Is(err, queue.ErrClosed):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
-	}
-	return "", err
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func listsFromConfig(cfg *config.Config) ([]lists.List, error) {
 
 // setupLists gives p's pipeline the configured lists. Content keys of mail encrypted to a list
 // are unwrapped through sup: the daemon's supervisor, or the offline commands' tokens.
-func setupLists(p *parts, sup *tokenSupervisor) error {
+func setupLists(p *Parts, sup *Tokens) error {
 	if len(p.cfg.Lists) == 0 {
 		return nil
 	}
@@ -49,16 +49,16 @@ func setupLists(p *parts, sup *tokenSupervisor) error {
 	if sup == nil {
 		return errors.New("failed to set up lists: no token")
 	}
-	return p.pipe.SetLists(ls, sup)
+	return p.Pipe.SetLists(ls, sup)
 }
 
 // reloadLists is the lists' part of SIGHUP: every members file is read again; a file that
 // cannot be read keeps the list's previous members.
-func reloadLists(p *parts, log *slog.Logger) {
+func reloadLists(p *Parts, log *slog.Logger) {
 	if len(p.cfg.Lists) == 0 {
 		return
 	}
-	if err := p.pipe.Reload(); err != nil {
+	if err := p.Pipe.Reload(); err != nil {
 		log.Error("list members reload failed; keeping the previous members", "component", "lists", "err", err)
 		return
 	}

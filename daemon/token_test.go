@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 	"appliance/internal/ci"
 	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
+	"appliance/internal/testconfig"
 	"appliance/lists"
 	"appliance/metrics"
 	"appliance/queue"
@@ -94,7 +95,7 @@ func moveToken(t *testing.T, env *softhsmtest.Env) func() {
 	return restore
 }
 
-func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *tokenSupervisor {
+func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp func()) *Tokens {
 	t.Helper()
 	cfg := hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 2, PoolTimeout: 5 * time.Second}
 	s, err := hsm.NewSupervisor(hsm.SupervisorOptions{
@@ -109,10 +110,10 @@ func startSupervisor(t *testing.T, env *softhsmtest.Env, log *lockedLog, onUp fu
 		s.SetOnUp(onUp)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &tokenSupervisor{s}
+	return &Tokens{s}
 }
 
-func waitHealthy(t *testing.T, s *tokenSupervisor) {
+func waitHealthy(t *testing.T, s *Tokens) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Healthy() != nil {
@@ -123,7 +124,7 @@ func waitHealthy(t *testing.T, s *tokenSupervisor) {
 	}
 }
 
-func sign(s *tokenSupervisor) error {
+func sign(s *Tokens) error {
 	ctx := context.Background()
 	signer, err := s.Signer(ctx, "pkcs11:object=alice")
 	if err != nil {
@@ -332,7 +333,7 @@ func twoTokenConfig(env *softhsmtest.Env, card *softhsmtest.Remote, cardRoles ..
 	}
 }
 
-func signWith(s *tokenSupervisor, key string) error {
+func signWith(s *Tokens, key string) error {
 	signer, err := s.Signer(context.Background(), key)
 	if err != nil {
 		return err
@@ -445,16 +446,18 @@ func TestECSender(t *testing.T) {
 		"--label", label, "--id", fmt.Sprintf("%x", time.Now().UnixNano()), "--pin", softhsmtest.PIN).CombinedOutput(); err != nil {
 		t.Fatalf("import frank's key: %v\n%s", err, out)
 	}
-	path, _ := certsConfig(t, env, fmt.Sprintf(`[[sender]]
+	dir := t.TempDir()
+	c := testconfig.New(env, dir)
+	c.Extra = fmt.Sprintf(`[[sender]]
 address = "frank@example.test"
 key = "pkcs11:token=appliance;object=%s"
 cert = %q
-`, label, env.File("frank.chain.pem")))
-	cfg, err := loadConfig(path)
+`, label, env.File("frank.chain.pem"))
+	cfg, err := config.Load(c.Write(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := openParts(cfg, nil)
+	p, err := OpenParts(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +470,7 @@ cert = %q
 		t.Fatalf("frank's key on the token is %T, not ECDSA", signer.Public())
 	}
 	msg := "From: frank@example.test\r\nTo: bob@example.test\r\nSubject: ec\r\nMessage-ID: <ec@example.test>\r\n\r\nsigned on the token with P-256\r\n"
-	sealed, err := p.pipe.Process(context.Background(), "ec", queue.Envelope{MailFrom: "frank@example.test", RcptTo: []string{"bob@example.test"},
+	sealed, err := p.Pipe.Process(context.Background(), "ec", queue.Envelope{MailFrom: "frank@example.test", RcptTo: []string{"bob@example.test"},
 		Helo: "localhost", ReceivedAt: time.Now()}, strings.NewReader(msg))
 	if err != nil {
 		t.Fatalf("seal: %v", err)
@@ -601,10 +604,10 @@ func TestTokensFailover(t *testing.T) {
 	if err := signWith(set, alice); err != nil {
 		t.Fatalf("sign while the card is away: %v", err)
 	}
-	obs := &observer{m: metrics.New()}
-	obs.tokens(set.Supervisor)
-	wantActive(t, obs.m, "card", 0)
-	wantActive(t, obs.m, "hsm", 1)
+	obs := metrics.NewObserver(metrics.ObserveOptions{})
+	obs.Tokens(set.Supervisor)
+	wantActive(t, obs.Metrics(), "card", 0)
+	wantActive(t, obs.Metrics(), "hsm", 1)
 	if set.Active("card") != "hsm" || log.count("token failover") != 1 || retries.Load() == 0 {
 		t.Fatalf("after the card went away: active %q, %d failover lines, %d retries asked\n%s",
 			set.Active("card"), log.count("token failover"), retries.Load(), log.b.String())
@@ -624,8 +627,8 @@ func TestTokensFailover(t *testing.T) {
 	if err := signWith(set, alice); err != nil || set.Active("card") != "card" {
 		t.Fatalf("sign after the card came back: %v, active %q", err, set.Active("card"))
 	}
-	wantActive(t, obs.m, "card", 1)
-	wantActive(t, obs.m, "hsm", 0)
+	wantActive(t, obs.Metrics(), "card", 1)
+	wantActive(t, obs.Metrics(), "hsm", 0)
 	if n := log.count("token failback"); n != 1 {
 		t.Errorf("%d failback lines, want 1\n%s", n, log.b.String())
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 	"appliance/split"
 )
 
-func passThroughPolicy(cfg *config.Config) split.PassThroughPolicy {
+// PassThroughPolicy is the client-encrypted mode's policy from [policy].
+func PassThroughPolicy(cfg *config.Config) split.PassThroughPolicy {
 	var pol split.PassThroughPolicy
 	if cfg.Policy.UnknownRecipientInfo == config.UnknownRIReject {
 		pol.Unknown = split.RejectUnknown

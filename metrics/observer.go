@@ -1,10 +1,10 @@
-package main
+package metrics
 
-// Metrics for `serve`: what the pipeline did comes from its events (pipeline.Events), to which
-// the observer subscribes; the rest from wrappers around the interfaces where packages meet
+// The daemon's observer: what the pipeline did comes from its events (pipeline.Events), to which
+// the Observer subscribes; the rest from wrappers around the interfaces where packages meet
 // (queue.Deliverer, smtpfront.Spooler and Policy, the HSM token the pipeline gets and what it
-// hands out), so that no core package imports metrics. With [metrics] off the observer is nil,
-// subscribes to nothing and every wrap returns its argument unchanged.
+// hands out), so that no core package imports metrics. With [metrics] off the daemon's Observer
+// is nil, subscribes to nothing and every wrap returns its argument unchanged.
 
 import (
 	"context"
@@ -21,10 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"appliance/cms"
-	"appliance/config"
 	"appliance/directory"
 	"appliance/lists"
-	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/retry"
@@ -33,39 +31,44 @@ import (
 	"appliance/split"
 )
 
-// observer owns the daemon's metrics and readiness checks.
-type observer struct {
-	m   *metrics.Metrics
-	cfg *config.Config
-	hop *metrics.NextHop
-	srv *metrics.Server
+// ObserveOptions are what the Observer needs of the configuration.
+type ObserveOptions struct {
+	Listen   string   // the address of /metrics, /healthz and /readyz
+	SpoolDir string   // the readiness check writes a file there
+	NextHop  string   // the readiness check's next hop
+	Lists    []string // the configured list addresses: the list label's values
 }
 
-// newObserver returns nil when [metrics] is off.
-func newObserver(cfg *config.Config) *observer {
-	if !cfg.Metrics.Enabled() {
-		return nil
-	}
-	return &observer{m: metrics.New(), cfg: cfg, hop: &metrics.NextHop{Addr: cfg.Relay.NextHop}}
+// Observer owns the daemon's metrics and readiness checks. A nil *Observer observes nothing.
+type Observer struct {
+	m    *Metrics
+	opts ObserveOptions
+	hop  *NextHop
+	srv  *Server
 }
 
-// start registers the queue's gauges and opens the listener; hsmHealthy is the token
+// NewObserver makes the daemon's observer; the daemon keeps nil when [metrics] is off.
+func NewObserver(o ObserveOptions) *Observer {
+	return &Observer{m: New(), opts: o, hop: &NextHop{Addr: o.NextHop}}
+}
+
+// Start registers the queue's gauges and opens the listener; hsmHealthy is the token
 // supervisor's verdict (nil while the token is logged in and answering).
-func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logger) error {
+func (o *Observer) Start(q *queue.Queue, hsmHealthy func() error, log *slog.Logger) error {
 	if o == nil {
 		return nil
 	}
-	o.m.ObserveQueue(func() metrics.QueueStats {
+	o.m.ObserveQueue(func() QueueStats {
 		s := q.Stats()
-		return metrics.QueueStats{Messages: s.Messages, Received: s.Received, SealDeferred: s.SealDeferred,
+		return QueueStats{Messages: s.Messages, Received: s.Received, SealDeferred: s.SealDeferred,
 			Pending: s.Pending, Deferred: s.Deferred, Delivered: s.Delivered, Failed: s.Failed, DSNs: s.DSNs}
 	})
-	checks := []metrics.Check{
+	checks := []Check{
 		{Name: "hsm", Probe: func(context.Context) error { return hsmHealthy() }},
-		{Name: "spool", Probe: func(context.Context) error { return spoolWritable(o.cfg.Spool.Dir) }},
+		{Name: "spool", Probe: func(context.Context) error { return spoolWritable(o.opts.SpoolDir) }},
 		{Name: "next_hop", Probe: o.hop.Probe},
 	}
-	srv, err := o.m.Serve(o.cfg.Metrics.Listen, checks)
+	srv, err := o.m.Serve(o.opts.Listen, checks)
 	if err != nil {
 		return err
 	}
@@ -74,19 +77,19 @@ func (o *observer) start(q *queue.Queue, hsmHealthy func() error, log *slog.Logg
 	return nil
 }
 
-// front registers the front end's connection and shedding figures.
-func (o *observer) front(srv *smtpfront.Server) {
+// Front registers the front end's connection and shedding figures.
+func (o *Observer) Front(srv *smtpfront.Server) {
 	if o == nil {
 		return
 	}
-	o.m.ObserveFront(func() metrics.FrontStats {
+	o.m.ObserveFront(func() FrontStats {
 		s := srv.Stats()
-		return metrics.FrontStats{Open: s.Open, Trusted: s.Trusted, Stressed: s.Stressed, StressEntered: s.StressEntered,
+		return FrontStats{Open: s.Open, Trusted: s.Trusted, Stressed: s.Stressed, StressEntered: s.StressEntered,
 			RefusedTotal: s.RefusedTotal, RefusedPerIP: s.RefusedPerIP, RateClosed: s.RateClosed, Shed: s.Shed}
 	})
 }
 
-func (o *observer) Close() {
+func (o *Observer) Close() {
 	if o != nil && o.srv != nil {
 		o.srv.Close()
 	}
@@ -112,9 +115,9 @@ func spoolWritable(dir string) error {
 	return nil
 }
 
-// instrument has the pipeline tell the observer what it does (pipeline.Events) and meters the
-// token it gets; it has the shape of openPartsWith's options.
-func (o *observer) instrument(po *pipeline.Options) {
+// Instrument has the pipeline tell the observer what it does (pipeline.Events) and meters the
+// token it gets; it has the shape of the daemon's pipeline option functions.
+func (o *Observer) Instrument(po *pipeline.Options) {
 	if o == nil {
 		return
 	}
@@ -131,13 +134,13 @@ func (o *observer) instrument(po *pipeline.Options) {
 
 type meteredToken struct {
 	pipeline.Token
-	m *metrics.Metrics
+	m *Metrics
 }
 
 func (t meteredToken) Signer(ctx context.Context, uri string) (crypto.Signer, error) {
 	start := time.Now()
 	s, err := t.Token.Signer(ctx, uri)
-	t.m.HSM(metrics.OpFindKey, time.Since(start), err)
+	t.m.HSM(OpFindKey, time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +150,7 @@ func (t meteredToken) Signer(ctx context.Context, uri string) (crypto.Signer, er
 func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
 	start := time.Now()
 	k, err := t.Token.NewContentKey(ctx)
-	t.m.HSM(metrics.OpGenerateCEK, time.Since(start), err)
+	t.m.HSM(OpGenerateCEK, time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}
@@ -159,16 +162,16 @@ func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error)
 func packageKind(mode, profile string) (string, string) {
 	switch {
 	case mode == seal.ModeSigned && profile == seal.ProfileNone:
-		return metrics.ModeSigned, metrics.ProfileNone
+		return ModeSigned, ProfileNone
 	case (mode == seal.ModeEncrypted || mode == seal.ModePassThrough) &&
 		(profile == seal.ProfileCompat || profile == seal.ProfileModern):
 		return mode, profile
 	}
-	return metrics.ModeOther, metrics.ProfileNone
+	return ModeOther, ProfileNone
 }
 
-// deliverer counts transactions with the next hop and tells the readiness check about them.
-func (o *observer) deliverer(d queue.Deliverer) queue.Deliverer {
+// Deliverer counts transactions with the next hop and tells the readiness check about them.
+func (o *Observer) Deliverer(d queue.Deliverer) queue.Deliverer {
 	if o == nil {
 		return d
 	}
@@ -177,8 +180,8 @@ func (o *observer) deliverer(d queue.Deliverer) queue.Deliverer {
 
 type meteredDeliverer struct {
 	next queue.Deliverer
-	m    *metrics.Metrics
-	hop  *metrics.NextHop
+	m    *Metrics
+	hop  *NextHop
 }
 
 func (d meteredDeliverer) Deliver(ctx context.Context, mailFrom string, rcptTo []string, body io.Reader) ([]queue.RcptResult, error) {
@@ -192,9 +195,9 @@ func deliveryResult(res []queue.RcptResult, err error) string {
 	if err != nil {
 		// As the queue does: a delivery error that does not say is temporary.
 		if retry.IsTemporary(err, true) {
-			return metrics.ResultTemporary
+			return ResultTemporary
 		}
-		return metrics.ResultPermanent
+		return ResultPermanent
 	}
 	refused := 0
 	for _, r := range res {
@@ -204,15 +207,15 @@ func deliveryResult(res []queue.RcptResult, err error) string {
 	}
 	switch {
 	case refused == 0:
-		return metrics.ResultOK
+		return ResultOK
 	case refused == len(res):
-		return metrics.ResultRefused
+		return ResultRefused
 	}
-	return metrics.ResultPartial
+	return ResultPartial
 }
 
-// spooler counts messages spooled and DATA-time refusals.
-func (o *observer) spooler(s smtpfront.Spooler) smtpfront.Spooler {
+// Spooler counts messages spooled and DATA-time refusals.
+func (o *Observer) Spooler(s smtpfront.Spooler) smtpfront.Spooler {
 	if o == nil {
 		return s
 	}
@@ -221,7 +224,7 @@ func (o *observer) spooler(s smtpfront.Spooler) smtpfront.Spooler {
 
 type meteredSpooler struct {
 	smtpfront.Spooler
-	m *metrics.Metrics
+	m *Metrics
 }
 
 func (s meteredSpooler) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
@@ -234,8 +237,8 @@ func (s meteredSpooler) Accept(ctx context.Context, env queue.Envelope, body io.
 	return id, err
 }
 
-// directory counts every directory lookup, at RCPT time and while sealing.
-func (o *observer) directory(d *directory.Directory) {
+// Directory counts every directory lookup, at RCPT time and while sealing.
+func (o *Observer) Directory(d *directory.Directory) {
 	if o != nil {
 		d.OnLookup(o.m.Lookup)
 	}
@@ -245,17 +248,17 @@ func (o *observer) directory(d *directory.Directory) {
 // appliance_list_members_skipped_total{list,reason}. The list label is a configured list
 // address: a fixed set, known to every poster, that names no member, so the series stay
 // bounded and a scrape reveals no recipient. nil without lists.
-func (o *observer) listSkips() func(list string, packages int, skipped map[string]int) {
-	if len(o.cfg.Lists) == 0 {
+func (o *Observer) listSkips() func(list string, packages int, skipped map[string]int) {
+	if len(o.opts.Lists) == 0 {
 		return nil
 	}
 	counter := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "appliance_list_members_skipped_total",
 		Help: "List members who got no package of a post, by list and reason: no_certificate (no valid certificate) or unusable_certificate (valid, but the content key cannot be wrapped for it as policy asks).",
 	}, []string{"list", "reason"})
-	for _, l := range o.cfg.Lists {
+	for _, l := range o.opts.Lists {
 		for _, r := range []string{lists.SkipNoCertificate, lists.SkipUnusableCertificate} {
-			counter.WithLabelValues(l.Address, r)
+			counter.WithLabelValues(l, r)
 		}
 	}
 	o.m.Registry().MustRegister(counter)
@@ -268,8 +271,8 @@ func (o *observer) listSkips() func(list string, packages int, skipped map[strin
 	}
 }
 
-// policy counts MAIL and RCPT refusals.
-func (o *observer) policy(p smtpfront.Policy) smtpfront.Policy {
+// Policy counts MAIL and RCPT refusals.
+func (o *Observer) Policy(p smtpfront.Policy) smtpfront.Policy {
 	if o == nil {
 		return p
 	}
@@ -300,7 +303,7 @@ func (p meteredListPolicy) CheckPoster(ctx context.Context, list, mailFrom strin
 
 type meteredPolicy struct {
 	smtpfront.Policy
-	m *metrics.Metrics
+	m *Metrics
 }
 
 func (p meteredPolicy) CheckSender(ctx context.Context, mailFrom, authUser string) error {
@@ -316,7 +319,7 @@ func (p meteredPolicy) CheckRecipient(ctx context.Context, rcpt string) error {
 	switch {
 	case err == nil:
 	case errors.Is(err, pipeline.ErrNoCertificate):
-		p.m.Refused(metrics.ReasonNoCert)
+		p.m.Refused(ReasonNoCert)
 	default:
 		p.m.Refused(refusalReason(err))
 	}
@@ -331,31 +334,31 @@ func refusalReason(err error) string {
 	var re *pipeline.RefusedError
 	switch {
 	case errors.As(err, &re), errors.Is(err, split.ErrRecipientInfoRejected):
-		return metrics.ReasonContent
+		return ReasonContent
 	case errors.Is(err, pipeline.ErrNoCertificate):
-		return metrics.ReasonNoCert
+		return ReasonNoCert
 	case errors.Is(err, pipeline.ErrUnknownSender), errors.Is(err, smtpfront.ErrSenderRefused):
-		return metrics.ReasonSender
+		return ReasonSender
 	case errors.As(err, &pe):
 		if pe.Temporary {
-			return metrics.ReasonTemporary
+			return ReasonTemporary
 		}
-		return metrics.ReasonPolicy
+		return ReasonPolicy
 	case errors.Is(err, smtpfront.ErrRecipientRefused):
-		return metrics.ReasonPolicy
+		return ReasonPolicy
 	case errors.Is(err, smtpfront.ErrMessageTooBig), errors.Is(err, smtp.ErrDataTooLarge):
-		return metrics.ReasonTooBig
+		return ReasonTooBig
 	case errors.Is(err, smtpfront.ErrMalformedMessage):
-		return metrics.ReasonMalformed
+		return ReasonMalformed
 	case errors.Is(err, smtpfront.ErrSpoolFull):
-		return metrics.ReasonSpoolFull
+		return ReasonSpoolFull
 	case errors.Is(err, smtpfront.ErrBadAddress):
-		return metrics.ReasonBadAddress
+		return ReasonBadAddress
 	case errors.Is(err, smtpfront.ErrTooManyRecipients):
-		return metrics.ReasonTooManyRcpt
+		return ReasonTooManyRcpt
 	case errors.Is(err, smtpfront.ErrTemporary), errors.Is(err, context.DeadlineExceeded),
 		retry.IsTemporary(err, false):
-		return metrics.ReasonTemporary
+		return ReasonTemporary
 	}
-	return metrics.ReasonOther
+	return ReasonOther
 }

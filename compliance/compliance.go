@@ -1,23 +1,25 @@
-package main
-
-// The compliance features in serve: DKIM on every package, the journal package, the audit
-// trail (README, Compliance).
+// Package compliance wraps the daemon's queue and front end with DKIM on every package, the
+// journal package and the audit trail (README, Compliance). It takes what the daemon built from
+// [[dkim]], [journal] and [audit] (Options); it imports no configuration.
 //
-// Order of work on a message, in the queue.Processor that wraps the pipeline:
+// Order of work on a message, in the queue.Processor that wraps the pipeline (Processor):
 //  1. the pipeline seals its packages (each with its Received trace field);
 //  2. each package is DKIM-signed over its final bytes (dkimBody);
-//  3. with [journal], the journal package is built from the message as submitted and a report
+//  3. with a Journal, the journal package is built from the message as submitted and a report
 //     of every package (recipients, RecipientInfo identifiers, SHA-256 of the signed package),
 //     sealed for the journal certificates, DKIM-signed, and added as a package of its own;
-//  4. with [audit], each package's body records a `sealed` record once the spool has its bytes.
+//  4. with an audit trail, each package's body records a `sealed` record once the spool has its
+//     bytes.
 //
 // The `accepted` record is written after the queue committed the message and before the client
-// gets its 250 (complianceSpool); `delivery` records come from the queue's Outcome hook.
+// gets its 250 (Spooler); `delivery` records come from the queue's Outcome hook (Outcome).
+package compliance
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -26,80 +28,52 @@ import (
 	"log/slog"
 
 	"appliance/audit"
-	"appliance/config"
-	"appliance/directory"
 	"appliance/dkim"
 	"appliance/journal"
-	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/retry"
-	"appliance/seal"
 	"appliance/smtpfront"
 
 	"github.com/emersion/go-message/textproto"
 )
 
-// compliance holds what serve built from [[dkim]], [journal] and [audit]; each may be nil.
-type compliance struct {
+// Options are what the daemon built from [[dkim]], [journal] and [audit]; each may be nil.
+type Options struct {
+	Audit   *audit.Log
+	DKIM    *dkim.Signer
+	Journal *Journal
+	Log     *slog.Logger
+}
+
+// Journal is the journal as configured: everything but the sender's signer, which is found per
+// message through Keys (the token may come and go).
+type Journal struct {
+	journal.Journal
+	KeyURI string
+	Keys   interface {
+		Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
+	}
+}
+
+// Compliance is the set of wrappers; a nil *Compliance, or one without anything configured,
+// returns what it wraps unchanged.
+type Compliance struct {
 	audit   *audit.Log
 	dkim    *dkim.Signer
-	journal *journalSetup
+	journal *Journal
 	log     *slog.Logger
 }
 
-// journalSetup is the journal as configured; the sender's key is found per message (the token
-// may come and go).
-type journalSetup struct {
-	j      journal.Journal
-	keyURI string
-	src    signerSource
+// New makes the wrappers of o.
+func New(o Options) *Compliance {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Compliance{audit: o.Audit, dkim: o.DKIM, journal: o.Journal, log: o.Log.With("component", "compliance")}
 }
 
-// openCompliance builds the DKIM signer, the journal and the audit trail. The DKIM and audit
-// keys are looked up now (their public halves are needed up front); the journal sender's key
-// when a message is sealed.
-func openCompliance(ctx context.Context, cfg *config.Config, src signerSource, pipe *pipeline.Pipeline, log *slog.Logger) (*compliance, error) {
-	c := &compliance{log: log.With("component", "compliance")}
-	var err error
-	if c.dkim, err = newDKIMSigner(ctx, cfg, src); err != nil {
-		return nil, err
-	}
-	if cfg.Journal.Enabled() {
-		if c.journal, err = newJournalSetup(cfg, src, pipe); err != nil {
-			return nil, err
-		}
-	}
-	if c.audit, err = openAuditLog(ctx, cfg, src); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func newJournalSetup(cfg *config.Config, src signerSource, pipe *pipeline.Pipeline) (*journalSetup, error) {
-	jc := cfg.Journal
-	s, ok := pipe.SenderFor(jc.Sender)
-	if !ok {
-		return nil, fmt.Errorf("journal.sender %q is not a [[sender]]", jc.Sender)
-	}
-	js := &journalSetup{keyURI: s.KeyURI, src: src, j: journal.Journal{
-		Address: jc.Address, From: s.Address, Hostname: cfg.SMTP.Hostname, Sealer: pipe.Sealer(),
-		Sender: seal.Sender{Chain: s.Chain, PSS: s.PSS},
-	}}
-	for _, f := range jc.Certs {
-		certs, err := directory.LoadCertificates(f)
-		if err != nil {
-			return nil, fmt.Errorf("journal.certs: %w", err)
-		}
-		if len(certs) == 0 {
-			return nil, fmt.Errorf("journal.certs: no certificate in %q", f)
-		}
-		js.j.Certs = append(js.j.Certs, certs...)
-	}
-	return js, nil
-}
-
-// Close closes the audit trail, sealing its last file; serve calls it after the queue stopped.
-func (c *compliance) Close() error {
+// Close closes the audit trail, sealing its last file; the daemon calls it after the queue stopped.
+func (c *Compliance) Close() error {
 	if c == nil || c.audit == nil {
 		return nil
 	}
@@ -110,8 +84,8 @@ func (c *compliance) Close() error {
 	return nil
 }
 
-// processor wraps the pipeline's queue.Processor (see the file comment).
-func (c *compliance) processor(next queue.Processor) queue.Processor {
+// Processor wraps the pipeline's queue.Processor (see the package comment).
+func (c *Compliance) Processor(next queue.Processor) queue.Processor {
 	if c == nil || (c.dkim == nil && c.journal == nil && c.audit == nil) {
 		return next
 	}
@@ -119,7 +93,7 @@ func (c *compliance) processor(next queue.Processor) queue.Processor {
 }
 
 type compliantProcessor struct {
-	c    *compliance
+	c    *Compliance
 	next queue.Processor
 }
 
@@ -136,7 +110,7 @@ func (p compliantProcessor) Process(ctx context.Context, id string, env queue.En
 	ris := make([][]string, len(sealed.Packages))
 	if c.journal != nil || c.audit != nil {
 		for i, pk := range sealed.Packages {
-			if ris[i], err = pipeline.PackageRecipientInfos(pk.Body); err != nil {
+			if ris[i], err = PackageRecipientInfos(pk.Body); err != nil {
 				c.log.Warn("package RecipientInfos not readable", "id", id, "package", i, "err", err)
 			}
 		}
@@ -168,7 +142,7 @@ func (p compliantProcessor) Process(ctx context.Context, id string, env queue.En
 
 // sign DKIM-signs one package in place; a package no key covers goes unsigned (logged), a
 // signing failure defers the message (dkimDeferral).
-func (c *compliance) sign(id string, i int, pk *queue.Package) error {
+func (c *Compliance) sign(id string, i int, pk *queue.Package) error {
 	if c.dkim == nil {
 		return nil
 	}
@@ -186,7 +160,7 @@ func (c *compliance) sign(id string, i int, pk *queue.Package) error {
 
 // journalPackage builds and seals the journal package of a message: a transaction of its own
 // (the journal sender to the journal address), DKIM-signed like any package.
-func (c *compliance) journalPackage(ctx context.Context, id string, env queue.Envelope, orig []byte, sealed *queue.Sealed, ris [][]string) (queue.Package, []string, error) {
+func (c *Compliance) journalPackage(ctx context.Context, id string, env queue.Envelope, orig []byte, sealed *queue.Sealed, ris [][]string) (queue.Package, []string, error) {
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(orig)))
 	if err != nil {
 		h = textproto.Header{} // the report's kinds then say envelope-only
@@ -203,18 +177,17 @@ func (c *compliance) journalPackage(ctx context.Context, id string, env queue.En
 	for _, r := range sealed.Refused {
 		rep.Refuse(r.Recipient, r.Status+" "+r.Reason)
 	}
-	js := c.journal
-	signer, err := js.src.Signer(ctx, js.keyURI)
+	signer, err := c.journal.Keys.Signer(ctx, c.journal.KeyURI)
 	if err != nil {
 		return queue.Package{}, nil, fmt.Errorf("the journal sender's key: %w", err)
 	}
-	j := js.j
+	j := c.journal.Journal
 	j.Sender.Signer = signer
 	s, err := j.Seal(ctx, rep, orig)
 	if err != nil {
 		return queue.Package{}, nil, err
 	}
-	jris, err := pipeline.PackageRecipientInfos(s.Body)
+	jris, err := PackageRecipientInfos(s.Body)
 	if err != nil {
 		return queue.Package{}, nil, err
 	}
@@ -287,10 +260,10 @@ func (b *auditedBody) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// spooler records an `accepted` record for each message the queue committed, before the
+// Spooler records an `accepted` record for each message the queue committed, before the
 // client's 250; a trail that cannot be written answers 451 (the message is in the spool and is
 // sent, but the client is told to try again: a duplicate rather than mail without its record).
-func (c *compliance) spooler(next smtpfront.Spooler) smtpfront.Spooler {
+func (c *Compliance) Spooler(next smtpfront.Spooler) smtpfront.Spooler {
 	if c == nil || c.audit == nil {
 		return next
 	}
@@ -326,9 +299,9 @@ func (c *countingHash) Write(b []byte) (int, error) {
 	return c.Hash.Write(b)
 }
 
-// outcome is the queue's Outcome hook: one `delivery` record per recipient per attempt; nil
+// Outcome is the queue's Outcome hook: one `delivery` record per recipient per attempt; nil
 // without a trail.
-func (c *compliance) outcome() func(queue.Outcome) {
+func (c *Compliance) Outcome() func(queue.Outcome) {
 	if c == nil || c.audit == nil {
 		return nil
 	}
@@ -348,3 +321,9 @@ func (c *compliance) outcome() func(queue.Outcome) {
 		}
 	}
 }
+
+// dkimDeferral makes a signing failure temporary for the queue: the message waits for the key.
+type dkimDeferral struct{ error }
+
+func (e dkimDeferral) Temporary() bool { return true }
+func (e dkimDeferral) Unwrap() error   { return e.error }

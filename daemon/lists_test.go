@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func TestWithLists(t *testing.T) {
 	}
 	cfg := &config.Config{Lists: []config.List{{Address: "list@example.test", Key: "pkcs11:object=list",
 		Cert: env.File("list.chain.pem"), MembersFile: members, Posters: config.Posters{Kind: config.PostersMembers}}}}
-	p := &parts{cfg: cfg, pipe: pipe}
+	p := &Parts{cfg: cfg, Pipe: pipe}
 	if err := setupLists(p, nil); err == nil {
 		t.Fatal("setupLists without a token succeeded")
 	}

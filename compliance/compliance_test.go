@@ -1,4 +1,4 @@
-package main
+package compliance
 
 import (
 	"bufio"
@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,14 +56,14 @@ func TestComplianceAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &compliance{audit: l, log: slog.New(slog.DiscardHandler)}
+	c := New(Options{Audit: l})
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{"bob@example.test", "dave@example.test"}, AuthUser: "alice"}
 	msg := "Subject: x\r\n\r\nhello\r\n"
-	id, err := c.spooler(readingSpool{}).Accept(context.Background(), env, strings.NewReader(msg))
+	id, err := c.Spooler(readingSpool{}).Accept(context.Background(), env, strings.NewReader(msg))
 	if err != nil || id != "m1" {
 		t.Fatalf("Accept: %q %v", id, err)
 	}
-	sealed, err := c.processor(twoPackages{}).Process(context.Background(), id, env, strings.NewReader(msg))
+	sealed, err := c.Processor(twoPackages{}).Process(context.Background(), id, env, strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +75,7 @@ func TestComplianceAudit(t *testing.T) {
 		}
 		spooled = append(spooled, b.Bytes())
 	}
-	out := c.outcome()
+	out := c.Outcome()
 	out(queue.Outcome{Message: id, Package: 0, Recipient: "bob@example.test", State: "delivered"})
 	out(queue.Outcome{Message: id, Package: 1, Recipient: "dave@example.test", State: "failed", Err: errors.New("550 no")})
 	if err := c.Close(); err != nil {
@@ -120,7 +119,7 @@ func TestComplianceAudit(t *testing.T) {
 	}
 
 	// The trail is closed now: a message cannot get its record, so it is not acknowledged.
-	if _, err := c.spooler(readingSpool{}).Accept(context.Background(), env, strings.NewReader(msg)); !errors.Is(err, smtpfront.ErrTemporary) {
+	if _, err := c.Spooler(readingSpool{}).Accept(context.Background(), env, strings.NewReader(msg)); !errors.Is(err, smtpfront.ErrTemporary) {
 		t.Errorf("Accept with a closed trail: %v, want a temporary error", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -20,19 +20,19 @@ import (
 // probing, health), keys routed to their token, content keys from the content token, failover to
 // a standby. This file builds it from the configuration and fits it to the pipeline.
 
-// tokenSupervisor is the hsm.Supervisor as the pipeline's Token and ListToken: content keys are
+// Tokens is the hsm.Supervisor as the pipeline's Token and ListToken: content keys are
 // cms.ContentKeys, and a wrapped key the token refuses is the message's fault
 // (lists.ErrWrappedKey).
-type tokenSupervisor struct{ *hsm.Supervisor }
+type Tokens struct{ *hsm.Supervisor }
 
 var (
-	_ pipeline.Token  = (*tokenSupervisor)(nil)
-	_ lists.ListToken = (*tokenSupervisor)(nil)
+	_ pipeline.Token  = (*Tokens)(nil)
+	_ lists.ListToken = (*Tokens)(nil)
 )
 
 // NewContentKey makes a content key on the content token (pipeline.Token). A failure returns a
 // nil interface, not a nil *hsm.SupervisedKey inside one.
-func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
+func (s *Tokens) NewContentKey(ctx context.Context) (cms.ContentKey, error) {
 	k, err := s.ContentKey(ctx)
 	if err != nil {
 		return nil, err
@@ -42,7 +42,7 @@ func (s *tokenSupervisor) NewContentKey(ctx context.Context) (cms.ContentKey, er
 
 // UnwrapCEK unwraps a list's content key on the token of the list's key (lists.ListToken). A
 // wrapped key the token refuses, or wrapped with an OAEP hash it lacks, is the message's fault.
-func (s *tokenSupervisor) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
+func (s *Tokens) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error) {
 	k, err := s.Supervisor.UnwrapCEK(ctx, keyURI, wrapped, oaepHash)
 	if errors.Is(err, hsm.ErrUnwrap) || errors.Is(err, hsm.ErrOAEPHash) {
 		return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
@@ -57,15 +57,15 @@ var _ cms.ContentKey = (*hsm.SupervisedKey)(nil)
 
 // policyFor is the front end's policy for cfg: under hsm.require_up, MAIL gets 451 4.3.0 while
 // the token is down.
-func policyFor(cfg *config.Config, sup *tokenSupervisor, f frontPolicy) smtpfront.Policy {
+func policyFor(cfg *config.Config, sup *Tokens, f frontPolicy) smtpfront.Policy {
 	if cfg.HSM.RequireUp {
 		return smtpfront.RequireHealthy(f, sup.Healthy)
 	}
 	return f
 }
 
-// tokenConfig is the hsm.Config of the configured token t.
-func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
+// TokenConfig is the hsm.Config of the configured token t.
+func TokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
 	pin, err := cfg.TokenPIN(t.Name)
 	if err != nil {
 		return hsm.Config{}, err
@@ -86,27 +86,27 @@ func tokenConfig(cfg *config.Config, t config.Token) (hsm.Config, error) {
 // token lacking a mechanism its roles or keys need, or (unless hsm.wait_for_token) a token the
 // module does not have, is a configuration error and stops the start; a token that fails in
 // another way is waited for.
-func startTokenSupervisor(cfg *config.Config, log *slog.Logger) (*tokenSupervisor, error) {
+func startTokenSupervisor(cfg *config.Config, log *slog.Logger) (*Tokens, error) {
 	return newTokenSetWith(cfg, log, hsm.SupervisorOptions{FailMissing: !cfg.HSM.WaitForToken})
 }
 
-// openTokens opens every configured token for the offline commands: they have nothing to defer,
+// OpenTokens opens every configured token for the offline commands: they have nothing to defer,
 // so a missing token is an error there.
-func openTokens(cfg *config.Config) (*tokenSupervisor, error) {
+func OpenTokens(cfg *config.Config) (*Tokens, error) {
 	return newTokenSet(cfg, nil, true)
 }
 
-func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*tokenSupervisor, error) {
+func newTokenSet(cfg *config.Config, log *slog.Logger, strict bool) (*Tokens, error) {
 	return newTokenSetWith(cfg, log, hsm.SupervisorOptions{Strict: strict})
 }
 
 // newTokenSetWith builds the supervisor's tokens, routes and content tokens from cfg into o.
-func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptions) (*tokenSupervisor, error) {
+func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptions) (*Tokens, error) {
 	// Keys by token, so that each watch probes with one of its own keys and start can check that
 	// the token signs with every key's mechanism.
 	keys := cfg.KeysByToken()
 	for _, t := range cfg.TokenList() {
-		hc, err := tokenConfig(cfg, t)
+		hc, err := TokenConfig(cfg, t)
 		if err != nil {
 			return nil, err
 		}
@@ -122,5 +122,5 @@ func newTokenSetWith(cfg *config.Config, log *slog.Logger, o hsm.SupervisorOptio
 	if err != nil {
 		return nil, err
 	}
-	return &tokenSupervisor{s}, nil
+	return &Tokens{s}, nil
 }

@@ -1,7 +1,7 @@
-package pipeline
+package compliance
 
-// What the daemon's journal and audit trail need to know of the packages the pipeline made,
-// without reading them again.
+// What the journal and the audit trail need to know of the packages the pipeline made, without
+// reading them again.
 
 import (
 	"io"
@@ -16,8 +16,8 @@ import (
 // appliance-sealed or pass-through package. It returns nil for a signed-only package and for a
 // body it does not know (a list member's package, whose RecipientInfo is in its own share).
 func PackageRecipientInfos(body io.WriterTo) ([]string, error) {
-	if s, ok := body.(*spooled); ok {
-		body = s.body
+	if s, ok := body.(interface{ Unwrap() io.WriterTo }); ok {
+		body = s.Unwrap() // the pipeline's trace field in front of the package
 	}
 	sp, ok := body.(*seal.Package)
 	if !ok {
@@ -33,7 +33,3 @@ func PackageRecipientInfos(body io.WriterTo) ([]string, error) {
 	}
 	return journal.RecipientInfoIDs(env.RecipientInfos), nil
 }
-
-// Sealer is the pipeline's sealer (the token's content keys and OAEP hash): the journal package
-// is sealed with it.
-func (p *Pipeline) Sealer() *seal.Sealer { return p.sealer }

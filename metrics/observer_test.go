@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"context"
@@ -12,9 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"appliance/config"
 	"appliance/lists"
-	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/seal"
@@ -25,23 +23,23 @@ import (
 
 func TestPackageKind(t *testing.T) {
 	// The pipeline records a package's kind in seal's names; metrics count by their own.
-	if seal.ModeEncrypted != metrics.ModeEncrypted || seal.ModeSigned != metrics.ModeSigned ||
-		seal.ModePassThrough != metrics.ModePassThrough || seal.ProfileCompat != metrics.ProfileCompat ||
-		seal.ProfileModern != metrics.ProfileModern || seal.ProfileNone != metrics.ProfileNone {
+	if seal.ModeEncrypted != ModeEncrypted || seal.ModeSigned != ModeSigned ||
+		seal.ModePassThrough != ModePassThrough || seal.ProfileCompat != ProfileCompat ||
+		seal.ProfileModern != ProfileModern || seal.ProfileNone != ProfileNone {
 		t.Fatal("seal and metrics name modes and profiles differently")
 	}
 	tests := []struct {
 		name, mode, prof   string
 		wantMode, wantProf string
 	}{
-		{"ok compat", seal.ModeEncrypted, seal.ProfileCompat, metrics.ModeEncrypted, metrics.ProfileCompat},
-		{"ok modern", seal.ModeEncrypted, seal.ProfileModern, metrics.ModeEncrypted, metrics.ProfileModern},
-		{"ok passthrough", seal.ModePassThrough, seal.ProfileModern, metrics.ModePassThrough, metrics.ProfileModern},
-		{"ok signed only", seal.ModeSigned, seal.ProfileNone, metrics.ModeSigned, metrics.ProfileNone},
-		{"fail unlabelled", "", "", metrics.ModeOther, metrics.ProfileNone},
-		{"fail encrypted without profile", seal.ModeEncrypted, seal.ProfileNone, metrics.ModeOther, metrics.ProfileNone},
-		{"fail signed with profile", seal.ModeSigned, seal.ProfileCompat, metrics.ModeOther, metrics.ProfileNone},
-		{"fail unknown", "x", "y", metrics.ModeOther, metrics.ProfileNone},
+		{"ok compat", seal.ModeEncrypted, seal.ProfileCompat, ModeEncrypted, ProfileCompat},
+		{"ok modern", seal.ModeEncrypted, seal.ProfileModern, ModeEncrypted, ProfileModern},
+		{"ok passthrough", seal.ModePassThrough, seal.ProfileModern, ModePassThrough, ProfileModern},
+		{"ok signed only", seal.ModeSigned, seal.ProfileNone, ModeSigned, ProfileNone},
+		{"fail unlabelled", "", "", ModeOther, ProfileNone},
+		{"fail encrypted without profile", seal.ModeEncrypted, seal.ProfileNone, ModeOther, ProfileNone},
+		{"fail signed with profile", seal.ModeSigned, seal.ProfileCompat, ModeOther, ProfileNone},
+		{"fail unknown", "x", "y", ModeOther, ProfileNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,19 +67,19 @@ func TestRefusalReason(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"ok no certificate", &smtpfront.PolicyError{Text: "x", Err: fmt.Errorf("%w: %q", pipeline.ErrNoCertificate, "a@b")}, metrics.ReasonNoCert},
-		{"ok unknown sender", &smtpfront.PolicyError{Text: "x", Err: pipeline.ErrUnknownSender}, metrics.ReasonSender},
-		{"ok sender refused", smtpfront.ErrSenderRefused, metrics.ReasonSender},
-		{"ok temporary policy", &smtpfront.PolicyError{Text: "x", Temporary: true}, metrics.ReasonTemporary},
-		{"ok other policy", &smtpfront.PolicyError{Text: "x"}, metrics.ReasonPolicy},
-		{"ok too big", fmt.Errorf("%w: x", smtpfront.ErrMessageTooBig), metrics.ReasonTooBig},
-		{"ok too big go-smtp", smtp.ErrDataTooLarge, metrics.ReasonTooBig},
-		{"ok spool full", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, queue.ErrSpoolUnavailable), metrics.ReasonSpoolFull},
-		{"ok malformed", smtpfront.ErrMalformedMessage, metrics.ReasonMalformed},
-		{"ok temporary", tempError{}, metrics.ReasonTemporary},
-		{"ok content refused", fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554}, &pipeline.RefusedError{Reason: "x"}), metrics.ReasonContent},
-		{"ok recipientinfos refused", &smtpfront.MessageRefusal{Text: "x", Err: split.ErrRecipientInfoRejected}, metrics.ReasonContent},
-		{"fail unknown", errors.New("boom"), metrics.ReasonOther},
+		{"ok no certificate", &smtpfront.PolicyError{Text: "x", Err: fmt.Errorf("%w: %q", pipeline.ErrNoCertificate, "a@b")}, ReasonNoCert},
+		{"ok unknown sender", &smtpfront.PolicyError{Text: "x", Err: pipeline.ErrUnknownSender}, ReasonSender},
+		{"ok sender refused", smtpfront.ErrSenderRefused, ReasonSender},
+		{"ok temporary policy", &smtpfront.PolicyError{Text: "x", Temporary: true}, ReasonTemporary},
+		{"ok other policy", &smtpfront.PolicyError{Text: "x"}, ReasonPolicy},
+		{"ok too big", fmt.Errorf("%w: x", smtpfront.ErrMessageTooBig), ReasonTooBig},
+		{"ok too big go-smtp", smtp.ErrDataTooLarge, ReasonTooBig},
+		{"ok spool full", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, queue.ErrSpoolUnavailable), ReasonSpoolFull},
+		{"ok malformed", smtpfront.ErrMalformedMessage, ReasonMalformed},
+		{"ok temporary", tempError{}, ReasonTemporary},
+		{"ok content refused", fmt.Errorf("%w: %w", &smtp.SMTPError{Code: 554}, &pipeline.RefusedError{Reason: "x"}), ReasonContent},
+		{"ok recipientinfos refused", &smtpfront.MessageRefusal{Text: "x", Err: split.ErrRecipientInfoRejected}, ReasonContent},
+		{"fail unknown", errors.New("boom"), ReasonOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,12 +98,12 @@ func TestDeliveryResult(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"ok all accepted", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b"}}, nil, metrics.ResultOK},
-		{"ok partial", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b", Err: refused}}, nil, metrics.ResultPartial},
-		{"ok all refused", []queue.RcptResult{{Rcpt: "a", Err: refused}}, nil, metrics.ResultRefused},
-		{"fail temporary", nil, tempError{}, metrics.ResultTemporary},
-		{"fail unsorted error is temporary", nil, errors.New("eof"), metrics.ResultTemporary},
-		{"fail permanent", nil, permError{}, metrics.ResultPermanent},
+		{"ok all accepted", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b"}}, nil, ResultOK},
+		{"ok partial", []queue.RcptResult{{Rcpt: "a"}, {Rcpt: "b", Err: refused}}, nil, ResultPartial},
+		{"ok all refused", []queue.RcptResult{{Rcpt: "a", Err: refused}}, nil, ResultRefused},
+		{"fail temporary", nil, tempError{}, ResultTemporary},
+		{"fail unsorted error is temporary", nil, errors.New("eof"), ResultTemporary},
+		{"fail permanent", nil, permError{}, ResultPermanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,13 +115,13 @@ func TestDeliveryResult(t *testing.T) {
 }
 
 func TestObserverOff(t *testing.T) {
-	var o *observer // [metrics] absent
+	var o *Observer // [metrics] absent
 	var opts pipeline.Options
-	o.instrument(&opts)
+	o.Instrument(&opts)
 	if opts.Token != nil || opts.Events.Sealed != nil || opts.Events.Refused != nil || opts.Events.Classified != nil {
 		t.Error("pipeline instrumented without metrics")
 	}
-	if o.start(nil, nil, nil) != nil {
+	if o.Start(nil, nil, nil) != nil {
 		t.Error("start without metrics")
 	}
 	o.Close()
@@ -132,22 +130,22 @@ func TestObserverOff(t *testing.T) {
 // TestPipelineEvents: the pipeline's events reach their series, and every class, stage and
 // reason the pipeline names has its series at zero from the start.
 func TestPipelineEvents(t *testing.T) {
-	o := &observer{m: metrics.New(), cfg: &config.Config{}}
+	o := &Observer{m: New()}
 	var opts pipeline.Options
-	o.instrument(&opts)
+	o.Instrument(&opts)
 	for _, c := range []smime.Class{smime.Plain, smime.ClientEncrypted, smime.SignedOverEncrypted, smime.Refused} {
-		if !slices.Contains(metrics.Classes, c.String()) {
+		if !slices.Contains(Classes, c.String()) {
 			t.Errorf("class %q has no series", c)
 		}
 	}
 	for _, r := range []string{pipeline.ReasonUnaccountable, pipeline.ReasonMalformed, pipeline.ReasonSignedOverEncrypted,
 		pipeline.ReasonRecipientInfo, pipeline.ReasonUnsplittable, pipeline.ReasonSender, pipeline.ReasonOther} {
-		if !slices.Contains(metrics.ContentReasons, r) {
+		if !slices.Contains(ContentReasons, r) {
 			t.Errorf("reason %q has no series", r)
 		}
 	}
-	if !slices.Equal(metrics.Stages, []string{pipeline.StageData, pipeline.StageSeal}) {
-		t.Errorf("stages %v", metrics.Stages)
+	if !slices.Equal(Stages, []string{pipeline.StageData, pipeline.StageSeal}) {
+		t.Errorf("stages %v", Stages)
 	}
 	opts.Events.Classified(smime.ClientEncrypted.String())
 	opts.Events.Refused(pipeline.StageData, pipeline.ReasonSignedOverEncrypted)
@@ -159,7 +157,7 @@ func TestPipelineEvents(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	got, err := metrics.ParseText(rec.Body)
+	got, err := ParseText(rec.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +190,7 @@ func (listPolicy) CheckPoster(context.Context, string, string) error {
 
 // The front end detects lists by a type assertion; the metering wrapper must not hide them.
 func TestMeteredPolicyKeepsListPolicy(t *testing.T) {
-	o := &observer{m: metrics.New(), cfg: &config.Config{}}
+	o := &Observer{m: New()}
 	tests := []struct {
 		name     string
 		in       smtpfront.Policy
@@ -203,7 +201,7 @@ func TestMeteredPolicyKeepsListPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := o.policy(tt.in)
+			out := o.Policy(tt.in)
 			lp, ok := out.(smtpfront.ListPolicy)
 			if ok != tt.wantList {
 				t.Fatalf("wrapped policy implements ListPolicy: %v, want %v", ok, tt.wantList)
@@ -249,7 +247,7 @@ func TestSpoolWritable(t *testing.T) {
 // start, and what the pipeline reports adds up per list and reason.
 func TestListSkipMetric(t *testing.T) {
 	const series = `appliance_list_members_skipped_total{list="%s",reason="%s"}`
-	cfg := &config.Config{Lists: []config.List{{Address: "team@example.test"}, {Address: "board@example.test"}}}
+	opts := ObserveOptions{Lists: []string{"team@example.test", "board@example.test"}}
 	tests := []struct {
 		name   string
 		report func(f func(list, reason string, n int))
@@ -272,9 +270,9 @@ func TestListSkipMetric(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := &observer{m: metrics.New(), cfg: cfg}
+			o := &Observer{m: New(), opts: opts}
 			var opts pipeline.Options
-			o.instrument(&opts)
+			o.Instrument(&opts)
 			if opts.Events.ListExpanded == nil {
 				t.Fatal("no hook set on the pipeline")
 			}
@@ -283,7 +281,7 @@ func TestListSkipMetric(t *testing.T) {
 			})
 			rec := httptest.NewRecorder()
 			o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-			got, err := metrics.ParseText(rec.Body)
+			got, err := ParseText(rec.Body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,9 +293,9 @@ func TestListSkipMetric(t *testing.T) {
 		})
 	}
 	t.Run("ok no lists, no series", func(t *testing.T) {
-		o := &observer{m: metrics.New(), cfg: &config.Config{}}
+		o := &Observer{m: New()}
 		var opts pipeline.Options
-		o.instrument(&opts)
+		o.Instrument(&opts)
 		if opts.Events.ListExpanded != nil {
 			t.Fatal("hook set without lists")
 		}
