@@ -418,6 +418,30 @@ func (t *traced) WriteTo(w io.Writer) (int64, error) {
 	return int64(n) + m, err
 }
 
+// SplitBody hands the queue the package's shared part (queue.SharedBody) with the trace in front
+// of its head.
+func (t *traced) SplitBody() (head, shared io.WriterTo) {
+	h, sh := t.pkg.SplitBody()
+	if sh == nil {
+		return t, nil
+	}
+	return &tracedHead{trace: t.trace, head: h}, sh
+}
+
+type tracedHead struct {
+	trace string
+	head  io.WriterTo
+}
+
+func (t *tracedHead) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, t.trace)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := t.head.WriteTo(w)
+	return int64(n) + m, err
+}
+
 // ErrNoToken reports sealing by a pipeline made without a token, for planning only.
 var ErrNoToken = errors.New("pipeline: no HSM token (planning only)")
 

@@ -104,6 +104,18 @@ type Package struct {
 	Mode, Profile string
 }
 
+// SharedBody may be implemented by a Package.Body whose bytes are a head of its own followed by
+// a part that other packages of the same Sealed have byte for byte (the base64 of the encrypted
+// content every package of a message carries). The spool then stores each shared part once per
+// message and each package's head beside it, and delivery streams head and shared part as one
+// body, so the spool grows with the message, not with message x packages.
+type SharedBody interface {
+	// SplitBody returns the head and the shared part; head followed by shared is what the
+	// body's WriteTo writes. Packages share a part when SplitBody returns the same pointer (it
+	// must be comparable). A nil shared means the package shares nothing and head is all of it.
+	SplitBody() (head, shared io.WriterTo)
+}
+
 // Refusal is a recipient that gets no package and is reported in a DSN.
 type Refusal struct {
 	Recipient string

@@ -182,6 +182,20 @@ func (b *countedBody) WriteTo(w io.Writer) (int64, error) {
 	return n, err
 }
 
+// SplitBody keeps the package's shared part (queue.SharedBody) visible through the count, which
+// then happens when its head is written.
+func (b *countedBody) SplitBody() (head, shared io.WriterTo) {
+	sb, ok := b.next.(queue.SharedBody)
+	if !ok {
+		return b, nil
+	}
+	h, sh := sb.SplitBody()
+	if sh == nil {
+		return b, nil
+	}
+	return &countedBody{next: h, m: b.m, mode: b.mode, profile: b.profile}, sh
+}
+
 // packageKind is what metrics count for a package's recorded mode and profile: what the
 // pipeline did not label is "other".
 func packageKind(mode, profile string) (string, string) {
