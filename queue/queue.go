@@ -22,6 +22,13 @@
 // before it if one is not whole; earlier commits were each followed by
 // another that began after their fdatasync returned. A file with no state
 // record is a received message. On Open an uncommitted tail is cut off.
+// Packages whose bodies implement [SharedBody] are spooled as their own
+// heads plus one frame per part they share (the encrypted content, written
+// once per message whatever the number of packages); a package's record
+// names its head and its shared frame, each with offset, length and CRC-32C,
+// and delivery reads the two as one body. Format 3 files start with their
+// own line, so a version that knows only format 2 refuses them; format 2
+// files are read.
 // When a message is finished its file leaves msg/ (directory fsync'd: the
 // commit of the last result) and, if small and the disk has room, waits in
 // tmp/ to be overwritten by a later Accept.
