@@ -76,6 +76,15 @@ func (d *dotStuffer) write(p []byte) {
 			d.bw.WriteByte('.')
 		}
 		d.lineStart = false
+		// The lines from here that go out as they are (CRLF-terminated, the next one not
+		// starting with '.') are written in one piece, up to their last line end, which is
+		// held like any other: most of a base64 body is one such span.
+		if j := cleanSpan(p); j > 0 {
+			d.bw.Write(p[:j-2])
+			d.held = crlf
+			p = p[j:]
+			continue
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			if p[len(p)-1] == '\r' {
@@ -93,5 +102,27 @@ func (d *dotStuffer) write(p []byte) {
 		d.bw.Write(line)
 		d.held = crlf
 		p = p[i+1:]
+	}
+}
+
+// cleanSpan returns the length of the longest prefix of p made of whole lines that need no
+// change in DATA: each ends in CRLF (no bare LF) and each but the first is not started by a
+// '.' (the caller has stuffed the first). 0 when the first line is not such a line.
+func cleanSpan(p []byte) int {
+	j := 0
+	for {
+		i := bytes.IndexByte(p[j:], '\n')
+		if i < 0 {
+			return j
+		}
+		e := j + i
+		if e == j || p[e-1] != '\r' {
+			// A bare LF (or an empty line without CR): the line loop converts it.
+			return j
+		}
+		j = e + 1
+		if j < len(p) && p[j] == '.' {
+			return j
+		}
 	}
 }
