@@ -163,7 +163,12 @@ func WritePackageHead(w io.Writer, outer textproto.Header, smimeType string, own
 	if !ok {
 		return fmt.Errorf("failed to write package: %w: %q", ErrUnknownSMIMEType, smimeType)
 	}
-	bw := bufio.NewWriterSize(w, 32<<10)
+	bw := headWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		headWriters.Put(bw)
+	}()
 	if err := writePackageHeader(bw, outer, t); err != nil {
 		return err
 	}
@@ -175,6 +180,9 @@ func WritePackageHead(w io.Writer, outer textproto.Header, smimeType string, own
 	}
 	return nil
 }
+
+// headWriters are WritePackageHead's buffers, one per package written otherwise.
+var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 // phase is where in the tail the cached lines start after the DER own: the first tail byte
 // that begins a base64 line, or the tail's size when none does.
