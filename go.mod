@@ -34,3 +34,6 @@ require (
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// DATA is read in bulk: third_party/README.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -6,17 +6,20 @@
 #   (b) the appliance relaying the same load on a throwaway SoftHSM2 token and test PKI,
 #   (c) the HSM floor: the per-operation rates of the same token measured in this run, summed
 #       over the operations each message needs,
-# for the shapes 10 KB/1 To, 50 KB/1 To+2 Cc+3 Bcc and 1 MB/1 To+20 Bcc, plus the appliance at
-# 50 connections with 1 MB messages (the RSS target). The generator and the sink are
+# for the shapes 10 KB/1 To (with an RSA-2048 sender key, and again with a P-256 one: 10k-p256),
+# 50 KB/1 To+2 Cc+3 Bcc, 1 MB/1 To+20 Bcc, and a 10 MB message the client encrypted itself
+# (openssl cms, for bob and u01..u20) that the appliance splits into 21 packages without
+# decrypting (10m-enc), plus the appliance at 50 connections with 10 MB messages (the RSS target). The generator and the sink are
 # bench/loadgen, the same for (a) and (b). Also (d), the wire floor: the packages' bytes pushed
 # through one loopback SMTP hop into the same sink with nothing in between, measured in this run.
 # Prints the table and the ratios b/a, b/c, b/d and d/c (how far the wire alone lets any relay on
 # this machine get towards the HSM floor).
 #
 # Environment: DURATION (submission time per run, default 15s), CONNS (default 8), SHAPES
-# (default "10k 50k 1m"), BIG_CONNS (default 50; 0 skips that run), OUT (results directory,
-# default a new /tmp/appliance-bench.*), KEEP=1 keeps the work directory, PPROF=1 also saves
-# 15 s CPU profiles of the appliance under the 10k and 1m loads.
+# (default "10k 10k-p256 50k 1m 10m-enc"), BIG_CONNS (default 50; 0 skips that run), BIG_SHAPE
+# (default 10m: 10 MB to one recipient), OUT (results directory, default a new
+# /tmp/appliance-bench.*), KEEP=1 keeps the work directory, PPROF=1 also saves 10 s CPU profiles
+# of the appliance under every load but 50k.
 # Needs root (or sudo) only to install packages and to run Postfix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +27,9 @@ repo=$(pwd)
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 DURATION=${DURATION:-15s}
 CONNS=${CONNS:-8}
-SHAPES=${SHAPES:-10k 50k 1m}
+SHAPES=${SHAPES:-10k 10k-p256 50k 1m 10m-enc}
 BIG_CONNS=${BIG_CONNS:-50}
+BIG_SHAPE=${BIG_SHAPE:-10m}
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -63,6 +67,17 @@ lg=$work/loadgen
 bash softhsm-test/mkpki.sh "$work/pki" 25 >/dev/null
 bash softhsm-test/mktoken.sh "$work/token" "$work/pki" >/dev/null
 export SOFTHSM2_CONF=$work/token/softhsm2.conf
+# frank's ECDSA P-256 key, for the 10k-p256 sender.
+softhsm2-util --import "$work/pki/frank.key" --token appliance --label frank --id 03 --pin 1234 >/dev/null
+
+# The client-encrypted message of 10m-enc: 10 MB of text, enveloped by openssl for bob and u01..u20.
+head -c $((7680 << 10)) /dev/urandom | base64 -w 76 > "$work/plain.txt"
+rcpt_pems=("$work/pki/bob.pem")
+for i in $(seq -w 1 20); do rcpt_pems+=("$work/pki/u$i.pem"); done
+openssl cms -encrypt -aes256 -text -in "$work/plain.txt" -out "$work/enc.eml" "${rcpt_pems[@]}"
+msg_arg() { # shape: the -message flag its load needs
+  case "$1" in *-enc) echo "-message $work/enc.eml" ;; esac
+}
 
 # ---- (a) Postfix ----------------------------------------------------------------------------
 pf=$work/postfix
@@ -125,9 +140,12 @@ $sudo postfix -c "$pf/etc" start >/dev/null 2>&1 || { $sudo postfix -c "$pf/etc"
 for _ in $(seq 50); do [ -s "$pf/queue/pid/master.pid" ] && break; sleep 0.1; done
 pf_pid=$(tr -d ' ' < "$pf/queue/pid/master.pid")
 for sh in $SHAPES; do
+  # Postfix does not sign: the sender's key type makes no difference to it.
+  case "$sh" in *-p256) continue ;; esac
   echo "bench: postfix $sh, $CONNS connections, $DURATION"
+  # shellcheck disable=SC2046
   $lg run -label postfix -target "127.0.0.1:$pf_port" -sink "127.0.0.1:$sink_port" -shape "$sh" \
-    -conns "$CONNS" -duration "$DURATION" -watch "$pf_pid" -out "$results" >/dev/null
+    -conns "$CONNS" -duration "$DURATION" -watch "$pf_pid" -out "$results" $(msg_arg "$sh") >/dev/null
 done
 $sudo postfix -c "$pf/etc" stop >/dev/null 2>&1
 
@@ -173,9 +191,15 @@ level = "warn"
 address = "alice@example.test"
 key = "pkcs11:token=appliance;object=alice"
 cert = "$work/pki/alice.chain.pem"
+
+[[sender]]
+address = "frank@example.test"
+key = "pkcs11:token=appliance;object=frank"
+cert = "$work/pki/frank.chain.pem"
 CF
 echo "bench: HSM floor and wire floor"
-$lg floor -config "$work/appliance.toml" -rcpt-cert "$work/pki/bob.pem" -out "$results" >/dev/null
+$lg floor -config "$work/appliance.toml" -rcpt-cert "$work/pki/bob.pem" \
+  -p256-key "pkcs11:token=appliance;object=frank" -out "$results" >/dev/null
 
 # ---- (b) the appliance ----------------------------------------------------------------------
 pprof_env=()
@@ -198,8 +222,9 @@ run_appliance() { # label shape conns
     fetch=$!
   fi
   echo "bench: $1 $2, $3 connections, $DURATION"
+  # shellcheck disable=SC2046
   $lg run -label "$1" -target "127.0.0.1:$ap_port" -sink "127.0.0.1:$sink_port" -shape "$2" \
-    -conns "$3" -duration "$DURATION" -watch "$ap_pid" -out "$results" >/dev/null
+    -conns "$3" -duration "$DURATION" -watch "$ap_pid" -out "$results" $(msg_arg "$2") >/dev/null
   [ -z "$fetch" ] || wait "$fetch"
 }
 for sh in $SHAPES; do run_appliance appliance "$sh" "$CONNS"; done
@@ -213,7 +238,7 @@ if [ "$BIG_CONNS" -gt 0 ]; then
     (exec 3<>"/dev/tcp/127.0.0.1/$ap_port") 2>/dev/null && break
     sleep 0.1
   done
-  run_appliance "appliance-${BIG_CONNS}conns" 1m "$BIG_CONNS"
+  run_appliance "appliance-${BIG_CONNS}conns" "$BIG_SHAPE" "$BIG_CONNS"
 fi
 kill "$ap_pid"; wait "$ap_pid" 2>/dev/null || true
 

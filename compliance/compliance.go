@@ -237,6 +237,24 @@ func (b *dkimBody) WriteTo(w io.Writer) (int64, error) {
 	return int64(n) + m, err
 }
 
+// SplitBody keeps the package's shared part (queue.SharedBody) spooled once: the DKIM fields go
+// in front of its head.
+func (b *dkimBody) SplitBody() (head, shared io.WriterTo) {
+	h, sh := splitBody(b.inner)
+	if sh == nil {
+		return b, nil
+	}
+	return &dkimBody{field: b.field, inner: h}, sh
+}
+
+// splitBody is body's head and shared part when it offers them (queue.SharedBody), else body.
+func splitBody(body io.WriterTo) (head, shared io.WriterTo) {
+	if sb, ok := body.(queue.SharedBody); ok {
+		return sb.SplitBody()
+	}
+	return body, nil
+}
+
 // auditedBody writes a package to the spool and then its `sealed` record, with the SHA-256 of
 // the bytes written: the record is on disk before the package can be delivered. A trail that
 // cannot be written fails the spool write, so the message is sealed again later.
@@ -252,12 +270,44 @@ func (b *auditedBody) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return n, err
 	}
+	return n, b.record(h)
+}
+
+func (b *auditedBody) record(h hash.Hash) error {
 	r := b.rec
 	r.Digest = [sha256.Size]byte(h.Sum(nil))
 	if err := b.log.Sealed(r); err != nil {
-		return n, fmt.Errorf("audit trail: %w", err)
+		return fmt.Errorf("audit trail: %w", err)
 	}
-	return n, nil
+	return nil
+}
+
+// SplitBody keeps the package's shared part spooled once. The record still carries the digest
+// of the whole package: when the head has been written, the shared part is read once more into
+// the hash (only with an audit trail configured).
+func (b *auditedBody) SplitBody() (head, shared io.WriterTo) {
+	h, sh := splitBody(b.inner)
+	if sh == nil {
+		return b, nil
+	}
+	return &auditedHead{body: b, head: h, shared: sh}, sh
+}
+
+type auditedHead struct {
+	body         *auditedBody
+	head, shared io.WriterTo
+}
+
+func (a *auditedHead) WriteTo(w io.Writer) (int64, error) {
+	h := sha256.New()
+	n, err := a.head.WriteTo(io.MultiWriter(w, h))
+	if err != nil {
+		return n, err
+	}
+	if _, err := a.shared.WriteTo(h); err != nil {
+		return n, err
+	}
+	return n, a.body.record(h)
 }
 
 // Spooler records an `accepted` record for each message the queue committed, before the

@@ -438,6 +438,7 @@ func (c *Client) transaction(s *session, mailFrom string, rcptTo []string, body 
 	// nothing until the end of data. Only the last line end goes through its
 	// writer, which then ends the data as it would have anyway.
 	ds := newDotStuffer(s.wire)
+	defer ds.release()
 	if _, err := ds.ReadFrom(body); err != nil {
 		return nil, classify("data", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync"
 )
 
 var (
@@ -19,12 +20,28 @@ var (
 // the whole body (".\r\n" after a line end, "\r\n.\r\n" after a partial line).
 type dotStuffer struct {
 	bw        *bufio.Writer
+	buf       []byte // ReadFrom's
 	lineStart bool   // the next byte begins a line
 	held      []byte // nil, crlf (a line end not written yet) or cr (a '\r' that may begin one)
 }
 
+// stuffers keeps the two 64 KB buffers of a transaction for the next: made per package they
+// were most of what delivery allocated.
+var stuffers = sync.Pool{New: func() any {
+	return &dotStuffer{bw: bufio.NewWriterSize(nil, 64<<10), buf: make([]byte, 64<<10)}
+}}
+
 func newDotStuffer(w io.Writer) *dotStuffer {
-	return &dotStuffer{bw: bufio.NewWriterSize(w, 64<<10), lineStart: true}
+	d := stuffers.Get().(*dotStuffer)
+	d.bw.Reset(w)
+	d.lineStart, d.held = true, nil
+	return d
+}
+
+// release gives the buffers back; d is not used after.
+func (d *dotStuffer) release() {
+	d.bw.Reset(nil)
+	stuffers.Put(d)
 }
 
 // Held is the tail of the body not written yet: nil, "\r\n" or "\r".
@@ -32,13 +49,12 @@ func (d *dotStuffer) Held() []byte { return d.held }
 
 // ReadFrom copies r in DATA form, reading it in large blocks.
 func (d *dotStuffer) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 64<<10)
 	var n int64
 	for {
-		m, err := r.Read(buf)
+		m, err := r.Read(d.buf)
 		if m > 0 {
 			n += int64(m)
-			d.write(buf[:m])
+			d.write(d.buf[:m])
 		}
 		if err == io.EOF {
 			return n, nil
@@ -76,6 +92,15 @@ func (d *dotStuffer) write(p []byte) {
 			d.bw.WriteByte('.')
 		}
 		d.lineStart = false
+		// The lines from here that go out as they are (CRLF-terminated, the next one not
+		// starting with '.') are written in one piece, up to their last line end, which is
+		// held like any other: most of a base64 body is one such span.
+		if j := cleanSpan(p); j > 0 {
+			d.bw.Write(p[:j-2])
+			d.held = crlf
+			p = p[j:]
+			continue
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			if p[len(p)-1] == '\r' {
@@ -93,5 +118,27 @@ func (d *dotStuffer) write(p []byte) {
 		d.bw.Write(line)
 		d.held = crlf
 		p = p[i+1:]
+	}
+}
+
+// cleanSpan returns the length of the longest prefix of p made of whole lines that need no
+// change in DATA: each ends in CRLF (no bare LF) and each but the first is not started by a
+// '.' (the caller has stuffed the first). 0 when the first line is not such a line.
+func cleanSpan(p []byte) int {
+	j := 0
+	for {
+		i := bytes.IndexByte(p[j:], '\n')
+		if i < 0 {
+			return j
+		}
+		e := j + i
+		if e == j || p[e-1] != '\r' {
+			// A bare LF (or an empty line without CR): the line loop converts it.
+			return j
+		}
+		j = e + 1
+		if j < len(p) && p[j] == '.' {
+			return j
+		}
 	}
 }

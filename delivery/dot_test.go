@@ -50,6 +50,7 @@ func TestDotStuffer(t *testing.T) {
 		{"ok final bare cr", "a\r", "a\r\n.\r\n"},
 		{"ok dot not at line start", "a.b\r\n", "a.b\r\n.\r\n"},
 		{"ok blank lines", "\r\n\r\n", "\r\n\r\n.\r\n"},
+		{"ok clean lines then a dot and a bare lf", "ab\r\ncd\r\n.e\r\nf\ng\r\n\n.\r\n", "ab\r\ncd\r\n..e\r\nf\r\ng\r\n\r\n..\r\n.\r\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -412,7 +412,7 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 // written.
 func (p *Pipeline) spool(pk queue.Package, trace string) queue.Package {
 	if trace != "" || p.opts.Events.Sealed != nil {
-		pk.Body = &spooled{trace: trace, body: pk.Body, mode: pk.Mode, profile: pk.Profile, sealed: p.opts.Events.Sealed}
+		pk.Body = &spooled{trace: trace, body: pk.Body, mode: pk.Mode, profile: pk.Profile, sealed: p.opts.Events.Sealed, told: new(atomic.Bool)}
 	}
 	return pk
 }
@@ -422,7 +422,7 @@ type spooled struct {
 	body          io.WriterTo
 	mode, profile string
 	sealed        func(mode, profile string)
-	told          atomic.Bool // written again (DKIM signs the written form): told once
+	told          *atomic.Bool // written again (DKIM signs the written form, the queue its head): told once
 }
 
 func (s *spooled) WriteTo(w io.Writer) (int64, error) {
@@ -439,6 +439,20 @@ func (s *spooled) WriteTo(w io.Writer) (int64, error) {
 
 // Unwrap is the package under the trace field (compliance reads its RecipientInfos).
 func (s *spooled) Unwrap() io.WriterTo { return s.body }
+
+// SplitBody hands the queue the package's shared part (queue.SharedBody) with the trace in front
+// of its head, which tells Events.Sealed (once, with the whole body) when it is written.
+func (s *spooled) SplitBody() (head, shared io.WriterTo) {
+	sb, ok := s.body.(queue.SharedBody)
+	if !ok {
+		return s, nil
+	}
+	h, sh := sb.SplitBody()
+	if sh == nil {
+		return s, nil
+	}
+	return &spooled{trace: s.trace, body: h, mode: s.mode, profile: s.profile, sealed: s.sealed, told: s.told}, sh
+}
 
 // Sealer is the pipeline's sealer (the token's content keys and OAEP hash): the journal package
 // is sealed with it.

@@ -22,6 +22,13 @@
 // before it if one is not whole; earlier commits were each followed by
 // another that began after their fdatasync returned. A file with no state
 // record is a received message. On Open an uncommitted tail is cut off.
+// Packages whose bodies implement [SharedBody] are spooled as their own
+// heads plus one frame per part they share (the encrypted content, written
+// once per message whatever the number of packages); a package's record
+// names its head and its shared frame, each with offset, length and CRC-32C,
+// and delivery reads the two as one body. Format 3 files start with their
+// own line, so a version that knows only format 2 refuses them; format 2
+// files are read.
 // When a message is finished its file leaves msg/ (directory fsync'd: the
 // commit of the last result) and, if small and the disk has room, waits in
 // tmp/ to be overwritten by a later Accept.
@@ -102,6 +109,18 @@ type Package struct {
 	// Mode and Profile say what the package is as the pipeline made it (encrypted, signed or
 	// passthrough; compat, modern or none), so that nothing reads it again to guess.
 	Mode, Profile string
+}
+
+// SharedBody may be implemented by a Package.Body whose bytes are a head of its own followed by
+// a part that other packages of the same Sealed have byte for byte (the base64 of the encrypted
+// content every package of a message carries). The spool then stores each shared part once per
+// message and each package's head beside it, and delivery streams head and shared part as one
+// body, so the spool grows with the message, not with message x packages.
+type SharedBody interface {
+	// SplitBody returns the head and the shared part; head followed by shared is what the
+	// body's WriteTo writes. Packages share a part when SplitBody returns the same pointer (it
+	// must be comparable). A nil shared means the package shares nothing and head is all of it.
+	SplitBody() (head, shared io.WriterTo)
 }
 
 // Refusal is a recipient that gets no package and is reported in a DSN.

@@ -31,7 +31,12 @@ const (
 
 	// msgMagic starts every message file so a foreign or future format is
 	// recognised instead of misread.
-	msgMagic = "appliance-spool 2\n"
+	msgMagic = "appliance-spool 3\n"
+	// msgMagicV2 is format 3 without shared package parts: read as well.
+	// (Format 3 has its own line so that a version that knows only format 2,
+	// which would deliver a package's head without its shared part, refuses
+	// the file instead.)
+	msgMagicV2 = "appliance-spool 2\n"
 	// msgMagicV1 is the format with separate state/ and pkg/ files, which
 	// this version refuses rather than misreads.
 	msgMagicV1 = "appliance-spool 1\n"
@@ -77,10 +82,17 @@ type fileState struct {
 }
 
 type pkgRecord struct {
-	N           int           `json:"n"`
-	Off         int64         `json:"off"` // the package's bytes in msg/ID
-	Len         int64         `json:"len"`
-	CRC         uint32        `json:"crc"` // CRC-32C of the bytes, checked on Open for the last commit
+	N   int    `json:"n"`
+	Off int64  `json:"off"` // the package's bytes in msg/ID
+	Len int64  `json:"len"`
+	CRC uint32 `json:"crc"` // CRC-32C of the bytes, checked on Open for the last commit
+	// Shared, when set, is a frame of the same file holding the rest of
+	// the package, written once for every package that shares it: the
+	// package is its own bytes (Off, Len) followed by the shared ones.
+	Shared *segment `json:"shared,omitempty"`
+	// Mode and Profile say what the package is (Package.Mode, .Profile).
+	Mode        string        `json:"mode,omitempty"`
+	Profile     string        `json:"profile,omitempty"`
 	MailFrom    string        `json:"mail_from"`
 	DSN         bool          `json:"dsn,omitempty"`
 	Rcpts       []*rcptRecord `json:"rcpts"`
@@ -90,10 +102,20 @@ type pkgRecord struct {
 	ExpiresAt   time.Time     `json:"expires_at"`
 }
 
+// segment is bytes of a message file shared by several packages.
+type segment struct {
+	Off int64  `json:"off"`
+	Len int64  `json:"len"`
+	CRC uint32 `json:"crc"`
+}
+
 // newPackage is a package to be written by the next commit.
 type newPackage struct {
 	rec  *pkgRecord
 	body io.WriterTo
+	// shared, if not nil, follows body; packages of one commit with the
+	// same shared value get one frame of it (SharedBody).
+	shared io.WriterTo
 }
 
 type rcptRecord struct {
@@ -539,7 +561,11 @@ func (s *spool) openPackage(rec *record, p *pkgRecord) (io.Closer, io.Reader, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to open package %d of %q: %w", p.N, rec.ID, err)
 	}
-	return f, io.NewSectionReader(f, p.Off, p.Len), nil
+	own := io.NewSectionReader(f, p.Off, p.Len)
+	if p.Shared == nil {
+		return f, own, nil
+	}
+	return f, io.MultiReader(own, io.NewSectionReader(f, p.Shared.Off, p.Shared.Len)), nil
 }
 
 // ErrBadSpoolFile is wrapped by errors about spool files that cannot be
@@ -553,7 +579,7 @@ func readHeader(br *bufio.Reader) (env Envelope, bodyAt, bodyLen int64, err erro
 	if err == nil && magic == msgMagicV1 {
 		return Envelope{}, 0, 0, fmt.Errorf("%w: %w", ErrBadSpoolFile, errFormatV1)
 	}
-	if err != nil || magic != msgMagic {
+	if err != nil || (magic != msgMagic && magic != msgMagicV2) {
 		return Envelope{}, 0, 0, fmt.Errorf("%w: missing header %q", ErrBadSpoolFile, strings.TrimSpace(msgMagic))
 	}
 	lenLine, err := br.ReadString('\n')
@@ -674,27 +700,54 @@ func (s *spool) commit(rec *record) (err error) {
 		ew := &errWriter{w: ow}
 		bw := getBuf(ew)
 		defer putBuf(bw)
-		for _, p := range rec.unwritten {
+		// writeFrame appends one payload frame and returns where its bytes are.
+		writeFrame := func(body io.WriterTo) (*segment, error) {
 			// A zero header is no frame: until it is filled in after the
 			// payload, a crash leaves nothing a scan would follow.
 			bw.Write(make([]byte, frameHeaderLen))
 			cw := &crcWriter{w: bw}
-			_, err := p.body.WriteTo(cw)
+			_, err := body.WriteTo(cw)
 			if err == nil {
 				err = bw.Flush()
 			}
+			if err != nil {
+				return nil, err
+			}
+			n := ow.off - pos - frameHeaderLen
+			if _, err := f.WriteAt(frameHeader(kindPackage, n), pos); err != nil {
+				ew.err = err
+				return nil, err
+			}
+			seg := &segment{Off: pos + frameHeaderLen, Len: n, CRC: cw.crc}
+			pos = ow.off
+			return seg, nil
+		}
+		var shared map[io.WriterTo]*segment
+		for _, p := range rec.unwritten {
+			var sh *segment
+			if p.shared != nil {
+				if shared == nil {
+					shared = map[io.WriterTo]*segment{}
+				}
+				if sh = shared[p.shared]; sh == nil {
+					var err error
+					if sh, err = writeFrame(p.shared); err != nil {
+						if ew.err != nil {
+							return diskErr("write package", ew.err)
+						}
+						return fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
+					}
+					shared[p.shared] = sh
+				}
+			}
+			seg, err := writeFrame(p.body)
 			if err != nil {
 				if ew.err != nil {
 					return diskErr("write package", ew.err)
 				}
 				return fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
 			}
-			n := ow.off - pos - frameHeaderLen
-			if _, err := f.WriteAt(frameHeader(kindPackage, n), pos); err != nil {
-				return diskErr("write package", err)
-			}
-			p.rec.Off, p.rec.Len, p.rec.CRC = pos+frameHeaderLen, n, cw.crc
-			pos = ow.off
+			p.rec.Off, p.rec.Len, p.rec.CRC, p.rec.Shared = seg.Off, seg.Len, seg.CRC, sh
 		}
 		// No fdatasync between the packages and the state that names them:
 		// each package's checksum is in the state, and Open checks the
@@ -865,6 +918,9 @@ func decodeState(id string, env Envelope, st stateFrame, framesAt int64) (*recor
 		if p == nil || p.Off < framesAt+frameHeaderLen || p.Len < 0 || p.Off+p.Len > st.at {
 			return nil, fmt.Errorf("%w: package outside the file's packages", ErrBadSpoolFile)
 		}
+		if sh := p.Shared; sh != nil && (sh.Off < framesAt+frameHeaderLen || sh.Len < 0 || sh.Off+sh.Len > st.at) {
+			return nil, fmt.Errorf("%w: shared package part outside the file's packages", ErrBadSpoolFile)
+		}
 		for _, rc := range p.Rcpts {
 			if rc == nil {
 				return nil, fmt.Errorf("%w: empty recipient", ErrBadSpoolFile)
@@ -874,14 +930,26 @@ func decodeState(id string, env Envelope, st stateFrame, framesAt int64) (*recor
 	return rec, nil
 }
 
-// packagesWhole checks the checksums of rec's packages written after from.
+// packagesWhole checks the checksums of rec's packages (and shared parts,
+// each once) written after from.
 func packagesWhole(r io.ReaderAt, rec *record, from int64) bool {
-	for _, p := range rec.Packages {
-		if p.Off < from {
-			continue
+	checked := map[int64]bool{}
+	whole := func(s segment) bool {
+		if s.Off < from || checked[s.Off] {
+			return true
 		}
 		cw := &crcWriter{w: io.Discard}
-		if _, err := io.Copy(cw, io.NewSectionReader(r, p.Off, p.Len)); err != nil || cw.crc != p.CRC {
+		if _, err := io.Copy(cw, io.NewSectionReader(r, s.Off, s.Len)); err != nil || cw.crc != s.CRC {
+			return false
+		}
+		checked[s.Off] = true
+		return true
+	}
+	for _, p := range rec.Packages {
+		if !whole(segment{Off: p.Off, Len: p.Len, CRC: p.CRC}) {
+			return false
+		}
+		if p.Shared != nil && !whole(*p.Shared) {
 			return false
 		}
 	}

@@ -77,6 +77,12 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add(msgFile(env, body, stateBytes(`{"id":"`+id+`","phase":"received","attempts":1}`), make([]byte, 40)))
 	f.Add(msgFile(env, body, stateBytes(`{"id":"`+id+`","phase":"sealed","packages":[{"off":-1,"len":99}]}`)))
 	f.Add(msgFile(env, body, stateBytes(`{`)))
+	// A package whose head is "pkg" and whose shared part ("shared!") is a frame before it.
+	shAt := int64(len(msgFile(env, body))) + frameHeaderLen
+	headAt := shAt + int64(len("shared!")) + frameHeaderLen
+	withShared := fmt.Sprintf(`{"id":%q,"phase":"sealed","packages":[{"n":0,"off":%d,"len":3,"crc":%d,"shared":{"off":%d,"len":7,"crc":%d},"mail_from":"a@example.test","rcpts":[{"addr":"b@example.test","state":"pending"}]}]}`,
+		id, headAt, crc32.Checksum([]byte("pkg"), castagnoli), shAt, crc32.Checksum([]byte("shared!"), castagnoli))
+	f.Add(msgFile(env, body, packageFrame("shared!"), packageFrame("pkg"), stateBytes(withShared)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rec, end, err := parseMessage(id, bytes.NewReader(data), int64(len(data)))
 		if err != nil {
@@ -91,6 +97,9 @@ func FuzzParseMessage(f *testing.F) {
 		for _, p := range rec.Packages {
 			if p.Off < rec.file.body+rec.file.bodyLen || p.Off+p.Len > end {
 				t.Fatalf("package at %d+%d outside the committed frames (end %d)", p.Off, p.Len, end)
+			}
+			if sh := p.Shared; sh != nil && (sh.Off < rec.file.body+rec.file.bodyLen || sh.Off+sh.Len > end) {
+				t.Fatalf("shared part at %d+%d outside the committed frames (end %d)", sh.Off, sh.Len, end)
 			}
 		}
 		again, end2, err := parseMessage(id, bytes.NewReader(data[:end]), end)

@@ -101,8 +101,14 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 	case perr == nil:
 		rec.Packages, rec.unwritten = nil, nil
 		for i, p := range sealed.Packages {
-			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires}
-			rec.unwritten = append(rec.unwritten, newPackage{rec: pr, body: p.Body})
+			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires, Mode: p.Mode, Profile: p.Profile}
+			np := newPackage{rec: pr, body: p.Body}
+			if sb, ok := p.Body.(SharedBody); ok {
+				if head, shared := sb.SplitBody(); shared != nil {
+					np.body, np.shared = head, shared
+				}
+			}
+			rec.unwritten = append(rec.unwritten, np)
 			seen := make(map[string]bool, len(p.RcptTo))
 			for _, r := range p.RcptTo {
 				// Results are matched by address: one record per address.

@@ -115,6 +115,34 @@ func (p *Package) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
+// SplitBody returns what WriteTo writes in two parts: the package's own head (its header and
+// the base64 of its RecipientInfos) and the base64 of the encrypted content it shares with the
+// other packages of its message, the same value for each package that shares it byte for byte.
+// shared is nil when the package shares nothing (a signed-only or pass-through package); head
+// then writes the whole package. The spool stores a shared part once for all its packages.
+func (p *Package) SplitBody() (head, shared io.WriterTo) {
+	if p.der == nil || p.b64 == nil {
+		return p, nil
+	}
+	own, _ := p.der.Shared()
+	t := p.b64.Tail(own...)
+	if t == nil {
+		return p, nil
+	}
+	return writerToFunc(func(w io.Writer) error {
+		return smime.WritePackageHead(w, p.header, p.smimeType, own, p.b64)
+	}), t
+}
+
+// writerToFunc is an io.WriterTo from a function that writes.
+type writerToFunc func(w io.Writer) error
+
+func (f writerToFunc) WriteTo(w io.Writer) (int64, error) {
+	cw := &countWriter{w: w}
+	err := f(cw)
+	return cw.n, err
+}
+
 type countWriter struct {
 	w io.Writer
 	n int64

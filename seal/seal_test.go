@@ -376,3 +376,46 @@ func TestUnknownCert(t *testing.T) {
 		t.Fatal("sealed for a certificate it was not given")
 	}
 }
+
+// TestSplitBody: a package's head followed by its shared part is exactly what WriteTo writes;
+// packages of one profile whose own DER has one length share one part (the same pointer), and
+// the part is most of the package.
+func TestSplitBody(t *testing.T) {
+	r := setup(t)
+	for _, profile := range []string{"compat", "modern"} {
+		t.Run(profile, func(t *testing.T) {
+			msg := message([]string{"bob@example.test"}, strings.Repeat("the shared content\r\n", 3000))
+			rcpts := []string{"bob@example.test", "dave@example.test", "erin@example.test"}
+			plan, certs := r.plan(t, msg, rcpts, profile, split.Individual)
+			sealed, err := r.sealer().Seal(context.Background(), msg, plan, r.sender, certs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := map[any]int{}
+			for i, p := range sealed.Packages {
+				head, shared := p.SplitBody()
+				if shared == nil {
+					t.Fatalf("package %d shares nothing", i)
+				}
+				var b bytes.Buffer
+				if _, err := head.WriteTo(&b); err != nil {
+					t.Fatal(err)
+				}
+				headLen := b.Len()
+				if _, err := shared.WriteTo(&b); err != nil {
+					t.Fatal(err)
+				}
+				if whole := render(t, p); !bytes.Equal(b.Bytes(), whole) {
+					t.Fatalf("package %d: head + shared part (%d bytes) differ from WriteTo (%d bytes)", i, b.Len(), len(whole))
+				}
+				if headLen*10 > b.Len() {
+					t.Errorf("package %d: head of %d bytes in a package of %d", i, headLen, b.Len())
+				}
+				parts[shared]++
+			}
+			if len(parts) >= len(sealed.Packages) {
+				t.Errorf("%d packages have %d different shared parts", len(sealed.Packages), len(parts))
+			}
+		})
+	}
+}

@@ -509,14 +509,16 @@ func uuBlocks(b []byte) [][]byte {
 	return out
 }
 
-// looseBase64 decodes body when, white space aside, it is nothing but base64.
+// looseBase64 decodes the start of body when, white space aside, it is nothing but base64: as
+// much as cms.Sniff reads (a ContentInfo's SEQUENCE and content type), not the whole body, which
+// for a large text part was most of the cost of classifying it.
 func looseBase64(body []byte) ([]byte, bool) {
 	n := 0
 	for _, c := range body {
-		switch {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+		switch base64Class[c] {
+		case b64Char:
 			n++
-		case c == ' ', c == '\t', c == '\r', c == '\n':
+		case b64Space:
 		default:
 			return nil, false
 		}
@@ -524,12 +526,35 @@ func looseBase64(body []byte) ([]byte, bool) {
 	if n < 8 {
 		return nil, false
 	}
-	out, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, &base64Filter{r: bytes.NewReader(body)}))
+	out, err := io.ReadAll(io.LimitReader(base64.NewDecoder(base64.StdEncoding, &base64Filter{r: bytes.NewReader(body)}), sniffLen))
 	if len(out) == 0 && err != nil {
 		return nil, false
 	}
 	return out, true
 }
+
+// sniffLen is more than cms.Sniff reads: a SEQUENCE's tag and up to 5 length octets, then an
+// OBJECT IDENTIFIER of at most 126 bytes with its tag and length octets.
+const sniffLen = 512
+
+const (
+	b64Other = iota
+	b64Char
+	b64Space
+)
+
+// base64Class sorts bytes for looseBase64: base64 alphabet and padding, white space, other.
+var base64Class = func() (t [256]byte) {
+	for c := range 256 {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+			t[c] = b64Char
+		case c == ' ', c == '\t', c == '\r', c == '\n':
+			t[c] = b64Space
+		}
+	}
+	return t
+}()
 
 // TypeName names a CMS content type by its smime-type, or by its OID in dotted form.
 func TypeName(ct asn1.ObjectIdentifier) string { return typeName(ct) }

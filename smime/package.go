@@ -90,6 +90,7 @@ type SharedBase64 struct {
 
 	mu     sync.Mutex
 	phases map[int][]byte // base64 lines of tail[off:], by off
+	tails  map[int]*Base64Tail
 }
 
 // NewSharedBase64 returns the cache for tail, which must not change while it is in use.
@@ -142,15 +143,36 @@ func writeRange(w io.Writer, parts [][]byte, from, to int) error {
 // tail, encoding only own and the start of the tail up to a line boundary, and copying the
 // tail's cached lines from there.
 func WritePackageShared(w io.Writer, outer textproto.Header, smimeType string, own [][]byte, shared *SharedBase64) error {
+	if err := WritePackageHead(w, outer, smimeType, own, shared); err != nil {
+		return err
+	}
+	if t := shared.Tail(own...); t != nil {
+		if _, err := t.WriteTo(w); err != nil {
+			return fmt.Errorf("failed to write package: %w", err)
+		}
+	}
+	return nil
+}
+
+// WritePackageHead writes the part of what [WritePackageShared] writes that is the package's
+// own: the header and the base64 lines up to where shared.Tail(own...) begins (everything when
+// that is nil). The head followed by the tail is the whole package, so the tail, the same for
+// every package of its phase, can be stored once for all of them.
+func WritePackageHead(w io.Writer, outer textproto.Header, smimeType string, own [][]byte, shared *SharedBase64) error {
 	t, ok := canonicalType(smimeType)
 	if !ok {
 		return fmt.Errorf("failed to write package: %w: %q", ErrUnknownSMIMEType, smimeType)
 	}
-	bw := bufio.NewWriterSize(w, 32<<10)
+	bw := headWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		headWriters.Put(bw)
+	}()
 	if err := writePackageHeader(bw, outer, t); err != nil {
 		return err
 	}
-	if err := shared.WriteBase64(bw, own...); err != nil {
+	if err := shared.WriteHead(bw, own...); err != nil {
 		return fmt.Errorf("failed to write package body: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -159,25 +181,38 @@ func WritePackageShared(w io.Writer, outer textproto.Header, smimeType string, o
 	return nil
 }
 
-// WriteBase64 writes the base64 lines of the DER own followed by the tail, as
-// [NewBase64Writer] would: own and the start of the tail up to a line boundary are encoded,
-// the rest are the cached lines of that phase.
-func (s *SharedBase64) WriteBase64(w io.Writer, own ...[]byte) error {
+// headWriters are WritePackageHead's buffers, one per package written otherwise.
+var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// phase is where in the tail the cached lines start after the DER own: the first tail byte
+// that begins a base64 line, or the tail's size when none does.
+func (s *SharedBase64) phase(own [][]byte) int {
 	ownLen := 0
 	for _, p := range own {
 		ownLen += len(p)
 	}
-	off := (lineInput - ownLen%lineInput) % lineInput
-	var lines []byte
-	if off >= s.size {
-		// The tail does not reach a line boundary: nothing of it to reuse.
-		off = s.size
-	} else {
-		var err error
-		if lines, err = s.linesFrom(off); err != nil {
-			return err
-		}
+	return min((lineInput-ownLen%lineInput)%lineInput, s.size)
+}
+
+// WriteBase64 writes the base64 lines of the DER own followed by the tail, as
+// [NewBase64Writer] would: own and the start of the tail up to a line boundary are encoded,
+// the rest are the cached lines of that phase.
+func (s *SharedBase64) WriteBase64(w io.Writer, own ...[]byte) error {
+	if err := s.WriteHead(w, own...); err != nil {
+		return err
 	}
+	if t := s.Tail(own...); t != nil {
+		_, err := t.WriteTo(w)
+		return err
+	}
+	return nil
+}
+
+// WriteHead writes the base64 lines of own and of the tail's first bytes up to the first line
+// boundary: what [SharedBase64.WriteBase64] writes before the cached lines of
+// [SharedBase64.Tail].
+func (s *SharedBase64) WriteHead(w io.Writer, own ...[]byte) error {
+	off := s.phase(own)
 	enc := NewBase64Writer(w)
 	for _, p := range own {
 		if _, err := enc.Write(p); err != nil {
@@ -189,11 +224,46 @@ func (s *SharedBase64) WriteBase64(w io.Writer, own ...[]byte) error {
 	}
 	// own and the tail's first off bytes end on a line boundary (or are everything), so Close
 	// adds no partial line before the cached ones.
-	if err := enc.Close(); err != nil {
-		return err
+	return enc.Close()
+}
+
+// Tail returns the cached base64 lines that follow [SharedBase64.WriteHead]'s for the DER own,
+// or nil when the tail does not reach a line boundary (WriteHead then wrote all of it). Every
+// package of one phase gets the same *Base64Tail, so a writer can tell shared tails apart by
+// pointer.
+func (s *SharedBase64) Tail(own ...[]byte) *Base64Tail {
+	off := s.phase(own)
+	if off >= s.size {
+		return nil
 	}
-	_, err := w.Write(lines)
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tails == nil {
+		s.tails = map[int]*Base64Tail{}
+	}
+	t := s.tails[off]
+	if t == nil {
+		t = &Base64Tail{s: s, off: off}
+		s.tails[off] = t
+	}
+	return t
+}
+
+// Base64Tail is the base64 lines of a [SharedBase64] from one phase on, the part that packages
+// of that phase share byte for byte.
+type Base64Tail struct {
+	s   *SharedBase64
+	off int
+}
+
+// WriteTo writes the lines, encoding them on first use.
+func (t *Base64Tail) WriteTo(w io.Writer) (int64, error) {
+	lines, err := t.s.linesFrom(t.off)
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(lines)
+	return int64(n), err
 }
 
 // WriteSigned writes the signed-only (clear-text) package: the outer header (minus Content-*

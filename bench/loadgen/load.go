@@ -23,6 +23,15 @@ type shape struct {
 	Bcc      []string // envelope only, as clients submit Bcc
 	From     string
 	Packages int // packages the appliance makes with bcc = "individual": 1 + one per Bcc
+	// Key is the sender's key type when it is not RSA-2048 ("p256": the sender frank, whose
+	// key is ECDSA P-256); the HSM floor then counts that key's signatures.
+	Key string
+	// Base is the shape whose Postfix run this one is compared with (Postfix does not sign, so
+	// the sender's key type makes no difference to it).
+	Base string
+	// ClientEncrypted: the client submits an S/MIME envelope it made itself (run -message), which
+	// the appliance splits without decrypting; Size is its plaintext.
+	ClientEncrypted bool
 }
 
 func bulk(n int) []string {
@@ -38,11 +47,18 @@ var shapes = map[string]shape{
 	"50k": {Name: "50k", Size: 50 << 10, To: []string{"bob@example.test"},
 		Cc: []string{"dave@example.test", "erin@example.test"}, Bcc: bulk(3)},
 	"1m": {Name: "1m", Size: 1 << 20, To: []string{"bob@example.test"}, Bcc: bulk(20)},
+	"10k-p256": {Name: "10k-p256", Size: 10 << 10, To: []string{"bob@example.test"},
+		From: "frank@example.test", Key: "p256", Base: "10k"},
+	"10m-enc": {Name: "10m-enc", Size: 10 << 20, To: []string{"bob@example.test"}, Bcc: bulk(20),
+		ClientEncrypted: true},
+	"10m": {Name: "10m", Size: 10 << 20, To: []string{"bob@example.test"}},
 }
 
 func init() {
 	for k, s := range shapes {
-		s.From = "alice@example.test"
+		if s.From == "" {
+			s.From = "alice@example.test"
+		}
 		s.Packages = 1 + len(s.Bcc)
 		shapes[k] = s
 	}
@@ -92,6 +108,10 @@ func (s shape) header(id string, n int) []byte {
 	fmt.Fprintf(&h, "Subject: bench %s #%d\r\n", s.Name, n)
 	fmt.Fprintf(&h, "Message-ID: %s\r\n", id)
 	fmt.Fprintf(&h, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
+	if s.ClientEncrypted {
+		// The client's entity follows with its own MIME header fields.
+		return []byte(h.String())
+	}
 	h.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 	return []byte(h.String())
 }
@@ -103,6 +123,9 @@ type loadOptions struct {
 	Duration     time.Duration
 	Drain        time.Duration
 	Watch        int
+	// Entity is the client's S/MIME entity (its MIME header fields, a blank line, base64) for
+	// a ClientEncrypted shape.
+	Entity []byte
 }
 
 // tracker matches the sink's transactions with the messages submitted.
@@ -193,6 +216,12 @@ func runLoad(o loadOptions) (Result, error) {
 	}
 
 	body := o.Shape.body()
+	if o.Shape.ClientEncrypted {
+		if len(o.Entity) == 0 {
+			return res, fmt.Errorf("failed to run %s: the shape needs -message (a client's S/MIME entity)", o.Shape.Name)
+		}
+		body = o.Entity
+	}
 	rcpts := o.Shape.rcpts()
 	runID := fmt.Sprintf("%x", time.Now().UnixNano())
 	var (

@@ -4,8 +4,8 @@
 // package. The same generator and sink measure Postfix and the appliance, so the two differ
 // only in the relay between them.
 //
-//	loadgen run   -target ADDR -sink ADDR -shape 10k|50k|1m [-conns N] [-duration D] [-watch PID] [-label L] [-out FILE]
-//	loadgen floor -config FILE [-parallel N] [-out FILE]   (per-operation HSM rates -> floor per shape)
+//	loadgen run   -target ADDR -sink ADDR -shape SHAPE [-message FILE] [-conns N] [-duration D] [-watch PID] [-label L] [-out FILE]
+//	loadgen floor -config FILE [-p256-key URI] [-parallel N] [-out FILE]   (per-operation HSM rates -> floor per shape)
 //	loadgen report FILE...                                  (the table, with the ratios b/a and b/c)
 //	loadgen freeport                                        (a free loopback port, for the script)
 //
@@ -15,6 +15,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -129,21 +130,36 @@ func cmdRun(args []string) error {
 	watch := fs.Int("watch", 0, "pid of the relay (with its descendants) for peak RSS and CPU; 0: none")
 	label := fs.String("label", "", "name of the relay in the report")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
+	message := fs.String("message", "", "a client's S/MIME entity (MIME header fields, blank line, body) for a client-encrypted shape")
 	fs.Parse(args)
 
 	sh, ok := shapes[*shapeName]
 	if !ok {
 		return fmt.Errorf("failed to run: unknown shape %q", *shapeName)
 	}
+	var entity []byte
+	if *message != "" {
+		b, err := os.ReadFile(*message)
+		if err != nil {
+			return fmt.Errorf("failed to read message: %w", err)
+		}
+		entity = crlf(b)
+	}
 	res, err := runLoad(loadOptions{
 		Target: *target, Sink: *sinkAddr, Shape: sh, Conns: *conns,
-		Duration: *duration, Drain: *drain, Watch: *watch,
+		Duration: *duration, Drain: *drain, Watch: *watch, Entity: entity,
 	})
 	if err != nil {
 		return err
 	}
 	res.Label = *label
 	return writeResult(*out, res)
+}
+
+// crlf ends every line of b with CRLF (openssl writes S/MIME with LF).
+func crlf(b []byte) []byte {
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
 }
 
 // errNoMessages reports a run in which nothing was relayed.

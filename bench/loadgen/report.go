@@ -82,6 +82,14 @@ func report(w io.Writer, all []Result) error {
 				fmt.Fprintf(tw, "\t  ! %d unfinished, %d failed\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Unfinished, r.Failed)
 			}
 		}
+		if a == nil && shapes[name].Base != "" {
+			// Postfix does not sign: its run of the base shape is the same load.
+			for i := range all {
+				if r := &all[i]; r.Shape == shapes[name].Base && r.Label == "postfix" {
+					a = r
+				}
+			}
+		}
 		if b != nil && a != nil {
 			fmt.Fprintf(tw, "%s\tb/a\t\t\t%.2f\t\t\t\t\t\t\t\t\t\t\t\n", name, b.MsgPerSec/a.MsgPerSec)
 		}

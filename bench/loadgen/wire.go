@@ -19,8 +19,12 @@ import (
 // packageBytes estimates one package of the shape as the appliance sends it: the signed entity
 // (body plus signedOverhead) inside a CMS envelope (a few hundred bytes per RecipientInfo),
 // base64 in 76-column lines, under a header of about 1 KB.
+// A client-encrypted package is the client's CMS (nothing signed) with fewer RecipientInfos.
 func (s shape) packageBytes() int {
 	der := s.Size + signedOverhead + 600
+	if s.ClientEncrypted {
+		der = s.Size + 600
+	}
 	return (der+56)/57*78 + 1024
 }
 
