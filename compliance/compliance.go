@@ -4,7 +4,7 @@
 //
 // Order of work on a message, in the queue.Processor that wraps the pipeline (Processor):
 //  1. the pipeline seals its packages (each with its Received trace field);
-//  2. each package is DKIM-signed over its final bytes (dkimBody);
+//  2. each package is DKIM-signed over its final bytes (a queue.Prefixed body);
 //  3. with a Journal, the journal package is built from the message as submitted and a report
 //     of every package (recipients, RecipientInfo identifiers, SHA-256 of the signed package),
 //     sealed for the journal certificates, DKIM-signed, and added as a package of its own;
@@ -217,34 +217,7 @@ func signBody(s *dkim.Signer, pkg io.WriterTo) (io.WriterTo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dkimBody{field: []byte(field), inner: pkg}, nil
-}
-
-// dkimBody is a DKIM-signed package: its DKIM-Signature fields, then the package. (When a
-// package body is split into a head of its own and a part shared by the message's packages,
-// queue.SharedBody, this forwards the inner body's split as field+head, shared.)
-type dkimBody struct {
-	field []byte
-	inner io.WriterTo
-}
-
-func (b *dkimBody) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(b.field)
-	if err != nil {
-		return int64(n), err
-	}
-	m, err := b.inner.WriteTo(w)
-	return int64(n) + m, err
-}
-
-// SplitBody keeps the package's shared part (queue.SharedBody) spooled once: the DKIM fields go
-// in front of its head.
-func (b *dkimBody) SplitBody() (head, shared io.WriterTo) {
-	h, sh := splitBody(b.inner)
-	if sh == nil {
-		return b, nil
-	}
-	return &dkimBody{field: b.field, inner: h}, sh
+	return queue.NewPrefixed(field, pkg, nil), nil
 }
 
 // splitBody is body's head and shared part when it offers them (queue.SharedBody), else body.

@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"appliance/cms"
@@ -409,49 +408,16 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 }
 
 // spool makes pk's body write trace (a Received field) first and tell Events.Sealed once it is
-// written.
+// written (DKIM signs the written form, so it may be written more than once).
 func (p *Pipeline) spool(pk queue.Package, trace string) queue.Package {
-	if trace != "" || p.opts.Events.Sealed != nil {
-		pk.Body = &spooled{trace: trace, body: pk.Body, mode: pk.Mode, profile: pk.Profile, sealed: p.opts.Events.Sealed, told: new(atomic.Bool)}
+	var written func()
+	if sealed := p.opts.Events.Sealed; sealed != nil {
+		written = func() { sealed(pk.Mode, pk.Profile) }
+	}
+	if trace != "" || written != nil {
+		pk.Body = queue.NewPrefixed(trace, pk.Body, written)
 	}
 	return pk
-}
-
-type spooled struct {
-	trace         string
-	body          io.WriterTo
-	mode, profile string
-	sealed        func(mode, profile string)
-	told          *atomic.Bool // written again (DKIM signs the written form, the queue its head): told once
-}
-
-func (s *spooled) WriteTo(w io.Writer) (int64, error) {
-	n, err := io.WriteString(w, s.trace)
-	if err != nil {
-		return int64(n), err
-	}
-	m, err := s.body.WriteTo(w)
-	if err == nil && s.sealed != nil && s.told.CompareAndSwap(false, true) {
-		s.sealed(s.mode, s.profile)
-	}
-	return int64(n) + m, err
-}
-
-// Unwrap is the package under the trace field (compliance reads its RecipientInfos).
-func (s *spooled) Unwrap() io.WriterTo { return s.body }
-
-// SplitBody hands the queue the package's shared part (queue.SharedBody) with the trace in front
-// of its head, which tells Events.Sealed (once, with the whole body) when it is written.
-func (s *spooled) SplitBody() (head, shared io.WriterTo) {
-	sb, ok := s.body.(queue.SharedBody)
-	if !ok {
-		return s, nil
-	}
-	h, sh := sb.SplitBody()
-	if sh == nil {
-		return s, nil
-	}
-	return &spooled{trace: s.trace, body: h, mode: s.mode, profile: s.profile, sealed: s.sealed, told: s.told}, sh
 }
 
 // Sealer is the pipeline's sealer (the token's content keys and OAEP hash): the journal package
