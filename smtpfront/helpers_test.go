@@ -31,7 +31,18 @@ type fileSpool struct {
 }
 
 func newFileSpool(t testing.TB) *fileSpool {
-	return &fileSpool{dir: t.TempDir(), envs: make(map[string]queue.Envelope)}
+	f := &fileSpool{dir: t.TempDir(), envs: make(map[string]queue.Envelope)}
+	// A connection the server closed may still be removing its .tmp- file when the test ends;
+	// wait for it (cleanups run last first, so this runs before the directory is removed).
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			tmps, _ := filepath.Glob(filepath.Join(f.dir, ".tmp-*"))
+			if len(tmps) == 0 {
+				return
+			}
+		}
+	})
+	return f
 }
 
 func (f *fileSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
