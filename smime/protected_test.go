@@ -1,0 +1,134 @@
+package smime
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+func readHeader(t *testing.T, s string) textproto.Header {
+	t.Helper()
+	h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(s + "\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func fieldOrder(h textproto.Header) []string {
+	var out []string
+	for f := h.Fields(); f.Next(); {
+		out = append(out, f.Key()+": "+f.Value())
+	}
+	return out
+}
+
+func TestObscureOuter(t *testing.T) {
+	h := readHeader(t, "From: Alice <alice@a.test>\r\nSubject: =?UTF-8?B?R3LDvMOfZQ==?=\r\nKeywords: secret\r\n"+
+		"To: bob@b.test\r\nComments: also secret\r\nDate: Sat, 28 Nov 2026 15:00:00 +0000\r\n")
+	ObscureOuter(&h)
+	got := strings.Join(fieldOrder(h), "|")
+	want := "From: Alice <alice@a.test>|Subject: [...]|To: bob@b.test|Date: Sat, 28 Nov 2026 15:00:00 +0000"
+	if got != want {
+		t.Fatalf("obscured header\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestProtectCipherLegacyDisplay(t *testing.T) {
+	entity := []byte("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHallo.\r\n")
+	prot := readHeader(t, "From: Alice <alice@a.test>\r\nTo: <bob@b.test>\r\nSubject: =?UTF-8?B?R3LDvMOfZQ==?=\r\nMessage-ID: <m@a.test>\r\n")
+	outer := prot.Copy()
+	ObscureOuter(&outer)
+	out, err := Protect(entity, prot, HPCipher, outer, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isCanonical(out) {
+		t.Fatalf("payload is not canonical: %q", out)
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n\r\nSubject: Grüße\r\n\r\nHallo.\r\n")) {
+		t.Fatalf("no legacy display element before the body:\n%s", out)
+	}
+	p, err := ReadProtected(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != HPCipher || !p.Legacy {
+		t.Fatalf("mode %q legacy %v", p.Mode, p.Legacy)
+	}
+	if got := strings.Join(fieldOrder(p.Header), "|"); got != "From: Alice <alice@a.test>|To: <bob@b.test>|Subject: =?UTF-8?B?R3LDvMOfZQ==?=|Message-Id: <m@a.test>" {
+		t.Fatalf("protected header %s", got)
+	}
+	want := []string{"From: Alice <alice@a.test>", "To: <bob@b.test>", "Subject: [...]", "Message-Id: <m@a.test>"}
+	if strings.Join(p.Outer, "|") != strings.Join(want, "|") {
+		t.Fatalf("HP-Outer %q, want %q", p.Outer, want)
+	}
+	// The entity's own Content-* fields stay, once each.
+	if bytes.Count(out, []byte("Content-Transfer-Encoding: 8bit")) != 1 || bytes.Count(out, []byte("Content-Type:")) != 1 {
+		t.Fatalf("content fields changed:\n%s", out)
+	}
+}
+
+func TestProtectClear(t *testing.T) {
+	entity := []byte("Content-Type: text/plain\r\n\r\nHallo.\r\n")
+	prot := readHeader(t, "From: alice@a.test\r\nSubject: plain\r\n")
+	out, err := Protect(entity, prot, HPClear, prot, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ReadProtected(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != HPClear || p.Legacy || len(p.Outer) != 0 {
+		t.Fatalf("signed-only payload: mode %q, legacy %v, HP-Outer %q", p.Mode, p.Legacy, p.Outer)
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n\r\nHallo.\r\n")) || bytes.Count(out, []byte("Subject:")) != 1 {
+		t.Fatalf("signed-only body changed:\n%s", out)
+	}
+}
+
+// TestProtectOtherBodies: a multipart body keeps its boundary and parts, and a base64 text body
+// is left as it is, with no legacy display element (it would have to be re-encoded).
+func TestProtectOtherBodies(t *testing.T) {
+	prot := readHeader(t, "From: alice@a.test\r\nSubject: s\r\n")
+	for name, entity := range map[string]string{
+		"multipart": "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nx\r\n--b1--\r\n",
+		"base64":    "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGFsbG8=\r\n",
+		"7bit utf8": "Content-Type: text/plain; charset=us-ascii\r\n\r\nx\r\n",
+	} {
+		body := entity[strings.Index(entity, "\r\n\r\n")+4:]
+		out, err := Protect([]byte(entity), prot, HPCipher, prot, true)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		p, err := ReadProtected(out)
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		legacy := name == "7bit utf8" // an ASCII subject in an ASCII body
+		if p.Mode != HPCipher || p.Legacy != legacy {
+			t.Fatalf("%s: mode %q legacy %v", name, p.Mode, p.Legacy)
+		}
+		if !legacy && !bytes.HasSuffix(out, []byte("\r\n\r\n"+body)) {
+			t.Fatalf("%s: body changed:\n%s", name, out)
+		}
+		oh := readHeader(t, string(out[:bytes.Index(out, []byte("\r\n\r\n"))+2]))
+		mt, params, err := ParseContentType(oh.Get("Content-Type"))
+		if err != nil || params["hp"] != HPCipher || (name == "multipart" && (mt != "multipart/mixed" || params["boundary"] != "b1")) {
+			t.Fatalf("%s: content type %s %v %v", name, mt, params, err)
+		}
+	}
+	// A non-ASCII subject cannot go into a 7bit body as it is.
+	uprot := readHeader(t, "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\n")
+	out, err := Protect([]byte("Content-Type: text/plain; charset=utf-8\r\n\r\nx\r\n"), uprot, HPCipher, uprot, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := ReadProtected(out); p.Legacy {
+		t.Fatal("a non-ASCII legacy display element went into a 7bit body")
+	}
+}
