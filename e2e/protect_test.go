@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"appliance/smime"
 )
@@ -28,7 +32,9 @@ func TestHeaderProtectionServe(t *testing.T) {
 	// exp.Message stays nil: the signed entity is the protected payload, not the submitted body
 	// (it starts with the legacy display element), so it is compared below instead.
 	pkgs := r.expect(t, exp, 3)
+	bin := Build(t)
 	for _, p := range pkgs {
+		inspectProtected(t, r, bin, p)
 		if p.Kind != Encrypted {
 			t.Fatalf("package to %v is %s", p.Tx.RcptTo, p.Kind)
 		}
@@ -71,5 +77,39 @@ func TestHeaderProtectionServe(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// inspectProtected runs `appliance inspect` on a package: without -key it shows the obscured
+// outer header and says the inside was not read; with a recipient's key it shows the protected
+// header; with the key of someone the package is not for, it says it cannot decrypt.
+func inspectProtected(t *testing.T, r *rig, bin string, p Package) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "pkg.eml")
+	if err := os.WriteFile(file, p.Tx.Data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := Run(ctx, r.env, bin, nil, append(append([]string{"inspect"}, args...), file)...)
+		if err != nil {
+			t.Fatalf("inspect %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, "inside: not read") || strings.Contains(out, "Subject: ") {
+		t.Fatalf("inspect without a key:\n%s", out)
+	}
+	name := r.checker.PKI.Names(p.Tx.RcptTo[0])[0]
+	out := run("-key", r.checker.PKI.File(name+".key"), "-cert", r.checker.PKI.File(name+".pem"))
+	if !strings.Contains(out, "inside: protected header, hp=cipher") || !strings.Contains(out, "Subject:     headers") ||
+		!strings.Contains(out, "HP-Outer): ") || strings.Contains(out, "Bcc:") {
+		t.Fatalf("inspect with %s's key:\n%s", name, out)
+	}
+	other := "grace"
+	if out := run("-key", r.checker.PKI.File(other+".key"), "-cert", r.checker.PKI.File(other+".pem")); !strings.Contains(out, "inside: cannot decrypt") {
+		t.Fatalf("inspect with the key of someone else:\n%s", out)
 	}
 }

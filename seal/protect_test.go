@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/pem"
 	"net/mail"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -131,6 +134,10 @@ func TestHeaderProtection(t *testing.T) {
 							t.Fatalf("package of %v names hidden recipient %s inside:\n%s", p.Recipients, other, inner)
 						}
 					}
+					// inspect -key's software decryption reads what openssl reads.
+					if own := openWithKey(t, r, r.byAddr[rcpt], pkg); !bytes.Equal(own, inner) {
+						t.Fatalf("OpenWithKey as %s differs from openssl", rcpt)
+					}
 					content, err := interop.OpenSSLVerify(t, r.env.PKI, inner)
 					if err != nil {
 						t.Fatalf("signature over the protected header does not verify for %s: %v", rcpt, err)
@@ -224,4 +231,30 @@ func TestHeaderProtectionOff(t *testing.T) {
 			t.Fatalf("payload changed without header protection:\n%s", inner)
 		}
 	}
+}
+
+func openWithKey(t *testing.T, r *rig, name string, pkg []byte) []byte {
+	t.Helper()
+	b, err := os.ReadFile(r.env.File(name + ".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("no PEM in %s.key", name)
+	}
+	var key *rsa.PrivateKey
+	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+		key, _ = k.(*rsa.PrivateKey)
+	} else if key, err = x509.ParsePKCS1PrivateKey(blk.Bytes); err != nil {
+		t.Fatal(err)
+	}
+	out, err := smime.OpenWithKey(pkg, r.env.Cert(t, name), key)
+	if err != nil {
+		t.Fatalf("OpenWithKey as %s: %v", name, err)
+	}
+	if _, err := smime.OpenWithKey(pkg, r.env.Cert(t, "grace"), key); err == nil {
+		t.Fatal("OpenWithKey opened a package for a certificate with no RecipientInfo in it")
+	}
+	return out
 }
