@@ -129,7 +129,7 @@ func Protect(entity []byte, protected textproto.Header, mode string, outer textp
 			if IsContentField(f.Key()) || strings.EqualFold(f.Key(), "MIME-Version") {
 				continue
 			}
-			head.WriteString("HP-Outer: " + f.Key() + ": " + unfoldValue(f.Value()) + "\r\n")
+			head.WriteString(fold("HP-Outer: "+f.Key()+": "+unfoldValue(f.Value())) + "\r\n")
 		}
 	}
 	head.WriteString("\r\n")
@@ -140,6 +140,28 @@ func Protect(entity []byte, protected textproto.Header, mode string, outer textp
 
 // foldParams breaks a Content-Type value before each parameter, so no line grows long.
 func foldParams(ct string) string { return strings.ReplaceAll(ct, "; ", ";\r\n ") }
+
+// fold breaks a header field line at spaces so that no line is longer than 78 characters where
+// a space allows it (RFC 5322 section 2.2.3); a word longer than a line stays whole.
+func fold(line string) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Split(line, " ") {
+		switch {
+		case i == 0:
+		case n+1+len(w) > 78:
+			b.WriteString("\r\n")
+			n = 0
+			fallthrough
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}
 
 // unfoldValue is a field value unfolded, for an HP-Outer field.
 func unfoldValue(v string) string {

@@ -132,3 +132,29 @@ func TestProtectOtherBodies(t *testing.T) {
 		t.Fatal("a non-ASCII legacy display element went into a 7bit body")
 	}
 }
+
+// TestHPOuterFolded: a long outer field (a To of many addresses) is recorded in HP-Outer folded
+// into lines of at most 78 characters, and reads back as one value.
+func TestHPOuterFolded(t *testing.T) {
+	var to []string
+	for i := range 200 {
+		to = append(to, "<user"+strings.Repeat("x", i%7)+"@example.test>")
+	}
+	outer := readHeader(t, "To: "+strings.Join(to, ",\r\n ")+"\r\nSubject: [...]\r\n")
+	out, err := Protect([]byte("Content-Type: text/plain\r\n\r\nx\r\n"), outer, HPCipher, outer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\r\n") {
+		if len(line) > 78 {
+			t.Fatalf("line of %d characters: %q", len(line), line)
+		}
+	}
+	p, err := ReadProtected(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Outer) != 2 || unfoldValue(p.Outer[0]) != "To: "+strings.Join(to, ", ") {
+		t.Fatalf("HP-Outer read back as %q", p.Outer)
+	}
+}
