@@ -144,6 +144,18 @@ func TestHeaderProtection(t *testing.T) {
 					}
 					checkProtected(t, content, smime.HPCipher, vis, p.Recipients)
 				}
+				if tc.profile == "compat" { // gpgsm and NSS read the compat profile (README)
+					for _, d := range []decoder{gpgsm, nss} {
+						who := r.byAddr[p.Recipients[0]]
+						inner, err := d.decrypt(t, r.env.PKI, who, pkg)
+						if err != nil {
+							t.Fatalf("%s as %s: %v", d.name, who, err)
+						}
+						if _, err := d.verify(t, r.env.PKI, inner); err != nil {
+							t.Fatalf("%s verify as %s: %v", d.name, who, err)
+						}
+					}
+				}
 			}
 			if signedOnly != 1 {
 				t.Fatalf("%d signed-only packages, want 1 (frank)", signedOnly)
