@@ -108,6 +108,7 @@ func inspectProtected(t *testing.T, r *rig, bin string, p Package) {
 		!strings.Contains(out, "HP-Outer): ") || strings.Contains(out, "Bcc:") {
 		t.Fatalf("inspect with %s's key:\n%s", name, out)
 	}
+	t.Logf("inspect -key %s:\n%s", name, out)
 	other := "grace"
 	if out := run("-key", r.checker.PKI.File(other+".key"), "-cert", r.checker.PKI.File(other+".pem")); !strings.Contains(out, "inside: cannot decrypt") {
 		t.Fatalf("inspect with the key of someone else:\n%s", out)
