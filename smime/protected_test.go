@@ -91,8 +91,8 @@ func TestProtectClear(t *testing.T) {
 	}
 }
 
-// TestProtectOtherBodies: a multipart body keeps its boundary and parts, and a base64 text body
-// is left as it is, with no legacy display element (it would have to be re-encoded).
+// TestProtectOtherBodies: a multipart body keeps its boundary, and a base64 text body is left as
+// it is, with no legacy display element (it would have to be re-encoded).
 func TestProtectOtherBodies(t *testing.T) {
 	prot := readHeader(t, "From: alice@a.test\r\nSubject: s\r\n")
 	for name, entity := range map[string]string{
@@ -109,7 +109,7 @@ func TestProtectOtherBodies(t *testing.T) {
 		if err != nil {
 			t.Fatal(name, err)
 		}
-		legacy := name == "7bit utf8" // an ASCII subject in an ASCII body
+		legacy := name != "base64" // an ASCII subject in an ASCII body
 		if p.Mode != HPCipher || p.Legacy != legacy {
 			t.Fatalf("%s: mode %q legacy %v", name, p.Mode, p.Legacy)
 		}
@@ -157,4 +157,73 @@ func TestHPOuterFolded(t *testing.T) {
 	if len(p.Outer) != 2 || unfoldValue(p.Outer[0]) != "To: "+strings.Join(to, ", ") {
 		t.Fatalf("HP-Outer read back as %q", p.Outer)
 	}
+}
+
+// TestProtectLegacyMultipart: in a multipart/mixed whose first part is a multipart/alternative,
+// both alternatives get the legacy display element (text first, HTML just inside <body>), the
+// attachment does not, and every other byte stays where it was.
+func TestProtectLegacyMultipart(t *testing.T) {
+	entity := "Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\npreamble\r\n" +
+		"--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n" +
+		"--a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nHallo.\r\n" +
+		"--a\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><BODY class=\"x\">\r\n<p>Hallo.</p></body></html>\r\n" +
+		"--a--\r\n" +
+		"--m\r\nContent-Type: text/plain; name=a.txt\r\nContent-Disposition: attachment\r\n\r\nattached\r\n" +
+		"--m--\r\nepilogue\r\n"
+	prot := readHeader(t, "Subject: <Jones> & co\r\n")
+	out, err := Protect([]byte(entity), prot, HPCipher, prot, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(out[bytes.Index(out, []byte("\r\n\r\n"))+4:])
+	want := "preamble\r\n" +
+		"--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n" +
+		"--a\r\nContent-Type: text/plain;\r\n charset=utf-8;\r\n hp-legacy-display=1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" +
+		"Subject: <Jones> & co\r\n\r\nHallo.\r\n" +
+		"--a\r\nContent-Type: text/html;\r\n charset=utf-8;\r\n hp-legacy-display=1\r\n\r\n<html><BODY class=\"x\">\r\n" +
+		"<div class=\"header-protection-legacy-display\"><pre>Subject: &lt;Jones&gt; &amp; co</pre></div>\r\n<p>Hallo.</p></body></html>\r\n" +
+		"--a--\r\n" +
+		"--m\r\nContent-Type: text/plain; name=a.txt\r\nContent-Disposition: attachment\r\n\r\nattached\r\n" +
+		"--m--\r\nepilogue\r\n"
+	if body != want {
+		t.Fatalf("body\n got %q\nwant %q", body, want)
+	}
+	p, err := ReadProtected(out)
+	if err != nil || !p.Legacy || p.Mode != HPCipher {
+		t.Fatalf("read back: %+v %v", p, err)
+	}
+}
+
+// TestProtectLegacyNotIntoAttachment: a multipart/mixed whose first part is an attached text
+// file gets no legacy display element: the file stays as it was.
+func TestProtectLegacyNotIntoAttachment(t *testing.T) {
+	entity := "Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n" +
+		"--m\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nfile\r\n--m--\r\n"
+	prot := readHeader(t, "Subject: s\r\n")
+	out, err := Protect([]byte(entity), prot, HPCipher, prot, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(out, []byte(entity[strings.Index(entity, "\r\n\r\n"):])) || bytes.Contains(out, []byte("Subject: s\r\n\r\nfile")) {
+		t.Fatalf("attachment changed:\n%s", out)
+	}
+}
+
+// FuzzProtect: Protect never panics, and what it returns reads back as a payload with its mode.
+func FuzzProtect(f *testing.F) {
+	f.Add([]byte("Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/html\r\n\r\n<body>x\r\n--a--\r\n"))
+	f.Add([]byte("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nx=\r\ny\r\n"))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\n--m\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m--\r\n"))
+	prot := textproto.Header{}
+	prot.Add("Subject", "=?UTF-8?B?R3LDvMOfZQ==?=")
+	f.Fuzz(func(t *testing.T, entity []byte) {
+		out, err := Protect(Canonicalize(entity), prot, HPCipher, prot, true)
+		if err != nil {
+			return
+		}
+		p, err := ReadProtected(out)
+		if err != nil || p.Mode != HPCipher {
+			t.Fatalf("payload does not read back: %v %+v", err, p)
+		}
+	})
 }
