@@ -254,13 +254,17 @@ type Policy struct {
 	// covers every RecipientInfo, so a split breaks it), or split the envelope and sign each
 	// package again with the sender's key on the HSM.
 	// Value: "refuse" (default) or "resign"
-	SignedOverEncrypted string         `toml:"signed_over_encrypted"`
-	Domains             []DomainPolicy `toml:"domain"`
+	SignedOverEncrypted string `toml:"signed_over_encrypted"`
+	// Header protection (RFC 9788): the signed and encrypted entity carries the message's header
+	// fields (never a Bcc field), and the outer header shows "[...]" as Subject. A message gets it
+	// when every recipient's domain has it on (README, Header protection).
+	HeaderProtection bool           `toml:"header_protection"`
+	Domains          []DomainPolicy `toml:"domain"`
 }
 
-// Per recipient domain, overrides profile and rid for that domain. Only what is decided per
-// recipient can be overridden: the Bcc mode shapes a whole message, so it has no per-domain
-// form.
+// Per recipient domain, overrides profile, rid and header_protection for that domain. Only what
+// is decided per recipient can be overridden: the Bcc mode shapes a whole message, so it has no
+// per-domain form.
 type DomainPolicy struct {
 	// The recipient domain, matched exactly and case-insensitively.
 	// Value: domain, required
@@ -274,6 +278,10 @@ type DomainPolicy struct {
 	// Value: "issuer_serial" or "ski"
 	// Example: "ski"
 	RID string `toml:"rid"`
+	// Overrides policy.header_protection.
+	// Value: "on" or "off"
+	// Example: "on"
+	HeaderProtection string `toml:"header_protection"`
 }
 
 // ForDomain returns the policy that applies to recipients in domain: the

@@ -144,6 +144,7 @@ func (c *Config) validatePolicy(v *validator) {
 		}
 		optional(v, k+".profile", d.Profile, ProfileCompat, ProfileModern)
 		optional(v, k+".rid", d.RID, RIDIssuerSerial, RIDSKI)
+		optional(v, k+".header_protection", d.HeaderProtection, HeaderProtectionOn, HeaderProtectionOff)
 	}
 }
 

@@ -107,6 +107,7 @@ func SplitPolicy(cfg *config.Config) split.Policy {
 		CaseSensitiveLocalPart: cfg.Directory.CaseSensitiveLocalPart,
 		Profile:                cfg.Policy.Profile,
 		DomainProfiles:         map[string]string{},
+		HeaderProtection:       split.HeaderProtection{On: cfg.Policy.HeaderProtection, Domains: cfg.Policy.HeaderProtectionDomains()},
 	}
 	if cfg.Policy.Bcc == config.BccGroup {
 		p.Bcc = split.Group

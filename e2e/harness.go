@@ -122,6 +122,8 @@ type PolicyConfig struct {
 	RID         string `toml:"rid,omitempty"` // "" is the default, issuer_serial
 	// SignedOverEncrypted is policy.signed_over_encrypted; "" is the default, refuse.
 	SignedOverEncrypted string `toml:"signed_over_encrypted,omitempty"`
+	// HeaderProtection is policy.header_protection (RFC 9788); off by default.
+	HeaderProtection bool `toml:"header_protection,omitempty"`
 }
 
 // QueueConfig is [queue].

@@ -168,6 +168,10 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 	if err != nil {
 		return nil, err
 	}
+	entity, clear, err := payloads(outer, entity, plan)
+	if err != nil {
+		return nil, err
+	}
 	signed, err := s.sign(entity, sender)
 	if err != nil {
 		return nil, err
@@ -213,9 +217,12 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 	for _, pk := range plan.Packages {
 		p := &Package{Package: pk, header: outer.Copy()}
 		pk.Edits.Apply(&p.header)
+		obscure(plan, pk, &p.header)
 		if pk.Profile == "" {
 			if signedBytes == nil {
-				signedBytes = signed.bytes()
+				if signedBytes, err = s.signedOnly(plan, signed, clear, sender); err != nil {
+					return nil, err
+				}
 			}
 			p.signed = signedBytes
 			out.Packages = append(out.Packages, p)

@@ -152,6 +152,9 @@ func CheckPrivacy(in Input, p *Plan) error {
 	if err := checkInner(in, p.Inner, secretKeys); err != nil {
 		return err
 	}
+	if err := checkProtected(in, p, base, secretKeys); err != nil {
+		return err
+	}
 
 	memo := map[string][]string{}
 	where := map[string]int{} // normalized recipient -> package index

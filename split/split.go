@@ -77,6 +77,8 @@ type Policy struct {
 	// apply only to certificates whose Profile is empty.
 	Profile        string
 	DomainProfiles map[string]string
+	// HeaderProtection says who gets RFC 9788 header protection (protect.go).
+	HeaderProtection HeaderProtection
 }
 
 // Input is everything Make looks at.
@@ -131,6 +133,8 @@ type Plan struct {
 	// Inner are the edits for any header copied into the signed content,
 	// which every package shares: it must name no hidden recipient.
 	Inner HeaderEdits
+	// Protection is the message's header protection, nil when off (protect.go).
+	Protection *Protection
 }
 
 var (
@@ -277,7 +281,7 @@ func Make(in Input) (*Plan, error) {
 		}
 	}
 
-	plan := &Plan{Inner: hp.inner}
+	plan := &Plan{Inner: hp.inner, Protection: hp.protection(pol, rcpts)}
 	var visible, hidden, plain []*recipient
 	for _, r := range rcpts {
 		switch {

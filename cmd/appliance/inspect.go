@@ -20,6 +20,8 @@ type inspectReport struct {
 	*smime.Report
 	// Split is what the appliance would do with a client-encrypted message (needs -plan).
 	Split *smime.SplitPlan `json:"split,omitempty"`
+	// Protected is the header inside a package, read with -key (inspect_hp.go).
+	Protected *protectedReport `json:"protected,omitempty"`
 }
 
 // inspector is what inspect knows beyond the file: who owns a RecipientInfo and, with -plan, a
@@ -29,16 +31,19 @@ type inspector struct {
 	pipe  *pipeline.Pipeline
 	from  string
 	rcpts []string
+	key   *recipientKey // -key
 }
 
 func runInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "[-json] [-config FILE] FILE.eml ...", stderr)
+	fs := newFlags("inspect", "[-json] [-config FILE] [-key FILE [-cert FILE]] FILE.eml ...", stderr)
 	asJSON := fs.Bool("json", false, "print JSON, one report per file in an array")
 	cfgPath := fs.String("config", "", "configuration whose directory maps RecipientInfos to owners")
 	plan := fs.Bool("plan", false, "for a client-encrypted message, show how the appliance would split it (needs -config)")
 	from := fs.String("from", "", "envelope sender for -plan (default: From)")
 	var rcpts stringList
 	fs.Var(&rcpts, "rcpt", "envelope recipient for -plan (repeat; default: To, Cc and Bcc)")
+	keyFile := fs.String("key", "", "a recipient's PEM private key (and certificate): decrypt and show the protected header")
+	certFile := fs.String("cert", "", "the certificate of the -key, when the key file holds none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +52,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	in := inspector{owner: directory.Owners(nil, nil), from: *from, rcpts: rcpts}
+	if *keyFile != "" {
+		var err error
+		if in.key, err = loadRecipientKey(*keyFile, *certFile); err != nil {
+			return err
+		}
+	}
 	if *cfgPath != "" {
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
@@ -103,6 +114,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, r := range reports {
 		r.WriteText(tty.EscapingWriter(stdout), r.Split)
+		printProtected(tty.EscapingWriter(stdout), r.Protected, r.Envelopes)
 	}
 	return nil
 }
@@ -113,6 +125,9 @@ func (in inspector) inspect(name string, data []byte) (*inspectReport, error) {
 		return nil, err
 	}
 	ir := &inspectReport{Report: r}
+	if in.key != nil && r.Envelopes > 0 {
+		ir.Protected = readProtected(data, in.key)
+	}
 	if in.pipe == nil || r.Envelopes == 0 {
 		return ir, nil
 	}
