@@ -21,7 +21,7 @@ type inspectReport struct {
 	// Split is what the appliance would do with a client-encrypted message (needs -plan).
 	Split *smime.SplitPlan `json:"split,omitempty"`
 	// Protected is the header inside a package, read with -key (inspect_hp.go).
-	Protected *protectedReport `json:"protected,omitempty"`
+	Protected *smime.ProtectedReport `json:"protected,omitempty"`
 }
 
 // inspector is what inspect knows beyond the file: who owns a RecipientInfo and, with -plan, a
@@ -114,7 +114,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, r := range reports {
 		r.WriteText(tty.EscapingWriter(stdout), r.Split)
-		printProtected(tty.EscapingWriter(stdout), r.Protected, r.Envelopes)
+		r.Protected.WriteText(tty.EscapingWriter(stdout), r.Envelopes)
 	}
 	return nil
 }
@@ -126,7 +126,7 @@ func (in inspector) inspect(name string, data []byte) (*inspectReport, error) {
 	}
 	ir := &inspectReport{Report: r}
 	if in.key != nil && r.Envelopes > 0 {
-		ir.Protected = readProtected(data, in.key)
+		ir.Protected = smime.InspectProtected(data, in.key.cert, in.key.key)
 	}
 	if in.pipe == nil || r.Envelopes == 0 {
 		return ir, nil
