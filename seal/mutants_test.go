@@ -48,17 +48,24 @@ func TestSealSharesEncoding(t *testing.T) {
 }
 
 // TestSignedEntityParts: the reader a signed entity is encrypted from announces its true
-// length (cms sizes the ciphertext buffer by it) and streams what its copy holds.
+// length (cms sizes the ciphertext buffer by it) and streams what its copy holds, whichever
+// piece is the largest (the signature in the tail outweighs a short message).
 func TestSignedEntityParts(t *testing.T) {
-	head, tail := []byte("head\r\n"), []byte("\r\ntail")
-	entity := bytes.Repeat([]byte("entity, much longer than head and tail\r\n"), 100)
-	n, streamed, copied, err := seal.SignedEntityParts(head, entity, tail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append(append(append([]byte{}, head...), entity...), tail...)
-	if n != len(want) || !bytes.Equal(streamed, want) || !bytes.Equal(copied, want) {
-		t.Fatalf("length %d of %d, streamed %d bytes, copied %d bytes", n, len(want), len(streamed), len(copied))
+	long := bytes.Repeat([]byte("much longer than the other pieces\r\n"), 100)
+	for _, pieces := range [][3][]byte{
+		{[]byte("head\r\n"), long, []byte("\r\ntail")},
+		{[]byte("head\r\n"), []byte("entity"), long},
+		{long, []byte("entity"), []byte("\r\ntail")},
+	} {
+		head, entity, tail := pieces[0], pieces[1], pieces[2]
+		n, streamed, copied, err := seal.SignedEntityParts(head, entity, tail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(append(append([]byte{}, head...), entity...), tail...)
+		if n != len(want) || !bytes.Equal(streamed, want) || !bytes.Equal(copied, want) {
+			t.Fatalf("length %d of %d, streamed %d bytes, copied %d bytes", n, len(want), len(streamed), len(copied))
+		}
 	}
 }
 
@@ -227,6 +234,33 @@ func TestKind(t *testing.T) {
 		if mode, profile := p.Kind(); mode != want[i][0] || profile != want[i][1] {
 			t.Errorf("package %d: %s %s, want %s %s", i, mode, profile, want[i][0], want[i][1])
 		}
+	}
+
+	// What each writes: an encrypted or pass-through package its CMS, a signed-only one the
+	// message signed, a re-signed one the envelope signed on the HSM.
+	for i, p := range pkgs[:4] {
+		if i == 2 {
+			continue
+		}
+		got, err := smime.Parse(bytes.NewReader(render(t, p)), 1<<20)
+		if err != nil {
+			t.Fatalf("package %d: %v", i, err)
+		}
+		if p.CMS() == nil || !bytes.Equal(got.DER, p.CMS().Bytes()) {
+			t.Fatalf("package %d does not carry its CMS", i)
+		}
+	}
+	signed, err := interop.OpenSSLVerify(t, r.env.PKI, render(t, pkgs[2]))
+	if err != nil || !bytes.Contains(signed, []byte("signed only")) {
+		t.Fatalf("signed-only package: %v\n%s", err, signed)
+	}
+	resigned, err := interop.OpenSSLVerify(t, r.env.PKI, render(t, rs))
+	if err != nil {
+		t.Fatalf("re-signed package: %v", err)
+	}
+	rp, err := smime.Parse(bytes.NewReader(resigned), 1<<20)
+	if err != nil || !bytes.Equal(rp.DER, enc.Bytes()) || rp.SMIMEType != smime.TypeEnvelopedData {
+		t.Fatalf("re-signed package does not carry the envelope: %v", err)
 	}
 }
 
