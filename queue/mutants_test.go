@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"appliance/delivery"
 	"appliance/queue"
 )
 
@@ -180,5 +181,72 @@ func TestStopWhileSealing(t *testing.T) {
 	}
 	if p.callCount() != 1 {
 		t.Fatalf("Process called %d times after the restart, want 1", p.callCount())
+	}
+}
+
+// stoppingDeliverer delivers, then stops the queue's run before it returns: the result of a
+// transaction that ended as the queue stopped.
+type stoppingDeliverer struct {
+	*delivery.Client
+	stop func()
+}
+
+func (d stoppingDeliverer) Deliver(ctx context.Context, from string, rcpts []string, body io.Reader) ([]queue.RcptResult, error) {
+	res, err := d.Client.Deliver(ctx, from, rcpts, body)
+	d.stop()
+	return res, err
+}
+
+// TestStopAfterDelivery: a transaction that succeeded as the queue stopped is recorded: the
+// reopened queue does not send the message again.
+func TestStopAfterDelivery(t *testing.T) {
+	sink := newSink(t)
+	opts := baseOpts(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	q, err := queue.Open(opts, &proc{}, stoppingDeliverer{newDeliverer(t, sink), cancel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	accept(t, q, 1, sender, "b@example.test")
+	<-done
+	q.Close()
+
+	q2, _ := running(t, opts, &proc{}, newDeliverer(t, sink))
+	waitEmpty(t, q2, 10*time.Second)
+	if n := len(sink.Messages()); n != 1 {
+		t.Fatalf("the next hop got %d messages, want 1", n)
+	}
+}
+
+// TestNextHopDownRecorded: each failed connection to the next hop is an attempt recorded as
+// deferred (Options.Outcome), not a silent retry.
+func TestNextHopDownRecorded(t *testing.T) {
+	sink := newSink(t)
+	sink.Down()
+	var mu sync.Mutex
+	var states []string
+	opts := baseOpts(t.TempDir())
+	opts.Outcome = func(o queue.Outcome) {
+		mu.Lock()
+		states = append(states, o.State)
+		mu.Unlock()
+	}
+	q, _ := running(t, opts, &proc{}, newDeliverer(t, sink))
+	accept(t, q, 1, sender, "b@example.test")
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(states) >= 2
+	})
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitEmpty(t, q, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if states[0] != "deferred" || states[1] != "deferred" || states[len(states)-1] != "delivered" {
+		t.Fatalf("outcomes %q, want deferred ones, then delivered", states)
 	}
 }
