@@ -68,3 +68,27 @@ func TestLastLineExact(t *testing.T) {
 		}
 	}
 }
+
+// TestLineExactSplitRead: a line of exactly MaxLineLength octets whose CR and LF reach the
+// caller in two reads is not refused (the CR counts until its LF is seen).
+func TestLineExactSplitRead(t *testing.T) {
+	const limit = 40
+	// The bare LF makes the chunk go through the rewriting path; a 41-byte buffer then cuts
+	// the rewritten line after its CR.
+	r := NewNormalizer(strings.NewReader(strings.Repeat("x", limit)+"\nend\r\n"), Limits{MaxLineLength: limit})
+	var got []byte
+	buf := make([]byte, limit+1)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+	}
+	if want := strings.Repeat("x", limit) + "\r\nend\r\n"; string(got) != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
