@@ -17,17 +17,17 @@ import (
 // TestSetupSenderKey: a sender's key is made once under its address's label and found after;
 // the request is signed by it and names the address.
 func TestSetupSenderKey(t *testing.T) {
-	tok, _ := open(t, nil)
+	tok, env := open(t, nil)
 	ctx := context.Background()
 	addr := unique("setup") + "@example.org"
-	k, err := tok.SetupSenderKey(ctx, softhsmtest.TokenLabel, addr, map[string]bool{}, hsm.P256)
+	k, err := tok.SetupSenderKey(ctx, softhsmtest.TokenLabel, addr, map[string]bool{}, quickKind(env))
 	if err != nil || !k.Made {
 		t.Fatalf("SetupSenderKey (new) = %+v, %v", k, err)
 	}
 	if want := "pkcs11:token=" + softhsmtest.TokenLabel + ";object=" + k.Label; k.URI != want || !strings.HasPrefix(addr, k.Label) {
 		t.Errorf("URI %q label %q, want %q", k.URI, k.Label, want)
 	}
-	again, err := tok.SetupSenderKey(ctx, softhsmtest.TokenLabel, addr, map[string]bool{}, hsm.P256)
+	again, err := tok.SetupSenderKey(ctx, softhsmtest.TokenLabel, addr, map[string]bool{}, quickKind(env))
 	if err != nil || again.Made || again.URI != k.URI {
 		t.Fatalf("SetupSenderKey (existing) = %+v, %v", again, err)
 	}
@@ -70,6 +70,7 @@ func TestInitTokenFromFilesPINs(t *testing.T) {
 
 func TestDescribeToken(t *testing.T) {
 	env := softhsmtest.Setup(t)
+	env.RequireSoftHSM(t) // it names SoftHSM2's library and token
 	lib, tok, err := hsm.DescribeToken(env.Module, "pkcs11:token="+softhsmtest.TokenLabel)
 	if err != nil || !strings.Contains(lib, "SoftHSM") || !strings.HasPrefix(tok, `"`+softhsmtest.TokenLabel+`": SoftHSM`) {
 		t.Fatalf("DescribeToken = %q, %q, %v", lib, tok, err)

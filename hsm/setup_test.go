@@ -56,15 +56,15 @@ func TestLoadOrMakePIN(t *testing.T) {
 // TestEnsureKeyAndRequest: a key is made once and found after; the request is signed by it on
 // the token and names the address.
 func TestEnsureKeyAndRequest(t *testing.T) {
-	tok, _ := open(t, nil)
+	tok, env := open(t, nil)
 	ctx := context.Background()
 	label := unique("ensure")
 	uri := "pkcs11:token=" + softhsmtest.TokenLabel + ";object=" + label
-	s, made, err := tok.EnsureKey(ctx, uri, label, hsm.P256)
+	s, made, err := tok.EnsureKey(ctx, uri, label, quickKind(env))
 	if err != nil || !made {
 		t.Fatalf("EnsureKey (new) = %v, %v", made, err)
 	}
-	s2, made, err := tok.EnsureKey(ctx, uri, label, hsm.P256)
+	s2, made, err := tok.EnsureKey(ctx, uri, label, quickKind(env))
 	if err != nil || made {
 		t.Fatalf("EnsureKey (existing) = %v, %v", made, err)
 	}
@@ -110,6 +110,7 @@ func TestMechanismReport(t *testing.T) {
 // module is used from a child process running TestInitTokenChild.
 func TestInitTokenFresh(t *testing.T) {
 	env := softhsmtest.Setup(t)
+	env.RequireSoftHSM(t) // it makes a SoftHSM2 module with no token
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
 		t.Fatal(err)
