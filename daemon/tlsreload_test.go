@@ -1,84 +1,31 @@
 package daemon
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"appliance/config"
+	"appliance/internal/softhsmtest"
 	"appliance/smtpfront"
 )
 
-// testPair is a self-signed server certificate for 127.0.0.1 with its key,
-// PEM encoded as the files an operator installs.
-type testPair struct {
-	serial    int64
-	cert, key []byte
-	parsed    *x509.Certificate
-}
+type testPair = softhsmtest.TLSPair
 
-func newTestPair(t *testing.T, serial int64) testPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "relay.example.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testPair{
-		serial: serial,
-		cert:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		key:    pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-		parsed: parsed,
-	}
-}
+func newTestPair(t *testing.T, serial int64) testPair { return softhsmtest.NewTLSPair(t, serial) }
 
-func writeTestFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+func writeTestFile(t *testing.T, path string, b []byte) { softhsmtest.WriteFile(t, path, b) }
 
-// servedSerial says STARTTLS at addr, as a client would, and returns the
-// serial number of the certificate presented, verified against the pairs
-// given.
 func servedSerial(t *testing.T, addr string, trust ...testPair) int64 {
 	t.Helper()
 	pool := x509.NewCertPool()
 	for _, p := range trust {
-		pool.AddCert(p.parsed)
+		pool.AddCert(p.Parsed)
 	}
 	c, err := smtp.DialStartTLS(addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	if err != nil {
@@ -122,14 +69,14 @@ func TestCertReload(t *testing.T) {
 		wantSerial int64 // presented after the reload
 	}{
 		{"ok renewed pair is presented", func(t *testing.T, c, k string, next testPair) {
-			writeTestFile(t, c, next.cert)
-			writeTestFile(t, k, next.key)
+			writeTestFile(t, c, next.Cert)
+			writeTestFile(t, k, next.Key)
 		}, false, 2},
 		{"ok renewed pair moved into place", func(t *testing.T, c, k string, next testPair) {
 			// Tools like certbot swap files by rename; the path is what counts.
 			tmpC, tmpK := c+".new", k+".new"
-			writeTestFile(t, tmpC, next.cert)
-			writeTestFile(t, tmpK, next.key)
+			writeTestFile(t, tmpC, next.Cert)
+			writeTestFile(t, tmpK, next.Key)
 			if err := os.Rename(tmpC, c); err != nil {
 				t.Fatal(err)
 			}
@@ -138,14 +85,14 @@ func TestCertReload(t *testing.T) {
 			}
 		}, false, 2},
 		{"fail only the certificate replaced yet keeps the old pair", func(t *testing.T, c, _ string, next testPair) {
-			writeTestFile(t, c, next.cert)
+			writeTestFile(t, c, next.Cert)
 		}, true, 1},
 		{"fail truncated certificate keeps the old pair", func(t *testing.T, c, k string, next testPair) {
-			writeTestFile(t, c, next.cert[:len(next.cert)/2])
-			writeTestFile(t, k, next.key)
+			writeTestFile(t, c, next.Cert[:len(next.Cert)/2])
+			writeTestFile(t, k, next.Key)
 		}, true, 1},
 		{"fail garbage key keeps the old pair", func(t *testing.T, c, k string, next testPair) {
-			writeTestFile(t, c, next.cert)
+			writeTestFile(t, c, next.Cert)
 			writeTestFile(t, k, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
 		}, true, 1},
 		{"fail key file removed keeps the old pair", func(t *testing.T, _, k string, _ testPair) {
@@ -160,8 +107,8 @@ func TestCertReload(t *testing.T) {
 			dir := t.TempDir()
 			certFile, keyFile := filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls.key")
 			first, second := newTestPair(t, 1), newTestPair(t, 2)
-			writeTestFile(t, certFile, first.cert)
-			writeTestFile(t, keyFile, first.key)
+			writeTestFile(t, certFile, first.Cert)
+			writeTestFile(t, keyFile, first.Key)
 
 			// Through the front, as serve builds it: the same config
 			// object must present the new pair after ReloadTLS.

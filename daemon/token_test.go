@@ -298,24 +298,8 @@ func TestSupervisorUnwrap(t *testing.T) {
 	}
 }
 
-// cardMechanisms is a sign-only card: RSA PKCS#1 v1.5 signing and key generation, nothing else.
-const cardMechanisms = "CKM_RSA_PKCS,CKM_RSA_PKCS_KEY_PAIR_GEN,CKM_SHA256_RSA_PKCS"
-
-// startCard serves a sign-only SoftHSM2 token labelled "card", in its own process behind
-// `p11-kit server`, with an RSA key "carol" on it, and points this process's p11-kit client at it.
 func startCard(t *testing.T, env *softhsmtest.Env) *softhsmtest.Remote {
-	t.Helper()
-	r := env.Serve(t, env.Card(t, "card", cardMechanisms), "card")
-	t.Setenv("P11_KIT_SERVER_ADDRESS", r.Address)
-	tok, err := hsm.Open(hsm.Config{Module: r.Module, TokenLabel: "card", PIN: softhsmtest.PIN, Roles: hsm.RoleSign})
-	if err != nil {
-		t.Fatalf("open card: %v", err)
-	}
-	defer tok.Close()
-	if _, err := tok.GenerateKeyPair(context.Background(), "carol", hsm.RSA2048); err != nil {
-		t.Fatalf("generate carol's key on the card: %v", err)
-	}
-	return r
+	return softhsmtest.StartCard(t, env)
 }
 
 // twoTokenConfig is the full test token with every role beside the card with role sign.
@@ -511,7 +495,7 @@ cert = %q
 // keys are made as if the card were not there; released, the card's signature completes.
 func TestTokensSlowCard(t *testing.T) {
 	env := softhsmtest.Setup(t)
-	card := env.Serve(t, env.Card(t, "card", cardMechanisms), "card")
+	card := env.Serve(t, env.Card(t, "card", softhsmtest.CardMechanisms), "card")
 	link := card.Link(t)
 	t.Setenv("P11_KIT_SERVER_ADDRESS", link.Address)
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
@@ -563,7 +547,7 @@ func TestTokensSlowCard(t *testing.T) {
 // what it deferred; when the card is back it is used again.
 func TestTokensFailover(t *testing.T) {
 	env := softhsmtest.Setup(t)
-	conf := env.Card(t, "card", cardMechanisms)
+	conf := env.Card(t, "card", softhsmtest.CardMechanisms)
 	imp := exec.Command("softhsm2-util", "--import", env.File("alice.key"), "--token", "card", "--label", "alice", "--id", "01", "--pin", softhsmtest.PIN)
 	imp.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
 	if out, err := imp.CombinedOutput(); err != nil {

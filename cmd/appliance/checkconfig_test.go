@@ -40,8 +40,8 @@ func newCheckFixture(t *testing.T) *checkFixture {
 	f.write("pin", "pin-7c1e\n", 0o600)
 	f.write("roots.pem", "", 0o644)
 	f.write("alice.pem", "", 0o644)
-	f.write("tls.pem", string(f.tls.cert), 0o644)
-	f.write("tls.key", string(f.tls.key), 0o600)
+	f.write("tls.pem", string(f.tls.Cert), 0o644)
+	f.write("tls.key", string(f.tls.Key), 0o600)
 	f.write("users", "alice:"+string(h)+":alice@example.test\n", 0o600)
 	f.write("ldap.pw", "s3cret\n", 0o600)
 	return f
@@ -142,7 +142,7 @@ func TestCheckConfigLoads(t *testing.T) {
 			setup:  func(f *checkFixture) { f.remove("users") },
 			wantIs: []error{config.ErrFile}, wantMsg: []string{"smtp.users_file"}},
 		{name: "fail tls key of another certificate", toml: full,
-			setup:   func(f *checkFixture) { f.write("tls.key", string(f.tls2.key), 0o600) },
+			setup:   func(f *checkFixture) { f.write("tls.key", string(f.tls2.Key), 0o600) },
 			wantMsg: []string{"smtp.tls_cert", "tls.key"}},
 		{name: "fail tls certificate not pem", toml: full,
 			setup:   func(f *checkFixture) { f.write("tls.pem", "not a certificate\n", 0o644) },
@@ -160,7 +160,7 @@ func TestCheckConfigLoads(t *testing.T) {
 			setup: func(f *checkFixture) {
 				f.chmod("pin", 0o644)
 				f.write("users", "garbage\n", 0o600)
-				f.write("tls.key", string(f.tls2.key), 0o600)
+				f.write("tls.key", string(f.tls2.Key), 0o600)
 				f.write("ldap.pw", "", 0o600)
 			},
 			wantIs:  []error{config.ErrPINFileMode, auth.ErrUsersFile, config.ErrEmptyBindPassword},

@@ -113,14 +113,14 @@ func TestCheckConfigConnect(t *testing.T) {
 
 	t.Run("fail STARTTLS certificate not trusted", func(t *testing.T) {
 		pair := newTestPair(t, 7)
-		cert, err := tls.X509KeyPair(pair.cert, pair.key)
+		cert, err := tls.X509KeyPair(pair.Cert, pair.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tlsHop := fakeNextHop(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 		cfg, _ := certsConfig(t, env, "")
-		writeTestFile(t, filepath.Join(filepath.Dir(cfg), "tls.pem"), pair.cert)
-		writeTestFile(t, filepath.Join(filepath.Dir(cfg), "tls.key"), pair.key)
+		writeTestFile(t, filepath.Join(filepath.Dir(cfg), "tls.pem"), pair.Cert)
+		writeTestFile(t, filepath.Join(filepath.Dir(cfg), "tls.key"), pair.Key)
 		rewrite(t, cfg, "127.0.0.1:2526", tlsHop, "[smtp]\n", "[smtp]\ntls_cert = \"tls.pem\"\ntls_key = \"tls.key\"\n")
 		r := check(t, cfg)
 		if r.code != 1 {
