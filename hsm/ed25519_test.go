@@ -96,6 +96,10 @@ func generateEd25519(t *testing.T, env *softhsmtest.Env, label string) ed25519.P
 // still found through crypto11.
 func TestSignerEd25519(t *testing.T) {
 	tok, env := open(t, nil)
+	if env.Impl != softhsmtest.ImplSoftHSM && !tok.HasMechanism(0x1057) {
+		// opencryptoki 3.8.1's software token has no CKM_EDDSA; SoftHSM2 2.6.1 must have it.
+		t.Skipf("%s has no CKM_EDDSA; the SoftHSM2 run covers Ed25519", env.Impl)
+	}
 	want := generateEd25519(t, env, "ed-signer")
 	ctx := context.Background()
 	msg := []byte("DKIM-Signature: v=1; a=ed25519-sha256; ...")
