@@ -143,6 +143,23 @@ func TestSignerEd25519(t *testing.T) {
 	if err != nil || !ed25519.Verify(want, msg, sig) {
 		t.Fatalf("Sign after Reconnect: %v", err)
 	}
+	// `keys list` shows the key with its public half.
+	keys, err := tok.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := false
+	for _, k := range keys {
+		if k.Label == "ed-signer" {
+			listed = true
+			if pub, ok := k.Public.(ed25519.PublicKey); !ok || !pub.Equal(want) {
+				t.Errorf("ListKeys: ed-signer's Public = %T %x, want %x", k.Public, k.Public, want)
+			}
+		}
+	}
+	if !listed {
+		t.Error("ListKeys does not list ed-signer")
+	}
 	// The RSA keys crypto11 finds are unaffected by an Ed25519 key on the token.
 	if _, err := tok.Signer(ctx, "pkcs11:object=alice"); err != nil {
 		t.Fatalf("RSA key beside an Ed25519 key: %v", err)

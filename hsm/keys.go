@@ -354,6 +354,11 @@ func (t *Token) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 			if id != nil || label != nil {
 				if pairs, err := c.c11.FindKeyPairs(id, label); err == nil && len(pairs) == 1 {
 					ki.Public = pairs[0].Public()
+				} else if err != nil {
+					// crypto11 lists no Ed25519 key pair.
+					if ed, _ := c.findEd25519(&URI{Object: ki.Label, ID: ki.ID}); ed != nil {
+						ki.Public = ed.Public()
+					}
 				}
 				if id != nil {
 					ki.Certificate, _ = c.c11.FindCertificate(id, nil, nil)
