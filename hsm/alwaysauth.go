@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/asn1"
 	"errors"
@@ -104,6 +105,11 @@ func (a *authSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 		}
 	case *ecdsa.PublicKey:
 		mech = pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)
+	case ed25519.PublicKey:
+		if err := pureEd25519(opts); err != nil {
+			return nil, err
+		}
+		mech = pkcs11.NewMechanism(ckmEdDSA, nil)
 	default:
 		return nil, &Error{Op: "sign", Kind: ErrInvalidArgument, Err: fmt.Errorf("unsupported key type %T", a.pub)}
 	}

@@ -53,7 +53,9 @@ func ParseKeyKind(s string) (KeyKind, error) {
 }
 
 // Signer finds the key pair keyURI names on this token and returns its crypto.Signer. RSA keys
-// sign PKCS#1 v1.5 or, given *rsa.PSSOptions, PSS; EC keys give ASN.1 ECDSA signatures. The Signer
+// sign PKCS#1 v1.5 or, given *rsa.PSSOptions, PSS; EC keys give ASN.1 ECDSA signatures; Ed25519
+// keys (CKK_EC_EDWARDS, CKM_EDDSA) sign the message itself (crypto.Hash(0)) and their Public is an
+// ed25519.PublicKey. The Signer
 // survives Reconnect: it looks its key up again on the next Sign.
 //
 // Answers are cached per keyURI string until Reconnect or Close, or until a Sign through the
@@ -154,6 +156,12 @@ func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
 	}
 	keys, err := c.c11.FindKeyPairs(id, label)
 	if err != nil {
+		// crypto11 refuses key types it does not know ("unsupported key type: 40" for
+		// CKK_EC_EDWARDS) even when another key is the one asked for; an Ed25519 key is
+		// found without it.
+		if ed, edErr := c.findEd25519(u); edErr != nil || ed != nil {
+			return ed, edErr
+		}
 		return nil, err
 	}
 	switch len(keys) {
@@ -346,6 +354,11 @@ func (t *Token) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 			if id != nil || label != nil {
 				if pairs, err := c.c11.FindKeyPairs(id, label); err == nil && len(pairs) == 1 {
 					ki.Public = pairs[0].Public()
+				} else if err != nil {
+					// crypto11 lists no Ed25519 key pair.
+					if ed, _ := c.findEd25519(&URI{Object: ki.Label, ID: ki.ID}); ed != nil {
+						ki.Public = ed.Public()
+					}
 				}
 				if id != nil {
 					ki.Certificate, _ = c.c11.FindCertificate(id, nil, nil)

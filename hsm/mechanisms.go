@@ -3,6 +3,7 @@ package hsm
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"fmt"
 	"sort"
@@ -129,6 +130,8 @@ func signMechanismFor(pub crypto.PublicKey, pss bool) (uint, bool) {
 		return pkcs11.CKM_RSA_PKCS, true
 	case *ecdsa.PublicKey:
 		return pkcs11.CKM_ECDSA, true
+	case ed25519.PublicKey:
+		return ckmEdDSA, true
 	}
 	return 0, false
 }
@@ -262,6 +265,7 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_ECDSA_SHA384:           "CKM_ECDSA_SHA384",
 	pkcs11.CKM_ECDSA_SHA512:           "CKM_ECDSA_SHA512",
 	pkcs11.CKM_ECDH1_DERIVE:           "CKM_ECDH1_DERIVE",
+	ckmEdDSA:                          "CKM_EDDSA",
 	pkcs11.CKM_AES_KEY_GEN:            "CKM_AES_KEY_GEN",
 	pkcs11.CKM_AES_ECB:                "CKM_AES_ECB",
 	pkcs11.CKM_AES_CBC:                "CKM_AES_CBC",
