@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,71 +14,10 @@ import (
 	"appliance/hsm"
 	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
-
-	"github.com/miekg/pkcs11"
 )
 
-// generateEd25519 makes an Ed25519 key pair labelled label on the test token through
-// miekg/pkcs11 (`keys generate` makes none), removed when the test ends.
 func generateEd25519(t *testing.T, env *softhsmtest.Env, label string) {
-	t.Helper()
-	ctx := pkcs11.New(env.Module)
-	if ctx == nil {
-		t.Fatalf("load %s", env.Module)
-	}
-	if err := ctx.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-		t.Fatal(err)
-	}
-	slots, err := ctx.GetSlotList(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var slot uint
-	found := false
-	for _, s := range slots {
-		if ti, err := ctx.GetTokenInfo(s); err == nil && ti.Label == softhsmtest.TokenLabel {
-			slot, found = s, true
-		}
-	}
-	if !found {
-		t.Fatal("no token labelled " + softhsmtest.TokenLabel)
-	}
-	sess, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctx.CloseSession(sess) })
-	if err := ctx.Login(sess, pkcs11.CKU_USER, softhsmtest.PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-		t.Fatal(err)
-	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	const ckmECEdwardsKeyPairGen = 0x1055
-	pubH, privH, err := ctx.GenerateKeyPair(sess,
-		[]*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
-		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, []byte{0x06, 0x03, 0x2b, 0x65, 0x70}), // edwards25519
-		},
-		[]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		})
-	if err != nil {
-		t.Fatalf("generate Ed25519 key pair on the token: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx.DestroyObject(sess, privH)
-		ctx.DestroyObject(sess, pubH)
-	})
+	softhsmtest.GenerateEd25519(t, env, label)
 }
 
 // A [[dkim]] entry naming an Ed25519 key on the token gives ed25519-sha256 signatures (RFC 8463)
