@@ -9,14 +9,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/asn1"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"testing"
 
-	"appliance/cms/oid"
 	"appliance/internal/softhsmtest"
 )
 
@@ -80,88 +77,11 @@ func (k *softKey) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash cryp
 
 var _ ContentKey = (*softKey)(nil)
 
-var errNotRecipient = errors.New("no recipientinfo for this certificate")
+var errNotRecipient = ErrNotRecipient
 
-// softDecrypt is the test side's decryptor: the appliance itself never decrypts.
+// softDecrypt is the test side's decryptor (cms.DecryptWithKey).
 func softDecrypt(der []byte, cert *x509.Certificate, key crypto.Signer) ([]byte, error) {
-	env, err := ParseEnveloped(der)
-	if err != nil {
-		return nil, err
-	}
-	priv, ok := key.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("not an rsa key")
-	}
-	var ri *RecipientInfo
-	for _, r := range env.RecipientInfos {
-		if r.Matches(cert) {
-			ri = r
-		}
-	}
-	if ri == nil {
-		return nil, errNotRecipient
-	}
-	h, err := ri.OAEPHash()
-	if err != nil {
-		return nil, err
-	}
-	var cek []byte
-	if h == 0 {
-		cek, err = rsa.DecryptPKCS1v15(nil, priv, ri.EncryptedKey)
-	} else {
-		cek, err = rsa.DecryptOAEP(h.New(), nil, priv, ri.EncryptedKey, nil)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("unwrap: %w", err)
-	}
-	ct, err := env.EncryptedContent()
-	if err != nil {
-		return nil, err
-	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
-	alg := env.ContentEncryptionAlgorithm
-	switch {
-	case alg.Algorithm.Equal(oid.AES256CBC), alg.Algorithm.Equal(oid.AES128CBC):
-		var iv []byte
-		if _, err := asn1.Unmarshal(alg.Parameters, &iv); err != nil || len(iv) != 16 {
-			return nil, fmt.Errorf("bad iv")
-		}
-		if len(ct) == 0 || len(ct)%16 != 0 {
-			return nil, fmt.Errorf("bad ciphertext length")
-		}
-		out := make([]byte, len(ct))
-		cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, ct)
-		pad := int(out[len(out)-1])
-		if pad == 0 || pad > 16 || !bytes.Equal(out[len(out)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
-			return nil, fmt.Errorf("bad padding")
-		}
-		return out[:len(out)-pad], nil
-	case alg.Algorithm.Equal(oid.AES256GCM), alg.Algorithm.Equal(oid.AES128GCM):
-		var p struct {
-			Nonce  []byte
-			ICVLen int `asn1:"default:12"`
-		}
-		if _, err := asn1.Unmarshal(alg.Parameters, &p); err != nil {
-			return nil, fmt.Errorf("bad gcm parameters: %w", err)
-		}
-		gcm, err := cipher.NewGCMWithNonceSize(block, len(p.Nonce))
-		if err != nil {
-			return nil, err
-		}
-		tag, err := env.Tag()
-		if err != nil {
-			return nil, err
-		}
-		var aad []byte
-		if env.AuthAttrs != nil {
-			aad = append([]byte{tagSet}, env.AuthAttrs[1:]...)
-		}
-		return gcm.Open(nil, p.Nonce, append(append([]byte(nil), ct...), tag...), aad)
-	}
-	return nil, fmt.Errorf("content algorithm %v", alg.Algorithm)
+	return DecryptWithKey(der, cert, key)
 }
 
 func (k *softKey) WrapAES(ctx context.Context, kek []byte) ([]byte, error) {

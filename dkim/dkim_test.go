@@ -86,30 +86,36 @@ func (v *verifier) verify(msg string) (string, bool) {
 	return string(out), err == nil
 }
 
-func hsmRSA(t *testing.T) crypto.Signer {
+// hsmSigners are an RSA key (alice) and an Ed25519 key made for the test, both found on the
+// SoftHSM2 token through the hsm package, as the daemon finds [[dkim]] keys.
+func hsmSigners(t *testing.T) (rsaKey, edKey crypto.Signer) {
 	t.Helper()
 	env := softhsmtest.Setup(t)
+	// crypto11 opens the module first: it refuses one something else initialised.
 	tok, err := hsm.Open(hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tok.Close() })
-	s, err := tok.Signer(context.Background(), "pkcs11:token=appliance;object=alice")
-	if err != nil {
+	ctx := context.Background()
+	if rsaKey, err = tok.Signer(ctx, "pkcs11:token=appliance;object=alice"); err != nil {
 		t.Fatal(err)
 	}
-	return s
+	softhsmtest.GenerateEd25519(t, env, "dkim-ed1")
+	if edKey, err = tok.Signer(ctx, "pkcs11:token=appliance;object=dkim-ed1"); err != nil {
+		t.Fatal(err)
+	}
+	return rsaKey, edKey
 }
 
 var hTag = regexp.MustCompile(`[; ]h=([^;]*);`)
 
-// TestSignVerify: signatures made with keys on SoftHSM2 (RSA through the hsm package, Ed25519
-// directly) verify with dkimpy; the h= list is the package's own fields with From oversigned;
+// TestSignVerify: signatures made with keys on SoftHSM2 (RSA and Ed25519, both through the hsm
+// package) verify with dkimpy; the h= list is the package's own fields with From oversigned;
 // a changed signed field, an added From or a changed body fails; a changed unsigned field does
 // not.
 func TestSignVerify(t *testing.T) {
-	rsaKey := hsmRSA(t)
-	edKey := newTokenEd25519(t, softhsmtest.Setup(t))
+	rsaKey, edKey := hsmSigners(t)
 	keys := []dkim.Key{
 		{Domain: "example.com", Selector: "rsa1", Signer: rsaKey},
 		{Domain: "example.com", Selector: "ed1", Signer: edKey},
@@ -189,7 +195,8 @@ func TestSignVerify(t *testing.T) {
 // TestWriterToAndDomains: the queue's io.WriterTo form, a subdomain using its parent's key, and
 // a From domain without a key.
 func TestWriterToAndDomains(t *testing.T) {
-	keys := []dkim.Key{{Domain: "example.com", Selector: "sel", Signer: hsmRSA(t)}}
+	rsaKey, _ := hsmSigners(t)
+	keys := []dkim.Key{{Domain: "example.com", Selector: "sel", Signer: rsaKey}}
 	s, err := dkim.New(keys)
 	if err != nil {
 		t.Fatal(err)
