@@ -23,6 +23,28 @@ func ecPlan(pkgs []Package) []string {
 	return out
 }
 
+// ecPlans is the plan, per Bcc mode, for a message from alice To bob and frank (P-256), Bcc
+// peggy (P-384), dave and erin: each EC recipient in a package of their own, alice's RSA
+// self-copy in every package.
+var ecPlans = []struct {
+	bcc  string
+	want []string
+}{
+	{"individual", []string{
+		"encrypted rcpt=bob@example.test ri=alice,bob",
+		"encrypted rcpt=dave@example.test ri=alice,dave",
+		"encrypted rcpt=erin@example.test ri=alice,erin",
+		"encrypted rcpt=frank@example.test ri=alice,frank",
+		"encrypted rcpt=peggy@example.test ri=alice,peggy",
+	}},
+	{"group", []string{
+		"encrypted rcpt=bob@example.test ri=alice,bob",
+		"encrypted rcpt=dave@example.test,erin@example.test ri=alice,dave,erin",
+		"encrypted rcpt=frank@example.test ri=alice,frank",
+		"encrypted rcpt=peggy@example.test ri=alice,peggy",
+	}},
+}
+
 // TestServeKeyAgree: recipients with EC certificates (frank on P-256, peggy on P-384), visible
 // and Bcc, next to RSA recipients, through the real daemon on SoftHSM2 in both Bcc modes: each
 // EC recipient gets a package of its own holding its KeyAgreeRecipientInfo and the sender's RSA
@@ -32,24 +54,7 @@ func ecPlan(pkgs []Package) []string {
 func TestServeKeyAgree(t *testing.T) {
 	t.Parallel()
 	bin := Build(t)
-	for _, tt := range []struct {
-		bcc  string
-		want []string
-	}{
-		{"individual", []string{
-			"encrypted rcpt=bob@example.test ri=alice,bob",
-			"encrypted rcpt=dave@example.test ri=alice,dave",
-			"encrypted rcpt=erin@example.test ri=alice,erin",
-			"encrypted rcpt=frank@example.test ri=alice,frank",
-			"encrypted rcpt=peggy@example.test ri=alice,peggy",
-		}},
-		{"group", []string{
-			"encrypted rcpt=bob@example.test ri=alice,bob",
-			"encrypted rcpt=dave@example.test,erin@example.test ri=alice,dave,erin",
-			"encrypted rcpt=frank@example.test ri=alice,frank",
-			"encrypted rcpt=peggy@example.test ri=alice,peggy",
-		}},
-	} {
+	for _, tt := range ecPlans {
 		t.Run("ok "+tt.bcc, func(t *testing.T) {
 			r := newRig(t, func(c *Config) { c.Policy.Bcc = tt.bcc })
 			exp := r.send(t, submission{msg: Message{From: alice, To: []string{bob, frank}, Bcc: []string{peggy, dave, erin},
@@ -79,24 +84,7 @@ func TestServeKeyAgree(t *testing.T) {
 func TestPassThroughKeyAgree(t *testing.T) {
 	t.Parallel()
 	bin := Build(t)
-	for _, tt := range []struct {
-		bcc  string
-		want []string
-	}{
-		{"individual", []string{
-			"encrypted rcpt=bob@example.test ri=alice,bob",
-			"encrypted rcpt=dave@example.test ri=alice,dave",
-			"encrypted rcpt=erin@example.test ri=alice,erin",
-			"encrypted rcpt=frank@example.test ri=alice,frank",
-			"encrypted rcpt=peggy@example.test ri=alice,peggy",
-		}},
-		{"group", []string{
-			"encrypted rcpt=bob@example.test ri=alice,bob",
-			"encrypted rcpt=dave@example.test,erin@example.test ri=alice,dave,erin",
-			"encrypted rcpt=frank@example.test ri=alice,frank",
-			"encrypted rcpt=peggy@example.test ri=alice,peggy",
-		}},
-	} {
+	for _, tt := range ecPlans {
 		t.Run("ok "+tt.bcc, func(t *testing.T) {
 			r := newRig(t, func(c *Config) { c.Policy.Bcc = tt.bcc })
 			f := forge{t: t, pki: r.checker.PKI, dir: t.TempDir()}

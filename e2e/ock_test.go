@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"testing"
 	"time"
 
@@ -49,12 +48,7 @@ func TestTokensOpencryptoki(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := regexp.MustCompile(`(?m)^\s*(module|token|pin_file) = .*\n`).ReplaceAllString(string(b), "")
-	text += fmt.Sprintf(`
+	tokenTables(t, path, fmt.Sprintf(`
 [[token]]
 name = "hsm"
 module = %q
@@ -68,10 +62,7 @@ module = %q
 uri = "pkcs11:token=appliance;manufacturer=IBM%%20Corp."
 pin_file = %q
 roles = ["sign"]
-`, own.Module, own.PINFile, ock.Module, ock.PINFile)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, own.Module, own.PINFile, ock.Module, ock.PINFile))
 	d := &Daemon{Bin: Build(t), ConfigPath: path, Addr: cfg.SMTP.Listen, Env: []string{"SOFTHSM2_CONF=" + own.Conf}}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)

@@ -72,6 +72,20 @@ func TestTokensCardOut(t *testing.T) {
 // startTokenDaemon runs the daemon with two [[token]] entries: own's token ("hsm", every role,
 // alice's key) and the remote token labelled remoteLabel behind p11-kit-client.so at address
 // ("card", role sign, carol's key), delivering to s.
+// tokenTables replaces the single [hsm] token of the configuration file at path by the
+// [[token]] tables given.
+func tokenTables(t *testing.T, path, tables string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := regexp.MustCompile(`(?m)^\s*(module|token|pin_file) = .*\n`).ReplaceAllString(string(b), "") + tables
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startTokenDaemon(t *testing.T, own *softhsmtest.Env, s *sink.Sink, clientModule, remoteLabel, address string) *Daemon {
 	t.Helper()
 	cfg := NewConfig(t, own, s.Addr())
@@ -80,12 +94,7 @@ func startTokenDaemon(t *testing.T, own *softhsmtest.Env, s *sink.Sink, clientMo
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := regexp.MustCompile(`(?m)^\s*(module|token|pin_file) = .*\n`).ReplaceAllString(string(b), "")
-	text += fmt.Sprintf(`
+	tokenTables(t, path, fmt.Sprintf(`
 [[token]]
 name = "hsm"
 module = %q
@@ -100,10 +109,7 @@ uri = "pkcs11:token=%s"
 pin_file = %q
 roles = ["sign"]
 max_sessions = 2
-`, own.Module, own.PINFile, clientModule, remoteLabel, own.PINFile)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, own.Module, own.PINFile, clientModule, remoteLabel, own.PINFile))
 	d := &Daemon{Bin: Build(t), ConfigPath: path, Addr: cfg.SMTP.Listen,
 		Env: []string{"SOFTHSM2_CONF=" + own.Conf, "P11_KIT_SERVER_ADDRESS=" + address}}
 	if err := d.Start(); err != nil {

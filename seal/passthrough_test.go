@@ -105,7 +105,7 @@ func TestShareContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := cms.ParseEnveloped(der)
+	other, err := cms.ParseEnveloped(bytes.Clone(der)) // its own copy: content equal, not shared
 	if err != nil {
 		t.Fatal(err)
 	}
