@@ -180,7 +180,7 @@ profile = "compat"
 self_copy = true
 
 [queue]
-# Workers wait on fsync and on the next hop more than on the HSM: with the default 4 the
+# Workers wait on fsync and on the next hop more than on the HSM: with 4 the
 # backlog (and the latency) grows at the same throughput; 2 x max_sessions keeps it short.
 workers = 16
 

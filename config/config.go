@@ -128,8 +128,12 @@ type Relay struct {
 
 // Delivery workers and retries.
 type Queue struct {
-	// Messages worked on at once.
-	// Value: integer 1..1024, default 4
+	// Messages worked on at once (sealed, then delivered). A worker spends more of a message's
+	// time waiting on fsync and on the next hop than holding a token session, so when left out it
+	// is twice the sessions of the token that makes content keys (every message needs one), at
+	// least 4 and at most 64: 16 with the default hsm.max_sessions of 8.
+	// Value: integer 1..1024, default 2 x the content token's max_sessions (4..64)
+	// Example: 16
 	Workers int `toml:"workers"`
 	// Waits before each further attempt after a temporary failure; the last repeats until
 	// max_age.
@@ -375,7 +379,6 @@ func Defaults() *Config {
 			SMTPSecurity:    defaultSMTPSecurity(),
 		},
 		Queue: Queue{
-			Workers: 4,
 			Retry:   defaultRetry(),
 			MaxAge:  120 * time.Hour,
 		},

@@ -446,3 +446,17 @@ func (c *Config) checkTokenFiles() []error {
 	}
 	return errs
 }
+
+// QueueWorkers is queue.workers, or when it is left out twice the sessions of the token that
+// makes content keys, between 4 and 64 (see [Queue.Workers]).
+func (c *Config) QueueWorkers() int {
+	if c.Queue.Workers > 0 {
+		return c.Queue.Workers
+	}
+	sessions := c.HSM.MaxSessions
+	primary, _ := c.ContentTokens()
+	if t, ok := c.FindToken(primary); ok && t.MaxSessions > 0 {
+		sessions = t.MaxSessions
+	}
+	return min(max(2*sessions, 4), 64)
+}

@@ -252,3 +252,32 @@ func TestTokenPIN(t *testing.T) {
 		t.Errorf("checkTokenFiles = %v, want the loose PIN file only", errs)
 	}
 }
+
+// TestQueueWorkers: left out, queue.workers follows the sessions of the token that makes content
+// keys (not a sign-only card's), within 4..64; set, it is taken as it is.
+func TestQueueWorkers(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want int
+	}{
+		{"default sessions", func(s string) string { return s }, 16},
+		{"set", add("[queue]\nworkers = 3\n"), 3},
+		{"few sessions", repl("max_sessions = 8", "max_sessions = 2"), 4},
+		{"many sessions", repl("max_sessions = 8", "max_sessions = 100"), 64},
+		{"content token's sessions", func(s string) string {
+			return strings.Replace(twoTokens(s), "roles = [\"sign\", \"content\"]\n", "roles = [\"sign\", \"content\"]\nmax_sessions = 12\n", 1)
+		}, 24},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.edit(base)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.QueueWorkers(); got != tt.want {
+				t.Errorf("QueueWorkers = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -81,7 +81,9 @@ func (c *Config) validateRelay(v *validator) {
 }
 
 func (c *Config) validateQueue(v *validator) {
-	intRange(v, "queue.workers", int64(c.Queue.Workers), 1, 1024)
+	if c.Queue.Workers != 0 {
+		intRange(v, "queue.workers", int64(c.Queue.Workers), 1, 1024)
+	}
 	if len(c.Queue.Retry) == 0 {
 		v.add("queue.retry", ErrMissing, "at least one retry interval")
 	}

@@ -59,7 +59,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 	defer deliv.Close()
 	q, err := queue.Open(queue.Options{
 		Dir:             cfg.Spool.Dir,
-		Workers:         cfg.Queue.Workers,
+		Workers:         cfg.QueueWorkers(),
 		Retry:           cfg.Queue.Retry,
 		MaxAge:          cfg.Queue.MaxAge,
 		Hostname:        cfg.SMTP.Hostname,
