@@ -379,8 +379,8 @@ func Defaults() *Config {
 			SMTPSecurity:    defaultSMTPSecurity(),
 		},
 		Queue: Queue{
-			Retry:   defaultRetry(),
-			MaxAge:  120 * time.Hour,
+			Retry:  defaultRetry(),
+			MaxAge: 120 * time.Hour,
 		},
 		Policy: Policy{
 			Bcc:         BccIndividual,
