@@ -7,7 +7,8 @@
 //  2. each package is DKIM-signed over its final bytes (a queue.Prefixed body);
 //  3. with a Journal, the journal package is built from the message as submitted and a report
 //     of every package (recipients, RecipientInfo identifiers, SHA-256 of the signed package),
-//     sealed for the journal certificates, DKIM-signed, and added as a package of its own;
+//     sealed for the journal certificates, DKIM-signed, and added as a package of its own; with
+//     Journal.Wait every other package waits for it (queue.Wait);
 //  4. with an audit trail, each package's body records a `sealed` record once the spool has its
 //     bytes.
 //
@@ -53,7 +54,14 @@ type Journal struct {
 	Keys   interface {
 		Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
 	}
+	// Wait makes every other package of a message wait until the next hop has accepted the
+	// journal package ([journal] policy = "wait"; queue.Wait).
+	Wait bool
 }
+
+// JournalWaitReason is the DSN's diagnostic for the recipients of a message whose journal
+// package failed under policy "wait": it names neither the journal's address nor its recipients.
+const JournalWaitReason = "not sent: the message's journal copy could not be delivered"
 
 // Compliance is the set of wrappers; a nil *Compliance, or one without anything configured,
 // returns what it wraps unchanged.
@@ -125,6 +133,14 @@ func (p compliantProcessor) Process(ctx context.Context, id string, env queue.En
 		if err != nil {
 			// Never sent without its journal: the message waits, like for any token trouble.
 			return nil, retry.Temporary(fmt.Errorf("journal package: %w", err))
+		}
+		if c.journal.Wait {
+			// The decision is data on each package, kept in its spool record: the queue sends
+			// none of them before the next hop accepted the journal package, and fails them
+			// (a DSN to the sender with JournalWaitReason) if it never does.
+			for i := range sealed.Packages {
+				sealed.Packages[i].Wait = &queue.Wait{For: []int{len(sealed.Packages)}, Reason: JournalWaitReason}
+			}
 		}
 		sealed.Packages = append(sealed.Packages, jp)
 		ris = append(ris, jris)

@@ -39,7 +39,7 @@ func newJournal(cfg *config.Config, src KeySource, pipe *pipeline.Pipeline) (*co
 	if !ok {
 		return nil, fmt.Errorf("journal.sender %q is not a [[sender]]", jc.Sender)
 	}
-	j := &compliance.Journal{KeyURI: s.KeyURI, Keys: src, Journal: journal.Journal{
+	j := &compliance.Journal{KeyURI: s.KeyURI, Keys: src, Wait: jc.Policy == config.JournalWait, Journal: journal.Journal{
 		Address: jc.Address, From: s.Address, Hostname: cfg.SMTP.Hostname, Sealer: pipe.Sealer(),
 		Sender: seal.Sender{Chain: s.Chain, PSS: s.PSS},
 	}}

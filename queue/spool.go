@@ -100,6 +100,8 @@ type pkgRecord struct {
 	NextAttempt time.Time     `json:"next_attempt,omitzero"`
 	LastError   string        `json:"last_error,omitempty"`
 	ExpiresAt   time.Time     `json:"expires_at"`
+	// Wait holds the package back (Package.Wait); records written before it existed have none.
+	Wait *Wait `json:"wait,omitempty"`
 }
 
 // segment is bytes of a message file shared by several packages.
@@ -163,7 +165,7 @@ func (r *record) nextDue() time.Time {
 	}
 	var due time.Time
 	for _, p := range r.Packages {
-		if !p.final() && (due.IsZero() || p.NextAttempt.Before(due)) {
+		if !p.final() && !r.held(p) && (due.IsZero() || p.NextAttempt.Before(due)) {
 			due = p.NextAttempt
 		}
 	}
