@@ -112,6 +112,9 @@ type Package struct {
 	// Wait, when set, holds the package back until the next hop has accepted other packages of
 	// the same Sealed (kept in the spool record; see Wait).
 	Wait *Wait
+	// Silent: the package's failures go into no DSN (the journal package, whose address the
+	// message's sender must not learn, even when its reverse path is the sender's).
+	Silent bool
 }
 
 // SharedBody may be implemented by a Package.Body whose bytes are a head of its own followed by

@@ -101,7 +101,8 @@ type pkgRecord struct {
 	LastError   string        `json:"last_error,omitempty"`
 	ExpiresAt   time.Time     `json:"expires_at"`
 	// Wait holds the package back (Package.Wait); records written before it existed have none.
-	Wait *Wait `json:"wait,omitempty"`
+	Wait   *Wait `json:"wait,omitempty"`
+	Silent bool  `json:"silent,omitempty"` // Package.Silent
 }
 
 // segment is bytes of a message file shared by several packages.

@@ -103,7 +103,7 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 		rec.Packages, rec.unwritten = nil, nil
 		miss := uncovered(rec.Envelope.RcptTo, sealed)
 		for i, p := range sealed.Packages {
-			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires, Mode: p.Mode, Profile: p.Profile}
+			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires, Mode: p.Mode, Profile: p.Profile, Silent: p.Silent}
 			if p.Wait != nil {
 				w := *p.Wait
 				w.For = slices.Clone(w.For)
@@ -312,7 +312,7 @@ func (q *Queue) failWaiting(rec *record) (dsn []*rcptRecord, n int) {
 			if q.opts.Outcome != nil {
 				q.opts.Outcome(Outcome{Message: rec.ID, Package: p.N, Recipient: r.Addr, State: "failed", Err: errors.New(reason)})
 			}
-			if p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom && !reported[strings.ToLower(r.Addr)] {
+			if !p.Silent && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom && !reported[strings.ToLower(r.Addr)] {
 				reported[strings.ToLower(r.Addr)] = true
 				dsn = append(dsn, r)
 			}
@@ -486,10 +486,10 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	}
 	// A package sent with a null reverse path (a list member's copy) bounces to no one: a DSN to
 	// the message's sender would name a member the sender must not learn of.
-	// Nor does a package with a reverse path of its own (the journal's): the DSN would name the
-	// journal address to the message's sender.
+	// Nor does a package with a reverse path of its own, or a silent one (the journal's): the DSN
+	// would name the journal address to the message's sender.
 	var dsn []*rcptRecord
-	if !p.DSN && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
+	if !p.DSN && !p.Silent && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
 		dsn = failed
 	}
 	// Packages waiting for this one fail with it, in the same commit and the same DSN.
