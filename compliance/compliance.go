@@ -44,6 +44,9 @@ type Options struct {
 	DKIM    *dkim.Signer
 	Journal *Journal
 	Log     *slog.Logger
+	// JournalSealed, when set, is told each journal package's content profile once the spool
+	// has its bytes (the metrics' sealed count; the pipeline tells its own packages).
+	JournalSealed func(profile string)
 }
 
 // Journal is the journal as configured: everything but the sender's signer, which is found per
@@ -70,6 +73,8 @@ type Compliance struct {
 	dkim    *dkim.Signer
 	journal *Journal
 	log     *slog.Logger
+	// journalSealed is Options.JournalSealed.
+	journalSealed func(profile string)
 }
 
 // New makes the wrappers of o.
@@ -77,7 +82,7 @@ func New(o Options) *Compliance {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Compliance{audit: o.Audit, dkim: o.DKIM, journal: o.Journal, log: o.Log.With("component", "compliance")}
+	return &Compliance{audit: o.Audit, dkim: o.DKIM, journal: o.Journal, log: o.Log.With("component", "compliance"), journalSealed: o.JournalSealed}
 }
 
 // Close closes the audit trail, sealing its last file; the daemon calls it after the queue stopped.
@@ -207,10 +212,17 @@ func (c *Compliance) journalPackage(ctx context.Context, id string, env queue.En
 	if err != nil {
 		return queue.Package{}, nil, err
 	}
-	pk := queue.Package{MailFrom: s.MailFrom, RcptTo: s.RcptTo, Body: s.Body}
+	// Silent: its failure is never reported to the message's sender (it would name the journal
+	// address), even when the journal sender is the message's sender.
+	pk := queue.Package{MailFrom: s.MailFrom, RcptTo: s.RcptTo, Body: s.Body, Silent: true}
 	pk.Mode, pk.Profile = s.Body.Kind()
 	if err := c.sign(id, len(sealed.Packages), &pk); err != nil {
 		return queue.Package{}, nil, err
+	}
+	if c.journalSealed != nil {
+		// After signing, so the count is the spool's write, not the signer's.
+		profile := pk.Profile
+		pk.Body = queue.NewPrefixed("", pk.Body, func() { c.journalSealed(profile) })
 	}
 	c.log.Info("journal package", "id", id, "package", len(sealed.Packages), "packages_reported", len(rep.Packages))
 	return pk, jris, nil
