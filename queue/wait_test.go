@@ -155,3 +155,26 @@ func TestWaitJournalFails(t *testing.T) {
 		})
 	}
 }
+
+// badWait makes the first package wait for itself: a Processor bug the queue refuses at sealing
+// rather than holding the message forever.
+type badWait struct{ proc }
+
+func (b *badWait) Process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
+	s, err := b.proc.Process(ctx, id, env, body)
+	if err == nil {
+		s.Packages[0].Wait = &queue.Wait{For: []int{0}}
+	}
+	return s, err
+}
+
+func TestWaitRefusedAtSeal(t *testing.T) {
+	s := newSink(t)
+	q, _ := running(t, baseOpts(t.TempDir()), &badWait{}, newDeliverer(t, s))
+	accept(t, q, 1, sender, "b@example.test")
+	waitEmpty(t, q, 20*time.Second)
+	pkgs, dsns := split(s.Messages())
+	if len(pkgs) != 0 || len(dsns) != 1 {
+		t.Fatalf("%d packages and %d DSNs, want only a DSN", len(pkgs), len(dsns))
+	}
+}

@@ -263,12 +263,12 @@ func (r *record) waitState(p *pkgRecord) (held, failed bool) {
 		return false, false
 	}
 	for _, n := range p.Wait.For {
-		i := slices.IndexFunc(r.Packages, func(w *pkgRecord) bool { return w.N == n && !w.DSN })
-		if i < 0 {
+		w := r.pkg(n)
+		if w == nil {
 			failed = true
 			continue
 		}
-		for _, rc := range r.Packages[i].Rcpts {
+		for _, rc := range w.Rcpts {
 			switch rc.State {
 			case rcptPending:
 				held = true
@@ -278,6 +278,34 @@ func (r *record) waitState(p *pkgRecord) (held, failed bool) {
 		}
 	}
 	return held, failed
+}
+
+// pkg is the sealed package numbered n, or nil. Sealed packages are numbered by their place in
+// Packages (DSNs come after them), so this is O(1) however many packages a list post has.
+func (r *record) pkg(n int) *pkgRecord {
+	if n >= 0 && n < len(r.Packages) && r.Packages[n].N == n && !r.Packages[n].DSN {
+		return r.Packages[n]
+	}
+	i := slices.IndexFunc(r.Packages, func(w *pkgRecord) bool { return w.N == n && !w.DSN })
+	if i < 0 {
+		return nil
+	}
+	return r.Packages[i]
+}
+
+// validWait reports whether p's wait names other packages of rec that wait for nothing, as
+// checkSealed made sure when the packages were sealed: a spool record that says otherwise
+// could hold the message forever.
+func (r *record) validWait(p *pkgRecord) bool {
+	if len(p.Wait.For) == 0 {
+		return false
+	}
+	for _, n := range p.Wait.For {
+		if w := r.pkg(n); w == nil || w == p || w.Wait != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // held reports whether p may not be sent yet.
@@ -492,8 +520,13 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	if !p.DSN && !p.Silent && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
 		dsn = failed
 	}
-	// Packages waiting for this one fail with it, in the same commit and the same DSN.
-	waitDSN, waitFailed := q.failWaiting(rec)
+	// Packages waiting for this one fail with it, in the same commit and the same DSN (looked
+	// for only when something failed: a wait fails only with a failure).
+	var waitDSN []*rcptRecord
+	waitFailed := 0
+	if len(failed) > 0 {
+		waitDSN, waitFailed = q.failWaiting(rec)
+	}
 	q.addDSN(rec, append(dsn, waitDSN...), now)
 	// The last result of a message commits by removing it: a directory
 	// fsync instead of writing a final state.
