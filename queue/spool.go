@@ -929,6 +929,8 @@ func decodeState(id string, env Envelope, st stateFrame, framesAt int64) (*recor
 				return nil, fmt.Errorf("%w: empty recipient", ErrBadSpoolFile)
 			}
 		}
+	}
+	for _, p := range rec.Packages { // all non-nil now
 		if p.Wait != nil && !rec.validWait(p) {
 			return nil, fmt.Errorf("%w: package %d waits for %v", ErrBadSpoolFile, p.N, p.Wait.For)
 		}
