@@ -521,10 +521,11 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 		dsn = failed
 	}
 	// Packages waiting for this one fail with it, in the same commit and the same DSN (looked
-	// for only when something failed: a wait fails only with a failure).
+	// for only when something failed in a package that may be waited for, one that waits for
+	// nothing: a list's thousands of waiting member copies do not scan each other).
 	var waitDSN []*rcptRecord
 	waitFailed := 0
-	if len(failed) > 0 {
+	if len(failed) > 0 && p.Wait == nil && !p.DSN {
 		waitDSN, waitFailed = q.failWaiting(rec)
 	}
 	q.addDSN(rec, append(dsn, waitDSN...), now)
