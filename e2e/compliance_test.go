@@ -303,6 +303,26 @@ func TestServeJournalWait(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%v journal packages counted as sealed, want 2", n)
 	}
+
+	// The trail has the held packages bounced with the reason, beside the journal's own refusal.
+	if !c.daemon.Stop() {
+		t.Fatal("the daemon did not stop on SIGTERM")
+	}
+	files, _ := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
+	bounced := map[string]string{}
+	for _, r := range readTrail(t, files) {
+		if r.Type == audit.TypeDelivery && r.Outcome == audit.Bounced {
+			bounced[norm(r.Recipient)] = r.Reply
+		}
+	}
+	for _, a := range []string{bob, dave} {
+		if !strings.Contains(bounced[norm(a)], "journal copy could not be delivered") {
+			t.Errorf("trail: %s bounced with %q, want the journal reason", a, bounced[norm(a)])
+		}
+	}
+	if !strings.Contains(bounced[journalAddr], "no journal mailbox") {
+		t.Errorf("trail: the journal bounced with %q, want the next hop's reply", bounced[journalAddr])
+	}
 }
 
 // collect waits for n transactions, records them, and returns those of the message and the
@@ -493,22 +513,9 @@ func (c *complianceRig) dkimVerify(t *testing.T, msg []byte) (string, bool) {
 	return string(out), err == nil
 }
 
-// checkAudit stops the daemon (closing and signing the trail) and checks the trail.
-func (c *complianceRig) checkAudit(t *testing.T, messages int) {
+// readTrail reads the records of the trail's files.
+func readTrail(t *testing.T, files []string) []audit.Record {
 	t.Helper()
-	if !c.daemon.Stop() {
-		t.Fatal("the daemon did not stop on SIGTERM")
-	}
-	files, err := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no audit trail in %s: %v", c.auditDir, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := Run(ctx, c.env, Build(t), nil, append([]string{"audit", "verify", "-require-signed", "-key", c.env.File("alice.pem")}, files...)...)
-	if err != nil {
-		t.Fatalf("audit verify on the daemon's trail: %v\n%s", err, out)
-	}
 	var recs []audit.Record
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -525,6 +532,26 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 			recs = append(recs, r)
 		}
 	}
+	return recs
+}
+
+// checkAudit stops the daemon (closing and signing the trail) and checks the trail.
+func (c *complianceRig) checkAudit(t *testing.T, messages int) {
+	t.Helper()
+	if !c.daemon.Stop() {
+		t.Fatal("the daemon did not stop on SIGTERM")
+	}
+	files, err := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no audit trail in %s: %v", c.auditDir, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := Run(ctx, c.env, Build(t), nil, append([]string{"audit", "verify", "-require-signed", "-key", c.env.File("alice.pem")}, files...)...)
+	if err != nil {
+		t.Fatalf("audit verify on the daemon's trail: %v\n%s", err, out)
+	}
+	recs := readTrail(t, files)
 	count := map[string]int{}
 	delivered := map[string]bool{}
 	digests := map[string]bool{}
