@@ -7,7 +7,8 @@
 //  2. each package is DKIM-signed over its final bytes (a queue.Prefixed body);
 //  3. with a Journal, the journal package is built from the message as submitted and a report
 //     of every package (recipients, RecipientInfo identifiers, SHA-256 of the signed package),
-//     sealed for the journal certificates, DKIM-signed, and added as a package of its own;
+//     sealed for the journal certificates, DKIM-signed, and added as a package of its own; with
+//     Journal.Wait every other package waits for it (queue.Wait);
 //  4. with an audit trail, each package's body records a `sealed` record once the spool has its
 //     bytes.
 //
@@ -43,6 +44,9 @@ type Options struct {
 	DKIM    *dkim.Signer
 	Journal *Journal
 	Log     *slog.Logger
+	// JournalSealed, when set, is told each journal package's content profile once the spool
+	// has its bytes (the metrics' sealed count; the pipeline tells its own packages).
+	JournalSealed func(profile string)
 }
 
 // Journal is the journal as configured: everything but the sender's signer, which is found per
@@ -53,7 +57,14 @@ type Journal struct {
 	Keys   interface {
 		Signer(ctx context.Context, keyURI string) (crypto.Signer, error)
 	}
+	// Wait makes every other package of a message wait until the next hop has accepted the
+	// journal package ([journal] policy = "wait"; queue.Wait).
+	Wait bool
 }
+
+// JournalWaitReason is the DSN's diagnostic for the recipients of a message whose journal
+// package failed under policy "wait": it names neither the journal's address nor its recipients.
+const JournalWaitReason = "not sent: the message's journal copy could not be delivered"
 
 // Compliance is the set of wrappers; a nil *Compliance, or one without anything configured,
 // returns what it wraps unchanged.
@@ -62,6 +73,8 @@ type Compliance struct {
 	dkim    *dkim.Signer
 	journal *Journal
 	log     *slog.Logger
+	// journalSealed is Options.JournalSealed.
+	journalSealed func(profile string)
 }
 
 // New makes the wrappers of o.
@@ -69,7 +82,7 @@ func New(o Options) *Compliance {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Compliance{audit: o.Audit, dkim: o.DKIM, journal: o.Journal, log: o.Log.With("component", "compliance")}
+	return &Compliance{audit: o.Audit, dkim: o.DKIM, journal: o.Journal, log: o.Log.With("component", "compliance"), journalSealed: o.JournalSealed}
 }
 
 // Close closes the audit trail, sealing its last file; the daemon calls it after the queue stopped.
@@ -125,6 +138,14 @@ func (p compliantProcessor) Process(ctx context.Context, id string, env queue.En
 		if err != nil {
 			// Never sent without its journal: the message waits, like for any token trouble.
 			return nil, retry.Temporary(fmt.Errorf("journal package: %w", err))
+		}
+		if c.journal.Wait {
+			// The decision is data on each package, kept in its spool record: the queue sends
+			// none of them before the next hop accepted the journal package, and fails them
+			// (a DSN to the sender with JournalWaitReason) if it never does.
+			for i := range sealed.Packages {
+				sealed.Packages[i].Wait = &queue.Wait{For: []int{len(sealed.Packages)}, Reason: JournalWaitReason}
+			}
 		}
 		sealed.Packages = append(sealed.Packages, jp)
 		ris = append(ris, jris)
@@ -191,10 +212,17 @@ func (c *Compliance) journalPackage(ctx context.Context, id string, env queue.En
 	if err != nil {
 		return queue.Package{}, nil, err
 	}
-	pk := queue.Package{MailFrom: s.MailFrom, RcptTo: s.RcptTo, Body: s.Body}
+	// Silent: its failure is never reported to the message's sender (it would name the journal
+	// address), even when the journal sender is the message's sender.
+	pk := queue.Package{MailFrom: s.MailFrom, RcptTo: s.RcptTo, Body: s.Body, Silent: true}
 	pk.Mode, pk.Profile = s.Body.Kind()
 	if err := c.sign(id, len(sealed.Packages), &pk); err != nil {
 		return queue.Package{}, nil, err
+	}
+	if c.journalSealed != nil {
+		// After signing, so the count is the spool's write, not the signer's.
+		profile := pk.Profile
+		pk.Body = queue.NewPrefixed("", pk.Body, func() { c.journalSealed(profile) })
 	}
 	c.log.Info("journal package", "id", id, "package", len(sealed.Packages), "packages_reported", len(rep.Packages))
 	return pk, jris, nil

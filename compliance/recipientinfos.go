@@ -13,11 +13,19 @@ import (
 
 // PackageRecipientInfos names the RecipientInfos of a package body as Process returned it
 // (journal.RecipientInfoIDs: "ski:HEX" or "issuer-serial:DN/0xSERIAL"): those of an
-// appliance-sealed or pass-through package. It returns nil for a signed-only package and for a
-// body it does not know (a list member's package, whose RecipientInfo is in its own share).
+// appliance-sealed or pass-through package, and a list member's package (the identifiers the
+// list expansion recorded as it built the member's envelope head). It returns nil for a
+// signed-only package and for a body it does not know.
 func PackageRecipientInfos(body io.WriterTo) ([]string, error) {
 	if s, ok := body.(interface{ Unwrap() io.WriterTo }); ok {
 		body = s.Unwrap() // the pipeline's trace field in front of the package
+	}
+	if lp, ok := body.(interface{ RecipientInfos() []*cms.RecipientInfo }); ok {
+		// smime.ListPackage
+		if ris := lp.RecipientInfos(); len(ris) > 0 {
+			return journal.RecipientInfoIDs(ris), nil
+		}
+		return nil, nil
 	}
 	sp, ok := body.(*seal.Package)
 	if !ok {

@@ -70,10 +70,12 @@ type Journal struct {
 	// Example: "journal-sender@example.test"
 	Sender string `toml:"sender"`
 	// Whether a message waits for its journal: "nowait" delivers its packages beside the journal
-	// package, which is retried like any package when it cannot be delivered. "wait" (none of
-	// the message's packages before the next hop has accepted the journal package) is not
-	// implemented yet and is refused.
-	// Value: "nowait" (default); "wait" is refused for now
+	// package, which is retried like any package when it cannot be delivered. "wait" sends none
+	// of the message's packages before the next hop has accepted the journal package (the hold
+	// is kept in the spool and survives a restart); if the journal package fails or expires,
+	// the message's packages are never sent and the sender gets a DSN saying the journal copy
+	// could not be delivered (naming neither the journal address nor its recipients).
+	// Value: "nowait" (default) or "wait"
 	// Example: "nowait"
 	Policy string `toml:"policy"`
 }
@@ -201,9 +203,5 @@ func (c *Config) validateJournal(v *validator) {
 	if j.Policy == "" {
 		j.Policy = JournalNoWait
 	}
-	if j.Policy == JournalWait {
-		v.add("journal.policy", ErrInvalid, "%q is not implemented yet (packages would wait for the journal's delivery); use %q", j.Policy, JournalNoWait)
-	} else {
-		oneOf(v, "journal.policy", j.Policy, JournalWait, JournalNoWait)
-	}
+	oneOf(v, "journal.policy", j.Policy, JournalWait, JournalNoWait)
 }

@@ -9,6 +9,7 @@ import (
 	"appliance/config"
 	"appliance/directory"
 	"appliance/journal"
+	"appliance/metrics"
 	"appliance/pipeline"
 	"appliance/seal"
 )
@@ -16,8 +17,11 @@ import (
 // openCompliance builds the DKIM signer, the journal and the audit trail (package compliance).
 // The DKIM and audit keys are looked up now (their public halves are needed up front); the
 // journal sender's key when a message is sealed.
-func openCompliance(ctx context.Context, cfg *config.Config, src KeySource, pipe *pipeline.Pipeline, log *slog.Logger) (*compliance.Compliance, error) {
+func openCompliance(ctx context.Context, cfg *config.Config, src KeySource, pipe *pipeline.Pipeline, obs *metrics.Observer, log *slog.Logger) (*compliance.Compliance, error) {
 	o := compliance.Options{Log: log}
+	if obs != nil {
+		o.JournalSealed = obs.JournalSealed
+	}
 	var err error
 	if o.DKIM, err = NewDKIMSigner(ctx, cfg, src); err != nil {
 		return nil, err
@@ -39,7 +43,7 @@ func newJournal(cfg *config.Config, src KeySource, pipe *pipeline.Pipeline) (*co
 	if !ok {
 		return nil, fmt.Errorf("journal.sender %q is not a [[sender]]", jc.Sender)
 	}
-	j := &compliance.Journal{KeyURI: s.KeyURI, Keys: src, Journal: journal.Journal{
+	j := &compliance.Journal{KeyURI: s.KeyURI, Keys: src, Wait: jc.Policy == config.JournalWait, Journal: journal.Journal{
 		Address: jc.Address, From: s.Address, Hostname: cfg.SMTP.Hostname, Sealer: pipe.Sealer(),
 		Sender: seal.Sender{Chain: s.Chain, PSS: s.PSS},
 	}}

@@ -47,7 +47,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		log.Warn("directory: identifier claimed by more than one owner; refused", "component", "directory", "id", a.ID, "owners", a.Owners)
 	}
 
-	comp, err := openCompliance(context.Background(), cfg, sup, p.Pipe, log) // compliance.go; package compliance
+	comp, err := openCompliance(context.Background(), cfg, sup, p.Pipe, obs, log) // compliance.go; package compliance
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,14 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"appliance/audit"
+	"appliance/cms"
 	"appliance/dkim"
 	"appliance/internal/ci"
 	"appliance/internal/interop"
 	"appliance/internal/sink"
 	"appliance/internal/softhsmtest"
 	"appliance/journal"
+	"appliance/metrics"
 )
 
 const (
@@ -43,10 +45,11 @@ type complianceRig struct {
 	auditDir string
 	dns      string // dkimpy's DNS answers: the example.test key record
 	all      []sink.Transaction
-	deferred bool // the journal was deferred once: the trail has its deferred record
+	deferred bool   // the journal was deferred once: the trail has its deferred record
+	metrics  string // the daemon's [metrics] listener, http://HOST:PORT
 }
 
-func newComplianceRig(t *testing.T, bcc string) *complianceRig {
+func newComplianceRig(t *testing.T, bcc, policy string) *complianceRig {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		ci.Skipf(t, "python3 missing: install python3-dkim (scripts/deps.sh)")
@@ -56,7 +59,8 @@ func newComplianceRig(t *testing.T, bcc string) *complianceRig {
 	}
 	env := softhsmtest.Setup(t)
 	dir := t.TempDir()
-	c := &complianceRig{auditDir: filepath.Join(dir, "audit")}
+	maddr := FreeAddr(t)
+	c := &complianceRig{auditDir: filepath.Join(dir, "audit"), metrics: "http://" + maddr}
 	members := filepath.Join(dir, "members")
 	if err := os.WriteFile(members, []byte(bob+"\n"+carol+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -82,7 +86,7 @@ key = "pkcs11:token=appliance;object=alice"
 address = %q
 certs = [%q]
 sender = %q
-policy = "nowait"
+policy = %q
 
 [audit]
 dir = %q
@@ -94,7 +98,10 @@ key = "pkcs11:token=appliance;object=list"
 cert = %q
 members_file = %q
 posters = "anyone"
-`, journalAddr, env.File("grace.pem"), alice, c.auditDir, listAddr, env.File("list.chain.pem"), members)
+
+[metrics]
+listen = %q
+`, journalAddr, env.File("grace.pem"), alice, policy, c.auditDir, listAddr, env.File("list.chain.pem"), members, maddr)
 	})
 	return c
 }
@@ -117,7 +124,7 @@ func TestServeCompliance(t *testing.T) {
 	t.Parallel()
 	for _, bcc := range []string{"individual", "group"} {
 		t.Run(bcc, func(t *testing.T) {
-			c := newComplianceRig(t, bcc)
+			c := newComplianceRig(t, bcc, "nowait")
 			group := bcc == "group"
 			accepted := 0
 
@@ -218,6 +225,106 @@ func TestServeCompliance(t *testing.T) {
 	}
 }
 
+// TestServeJournalWait: with [journal] policy = "wait", through serve:
+//   - the next hop defers the journal address twice: nothing of the message arrives before the
+//     journal, which arrives on the second retry, first; then the message's packages, which
+//     pass the privacy checker and are those the journal's report lists;
+//   - the next hop refuses the journal address: none of the message's packages is ever sent, and
+//     the sender gets one DSN naming its recipients with the reason that the journal copy could
+//     not be delivered, not naming the journal address.
+func TestServeJournalWait(t *testing.T) {
+	t.Parallel()
+	c := newComplianceRig(t, "individual", "wait")
+
+	t.Run("deferred", func(t *testing.T) {
+		c.sink.Reset()
+		c.sink.AddFault(sink.Fault{Stage: sink.AtRcpt, Rcpt: journalAddr, Times: 2,
+			Reply: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "journal store busy"}})
+		exp := c.send(t, submission{msg: Message{From: alice, To: []string{bob}, Bcc: []string{dave}, Subject: "held", Text: "journal me first\n"}})
+		deadline := time.Now().Add(60 * time.Second)
+		for c.sink.Refused() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the journal was deferred %d times, want 2", c.sink.Refused())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if txs := c.sink.Transactions(); len(txs) != 0 {
+			t.Fatalf("sent %v while the journal was deferred", rcptSets(txs))
+		}
+		rest, jtx := c.collect(t, 3)
+		for _, tx := range rest {
+			if tx.Seq < jtx.Seq {
+				t.Errorf("the package for %v arrived before the journal", tx.RcptTo)
+			}
+		}
+		if _, err := c.checker.Check(context.Background(), exp, rest); err != nil {
+			t.Fatalf("privacy/completeness check failed:\n%v", err)
+		}
+		c.checkJournal(t, jtx, rest, exp.Message, map[string]string{bob: journal.KindTo, dave: journal.KindBcc})
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		c.sink.Reset()
+		c.sink.AddFault(sink.Fault{Stage: sink.AtRcpt, Rcpt: journalAddr,
+			Reply: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no journal mailbox"}})
+		defer c.sink.ClearFaults()
+		c.send(t, submission{msg: Message{From: alice, To: []string{bob}, Bcc: []string{dave}, Subject: "never", Text: "not without a journal\n"}})
+		txs, err := WaitPackages(c.sink, 1, 60*time.Second, 3*time.Second)
+		if err != nil {
+			t.Fatalf("%v (got %v)", err, rcptSets(txs))
+		}
+		d := txs[0]
+		if d.MailFrom != "" || !slices.Equal(d.RcptTo, []string{alice}) {
+			t.Fatalf("transaction %s -> %v, want only a DSN to the sender", d.MailFrom, d.RcptTo)
+		}
+		text := string(d.Data)
+		if !strings.Contains(text, "journal copy could not be delivered") {
+			t.Errorf("the DSN does not say the journal copy failed:\n%s", text)
+		}
+		if strings.Contains(strings.ToLower(text), "journal@") {
+			t.Errorf("the DSN names the journal address:\n%s", text)
+		}
+		for _, a := range []string{bob, dave} {
+			if !strings.Contains(text, "rfc822;"+a) && !strings.Contains(text, "rfc822; "+a) {
+				t.Errorf("the DSN does not name %s:\n%s", a, text)
+			}
+		}
+	})
+
+	// Both journal packages were spooled: the sealed count has them as mode journal.
+	got, err := metrics.Scrape(context.Background(), c.metrics+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, p := range []string{"compat", "modern", "none"} {
+		n += got[`appliance_packages_sealed_total{mode="journal",profile="`+p+`"}`]
+	}
+	if n != 2 {
+		t.Errorf("%v journal packages counted as sealed, want 2", n)
+	}
+
+	// The trail has the held packages bounced with the reason, beside the journal's own refusal.
+	if !c.daemon.Stop() {
+		t.Fatal("the daemon did not stop on SIGTERM")
+	}
+	files, _ := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
+	bounced := map[string]string{}
+	for _, r := range readTrail(t, files) {
+		if r.Type == audit.TypeDelivery && r.Outcome == audit.Bounced {
+			bounced[norm(r.Recipient)] = r.Reply
+		}
+	}
+	for _, a := range []string{bob, dave} {
+		if !strings.Contains(bounced[norm(a)], "journal copy could not be delivered") {
+			t.Errorf("trail: %s bounced with %q, want the journal reason", a, bounced[norm(a)])
+		}
+	}
+	if !strings.Contains(bounced[journalAddr], "no journal mailbox") {
+		t.Errorf("trail: the journal bounced with %q, want the next hop's reply", bounced[journalAddr])
+	}
+}
+
 // collect waits for n transactions, records them, and returns those of the message and the
 // journal's; the journal address is in no other transaction, envelope or bytes.
 func (c *complianceRig) collect(t *testing.T, n int) (rest []sink.Transaction, jtx sink.Transaction) {
@@ -311,8 +418,12 @@ func (c *complianceRig) checkJournal(t *testing.T, jtx sink.Transaction, rest []
 		if !slices.Equal(sorted(normAll(p.Recipients)), sorted(normAll(tx.RcptTo))) {
 			t.Errorf("report package %d is for %v, its transaction for %v", i, p.Recipients, tx.RcptTo)
 		}
-		if p.Mode == "encrypted" && len(p.RecipientInfos) == 0 && tx.MailFrom != "" {
+		if p.Mode == "encrypted" && len(p.RecipientInfos) == 0 {
 			t.Errorf("report package %d lists no RecipientInfo", i)
+		}
+		if tx.MailFrom == "" && len(tx.RcptTo) == 1 && !c.namesMember(t, p.RecipientInfos, tx.RcptTo[0]) {
+			// A list member's package: its RecipientInfo is the member's certificate's.
+			t.Errorf("report package %d for list member %s has RecipientInfos %q, not the member's certificate", i, tx.RcptTo[0], p.RecipientInfos)
 		}
 	}
 	for _, r := range rep.Recipients {
@@ -323,6 +434,17 @@ func (c *complianceRig) checkJournal(t *testing.T, jtx sink.Transaction, rest []
 			t.Errorf("report: %s is said to have got package %d, for %v", r.Address, *r.Package, rep.Packages[*r.Package].Recipients)
 		}
 	}
+}
+
+// namesMember reports whether ids (journal.RecipientInfoIDs) name the certificate of addr, a
+// test user, by issuer and serial or by subject key identifier.
+func (c *complianceRig) namesMember(t *testing.T, ids []string, addr string) bool {
+	cert := c.env.Cert(t, strings.TrimSuffix(norm(addr), "@example.test"))
+	want := journal.RecipientInfoIDs([]*cms.RecipientInfo{
+		{Kind: cms.KeyTrans, Issuer: cert.RawIssuer, Serial: cert.SerialNumber},
+		{Kind: cms.KeyTrans, SubjectKeyID: cert.SubjectKeyId},
+	})
+	return slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(want, id) })
 }
 
 func readJournal(t *testing.T, inner []byte) (*journal.Report, []byte) {
@@ -391,22 +513,9 @@ func (c *complianceRig) dkimVerify(t *testing.T, msg []byte) (string, bool) {
 	return string(out), err == nil
 }
 
-// checkAudit stops the daemon (closing and signing the trail) and checks the trail.
-func (c *complianceRig) checkAudit(t *testing.T, messages int) {
+// readTrail reads the records of the trail's files.
+func readTrail(t *testing.T, files []string) []audit.Record {
 	t.Helper()
-	if !c.daemon.Stop() {
-		t.Fatal("the daemon did not stop on SIGTERM")
-	}
-	files, err := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no audit trail in %s: %v", c.auditDir, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := Run(ctx, c.env, Build(t), nil, append([]string{"audit", "verify", "-require-signed", "-key", c.env.File("alice.pem")}, files...)...)
-	if err != nil {
-		t.Fatalf("audit verify on the daemon's trail: %v\n%s", err, out)
-	}
 	var recs []audit.Record
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -423,10 +532,31 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 			recs = append(recs, r)
 		}
 	}
+	return recs
+}
+
+// checkAudit stops the daemon (closing and signing the trail) and checks the trail.
+func (c *complianceRig) checkAudit(t *testing.T, messages int) {
+	t.Helper()
+	if !c.daemon.Stop() {
+		t.Fatal("the daemon did not stop on SIGTERM")
+	}
+	files, err := filepath.Glob(filepath.Join(c.auditDir, "audit-*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no audit trail in %s: %v", c.auditDir, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := Run(ctx, c.env, Build(t), nil, append([]string{"audit", "verify", "-require-signed", "-key", c.env.File("alice.pem")}, files...)...)
+	if err != nil {
+		t.Fatalf("audit verify on the daemon's trail: %v\n%s", err, out)
+	}
+	recs := readTrail(t, files)
 	count := map[string]int{}
 	delivered := map[string]bool{}
 	digests := map[string]bool{}
 	var hidden, deferredJournal bool
+	listMember := map[string]bool{norm(bob): true, norm(carol): true}
 	for _, r := range recs {
 		count[r.Type]++
 		switch r.Type {
@@ -436,6 +566,12 @@ func (c *complianceRig) checkAudit(t *testing.T, messages int) {
 			}
 		case audit.TypeSealed:
 			digests[r.Digest] = true
+			if r.Mode == "encrypted" && len(r.RecipientInfos) == 0 {
+				t.Errorf("sealed record of package %d for %v names no RecipientInfo", *r.Package, r.Recipients)
+			}
+			if len(r.Recipients) == 1 && listMember[norm(r.Recipients[0])] && r.Mode == "encrypted" && !c.namesMember(t, r.RecipientInfos, r.Recipients[0]) {
+				t.Errorf("sealed record for %s has RecipientInfos %q, not the member's certificate", r.Recipients[0], r.RecipientInfos)
+			}
 		case audit.TypeDelivery:
 			if r.Outcome == audit.Deferred && r.Recipient == journalAddr && strings.Contains(r.Reply, "journal store busy") {
 				deferredJournal = true

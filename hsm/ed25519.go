@@ -17,9 +17,41 @@ import (
 // such a key pair, so they are found and signed with through miekg/pkcs11 here, on the pool's
 // sessions.
 const (
-	ckkECEdwards = 0x40   // CKK_EC_EDWARDS
-	ckmEdDSA     = 0x1057 // CKM_EDDSA
+	ckkECEdwards           = 0x40   // CKK_EC_EDWARDS
+	ckmEdDSA               = 0x1057 // CKM_EDDSA
+	ckmECEdwardsKeyPairGen = 0x1055 // CKM_EC_EDWARDS_KEY_PAIR_GEN
 )
+
+// edwards25519Params is CKA_EC_PARAMS of an Ed25519 key: the DER of the OID 1.3.101.112 (id-Ed25519,
+// RFC 8410). PKCS#11 v3.0 also allows the curve's name as a PrintableString ("edwards25519");
+// SoftHSM2 2.6.1 accepts both (tried), and the OID is the encoding RFC 8410 and OpenSSL use.
+var edwards25519Params = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
+
+// generateEd25519 makes an Ed25519 key pair on the token in session s: a private key that signs
+// and never leaves the token (sensitive, not extractable), a public key that verifies, both with
+// label and id.
+func (c *conn) generateEd25519(s pkcs11.SessionHandle, id []byte, label string) error {
+	_, _, err := c.p11.GenerateKeyPair(s,
+		[]*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)},
+		[]*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, edwards25519Params),
+		},
+		[]*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		})
+	return err
+}
 
 // findEd25519 finds the private key u names if it is an Ed25519 key, and its public half (the
 // CKO_PUBLIC_KEY with the same label and id). It answers a nil signer, without error, when the

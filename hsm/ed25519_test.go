@@ -91,3 +91,55 @@ func TestSignerEd25519(t *testing.T) {
 		t.Fatalf("missing key: %v, want ErrKeyNotFound", err)
 	}
 }
+
+// TestGenerateEd25519: `keys generate -type ed25519` makes an Ed25519 key pair on the token
+// (CKM_EC_EDWARDS_KEY_PAIR_GEN, edwards25519 by OID) that signs through CKM_EDDSA, is found
+// again by its label like any key (what `keys dkim-record` and [[dkim]] use) and is listed with
+// its public half; a second key with the label is refused.
+func TestGenerateEd25519(t *testing.T) {
+	tok, env := open(t, nil)
+	if env.Impl != softhsmtest.ImplSoftHSM && !tok.HasMechanism(0x1055) {
+		t.Skipf("%s has no CKM_EC_EDWARDS_KEY_PAIR_GEN; the SoftHSM2 run covers Ed25519", env.Impl)
+	}
+	ctx := context.Background()
+	label := unique("gen-ed25519")
+	s, err := tok.GenerateKeyPair(ctx, label, hsm.Ed25519)
+	if err != nil {
+		t.Fatalf("GenerateKeyPair(Ed25519): %v", err)
+	}
+	pub, ok := s.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		t.Fatalf("Public() = %T, want an ed25519.PublicKey", s.Public())
+	}
+	msg := []byte("DKIM-Signature: v=1; a=ed25519-sha256; d=example.test; s=ed;")
+	sig, err := s.Sign(rand.Reader, msg, crypto.Hash(0))
+	if err != nil || !ed25519.Verify(pub, msg, sig) {
+		t.Fatalf("the generated key's signature does not verify: %v", err)
+	}
+	found, err := tok.Signer(ctx, "pkcs11:object="+label)
+	if err != nil {
+		t.Fatalf("Signer by label: %v", err)
+	}
+	if !pub.Equal(found.Public()) {
+		t.Errorf("found by label: %x, generated %x", found.Public(), pub)
+	}
+	if _, err := tok.GenerateKeyPair(ctx, label, hsm.Ed25519); !errors.Is(err, hsm.ErrKeyExists) {
+		t.Errorf("second key labelled %q: %v, want ErrKeyExists", label, err)
+	}
+	keys, err := tok.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, k := range keys {
+		if k.Label == label {
+			n++
+			if p, ok := k.Public.(ed25519.PublicKey); !ok || !p.Equal(pub) {
+				t.Errorf("ListKeys: %s's Public = %T, want the generated key", label, k.Public)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("ListKeys lists %d keys labelled %s, want 1", n, label)
+	}
+}

@@ -22,11 +22,12 @@ import (
 type KeyKind int
 
 // The kinds the appliance uses: RSA for PKCS#1 v1.5 and PSS signing (and list keys, which unwrap),
-// P-256 for ECDSA signing.
+// P-256 for ECDSA signing, Ed25519 for DKIM's ed25519-sha256 (CKM_EC_EDWARDS_KEY_PAIR_GEN).
 const (
 	RSA2048 KeyKind = iota + 1
 	RSA3072
 	P256
+	Ed25519
 )
 
 // String is the name ParseKeyKind accepts and the CLI shows.
@@ -38,18 +39,20 @@ func (k KeyKind) String() string {
 		return "rsa3072"
 	case P256:
 		return "p256"
+	case Ed25519:
+		return "ed25519"
 	}
 	return fmt.Sprintf("KeyKind(%d)", int(k))
 }
 
-// ParseKeyKind reads the names String gives ("rsa2048", "rsa3072", "p256").
+// ParseKeyKind reads the names String gives ("rsa2048", "rsa3072", "p256", "ed25519").
 func ParseKeyKind(s string) (KeyKind, error) {
-	for _, k := range []KeyKind{RSA2048, RSA3072, P256} {
+	for _, k := range []KeyKind{RSA2048, RSA3072, P256, Ed25519} {
 		if strings.EqualFold(s, k.String()) {
 			return k, nil
 		}
 	}
-	return 0, &Error{Op: fmt.Sprintf("parse key kind %q", s), Kind: ErrInvalidArgument, Err: errors.New("want rsa2048, rsa3072 or p256")}
+	return 0, &Error{Op: fmt.Sprintf("parse key kind %q", s), Kind: ErrInvalidArgument, Err: errors.New("want rsa2048, rsa3072, p256 or ed25519")}
 }
 
 // Signer finds the key pair keyURI names on this token and returns its crypto.Signer. RSA keys
@@ -260,13 +263,15 @@ func publicEqual(a, b crypto.PublicKey) bool {
 }
 
 // GenerateKeyPair makes a key pair on the token labelled label, with a random CKA_ID. RSA private
-// keys may also decrypt and unwrap, so the same call makes a mailing list's key.
+// keys may also decrypt and unwrap, so the same call makes a mailing list's key. An Ed25519 key
+// (PKCS#11 v3.0, which crypto11 does not know) is made through miekg/pkcs11 (ed25519.go) and
+// returned as Signer finds it.
 func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind) (crypto.Signer, error) {
 	op := fmt.Sprintf("generate %v key pair %q", kind, label)
 	if label == "" {
 		return nil, &Error{Op: op, Kind: ErrInvalidArgument, Err: errors.New("empty label")}
 	}
-	if kind != RSA2048 && kind != RSA3072 && kind != P256 {
+	if kind != RSA2048 && kind != RSA3072 && kind != P256 && kind != Ed25519 {
 		return nil, &Error{Op: op, Kind: ErrInvalidArgument, Err: errors.New("unknown key kind")}
 	}
 	id := make([]byte, 16)
@@ -286,6 +291,10 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 		}
 		if len(hs) > 0 {
 			return &Error{Op: op, Kind: ErrKeyExists}
+		}
+		if kind == Ed25519 {
+			gen = c.gen
+			return c.generateEd25519(s, id, label)
 		}
 		pubAttrs, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 		if err != nil {
@@ -311,6 +320,9 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 		return nil, err
 	}
 	u := &URI{Token: tokenLabel, Object: label, ID: id}
+	if kind == Ed25519 {
+		return t.Signer(ctx, u.String())
+	}
 	return &signer{t: t, uri: u, name: u.String(), gen: gen, inner: inner, pub: inner.Public()}, nil
 }
 

@@ -124,7 +124,7 @@ func TestKeyManagement(t *testing.T) {
 }
 
 func TestParseKeyKind(t *testing.T) {
-	for _, k := range []hsm.KeyKind{hsm.RSA2048, hsm.RSA3072, hsm.P256} {
+	for _, k := range []hsm.KeyKind{hsm.RSA2048, hsm.RSA3072, hsm.P256, hsm.Ed25519} {
 		got, err := hsm.ParseKeyKind(k.String())
 		if err != nil || got != k {
 			t.Errorf("ParseKeyKind(%q) = %v, %v", k.String(), got, err)

@@ -643,5 +643,7 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}
-	return x.shared.Package(addr, own, sig), nil
+	pk := x.shared.Package(addr, own, sig)
+	pk.SetRecipientInfos(ris)
+	return pk, nil
 }

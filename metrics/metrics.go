@@ -22,7 +22,8 @@
 //	appliance_messages_classified_total{class}             spooled messages by what the classifier said
 //	appliance_messages_content_refused_total{stage,reason} messages refused for their content, at end
 //	                                                       of DATA (stage data) or sealing (stage seal)
-//	appliance_packages_sealed_total{mode,profile}          packages written to the spool
+//	appliance_packages_sealed_total{mode,profile}          packages written to the spool (mode journal:
+//	                                                       the journal packages, counted by compliance)
 //	appliance_hsm_operations_total{op,result}              token calls
 //	appliance_hsm_operation_duration_seconds{op}           their latency
 //	appliance_delivery_attempts_total{result}              SMTP transactions to the next hop
@@ -88,6 +89,7 @@ const (
 	ModeEncrypted   = "encrypted"   // signed on the HSM and encrypted
 	ModeSigned      = "signed"      // signed only (missing_cert = plaintext)
 	ModePassThrough = "passthrough" // client-encrypted, RecipientInfos subset, not re-encrypted
+	ModeJournal     = "journal"     // the journal package, encrypted for the journal certificates
 	ModeOther       = "other"       // anything else the pipeline produced
 
 	ProfileCompat = "compat" // EnvelopedData, AES-CBC
@@ -198,7 +200,7 @@ func New() *Metrics {
 			m.content.WithLabelValues(st, r)
 		}
 	}
-	for _, mode := range []string{ModeEncrypted, ModePassThrough} {
+	for _, mode := range []string{ModeEncrypted, ModePassThrough, ModeJournal} {
 		for _, p := range []string{ProfileCompat, ProfileModern} {
 			m.sealed.WithLabelValues(mode, p)
 		}

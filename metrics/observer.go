@@ -157,6 +157,18 @@ func (t meteredToken) NewContentKey(ctx context.Context) (cms.ContentKey, error)
 	return t.m.ContentKey(k), nil
 }
 
+// JournalSealed counts a journal package written to the spool by its content profile (mode
+// journal); the daemon gives it to compliance, which adds the journal package after the pipeline.
+func (o *Observer) JournalSealed(profile string) {
+	if o == nil {
+		return
+	}
+	if profile != ProfileCompat && profile != ProfileModern {
+		profile = ProfileNone
+	}
+	o.m.Sealed(ModeJournal, profile)
+}
+
 // packageKind is what metrics count for a package's recorded mode and profile: what the
 // pipeline did not label is "other".
 func packageKind(mode, profile string) (string, string) {

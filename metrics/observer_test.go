@@ -301,3 +301,30 @@ func TestListSkipMetric(t *testing.T) {
 		}
 	})
 }
+
+// TestJournalSealed: the journal packages compliance adds are counted as sealed packages of mode
+// journal by their profile; their series exist at zero from the start.
+func TestJournalSealed(t *testing.T) {
+	o := &Observer{m: New()}
+	o.JournalSealed(seal.ProfileCompat)
+	o.JournalSealed(seal.ProfileCompat)
+	o.JournalSealed("")
+	var none *Observer
+	none.JournalSealed(seal.ProfileCompat) // without [metrics]: nothing, no panic
+	rec := httptest.NewRecorder()
+	o.m.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	got, err := ParseText(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]float64{
+		`appliance_packages_sealed_total{mode="journal",profile="compat"}`:   2,
+		`appliance_packages_sealed_total{mode="journal",profile="modern"}`:   0,
+		`appliance_packages_sealed_total{mode="journal",profile="none"}`:     1,
+		`appliance_packages_sealed_total{mode="encrypted",profile="compat"}`: 0,
+	} {
+		if gv, ok := got[k]; !ok || gv != v {
+			t.Errorf("%s = %v (present %v), want %v", k, gv, ok, v)
+		}
+	}
+}

@@ -109,6 +109,12 @@ type Package struct {
 	// Mode and Profile say what the package is as the pipeline made it (encrypted, signed or
 	// passthrough; compat, modern or none), so that nothing reads it again to guess.
 	Mode, Profile string
+	// Wait, when set, holds the package back until the next hop has accepted other packages of
+	// the same Sealed (kept in the spool record; see Wait).
+	Wait *Wait
+	// Silent: the package's failures go into no DSN (the journal package, whose address the
+	// message's sender must not learn, even when its reverse path is the sender's).
+	Silent bool
 }
 
 // SharedBody may be implemented by a Package.Body whose bytes are a head of its own followed by

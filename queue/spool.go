@@ -100,6 +100,9 @@ type pkgRecord struct {
 	NextAttempt time.Time     `json:"next_attempt,omitzero"`
 	LastError   string        `json:"last_error,omitempty"`
 	ExpiresAt   time.Time     `json:"expires_at"`
+	// Wait holds the package back (Package.Wait); records written before it existed have none.
+	Wait   *Wait `json:"wait,omitempty"`
+	Silent bool  `json:"silent,omitempty"` // Package.Silent
 }
 
 // segment is bytes of a message file shared by several packages.
@@ -163,7 +166,7 @@ func (r *record) nextDue() time.Time {
 	}
 	var due time.Time
 	for _, p := range r.Packages {
-		if !p.final() && (due.IsZero() || p.NextAttempt.Before(due)) {
+		if !p.final() && !r.held(p) && (due.IsZero() || p.NextAttempt.Before(due)) {
 			due = p.NextAttempt
 		}
 	}
@@ -925,6 +928,11 @@ func decodeState(id string, env Envelope, st stateFrame, framesAt int64) (*recor
 			if rc == nil {
 				return nil, fmt.Errorf("%w: empty recipient", ErrBadSpoolFile)
 			}
+		}
+	}
+	for _, p := range rec.Packages { // all non-nil now
+		if p.Wait != nil && !rec.validWait(p) {
+			return nil, fmt.Errorf("%w: package %d waits for %v", ErrBadSpoolFile, p.N, p.Wait.For)
 		}
 	}
 	return rec, nil

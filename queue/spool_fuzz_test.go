@@ -77,6 +77,10 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add(msgFile(env, body, stateBytes(`{"id":"`+id+`","phase":"received","attempts":1}`), make([]byte, 40)))
 	f.Add(msgFile(env, body, stateBytes(`{"id":"`+id+`","phase":"sealed","packages":[{"off":-1,"len":99}]}`)))
 	f.Add(msgFile(env, body, stateBytes(`{`)))
+	// A package that waits for another (journal policy "wait"), and one beside a null package.
+	waits := sealed[:len(sealed)-2] + fmt.Sprintf(`,{"n":1,"off":%d,"len":3,"crc":%d,"wait":{"for":[0]},"mail_from":"a@example.test","rcpts":[]}]}`, pkgAt, crc32.Checksum([]byte("pkg"), castagnoli))
+	f.Add(msgFile(env, body, packageFrame("pkg"), stateBytes(waits)))
+	f.Add(msgFile(env, body, packageFrame("pkg"), stateBytes(strings.Replace(waits, `"for":[0]}`, `"for":[2]}`, 1)[:len(waits)-2]+`,null]}`)))
 	// A package whose head is "pkg" and whose shared part ("shared!") is a frame before it.
 	shAt := int64(len(msgFile(env, body))) + frameHeaderLen
 	headAt := shAt + int64(len("shared!")) + frameHeaderLen

@@ -120,6 +120,11 @@ func TestParseMessage(t *testing.T) {
 	sealed := fmt.Sprintf(`{"id":%q,"phase":"sealed","packages":[{"n":0,"off":%d,"len":3,"crc":%d,"mail_from":"a@example.test","rcpts":[{"addr":"b@example.test","state":"pending"}]}]}`, id, bodyEnd+frameHeaderLen, crc32.Checksum([]byte("pkg"), castagnoli))
 	deferred := `{"id":"` + id + `","phase":"received","attempts":2}`
 	withState := len(msgFile(env, body, packageFrame("pkg"), stateBytes(sealed)))
+	// A second package of the same bytes that waits for the first (journal policy "wait"), and
+	// waits that could hold the message forever.
+	pkg0 := sealed[strings.Index(sealed, `{"n":0`):strings.LastIndex(sealed, "]}")]
+	waiting := strings.Replace(strings.Replace(pkg0, `"n":0`, `"n":1`, 1), `"rcpts":`, `"wait":{"for":[0],"reason":"r"},"rcpts":`, 1)
+	withWait := func(p string) string { return strings.Replace(sealed, pkg0, pkg0+","+p, 1) }
 	tests := []struct {
 		name      string
 		file      []byte
@@ -153,6 +158,11 @@ func TestParseMessage(t *testing.T) {
 			done := strings.Replace(sealed, `"pending"`, `"delivered"`, 1)
 			return msgFile(env, body, packageFrame("pkX"), stateBytes(sealed), stateBytes(done))
 		}(), wantPhase: phaseSealed, wantEnd: int64(withState + len(stateBytes(strings.Replace(sealed, `"pending"`, `"delivered"`, 1))))},
+		{name: "ok a package waits for another", file: msgFile(env, body, packageFrame("pkg"), stateBytes(withWait(waiting))), wantPhase: phaseSealed,
+			wantEnd: int64(len(msgFile(env, body, packageFrame("pkg"), stateBytes(withWait(waiting)))))},
+		{name: "fail a package waits for itself", file: msgFile(env, body, packageFrame("pkg"), stateBytes(withWait(strings.Replace(waiting, `"for":[0]`, `"for":[1]`, 1)))), wantErr: ErrBadSpoolFile},
+		{name: "fail a package waits for a missing one", file: msgFile(env, body, packageFrame("pkg"), stateBytes(withWait(strings.Replace(waiting, `"for":[0]`, `"for":[7]`, 1)))), wantErr: ErrBadSpoolFile},
+		{name: "fail a package waits for nothing", file: msgFile(env, body, packageFrame("pkg"), stateBytes(withWait(strings.Replace(waiting, `"for":[0]`, `"for":[]`, 1)))), wantErr: ErrBadSpoolFile},
 		{name: "fail format 1", file: []byte(msgMagicV1 + `{"MailFrom":"a@example.test","RcptTo":["b@example.test"]}` + "\n" + body), wantErr: ErrBadSpoolFile},
 		{name: "fail body longer than the file", file: msgFile(env, body)[:bodyEnd-1], wantErr: ErrBadSpoolFile},
 		{name: "fail garbage state", file: msgFile(env, body, stateBytes("{")), wantErr: ErrBadSpoolFile},

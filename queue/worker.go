@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,8 +101,19 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 	switch {
 	case perr == nil:
 		rec.Packages, rec.unwritten = nil, nil
+		miss := uncovered(rec.Envelope.RcptTo, sealed)
 		for i, p := range sealed.Packages {
-			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires, Mode: p.Mode, Profile: p.Profile}
+			pr := &pkgRecord{N: i, MailFrom: p.MailFrom, ExpiresAt: expires, Mode: p.Mode, Profile: p.Profile, Silent: p.Silent}
+			if p.Wait != nil {
+				w := *p.Wait
+				w.For = slices.Clone(w.For)
+				if p.MailFrom != rec.Envelope.MailFrom {
+					// Copies with a reverse path of their own (a list's members) are reported
+					// to the sender as the envelope recipients they came from.
+					w.Report = miss
+				}
+				pr.Wait = &w
+			}
 			np := newPackage{rec: pr, body: p.Body}
 			if sb, ok := p.Body.(SharedBody); ok {
 				if head, shared := sb.SplitBody(); shared != nil {
@@ -129,7 +141,7 @@ func (q *Queue) sealInto(ctx context.Context, rec *record) error {
 		// envelope recipient may legitimately be in no package (a list
 		// address expanded to its members), so only a result with nothing
 		// at all bounces; otherwise the gap is logged.
-		if miss := uncovered(rec.Envelope.RcptTo, sealed); len(sealed.Packages) == 0 && len(sealed.Refused) == 0 {
+		if len(sealed.Packages) == 0 && len(sealed.Refused) == 0 {
 			q.log.Error("processor returned no packages", "id", rec.ID)
 			for _, r := range miss {
 				dsnRcpts = append(dsnRcpts, &rcptRecord{Addr: r, State: rcptFailed, Status: "5.3.0",
@@ -204,8 +216,144 @@ func checkSealed(s *Sealed) error {
 		if len(p.RcptTo) == 0 || p.Body == nil {
 			return fmt.Errorf("failed to seal: package %d has no recipients or no body", i)
 		}
+		if p.Wait == nil {
+			continue
+		}
+		if len(p.Wait.For) == 0 {
+			return fmt.Errorf("failed to seal: package %d waits for no package", i)
+		}
+		for _, n := range p.Wait.For {
+			// One level only: a package waited for waits for nothing, so no cycle holds a
+			// message forever.
+			if n < 0 || n >= len(s.Packages) || n == i || s.Packages[n].Wait != nil {
+				return fmt.Errorf("failed to seal: package %d waits for package %d", i, n)
+			}
+		}
 	}
 	return nil
+}
+
+// Wait holds a package back until the next hop has accepted every recipient of the packages it
+// names ([journal] policy = "wait": a message's packages wait for its journal package). The
+// decision is the Processor's, made once; the queue keeps it in the package's spool record and
+// honours it on every attempt, after a restart too.
+//
+// When a package waited for fails (refused by the next hop, or expired), the waiting package is
+// never sent: its pending recipients fail with Reason as the DSN's diagnostic, in the same
+// commit as the failure that caused it. The DSN to the message's sender names the waiting
+// package's recipients when the package has the sender's reverse path; a package with a reverse
+// path of its own (a list member's copy) is reported as the envelope recipients in no package
+// (Report: the list addresses), so the sender learns that the list post failed, not who is on
+// the list. The package waited for is not named: its failure bounces to no one (see record).
+type Wait struct {
+	// For are the packages (indexes in Sealed.Packages) the next hop must have accepted first;
+	// they wait for nothing themselves.
+	For []int `json:"for"`
+	// Reason is the diagnostic of the DSN when one of them fails; it goes to the message's
+	// sender, so it must not name the package waited for.
+	Reason string `json:"reason,omitempty"`
+	// Report is set by the queue: see above.
+	Report []string `json:"report,omitempty"`
+}
+
+// waitState says whether p is held (a package it waits for still has pending recipients) or
+// failed (one of them has a failed recipient, or is missing: fail closed).
+func (r *record) waitState(p *pkgRecord) (held, failed bool) {
+	if p.Wait == nil {
+		return false, false
+	}
+	for _, n := range p.Wait.For {
+		w := r.pkg(n)
+		if w == nil {
+			failed = true
+			continue
+		}
+		for _, rc := range w.Rcpts {
+			switch rc.State {
+			case rcptPending:
+				held = true
+			case rcptFailed:
+				failed = true
+			}
+		}
+	}
+	return held, failed
+}
+
+// pkg is the sealed package numbered n, or nil. Sealed packages are numbered by their place in
+// Packages (DSNs come after them), so this is O(1) however many packages a list post has.
+func (r *record) pkg(n int) *pkgRecord {
+	if n >= 0 && n < len(r.Packages) && r.Packages[n].N == n && !r.Packages[n].DSN {
+		return r.Packages[n]
+	}
+	i := slices.IndexFunc(r.Packages, func(w *pkgRecord) bool { return w.N == n && !w.DSN })
+	if i < 0 {
+		return nil
+	}
+	return r.Packages[i]
+}
+
+// validWait reports whether p's wait names other packages of rec that wait for nothing, as
+// checkSealed made sure when the packages were sealed: a spool record that says otherwise
+// could hold the message forever.
+func (r *record) validWait(p *pkgRecord) bool {
+	if len(p.Wait.For) == 0 {
+		return false
+	}
+	for _, n := range p.Wait.For {
+		if w := r.pkg(n); w == nil || w == p || w.Wait != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// held reports whether p may not be sent yet.
+func (r *record) held(p *pkgRecord) bool {
+	h, f := r.waitState(p)
+	return h && !f
+}
+
+// failWaiting fails the pending recipients of every package whose wait failed, and returns
+// what the DSN to the sender names for them (see Wait) and how many recipients failed. The
+// caller commits rec.
+func (q *Queue) failWaiting(rec *record) (dsn []*rcptRecord, n int) {
+	reported := map[string]bool{}
+	for _, p := range rec.Packages {
+		if p.DSN || p.final() {
+			continue
+		}
+		if _, failed := rec.waitState(p); !failed {
+			continue
+		}
+		reason := p.Wait.Reason
+		if reason == "" {
+			reason = "not sent: a package it had to follow could not be delivered"
+		}
+		status, diag := "5.0.0", "X-Appliance; "+reason
+		for _, r := range p.Rcpts {
+			if r.State != rcptPending {
+				continue
+			}
+			r.State, r.Status, r.Diag = rcptFailed, status, diag
+			n++
+			if q.opts.Outcome != nil {
+				q.opts.Outcome(Outcome{Message: rec.ID, Package: p.N, Recipient: r.Addr, State: "failed", Err: errors.New(reason)})
+			}
+			if !p.Silent && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom && !reported[strings.ToLower(r.Addr)] {
+				reported[strings.ToLower(r.Addr)] = true
+				dsn = append(dsn, r)
+			}
+		}
+		for _, a := range p.Wait.Report {
+			if !reported[strings.ToLower(a)] {
+				reported[strings.ToLower(a)] = true
+				dsn = append(dsn, &rcptRecord{Addr: a, State: rcptFailed, Status: status, Diag: diag})
+			}
+		}
+		q.log.Warn("package not sent: a package it waits for failed", "id", rec.ID, "package", p.N)
+	}
+	return dsn, n
 }
 
 // addDSN appends a DSN package for failed recipients (to the envelope
@@ -252,13 +400,22 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 		slots    = make(chan struct{}, q.opts.PackageConcurrency)
 	)
 	now := q.opts.Now()
+	// A wait that failed before (a state from before the failure was recorded with it) fails
+	// its packages now, before anything else is sent.
+	if dsn, n := q.failWaiting(rec); n > 0 {
+		q.addDSN(rec, dsn, now)
+		if err := q.sp.commit(rec); err != nil {
+			return err
+		}
+		q.countFailed(n)
+	}
 	var due []*pkgRecord
 	unwritten := make(map[*pkgRecord]bool, len(rec.unwritten))
 	for _, p := range rec.unwritten {
 		unwritten[p.rec] = true
 	}
 	for _, p := range rec.Packages {
-		if !p.final() && !p.NextAttempt.After(now) && !unwritten[p] {
+		if !p.final() && !p.NextAttempt.After(now) && !unwritten[p] && !rec.held(p) {
 			due = append(due, p)
 		}
 	}
@@ -357,11 +514,21 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	}
 	// A package sent with a null reverse path (a list member's copy) bounces to no one: a DSN to
 	// the message's sender would name a member the sender must not learn of.
-	// Nor does a package with a reverse path of its own (the journal's): the DSN would name the
-	// journal address to the message's sender.
-	if !p.DSN && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
-		q.addDSN(rec, failed, now)
+	// Nor does a package with a reverse path of its own, or a silent one (the journal's): the DSN
+	// would name the journal address to the message's sender.
+	var dsn []*rcptRecord
+	if !p.DSN && !p.Silent && p.MailFrom != "" && p.MailFrom == rec.Envelope.MailFrom {
+		dsn = failed
 	}
+	// Packages waiting for this one fail with it, in the same commit and the same DSN (looked
+	// for only when something failed in a package that may be waited for, one that waits for
+	// nothing: a list's thousands of waiting member copies do not scan each other).
+	var waitDSN []*rcptRecord
+	waitFailed := 0
+	if len(failed) > 0 && p.Wait == nil && !p.DSN {
+		waitDSN, waitFailed = q.failWaiting(rec)
+	}
+	q.addDSN(rec, append(dsn, waitDSN...), now)
 	// The last result of a message commits by removing it: a directory
 	// fsync instead of writing a final state.
 	commit := q.sp.commit
@@ -373,7 +540,7 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 	}
 	q.mu.Lock()
 	q.stats.Delivered += delivered
-	q.stats.Failed += len(failed)
+	q.stats.Failed += len(failed) + waitFailed
 	q.mu.Unlock()
 
 	attrs := []any{"id", rec.ID, "package", p.N, "delivered", delivered, "deferred", deferred, "failed", len(failed)}

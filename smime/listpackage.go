@@ -280,7 +280,21 @@ type ListPackage struct {
 	Recipient string // the member
 	own       []byte // the member's envelope up to the shared encrypted content
 	sig       memberSig
+	ris       []*cms.RecipientInfo // identifiers only (SetRecipientInfos)
 }
+
+// SetRecipientInfos records which certificates the member's envelope head names, for the
+// journal and the audit trail: only each RecipientInfo's kind and identifier are kept, not its
+// encrypted key or encoding.
+func (lp *ListPackage) SetRecipientInfos(ris []*cms.RecipientInfo) {
+	lp.ris = make([]*cms.RecipientInfo, len(ris))
+	for i, ri := range ris {
+		lp.ris[i] = &cms.RecipientInfo{Kind: ri.Kind, Version: ri.Version, Issuer: ri.Issuer, Serial: ri.Serial, SubjectKeyID: ri.SubjectKeyID}
+	}
+}
+
+// RecipientInfos are the identifiers SetRecipientInfos recorded.
+func (lp *ListPackage) RecipientInfos() []*cms.RecipientInfo { return lp.ris }
 
 // writeBuffers are what writing a package needs, kept between packages: a 10,000-member
 // expansion is written 10,000 times in a row.

@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"appliance/compliance"
 	"appliance/config"
@@ -94,6 +100,60 @@ func TestKeysDKIMRecord(t *testing.T) {
 	}
 	if b1.String() != other {
 		t.Fatalf("package without a key changed:\n%s", b1.String())
+	}
+}
+
+// TestKeysGenerateEd25519: `keys generate -type ed25519` makes an Ed25519 key on the token, and
+// `keys dkim-record` then prints its RFC 8463 record (k=ed25519, p= the 32-byte point), the key
+// the token signs with.
+func TestKeysGenerateEd25519(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	label := fmt.Sprintf("dkim-ed-%d", time.Now().UnixNano())
+	cfgPath, _ := certsConfig(t, env, "[[dkim]]\ndomain = \"example.test\"\nselector = \"ed\"\nkey = \"pkcs11:token=appliance;object="+label+"\"\n")
+	out, _, err := runKeysCmd(cfgPath, "generate", "-label", label, "-type", "ed25519")
+	if err != nil {
+		t.Fatalf("keys generate -type ed25519: %v", err)
+	}
+	if !strings.Contains(out, "generated ed25519 key pkcs11:") || !strings.Contains(out, label) {
+		t.Errorf("keys generate said %q", out)
+	}
+	out, _, err = runKeysCmd(cfgPath, "dkim-record", "-domain", "example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var value strings.Builder
+	for _, m := range regexp.MustCompile(`"([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		value.WriteString(m[1])
+	}
+	rec, ok := strings.CutPrefix(value.String(), "v=DKIM1; k=ed25519; p=")
+	if !strings.HasPrefix(out, "ed._domainkey.example.test. IN TXT (") || !ok {
+		t.Fatalf("record:\n%s", out)
+	}
+	pub, err := base64.StdEncoding.DecodeString(rec)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		t.Fatalf("p= %q: not an Ed25519 point (%v)", rec, err)
+	}
+	// The record is the key the token signs with.
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := daemon.OpenTokens(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	s, err := sup.Signer(bgctx(), "pkcs11:token=appliance;object="+label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("signed on the token")
+	sig, err := s.Sign(rand.Reader, msg, crypto.Hash(0))
+	if err != nil || !ed25519.Verify(ed25519.PublicKey(pub), msg, sig) {
+		t.Fatalf("the token's signature does not verify with the record's key: %v", err)
+	}
+	if _, stderr, err := runKeysCmd(cfgPath, "generate", "-label", "x", "-type", "ed448"); !errors.Is(err, errUsage) || !strings.Contains(stderr, "ed25519") {
+		t.Errorf("-type ed448: %v %q, want a usage error listing ed25519", err, stderr)
 	}
 }
 

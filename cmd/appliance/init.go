@@ -70,6 +70,9 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError(fs, "-key-type: %v", err)
 	}
+	if kind == hsm.Ed25519 {
+		return usageError(fs, "-key-type: ed25519 keys sign DKIM only, not S/MIME; use rsa2048, rsa3072 or p256")
+	}
 	certFor := map[string]string{}
 	for _, c := range o.certs {
 		addr, file, ok := strings.Cut(c, "=")

@@ -16,7 +16,7 @@ import (
 const keysUsage = `usage: appliance keys SUBCOMMAND -config FILE [-token NAME] [flags]
 
 subcommands:
-  generate -label NAME [-type rsa2048|rsa3072|p256]   make a key pair on the token
+  generate -label NAME [-type rsa2048|rsa3072|p256|ed25519]   make a key pair on the token
   csr -key URI -email ADDR [-cn NAME]                  write a PKCS#10 request signed on the token
   import-cert -key URI FILE.pem                        store the issued certificate beside its key
   list                                                 list key pairs and their certificates
@@ -40,7 +40,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "configuration file (TOML); only its [hsm] and [[token]] sections are used")
 	tokenName := fs.String("token", "", "the [[token]] to work on (default: the only one)")
 	label := fs.String("label", "", "object label for the new key pair (generate)")
-	kind := fs.String("type", "rsa2048", "key type: rsa2048, rsa3072 or p256 (generate)")
+	kind := fs.String("type", "rsa2048", "key type: rsa2048, rsa3072, p256 or ed25519 (ed25519: DKIM keys only) (generate)")
 	keyURI := fs.String("key", "", "PKCS#11 URI of the key, e.g. pkcs11:token=appliance;object=alice")
 	email := fs.String("email", "", "address for the request's subjectAltName (csr)")
 	cn := fs.String("cn", "", "common name for the request (csr); default the address")
