@@ -677,7 +677,33 @@ func scanFrames(r io.ReaderAt, start, size int64) []stateFrame {
 // transition. The state goes after the packages' fdatasync because one
 // fdatasync orders nothing within it; a state that made it to disk names
 // only bytes that are there.
-func (s *spool) commit(rec *record) (err error) {
+func (s *spool) commit(rec *record) error {
+	pc, err := s.prepareCommit(rec)
+	if err != nil {
+		return err
+	}
+	if err := pc.sync(); err != nil {
+		return err
+	}
+	pc.done()
+	return nil
+}
+
+// pendingCommit is a commit whose frames are written and not yet synced. Its three steps let
+// a caller that guards rec with a lock hold the lock to write (prepareCommit reads rec) and to
+// finish (done changes rec), and release it for the fdatasync (sync), so that others may change
+// rec meanwhile; the next commit then writes their changes. Only one commit of a file may be
+// pending at a time: the next one writes where this one ends.
+type pendingCommit struct {
+	s       *spool
+	rec     *record
+	f       spoolFile
+	end     int64 // just past this commit's state frame
+	written int   // how many of rec.unwritten this commit wrote
+}
+
+// prepareCommit writes rec's unwritten packages and its state (see commit) without syncing.
+func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 	defer func() {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			s.dropFree()
@@ -686,12 +712,16 @@ func (s *spool) commit(rec *record) (err error) {
 	fs := rec.file
 	f, err := s.fs.OpenFile(s.msgPath(rec.ID), os.O_RDWR)
 	if err != nil {
-		return diskErr(fmt.Sprintf("open spooled message %q", rec.ID), err)
+		return nil, diskErr(fmt.Sprintf("open spooled message %q", rec.ID), err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	if fs.dirty {
 		if err := f.Truncate(fs.end); err != nil {
-			return diskErr(fmt.Sprintf("truncate spooled message %q", rec.ID), err)
+			return nil, diskErr(fmt.Sprintf("truncate spooled message %q", rec.ID), err)
 		}
 		fs.dirty = false
 	}
@@ -736,9 +766,9 @@ func (s *spool) commit(rec *record) (err error) {
 					var err error
 					if sh, err = writeFrame(p.shared); err != nil {
 						if ew.err != nil {
-							return diskErr("write package", ew.err)
+							return nil, diskErr("write package", ew.err)
 						}
-						return fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
+						return nil, fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
 					}
 					shared[p.shared] = sh
 				}
@@ -746,9 +776,9 @@ func (s *spool) commit(rec *record) (err error) {
 			seg, err := writeFrame(p.body)
 			if err != nil {
 				if ew.err != nil {
-					return diskErr("write package", ew.err)
+					return nil, diskErr("write package", ew.err)
 				}
-				return fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
+				return nil, fmt.Errorf("failed to write package %d of %q: %w", p.rec.N, rec.ID, err)
 			}
 			p.rec.Off, p.rec.Len, p.rec.CRC, p.rec.Shared = seg.Off, seg.Len, seg.CRC, sh
 		}
@@ -758,23 +788,41 @@ func (s *spool) commit(rec *record) (err error) {
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("failed to encode state of %q: %w", rec.ID, err)
+		return nil, fmt.Errorf("failed to encode state of %q: %w", rec.ID, err)
 	}
 	frame := make([]byte, 0, frameHeaderLen+len(data)+4)
 	frame = append(frame, frameHeader(kindState, int64(len(data)))...)
 	frame = append(frame, data...)
 	frame = binary.BigEndian.AppendUint32(frame, crc32.Checksum(data, castagnoli))
 	if _, err := f.WriteAt(frame, pos); err != nil {
-		return diskErr("write state", err)
+		return nil, diskErr("write state", err)
 	}
-	if s.skipSync != syncCommit {
-		if err := f.Datasync(); err != nil {
+	return &pendingCommit{s: s, rec: rec, f: f, end: pos + int64(len(frame)), written: len(rec.unwritten)}, nil
+}
+
+// sync makes the commit durable and closes the file. It reads and changes nothing of rec.
+func (pc *pendingCommit) sync() (err error) {
+	defer pc.f.Close()
+	if pc.s.skipSync != syncCommit {
+		if err := pc.f.Datasync(); err != nil {
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+				pc.s.dropFree()
+			}
 			return diskErr("sync state", err)
 		}
 	}
-	fs.end, fs.dirty = pos+int64(len(frame)), false
-	rec.unwritten = nil
 	return nil
+}
+
+// done records in rec that the commit is durable: the next one goes after it, and the packages
+// it wrote are no longer unwritten (packages added since stay so).
+func (pc *pendingCommit) done() {
+	fs := pc.rec.file
+	fs.end, fs.dirty = pc.end, false
+	pc.rec.unwritten = pc.rec.unwritten[pc.written:]
+	if len(pc.rec.unwritten) == 0 {
+		pc.rec.unwritten = nil
+	}
 }
 
 // remove deletes a finished message. Its durable removal is the commit of

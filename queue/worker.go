@@ -390,14 +390,17 @@ func (q *Queue) countFailed(n int) {
 
 // deliverDue attempts every package whose time has come, up to
 // Options.PackageConcurrency at once (a message split for hidden recipients
-// can have many), committing each result as soon as its transaction ends.
-// Transactions run without the lock; recording (state, DSN files) holds it.
+// can have many). Transactions run without the message's lock; each result
+// is applied to rec under it, the transaction's slot goes to the next
+// package, and the result is made durable by a group commit (resultCommit):
+// results that end while a commit syncs share the next one.
 func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 	var (
 		mu       sync.Mutex // guards rec and firstErr
 		firstErr error
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, q.opts.PackageConcurrency)
+		rc       = newResultCommit(q, rec, &mu)
 	)
 	now := q.opts.Now()
 	// A wait that failed before (a state from before the failure was recorded with it) fails
@@ -430,7 +433,14 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-slots }()
+			freed := false
+			free := func() {
+				if !freed {
+					freed = true
+					<-slots
+				}
+			}
+			defer free()
 			results, derr := q.deliverOne(ctx, rec, p, rcpts)
 			if derr != nil && ctx.Err() != nil {
 				q.log.Info("parked", "id", rec.ID, "package", p.N)
@@ -441,11 +451,93 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 			if firstErr != nil {
 				return
 			}
-			firstErr = q.record(rec, p, rcpts, results, derr)
+			report := q.apply(rec, p, rcpts, results, derr)
+			// The transaction is over: the next package need not wait for this commit.
+			free()
+			if err := rc.commit(); err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			report()
 		})
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// resultCommit is the group commit of one message's delivery results. A result is applied to
+// the record in memory under the message's lock; commit then returns once a commit that began
+// after that is durable. The commit writes under the lock and syncs without it, so the
+// transactions that end during an fdatasync apply their results meanwhile, and the next commit
+// covers all of them: one fdatasync for several results instead of one each, in a row. What is
+// on disk is what a sequence of single-result commits would have left (each commit is a whole
+// state, written after the last one is durable); a result applied and not yet durable at a
+// crash is that package sent again (at least once, as before), and nothing is acknowledged
+// before its commit: counts and log lines come after it.
+type resultCommit struct {
+	q       *Queue
+	rec     *record
+	mu      *sync.Mutex // the message's: guards rec and the fields below
+	cond    *sync.Cond
+	applied uint64 // results applied to rec
+	durable uint64 // results covered by a finished commit
+	running bool   // a commit is in progress
+	err     error  // a failed commit: the disk is behind rec, nothing more is tried
+}
+
+func newResultCommit(q *Queue, rec *record, mu *sync.Mutex) *resultCommit {
+	return &resultCommit{q: q, rec: rec, mu: mu, cond: sync.NewCond(mu)}
+}
+
+// commit makes every result applied so far durable. The caller holds the lock, which commit
+// releases while it waits or syncs.
+func (c *resultCommit) commit() error {
+	c.applied++
+	mine := c.applied
+	for c.running && c.durable < mine && c.err == nil {
+		c.cond.Wait()
+	}
+	if c.err != nil {
+		return c.err
+	}
+	if c.durable >= mine {
+		return nil
+	}
+	// Lead a commit of everything applied until now; results applied while it syncs wait for
+	// the next one.
+	c.running = true
+	upto := c.applied
+	err := c.write()
+	c.running = false
+	if err != nil {
+		c.err = err
+	} else {
+		c.durable = upto
+	}
+	c.cond.Broadcast()
+	return err
+}
+
+// write commits rec, unlocking for the fdatasync. The last result of a message commits by
+// removing it: a directory fsync instead of writing a final state.
+func (c *resultCommit) write() error {
+	if c.rec.finished() {
+		return c.q.sp.remove(c.rec)
+	}
+	pc, err := c.q.sp.prepareCommit(c.rec)
+	if err != nil {
+		return err
+	}
+	c.mu.Unlock()
+	err = pc.sync()
+	c.mu.Lock()
+	if err != nil {
+		return err
+	}
+	pc.done()
+	return nil
 }
 
 func (q *Queue) deliverOne(ctx context.Context, rec *record, p *pkgRecord, rcpts []string) ([]RcptResult, error) {
@@ -459,9 +551,10 @@ func (q *Queue) deliverOne(ctx context.Context, rec *record, p *pkgRecord, rcpts
 	return q.dlv.Deliver(ctx, p.MailFrom, rcpts, body)
 }
 
-// record applies one transaction's outcome to p and commits it together
-// with a DSN for recipients that failed.
-func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []RcptResult, derr error) error {
+// apply applies one transaction's outcome to p in memory, with a DSN for recipients that
+// failed, for the next commit to write. The caller holds the message's lock; report counts and
+// logs the outcome once the commit is durable.
+func (q *Queue) apply(rec *record, p *pkgRecord, rcpts []string, results []RcptResult, derr error) (report func()) {
 	now := q.opts.Now()
 	byAddr := make(map[string]*rcptRecord, len(p.Rcpts))
 	for _, r := range p.Rcpts {
@@ -529,30 +622,25 @@ func (q *Queue) record(rec *record, p *pkgRecord, rcpts []string, results []Rcpt
 		waitDSN, waitFailed = q.failWaiting(rec)
 	}
 	q.addDSN(rec, append(dsn, waitDSN...), now)
-	// The last result of a message commits by removing it: a directory
-	// fsync instead of writing a final state.
-	commit := q.sp.commit
-	if rec.finished() {
-		commit = q.sp.remove
-	}
-	if err := commit(rec); err != nil {
-		return err
-	}
-	q.mu.Lock()
-	q.stats.Delivered += delivered
-	q.stats.Failed += len(failed) + waitFailed
-	q.mu.Unlock()
-
 	attrs := []any{"id", rec.ID, "package", p.N, "delivered", delivered, "deferred", deferred, "failed", len(failed)}
-	switch {
-	case deferred > 0:
-		q.log.Warn("delivery deferred", append(attrs, "attempt", p.Attempts, "next", p.NextAttempt, "err", lastTemp)...)
-	case len(failed) > 0:
-		q.log.Warn("delivery failed", attrs...)
-	default:
-		q.log.Info("delivered", attrs...)
+	if deferred > 0 {
+		attrs = append(attrs, "attempt", p.Attempts, "next", p.NextAttempt, "err", lastTemp)
 	}
-	return nil
+	nfailed := len(failed) + waitFailed
+	return func() {
+		q.mu.Lock()
+		q.stats.Delivered += delivered
+		q.stats.Failed += nfailed
+		q.mu.Unlock()
+		switch {
+		case deferred > 0:
+			q.log.Warn("delivery deferred", attrs...)
+		case len(failed) > 0:
+			q.log.Warn("delivery failed", attrs...)
+		default:
+			q.log.Info("delivered", attrs...)
+		}
+	}
 }
 
 // failure gives the DSN Status and Diagnostic-Code for a recipient's error.
