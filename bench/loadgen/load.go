@@ -215,6 +215,7 @@ func runLoad(o loadOptions) (Result, error) {
 		}
 	}
 
+	cpu0 := ownCPU()
 	body := o.Shape.body()
 	if o.Shape.ClientEncrypted {
 		if len(o.Entity) == 0 {
@@ -297,6 +298,8 @@ func runLoad(o loadOptions) (Result, error) {
 		res.CPUSeconds = cpu.Seconds()
 	}
 	res.LoadAfter = loadavg()
+	own := ownCPU() - cpu0
+	res.SinkConns = int(sk.accepted.Load())
 	res.Messages = len(e2e)
 	res.Packages = pkgs
 	res.Failed = int(failed.Load())
@@ -314,6 +317,7 @@ func runLoad(o loadOptions) (Result, error) {
 	if res.CPUSeconds > 0 {
 		res.CPUPerMsgMs = res.CPUSeconds * 1000 / float64(res.Messages)
 	}
+	res.OwnCPUPerMsgMs = own.Seconds() * 1000 / float64(res.Messages)
 	if firstErr != nil {
 		fmt.Printf("loadgen: %d submissions failed; first error: %v\n", res.Failed, firstErr)
 	}

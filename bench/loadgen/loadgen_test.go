@@ -206,28 +206,47 @@ func FuzzReadData(f *testing.F) {
 }
 
 func TestMeasureWire(t *testing.T) {
-	bps, err := measureWire(2, 100<<10, 300*time.Millisecond)
+	bps, cpu, err := measureWire(2, 100<<10, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bps < 1<<20 {
 		t.Fatalf("wire rate %.0f B/s: the sink took in almost nothing", bps)
 	}
+	if cpu <= 0 {
+		t.Fatalf("CPU per byte %g: the floor's own CPU was not measured", cpu)
+	}
 }
 
 func TestReportWireFloor(t *testing.T) {
 	all := []Result{
-		{Kind: "relay", Label: "appliance", Shape: "1m", Conns: 8, MsgPerSec: 10},
+		{Kind: "relay", Label: "appliance", Shape: "1m", Conns: 8, MsgPerSec: 10, OwnCPUPerMsgMs: 31.25, SinkConns: 4321},
 		{Kind: "floor", Label: "hsm-floor", Shape: "1m", MsgPerSec: 100},
-		{Kind: "floor", Label: "wire-floor", Shape: "1m", MsgPerSec: 20},
+		{Kind: "floor", Label: "wire-floor", Shape: "1m", MsgPerSec: 20, OwnCPUPerMsgMs: 27.75},
 	}
 	var b strings.Builder
 	if err := report(&b, all); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"(d) wire floor", "b/d", "0.50", "d/c", "0.20", "b/c", "0.10"} {
+	for _, want := range []string{"(d) wire floor", "b/d", "0.50", "d/c", "0.20", "b/c", "0.10", "31.25", "4321", "27.75"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestSinkCountsConnections(t *testing.T) {
+	sk, err := startSink("127.0.0.1:0", func(sinkTx) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	for range 3 {
+		if err := pushTransactions(sk.Addr(), nil, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sk.accepted.Load(); n != 3 {
+		t.Fatalf("sink counted %d connections, want 3", n)
 	}
 }

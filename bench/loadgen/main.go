@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -79,11 +80,27 @@ type Result struct {
 	LoadBefore  string  `json:"load_before"`
 	LoadAfter   string  `json:"load_after"`
 	Cores       int     `json:"cores"`
+	// SinkConns is how many connections the sink accepted (relay runs), so SinkConns/Packages
+	// is connections per transaction: 1 when a relay dials for every package.
+	SinkConns int `json:"sink_conns,omitempty"`
+	// OwnCPUPerMsgMs is the load generator's own CPU (the submitting side and the sink, one
+	// process) per message: in a relay run what the sink and generator cost beside the relay,
+	// in the wire floor what the floor's sender and sink cost per message of the shape.
+	OwnCPUPerMsgMs float64 `json:"own_cpu_per_msg_ms,omitempty"`
 
 	// Floor only: per-operation rates (operations or bytes per second, with Parallel goroutines).
 	Parallel   int                `json:"parallel,omitempty"`
 	Rates      map[string]float64 `json:"rates,omitempty"`
 	FloorPerOp map[string]float64 `json:"floor_ms_per_msg,omitempty"`
+}
+
+// ownCPU is this process's user+system time so far.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func loadavg() string {

@@ -50,7 +50,7 @@ func readResults(path string) ([]Result, error) {
 
 func report(w io.Writer, all []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shape\trelay\tconns\tmsgs\tmsg/s\tpkg/s\tsubmit p50 ms\tp99\te2e p50 ms\tp99\tpeak RSS MB\tCPU s\tCPU ms/msg\tload before\tload after\t")
+	fmt.Fprintln(tw, "shape\trelay\tconns\tmsgs\tmsg/s\tpkg/s\tsubmit p50 ms\tp99\te2e p50 ms\tp99\tpeak RSS MB\tCPU s\tCPU ms/msg\tloadgen CPU ms/msg\tsink conns\tload before\tload after\t")
 	for _, name := range shapeNames() {
 		var a, b, c, d *Result
 		for i := range all {
@@ -65,7 +65,7 @@ func report(w io.Writer, all []Result) error {
 				} else {
 					c = r
 				}
-				fmt.Fprintf(tw, "%s\t%s\t\t\t%.1f\t%.1f\t\t\t\t\t\t\t\t%s\t\t\n", name, label, r.MsgPerSec, r.PkgPerSec, r.LoadBefore)
+				fmt.Fprintf(tw, "%s\t%s\t\t\t%.1f\t%.1f\t\t\t\t\t\t\t\t%s\t\t%s\t\t\n", name, label, r.MsgPerSec, r.PkgPerSec, optMs(r.OwnCPUPerMsgMs), r.LoadBefore)
 				continue
 			}
 			tag := "   "
@@ -75,9 +75,13 @@ func report(w io.Writer, all []Result) error {
 			case strings.HasPrefix(r.Label, "appliance") && r.Conns <= 8:
 				b, tag = r, "(b)"
 			}
-			fmt.Fprintf(tw, "%s\t%s %s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f\t%s\t%s\t\n",
+			conns := ""
+			if r.SinkConns > 0 {
+				conns = fmt.Sprint(r.SinkConns)
+			}
+			fmt.Fprintf(tw, "%s\t%s %s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
 				name, tag, r.Label, r.Conns, r.Messages, r.MsgPerSec, r.PkgPerSec, r.SubmitP50ms, r.SubmitP99ms,
-				r.E2EP50ms, r.E2EP99ms, r.PeakRSSMB, r.CPUSeconds, r.CPUPerMsgMs, r.LoadBefore, r.LoadAfter)
+				r.E2EP50ms, r.E2EP99ms, r.PeakRSSMB, r.CPUSeconds, r.CPUPerMsgMs, optMs(r.OwnCPUPerMsgMs), conns, r.LoadBefore, r.LoadAfter)
 			if r.Unfinished > 0 || r.Failed > 0 {
 				fmt.Fprintf(tw, "\t  ! %d unfinished, %d failed\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Unfinished, r.Failed)
 			}
@@ -104,4 +108,12 @@ func report(w io.Writer, all []Result) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// optMs prints a CPU time in ms, or nothing for results from before it was measured.
+func optMs(ms float64) string {
+	if ms == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", ms)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ type sink struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
+	// accepted counts connections: with transactions per connection it says whether a relay
+	// reuses its connections to the next hop.
+	accepted atomic.Int64
 }
 
 // sinkTx is one accepted transaction.
@@ -64,6 +68,7 @@ func (s *sink) accept() {
 		if err != nil {
 			return
 		}
+		s.accepted.Add(1)
 		s.mu.Lock()
 		s.conns[c] = true
 		s.mu.Unlock()

@@ -29,12 +29,13 @@ func (s shape) packageBytes() int {
 }
 
 // measureWire sends transactions of size bytes over parallel connections to a fresh sink for
-// each and returns the payload bytes per second the sink took in.
-func measureWire(parallel, size int, each time.Duration) (float64, error) {
+// each and returns the payload bytes per second the sink took in, and this process's CPU time
+// (sender and sink) per payload byte.
+func measureWire(parallel, size int, each time.Duration) (bps, cpuPerByte float64, err error) {
 	var taken atomic.Int64
 	sk, err := startSink("127.0.0.1:0", func(tx sinkTx) { taken.Add(tx.Bytes) })
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer sk.Close()
 	line := strings.Repeat("A", 76) + "\r\n"
@@ -44,6 +45,7 @@ func measureWire(parallel, size int, each time.Duration) (float64, error) {
 		wg       sync.WaitGroup
 		firstErr atomic.Value
 	)
+	cpu0 := ownCPU()
 	start := time.Now()
 	stop := start.Add(each)
 	for range parallel {
@@ -57,9 +59,10 @@ func measureWire(parallel, size int, each time.Duration) (float64, error) {
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, fmt.Errorf("failed to time the wire: %w", err)
+		return 0, 0, fmt.Errorf("failed to time the wire: %w", err)
 	}
-	return float64(taken.Load()) / time.Since(start).Seconds(), nil
+	n := float64(max(taken.Load(), 1))
+	return n / time.Since(start).Seconds(), (ownCPU() - cpu0).Seconds() / n, nil
 }
 
 // pushTransactions runs transactions of body on one connection until stop.
