@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-smtp"
 )
 
 // shape is one message size and recipient mix of the issue. The addresses are users of the test
@@ -223,6 +221,8 @@ func runLoad(o loadOptions) (Result, error) {
 		}
 		body = o.Entity
 	}
+	// Dot-stuffed once here, so each submission writes the bytes as they are.
+	body = dotStuff(body)
 	rcpts := o.Shape.rcpts()
 	runID := fmt.Sprintf("%x", time.Now().UnixNano())
 	var (
@@ -240,10 +240,11 @@ func runLoad(o loadOptions) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var c *smtp.Client
+			var c *rawSMTP
 			defer func() {
 				if c != nil {
-					c.Quit()
+					c.quit()
+					c.close()
 				}
 			}()
 			var mine []time.Duration
@@ -263,13 +264,13 @@ func runLoad(o loadOptions) (Result, error) {
 				id := fmt.Sprintf("<%d.%s@loadgen.bench>", n, runID)
 				start := time.Now()
 				tr.add(id, len(rcpts), start)
-				if err := send(c, o.Shape.From, rcpts, o.Shape.header(id, n), body); err != nil {
+				if err := c.transaction(o.Shape.From, rcpts, dotStuff(o.Shape.header(id, n)), body); err != nil {
 					tr.forget(id)
 					failed.Add(1)
 					mu.Lock()
 					firstErr = cmp(firstErr, err)
 					mu.Unlock()
-					c.Close()
+					c.close()
 					c = nil
 					continue
 				}
@@ -331,42 +332,12 @@ func cmp(old, err error) error {
 	return err
 }
 
-func dial(addr string) (*smtp.Client, error) {
-	c, err := smtp.Dial(addr)
+func dial(addr string) (*rawSMTP, error) {
+	c, err := dialRaw(addr)
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to %q: %w", addr, err)
 	}
-	if err := c.Hello("loadgen.bench"); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("failed to greet %q: %w", addr, err)
-	}
 	return c, nil
-}
-
-// send runs one transaction on a kept-alive connection.
-func send(c *smtp.Client, from string, rcpts []string, header, body []byte) error {
-	if err := c.Mail(from, nil); err != nil {
-		return fmt.Errorf("failed to send MAIL: %w", err)
-	}
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			return fmt.Errorf("failed to send RCPT %q: %w", r, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("failed to send DATA: %w", err)
-	}
-	if _, err := w.Write(header); err != nil {
-		return fmt.Errorf("failed to send message: %w", err)
-	}
-	if _, err := w.Write(body); err != nil {
-		return fmt.Errorf("failed to send message: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("failed to end DATA: %w", err)
-	}
-	return nil
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

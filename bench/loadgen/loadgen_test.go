@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +249,44 @@ func TestSinkCountsConnections(t *testing.T) {
 	}
 	if n := sk.accepted.Load(); n != 3 {
 		t.Fatalf("sink counted %d connections, want 3", n)
+	}
+}
+
+func TestDotStuff(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"a\r\n.b\r\n..c\r\n", "a\r\n..b\r\n...c\r\n"},
+		{".x", "..x\r\n"},
+		{"no end", "no end\r\n"},
+		{"", "\r\n"},
+	} {
+		if got := string(dotStuff([]byte(tt.in))); got != tt.want {
+			t.Errorf("dotStuff(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// The generator's submissions, made straight into the sink (the sink is then the relay and
+// the next hop at once): every message arrives whole, counted once per recipient.
+func TestRunLoadIntoSink(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	sh := shapes["50k"]
+	res, err := runLoad(loadOptions{Target: addr, Sink: addr, Shape: sh, Conns: 2,
+		Duration: 300 * time.Millisecond, Drain: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages == 0 || res.Failed != 0 || res.Unfinished != 0 {
+		t.Fatalf("%d relayed, %d failed, %d unfinished", res.Messages, res.Failed, res.Unfinished)
+	}
+	if res.SinkConns != 2 {
+		t.Errorf("sink saw %d connections, want the generator's 2", res.SinkConns)
+	}
+	if res.OwnCPUPerMsgMs <= 0 {
+		t.Errorf("own CPU per message %g", res.OwnCPUPerMsgMs)
 	}
 }

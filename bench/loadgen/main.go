@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -148,7 +149,19 @@ func cmdRun(args []string) error {
 	label := fs.String("label", "", "name of the relay in the report")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
 	message := fs.String("message", "", "a client's S/MIME entity (MIME header fields, blank line, body) for a client-encrypted shape")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile (generator and sink) to this file")
 	fs.Parse(args)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("failed to profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("failed to profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	sh, ok := shapes[*shapeName]
 	if !ok {
