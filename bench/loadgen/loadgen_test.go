@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -288,5 +289,25 @@ func TestRunLoadIntoSink(t *testing.T) {
 	}
 	if res.OwnCPUPerMsgMs <= 0 {
 		t.Errorf("own CPU per message %g", res.OwnCPUPerMsgMs)
+	}
+}
+
+// The watcher sees the memory and CPU of the process it watches (here the test itself).
+func TestWatchTree(t *testing.T) {
+	pt, err := watchTree(os.Getpid(), 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64<<20)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	time.Sleep(100 * time.Millisecond) // a rescan and several samples while b is held
+	rss, cpu := pt.Stop()
+	if b[12345] != byte(12345%256) || rss < 64<<20 {
+		t.Errorf("peak %d bytes with 64 MB touched", rss)
+	}
+	if cpu <= 0 {
+		t.Errorf("CPU %v after touching 64 MB", cpu)
 	}
 }

@@ -32,22 +32,32 @@ type procTree struct {
 	cpu0    time.Duration
 }
 
+// rescanEvery is how many memory samples share one scan of /proc for the tree's members: the
+// scan reads every process's stat, which on a busy machine costs the load generator more than
+// the samples (the CPU time needs no sampling: it is summed at the start and at the end).
+const rescanEvery = 10
+
 func watchTree(root int, every time.Duration) (*procTree, error) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", root)); err != nil {
 		return nil, fmt.Errorf("failed to watch process %d: %w", root, err)
 	}
 	t := &procTree{root: root, stop: make(chan struct{}), done: make(chan struct{})}
-	t.cpu0, _ = t.sample()
+	var members []int
+	t.cpu0, members = t.scan()
 	go func() {
 		defer close(t.done)
 		tk := time.NewTicker(every)
 		defer tk.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-t.stop:
 				return
 			case <-tk.C:
-				t.sample()
+				if n%rescanEvery == 0 {
+					_, members = t.scan()
+				} else {
+					t.sample(members)
+				}
 			}
 		}
 	}()
@@ -58,25 +68,33 @@ func watchTree(root int, every time.Duration) (*procTree, error) {
 func (t *procTree) Stop() (int64, time.Duration) {
 	close(t.stop)
 	<-t.done
-	cpu, _ := t.sample()
+	cpu, _ := t.scan()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.peakRSS, cpu - t.cpu0
 }
 
-// sample reads the tree once, updates the peak and returns the tree's CPU time so far.
-func (t *procTree) sample() (time.Duration, int64) {
-	procs := readProcs()
+// scan finds the tree's processes, samples their memory and returns the tree's CPU time so far.
+func (t *procTree) scan() (time.Duration, []int) {
 	var cpu time.Duration
-	var rss int64
-	for _, p := range procs.tree(t.root) {
+	var pids []int
+	for _, p := range readProcs().tree(t.root) {
 		cpu += p.cpu
-		rss += memory(p.pid)
+		pids = append(pids, p.pid)
+	}
+	t.sample(pids)
+	return cpu, pids
+}
+
+// sample updates the peak with the summed memory of pids.
+func (t *procTree) sample(pids []int) {
+	var rss int64
+	for _, pid := range pids {
+		rss += memory(pid)
 	}
 	t.mu.Lock()
 	t.peakRSS = max(t.peakRSS, rss)
 	t.mu.Unlock()
-	return cpu, rss
 }
 
 type procInfo struct {
