@@ -66,8 +66,9 @@
 //
 // One worker owns one message at a time, so state writes of different
 // messages never race; the packages of one message go out up to
-// Options.PackageConcurrency at once and their results are recorded one at a
-// time. Waiting messages sit in a heap ordered by due time. Retries follow Options.Retry (the last step
+// Options.PackageConcurrency at once; their results are applied one at a time
+// and share group commits (one fdatasync for the results that ended while the
+// previous one synced). Waiting messages sit in a heap ordered by due time. Retries follow Options.Retry (the last step
 // repeats) until Options.MaxAge after arrival; the attempt that finds the
 // message expired fails it with a DSN (status 4.4.7).
 package queue
@@ -167,7 +168,7 @@ type Options struct {
 	Dir     string // spool directory, created if missing
 	Workers int    // concurrent messages; default 4
 	// PackageConcurrency bounds the transactions of one message in flight
-	// at once; default 4.
+	// at once; default DefaultPackageConcurrency.
 	PackageConcurrency int
 	Retry              []time.Duration // wait after the 1st, 2nd, ... failed attempt
 	MaxAge             time.Duration   // give up this long after arrival
@@ -268,7 +269,7 @@ func Open(opts Options, proc Processor, d Deliverer) (*Queue, error) {
 		opts.Workers = 4
 	}
 	if opts.PackageConcurrency <= 0 {
-		opts.PackageConcurrency = 4
+		opts.PackageConcurrency = DefaultPackageConcurrency
 	}
 	if len(opts.Retry) == 0 {
 		opts.Retry = DefaultRetry

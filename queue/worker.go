@@ -388,6 +388,12 @@ func (q *Queue) countFailed(n int) {
 	q.mu.Unlock()
 }
 
+// DefaultPackageConcurrency is Options.PackageConcurrency when it is 0: the transactions of one
+// message in flight at once. With Options.Workers messages in flight, a next hop sees up to
+// Workers x PackageConcurrency connections, which is also how many idle ones are worth keeping
+// for the next transactions (delivery.Options.MaxIdle).
+const DefaultPackageConcurrency = 4
+
 // deliverDue attempts every package whose time has come, up to
 // Options.PackageConcurrency at once (a message split for hidden recipients
 // can have many). Transactions run without the message's lock; each result
