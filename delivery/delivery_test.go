@@ -28,24 +28,26 @@ func newSink(t *testing.T, tls bool) *smtpsink.Sink {
 	return s
 }
 
+type deliverCase struct {
+	name     string
+	tls      bool
+	insecure bool
+	require  bool
+	setup    func(s *smtpsink.Sink)
+	rcpts    []string
+	wantErr  string // "", "temp", "perm"
+	wantOp   string
+	wantCode int
+	rcptCode []int  // per recipient, 0 = accepted or refused locally
+	rcptPerm []bool // per recipient: refused permanently without a reply
+	wantTo   []string
+	wantTLS  bool
+}
+
 func TestDeliver(t *testing.T) {
 	e550 := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	e451 := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	tests := []struct {
-		name     string
-		tls      bool
-		insecure bool
-		require  bool
-		setup    func(s *smtpsink.Sink)
-		rcpts    []string
-		wantErr  string // "", "temp", "perm"
-		wantOp   string
-		wantCode int
-		rcptCode []int  // per recipient, 0 = accepted or refused locally
-		rcptPerm []bool // per recipient: refused permanently without a reply
-		wantTo   []string
-		wantTLS  bool
-	}{
+	tests := []deliverCase{
 		{name: "ok plain", rcpts: []string{"b@example.test"}, rcptCode: []int{0}, wantTo: []string{"b@example.test"}},
 		{name: "ok starttls", tls: true, insecure: true, rcpts: []string{"b@example.test", "c@example.test"},
 			rcptCode: []int{0, 0}, wantTo: []string{"b@example.test", "c@example.test"}, wantTLS: true},
@@ -72,89 +74,99 @@ func TestDeliver(t *testing.T) {
 		{name: "fail next hop down", setup: func(s *smtpsink.Sink) { s.Down() },
 			rcpts: []string{"b@example.test"}, wantErr: "temp", wantOp: "connect"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sink := newSink(t, tt.tls)
-			if tt.setup != nil {
-				tt.setup(sink)
+	// Every case both pipelined (the sink offers PIPELINING) and one command at a time.
+	for _, pipe := range []bool{true, false} {
+		for _, tt := range tests {
+			name := tt.name
+			if !pipe {
+				name += " no pipelining"
 			}
-			c, err := delivery.New(delivery.Options{
-				NextHop: sink.Addr, Hostname: "relay.example.test",
-				InsecureSkipVerify: tt.insecure, RequireTLS: tt.require,
-				ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second,
-			})
-			if err != nil {
-				t.Fatal(err)
+			t.Run(name, func(t *testing.T) { testDeliverCase(t, tt, pipe) })
+		}
+	}
+}
+
+func testDeliverCase(t *testing.T, tt deliverCase, pipe bool) {
+	sink := newSink(t, tt.tls)
+	if tt.setup != nil {
+		tt.setup(sink)
+	}
+	c, err := delivery.New(delivery.Options{
+		NextHop: sink.Addr, Hostname: "relay.example.test",
+		InsecureSkipVerify: tt.insecure, RequireTLS: tt.require,
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second,
+		NoPipelining: !pipe,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Deliver(context.Background(), "a@example.test", tt.rcpts, strings.NewReader(body))
+	if tt.wantErr != "" {
+		var de *delivery.Error
+		if !errors.As(err, &de) {
+			t.Fatalf("err = %v, want *delivery.Error", err)
+		}
+		if de.Temporary() != (tt.wantErr == "temp") || de.Op != tt.wantOp || de.Code != tt.wantCode {
+			t.Fatalf("err = %v (temp %v op %q code %d), want %s op %q code %d", err, de.Temporary(), de.Op, de.Code, tt.wantErr, tt.wantOp, tt.wantCode)
+		}
+		if got := sink.Messages(); len(got) != 0 {
+			t.Fatalf("sink got %d messages after a failed transaction", len(got))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if len(res) != len(tt.rcpts) {
+		t.Fatalf("got %d results, want %d", len(res), len(tt.rcpts))
+	}
+	for i, r := range res {
+		if r.Rcpt != tt.rcpts[i] {
+			t.Errorf("result %d is for %q, want %q", i, r.Rcpt, tt.rcpts[i])
+		}
+		code := 0
+		var se *smtp.SMTPError
+		if tt.rcptPerm != nil && tt.rcptPerm[i] {
+			if !errors.Is(r.Err, delivery.ErrBadAddress) || r.Err.(interface{ Temporary() bool }).Temporary() {
+				t.Errorf("result %d: %v, want permanent ErrBadAddress", i, r.Err)
 			}
-			res, err := c.Deliver(context.Background(), "a@example.test", tt.rcpts, strings.NewReader(body))
-			if tt.wantErr != "" {
-				var de *delivery.Error
-				if !errors.As(err, &de) {
-					t.Fatalf("err = %v, want *delivery.Error", err)
-				}
-				if de.Temporary() != (tt.wantErr == "temp") || de.Op != tt.wantOp || de.Code != tt.wantCode {
-					t.Fatalf("err = %v (temp %v op %q code %d), want %s op %q code %d", err, de.Temporary(), de.Op, de.Code, tt.wantErr, tt.wantOp, tt.wantCode)
-				}
-				if got := sink.Messages(); len(got) != 0 {
-					t.Fatalf("sink got %d messages after a failed transaction", len(got))
-				}
-				return
+			continue
+		}
+		if r.Err != nil {
+			if !errors.As(r.Err, &se) {
+				t.Fatalf("result %d error %v does not wrap *smtp.SMTPError", i, r.Err)
 			}
-			if err != nil {
-				t.Fatalf("Deliver: %v", err)
+			code = se.Code
+			if temp := r.Err.(interface{ Temporary() bool }).Temporary(); temp != (code/100 == 4) {
+				t.Errorf("result %d: Temporary() = %v for %d", i, temp, code)
 			}
-			if len(res) != len(tt.rcpts) {
-				t.Fatalf("got %d results, want %d", len(res), len(tt.rcpts))
-			}
-			for i, r := range res {
-				if r.Rcpt != tt.rcpts[i] {
-					t.Errorf("result %d is for %q, want %q", i, r.Rcpt, tt.rcpts[i])
-				}
-				code := 0
-				var se *smtp.SMTPError
-				if tt.rcptPerm != nil && tt.rcptPerm[i] {
-					if !errors.Is(r.Err, delivery.ErrBadAddress) || r.Err.(interface{ Temporary() bool }).Temporary() {
-						t.Errorf("result %d: %v, want permanent ErrBadAddress", i, r.Err)
-					}
-					continue
-				}
-				if r.Err != nil {
-					if !errors.As(r.Err, &se) {
-						t.Fatalf("result %d error %v does not wrap *smtp.SMTPError", i, r.Err)
-					}
-					code = se.Code
-					if temp := r.Err.(interface{ Temporary() bool }).Temporary(); temp != (code/100 == 4) {
-						t.Errorf("result %d: Temporary() = %v for %d", i, temp, code)
-					}
-				}
-				if code != tt.rcptCode[i] {
-					t.Errorf("result %d code %d, want %d", i, code, tt.rcptCode[i])
-				}
-			}
-			msgs := sink.Messages()
-			if tt.wantTo == nil {
-				if len(msgs) != 0 {
-					t.Fatalf("sink got %d messages, want none", len(msgs))
-				}
-				return
-			}
-			if len(msgs) != 1 {
-				t.Fatalf("sink got %d messages, want 1", len(msgs))
-			}
-			m := msgs[0]
-			if strings.Join(m.To, ",") != strings.Join(tt.wantTo, ",") || m.From != "a@example.test" {
-				t.Errorf("envelope %q -> %q, want a@example.test -> %q", m.From, m.To, tt.wantTo)
-			}
-			if string(m.Data) != body {
-				t.Errorf("body %q, want %q", m.Data, body)
-			}
-			if m.TLS != tt.wantTLS {
-				t.Errorf("TLS %v, want %v", m.TLS, tt.wantTLS)
-			}
-			if m.Helo != "relay.example.test" {
-				t.Errorf("EHLO %q, want relay.example.test", m.Helo)
-			}
-		})
+		}
+		if code != tt.rcptCode[i] {
+			t.Errorf("result %d code %d, want %d", i, code, tt.rcptCode[i])
+		}
+	}
+	msgs := sink.Messages()
+	if tt.wantTo == nil {
+		if len(msgs) != 0 {
+			t.Fatalf("sink got %d messages, want none", len(msgs))
+		}
+		return
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("sink got %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if strings.Join(m.To, ",") != strings.Join(tt.wantTo, ",") || m.From != "a@example.test" {
+		t.Errorf("envelope %q -> %q, want a@example.test -> %q", m.From, m.To, tt.wantTo)
+	}
+	if string(m.Data) != body {
+		t.Errorf("body %q, want %q", m.Data, body)
+	}
+	if m.TLS != tt.wantTLS {
+		t.Errorf("TLS %v, want %v", m.TLS, tt.wantTLS)
+	}
+	if m.Helo != "relay.example.test" {
+		t.Errorf("EHLO %q, want relay.example.test", m.Helo)
 	}
 }
 
@@ -381,5 +393,101 @@ func TestDeliverReuse(t *testing.T) {
 				t.Errorf("%d connections, want %d", got, tt.wantConns)
 			}
 		})
+	}
+}
+
+// pipeliningServer offers PIPELINING and answers MAIL, RCPT and DATA only once DATA has
+// arrived: a client that waits for each reply before the next command never gets one. The
+// recipient "refused@example.test" gets 550 5.1.1. It takes transactions until QUIT and
+// returns each one's recipients and data on got.
+func pipeliningServer(t *testing.T, got chan<- string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tp := textproto.NewConn(c)
+		tp.PrintfLine("220 pipe.example.test")
+		var replies []string
+		var rcpts []string
+		for {
+			line, err := tp.ReadLine()
+			if err != nil {
+				return
+			}
+			verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
+			switch verb {
+			case "EHLO":
+				tp.PrintfLine("250-pipe.example.test\r\n250-PIPELINING\r\n250 8BITMIME")
+			case "MAIL":
+				replies, rcpts = append(replies, "250 2.1.0 ok"), nil
+			case "RCPT":
+				if strings.Contains(line, "refused@") {
+					replies = append(replies, "550 5.1.1 no such user")
+				} else {
+					replies = append(replies, "250 2.1.5 ok")
+					rcpts = append(rcpts, line)
+				}
+			case "DATA":
+				for _, r := range append(replies, "354 go ahead") {
+					tp.PrintfLine("%s", r)
+				}
+				replies = nil
+				b, err := tp.ReadDotBytes()
+				if err != nil {
+					return
+				}
+				tp.PrintfLine("250 2.0.0 queued")
+				got <- strings.Join(rcpts, ",") + "|" + string(b)
+			case "QUIT":
+				tp.PrintfLine("221 bye")
+				return
+			default:
+				tp.PrintfLine("500 what")
+			}
+		}
+	}()
+	return l.Addr().String()
+}
+
+// With PIPELINING, MAIL, RCPT and DATA go out before any reply is read; the per-recipient
+// results and the body are those of one command at a time, and the connection carries the
+// next transaction.
+func TestDeliverPipelined(t *testing.T) {
+	got := make(chan string, 2)
+	addr := pipeliningServer(t, got)
+	c, err := delivery.New(delivery.Options{NextHop: addr, Hostname: "relay.example.test",
+		CommandTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 2 {
+		res, err := c.Deliver(context.Background(), "a@example.test",
+			[]string{"b@example.test", "refused@example.test", "c@example.test"}, strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+		var se *smtp.SMTPError
+		if res[0].Err != nil || res[2].Err != nil || !errors.As(res[1].Err, &se) ||
+			se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) || se.Message != "no such user" {
+			t.Fatalf("transaction %d: results %v", i, res)
+		}
+		select {
+		case s := <-got:
+			want := "RCPT TO:<b@example.test>,RCPT TO:<c@example.test>|" + strings.ReplaceAll(body, "\r\n.", "\n.")
+			if s != strings.ReplaceAll(want, "\r\n", "\n") {
+				t.Fatalf("transaction %d: server got %q", i, s)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("transaction %d: server got nothing", i)
+		}
 	}
 }

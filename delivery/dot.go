@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net/textproto"
 	"sync"
 )
 
@@ -46,6 +47,17 @@ func (d *dotStuffer) release() {
 
 // Held is the tail of the body not written yet: nil, "\r\n" or "\r".
 func (d *dotStuffer) Held() []byte { return d.held }
+
+// End is what ends the data after Flush: the held tail through net/textproto's DotWriter
+// (go-smtp's), closed, so the data ends exactly as go-smtp would have ended it.
+func (d *dotStuffer) End() []byte {
+	var b bytes.Buffer
+	bw := bufio.NewWriterSize(&b, 16)
+	w := textproto.NewWriter(bw).DotWriter()
+	w.Write(d.held)
+	w.Close()
+	return b.Bytes()
+}
 
 // ReadFrom copies r in DATA form, reading it in large blocks.
 func (d *dotStuffer) ReadFrom(r io.Reader) (int64, error) {

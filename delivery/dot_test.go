@@ -9,8 +9,8 @@ import (
 )
 
 // viaStuffer is what transaction sends: the stuffed body in chunks of n bytes, then the held
-// tail through net/textproto's DotWriter (go-smtp's writer), closed.
-func viaStuffer(body []byte, n int) []byte {
+// tail through net/textproto's DotWriter (go-smtp's writer), closed; or, pipelining, End.
+func viaStuffer(body []byte, n int, end bool) []byte {
 	var out bytes.Buffer
 	d := newDotStuffer(&out)
 	for len(body) > 0 {
@@ -19,6 +19,10 @@ func viaStuffer(body []byte, n int) []byte {
 		body = body[k:]
 	}
 	d.Flush()
+	if end {
+		out.Write(d.End())
+		return out.Bytes()
+	}
 	bw := bufio.NewWriter(&out)
 	w := textproto.NewWriter(bw).DotWriter()
 	w.Write(d.Held())
@@ -55,8 +59,10 @@ func TestDotStuffer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, n := range []int{1, 2, 3, 64 << 10} {
-				if got := string(viaStuffer([]byte(tc.body), n)); got != tc.want {
-					t.Errorf("chunks of %d: got %q, want %q", n, got, tc.want)
+				for _, end := range []bool{false, true} {
+					if got := string(viaStuffer([]byte(tc.body), n, end)); got != tc.want {
+						t.Errorf("chunks of %d, End %v: got %q, want %q", n, end, got, tc.want)
+					}
 				}
 			}
 			if got := string(viaDotWriter([]byte(tc.body))); got != tc.want {
@@ -78,9 +84,11 @@ func FuzzDotStuffer(f *testing.F) {
 		if bytes.Contains(body, []byte("\r\r")) {
 			return
 		}
-		got := viaStuffer(body, int(n)+1)
-		if want := viaDotWriter(body); !bytes.Equal(got, want) {
-			t.Fatalf("body %q in chunks of %d: got %q, want %q", body, int(n)+1, got, want)
+		want := viaDotWriter(body)
+		for _, end := range []bool{false, true} {
+			if got := viaStuffer(body, int(n)+1, end); !bytes.Equal(got, want) {
+				t.Fatalf("body %q in chunks of %d, End %v: got %q, want %q", body, int(n)+1, end, got, want)
+			}
 		}
 	})
 }
