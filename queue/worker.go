@@ -397,9 +397,9 @@ const DefaultPackageConcurrency = 4
 // deliverDue attempts every package whose time has come, up to
 // Options.PackageConcurrency at once (a message split for hidden recipients
 // can have many). Transactions run without the message's lock; each result
-// is applied to rec under it, the transaction's slot goes to the next
-// package, and the result is made durable by a group commit (resultCommit):
-// results that end while a commit syncs share the next one.
+// is applied to rec under it and made durable by a group commit
+// (resultCommit): results that end while a commit syncs share the next one,
+// instead of each waiting for the lock through the fdatasyncs of all before it.
 func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 	var (
 		mu       sync.Mutex // guards rec and firstErr
@@ -439,14 +439,10 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 			break
 		}
 		wg.Go(func() {
-			freed := false
-			free := func() {
-				if !freed {
-					freed = true
-					<-slots
-				}
-			}
-			defer free()
+			// The slot is held until the result is durable: at a crash, at most
+			// PackageConcurrency transactions of a message are delivered and not recorded
+			// (sent again after the restart), as when each result committed alone.
+			defer func() { <-slots }()
 			results, derr := q.deliverOne(ctx, rec, p, rcpts)
 			if derr != nil && ctx.Err() != nil {
 				q.log.Info("parked", "id", rec.ID, "package", p.N)
@@ -458,8 +454,6 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 				return
 			}
 			report := q.apply(rec, p, rcpts, results, derr)
-			// The transaction is over: the next package need not wait for this commit.
-			free()
 			if err := rc.commit(); err != nil {
 				if firstErr == nil {
 					firstErr = err
@@ -480,8 +474,9 @@ func (q *Queue) deliverDue(ctx context.Context, rec *record) error {
 // covers all of them: one fdatasync for several results instead of one each, in a row. What is
 // on disk is what a sequence of single-result commits would have left (each commit is a whole
 // state, written after the last one is durable); a result applied and not yet durable at a
-// crash is that package sent again (at least once, as before), and nothing is acknowledged
-// before its commit: counts and log lines come after it.
+// crash is that package sent again (at least once, as before; its transaction's slot is held
+// until the commit, so no more of them than PackageConcurrency per message), and nothing is
+// acknowledged before its commit: counts and log lines come after it.
 type resultCommit struct {
 	q       *Queue
 	rec     *record
