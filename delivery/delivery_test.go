@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/textproto"
 	"strings"
@@ -277,6 +278,35 @@ func BenchmarkDeliver1MB(b *testing.B) {
 		if _, err := c.Deliver(context.Background(), "a@example.test", []string{"b@example.test"}, bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDeliverRoundTrips is a small package to 21 recipients (the 1m load's bulk, in one
+// transaction) over a kept-alive connection, pipelined and one command at a time: what the round
+// trips cost, the body being small.
+func BenchmarkDeliverRoundTrips(b *testing.B) {
+	rcpts := []string{"b@example.test"}
+	for i := range 20 {
+		rcpts = append(rcpts, fmt.Sprintf("u%02d@example.test", i+1))
+	}
+	for _, pipe := range []bool{true, false} {
+		b.Run(fmt.Sprintf("pipelining=%v", pipe), func(b *testing.B) {
+			sink, err := smtpsink.Start(smtpsink.Options{Discard: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sink.Close()
+			c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test", NoPipelining: !pipe})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for b.Loop() {
+				if _, err := c.Deliver(context.Background(), "a@example.test", rcpts, strings.NewReader(body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
