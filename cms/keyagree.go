@@ -100,8 +100,9 @@ func KeyAgreeRecipient(ctx context.Context, key ContentKey, cert *x509.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("failed to wrap key for %q: %w", cert.Subject.String(), err)
 	}
-	if len(wrapped) != 40 {
-		return nil, fmt.Errorf("failed to wrap key for %q: %d bytes for a 32-byte key", cert.Subject.String(), len(wrapped))
+	if n := len(wrapped); n != 24 && n != 32 && n != 40 {
+		// An AES key of 16, 24 or 32 bytes (a list passes on posts' AES-128 keys) plus 8.
+		return nil, fmt.Errorf("failed to wrap key for %q: %d bytes for an AES key", cert.Subject.String(), len(wrapped))
 	}
 	ri.EncryptedKey = wrapped
 	ri.Keys = []KeyAgreeKey{{Issuer: ri.Issuer, Serial: ri.Serial, SubjectKeyID: ri.SubjectKeyID, EncryptedKey: wrapped}}

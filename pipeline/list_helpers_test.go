@@ -48,6 +48,18 @@ func (t listTok) UnwrapCEK(ctx context.Context, uri string, wrapped []byte, h cr
 	return k, nil
 }
 
+func (t listTok) UnwrapAgreedCEK(ctx context.Context, uri string, ka *cms.KeyAgreement) (cms.ContentKey, error) {
+	k, err := t.Token.UnwrapAgreedCEK(ctx, uri, hsm.KeyAgreement{OriginatorKey: ka.OriginatorKey,
+		Hash: ka.Hash, SharedInfo: ka.SharedInfo, KEKSize: ka.KEKSize, Wrapped: ka.EncryptedKey})
+	if err != nil {
+		if errors.Is(err, hsm.ErrUnwrap) {
+			return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
+		}
+		return nil, err
+	}
+	return k, nil
+}
+
 const listAddr = "list@example.test"
 
 // memberPKI is a folder of extra member certificates signed by the test PKI's intermediate
