@@ -142,6 +142,7 @@ func cachedMembers(tb testing.TB, env *softhsmtest.Env, n int) memberPKI {
 
 type listSetup struct {
 	pipe   *pipeline.Pipeline
+	dir    *directory.Directory
 	env    *softhsmtest.Env
 	logs   *syncBuffer
 	chain  []*x509.Certificate
@@ -236,7 +237,7 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list li
 	if err := p.SetLists([]lists.List{list}, listTok{sharedToken}); err != nil {
 		tb.Fatal(err)
 	}
-	return &listSetup{pipe: p, env: env, logs: logs, chain: chain, folder: folder}
+	return &listSetup{pipe: p, dir: dir, env: env, logs: logs, chain: chain, folder: folder}
 }
 
 func writeMembers(tb testing.TB, path string, members []string) {
