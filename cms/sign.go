@@ -112,12 +112,16 @@ func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts 
 	}
 
 	certs := make([][]byte, 0, len(chain))
+	size := 256 + len(attrs) + len(sig) + len(content)
 	for _, c := range chain {
 		certs = append(certs, c.Raw)
+		size += len(c.Raw)
 	}
 	sortSetOf(certs)
 
-	var b cryptobyte.Builder
+	// Sized for the whole encoding: a list signs once per member, and growing the buffer from
+	// nothing copied its certificates several times a signature.
+	b := cryptobyte.NewBuilder(make([]byte, 0, size))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1ObjectIdentifier(oid.SignedData)
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
