@@ -85,7 +85,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	})), obs.Spooler(checkMessages(cfg, p.Pipe, comp.Spooler(frontSpool{q}))), obs.Policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
+	})), obs.Spooler(comp.Spooler(checkMessages(p.Pipe, frontSpool{q}))), obs.Policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()
