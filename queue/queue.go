@@ -13,7 +13,10 @@
 //
 // [Queue.Accept] writes the file in tmp/, fsyncs it, renames it into msg/
 // and fsyncs the directory (shared by concurrent Accepts: group commit), and
-// returns only then, so the SMTP front end may answer 250. Every later
+// returns only then, so the SMTP front end may answer 250. [Queue.Stage]
+// is its first half: the file written in tmp/, unsynced, for the front end
+// to check the message from before [Staged.Commit] (the rest of Accept) or
+// [Staged.Discard]. Every later
 // transition appends to that file instead of creating files: the new
 // packages, each with its CRC-32C in the state, then the state record (the
 // whole record, checksummed), then one fdatasync. The last valid state
