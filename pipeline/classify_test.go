@@ -271,6 +271,10 @@ func TestCheckSpooledClassOnce(t *testing.T) {
 			if err != nil || class != tt.class {
 				t.Fatalf("CheckSpooled: %q, %v; want %q", class, err, tt.class)
 			}
+			// The client's (streamed, BER) envelope is checked from its start alone.
+			if _, _, head := smime.ClassifyHead(staged(tt.msg), int64(len(tt.msg))); head != (tt.class == "client-encrypted") {
+				t.Errorf("checked from the envelope's start: %v", head)
+			}
 			if budget.InUse() != 0 {
 				t.Fatalf("the check kept %d bytes of the budget", budget.InUse())
 			}
@@ -291,6 +295,23 @@ func TestCheckSpooledClassOnce(t *testing.T) {
 				t.Errorf("packages with the recorded class %v, classifying again %v", a, b)
 			}
 		})
+	}
+
+	// Checked from the envelope's start, RecipientInfos of someone outside the envelope are
+	// refused as CheckMessage refuses them, for an envelope whose ciphertext is cut off too.
+	strict, _ := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{Unknown: split.RejectUnknown})
+	outsider := mimeMessage(toCc, envelopedType, r.encrypt(t, bytes.Repeat([]byte(content), 100), []string{"alice", "bob", "stranger"}, encryptOpts{stream: true}))
+	for _, msg := range [][]byte{outsider, outsider[:len(outsider)*3/4]} {
+		if _, _, head := smime.ClassifyHead(staged(msg), int64(len(msg))); !head {
+			t.Fatal("not checked from the envelope's start")
+		}
+		benv := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}
+		if class, err := strict.CheckSpooled(ctx, benv, staged(msg)); !errors.Is(err, split.ErrRecipientInfoRejected) || class != "" {
+			t.Errorf("CheckSpooled of RecipientInfos outside the envelope: %q, %v", class, err)
+		}
+	}
+	if err := strict.CheckMessage(ctx, queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}, outsider); !errors.Is(err, split.ErrRecipientInfoRejected) {
+		t.Errorf("CheckMessage: %v", err)
 	}
 
 	// The budget held: a worker waits, and defers the message when told to stop.

@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
+	"appliance/cms"
 	"appliance/smime"
 )
 
@@ -60,5 +62,108 @@ func TestClassifyAs(t *testing.T) {
 	}
 	if clientEncrypted == 0 {
 		t.Error("no client-encrypted message among the seeds")
+	}
+}
+
+// TestClassifyHead: the check's reading of a client's envelope from its start never answers
+// otherwise than Classify: where it answers (ok), Classify finds the same client-encrypted
+// envelope with the same RecipientInfos, content-encryption algorithm and package header; for
+// every other seed, and for the client's envelope cut short anywhere before its RecipientInfos
+// end, it leaves the message to Classify.
+func TestClassifyHead(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzClassify", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc []byte
+	answered := 0
+	check := func(t *testing.T, msg []byte) bool {
+		t.Helper()
+		c, header, ok := smime.ClassifyHead(bytes.NewReader(msg), int64(len(msg)))
+		if !ok {
+			return false
+		}
+		full := smime.Classify(msg)
+		if full.Class != smime.ClientEncrypted || c.Class != full.Class || c.EnvelopeType != full.EnvelopeType || !bytes.HasPrefix(msg, header) {
+			t.Fatalf("ClassifyHead %v %s, Classify %v %s (%s)", c.Class, c.EnvelopeType, full.Class, full.EnvelopeType, full.Reason)
+		}
+		head, err := cms.ParseEnveloped(c.Envelope)
+		if err != nil {
+			t.Fatalf("the head does not parse: %v", err)
+		}
+		whole, err := cms.ParseEnveloped(full.Envelope)
+		if err != nil {
+			// Cut in its ciphertext: Classify found the same envelope, which splitting will
+			// find unreadable; its RecipientInfos are whole in the head.
+			answered++
+			return true
+		}
+		if len(head.RecipientInfos) != len(whole.RecipientInfos) || len(head.RecipientInfos) == 0 ||
+			!head.ContentEncryptionAlgorithm.Algorithm.Equal(whole.ContentEncryptionAlgorithm.Algorithm) {
+			t.Fatalf("head: %d RecipientInfos, %v; whole: %d, %v", len(head.RecipientInfos), head.ContentEncryptionAlgorithm.Algorithm, len(whole.RecipientInfos), whole.ContentEncryptionAlgorithm.Algorithm)
+		}
+		for i := range head.RecipientInfos {
+			if !bytes.Equal(head.RecipientInfos[i].Raw, whole.RecipientInfos[i].Raw) {
+				t.Fatalf("RecipientInfo %d differs", i)
+			}
+		}
+		hp, err1 := c.Package(header)
+		wp, err2 := full.Package(msg)
+		if err1 != nil || err2 != nil || !reflect.DeepEqual(hp.Header, wp.Header) || hp.SMIMEType != wp.SMIMEType || hp.RawSMIMEType != wp.RawSMIMEType {
+			t.Fatalf("package from the head %+v %v, from the message %+v %v", hp, err1, wp, err2)
+		}
+		answered++
+		return true
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := corpusBytes(t, b)
+		name := filepath.Base(file)
+		t.Run(name, func(t *testing.T) {
+			ok := check(t, msg)
+			if strings.HasPrefix(name, "client-encrypted-") != ok {
+				t.Errorf("answered %v", ok)
+			}
+			if strings.HasPrefix(name, "client-encrypted-") {
+				enc = msg
+			}
+		})
+	}
+	if enc == nil {
+		t.Fatal("no client-encrypted seed")
+	}
+	full := smime.Classify(enc)
+	whole, err := cms.ParseEnveloped(full.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	risEnd := bytes.Index(full.Envelope, whole.EncryptedContentInfo) // the DER after the RecipientInfos
+	cutAnswered := 0
+	for n := 1; n < len(enc); n++ {
+		cut := enc[:n]
+		c := smime.Classify(cut)
+		if check(t, cut) {
+			cutAnswered++
+			// Answered from a cut message: the cut is past what the head needs.
+			if c.Class != smime.ClientEncrypted {
+				t.Fatalf("cut at %d: answered, Classify says %v", n, c.Class)
+			}
+			hc, _, _ := smime.ClassifyHead(bytes.NewReader(cut), int64(len(cut)))
+			head, err := cms.ParseEnveloped(hc.Envelope)
+			if err != nil || len(head.RecipientInfos) != len(whole.RecipientInfos) {
+				t.Fatalf("cut at %d: %v", n, err)
+			}
+			for i := range head.RecipientInfos {
+				if !bytes.Equal(head.RecipientInfos[i].Raw, whole.RecipientInfos[i].Raw) {
+					t.Fatalf("cut at %d: RecipientInfo %d differs from the whole message's", n, i)
+				}
+			}
+		}
+	}
+	if cutAnswered == 0 || risEnd <= 0 {
+		t.Errorf("no cut message answered (%d), or no content after the RecipientInfos (%d)", cutAnswered, risEnd)
 	}
 }
