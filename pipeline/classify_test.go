@@ -252,7 +252,9 @@ func TestCheckSpooledClassOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave")}
-	staged := func(msg []byte) *io.SectionReader { return io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg))) }
+	staged := func(msg []byte) *io.SectionReader {
+		return io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg)))
+	}
 	ctx := context.Background()
 
 	refused := mimeMessage(toCc, "text/plain; charset=us-ascii", der)
