@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"appliance/cms"
 	"appliance/internal/interop"
@@ -285,9 +287,19 @@ func TestCheckSpooledClassOnce(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Process (class %q): %v", env.Class, err)
 				}
+				// The budget is held until the queue has written the packages.
+				if budget.InUse() == 0 {
+					t.Error("the budget was given back before the packages were written")
+				}
 				var s []string
 				for _, pk := range out.Packages {
 					s = append(s, fmt.Sprint(pk.RcptTo, pk.Mode, pk.Profile))
+					if _, err := pk.Body.WriteTo(io.Discard); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if budget.InUse() != 0 {
+					t.Errorf("%d bytes of the budget kept after the packages were written", budget.InUse())
 				}
 				return s
 			}
@@ -314,6 +326,20 @@ func TestCheckSpooledClassOnce(t *testing.T) {
 	}
 	if err := strict.CheckMessage(ctx, queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}, outsider); !errors.Is(err, split.ErrRecipientInfoRejected) {
 		t.Errorf("CheckMessage: %v", err)
+	}
+
+	// Packages the queue drops unwritten (a failed commit) give the budget back once collected.
+	if out, err := p.Process(ctx, "c3", env, staged([]byte(toCc+"\r\nhello\r\n"))); err != nil || budget.InUse() == 0 {
+		t.Fatalf("Process: %v, %d bytes of the budget held", err, budget.InUse())
+	} else {
+		runtime.KeepAlive(out)
+	}
+	for i := 0; budget.InUse() != 0; i++ {
+		if i == 1000 {
+			t.Fatal("the budget of dropped packages was never given back")
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
 	}
 
 	// The budget held: a worker waits, and defers the message when told to stop.

@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"appliance/cms"
@@ -396,7 +398,39 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
-	defer release()
+	out, err := p.processWhole(ctx, id, env, body, size, known)
+	if err != nil || out == nil {
+		release()
+		return out, err
+	}
+	return holdUntilWritten(out, release), nil
+}
+
+// holdUntilWritten keeps the budget the sealing took until the queue has written every package
+// to the spool: until then the packages hold the message's ciphertext (and the queue the
+// base64 of it it is writing). A package written before (a DKIM signature or the journal's
+// digest over it) gives its share back then; packages the queue drops unwritten (a commit that
+// failed) give it back when they are collected.
+func holdUntilWritten(out *queue.Sealed, release func()) *queue.Sealed {
+	if len(out.Packages) == 0 {
+		release()
+		return out
+	}
+	var left atomic.Int64
+	left.Store(int64(len(out.Packages)))
+	for i := range out.Packages {
+		pk := &out.Packages[i]
+		pk.Body = queue.NewPrefixed("", pk.Body, func() {
+			if left.Add(-1) == 0 {
+				release()
+			}
+		})
+	}
+	runtime.AddCleanup(out, func(release func()) { release() }, release)
+	return out
+}
+
+func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool) (*queue.Sealed, error) {
 	r := body
 	if p.opts.MaxMessageBytes > 0 {
 		r = io.LimitReader(body, p.opts.MaxMessageBytes+1<<20)
@@ -405,7 +439,7 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 	if known {
 		buf.Grow(int(size) + bytes.MinRead) // read in place, not regrown
 	}
-	_, err = buf.ReadFrom(r)
+	_, err := buf.ReadFrom(r)
 	msg := buf.Bytes()
 	if err != nil {
 		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", err))
