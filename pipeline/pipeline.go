@@ -21,7 +21,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"appliance/cms"
@@ -398,53 +398,77 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 	if err != nil {
 		return nil, retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
-	out, err := p.processWhole(ctx, id, env, body, size, known)
+	h := &hold{release: release}
+	out, err := p.processWhole(ctx, id, env, body, size, known, h)
 	if err != nil || out == nil {
 		release()
 		return out, err
 	}
-	return holdUntilWritten(out, release), nil
+	h.finish(out)
+	return out, nil
 }
 
-// holdUntilWritten keeps the budget the sealing took until the queue has written every package
-// to the spool: until then the packages hold the message's ciphertext (and the queue the
-// base64 of it it is writing). A package written before (a DKIM signature or the journal's
-// digest over it) gives its share back then; packages the queue drops unwritten (a commit that
-// failed) give it back when they are collected.
-func holdUntilWritten(out *queue.Sealed, release func()) *queue.Sealed {
-	if len(out.Packages) == 0 {
-		release()
-		return out
-	}
-	var left atomic.Int64
-	left.Store(int64(len(out.Packages)))
-	for i := range out.Packages {
-		pk := &out.Packages[i]
-		pk.Body = queue.NewPrefixed("", pk.Body, func() {
-			if left.Add(-1) == 0 {
-				release()
-			}
-		})
-	}
-	runtime.AddCleanup(out, func(release func()) { release() }, release)
-	return out
+// hold keeps the budget the sealing took until the queue has written every package to the
+// spool: until then the packages hold the message's ciphertext (and the queue the base64 of it
+// it is writing). A package written before (a DKIM signature or the journal's digest over it)
+// gives its share back then; packages the queue drops unwritten (a commit that failed) give it
+// back when they are collected.
+type hold struct {
+	mu       sync.Mutex
+	pending  int
+	finished bool
+	release  func()
 }
 
-func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool) (*queue.Sealed, error) {
-	r := body
+// add counts a package and returns what its body calls once written.
+func (h *hold) add() func() {
+	h.mu.Lock()
+	h.pending++
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		h.pending--
+		done := h.finished && h.pending == 0
+		h.mu.Unlock()
+		if done {
+			h.release()
+		}
+	}
+}
+
+// finish is called once every package of out was added.
+func (h *hold) finish(out *queue.Sealed) {
+	h.mu.Lock()
+	h.finished = true
+	done := h.pending == 0
+	h.mu.Unlock()
+	if done {
+		h.release()
+		return
+	}
+	runtime.AddCleanup(out, func(release func()) { release() }, h.release)
+}
+
+func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool, h *hold) (*queue.Sealed, error) {
+	src := &readErr{r: body}
+	var r io.Reader = src
 	if p.opts.MaxMessageBytes > 0 {
-		r = io.LimitReader(body, p.opts.MaxMessageBytes+1<<20)
+		r = io.LimitReader(r, p.opts.MaxMessageBytes+1<<20)
 	}
+	// Normalised as it is read (smime.Normalize, without a second copy of the message).
 	var buf bytes.Buffer
 	if known {
-		buf.Grow(int(size) + bytes.MinRead) // read in place, not regrown
+		buf.Grow(int(size) + int(size)/64 + bytes.MinRead) // read in place, not regrown
 	}
-	_, err := buf.ReadFrom(r)
+	_, err := buf.ReadFrom(smime.NewNormalizer(r, p.opts.Limits))
 	msg := buf.Bytes()
-	if err != nil {
-		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", err))
+	if src.err != nil {
+		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", src.err))
 	}
-	if msg, _, err = smime.Normalize(msg, p.opts.Limits); err != nil {
+	if err == nil {
+		_, err = smime.CheckHeader(smime.HeaderBlock(msg), p.opts.Limits)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
 	out := &queue.Sealed{}
@@ -465,7 +489,7 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 			return nil, err
 		}
 		for _, pk := range s.Packages {
-			out.Packages = append(out.Packages, p.spool(pk, ""))
+			out.Packages = append(out.Packages, p.spool(pk, "", h))
 		}
 		out.Refused = append(out.Refused, s.Refused...)
 	}
@@ -495,7 +519,7 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 		qp := queue.Package{MailFrom: env.MailFrom, RcptTo: pk.Recipients, Body: pk}
 		qp.Mode, qp.Profile = pk.Kind()
 		trace := split.Trace{Helo: env.Helo, ClientAddr: env.ClientAddr, By: p.opts.Hostname, ID: id, For: pk.ReceivedFor, At: p.opts.Now()}
-		out.Packages = append(out.Packages, p.spool(qp, trace.Field()))
+		out.Packages = append(out.Packages, p.spool(qp, trace.Field(), h))
 	}
 	for _, r := range res.Plan.Refused {
 		log.Info("recipient refused", "rcpt", r.Recipient, "status", r.Enhanced, "reason", r.Reason)
@@ -504,16 +528,31 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	return out, nil
 }
 
-// spool makes pk's body write trace (a Received field) first and tell Events.Sealed once it is
-// written (DKIM signs the written form, so it may be written more than once).
-func (p *Pipeline) spool(pk queue.Package, trace string) queue.Package {
-	var written func()
+// readErr remembers the error of the reader under the normaliser, so that a spool that cannot
+// be read (retried) is told apart from a message the normaliser refuses (permanent).
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// spool makes pk's body write trace (a Received field) first and, once it is written, tell
+// Events.Sealed and give back its share of the budget h holds (DKIM signs the written form, so
+// it may be written more than once).
+func (p *Pipeline) spool(pk queue.Package, trace string, h *hold) queue.Package {
+	held := h.add()
+	written := held
 	if sealed := p.opts.Events.Sealed; sealed != nil {
-		written = func() { sealed(pk.Mode, pk.Profile) }
+		written = func() { sealed(pk.Mode, pk.Profile); held() }
 	}
-	if trace != "" || written != nil {
-		pk.Body = queue.NewPrefixed(trace, pk.Body, written)
-	}
+	pk.Body = queue.NewPrefixed(trace, pk.Body, written)
 	return pk
 }
 
