@@ -140,7 +140,7 @@ type Queue struct {
 	// workers together (each counts a message at a multiple of its size, 3 and 6 times); a
 	// message waits for its share, and one larger than the whole runs alone. Everything else
 	// streams between socket and spool, so this bounds the appliance's memory: the default
-	// kept peak RSS near 100 MB with 50 clients sending 10 MB messages. Raise it on a machine
+	// kept peak RSS at 128 MB with 50 clients sending 10 MB messages. Raise it on a machine
 	// with memory to spare and many large messages at once; 0 does not bound.
 	// Value: bytes 0..2^40, default 50331648 (48 MiB)
 	MemoryBytes int64 `toml:"memory_bytes"`
