@@ -507,6 +507,12 @@ func decode(cte string, body []byte) ([]byte, error) {
 		if err != nil {
 			return body, err
 		}
+		if cte == "base64" {
+			// Read into its final size at once rather than regrown (a large envelope).
+			buf := bytes.NewBuffer(make([]byte, 0, len(body)/4*3+bytes.MinRead))
+			_, err := buf.ReadFrom(dec)
+			return buf.Bytes(), err
+		}
 		return io.ReadAll(dec)
 	}
 	return body, nil
