@@ -342,15 +342,22 @@ const checkCost = 3
 // accepted (queue.Envelope.Class: plain or client-encrypted, "" for anything else), so that
 // Process does not classify it again.
 func (p *Pipeline) CheckSpooled(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (string, error) {
+	// A client's envelope: its RecipientInfos decide, the ciphertext after them is not read
+	// until the pipeline splits it. What is decoded of it (at most smime.MaxEnvelopeHead: a
+	// hostile message may carry thousands of RecipientInfos) counts against the budget.
+	release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
+	if err != nil {
+		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
+	}
 	if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
-		// A client's envelope: its RecipientInfos decide, the ciphertext after them is not
-		// read until the pipeline splits it.
+		defer release()
 		if err := p.checkClassified(ctx, env, header, c); err != nil {
 			return "", err
 		}
 		return c.Class.String(), nil
 	}
-	release, err := p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
+	release()
+	release, err = p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
 	if err != nil {
 		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}

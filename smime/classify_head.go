@@ -18,9 +18,9 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// maxEnvelopeHead is the most of an envelope ClassifyHead decodes looking for the end of its
+// MaxEnvelopeHead is the most of an envelope ClassifyHead decodes looking for the end of its
 // RecipientInfos; an envelope whose RecipientInfos go further is classified in full.
-const maxEnvelopeHead = 4 << 20
+const MaxEnvelopeHead = 4 << 20
 
 // ClassifyHead classifies a message that is one labelled, base64-encoded envelope (the shape
 // Classify finds ClientEncrypted at the top) from msg, a reader of its size bytes, decoding only
@@ -54,7 +54,7 @@ func ClassifyHead(msg io.ReaderAt, size int64) (c *Classification, header []byte
 	dec := base64.NewDecoder(base64.StdEncoding, &base64Filter{r: br})
 	var der []byte
 	chunk := make([]byte, 16<<10)
-	for len(der) < maxEnvelopeHead {
+	for len(der) < MaxEnvelopeHead {
 		n, rerr := dec.Read(chunk)
 		der = append(der, chunk[:n]...)
 		ct, isCMS := cms.Sniff(der)
