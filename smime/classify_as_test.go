@@ -2,6 +2,7 @@ package smime_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,5 +166,45 @@ func TestClassifyHead(t *testing.T) {
 	}
 	if cutAnswered == 0 || risEnd <= 0 {
 		t.Errorf("no cut message answered (%d), or no content after the RecipientInfos (%d)", cutAnswered, risEnd)
+	}
+}
+
+// FuzzClassifyHead: on any message, ClassifyHead answers only where Classify finds a
+// client-encrypted envelope of the same type, and what it returns parses.
+func FuzzClassifyHead(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzClassify", "*"))
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(corpusBytes(f, b))
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		c, header, ok := smime.ClassifyHead(bytes.NewReader(msg), int64(len(msg)))
+		if !ok {
+			return
+		}
+		full := smime.Classify(msg)
+		if full.Class != smime.ClientEncrypted || c.EnvelopeType != full.EnvelopeType || !bytes.HasPrefix(msg, header) {
+			t.Fatalf("ClassifyHead %s, Classify %v %s (%s)", c.EnvelopeType, full.Class, full.EnvelopeType, full.Reason)
+		}
+		if _, err := cms.ParseEnveloped(c.Envelope); err != nil {
+			t.Fatalf("the head does not parse: %v", err)
+		}
+		if _, err := c.Package(header); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestClassifyHeadEndless: an envelope whose RecipientInfos run on past what the check decodes
+// of its start is left to Classify.
+func TestClassifyHeadEndless(t *testing.T) {
+	der := []byte{0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03,
+		0xa0, 0x80, 0x30, 0x80, 0x02, 0x01, 0x00, 0x31, 0x80}
+	der = append(der, bytes.Repeat([]byte{0x04, 0x00}, (smime.MaxEnvelopeHead+1<<20)/2)...)
+	msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(der) + "\r\n"
+	if _, _, ok := smime.ClassifyHead(strings.NewReader(msg), int64(len(msg))); ok {
+		t.Fatal("answered for RecipientInfos longer than it decodes")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 
 	"appliance/cms"
@@ -52,11 +53,20 @@ func ClassifyHead(msg io.ReaderAt, size int64) (c *Classification, header []byte
 	}
 	// The decoder Classify's decode uses, so the bytes are the ones it would see.
 	dec := base64.NewDecoder(base64.StdEncoding, &base64Filter{r: br})
-	var der []byte
-	chunk := make([]byte, 16<<10)
-	for len(der) < MaxEnvelopeHead {
-		n, rerr := dec.Read(chunk)
-		der = append(der, chunk[:n]...)
+	// Parsed again each time what is decoded has doubled, so a hostile envelope whose
+	// RecipientInfos run on costs a few passes over MaxEnvelopeHead, not one per read.
+	der := make([]byte, 0, 16<<10)
+	for next := 0; ; {
+		if len(der) == cap(der) {
+			der = slices.Grow(der, min(len(der), MaxEnvelopeHead-len(der)))
+		}
+		n, rerr := dec.Read(der[len(der):cap(der)])
+		der = der[:len(der)+n]
+		full := len(der) >= MaxEnvelopeHead
+		if rerr == nil && !full && len(der) < next {
+			continue
+		}
+		next = 2 * len(der)
 		ct, isCMS := cms.Sniff(der)
 		if (isCMS && !(ct.Equal(oid.EnvelopedData) || ct.Equal(oid.AuthEnvelopedData))) || (!isCMS && len(der) >= sniffLen) {
 			return nil, nil, false
@@ -72,11 +82,10 @@ func ClassifyHead(msg io.ReaderAt, size int64) (c *Classification, header []byte
 				return nil, nil, false
 			}
 		}
-		if rerr != nil {
+		if rerr != nil || full {
 			return nil, nil, false
 		}
 	}
-	return nil, nil, false
 }
 
 type countingReader struct {
