@@ -139,9 +139,10 @@ type Queue struct {
 	// Bytes of messages held whole in memory at once, by the check at end of DATA and the
 	// workers together (each counts a message at a multiple of its size, 3 and 6 times); a
 	// message waits for its share, and one larger than the whole runs alone. Everything else
-	// streams between socket and spool, so this bounds the appliance's memory: the default
-	// kept peak RSS at 128 MB with 50 clients sending 10 MB messages. Raise it on a machine
-	// with memory to spare and many large messages at once; 0 does not bound.
+	// streams between socket and spool, so this bounds the appliance's memory; the Go
+	// runtime's soft memory limit is set to it plus 64 MiB (unless GOMEMLIMIT is set). The
+	// default kept peak RSS near 130 MB with 50 clients sending 10 MB messages. Raise it on a
+	// machine with memory to spare and many large messages at once; 0 does not bound.
 	// Value: bytes 0..2^40, default 50331648 (48 MiB)
 	MemoryBytes int64 `toml:"memory_bytes"`
 }
