@@ -2,13 +2,12 @@ package cms
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"fmt"
 	"math/big"
 
@@ -101,8 +100,9 @@ func KeyAgreeRecipient(ctx context.Context, key ContentKey, cert *x509.Certifica
 	if err != nil {
 		return nil, fmt.Errorf("failed to wrap key for %q: %w", cert.Subject.String(), err)
 	}
-	if len(wrapped) != 40 {
-		return nil, fmt.Errorf("failed to wrap key for %q: %d bytes for a 32-byte key", cert.Subject.String(), len(wrapped))
+	if n := len(wrapped); n != 24 && n != 32 && n != 40 {
+		// An AES key of 16, 24 or 32 bytes (a list passes on posts' AES-128 keys) plus 8.
+		return nil, fmt.Errorf("failed to wrap key for %q: %d bytes for an AES key", cert.Subject.String(), len(wrapped))
 	}
 	ri.EncryptedKey = wrapped
 	ri.Keys = []KeyAgreeKey{{Issuer: ri.Issuer, Serial: ri.Serial, SubjectKeyID: ri.SubjectKeyID, EncryptedKey: wrapped}}
@@ -122,30 +122,11 @@ func KeyAgreeRecipient(ctx context.Context, key ContentKey, cert *x509.Certifica
 // section 7.2), with ECC-CMS-SharedInfo { keyInfo wrapAlg, suppPubInfo size in bits } as the
 // shared info: no ukm, as OpenSSL writes none.
 func x963KDF(z []byte, wrapAlg AlgorithmIdentifier, size int) ([]byte, error) {
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		addAlgorithm(b, wrapAlg)
-		b.AddASN1(cbasn1.Tag(2).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-			var bits [4]byte
-			binary.BigEndian.PutUint32(bits[:], uint32(size*8))
-			b.AddASN1OctetString(bits[:])
-		})
-	})
-	info, err := b.Bytes()
+	info, err := sharedInfo(wrapAlg, nil, size)
 	if err != nil {
-		return nil, fmt.Errorf("failed to encode shared info: %w", err)
+		return nil, err
 	}
-	out := make([]byte, 0, size+sha256.Size)
-	for counter := uint32(1); len(out) < size; counter++ {
-		h := sha256.New()
-		h.Write(z)
-		var c [4]byte
-		binary.BigEndian.PutUint32(c[:], counter)
-		h.Write(c[:])
-		h.Write(info)
-		out = h.Sum(out)
-	}
-	return out[:size], nil
+	return x963(crypto.SHA256, z, info, size), nil
 }
 
 func marshalAlgorithm(a AlgorithmIdentifier) ([]byte, error) {

@@ -9,6 +9,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -112,12 +113,16 @@ func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts 
 	}
 
 	certs := make([][]byte, 0, len(chain))
+	size := 256 + len(attrs) + len(sig) + len(content)
 	for _, c := range chain {
 		certs = append(certs, c.Raw)
+		size += len(c.Raw)
 	}
 	sortSetOf(certs)
 
-	var b cryptobyte.Builder
+	// Sized for the whole encoding: a list signs once per member, and growing the buffer from
+	// nothing copied its certificates several times a signature.
+	b := cryptobyte.NewBuilder(make([]byte, 0, size))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1ObjectIdentifier(oid.SignedData)
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
@@ -212,28 +217,24 @@ func signedAttributes(h crypto.Hash, content []byte, opts SignOptions) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	caps := opts.Capabilities
-	if caps == nil {
-		caps = DefaultCapabilities
-	}
-	var cb cryptobyte.Builder
-	cb.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		for _, c := range caps {
-			addAlgorithm(b, c)
+	var capsDER []byte
+	if opts.Capabilities == nil {
+		// The same for every signature (a list makes one per member).
+		if capsDER, err = defaultCapsDER(); err != nil {
+			return nil, err
 		}
-	})
-	capsDER, err := cb.Bytes()
-	if err != nil {
+	} else if capsDER, err = capabilitiesDER(opts.Capabilities); err != nil {
 		return nil, err
 	}
-	ctDER, _ := asn1.Marshal(oid.Data)
-	mdDER, _ := asn1.Marshal(digest)
-	list := []Attribute{
-		{oid.AttrContentType, ctDER},
-		{oid.AttrSigningTime, tDER},
-		{oid.AttrMessageDigest, mdDER},
-		{oid.AttrSMIMECapabilities, capsDER},
-	}
+	mdDER := appendHeader(make([]byte, 0, tlvLen(len(digest))), tagOctetString, len(digest))
+	mdDER = append(mdDER, digest...)
+	list := make([]Attribute, 0, 5+len(opts.Extra))
+	list = append(list,
+		Attribute{oid.AttrContentType, dataOIDDER},
+		Attribute{oid.AttrSigningTime, tDER},
+		Attribute{oid.AttrMessageDigest, mdDER},
+		Attribute{oid.AttrSMIMECapabilities, capsDER},
+	)
 	if c := opts.EncryptionCert; c != nil {
 		var kb cryptobyte.Builder
 		// SMIMEEncryptionKeyPreference: issuerAndSerialNumber [0], IMPLICIT in RFC 8551's module.
@@ -244,39 +245,92 @@ func signedAttributes(h crypto.Hash, content []byte, opts SignOptions) ([]byte, 
 		}
 		list = append(list, Attribute{oid.AttrEncrypKeyPref, v})
 	}
-	seen := map[string]bool{}
-	for _, a := range list {
-		seen[a.Type.String()] = true
-	}
 	for _, a := range opts.Extra {
-		if seen[a.Type.String()] {
-			return nil, fmt.Errorf("attribute %v given twice", a.Type)
+		for _, b := range list {
+			if b.Type.Equal(a.Type) {
+				return nil, fmt.Errorf("attribute %v given twice", a.Type)
+			}
 		}
-		seen[a.Type.String()] = true
 		if _, rest, err := readElem(a.Value, 0); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("attribute %v: value is not one DER element", a.Type)
 		}
 		list = append(list, a)
 	}
+	// Attribute ::= SEQUENCE { attrType OID, attrValues SET { value } }, assembled by hand into
+	// one buffer: cryptobyte's nested builders cost more than the rest of a list's signature.
 	encoded := make([][]byte, 0, len(list))
+	size := 0
 	for _, a := range list {
-		var b cryptobyte.Builder
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(a.Type)
-			b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(a.Value) })
-		})
-		d, err := b.Bytes()
+		oidDER, err := attrTypeDER(a.Type)
 		if err != nil {
 			return nil, err
 		}
+		inner := len(oidDER) + tlvLen(len(a.Value))
+		d := make([]byte, 0, tlvLen(inner))
+		d = appendHeader(d, tagSequence, inner)
+		d = append(d, oidDER...)
+		d = appendHeader(d, tagSet, len(a.Value))
+		d = append(d, a.Value...)
 		encoded = append(encoded, d)
+		size += len(d)
 	}
 	sortSetOf(encoded)
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-		for _, d := range encoded {
-			b.AddBytes(d)
+	out := appendHeader(make([]byte, 0, tlvLen(size)), tagSet, size)
+	for _, d := range encoded {
+		out = append(out, d...)
+	}
+	return out, nil
+}
+
+// attrTypeDERs are the DER of the attribute types every signature carries.
+var attrTypeDERs = func() []struct {
+	oid asn1.ObjectIdentifier
+	der []byte
+} {
+	var out []struct {
+		oid asn1.ObjectIdentifier
+		der []byte
+	}
+	for _, o := range []asn1.ObjectIdentifier{oid.AttrContentType, oid.AttrSigningTime, oid.AttrMessageDigest, oid.AttrSMIMECapabilities} {
+		b, err := asn1.Marshal(o)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, struct {
+			oid asn1.ObjectIdentifier
+			der []byte
+		}{o, b})
+	}
+	return out
+}()
+
+func attrTypeDER(t asn1.ObjectIdentifier) ([]byte, error) {
+	for _, a := range attrTypeDERs {
+		if a.oid.Equal(t) {
+			return a.der, nil
+		}
+	}
+	return asn1.Marshal(t)
+}
+
+// dataOIDDER is the DER of id-data, the contentType attribute's value.
+var dataOIDDER = func() []byte {
+	b, err := asn1.Marshal(oid.Data)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// defaultCapsDER is the SMIMECapabilities value for DefaultCapabilities, encoded once.
+var defaultCapsDER = sync.OnceValues(func() ([]byte, error) { return capabilitiesDER(DefaultCapabilities) })
+
+func capabilitiesDER(caps []AlgorithmIdentifier) ([]byte, error) {
+	var cb cryptobyte.Builder
+	cb.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for _, c := range caps {
+			addAlgorithm(b, c)
 		}
 	})
-	return b.Bytes()
+	return cb.Bytes()
 }

@@ -140,6 +140,15 @@ type Queue struct {
 	Retry []time.Duration `toml:"retry"`
 	// How long a package may stay undelivered before it fails and the sender gets a DSN.
 	MaxAge time.Duration `toml:"max_age"`
+	// Bytes of messages held whole in memory at once, by the check at end of DATA and the
+	// workers together (each counts a message at a multiple of its size, 3 and 6 times); a
+	// message waits for its share, and one larger than the whole runs alone. Everything else
+	// streams between socket and spool, so this bounds the appliance's memory; the Go
+	// runtime's soft memory limit is set to it plus 64 MiB (unless GOMEMLIMIT is set). The
+	// default kept peak RSS near 130 MB with 50 clients sending 10 MB messages. Raise it on a
+	// machine with memory to spare and many large messages at once; 0 does not bound.
+	// Value: bytes 0..2^40, default 50331648 (48 MiB)
+	MemoryBytes int64 `toml:"memory_bytes"`
 }
 
 // The durable store: every message is on disk (fsync'd) before the client gets 250.
@@ -379,8 +388,9 @@ func Defaults() *Config {
 			SMTPSecurity:    defaultSMTPSecurity(),
 		},
 		Queue: Queue{
-			Retry:  defaultRetry(),
-			MaxAge: 120 * time.Hour,
+			Retry:       defaultRetry(),
+			MaxAge:      120 * time.Hour,
+			MemoryBytes: 48 << 20,
 		},
 		Policy: Policy{
 			Bcc:         BccIndividual,

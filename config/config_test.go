@@ -60,7 +60,7 @@ func TestParse(t *testing.T) {
 				HSM:   HSM{Module: "/usr/lib/softhsm/libsofthsm2.so", Token: "appliance", PINFile: "/etc/appliance/pin", MaxSessions: 8},
 				SMTP:  SMTP{Listen: "127.0.0.1:2525", Hostname: "relay.example.test", MaxMessageBytes: 26214400, MaxRecipients: 1000, SMTPSecurity: defaultSMTPSecurity()},
 				Relay: Relay{NextHop: "127.0.0.1:2526"},
-				Queue: Queue{Retry: []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour},
+				Queue: Queue{MemoryBytes: 48 << 20, Retry: []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour},
 					MaxAge: 120 * time.Hour},
 				Spool:     Spool{Dir: "/var/spool/appliance"},
 				Directory: Directory{Certs: "/etc/appliance/certs", Roots: "/etc/appliance/roots.pem"},

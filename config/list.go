@@ -11,11 +11,14 @@ type List struct {
 	// Value: address, required
 	// Example: "team@example.test"
 	Address string `toml:"address"`
-	// The list's RSA key (CKA_UNWRAP and CKA_SIGN).
+	// The list's key pair: RSA (CKA_UNWRAP and CKA_SIGN) or EC P-256 (CKA_DERIVE and CKA_SIGN;
+	// `keys generate -type p256` makes one). Posts to a P-256 list are encrypted to it by key
+	// agreement (ECDH), and the list signs with ECDSA.
 	// Value: PKCS#11 URI, required
 	// Example: "pkcs11:token=appliance;object=team"
 	Key string `toml:"key"`
-	// The list's certificate chain, leaf first.
+	// The list's certificate chain, leaf first. A P-256 certificate's key usage, when present,
+	// must allow keyAgreement and digitalSignature.
 	// Value: path, required
 	// Example: "/etc/appliance/lists/team.pem"
 	Cert string `toml:"cert"`
@@ -96,7 +99,7 @@ func (c *Config) validateLists(v *validator) {
 			}
 		}
 		if l.Key == "" {
-			v.add(k+".key", ErrMissing, "a PKCS#11 URI of the list's RSA key, like \"pkcs11:token=appliance;object=list\"")
+			v.add(k+".key", ErrMissing, "a PKCS#11 URI of the list's RSA or P-256 key, like \"pkcs11:token=appliance;object=list\"")
 		} else if err := c.checkKeyURI(l.Key); err != nil {
 			v.add(k+".key", ErrInvalid, "%q: %v", l.Key, err)
 		}

@@ -84,6 +84,7 @@ func (c *Config) validateQueue(v *validator) {
 	if c.Queue.Workers != 0 {
 		intRange(v, "queue.workers", int64(c.Queue.Workers), 1, 1024)
 	}
+	intRange(v, "queue.memory_bytes", c.Queue.MemoryBytes, 0, 1<<40)
 	if len(c.Queue.Retry) == 0 {
 		v.add("queue.retry", ErrMissing, "at least one retry interval")
 	}

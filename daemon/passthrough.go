@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
 
 	"appliance/config"
 	"appliance/pipeline"
@@ -26,22 +27,24 @@ func PassThroughPolicy(cfg *config.Config) split.PassThroughPolicy {
 	return pol
 }
 
-// checkMessages classifies every message at end of DATA, before anything is spooled, as the
-// pipeline will: a message it refuses (CMS it cannot account for, an envelope under a
-// signature, a structure it cannot read) gets its reason in a 5xx reply now rather than in a
-// bounce; so does, under policy.unknown_recipientinfo = "reject", a client-encrypted message
+// checkMessages classifies every message at end of DATA, before it is accepted, as the
+// pipeline will, reading it from the spool file it was staged in, under the pipeline's memory
+// budget: a message it refuses (CMS it cannot account for, an envelope under a signature, a
+// structure it cannot read) is discarded and gets its reason in a 5xx reply now rather than in
+// a bounce; so does, under policy.unknown_recipientinfo = "reject", a client-encrypted message
 // whose RecipientInfos name someone outside the envelope. Other problems (an unsplittable
-// message, a directory outage) are the queue's to report in a DSN or retry.
-func checkMessages(cfg *config.Config, pipe *pipeline.Pipeline, next smtpfront.Spooler) smtpfront.Spooler {
-	return smtpfront.CheckedSpooler(next, cfg.SMTP.MaxMessageBytes, func(ctx context.Context, env queue.Envelope, msg []byte) error {
-		err := pipe.CheckMessage(ctx, env, msg)
+// message, a directory outage) are the queue's to report in a DSN or retry. The class found is
+// kept with the accepted message, so that the pipeline does not classify it again.
+func checkMessages(pipe *pipeline.Pipeline, next smtpfront.Stager) smtpfront.Spooler {
+	return smtpfront.CheckedSpooler(next, func(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (string, error) {
+		class, err := pipe.CheckSpooled(ctx, env, msg)
 		var re *pipeline.RefusedError
 		switch {
 		case errors.As(err, &re):
-			return &smtpfront.MessageRefusal{Text: "message refused: " + re.Reason, Malformed: re.Malformed, Err: err}
+			return "", &smtpfront.MessageRefusal{Text: "message refused: " + re.Reason, Malformed: re.Malformed, Err: err}
 		case errors.Is(err, split.ErrRecipientInfoRejected):
-			return &smtpfront.MessageRefusal{Text: "message is encrypted to recipients outside its envelope", Err: err}
+			return "", &smtpfront.MessageRefusal{Text: "message is encrypted to recipients outside its envelope", Err: err}
 		}
-		return nil
+		return class, nil
 	})
 }

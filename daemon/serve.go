@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -23,10 +24,30 @@ import (
 	"appliance/smtpfront"
 )
 
+// memoryLimitSlack is what the Go runtime's soft memory limit allows beyond queue.memory_bytes:
+// the daemon's own heap (connections, directory, caches) and the garbage of the last message.
+const memoryLimitSlack = 64 << 20
+
+// setMemoryLimit gives the Go runtime a soft memory limit of queue.memory_bytes plus
+// memoryLimitSlack (112 MiB by default), unless GOMEMLIMIT says otherwise or the budget is off:
+// without it the collector lets the heap grow to twice what was live, so the garbage of one
+// large message still sits beside the next one (160 MB at 50 clients sending 10 MB, against
+// 130 with it). A message whose sealing needs more than the limit is sealed with the collector
+// running more often (the runtime caps that at half the CPU), not refused.
+func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
+	if cfg.Queue.MemoryBytes <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := cfg.Queue.MemoryBytes + memoryLimitSlack
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit", "bytes", limit)
+}
+
 // Serve runs the daemon on cfg until SIGTERM or SIGINT (an ordered shutdown: the front end
 // stops, the queue finishes or leaves work in the spool, the audit trail is sealed last) or a
 // fatal error; SIGHUP rereads the directory, the users file, the TLS pair and the lists' members.
 func Serve(cfg *config.Config, log *slog.Logger) error {
+	setMemoryLimit(cfg, log)
 	// The token may be missing now or vanish later: the supervisor reconnects, sealing waits.
 	sup, err := startTokenSupervisor(cfg, log)
 	if err != nil {
@@ -89,7 +110,7 @@ func Serve(cfg *config.Config, log *slog.Logger) error {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		Logger:          log.With("component", "smtp"),
-	})), obs.Spooler(checkMessages(cfg, p.Pipe, comp.Spooler(frontSpool{q}))), obs.Policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
+	})), obs.Spooler(comp.Spooler(checkMessages(p.Pipe, frontSpool{q}))), obs.Policy(fr.policy(withLists(cfg, p.Pipe, policyFor(cfg, sup, frontPolicy{p.Pipe})))))
 	l, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		q.Close()

@@ -53,6 +53,22 @@ func (s *Tokens) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, o
 	return k, nil
 }
 
+// UnwrapAgreedCEK unwraps the content key of a post to an EC list key (lists.KeyAgreeToken),
+// sorting errors as UnwrapCEK does.
+func (s *Tokens) UnwrapAgreedCEK(ctx context.Context, keyURI string, ka *cms.KeyAgreement) (cms.ContentKey, error) {
+	k, err := s.Supervisor.UnwrapAgreedCEK(ctx, keyURI, hsm.KeyAgreement{OriginatorKey: ka.OriginatorKey,
+		Hash: ka.Hash, SharedInfo: ka.SharedInfo, KEKSize: ka.KEKSize, Wrapped: ka.EncryptedKey})
+	if errors.Is(err, hsm.ErrUnwrap) {
+		return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+var _ lists.KeyAgreeToken = (*Tokens)(nil)
+
 var _ cms.ContentKey = (*hsm.SupervisedKey)(nil)
 
 // policyFor is the front end's policy for cfg: under hsm.require_up, MAIL gets 451 4.3.0 while

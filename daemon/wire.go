@@ -81,6 +81,7 @@ func openPartsWith(cfg *config.Config, log *slog.Logger, sup *Tokens, with ...fu
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Limits:          Limits(cfg),
+		Budget:          pipeline.NewBudget(cfg.Queue.MemoryBytes),
 		Logger:          log.With("component", "seal"),
 	}
 	for _, f := range with {
@@ -160,17 +161,37 @@ type frontSpool struct{ q *queue.Queue }
 
 func (f frontSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
 	id, err := f.q.Accept(ctx, env, body)
+	return id, frontErr(err)
+}
+
+// Stage writes a message to the spool for the check at end of DATA (checkMessages).
+func (f frontSpool) Stage(ctx context.Context, env queue.Envelope, body io.Reader) (smtpfront.StagedMessage, error) {
+	st, err := f.q.Stage(ctx, env, body)
+	if err != nil {
+		return nil, frontErr(err)
+	}
+	return frontStaged{st}, nil
+}
+
+type frontStaged struct{ *queue.Staged }
+
+func (s frontStaged) Commit(class string) (string, error) {
+	id, err := s.Staged.Commit(class)
+	return id, frontErr(err)
+}
+
+func frontErr(err error) error {
 	switch {
 	case err == nil:
-		return id, nil
+		return nil
 	case errors.Is(err, queue.ErrSpoolUnavailable):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, err)
+		return fmt.Errorf("%w: %w", smtpfront.ErrSpoolFull, err)
 	case errors.Is(err, queue.ErrMessageTooBig):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrMessageTooBig, err)
+		return fmt.Errorf("%w: %w", smtpfront.ErrMessageTooBig, err)
 	case errors.Is(err, queue.ErrClosed):
-		return "", fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
+		return fmt.Errorf("%w: %w", smtpfront.ErrTemporary, err)
 	}
-	return "", err
+	return err
 }
 
 // Limits are the message limits of [smtp], as the SMTP door applies them (seal applies them too).

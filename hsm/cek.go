@@ -108,40 +108,50 @@ func (t *Token) UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oa
 		if err != nil {
 			return err
 		}
-		h, err := c.p11.UnwrapKey(s, mech, priv, wrapped, unwrapTemplate())
-		if errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_READ_ONLY)) {
-			// opencryptoki 3.8.1 refuses CKA_EXTRACTABLE in an unwrap template; the keys it
-			// unwraps are extractable by default, so the list can still re-wrap them.
-			var tmpl []*pkcs11.Attribute
-			for _, a := range unwrapTemplate() {
-				if a.Type != pkcs11.CKA_EXTRACTABLE {
-					tmpl = append(tmpl, a)
-				}
-			}
-			h, err = c.p11.UnwrapKey(s, mech, priv, wrapped, tmpl)
-		}
+		h, err := c.unwrapCEK(s, op, mech, priv, wrapped)
 		if err != nil {
-			// SoftHSM answers a bad blob with CKR_GENERAL_ERROR, which also means trouble
-			// with the token; only a healthy token makes it the input's fault.
-			if badWrapped(err) || errors.Is(err, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)) && c.healthy() == nil {
-				return &Error{Op: op, Kind: ErrUnwrap, Err: err}
-			}
-			return err
-		}
-		// SoftHSM sets no CKA_VALUE_LEN on unwrapped keys, so a trial encryption is what proves
-		// the value is a usable AES key (a 5-byte "key" fails C_EncryptInit). It ignores ctx: a
-		// cancellation here must not pass for a bad key.
-		if _, err := c.stream(context.Background(), s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, make([]byte, 16))}, h, bytes.NewReader(nil), io.Discard); err != nil {
-			_ = c.p11.DestroyObject(s, h)
-			if badWrapped(err) || c.healthy() == nil {
-				return &Error{Op: op, Kind: ErrUnwrap, Err: fmt.Errorf("unwrapped value is not an AES key: %w", err)}
-			}
 			return err
 		}
 		k = &CEK{t: t, handle: h, gen: c.gen}
 		return nil
 	})
 	return k, err
+}
+
+// unwrapCEK unwraps wrapped with the unwrapping key into a content key with unwrapTemplate and
+// proves it an AES key. A wrapped key the token refuses while it is healthy is ErrUnwrap.
+func (c *conn) unwrapCEK(s pkcs11.SessionHandle, op string, mech []*pkcs11.Mechanism, unwrapping pkcs11.ObjectHandle, wrapped []byte) (pkcs11.ObjectHandle, error) {
+	h, err := c.p11.UnwrapKey(s, mech, unwrapping, wrapped, unwrapTemplate())
+	if errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_READ_ONLY)) {
+		// opencryptoki 3.8.1 refuses CKA_EXTRACTABLE in an unwrap template; the keys it
+		// unwraps are extractable by default, so the list can still re-wrap them.
+		var tmpl []*pkcs11.Attribute
+		for _, a := range unwrapTemplate() {
+			if a.Type != pkcs11.CKA_EXTRACTABLE {
+				tmpl = append(tmpl, a)
+			}
+		}
+		h, err = c.p11.UnwrapKey(s, mech, unwrapping, wrapped, tmpl)
+	}
+	if err != nil {
+		// SoftHSM answers a bad blob with CKR_GENERAL_ERROR, which also means trouble
+		// with the token; only a healthy token makes it the input's fault.
+		if badWrapped(err) || errors.Is(err, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)) && c.healthy() == nil {
+			return 0, &Error{Op: op, Kind: ErrUnwrap, Err: err}
+		}
+		return 0, err
+	}
+	// SoftHSM sets no CKA_VALUE_LEN on unwrapped keys, so a trial encryption is what proves
+	// the value is a usable AES key (a 5-byte "key" fails C_EncryptInit). It ignores ctx: a
+	// cancellation here must not pass for a bad key.
+	if _, err := c.stream(context.Background(), s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, make([]byte, 16))}, h, bytes.NewReader(nil), io.Discard); err != nil {
+		_ = c.p11.DestroyObject(s, h)
+		if badWrapped(err) || c.healthy() == nil {
+			return 0, &Error{Op: op, Kind: ErrUnwrap, Err: fmt.Errorf("unwrapped value is not an AES key: %w", err)}
+		}
+		return 0, err
+	}
+	return h, nil
 }
 
 // needContent refuses content-key work on a token not opened for it: its mechanisms were not

@@ -56,8 +56,9 @@ func (k *CEK) WrapAES(ctx context.Context, kek []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(wrapped) != 40 {
-		return nil, fmt.Errorf("%s: token returned a %d-byte wrapped key for a 32-byte key", op, len(wrapped))
+	if n := len(wrapped); n != 24 && n != 32 && n != 40 {
+		// A 16-, 24- or 32-byte AES key wraps to 8 bytes more (a list re-wraps posts' AES-128 keys).
+		return nil, fmt.Errorf("%s: token returned a %d-byte wrapped key", op, len(wrapped))
 	}
 	return wrapped, nil
 }

@@ -263,9 +263,9 @@ func publicEqual(a, b crypto.PublicKey) bool {
 }
 
 // GenerateKeyPair makes a key pair on the token labelled label, with a random CKA_ID. RSA private
-// keys may also decrypt and unwrap, so the same call makes a mailing list's key. An Ed25519 key
-// (PKCS#11 v3.0, which crypto11 does not know) is made through miekg/pkcs11 (ed25519.go) and
-// returned as Signer finds it.
+// keys may also decrypt and unwrap, P-256 ones derive (ECDH), so the same call makes a mailing
+// list's key. An Ed25519 key (PKCS#11 v3.0, which crypto11 does not know) is made through
+// miekg/pkcs11 (ed25519.go) and returned as Signer finds it.
 func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind) (crypto.Signer, error) {
 	op := fmt.Sprintf("generate %v key pair %q", kind, label)
 	if label == "" {
@@ -311,6 +311,8 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 			}
 			inner, err = c.c11.GenerateRSAKeyPairWithAttributes(pubAttrs, privAttrs, bits)
 		case P256:
+			// CKA_DERIVE: a mailing list's P-256 key agrees (CKM_ECDH1_DERIVE) on posts' keys.
+			_ = privAttrs.Set(crypto11.CkaDerive, true)
 			inner, err = c.c11.GenerateECDSAKeyPairWithAttributes(pubAttrs, privAttrs, elliptic.P256())
 		}
 		gen = c.gen

@@ -12,7 +12,12 @@
 // member's application/pkcs7-mime entity (the outer layer of RFC 2634's triple wrapping, sent as
 // multipart/signed) with an mlExpansionHistory attribute that carries the history the post
 // arrived with plus this expansion. The outer signature is per member, because it covers the
-// member's RecipientInfo; that RSA signature, not the key wrap, bounds the expansion rate.
+// member's RecipientInfo; with an RSA list key that signature, not the key wrap, bounds the
+// expansion rate.
+//
+// A list key is RSA or EC P-256. Posts reach an RSA list through key transport (UnwrapCEK) and a
+// P-256 list through key agreement: the post's KeyAgreeRecipientInfo is read by cms and the
+// content key agreed and unwrapped on the token ([KeyAgreeToken]); the list signs with ECDSA.
 //
 // Memory grows with the member count only by what differs per member, about 1.5 KB: the head
 // of its envelope (the RecipientInfo) and its signature less the list's certificates. The
@@ -29,6 +34,8 @@ import (
 	"bufio"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -108,8 +115,8 @@ func New(o Options) *Agent {
 // List is one mail list the appliance expands (a [[list]] of the configuration).
 type List struct {
 	Address string
-	// KeyURI is the PKCS#11 URI of the list's RSA key pair: it unwraps content keys (CKA_UNWRAP)
-	// and signs what the list sends.
+	// KeyURI is the PKCS#11 URI of the list's key pair: RSA (CKA_UNWRAP) or EC P-256
+	// (CKA_DERIVE); it unwraps content keys of posts and signs what the list sends.
 	KeyURI string
 	// Chain is the list's certificate first, then intermediates; the certificate is what posters
 	// encrypt to and what members verify the list's signature with.
@@ -134,6 +141,15 @@ type ListToken interface {
 	// wrapped key itself is bad (the message's fault, permanent); any other error is taken as
 	// trouble with the token (temporary: the message stays queued).
 	UnwrapCEK(ctx context.Context, keyURI string, wrapped []byte, oaepHash crypto.Hash) (cms.ContentKey, error)
+}
+
+// KeyAgreeToken is a [ListToken] that also holds EC list keys: a list whose certificate is EC
+// needs one.
+type KeyAgreeToken interface {
+	// UnwrapAgreedCEK agrees on a post's key with the EC private key keyURI names (ECDH with the
+	// post's ephemeral key, the X9.63 KDF) and unwraps the content key into a key that stays on
+	// the token. Errors are sorted as UnwrapCEK's.
+	UnwrapAgreedCEK(ctx context.Context, keyURI string, ka *cms.KeyAgreement) (cms.ContentKey, error)
 }
 
 var (
@@ -279,8 +295,8 @@ func (a *Agent) load(lists []List, tok ListToken) (*listSet, error) {
 		if len(l.Chain) == 0 {
 			return nil, fmt.Errorf("failed to set list %q: %w: no certificate", l.Address, ErrListConfig)
 		}
-		if _, ok := l.Chain[0].PublicKey.(*rsa.PublicKey); !ok {
-			return nil, fmt.Errorf("failed to set list %q: %w: certificate has a %T key, not RSA", l.Address, ErrListConfig, l.Chain[0].PublicKey)
+		if err := checkListCert(l.Chain[0], tok); err != nil {
+			return nil, fmt.Errorf("failed to set list %q: %w: %w", l.Address, ErrListConfig, err)
 		}
 		f, err := os.Open(l.MembersFile)
 		if err != nil {
@@ -314,6 +330,29 @@ func (a *Agent) load(lists []List, tok ListToken) (*listSet, error) {
 		set.byAddr[addr] = ml
 	}
 	return set, nil
+}
+
+// checkListCert accepts an RSA list certificate, or an EC P-256 one whose key usage (when the
+// certificate has the extension) allows keyAgreement (posts are encrypted to it) and
+// digitalSignature (the list signs), with a token that can agree keys.
+func checkListCert(cert *x509.Certificate, tok ListToken) error {
+	switch pub := cert.PublicKey.(type) {
+	case *rsa.PublicKey:
+		return nil
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return fmt.Errorf("certificate has an EC key on %s, not P-256", pub.Curve.Params().Name)
+		}
+		const need = x509.KeyUsageKeyAgreement | x509.KeyUsageDigitalSignature
+		if cert.KeyUsage != 0 && cert.KeyUsage&need != need {
+			return errors.New("the EC certificate's key usage must allow keyAgreement and digitalSignature")
+		}
+		if _, ok := tok.(KeyAgreeToken); !ok {
+			return errors.New("the token cannot unwrap content keys for an EC list key")
+		}
+		return nil
+	}
+	return fmt.Errorf("certificate has a %T key, not RSA or EC P-256", cert.PublicKey)
 }
 
 func (a *Agent) list(addr string) *mailList {
@@ -470,6 +509,9 @@ func (x *expansion) destroyKey(ctx context.Context) {
 
 // unwrap takes the content key of a post encrypted to the list onto the token.
 func (x *expansion) unwrap(ctx context.Context, tok ListToken, env *cms.Enveloped) error {
+	if _, ok := x.l.Chain[0].PublicKey.(*ecdsa.PublicKey); ok {
+		return x.unwrapAgreed(ctx, tok, env)
+	}
 	var mine *cms.RecipientInfo
 	for _, ri := range env.RecipientInfos {
 		if ri.Matches(x.l.Chain[0]) {
@@ -488,13 +530,53 @@ func (x *expansion) unwrap(ctx context.Context, tok ListToken, env *cms.Envelope
 	if err != nil {
 		return fmt.Errorf("failed to unwrap the content key with the key of list %q: %w", x.l.Address, err)
 	}
+	x.took(key, env)
+	return nil
+}
+
+// unwrapAgreed is unwrap for an EC list key: the post's KeyAgreeRecipientInfo for the list's
+// certificate, agreed and unwrapped on the token.
+func (x *expansion) unwrapAgreed(ctx context.Context, tok ListToken, env *cms.Enveloped) error {
+	ktok, ok := tok.(KeyAgreeToken)
+	if !ok {
+		// Set refuses this; kept for a token swapped under a running agent.
+		return fmt.Errorf("list %q: the token cannot unwrap for an EC list key", x.l.Address)
+	}
+	var ka *cms.KeyAgreement
+	for _, ri := range env.RecipientInfos {
+		if ri.Kind != cms.KeyAgree {
+			continue
+		}
+		k, err := ri.KeyAgreement(x.l.Chain[0])
+		if errors.Is(err, cms.ErrNotRecipient) {
+			continue
+		}
+		if err != nil {
+			// The post's own entry for the list cannot be used: the sender's fault, for good.
+			return fmt.Errorf("failed to expand: %w: %w", ErrWrappedKey, err)
+		}
+		ka = k
+		break
+	}
+	if ka == nil {
+		return fmt.Errorf("failed to expand: %w", ErrNotForList)
+	}
+	key, err := ktok.UnwrapAgreedCEK(ctx, x.l.KeyURI, ka)
+	if err != nil {
+		return fmt.Errorf("failed to unwrap the content key with the key of list %q: %w", x.l.Address, err)
+	}
+	x.took(key, env)
+	return nil
+}
+
+// took keeps the unwrapped content key of an encrypted post and the post's envelope.
+func (x *expansion) took(key cms.ContentKey, env *cms.Enveloped) {
 	x.key, x.enveloped = key, env
 	x.smimeType = smime.TypeEnvelopedData
 	if env.Auth() {
 		// Whoever reads AuthEnvelopedData reads OAEP too (README, Profiles).
 		x.smimeType, x.oaep = smime.TypeAuthEnvelopedData, x.a.opts.Token.OAEPHash()
 	}
-	return nil
 }
 
 // encrypt signs a plain post with the list key and encrypts it once for every member.

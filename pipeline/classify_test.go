@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"appliance/cms"
 	"appliance/internal/interop"
@@ -231,4 +236,123 @@ func TestResignSignedOverEncrypted(t *testing.T) {
 			r.checkPackages(t, der, []string{"dave", "erin"}, false, pkgs, map[string]bool{"bob": true, "dave": true, "erin": true})
 		})
 	}
+}
+
+// TestCheckSpooledClassOnce: the check at end of DATA reads the staged message, refuses what
+// CheckMessage refuses, and returns the class to keep with the message; Process given that
+// class (in the envelope) makes the same packages as Process classifying on its own. Both wait
+// for the memory budget: a worker whose context ends while waiting defers the message.
+func TestCheckSpooledClassOnce(t *testing.T) {
+	r := setup(t)
+	der := r.encrypt(t, []byte(content), []string{"alice", "bob", "carol", "dave"}, encryptOpts{stream: true})
+	budget := pipeline.NewBudget(64 << 10) // less than the encrypted message costs: it runs alone
+	p, err := pipeline.New(pipeline.Options{
+		Directory: r.dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice},
+		Hostname: "relay.example.test", Logger: slog.New(slog.DiscardHandler), Budget: budget,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob", "carol", "dave")}
+	staged := func(msg []byte) *io.SectionReader {
+		return io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg)))
+	}
+	ctx := context.Background()
+
+	refused := mimeMessage(toCc, "text/plain; charset=us-ascii", der)
+	if class, err := p.CheckSpooled(ctx, env, staged(refused)); !errors.Is(err, pipeline.ErrUnaccountable) || class != "" {
+		t.Fatalf("CheckSpooled of a hidden envelope: %q, %v", class, err)
+	}
+	for _, tt := range []struct {
+		name, class string
+		msg         []byte
+	}{
+		{"plain", "plain", []byte(toCc + "Subject: hi\r\n\r\nhello\r\n")},
+		{"client-encrypted", "client-encrypted", mimeMessage(toCc, envelopedType, der)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			class, err := p.CheckSpooled(ctx, env, staged(tt.msg))
+			if err != nil || class != tt.class {
+				t.Fatalf("CheckSpooled: %q, %v; want %q", class, err, tt.class)
+			}
+			// The client's (streamed, BER) envelope is checked from its start alone.
+			if _, _, head := smime.ClassifyHead(staged(tt.msg), int64(len(tt.msg))); head != (tt.class == "client-encrypted") {
+				t.Errorf("checked from the envelope's start: %v", head)
+			}
+			if budget.InUse() != 0 {
+				t.Fatalf("the check kept %d bytes of the budget", budget.InUse())
+			}
+			shape := func(env queue.Envelope) []string {
+				out, err := p.Process(ctx, "c1", env, staged(tt.msg))
+				if err != nil {
+					t.Fatalf("Process (class %q): %v", env.Class, err)
+				}
+				// The budget is held until the queue has written the packages.
+				if budget.InUse() == 0 {
+					t.Error("the budget was given back before the packages were written")
+				}
+				var s []string
+				for _, pk := range out.Packages {
+					s = append(s, fmt.Sprint(pk.RcptTo, pk.Mode, pk.Profile))
+					if _, err := pk.Body.WriteTo(io.Discard); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if budget.InUse() != 0 {
+					t.Errorf("%d bytes of the budget kept after the packages were written", budget.InUse())
+				}
+				return s
+			}
+			with := env
+			with.Class = class
+			if a, b := shape(with), shape(env); !slices.Equal(a, b) || len(a) == 0 {
+				t.Errorf("packages with the recorded class %v, classifying again %v", a, b)
+			}
+		})
+	}
+
+	// Checked from the envelope's start, RecipientInfos of someone outside the envelope are
+	// refused as CheckMessage refuses them, for an envelope whose ciphertext is cut off too.
+	strict, _ := r.pipeline(t, split.Policy{}, split.PassThroughPolicy{Unknown: split.RejectUnknown})
+	outsider := mimeMessage(toCc, envelopedType, r.encrypt(t, bytes.Repeat([]byte(content), 100), []string{"alice", "bob", "stranger"}, encryptOpts{stream: true}))
+	for _, msg := range [][]byte{outsider, outsider[:len(outsider)*3/4]} {
+		if _, _, head := smime.ClassifyHead(staged(msg), int64(len(msg))); !head {
+			t.Fatal("not checked from the envelope's start")
+		}
+		benv := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}
+		if class, err := strict.CheckSpooled(ctx, benv, staged(msg)); !errors.Is(err, split.ErrRecipientInfoRejected) || class != "" {
+			t.Errorf("CheckSpooled of RecipientInfos outside the envelope: %q, %v", class, err)
+		}
+	}
+	if err := strict.CheckMessage(ctx, queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcptsOf("bob")}, outsider); !errors.Is(err, split.ErrRecipientInfoRejected) {
+		t.Errorf("CheckMessage: %v", err)
+	}
+
+	// Packages the queue drops unwritten (a failed commit) give the budget back once collected.
+	if out, err := p.Process(ctx, "c3", env, staged([]byte(toCc+"\r\nhello\r\n"))); err != nil || budget.InUse() == 0 {
+		t.Fatalf("Process: %v, %d bytes of the budget held", err, budget.InUse())
+	} else {
+		runtime.KeepAlive(out)
+	}
+	for i := 0; budget.InUse() != 0; i++ {
+		if i == 1000 {
+			t.Fatal("the budget of dropped packages was never given back")
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+
+	// The budget held: a worker waits, and defers the message when told to stop.
+	release, err := budget.Acquire(ctx, 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = p.Process(cctx, "c2", env, staged([]byte(toCc+"\r\nhello\r\n")))
+	var temp interface{ Temporary() bool }
+	if !errors.As(err, &temp) || !temp.Temporary() {
+		t.Errorf("Process waiting for the budget, cancelled: %v; want a temporary error", err)
+	}
+	release()
 }

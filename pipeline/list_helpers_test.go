@@ -48,6 +48,18 @@ func (t listTok) UnwrapCEK(ctx context.Context, uri string, wrapped []byte, h cr
 	return k, nil
 }
 
+func (t listTok) UnwrapAgreedCEK(ctx context.Context, uri string, ka *cms.KeyAgreement) (cms.ContentKey, error) {
+	k, err := t.Token.UnwrapAgreedCEK(ctx, uri, hsm.KeyAgreement{OriginatorKey: ka.OriginatorKey,
+		Hash: ka.Hash, SharedInfo: ka.SharedInfo, KEKSize: ka.KEKSize, Wrapped: ka.EncryptedKey})
+	if err != nil {
+		if errors.Is(err, hsm.ErrUnwrap) {
+			return nil, fmt.Errorf("%w: %w", lists.ErrWrappedKey, err)
+		}
+		return nil, err
+	}
+	return k, nil
+}
+
 const listAddr = "list@example.test"
 
 // memberPKI is a folder of extra member certificates signed by the test PKI's intermediate
@@ -130,6 +142,7 @@ func cachedMembers(tb testing.TB, env *softhsmtest.Env, n int) memberPKI {
 
 type listSetup struct {
 	pipe   *pipeline.Pipeline
+	dir    *directory.Directory
 	env    *softhsmtest.Env
 	logs   *syncBuffer
 	chain  []*x509.Certificate
@@ -224,7 +237,7 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list li
 	if err := p.SetLists([]lists.List{list}, listTok{sharedToken}); err != nil {
 		tb.Fatal(err)
 	}
-	return &listSetup{pipe: p, env: env, logs: logs, chain: chain, folder: folder}
+	return &listSetup{pipe: p, dir: dir, env: env, logs: logs, chain: chain, folder: folder}
 }
 
 func writeMembers(tb testing.TB, path string, members []string) {

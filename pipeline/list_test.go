@@ -617,7 +617,7 @@ func TestSetLists(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "members")
 	writeMembers(t, file, []string{"bob@example.test"})
 	good := lists.List{Address: listAddr, KeyURI: "pkcs11:object=list", Chain: ls.chain, MembersFile: file}
-	frank := ls.env.Cert(t, "frank")
+	peggy := ls.env.Cert(t, "peggy")
 	for _, tc := range []struct {
 		name  string
 		lists []lists.List
@@ -630,7 +630,7 @@ func TestSetLists(t *testing.T) {
 		{"fail twice", []lists.List{good, good}, listTok{sharedToken}, lists.ErrListConfig},
 		{"fail a sender", []lists.List{func() lists.List { l := good; l.Address = "alice@example.test"; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
 		{"fail no key", []lists.List{func() lists.List { l := good; l.KeyURI = ""; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
-		{"fail ec certificate", []lists.List{func() lists.List { l := good; l.Chain = []*x509.Certificate{frank}; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
+		{"fail p384 certificate", []lists.List{func() lists.List { l := good; l.Chain = []*x509.Certificate{peggy}; return l }()}, listTok{sharedToken}, lists.ErrListConfig},
 		{"fail members file missing", []lists.List{func() lists.List { l := good; l.MembersFile = file + ".nope"; return l }()}, listTok{sharedToken}, os.ErrNotExist},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

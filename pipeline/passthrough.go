@@ -33,8 +33,11 @@ func (p *Pipeline) PlanPassThrough(env queue.Envelope, msg []byte) (*split.PassT
 // split.ErrRecipientInfoRejected) too, so the client learns it now rather than from a bounce.
 // Plain messages pass. A message signed over its encryption passes only when every envelope
 // recipient is a list. Refusals are told to Events.Refused (StageData).
-func (p *Pipeline) CheckMessage(_ context.Context, env queue.Envelope, msg []byte) error {
-	c := smime.Classify(msg)
+func (p *Pipeline) CheckMessage(ctx context.Context, env queue.Envelope, msg []byte) error {
+	return p.checkClassified(ctx, env, msg, smime.Classify(msg))
+}
+
+func (p *Pipeline) checkClassified(_ context.Context, env queue.Envelope, msg []byte, c *smime.Classification) error {
 	lists, rest := p.lists.Split(env)
 	if err := p.refusal(c, len(lists) > 0 && len(rest.RcptTo) == 0); err != nil {
 		return p.refused(StageData, err)

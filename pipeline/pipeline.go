@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"appliance/cms"
@@ -69,6 +71,9 @@ type Options struct {
 	PassThrough split.PassThroughPolicy
 	// Events are told what the pipeline did; the zero value tells nobody.
 	Events Events
+	// Budget bounds the bytes of messages held whole in memory at once, by the end-of-DATA
+	// check (CheckSpooled) and sealing (Process) together; nil does not bound.
+	Budget *Budget
 	// Logger gets one line per sealed message, one audit line per package (its envelope
 	// recipients and the owners of its RecipientInfos) and one per certificate found unusable;
 	// never content. nil discards.
@@ -328,6 +333,49 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }
 
+// checkCost is how many times its size a message costs the budget while the check at end of
+// DATA holds it: read whole, and its parts copied and decoded by the classifier.
+const checkCost = 3
+
+// CheckSpooled is CheckMessage for a message the front end staged in the spool (msg reads it
+// from there), under the budget. It returns the class to keep with the message when it is
+// accepted (queue.Envelope.Class: plain or client-encrypted, "" for anything else), so that
+// Process does not classify it again.
+func (p *Pipeline) CheckSpooled(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (string, error) {
+	// A client's envelope: its RecipientInfos decide, the ciphertext after them is not read
+	// until the pipeline splits it. What is decoded of it (at most smime.MaxEnvelopeHead: a
+	// hostile message may carry thousands of RecipientInfos) counts against the budget.
+	release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
+	if err != nil {
+		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
+	}
+	if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
+		defer release()
+		if err := p.checkClassified(ctx, env, header, c); err != nil {
+			return "", err
+		}
+		return c.Class.String(), nil
+	}
+	release()
+	release, err = p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
+	if err != nil {
+		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
+	}
+	defer release()
+	b := make([]byte, msg.Size())
+	if _, err := msg.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
+		return "", retry.Temporary(fmt.Errorf("failed to read staged message: %w", err))
+	}
+	c := smime.Classify(b)
+	if err := p.checkClassified(ctx, env, b, c); err != nil {
+		return "", err
+	}
+	if c.Class == smime.Plain || c.Class == smime.ClientEncrypted {
+		return c.Class.String(), nil
+	}
+	return "", nil
+}
+
 // Process implements queue.Processor: list addresses among the recipients are expanded by the
 // mail list agent, every other recipient is planned and sealed together. A permanent failure is
 // told to Events.Refused (StageSeal).
@@ -339,22 +387,102 @@ func (p *Pipeline) Process(ctx context.Context, id string, env queue.Envelope, b
 	return out, err
 }
 
+// sealCost is how many times its size a message costs the budget while it is processed: read
+// whole, normalised, classified (a part decoded), signed and encrypted (the signed entity, the
+// ciphertext and its base64), measured on the 10 MB shapes of bench/run.sh.
+const sealCost = 6
+
 func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, body io.Reader) (*queue.Sealed, error) {
-	r := body
-	if p.opts.MaxMessageBytes > 0 {
-		r = io.LimitReader(body, p.opts.MaxMessageBytes+1<<20)
+	// A body whose size is not told (a wrapper's reader) costs as much as the largest
+	// message may.
+	size, known := int64(-1), false
+	if s, ok := body.(interface{ Size() int64 }); ok {
+		size, known = s.Size(), true
+	} else if p.opts.MaxMessageBytes > 0 {
+		size = p.opts.MaxMessageBytes
 	}
-	msg, err := io.ReadAll(r)
+	release, err := p.opts.Budget.Acquire(ctx, cost(size, sealCost))
 	if err != nil {
-		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", err))
+		return nil, retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
-	if msg, _, err = smime.Normalize(msg, p.opts.Limits); err != nil {
+	h := &hold{release: release}
+	out, err := p.processWhole(ctx, id, env, body, size, known, h)
+	if err != nil || out == nil {
+		release()
+		return out, err
+	}
+	h.finish(out)
+	return out, nil
+}
+
+// hold keeps the budget the sealing took until the queue has written every package to the
+// spool: until then the packages hold the message's ciphertext (and the queue the base64 of it
+// it is writing). A package written before (a DKIM signature or the journal's digest over it)
+// gives its share back then; packages the queue drops unwritten (a commit that failed) give it
+// back when they are collected.
+type hold struct {
+	mu       sync.Mutex
+	pending  int
+	finished bool
+	release  func()
+}
+
+// add counts a package and returns what its body calls once written.
+func (h *hold) add() func() {
+	h.mu.Lock()
+	h.pending++
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		h.pending--
+		done := h.finished && h.pending == 0
+		h.mu.Unlock()
+		if done {
+			h.release()
+		}
+	}
+}
+
+// finish is called once every package of out was added.
+func (h *hold) finish(out *queue.Sealed) {
+	h.mu.Lock()
+	h.finished = true
+	done := h.pending == 0
+	h.mu.Unlock()
+	if done {
+		h.release()
+		return
+	}
+	runtime.AddCleanup(out, func(release func()) { release() }, h.release)
+}
+
+func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool, h *hold) (*queue.Sealed, error) {
+	src := &readErr{r: body}
+	var r io.Reader = src
+	if p.opts.MaxMessageBytes > 0 {
+		r = io.LimitReader(r, p.opts.MaxMessageBytes+1<<20)
+	}
+	// Normalised as it is read (smime.Normalize, without a second copy of the message).
+	var buf bytes.Buffer
+	if known {
+		buf.Grow(int(size) + int(size)/64 + bytes.MinRead) // read in place, not regrown
+	}
+	_, err := buf.ReadFrom(smime.NewNormalizer(r, p.opts.Limits))
+	msg := buf.Bytes()
+	if src.err != nil {
+		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", src.err))
+	}
+	if err == nil {
+		_, err = smime.CheckHeader(smime.HeaderBlock(msg), p.opts.Limits)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
 	out := &queue.Sealed{}
 	lists, rest := p.lists.Split(env)
 	// Classified before anything else: nothing is expanded or sealed from a message refused.
-	c := smime.Classify(msg)
+	// What the check at end of DATA found is not looked for again.
+	c := smime.ClassifyAs(msg, env.Class)
 	if f := p.opts.Events.Classified; f != nil {
 		f(c.Class.String())
 	}
@@ -368,7 +496,7 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 			return nil, err
 		}
 		for _, pk := range s.Packages {
-			out.Packages = append(out.Packages, p.spool(pk, ""))
+			out.Packages = append(out.Packages, p.spool(pk, "", h))
 		}
 		out.Refused = append(out.Refused, s.Refused...)
 	}
@@ -398,7 +526,7 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 		qp := queue.Package{MailFrom: env.MailFrom, RcptTo: pk.Recipients, Body: pk}
 		qp.Mode, qp.Profile = pk.Kind()
 		trace := split.Trace{Helo: env.Helo, ClientAddr: env.ClientAddr, By: p.opts.Hostname, ID: id, For: pk.ReceivedFor, At: p.opts.Now()}
-		out.Packages = append(out.Packages, p.spool(qp, trace.Field()))
+		out.Packages = append(out.Packages, p.spool(qp, trace.Field(), h))
 	}
 	for _, r := range res.Plan.Refused {
 		log.Info("recipient refused", "rcpt", r.Recipient, "status", r.Enhanced, "reason", r.Reason)
@@ -407,16 +535,31 @@ func (p *Pipeline) process(ctx context.Context, id string, env queue.Envelope, b
 	return out, nil
 }
 
-// spool makes pk's body write trace (a Received field) first and tell Events.Sealed once it is
-// written (DKIM signs the written form, so it may be written more than once).
-func (p *Pipeline) spool(pk queue.Package, trace string) queue.Package {
-	var written func()
+// readErr remembers the error of the reader under the normaliser, so that a spool that cannot
+// be read (retried) is told apart from a message the normaliser refuses (permanent).
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// spool makes pk's body write trace (a Received field) first and, once it is written, tell
+// Events.Sealed and give back its share of the budget h holds (DKIM signs the written form, so
+// it may be written more than once).
+func (p *Pipeline) spool(pk queue.Package, trace string, h *hold) queue.Package {
+	held := h.add()
+	written := held
 	if sealed := p.opts.Events.Sealed; sealed != nil {
-		written = func() { sealed(pk.Mode, pk.Profile) }
+		written = func() { sealed(pk.Mode, pk.Profile); held() }
 	}
-	if trace != "" || written != nil {
-		pk.Body = queue.NewPrefixed(trace, pk.Body, written)
-	}
+	pk.Body = queue.NewPrefixed(trace, pk.Body, written)
 	return pk
 }
 

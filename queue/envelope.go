@@ -11,4 +11,8 @@ type Envelope struct {
 	Helo       string    // the name the client gave in HELO/EHLO
 	AuthUser   string    // SASL identity, "" when not authenticated
 	ReceivedAt time.Time // when the front end accepted DATA
+	// Class is what the front end's check at end of DATA found the message
+	// to be (smime.Class's name), so that the pipeline need not classify it
+	// again; "" when no check recorded one (then it classifies).
+	Class string `json:",omitempty"`
 }

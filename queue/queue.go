@@ -13,7 +13,10 @@
 //
 // [Queue.Accept] writes the file in tmp/, fsyncs it, renames it into msg/
 // and fsyncs the directory (shared by concurrent Accepts: group commit), and
-// returns only then, so the SMTP front end may answer 250. Every later
+// returns only then, so the SMTP front end may answer 250. [Queue.Stage]
+// is its first half: the file written in tmp/, unsynced, for the front end
+// to check the message from before [Staged.Commit] (the rest of Accept) or
+// [Staged.Discard]. Every later
 // transition appends to that file instead of creating files: the new
 // packages, each with its CRC-32C in the state, then the state record (the
 // whole record, checksummed), then one fdatasync. The last valid state
@@ -333,14 +336,41 @@ func Open(opts Options, proc Processor, d Deliverer) (*Queue, error) {
 // Accept durably spools one message and returns its id. Only after it
 // returns without error may the message be acknowledged.
 func (q *Queue) Accept(ctx context.Context, env Envelope, body io.Reader) (string, error) {
+	st, err := q.stage(ctx, env, body, 0)
+	if err != nil {
+		return "", err
+	}
+	return st.Commit("")
+}
+
+// Staged is a message whose bytes are in the spool's tmp/ but which is not
+// accepted yet: the front end checks it from there (Body) and then commits
+// it (the 250) or discards it (a refusal). A staged message is not synced,
+// and a start-up removes one that was neither committed nor discarded, as
+// it removes every file in tmp/: nothing refused stays in the spool, and
+// nothing is acknowledged before Commit returns.
+type Staged struct {
+	q    *Queue
+	st   *staged
+	now  time.Time
+	done bool
+}
+
+// Stage writes a message to tmp/ for a check before Accept's commit. The
+// caller must call Commit or Discard.
+func (q *Queue) Stage(ctx context.Context, env Envelope, body io.Reader) (*Staged, error) {
+	return q.stage(ctx, env, body, envelopeRoom)
+}
+
+func (q *Queue) stage(ctx context.Context, env Envelope, body io.Reader, room int) (*Staged, error) {
 	q.mu.Lock()
 	closed := q.closed
 	q.mu.Unlock()
 	if closed {
-		return "", ErrClosed
+		return nil, ErrClosed
 	}
 	if len(env.RcptTo) == 0 {
-		return "", ErrNoRecipients
+		return nil, ErrNoRecipients
 	}
 	now := q.opts.Now()
 	if env.ReceivedAt.IsZero() {
@@ -350,20 +380,55 @@ func (q *Queue) Accept(ctx context.Context, env Envelope, body io.Reader) (strin
 	if q.opts.MinFreeBytes > 0 {
 		free, err := freeBytes(q.sp.dir)
 		if err != nil {
-			return "", fmt.Errorf("failed to check free space: %w: %w", ErrSpoolUnavailable, err)
+			return nil, fmt.Errorf("failed to check free space: %w: %w", ErrSpoolUnavailable, err)
 		}
 		if free < q.opts.MinFreeBytes {
-			return "", fmt.Errorf("failed to accept message: %w: %d bytes free, %d required", ErrSpoolUnavailable, free, q.opts.MinFreeBytes)
+			return nil, fmt.Errorf("failed to accept message: %w: %d bytes free, %d required", ErrSpoolUnavailable, free, q.opts.MinFreeBytes)
 		}
 	}
-	id := newID(now)
-	fs, err := q.sp.writeMessage(ctx, id, env, body, q.opts.MaxMessageBytes)
+	st, err := q.sp.stageMessage(ctx, newID(now), env, body, q.opts.MaxMessageBytes, room)
+	if err != nil {
+		return nil, err
+	}
+	return &Staged{q: q, st: st, now: now}, nil
+}
+
+// Body reads the staged message back from the spool file.
+func (s *Staged) Body() *io.SectionReader { return s.st.body() }
+
+// Size is the staged message's length in bytes.
+func (s *Staged) Size() int64 { return s.st.n }
+
+// Commit makes the staged message durable and queues it, as Accept does,
+// and returns its id. class (Envelope.Class, what the check found) is kept
+// in the envelope when not empty. The message is gone when Commit fails.
+func (s *Staged) Commit(class string) (string, error) {
+	if s.done {
+		return "", errors.New("failed to accept message: staged message already committed or discarded")
+	}
+	s.done = true
+	q := s.q
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		s.st.discard(nil)
+		return "", ErrClosed
+	}
+	var with *Envelope
+	if class != "" {
+		env := s.st.env
+		env.Class = class
+		with = &env
+	}
+	fs, err := s.st.commit(with)
 	if err != nil {
 		return "", err
 	}
+	id, env := s.st.id, s.st.env
 	rec := &record{ID: id, Phase: phaseReceived, Envelope: env, file: fs}
 	q.mu.Lock()
-	e := &entry{rec: rec, due: now}
+	e := &entry{rec: rec, due: s.now}
 	e.summarize()
 	q.entries[id] = e
 	heap.Push(&q.ready, e)
@@ -372,6 +437,15 @@ func (q *Queue) Accept(ctx context.Context, env Envelope, body io.Reader) (strin
 	q.mu.Unlock()
 	q.log.Info("received", "id", id, "rcpts", len(env.RcptTo))
 	return id, nil
+}
+
+// Discard removes the staged message; it was never accepted. Discarding
+// after Commit does nothing.
+func (s *Staged) Discard() {
+	if !s.done {
+		s.done = true
+		s.st.discard(nil)
+	}
 }
 
 // Kick wakes the workers to look for due work now, e.g. after a test moved

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -228,7 +229,7 @@ func (s *spool) takeFree() spoolFile {
 		name := s.free[n-1]
 		s.free = s.free[:n-1]
 		s.freeMu.Unlock()
-		f, err := s.fs.OpenFile(name, os.O_WRONLY)
+		f, err := s.fs.OpenFile(name, os.O_RDWR)
 		if err == nil {
 			return f
 		}
@@ -473,6 +474,34 @@ func (s *spool) msgPath(id string) string { return filepath.Join(s.msg, id) }
 // fsync'd, renamed into msg/ and the directory fsync'd, so a file in msg/ is
 // always whole.
 func (s *spool) writeMessage(ctx context.Context, id string, env Envelope, body io.Reader, limit int64) (*fileState, error) {
+	st, err := s.stageMessage(ctx, id, env, body, limit, 0)
+	if err != nil {
+		return nil, err
+	}
+	return st.commit(nil)
+}
+
+// envelopeRoom is the white space a staged file leaves after its envelope,
+// so that what the check found (Envelope.Class) can be written into the
+// envelope before the commit without moving the body. JSON ignores it.
+const envelopeRoom = 64
+
+// staged is a message written in tmp/, not yet synced nor in msg/.
+type staged struct {
+	s        *spool
+	f        spoolFile
+	id       string
+	env      Envelope
+	hdrLen   int // the envelope line's length, its room and newline included
+	recycled bool
+	bodyAt   int64
+	n        int64
+}
+
+// stageMessage writes envelope and body in tmp/ (room bytes of white space
+// after the envelope). Nothing is synced: the file is the caller's to
+// commit or discard, and Open removes it if neither happens.
+func (s *spool) stageMessage(ctx context.Context, id string, env Envelope, body io.Reader, limit int64, room int) (*staged, error) {
 	hdr, err := json.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode envelope: %w", err)
@@ -485,12 +514,9 @@ func (s *spool) writeMessage(ctx context.Context, id string, env Envelope, body 
 			return nil, diskErr("create spool file", err)
 		}
 	}
-	abort := func(err error) (*fileState, error) {
-		f.Close()
-		s.fs.Remove(f.Name())
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			s.dropFree()
-		}
+	st := &staged{s: s, f: f, id: id, env: env, recycled: recycled, hdrLen: len(hdr) + room + 1}
+	abort := func(err error) (*staged, error) {
+		st.discard(err)
 		return nil, err
 	}
 	ew := &errWriter{w: f}
@@ -499,8 +525,11 @@ func (s *spool) writeMessage(ctx context.Context, id string, env Envelope, body 
 	bw.WriteString(msgMagic)
 	bw.WriteString("0000000000000000\n")
 	bw.Write(hdr)
+	for range room {
+		bw.WriteByte(' ')
+	}
 	bw.WriteByte('\n')
-	bodyAt := int64(len(msgMagic) + bodyLenLine + len(hdr) + 1)
+	st.bodyAt = int64(len(msgMagic) + bodyLenLine + st.hdrLen)
 	r := body
 	if limit > 0 {
 		r = io.LimitReader(body, limit+1)
@@ -519,25 +548,58 @@ func (s *spool) writeMessage(ctx context.Context, id string, env Envelope, body 
 	case ctx.Err() != nil:
 		return abort(fmt.Errorf("failed to accept message: %w", ctx.Err()))
 	}
+	st.n = n
 	if _, err := f.WriteAt(fmt.Appendf(nil, "%016x", n), int64(len(msgMagic))); err != nil {
 		return abort(diskErr("write spool file", err))
 	}
 	if recycled {
 		// The old message may have been longer: none of it may follow.
-		if err := f.Truncate(bodyAt + n); err != nil {
+		if err := f.Truncate(st.bodyAt + n); err != nil {
 			return abort(diskErr("truncate spool file", err))
+		}
+	}
+	return st, nil
+}
+
+// body reads the staged message's body back.
+func (st *staged) body() *io.SectionReader { return io.NewSectionReader(st.f, st.bodyAt, st.n) }
+
+// discard removes the staged file.
+func (st *staged) discard(err error) {
+	st.f.Close()
+	st.s.fs.Remove(st.f.Name())
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		st.s.dropFree()
+	}
+}
+
+// commit writes env (when not nil: the staged envelope with what the check
+// added, if it fits the room left for it) and makes the file durable: fsync,
+// rename into msg/, directory fsync. The file is gone when it fails.
+func (st *staged) commit(env *Envelope) (*fileState, error) {
+	s, f := st.s, st.f
+	if env != nil {
+		hdr, err := json.Marshal(env)
+		if err == nil && len(hdr) < st.hdrLen {
+			line := append(hdr, bytes.Repeat([]byte{' '}, st.hdrLen-1-len(hdr))...)
+			if _, err := f.WriteAt(line, int64(len(msgMagic)+bodyLenLine)); err != nil {
+				st.discard(err)
+				return nil, diskErr("write spool file", err)
+			}
+			st.env = *env
 		}
 	}
 	if s.skipSync != syncAcceptFile {
 		if err := f.Sync(); err != nil {
-			return abort(diskErr("sync spool file", err))
+			st.discard(err)
+			return nil, diskErr("sync spool file", err)
 		}
 	}
 	if err := f.Close(); err != nil {
 		s.fs.Remove(f.Name())
 		return nil, diskErr("close spool file", err)
 	}
-	if err := s.fs.Rename(f.Name(), s.msgPath(id)); err != nil {
+	if err := s.fs.Rename(f.Name(), s.msgPath(st.id)); err != nil {
 		s.fs.Remove(f.Name())
 		return nil, diskErr("rename spool file", err)
 	}
@@ -546,7 +608,7 @@ func (s *spool) writeMessage(ctx context.Context, id string, env Envelope, body 
 			return nil, diskErr("sync spool", err)
 		}
 	}
-	return &fileState{body: bodyAt, bodyLen: n, end: bodyAt + n}, nil
+	return &fileState{body: st.bodyAt, bodyLen: st.n, end: st.bodyAt + st.n}, nil
 }
 
 // openBody returns the message body of rec; the caller closes the file.

@@ -126,6 +126,51 @@ func Classify(msg []byte) *Classification {
 	return c
 }
 
+// ClassifyAs is Classify for a message already classified as class (a Class's String, as the
+// front end's check at end of DATA recorded it with the spooled message): a plain message is not
+// walked again, and a client-encrypted one has only its body decoded, the envelope the
+// classifier found there. Any other class, or a message that does not read as class says,
+// is classified in full.
+func ClassifyAs(msg []byte, class string) *Classification {
+	switch class {
+	case Plain.String():
+		return &Classification{Class: Plain}
+	case ClientEncrypted.String():
+		if c := envelopeAtTop(msg); c != nil {
+			return c
+		}
+	}
+	return Classify(msg)
+}
+
+// envelopeAtTop is what Classify finds in a message that is one labelled envelope, or nil.
+func envelopeAtTop(msg []byte) *Classification {
+	r := bytes.NewReader(msg)
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	if err != nil || len(h.Values("Content-Type")) != 1 || len(h.Values("Content-Transfer-Encoding")) > 1 {
+		return nil
+	}
+	mt, params, err := ParseContentType(h.Get("Content-Type"))
+	if err != nil || !isPKCS7Mime(mt, params, h) {
+		return nil
+	}
+	if label := params["smime-type"]; label != "" {
+		// Only the labels leaf accepts on an envelope.
+		if want, _ := canonicalType(label); want != TypeEnvelopedData && want != TypeAuthEnvelopedData {
+			return nil
+		}
+	}
+	der, _ := decode(strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))), msg[len(msg)-r.Len()-br.Buffered():])
+	ct, ok := cms.Sniff(der)
+	if !ok || !(ct.Equal(oid.EnvelopedData) || ct.Equal(oid.AuthEnvelopedData)) {
+		return nil
+	}
+	name := typeName(ct)
+	return &Classification{Class: ClientEncrypted, Envelope: der, EnvelopeType: name,
+		Layers: []Layer{{MediaType: mt, Label: params["smime-type"], Type: name, DER: der}}}
+}
+
 // Package returns a ClientEncrypted message as the [Package] that [Parse] would make of it,
 // its DER the envelope the classifier found (nothing is decoded twice). For a
 // SignedOverEncrypted message it is the envelope under the signatures, with the message's
@@ -461,6 +506,12 @@ func decode(cte string, body []byte) ([]byte, error) {
 		dec, err := bodyDecoder(cte, bufio.NewReader(bytes.NewReader(body)))
 		if err != nil {
 			return body, err
+		}
+		if cte == "base64" {
+			// Read into its final size at once rather than regrown (a large envelope).
+			buf := bytes.NewBuffer(make([]byte, 0, len(body)/4*3+bytes.MinRead))
+			_, err := buf.ReadFrom(dec)
+			return buf.Bytes(), err
 		}
 		return io.ReadAll(dec)
 	}

@@ -81,7 +81,7 @@ func TestClassifyCorpus(t *testing.T) {
 }
 
 // corpusBytes reads the one []byte value of a "go test fuzz v1" file.
-func corpusBytes(t *testing.T, b []byte) []byte {
+func corpusBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)
 	if len(lines) != 2 || lines[0] != "go test fuzz v1" {

@@ -1,7 +1,6 @@
 package smtpfront
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,34 +45,58 @@ func (e *MessageRefusal) reply() *smtp.SMTPError {
 	return reply(554, 5, 7, 1, text)
 }
 
-// CheckFunc judges a whole message before it is spooled. A [*MessageRefusal] refuses it; any
-// other answer lets it through (what the spool's workers will report is theirs to report).
-type CheckFunc func(ctx context.Context, env queue.Envelope, msg []byte) error
+// CheckFunc judges a message at end of DATA, reading it from the spool file it was staged in
+// (msg: nothing of it is held in memory but what the check reads). A [*MessageRefusal] refuses
+// it; any other error lets it through (what the spool's workers will report is theirs to
+// report). class, when not empty, is kept with the accepted message ([queue.Envelope].Class):
+// what the check found, so that the pipeline need not find it again.
+type CheckFunc func(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (class string, err error)
 
-// CheckedSpooler puts check in front of next: every message is read whole (up to max bytes; a
-// larger one is [ErrMessageTooBig]) and refused at end of DATA, with its reason in the reply,
-// when check refuses it, rather than in a bounce later.
-func CheckedSpooler(next Spooler, max int64, check CheckFunc) Spooler {
-	return checkedSpool{next: next, max: max, check: check}
+// Stager is a spool that can write a message before accepting it (*queue.Queue through the
+// daemon's error mapping).
+type Stager interface {
+	Stage(ctx context.Context, env queue.Envelope, body io.Reader) (StagedMessage, error)
+}
+
+// StagedMessage is a message written to the spool but not accepted (*queue.Staged): Commit
+// accepts it (only then may the client get its 250), Discard removes it.
+type StagedMessage interface {
+	Body() *io.SectionReader
+	Commit(class string) (string, error)
+	Discard()
+}
+
+// CheckedSpooler puts check between DATA and the 250: the message streams into the spool
+// (next.Stage; bounded buffers, never held whole here), check reads it from there, and it is
+// committed when check lets it through, or discarded and refused at end of DATA, with its
+// reason in the reply, when check refuses it, rather than bounced later.
+func CheckedSpooler(next Stager, check CheckFunc) Spooler {
+	return checkedSpool{next: next, check: check}
 }
 
 type checkedSpool struct {
-	next  Spooler
-	max   int64
+	next  Stager
 	check CheckFunc
 }
 
 func (c checkedSpool) Accept(ctx context.Context, env queue.Envelope, body io.Reader) (string, error) {
-	msg, err := io.ReadAll(io.LimitReader(body, c.max+1))
+	st, err := c.next.Stage(ctx, env, body)
 	if err != nil {
 		return "", err
 	}
-	if int64(len(msg)) > c.max {
-		return "", fmt.Errorf("%w: over %d bytes", ErrMessageTooBig, c.max)
-	}
+	class, err := c.check(ctx, env, st.Body())
 	var mr *MessageRefusal
-	if err := c.check(ctx, env, msg); errors.As(err, &mr) {
+	if errors.As(err, &mr) {
+		st.Discard()
 		return "", fmt.Errorf("%w: %w", mr.reply(), err)
 	}
-	return c.next.Accept(ctx, env, bytes.NewReader(msg))
+	if err != nil {
+		class = ""
+	}
+	if err := ctx.Err(); err != nil {
+		// The client is gone: it cannot be told 250, so nothing was accepted.
+		st.Discard()
+		return "", fmt.Errorf("failed to accept message: %w", err)
+	}
+	return st.Commit(class)
 }

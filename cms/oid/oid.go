@@ -57,5 +57,23 @@ var (
 var (
 	DHSinglePassStdDHSHA256KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 11, 1}
 	AES128Wrap                 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 5}
+	AES192Wrap                 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 25}
 	AES256Wrap                 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 45}
+
+	// The other X9.63 KDF hashes of RFC 5753 section 7.1.4 (OpenSSL's -keyopt ecdh_kdf_md; its
+	// default is SHA-1), and the cofactor schemes (-keyopt ecdh_cofactor_mode:1), which on
+	// P-256 and P-384 (cofactor 1) agree on the same secret as the standard ones.
+	DHSinglePassStdDHSHA1KDF        = asn1.ObjectIdentifier{1, 3, 133, 16, 840, 63, 0, 2}
+	DHSinglePassStdDHSHA224KDF      = asn1.ObjectIdentifier{1, 3, 132, 1, 11, 0}
+	DHSinglePassStdDHSHA384KDF      = asn1.ObjectIdentifier{1, 3, 132, 1, 11, 2}
+	DHSinglePassStdDHSHA512KDF      = asn1.ObjectIdentifier{1, 3, 132, 1, 11, 3}
+	DHSinglePassCofactorDHSHA1KDF   = asn1.ObjectIdentifier{1, 3, 133, 16, 840, 63, 0, 3}
+	DHSinglePassCofactorDHSHA224KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 14, 0}
+	DHSinglePassCofactorDHSHA256KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 14, 1}
+	DHSinglePassCofactorDHSHA384KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 14, 2}
+	DHSinglePassCofactorDHSHA512KDF = asn1.ObjectIdentifier{1, 3, 132, 1, 14, 3}
+
+	// Named curves (RFC 5480).
+	P256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	P384 = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
 )

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -32,16 +33,24 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// Patched: the upstream loop counted a byte at a time. A line's count only grows up to its
+	// LF (which starts the next line at 1), so checking it at each LF and at the end is the same.
+	for rest := b[:n]; ; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			r.curLineLength += len(rest)
+			if r.curLineLength > r.LineLimit {
+				return 0, ErrTooLongLine
+			}
+			return n, nil
 		}
-		r.curLineLength++
-
+		if r.curLineLength += i; r.curLineLength > r.LineLimit {
+			return 0, ErrTooLongLine
+		}
+		r.curLineLength = 1
 		if r.curLineLength > r.LineLimit {
 			return 0, ErrTooLongLine
 		}
+		rest = rest[i+1:]
 	}
-
-	return n, nil
 }
