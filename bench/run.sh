@@ -218,9 +218,9 @@ run_appliance() { # label shape conns
   local prof="" fetch=""
   if [ -n "${PPROF:-}" ] && [ "$3" = "$CONNS" ] && [ "$2" != 50k ]; then
     prof=$work/cpu-$2.pprof
-    (sleep 3; curl -s -o "$prof" "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=10") &
     # What the goroutines wait on mid-run (off-CPU time does not show in a CPU profile).
     (sleep 8; curl -s -o "$work/goroutines-$2.txt" "http://127.0.0.1:$pprof_port/debug/pprof/goroutine?debug=1") &
+    (sleep 3; curl -s -o "$prof" "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=10") &
     fetch=$!
   fi
   echo "bench: $1 $2, $3 connections, $DURATION"
