@@ -1,0 +1,102 @@
+package split
+
+import (
+	"strings"
+	"testing"
+)
+
+// Tests that kill mutants gremlins left alive in split (docs/testing.md, "Mutation testing").
+
+// appliedKeys is the field names of package i's header, top to bottom, with the
+// value of each Bcc and Resent-Bcc field.
+func appliedKeys(t *testing.T, in Input, p *Plan, i int) string {
+	t.Helper()
+	h := in.Header.Copy()
+	p.Packages[i].Edits.Apply(&h)
+	var keys []string
+	for f := h.Fields(); f.Next(); {
+		k := f.Key()
+		if strings.HasSuffix(k, "Bcc") {
+			k += "=" + f.Value()
+		}
+		keys = append(keys, k)
+	}
+	return strings.Join(keys, ",")
+}
+
+// TestBccFieldPlace: a hidden package's fresh Bcc field takes the place of
+// the first submitted Bcc field, not the top or the bottom of the header.
+func TestBccFieldPlace(t *testing.T) {
+	tests := []struct {
+		name string
+		hdr  string
+		rcpt []string
+		pol  Policy
+		pkg  int
+		want string
+	}{
+		{name: "ok bcc in the middle",
+			hdr:  "From: alice@example.test\nTo: bob@x.test\nSubject: hi\nBcc: carol@y.test\nDate: 1\n",
+			rcpt: []string{"bob@x.test", "carol@y.test"}, pol: Policy{KeepBcc: true}, pkg: 1,
+			want: "From,To,Subject,Bcc=carol@y.test,Date"},
+		{name: "ok group bcc in the middle",
+			hdr:  "From: alice@example.test\nTo: bob@x.test\nSubject: hi\nBcc: carol@y.test, dave@y.test\nDate: 1\n",
+			rcpt: []string{"bob@x.test", "carol@y.test", "dave@y.test"}, pol: Policy{KeepBcc: true, Bcc: Group}, pkg: 1,
+			want: "From,To,Subject,Bcc=carol@y.test, dave@y.test,Date"},
+		{name: "ok bcc on top",
+			hdr:  "Bcc: carol@y.test\nFrom: alice@example.test\nTo: bob@x.test\nSubject: hi\n",
+			rcpt: []string{"bob@x.test", "carol@y.test"}, pol: Policy{KeepBcc: true}, pkg: 1,
+			want: "Bcc=carol@y.test,From,To,Subject"},
+		{name: "ok resent bcc in the newest block",
+			hdr: "Resent-From: erin@example.test\nResent-To: bob@x.test\nResent-Bcc: carol@y.test\n" +
+				"Resent-Date: 2\nFrom: alice@example.test\nTo: frank@z.test\nSubject: hi\n",
+			rcpt: []string{"bob@x.test", "carol@y.test"}, pol: Policy{KeepBcc: true}, pkg: 1,
+			want: "Resent-Bcc=carol@y.test,Resent-From,Resent-To,Resent-Date,From,To,Subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			in := Input{Header: header(tt.hdr), RcptTo: tt.rcpt, Certs: certsFor(tt.rcpt...), Policy: tt.pol}
+			p, err := Make(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := CheckPrivacy(in, p); err != nil {
+				t.Fatalf("CheckPrivacy() = %v", err)
+			}
+			if !p.Packages[tt.pkg].Hidden {
+				t.Fatalf("package %d is not hidden: %v", tt.pkg, summary(p))
+			}
+			if got := appliedKeys(t, in, p, tt.pkg); got != tt.want {
+				t.Fatalf("header = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSelfCopyEnvelopeSender: the self-copy certificate of an envelope sender
+// that no header field names is in every package, and the oracle takes that as
+// no leak: every recipient learns the envelope sender from Return-Path anyway.
+func TestSelfCopyEnvelopeSender(t *testing.T) {
+	bounces := cert("bounces@example.test", "", 0)
+	in := Input{
+		Header:      header(base + "To: bob@x.test\n"),
+		MailFrom:    "<bounces@example.test>",
+		RcptTo:      []string{"bob@x.test", "carol@y.test"},
+		Certs:       certsFor("bob@x.test", "carol@y.test"),
+		SenderCerts: []Cert{bounces},
+		Policy:      Policy{SelfCopy: true},
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "vis compat [bob@x.test] {bob@x.test//0,bounces@example.test//0}\n" +
+		"hid compat [carol@y.test] {carol@y.test//0,bounces@example.test//0}"
+	if got := strings.Join(summary(p), "\n"); got != want {
+		t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("CheckPrivacy() = %v", err)
+	}
+}
