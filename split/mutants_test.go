@@ -1,6 +1,7 @@
 package split
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -95,6 +96,83 @@ func TestSelfCopyEnvelopeSender(t *testing.T) {
 		"hid compat [carol@y.test] {carol@y.test//0,bounces@example.test//0}"
 	if got := strings.Join(summary(p), "\n"); got != want {
 		t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("CheckPrivacy() = %v", err)
+	}
+}
+
+// TestGroupBccListedOutsideEnvelope: in Group mode a hidden package's Bcc
+// field lists every Bcc address, also one this message is not sent to (its
+// copy goes another way); the oracle takes the field's addresses from the Bcc
+// field, not only from the envelope, and accepts the plan.
+func TestGroupBccListedOutsideEnvelope(t *testing.T) {
+	in := Input{
+		Header: header(base + "To: bob@x.test\nBcc: carol@y.test, dave@y.test\n"),
+		RcptTo: []string{"bob@x.test", "carol@y.test"},
+		Certs:  certsFor("bob@x.test", "carol@y.test"),
+		Policy: Policy{Bcc: Group, KeepBcc: true},
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "vis compat [bob@x.test] {bob@x.test//0}\n" +
+		"hid compat [carol@y.test] {carol@y.test//0} bcc=carol@y.test,dave@y.test"
+	if got := strings.Join(summary(p), "\n"); got != want {
+		t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("CheckPrivacy() = %v", err)
+	}
+}
+
+// TestOracleTokenBytes: the oracle finds a hidden recipient written into a
+// text field whatever letters its address has: z and Z (the ends of the letter
+// ranges) and U+0080 (the first rune beyond ASCII).
+func TestOracleTokenBytes(t *testing.T) {
+	for _, tt := range []struct{ rcpt, text string }{
+		{"liz@z.test", "ask liz@z.test"},
+		{"liz@z.test", "ask LIZ@Z.TEST"},
+		// Cut at U+0080, the rest would read as bob, whom everyone sees.
+		{"d\u0080bob@x.test", "ask d\u0080bob@x.test"},
+	} {
+		t.Run(tt.text, func(t *testing.T) {
+			in := Input{
+				Header: header(base + "To: bob@x.test\n"),
+				RcptTo: []string{"bob@x.test", tt.rcpt},
+				Certs:  certsFor("bob@x.test", tt.rcpt),
+			}
+			p, err := Make(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := CheckPrivacy(in, p); err != nil {
+				t.Fatalf("good plan rejected: %v", err)
+			}
+			p.Packages[0].Edits.Fields = append(p.Packages[0].Edits.Fields, FieldEdit{Key: "Comments", N: -1, Value: tt.text})
+			if err := CheckPrivacy(in, p); !errors.Is(err, ErrPrivacy) {
+				t.Fatalf("CheckPrivacy() = %v, want %v", err, ErrPrivacy)
+			}
+		})
+	}
+}
+
+// TestOracleTrailingComment: text whose last characters are a comment after
+// an address ("bob@x.test (the visible one)": white space at the end once the
+// comment is gone) is read to its end.
+func TestOracleTrailingComment(t *testing.T) {
+	in := Input{
+		Header: header(base + "To: bob@x.test\nComments: ask bob@x.test (the visible one)\n"),
+		RcptTo: []string{"bob@x.test", "carol@y.test"},
+		Certs:  certsFor("bob@x.test", "carol@y.test"),
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appliedKeys(t, in, p, 0); got != "From,Subject,To,Comments" {
+		t.Fatalf("header = %s", got)
 	}
 	if err := CheckPrivacy(in, p); err != nil {
 		t.Fatalf("CheckPrivacy() = %v", err)
