@@ -178,3 +178,46 @@ func TestOracleTrailingComment(t *testing.T) {
 		t.Fatalf("CheckPrivacy() = %v", err)
 	}
 }
+
+// TestOracleMimeVersion: MIME-Version is a content field to the oracle (the
+// shared inner header may carry it, a hidden recipient in it is a right
+// refusal), and every other field is not (the inner header may not carry a
+// Subject); outside the content fields every address counts as revealed, one
+// of no participant too.
+func TestOracleMimeVersion(t *testing.T) {
+	in := Input{
+		Header: header(base + "To: bob@x.test\nMIME-Version: 1.0\n"),
+		RcptTo: []string{"bob@x.test", "carol@y.test"},
+		Certs:  certsFor("bob@x.test", "carol@y.test"),
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Inner.Fields) != 1 || p.Inner.Fields[0].Key != "Mime-Version" {
+		t.Fatalf("inner header = %+v", p.Inner.Fields)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("good plan rejected: %v", err)
+	}
+	q := *p
+	q.Inner.Fields = append([]FieldEdit{{Key: "Subject", N: 0}}, p.Inner.Fields...)
+	if err := CheckPrivacy(in, &q); !errors.Is(err, ErrPrivacy) {
+		t.Errorf("inner Subject: CheckPrivacy() = %v, want %v", err, ErrPrivacy)
+	}
+	q = *p
+	q.Packages = append([]Package(nil), p.Packages...)
+	q.Packages[0].Edits.Fields = append(append([]FieldEdit(nil), p.Packages[0].Edits.Fields...), FieldEdit{Key: "Comments", N: -1, Value: "ask zed@q.test"})
+	if err := CheckPrivacy(in, &q); !errors.Is(err, ErrPrivacy) {
+		t.Errorf("an address of no participant: CheckPrivacy() = %v, want %v", err, ErrPrivacy)
+	}
+
+	in.Header = header(base + "To: bob@x.test\nMIME-Version: 1.0 (carol@y.test)\n")
+	_, err = Make(in)
+	if !errors.Is(err, ErrHiddenInContent) {
+		t.Fatalf("Make() = %v, want %v", err, ErrHiddenInContent)
+	}
+	if err := CheckRefusal(in, err); err != nil {
+		t.Errorf("CheckRefusal() = %v", err)
+	}
+}
