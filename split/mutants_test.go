@@ -221,3 +221,18 @@ func TestOracleMimeVersion(t *testing.T) {
 		t.Errorf("CheckRefusal() = %v", err)
 	}
 }
+
+// TestStripReceivedAtStart: a Received field whose value starts with its "for"
+// clause (a broken or hostile hop) loses the clause like any other.
+func TestStripReceivedAtStart(t *testing.T) {
+	for in, want := range map[string]string{
+		"for <carol@y.test>; Sat, 1 Jan 2026":                 "; Sat, 1 Jan 2026",
+		"for carol@y.test by b for <dave@y.test>; Sat":        " by b; Sat",
+		"from a for <carol@y.test> for <dave@y.test>; Sat":    "from a; Sat",
+		"FOR <carol@y.test>, dave@y.test (comment); Sat, 1 X": " (comment); Sat, 1 X",
+	} {
+		if got := stripReceived(in); got != want {
+			t.Errorf("stripReceived(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
