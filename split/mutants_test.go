@@ -236,3 +236,21 @@ func TestStripReceivedAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestStripReceivedWordBytes: "for" ending a word is no clause, for each end
+// of the word-byte ranges; after any other byte it is one.
+func TestStripReceivedWordBytes(t *testing.T) {
+	for _, c := range "_09azAZ" {
+		in := "from a id 1" + string(c) + "for <carol@y.test>; Sat"
+		if got := stripReceived(in); got != in {
+			t.Errorf("stripReceived(%q) = %q, want it unchanged", in, got)
+		}
+	}
+	for _, c := range "/:`{@[" {
+		in := "from a id 1" + string(c) + "for <carol@y.test>; Sat"
+		want := "from a id 1" + string(c) + "; Sat"
+		if got := stripReceived(in); got != want {
+			t.Errorf("stripReceived(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
