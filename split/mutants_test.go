@@ -254,3 +254,21 @@ func TestStripReceivedWordBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestContentFieldLoose: a Content-* field is in every package, so a hidden
+// recipient's address spelled loosely in it ("carol"@Y test: no dot, a
+// blank, quotes) refuses the message.
+func TestContentFieldLoose(t *testing.T) {
+	in := Input{
+		Header: header(base + "To: bob@x.test\nBcc: carol@y.test\nContent-Description: for \"carol\"@Y test\n"),
+		RcptTo: []string{"bob@x.test", "carol@y.test"},
+		Certs:  certsFor("bob@x.test", "carol@y.test"),
+	}
+	_, err := Make(in)
+	if !errors.Is(err, ErrHiddenInContent) {
+		t.Fatalf("Make() = %v, want %v", err, ErrHiddenInContent)
+	}
+	if err := CheckRefusal(in, err); err != nil {
+		t.Errorf("CheckRefusal() = %v", err)
+	}
+}
