@@ -272,3 +272,26 @@ func TestContentFieldLoose(t *testing.T) {
 		t.Errorf("CheckRefusal() = %v", err)
 	}
 }
+
+// TestHeaderTextEdges: text that starts with a comment (white space first once
+// it is gone) and text that ends in an unfinished encoded word are read to
+// their ends: the first names a hidden recipient and leaves the visible
+// package, the second is kept.
+func TestHeaderTextEdges(t *testing.T) {
+	in := Input{
+		Header: header("From: Alice <alice@example.test>\nTo: bob@x.test\nBcc: carol@y.test\n" +
+			"Subject: (re) ask carol@y.test\nKeywords: x =?utf-8?q?abc?\n"),
+		RcptTo: []string{"bob@x.test", "carol@y.test"},
+		Certs:  certsFor("bob@x.test", "carol@y.test"),
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appliedKeys(t, in, p, 0); got != "From,To,Keywords" {
+		t.Fatalf("header = %s", got)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("CheckPrivacy() = %v", err)
+	}
+}
