@@ -274,13 +274,14 @@ func TestContentFieldLoose(t *testing.T) {
 }
 
 // TestHeaderTextEdges: text that starts with a comment (white space first once
-// it is gone) and text that ends in an unfinished encoded word are read to
-// their ends: the first names a hidden recipient and leaves the visible
-// package, the second is kept.
+// it is gone), text that ends in an unfinished encoded word and text that ends
+// in an address and a full stop are read to their ends: the first and the
+// last name a hidden recipient and leave the visible package, the second is
+// kept.
 func TestHeaderTextEdges(t *testing.T) {
 	in := Input{
 		Header: header("From: Alice <alice@example.test>\nTo: bob@x.test\nBcc: carol@y.test\n" +
-			"Subject: (re) ask carol@y.test\nKeywords: x =?utf-8?q?abc?\n"),
+			"Subject: (re) ask carol@y.test\nKeywords: x =?utf-8?q?abc?\nComments: write to carol@y.test.\n"),
 		RcptTo: []string{"bob@x.test", "carol@y.test"},
 		Certs:  certsFor("bob@x.test", "carol@y.test"),
 	}
