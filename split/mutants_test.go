@@ -297,15 +297,18 @@ func TestHeaderTextEdges(t *testing.T) {
 	}
 }
 
-// TestContainsAddrEnd: an address followed by a full stop ends there unless a
-// domain character follows the stop (then the domain goes on).
-func TestContainsAddrEnd(t *testing.T) {
+// TestContainsAddrBounds: an address followed by a full stop ends there unless
+// a domain character follows the stop (then the domain goes on); one preceded
+// by a local-part character, any rune beyond ASCII too, is another address.
+func TestContainsAddrBounds(t *testing.T) {
 	for s, want := range map[string]bool{
 		"ask carol@y.test. Thanks": true,
 		"ask carol@y.test.":        true,
 		"ask carol@y.test.example": false,
 		"ask carol@y.tests":        false,
 		"ask xcarol@y.test":        false,
+		"ask \u0080carol@y.test":   false,
+		"ask \u00ffcarol@y.test":   false,
 	} {
 		if got := containsAddr(s, "carol@y.test", false); got != want {
 			t.Errorf("containsAddr(%q, carol@y.test) = %v, want %v", s, got, want)
