@@ -314,4 +314,16 @@ func TestContainsAddrBounds(t *testing.T) {
 			t.Errorf("containsAddr(%q, carol@y.test) = %v, want %v", s, got, want)
 		}
 	}
+	for _, c := range "azAZ09!~._" {
+		s := "ask " + string(c) + "carol@y.test"
+		if containsAddr(s, "carol@y.test", false) {
+			t.Errorf("containsAddr(%q, carol@y.test) = true, want false", s)
+		}
+	}
+	for _, c := range " <(,:" {
+		s := "ask" + string(c) + "carol@y.test"
+		if !containsAddr(s, "carol@y.test", false) {
+			t.Errorf("containsAddr(%q, carol@y.test) = false, want true", s)
+		}
+	}
 }
