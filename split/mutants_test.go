@@ -320,8 +320,15 @@ func TestContainsAddrBounds(t *testing.T) {
 			t.Errorf("containsAddr(%q, carol@y.test) = true, want false", s)
 		}
 	}
+	for _, c := range "azAZ09-\u0080" {
+		for _, s := range []string{"ask carol@y.test" + string(c), "ask carol@y.test." + string(c)} {
+			if containsAddr(s, "carol@y.test", false) {
+				t.Errorf("containsAddr(%q, carol@y.test) = true, want false", s)
+			}
+		}
+	}
 	for _, c := range " <(,:" {
-		s := "ask" + string(c) + "carol@y.test"
+		s := "ask" + string(c) + "carol@y.test" + strings.NewReplacer("<", ">", "(", ")").Replace(string(c))
 		if !containsAddr(s, "carol@y.test", false) {
 			t.Errorf("containsAddr(%q, carol@y.test) = false, want true", s)
 		}
