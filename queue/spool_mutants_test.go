@@ -1,0 +1,106 @@
+package queue
+
+// Tests that kill mutants scripts/mutation.sh found living in queue/spool.go (docs/testing.md,
+// "Mutation testing").
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func inodeOf(t *testing.T, name string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestRecycleReusesFile: the next message is written into the kept file itself, not into a new
+// one after the kept file was deleted.
+func TestRecycleReusesFile(t *testing.T) {
+	sp, err := openSpool(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.unlock()
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+	ctx := context.Background()
+	old := newID(time.Now())
+	fs, err := sp.writeMessage(ctx, old, env, strings.NewReader("old"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.remove(&record{ID: old, file: fs}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.free) != 1 {
+		t.Fatalf("%d files kept, want 1", len(sp.free))
+	}
+	kept := inodeOf(t, sp.free[0])
+	id := newID(time.Now())
+	if _, err := sp.writeMessage(ctx, id, env, strings.NewReader("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := inodeOf(t, sp.msgPath(id)); got != kept {
+		t.Fatalf("new message in inode %d, the kept file was %d", got, kept)
+	}
+}
+
+// TestRecycleBounds: at most maxFree files are kept, and a file of exactly maxFreeSize bytes is
+// kept while one byte more is deleted.
+func TestRecycleBounds(t *testing.T) {
+	sp, err := openSpool(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.unlock()
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+	ctx := context.Background()
+	write := func(body string) *record {
+		t.Helper()
+		id := newID(time.Now())
+		fs, err := sp.writeMessage(ctx, id, env, strings.NewReader(body), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &record{ID: id, file: fs}
+	}
+	// The file size is the body's plus a fixed overhead.
+	probe := write("x")
+	size := func(n int) string { return strings.Repeat("x", n+1-int(probe.file.end)) }
+	recs := []*record{write(size(maxFreeSize)), write(size(maxFreeSize + 1))}
+	if recs[0].file.end != maxFreeSize || recs[1].file.end != maxFreeSize+1 {
+		t.Fatalf("file sizes %d, %d; want %d and one more", recs[0].file.end, recs[1].file.end, maxFreeSize)
+	}
+	for _, rec := range recs {
+		if err := sp.remove(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sp.free) != 1 || !strings.HasSuffix(sp.free[0], recs[0].ID) {
+		t.Fatalf("kept %q, want only %s", sp.free, recs[0].ID)
+	}
+	sp.dropFree()
+	for range maxFree + 2 {
+		recs = append(recs, write("x"))
+	}
+	for _, rec := range recs[2:] {
+		if err := sp.remove(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp, err := os.ReadDir(sp.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.free) != maxFree || len(tmp) != maxFree {
+		t.Fatalf("%d files kept, %d in tmp/; want %d", len(sp.free), len(tmp), maxFree)
+	}
+
+}
