@@ -5,7 +5,9 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,4 +105,29 @@ func TestRecycleBounds(t *testing.T) {
 		t.Fatalf("%d files kept, %d in tmp/; want %d", len(sp.free), len(tmp), maxFree)
 	}
 
+}
+
+// TestOpenEmptyV1Dirs: empty state/ and pkg/ directories of spool format 1 hold no mail, so
+// the spool opens; a file in one of them refuses the start.
+func TestOpenEmptyV1Dirs(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"state", "pkg"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp, err := openSpool(dir, 0)
+	if err != nil {
+		t.Fatalf("openSpool with empty format 1 directories: %v", err)
+	}
+	sp.unlock()
+	if err := os.WriteFile(filepath.Join(dir, "pkg", "x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if sp, err := openSpool(dir, 0); !errors.Is(err, ErrBadSpoolFile) {
+		if err == nil {
+			sp.unlock()
+		}
+		t.Fatalf("openSpool with a file in pkg/: %v, want %v", err, ErrBadSpoolFile)
+	}
 }
