@@ -131,3 +131,49 @@ func TestOpenEmptyV1Dirs(t *testing.T) {
 		t.Fatalf("openSpool with a file in pkg/: %v, want %v", err, ErrBadSpoolFile)
 	}
 }
+
+// TestLoadFormats: a message file of format 2 loads like format 3, one of format 1 is refused
+// as format 1 (the error says how to drain it), and one of an unknown format is refused.
+func TestLoadFormats(t *testing.T) {
+	sp, err := openSpool(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.unlock()
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+	id := newID(time.Now())
+	if _, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body"), 0); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(sp.msgPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		magic  string
+		v1, ok bool
+	}{
+		{magic: msgMagic, ok: true},
+		{magic: msgMagicV2, ok: true},
+		{magic: msgMagicV1, v1: true},
+		{magic: "appliance-spool 4\n"},
+	} {
+		if len(tt.magic) != len(msgMagic) {
+			t.Fatalf("magic %q has another length", tt.magic)
+		}
+		if err := os.WriteFile(sp.msgPath(id), append([]byte(tt.magic), data[len(msgMagic):]...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rec, _, err := sp.load(id)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%q: %v", tt.magic, err)
+		case tt.ok && (rec.Envelope.MailFrom != env.MailFrom || len(rec.Envelope.RcptTo) != 1):
+			t.Errorf("%q: envelope %+v", tt.magic, rec.Envelope)
+		case !tt.ok && !errors.Is(err, ErrBadSpoolFile):
+			t.Errorf("%q: %v, want %v", tt.magic, err, ErrBadSpoolFile)
+		case !tt.ok && errors.Is(err, errFormatV1) != tt.v1:
+			t.Errorf("%q: %v; format 1 named: %v, want %v", tt.magic, err, !tt.v1, tt.v1)
+		}
+	}
+}
