@@ -340,3 +340,47 @@ func TestContainsAddrBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestPassThroughAuthorsSources: MAIL FROM (unless empty or <>), From and Sender are the
+// authors of a pass-through message.
+func TestPassThroughAuthorsSources(t *testing.T) {
+	h := header("From: Alice <alice@example.test>\nSender: sam@example.test\nTo: bob@x.test\n")
+	for mf, want := range map[string]string{
+		"<bounces@example.test>": "bounces@example.test,alice@example.test,sam@example.test",
+		"<>":                     "alice@example.test,sam@example.test",
+		"":                       "alice@example.test,sam@example.test",
+	} {
+		if got := strings.Join(PassThroughAuthors(mf, h, false), ","); got != want {
+			t.Errorf("PassThroughAuthors(%q) = %s, want %s", mf, got, want)
+		}
+	}
+}
+
+// TestPassThroughRejectNames: the refusal under RejectUnknown names the first three dropped
+// RecipientInfos and counts the rest.
+func TestPassThroughRejectNames(t *testing.T) {
+	in := PassThroughInput{
+		Header:   header("From: alice@example.test\nTo: bob@x.test\nSubject: s"),
+		MailFrom: "alice@example.test",
+		RcptTo:   []string{"bob@x.test"},
+		RecipientInfos: []RecipientRef{
+			{Key: "k-bob", Kind: "keytrans"}, {Key: "k-a", Kind: "keytrans"}, {Key: "k-b", Kind: "keytrans"},
+			{Key: "k-c", Kind: "keytrans"}, {Key: "k-d", Kind: "keytrans"},
+		},
+		Owners:      map[string]KeyOwner{"k-bob": {Addr: "bob@x.test", Recipient: true}},
+		Authors:     PassThroughAuthors("alice@example.test", header("From: alice@example.test"), false),
+		PassThrough: PassThroughPolicy{Unknown: RejectUnknown},
+	}
+	_, err := PlanPassThrough(in)
+	if !errors.Is(err, ErrRecipientInfoRejected) {
+		t.Fatalf("PlanPassThrough() = %v, want %v", err, ErrRecipientInfoRejected)
+	}
+	for _, w := range []string{"#1 (owner unknown)", "#2 (owner unknown)", "#3 (owner unknown)", "and 1 more"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "#4") {
+		t.Errorf("error %q names a fourth", err)
+	}
+}
