@@ -4,7 +4,10 @@ package queue_test
 // (docs/testing.md, "Mutation testing").
 
 import (
+	"context"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,5 +54,57 @@ func TestDefaultMaxAge(t *testing.T) {
 	}
 	if strings.Join(to, ",") != "b@example.test,c@example.test" {
 		t.Errorf("delivered to %v", to)
+	}
+}
+
+// blockingDeliverer is a Deliverer whose transactions wait for the queue to stop, as one to a
+// next hop that never answers does.
+type blockingDeliverer struct {
+	started chan struct{}
+	once    sync.Once
+}
+
+func (d *blockingDeliverer) Deliver(ctx context.Context, _ string, _ []string, _ io.Reader) ([]queue.RcptResult, error) {
+	d.once.Do(func() { close(d.started) })
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStatsDeferred: Stats counts a package as deferred only once an attempt failed, and a
+// message as seal-deferred once sealing failed: a sealed message whose first delivery was cut
+// off by the queue stopping is pending, not deferred; a message whose sealing failed is.
+func TestStatsDeferred(t *testing.T) {
+	opts := baseOpts(t.TempDir())
+	d := &blockingDeliverer{started: make(chan struct{})}
+	q, err := queue.Open(opts, &proc{}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	accept(t, q, 1, sender, "b@example.test")
+	<-d.started
+	cancel()
+	<-done
+	q.Close()
+	q2, err := queue.Open(opts, &proc{}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := q2.Stats()
+	q2.Close()
+	if st.Messages != 1 || st.Received != 0 || st.Pending != 1 || st.Deferred != 0 {
+		t.Errorf("after a cut-off first attempt: %+v, want 1 message, 1 package pending, none deferred", st)
+	}
+
+	opts = baseOpts(t.TempDir())
+	opts.Retry = []time.Duration{time.Hour}
+	p := &proc{fail: func(int) error { return tempErr{"hsm unavailable"} }}
+	q3, _ := running(t, opts, p, newDeliverer(t, newSink(t)))
+	accept(t, q3, 1, sender, "b@example.test")
+	waitFor(t, func() bool { return p.callCount() >= 1 && q3.Stats().SealDeferred != 0 })
+	if st := q3.Stats(); st.Received != 1 || st.SealDeferred != 1 {
+		t.Errorf("after a failed seal: %+v, want 1 received, 1 seal-deferred", st)
 	}
 }
