@@ -357,7 +357,7 @@ func TestPassThroughAuthorsSources(t *testing.T) {
 }
 
 // TestPassThroughRejectNames: the refusal under RejectUnknown names the first three dropped
-// RecipientInfos and counts the rest.
+// RecipientInfos and counts the rest, if any.
 func TestPassThroughRejectNames(t *testing.T) {
 	in := PassThroughInput{
 		Header:   header("From: alice@example.test\nTo: bob@x.test\nSubject: s"),
@@ -382,5 +382,11 @@ func TestPassThroughRejectNames(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "#4") {
 		t.Errorf("error %q names a fourth", err)
+	}
+	// Three: all named, nothing counted.
+	in.RecipientInfos = in.RecipientInfos[:4]
+	_, err = PlanPassThrough(in)
+	if !errors.Is(err, ErrRecipientInfoRejected) || !strings.HasSuffix(err.Error(), "#3 (owner unknown)") {
+		t.Errorf("three dropped: %v", err)
 	}
 }
