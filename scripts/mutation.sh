@@ -106,8 +106,10 @@ for t in "${targets[@]}"; do
   killed=$(grep -o 'Killed: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   lived=$(grep -o 'Lived: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   if [ -z "$killed" ] || [ -z "$lived" ]; then
-    k=$(grep -c '^ *KILLED' "$log" || true)
-    l=$(grep -c '^ *LIVED' "$log" || true)
+    # Cut off: gremlins stops the mutants in flight and reports them as lived (a test killed by
+    # a signal); count only what finished before it began shutting down.
+    k=$(sed '/Shutting down/q' "$log" | grep -c '^ *KILLED' || true)
+    l=$(sed '/Shutting down/q' "$log" | grep -c '^ *LIVED' || true)
     line="$t: cut off after $limit (exit $rc): $k killed, $l lived so far"
     status=1
   else
@@ -119,7 +121,7 @@ for t in "${targets[@]}"; do
     fi
   fi
   echo "$line" | tee -a "$summary"
-  grep -E '^ *LIVED' "$log" | sed "s|^ *|  $t |" | tee -a "$summary" || true
+  sed '/Shutting down/q' "$log" | grep -E '^ *LIVED' | sed "s|^ *|  $t |" | tee -a "$summary" || true
 done
 echo "== report in $out/ (summary.txt, and per target a log and JSON)"
 exit $status
