@@ -390,3 +390,25 @@ func TestPassThroughRejectNames(t *testing.T) {
 		t.Errorf("three dropped: %v", err)
 	}
 }
+
+// TestOracleReceivedSecondClause: the oracle reads every "for" clause of a Received field, not
+// only the first; an address its token scan cannot read (a domain literal) shows it.
+func TestOracleReceivedSecondClause(t *testing.T) {
+	in := Input{
+		Header: header(base + "To: bob@x.test\n"),
+		RcptTo: []string{"bob@x.test", "carol@[192.0.2.1]"},
+		Certs:  certsFor("bob@x.test", "carol@[192.0.2.1]"),
+	}
+	p, err := Make(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPrivacy(in, p); err != nil {
+		t.Fatalf("good plan rejected: %v", err)
+	}
+	p.Packages[0].Edits.Fields = append(p.Packages[0].Edits.Fields,
+		FieldEdit{Key: "Received", N: -1, Value: "from a by b for <bob@x.test> for <carol@[192.0.2.1]>; Sat"})
+	if err := CheckPrivacy(in, p); !errors.Is(err, ErrPrivacy) {
+		t.Fatalf("CheckPrivacy() = %v, want %v", err, ErrPrivacy)
+	}
+}
