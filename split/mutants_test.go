@@ -412,3 +412,49 @@ func TestOracleReceivedSecondClause(t *testing.T) {
 		t.Fatalf("CheckPrivacy() = %v, want %v", err, ErrPrivacy)
 	}
 }
+
+// TestPassThroughPackages: visible recipients with key-transport RecipientInfos share one
+// package, one with a key-agreement RecipientInfo gets one of its own; the plan lists the
+// pass-through profile when a package is encrypted and none when every recipient is refused;
+// RejectUnknown with nothing dropped is no refusal.
+func TestPassThroughPackages(t *testing.T) {
+	in := PassThroughInput{
+		Header:   header("From: alice@example.test\nTo: bob@x.test, dave@x.test, erin@x.test\nSubject: s"),
+		MailFrom: "alice@example.test",
+		RcptTo:   []string{"bob@x.test", "dave@x.test", "erin@x.test"},
+		RecipientInfos: []RecipientRef{
+			{Key: "k-bob", Kind: "keytrans"}, {Key: "k-dave", Kind: "keytrans"}, {Key: "k-erin", Kind: "keyagree"},
+			{Key: "k-alice", Kind: "keytrans"},
+		},
+		Owners: map[string]KeyOwner{"k-bob": {Addr: "bob@x.test", Recipient: true}, "k-dave": {Addr: "dave@x.test", Recipient: true},
+			"k-erin": {Addr: "erin@x.test", Recipient: true}, "k-alice": {Addr: "alice@example.test"}},
+		Authors:     PassThroughAuthors("alice@example.test", header("From: alice@example.test"), false),
+		PassThrough: PassThroughPolicy{Unknown: RejectUnknown},
+	}
+	pt, err := PlanPassThrough(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pk := range pt.Packages {
+		got = append(got, strings.Join(pk.Recipients, "+"))
+	}
+	if strings.Join(got, " ") != "erin@x.test bob@x.test+dave@x.test" {
+		t.Errorf("packages %v, want bob and dave together, erin alone", got)
+	}
+	if strings.Join(pt.Plan.Profiles, ",") != PassThroughProfile {
+		t.Errorf("profiles %v", pt.Plan.Profiles)
+	}
+
+	in.Header = header("From: alice@example.test\nTo: carol@y.test\nSubject: s")
+	in.RcptTo = []string{"carol@y.test"}
+	in.RecipientInfos = []RecipientRef{{Key: "k-alice", Kind: "keytrans"}}
+	in.PassThrough = PassThroughPolicy{}
+	pt, err = PlanPassThrough(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pt.Packages) != 0 || len(pt.Refused) != 1 || pt.Plan.Profiles != nil {
+		t.Errorf("every recipient refused: %d packages, refused %+v, profiles %v", len(pt.Packages), pt.Refused, pt.Plan.Profiles)
+	}
+}
