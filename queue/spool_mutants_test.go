@@ -4,8 +4,10 @@ package queue
 // "Mutation testing").
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,5 +177,44 @@ func TestLoadFormats(t *testing.T) {
 		case !tt.ok && errors.Is(err, errFormatV1) != tt.v1:
 			t.Errorf("%q: %v; format 1 named: %v, want %v", tt.magic, err, !tt.v1, tt.v1)
 		}
+	}
+}
+
+// TestRecoverLogsCut: recovery cuts an unfinished tail off a message file and logs how many
+// bytes it removed; a whole file is not logged.
+func TestRecoverLogsCut(t *testing.T) {
+	sp, err := openSpool(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.unlock()
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+	id := newID(time.Now())
+	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	if recs, err := sp.recover(slog.New(slog.NewTextHandler(&logs, nil))); err != nil || len(recs) != 1 {
+		t.Fatalf("recover: %d records, %v", len(recs), err)
+	}
+	if strings.Contains(logs.String(), "removed unfinished") {
+		t.Errorf("a whole file logged as cut: %s", logs.String())
+	}
+	f, err := os.OpenFile(sp.msgPath(id), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("torn commit"))
+	f.Close()
+	logs.Reset()
+	if recs, err := sp.recover(slog.New(slog.NewTextHandler(&logs, nil))); err != nil || len(recs) != 1 {
+		t.Fatalf("recover: %d records, %v", len(recs), err)
+	}
+	if !strings.Contains(logs.String(), "removed unfinished spool record") || !strings.Contains(logs.String(), "bytes=11") {
+		t.Errorf("cut of 11 bytes not logged: %s", logs.String())
+	}
+	if fi, err := os.Stat(sp.msgPath(id)); err != nil || fi.Size() != fs.end {
+		t.Errorf("file not cut back to %d bytes: %v, %v", fs.end, fi.Size(), err)
 	}
 }
