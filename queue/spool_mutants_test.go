@@ -6,6 +6,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -216,5 +217,47 @@ func TestRecoverLogsCut(t *testing.T) {
 	}
 	if fi, err := os.Stat(sp.msgPath(id)); err != nil || fi.Size() != fs.end {
 		t.Errorf("file not cut back to %d bytes: %v, %v", fs.end, fi.Size(), err)
+	}
+}
+
+// TestDecodeStateBounds: a state's packages and shared parts must lie between the first frame's
+// payload and the state frame itself; each bound is taken exactly and refused one byte past it.
+func TestDecodeStateBounds(t *testing.T) {
+	const id = "0123456789abcdef0123456789"
+	const framesAt, at = 1000, 2000
+	first := int64(framesAt + frameHeaderLen)
+	tests := []struct {
+		name     string
+		off, len int64
+		shared   *segment
+		ok       bool
+	}{
+		{name: "ok first byte to the state", off: first, len: at - first, ok: true},
+		{name: "ok empty package", off: first, len: 0, ok: true},
+		{name: "fail before the first payload", off: first - 1, len: 10},
+		{name: "fail into the state frame", off: first, len: at - first + 1},
+		{name: "fail negative length", off: first + 10, len: -1},
+		{name: "ok shared part up to the state", off: first, len: 10, shared: &segment{Off: first + 10, Len: at - first - 10}, ok: true},
+		{name: "ok empty shared part", off: first, len: 10, shared: &segment{Off: first, Len: 0}, ok: true},
+		{name: "fail shared part before the first payload", off: first, len: 10, shared: &segment{Off: first - 1, Len: 5}},
+		{name: "fail shared part into the state frame", off: first, len: 10, shared: &segment{Off: first + 10, Len: at - first - 9}},
+		{name: "fail shared part of negative length", off: first, len: 10, shared: &segment{Off: first + 20, Len: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := record{ID: id, Phase: phaseSealed, Packages: []*pkgRecord{{Off: tt.off, Len: tt.len, Shared: tt.shared,
+				Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}}}}
+			payload, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = decodeState(id, Envelope{}, stateFrame{payload: payload, at: at, end: at + 100}, framesAt)
+			if tt.ok && err != nil {
+				t.Fatalf("decodeState: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, ErrBadSpoolFile) {
+				t.Fatalf("decodeState = %v, want %v", err, ErrBadSpoolFile)
+			}
+		})
 	}
 }
