@@ -6,8 +6,10 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -259,5 +261,38 @@ func TestDecodeStateBounds(t *testing.T) {
 				t.Fatalf("decodeState = %v, want %v", err, ErrBadSpoolFile)
 			}
 		})
+	}
+}
+
+// TestParseStateNamesBody: a state frame whose package lies inside the message body (a corrupt
+// or foreign file) is refused: packages start after the body.
+func TestParseStateNamesBody(t *testing.T) {
+	sp, err := openSpool(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.unlock()
+	id := newID(time.Now())
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader(strings.Repeat("x", 100)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(sp.msgPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := fs.body + 20
+	rec := record{ID: id, Phase: phaseSealed, Packages: []*pkgRecord{{Off: off, Len: 10,
+		CRC: crc32.Checksum(data[off:off+10], castagnoli), Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}}}}
+	payload, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data[:fs.end:fs.end], frameHeader(kindState, int64(len(payload)))...)
+	data = append(data, payload...)
+	data = binary.BigEndian.AppendUint32(data, crc32.Checksum(payload, castagnoli))
+	if _, _, err := parseMessage(id, bytes.NewReader(data), int64(len(data))); !errors.Is(err, ErrBadSpoolFile) {
+		t.Fatalf("parseMessage = %v, want %v", err, ErrBadSpoolFile)
 	}
 }
