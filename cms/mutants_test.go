@@ -35,3 +35,46 @@ func TestReadElemBounds(t *testing.T) {
 		t.Errorf("four-octet high tag: tag %d, %v", e.tag, err)
 	}
 }
+
+// TestOctetsNestingBound: a constructed OCTET STRING of definite lengths nested exactly maxDepth
+// deep is read; one level more is refused.
+func TestOctetsNestingBound(t *testing.T) {
+	nested := func(levels int) []byte {
+		b := []byte{0x04, 0x01, 0x01}
+		for range levels {
+			b = append([]byte{0x24, byte(len(b))}, b...)
+		}
+		return b
+	}
+	for levels, ok := range map[int]bool{maxDepth: true, maxDepth + 1: false} {
+		e, _, err := readElem(nested(levels), 0)
+		if err != nil {
+			t.Fatalf("%d levels: readElem: %v", levels, err)
+		}
+		v, err := e.octets(0)
+		if ok && (err != nil || string(v) != "\x01") {
+			t.Errorf("%d levels: %q, %v", levels, v, err)
+		}
+		if !ok && !errors.Is(err, ErrMalformed) {
+			t.Errorf("%d levels: %v, want %v", levels, err, ErrMalformed)
+		}
+	}
+}
+
+// TestReadElemLongLength: a long-form length of zero ending exactly at the input's end is an
+// empty value; length octets beyond the input are refused; a value longer than what is left
+// says how many bytes are left.
+func TestReadElemLongLength(t *testing.T) {
+	b, _ := hex.DecodeString("048100")
+	if e, rest, err := readElem(b, 0); err != nil || len(e.body) != 0 || len(rest) != 0 {
+		t.Errorf("readElem(048100) = %x, %x, %v", e.body, rest, err)
+	}
+	b, _ = hex.DecodeString("048200")
+	if _, _, err := readElem(b, 0); !errors.Is(err, ErrMalformed) {
+		t.Errorf("readElem(048200) = %v, want %v", err, ErrMalformed)
+	}
+	b, _ = hex.DecodeString("040501")
+	if _, _, err := readElem(b, 0); err == nil || !strings.Contains(err.Error(), "length 5 exceeds the 1 bytes left") {
+		t.Errorf("readElem(040501) = %v", err)
+	}
+}
