@@ -78,3 +78,29 @@ func TestReadElemLongLength(t *testing.T) {
 		t.Errorf("readElem(040501) = %v", err)
 	}
 }
+
+// TestBigIntLength: an INTEGER (a serial number) of exactly maxSerialLen octets is read, one
+// octet more is refused; a leading 1 bit makes it negative.
+func TestBigIntLength(t *testing.T) {
+	read := func(n int, first byte) (string, error) {
+		b := append([]byte{0x02, byte(n), first}, make([]byte, n-1)...)
+		e, _, err := readElem(b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.bigInt()
+		if err != nil {
+			return "", err
+		}
+		return v.Text(16), nil
+	}
+	if v, err := read(maxSerialLen, 0x01); err != nil || v != "1"+strings.Repeat("00", maxSerialLen-1) {
+		t.Errorf("%d octets: %s, %v", maxSerialLen, v, err)
+	}
+	if _, err := read(maxSerialLen+1, 0x01); !errors.Is(err, ErrMalformed) {
+		t.Errorf("%d octets: %v, want %v", maxSerialLen+1, err, ErrMalformed)
+	}
+	if v, err := read(2, 0xff); err != nil || v != "-100" {
+		t.Errorf("ff00: %s, %v", v, err)
+	}
+}
