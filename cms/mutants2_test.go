@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"testing"
 
+	"appliance/cms/oid"
 	"appliance/internal/softhsmtest"
 )
 
@@ -36,5 +37,54 @@ func TestKeyAgreementWrappedKeyBounds(t *testing.T) {
 				t.Fatalf("%d-byte wrapped key: %v, want %v", n, err, ErrMalformed)
 			}
 		})
+	}
+}
+
+// TestKeyAgreementFieldCount: a KeyAgreeRecipientInfo has 4 fields, or 5 with a ukm, which goes
+// into the KDF's SharedInfo as entityUInfo; 3 or 6 fields are refused.
+func TestKeyAgreementFieldCount(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	frank := env.Cert(t, "frank")
+	ri, err := KeyAgreeRecipient(context.Background(), newSoftKey(t), frank, KeyAgreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := readElem(ri.Raw, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.children(1)
+	if err != nil || len(cs) != 4 {
+		t.Fatalf("%d fields, %v", len(cs), err)
+	}
+	ukm := []byte("user keying material")
+	ukmField := append([]byte{0xa1, byte(2 + len(ukm)), 0x04, byte(len(ukm))}, ukm...)
+	with := func(fields ...[]byte) *RecipientInfo {
+		body := bytes.Join(fields, nil)
+		r := *ri
+		r.Raw = append(appendHeader(nil, 0xa1, len(body)), body...)
+		return &r
+	}
+	ka, err := with(cs[0].raw, cs[1].raw, ukmField, cs[2].raw, cs[3].raw).KeyAgreement(frank)
+	if err != nil {
+		t.Fatalf("with a ukm: %v", err)
+	}
+	want, err := sharedInfo(AlgorithmIdentifier{Algorithm: oid.AES256Wrap}, ukm, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ka.SharedInfo, want) || !bytes.Contains(ka.SharedInfo, ukm) {
+		t.Errorf("with a ukm: SharedInfo %x, KEK %d bytes", ka.SharedInfo, ka.KEKSize)
+	}
+	if ka, err := with(cs[0].raw, cs[1].raw, cs[2].raw, cs[3].raw).KeyAgreement(frank); err != nil || bytes.Contains(ka.SharedInfo, ukm) {
+		t.Errorf("without a ukm: %v", err)
+	}
+	for name, r := range map[string]*RecipientInfo{
+		"3 fields": with(cs[0].raw, cs[1].raw, cs[3].raw),
+		"6 fields": with(cs[0].raw, cs[1].raw, ukmField, cs[2].raw, cs[3].raw, []byte{0x05, 0x00}),
+	} {
+		if _, err := r.KeyAgreement(frank); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want %v", name, err, ErrMalformed)
+		}
 	}
 }
