@@ -88,3 +88,22 @@ func TestKeyAgreementFieldCount(t *testing.T) {
 		}
 	}
 }
+
+// TestAESUnwrapSizes: the smallest wrap, a 16-byte key in 24 bytes, unwraps; 16 bytes (one
+// block after the check value) and a length not a multiple of 8 are refused as malformed.
+func TestAESUnwrapSizes(t *testing.T) {
+	kek := bytes.Repeat([]byte{7}, 16)
+	key := []byte("0123456789abcdef")
+	w, err := aesKeyWrap(kek, key)
+	if err != nil || len(w) != 24 {
+		t.Fatalf("wrap: %d bytes, %v", len(w), err)
+	}
+	if got, err := aesUnwrap(kek, w); err != nil || !bytes.Equal(got, key) {
+		t.Errorf("24-byte wrap: %q, %v", got, err)
+	}
+	for _, n := range []int{16, 20, 0} {
+		if _, err := aesUnwrap(kek, w[:n]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%d-byte wrap: %v, want %v", n, err, ErrMalformed)
+		}
+	}
+}
