@@ -6,8 +6,10 @@ package cms
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"appliance/cms/oid"
@@ -104,6 +106,95 @@ func TestAESUnwrapSizes(t *testing.T) {
 	for _, n := range []int{16, 20, 0} {
 		if _, err := aesUnwrap(kek, w[:n]); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%d-byte wrap: %v, want %v", n, err, ErrMalformed)
+		}
+	}
+}
+
+// signedParts is a SignedData ContentInfo taken apart: its first three fields (version,
+// digestAlgorithms, encapContentInfo), its certificates and its SignerInfos.
+type signedParts struct {
+	head    []byte
+	certs   [][]byte
+	signers [][]byte
+}
+
+func splitSigned(t testing.TB, der []byte) signedParts {
+	t.Helper()
+	_, body, err := contentInfo(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := body.children(2)
+	if err != nil || len(fs) != 5 {
+		t.Fatalf("%d fields, %v", len(fs), err)
+	}
+	var p signedParts
+	p.head = bytes.Join([][]byte{fs[0].raw, fs[1].raw, fs[2].raw}, nil)
+	cs, err := fs[3].children(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		p.certs = append(p.certs, c.raw)
+	}
+	sis, err := fs[4].children(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sis {
+		p.signers = append(p.signers, s.raw)
+	}
+	return p
+}
+
+// der encodes p again as a SignedData ContentInfo (certificates left out when there are none).
+func (p signedParts) der() []byte {
+	inner := bytes.Clone(p.head)
+	if p.certs != nil {
+		c := bytes.Join(p.certs, nil)
+		inner = append(appendHeader(inner, tagContext0, len(c)), c...)
+	}
+	s := bytes.Join(p.signers, nil)
+	inner = append(appendHeader(inner, tagSet, len(s)), s...)
+	sd := append(appendHeader(nil, tagSequence, len(inner)), inner...)
+	explicit := append(appendHeader(nil, tagContext0, len(sd)), sd...)
+	ct := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	body := append(ct, explicit...)
+	return append(appendHeader(nil, tagSequence, len(body)), body...)
+}
+
+// TestParseSignedLimits: ParseSigned takes exactly maxCertificates certificates and maxSigners
+// SignerInfos, and refuses one more of either.
+func TestParseSignedLimits(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	der, err := Sign(env.Key(t, "frank"), []*x509.Certificate{env.Cert(t, "frank")}, []byte("x"), SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	if sd, err := ParseSigned(p.der()); err != nil || len(sd.Signers) != 1 || len(sd.Certificates) != 1 {
+		t.Fatalf("taken apart and put together: %v", err)
+	}
+	for n, ok := range map[int]bool{maxCertificates: true, maxCertificates + 1: false} {
+		q := p
+		q.certs = slices.Repeat(p.certs, n)
+		sd, err := ParseSigned(q.der())
+		if ok && (err != nil || len(sd.Certificates) != n) {
+			t.Errorf("%d certificates: %v", n, err)
+		}
+		if !ok && !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%d certificates: %v, want %v", n, err, ErrUnsupported)
+		}
+	}
+	for n, ok := range map[int]bool{maxSigners: true, maxSigners + 1: false} {
+		q := p
+		q.signers = slices.Repeat(p.signers, n)
+		sd, err := ParseSigned(q.der())
+		if ok && (err != nil || len(sd.Signers) != n) {
+			t.Errorf("%d signers: %v", n, err)
+		}
+		if !ok && !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%d signers: %v, want %v", n, err, ErrUnsupported)
 		}
 	}
 }
