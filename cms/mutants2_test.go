@@ -198,3 +198,15 @@ func TestParseSignedLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestSniffOIDLength: a content type of 126 octets is the longest Sniff reads; 127 is refused.
+func TestSniffOIDLength(t *testing.T) {
+	arc := []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07}
+	for n, ok := range map[int]bool{126: true, 127: false} {
+		o := append(bytes.Clone(arc), bytes.Repeat([]byte{0x01}, n-len(arc))...)
+		in := append([]byte{0x30, 0x80, 0x06, byte(n)}, o...)
+		if ct, got := Sniff(in); got != ok || ok && len(ct) != 6+n-len(arc) {
+			t.Errorf("%d-octet content type: %v, %v; want %v", n, ct, got, ok)
+		}
+	}
+}
