@@ -6,11 +6,17 @@ package cms
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"testing"
+	"time"
 
 	"appliance/cms/oid"
 	"appliance/internal/softhsmtest"
@@ -208,5 +214,45 @@ func TestSniffOIDLength(t *testing.T) {
 		if ct, got := Sniff(in); got != ok || ok && len(ct) != 6+n-len(arc) {
 			t.Errorf("%d-octet content type: %v, %v; want %v", n, ct, got, ok)
 		}
+	}
+}
+
+// TestEmptySubjectKeyID: an identifier with an empty subject key identifier names no
+// certificate, not even one without the extension: a KeyAgree key, a RecipientInfo and a
+// SignerInfo alike.
+func TestEmptySubjectKeyID(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "no ski"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil || cert.SubjectKeyId != nil {
+		t.Fatalf("certificate: ski %x, %v", cert.SubjectKeyId, err)
+	}
+	empty := []byte{}
+	if (KeyAgreeKey{SubjectKeyID: empty}).names(cert) {
+		t.Error("KeyAgreeKey with an empty ski names the certificate")
+	}
+	for _, k := range []RecipientKind{KeyTrans, KeyAgree} {
+		if (&RecipientInfo{Kind: k, SubjectKeyID: empty}).Matches(cert) {
+			t.Errorf("%v RecipientInfo with an empty ski matches the certificate", k)
+		}
+	}
+	if (&SignerInfo{SubjectKeyID: empty}).Matches(cert) {
+		t.Error("SignerInfo with an empty ski matches the certificate")
+	}
+	// The same identifiers by issuer and serial do name it.
+	if !(KeyAgreeKey{Issuer: cert.RawIssuer, Serial: cert.SerialNumber}).names(cert) ||
+		!(&RecipientInfo{Kind: KeyAgree, Issuer: cert.RawIssuer, Serial: cert.SerialNumber}).Matches(cert) ||
+		!(&SignerInfo{Issuer: cert.RawIssuer, Serial: cert.SerialNumber}).Matches(cert) {
+		t.Error("issuer and serial do not name the certificate")
 	}
 }
