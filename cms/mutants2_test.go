@@ -249,6 +249,12 @@ func TestEmptySubjectKeyID(t *testing.T) {
 	if (&SignerInfo{SubjectKeyID: empty}).Matches(cert) {
 		t.Error("SignerInfo with an empty ski matches the certificate")
 	}
+	// Nor does it in the key space of CertIDKeys, which gives such a certificate only its
+	// issuer and serial.
+	keys := CertIDKeys(cert)
+	if len(keys) != 1 || slices.Contains(keys, (&RecipientInfo{Kind: KeyTrans, SubjectKeyID: empty}).IDKey()) {
+		t.Errorf("CertIDKeys of a certificate without an ski: %q", keys)
+	}
 	// The same identifiers by issuer and serial do name it.
 	if !(KeyAgreeKey{Issuer: cert.RawIssuer, Serial: cert.SerialNumber}).names(cert) ||
 		!(&RecipientInfo{Kind: KeyAgree, Issuer: cert.RawIssuer, Serial: cert.SerialNumber}).Matches(cert) ||
