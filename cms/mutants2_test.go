@@ -262,3 +262,22 @@ func TestEmptySubjectKeyID(t *testing.T) {
 		t.Error("issuer and serial do not name the certificate")
 	}
 }
+
+// TestSignedWithoutCertificates: a SignedData of four fields, no certificates or CRLs, parses,
+// and KeepSignerCertificates returns it as it is.
+func TestSignedWithoutCertificates(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	der, err := Sign(env.Key(t, "frank"), []*x509.Certificate{env.Cert(t, "frank")}, []byte("x"), SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	p.certs = nil
+	bare := p.der()
+	if sd, err := ParseSigned(bare); err != nil || len(sd.Certificates) != 0 || len(sd.Signers) != 1 {
+		t.Fatalf("ParseSigned: %v", err)
+	}
+	if out, n, err := KeepSignerCertificates(bare); err != nil || n != 0 || !bytes.Equal(out, bare) {
+		t.Fatalf("KeepSignerCertificates: %d dropped, %v", n, err)
+	}
+}
