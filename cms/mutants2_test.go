@@ -11,12 +11,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"appliance/cms/oid"
 	"appliance/internal/softhsmtest"
@@ -279,5 +283,54 @@ func TestSignedWithoutCertificates(t *testing.T) {
 	}
 	if out, n, err := KeepSignerCertificates(bare); err != nil || n != 0 || !bytes.Equal(out, bare) {
 		t.Fatalf("KeepSignerCertificates: %d dropped, %v", n, err)
+	}
+}
+
+// TestOriginatorKeyParameters: the originator's id-ecPublicKey may carry no parameters, NULL or
+// the certificate's curve; another curve is refused.
+func TestOriginatorKeyParameters(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	frank := env.Cert(t, "frank")
+	ri, err := KeyAgreeRecipient(context.Background(), newSoftKey(t), frank, KeyAgreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := readElem(ri.Raw, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.children(1)
+	if err != nil || len(cs) != 4 {
+		t.Fatalf("%d fields, %v", len(cs), err)
+	}
+	with := func(params []byte) *RecipientInfo {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.Tag(1).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+				addAlgorithm(b, AlgorithmIdentifier{Algorithm: oid.ECPublicKey, Parameters: params})
+				b.AddASN1(cbasn1.BIT_STRING, func(b *cryptobyte.Builder) {
+					b.AddUint8(0)
+					b.AddBytes(ri.OriginatorKey)
+				})
+			})
+		})
+		orig, err := b.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := bytes.Join([][]byte{cs[0].raw, orig, cs[2].raw, cs[3].raw}, nil)
+		r := *ri
+		r.Raw = append(appendHeader(nil, 0xa1, len(body)), body...)
+		return &r
+	}
+	p256, _ := asn1.Marshal(oid.P256)
+	p384, _ := asn1.Marshal(oid.P384)
+	for name, params := range map[string][]byte{"absent": nil, "null": nullParams, "p-256": p256} {
+		if ka, err := with(params).KeyAgreement(frank); err != nil || !bytes.Equal(ka.OriginatorKey, ri.OriginatorKey) {
+			t.Errorf("parameters %s: %v", name, err)
+		}
+	}
+	if _, err := with(p384).KeyAgreement(frank); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("parameters p-384: %v, want %v", err, ErrUnsupported)
 	}
 }
