@@ -1,0 +1,68 @@
+package smime
+
+// Tests that kill mutants scripts/mutation.sh found living in smime's files other than
+// normalize.go and sevenbit.go (the smime-rest target; docs/testing.md, "Mutation testing").
+
+import (
+	"bytes"
+	"encoding/base64"
+	"testing"
+)
+
+// m2ContentInfo is a ContentInfo of content type oid (the OID's contents octets) over an
+// INTEGER 0: enough for cms.Sniff.
+func m2ContentInfo(oid []byte) []byte {
+	body := append([]byte{0x06, byte(len(oid))}, oid...)
+	body = append(body, 0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x00)
+	return append([]byte{0x30, byte(len(body))}, body...)
+}
+
+var (
+	m2Enveloped = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03})
+	m2AuthEnv   = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17})
+	m2Signed    = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02})
+)
+
+// TestEnvelopeAtTop: ClassifyAs's short cut answers for a message that is one labelled
+// envelope (so a client-encrypted message is not walked again) and for nothing else; a
+// message it leaves to Classify gets the same classification either way, so only the short
+// cut itself shows whether it was taken.
+func TestEnvelopeAtTop(t *testing.T) {
+	const hdr = "From: a@example.test\r\nMIME-Version: 1.0\r\n"
+	b64 := func(der []byte) string { return base64.StdEncoding.EncodeToString(der) + "\r\n" }
+	tests := []struct {
+		name string
+		msg  string
+		der  []byte // nil: no answer
+	}{
+		{"ok enveloped-data in base64", hdr + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), m2Enveloped},
+		{"ok authEnveloped-data", hdr + "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2AuthEnv), m2AuthEnv},
+		{"ok without a label, binary", hdr + "Content-Type: application/x-pkcs7-mime\r\n\r\n" + string(m2Enveloped), m2Enveloped},
+		{"ok octet-stream named .p7m", hdr + "Content-Type: application/octet-stream; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), m2Enveloped},
+		{"fail two Content-Type fields", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
+		{"fail two Content-Transfer-Encoding fields", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
+		{"fail labelled signed-data", hdr + "Content-Type: application/pkcs7-mime; smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
+		{"fail SignedData", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Signed), nil},
+		{"fail text", hdr + "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := envelopeAtTop([]byte(tt.msg))
+			if tt.der == nil {
+				if c != nil {
+					t.Fatalf("answered %v", c.Class)
+				}
+				return
+			}
+			if c == nil {
+				t.Fatal("no answer")
+			}
+			if c.Class != ClientEncrypted || !bytes.Equal(c.Envelope, tt.der) || len(c.Layers) != 1 {
+				t.Fatalf("got %v, %d bytes of envelope, %d layers", c.Class, len(c.Envelope), len(c.Layers))
+			}
+			if full := Classify([]byte(tt.msg)); full.Class != ClientEncrypted || full.EnvelopeType != c.EnvelopeType {
+				t.Fatalf("Classify: %v %q, short cut %q", full.Class, full.EnvelopeType, c.EnvelopeType)
+			}
+		})
+	}
+}
