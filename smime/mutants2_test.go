@@ -6,8 +6,22 @@ package smime
 import (
 	"bytes"
 	"encoding/base64"
+	"strings"
 	"testing"
 )
+
+// m2TLV is a DER element of tag over body.
+func m2TLV(tag byte, body []byte) []byte {
+	n := len(body)
+	switch {
+	case n < 0x80:
+		return append([]byte{tag, byte(n)}, body...)
+	case n < 0x100:
+		return append([]byte{tag, 0x81, byte(n)}, body...)
+	default:
+		return append([]byte{tag, 0x82, byte(n >> 8), byte(n)}, body...)
+	}
+}
 
 // m2ContentInfo is a ContentInfo of content type oid (the OID's contents octets) over an
 // INTEGER 0: enough for cms.Sniff.
@@ -21,6 +35,9 @@ var (
 	m2Enveloped = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03})
 	m2AuthEnv   = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x17})
 	m2Signed    = m2ContentInfo([]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02})
+	// m2BigEnveloped is longer than a bufio.Reader's buffer, base64 or not.
+	m2BigEnveloped = m2TLV(0x30, append([]byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03},
+		m2TLV(0xa0, m2TLV(0x30, append([]byte{0x02, 0x01, 0x00}, m2TLV(0x04, make([]byte, 6000))...)))...))
 )
 
 // TestEnvelopeAtTop: ClassifyAs's short cut answers for a message that is one labelled
@@ -38,6 +55,7 @@ func TestEnvelopeAtTop(t *testing.T) {
 		{"ok enveloped-data in base64", hdr + "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), m2Enveloped},
 		{"ok authEnveloped-data", hdr + "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2AuthEnv), m2AuthEnv},
 		{"ok without a label, binary", hdr + "Content-Type: application/x-pkcs7-mime\r\n\r\n" + string(m2Enveloped), m2Enveloped},
+		{"ok an envelope longer than the header reader's buffer", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2BigEnveloped), m2BigEnveloped},
 		{"ok octet-stream named .p7m", hdr + "Content-Type: application/octet-stream; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), m2Enveloped},
 		{"fail two Content-Type fields", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
 		{"fail two Content-Transfer-Encoding fields", hdr + "Content-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(m2Enveloped), nil},
@@ -64,5 +82,24 @@ func TestEnvelopeAtTop(t *testing.T) {
 				t.Fatalf("Classify: %v %q, short cut %q", full.Class, full.EnvelopeType, c.EnvelopeType)
 			}
 		})
+	}
+}
+
+// TestClassifyDepthExact: a message nested exactly classifyMaxDepth message/rfc822 entities
+// deep is classified, one more level is refused as malformed.
+func TestClassifyDepthExact(t *testing.T) {
+	for _, n := range []int{classifyMaxDepth, classifyMaxDepth + 1} {
+		msg := "Content-Type: text/plain\r\n\r\nhello\r\n"
+		for range n {
+			msg = "Content-Type: message/rfc822\r\n\r\n" + msg
+		}
+		msg = "From: a@example.test\r\n" + msg
+		c := Classify([]byte(msg))
+		if n <= classifyMaxDepth && c.Class != Plain {
+			t.Fatalf("%d levels: %v (%s), want plain", n, c.Class, c.Reason)
+		}
+		if n > classifyMaxDepth && (c.Class != Refused || !c.Malformed || !strings.Contains(c.Reason, "nested deeper")) {
+			t.Fatalf("%d levels: %v (%s), want refused as nested too deep", n, c.Class, c.Reason)
+		}
 	}
 }
