@@ -103,3 +103,33 @@ func TestClassifyDepthExact(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintableBounds: a label quoted in a refusal keeps its first 64 octets and the printable
+// ASCII range 0x20 to 0x7e, each bound exactly.
+func TestPrintableBounds(t *testing.T) {
+	s64 := strings.Repeat("a", 64)
+	tests := []struct{ in, want string }{
+		{s64, s64},
+		{s64 + "b", s64},
+		{"\x1f \x7e\x7f", "? ~?"},
+	}
+	for _, tt := range tests {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestLooseBase64Bounds: eight base64 characters are the least looseBase64 decodes; seven
+// are not taken for base64.
+func TestLooseBase64Bounds(t *testing.T) {
+	if out, ok := looseBase64([]byte("MIIB AAAA\r\n")); !ok || !bytes.Equal(out, []byte{0x30, 0x82, 0x01, 0x00, 0x00, 0x00}) {
+		t.Errorf("eight characters: %x, %v", out, ok)
+	}
+	if _, ok := looseBase64([]byte("MIIBAAA")); ok {
+		t.Error("seven characters taken for base64")
+	}
+	if _, ok := looseBase64([]byte("MIIBAAAA!")); ok {
+		t.Error("a character outside base64 taken")
+	}
+}
