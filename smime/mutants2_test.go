@@ -5,7 +5,9 @@ package smime
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -131,5 +133,76 @@ func TestLooseBase64Bounds(t *testing.T) {
 	}
 	if _, ok := looseBase64([]byte("MIIBAAAA!")); ok {
 		t.Error("a character outside base64 taken")
+	}
+}
+
+// TestDerTLVLengths: derTLV's length octets are DER's at each size where the form changes.
+func TestDerTLVLengths(t *testing.T) {
+	for _, n := range []int{0, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffff, 0x1000000} {
+		body := make([]byte, n)
+		want, err := asn1.Marshal(body) // an OCTET STRING
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In two pieces, so the length is the sum of the contents.
+		got := derTLV(0x04, body[:n/2], body[n/2:])
+		if !bytes.Equal(got[:len(got)-n], want[:len(want)-n]) || len(got) != len(want) {
+			t.Errorf("%d octets: header %x, want %x", n, got[:min(len(got), 6)], want[:min(len(want), 6)])
+		}
+	}
+}
+
+// TestBerHeaderBounds: berHeader at each bound of the length forms it reads.
+func TestBerHeaderBounds(t *testing.T) {
+	tests := []struct {
+		name        string
+		in          []byte
+		hdr, length int
+		err         error
+	}{
+		{"ok short form 127", []byte{0x30, 0x7f}, 2, 127, nil},
+		{"ok indefinite", []byte{0x30, 0x80}, 2, -1, nil},
+		{"fail indefinite primitive", []byte{0x04, 0x80}, 0, 0, errShape},
+		{"ok long form 128", []byte{0x30, 0x81, 0x80}, 3, 128, nil},
+		{"ok four length octets", []byte{0x30, 0x84, 0x01, 0x02, 0x03, 0x04}, 6, 0x01020304, nil},
+		{"fail five length octets", []byte{0x30, 0x85, 0x01, 0x02, 0x03, 0x04, 0x05}, 0, 0, errShape},
+		{"fail length octets cut", []byte{0x30, 0x82, 0x01}, 0, 0, errShort},
+		{"fail high tag", []byte{0x1f, 0x01}, 0, 0, errShape},
+		{"fail one octet", []byte{0x30}, 0, 0, errShort},
+	}
+	for _, tt := range tests {
+		hdr, length, err := berHeader(tt.in)
+		if hdr != tt.hdr || length != tt.length || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+			t.Errorf("%s: %d, %d, %v; want %d, %d, %v", tt.name, hdr, length, err, tt.hdr, tt.length, tt.err)
+		}
+	}
+}
+
+// TestBerLenBounds: an element that ends exactly where the input does has its length, one
+// octet short is errShort; indefinite lengths nest classifyMaxDepth deep below the first, not
+// one more.
+func TestBerLenBounds(t *testing.T) {
+	if n, err := berLen([]byte{0x04, 0x02, 0xaa, 0xbb}, 0); n != 4 || err != nil {
+		t.Errorf("whole element: %d, %v", n, err)
+	}
+	if _, err := berLen([]byte{0x04, 0x02, 0xaa}, 0); !errors.Is(err, errShort) {
+		t.Errorf("cut element: %v, want errShort", err)
+	}
+	if n, err := berLen([]byte{0x30, 0x80, 0x04, 0x00, 0x00, 0x00, 0xff}, 0); n != 6 || err != nil {
+		t.Errorf("indefinite element: %d, %v", n, err)
+	}
+	if _, err := berLen([]byte{0x30, 0x80, 0x04, 0x00, 0x00}, 0); !errors.Is(err, errShort) {
+		t.Errorf("end-of-contents cut: %v, want errShort", err)
+	}
+	for _, k := range []int{classifyMaxDepth, classifyMaxDepth + 1} {
+		in := append(bytes.Repeat([]byte{0x30, 0x80}, k), 0x04, 0x00)
+		in = append(in, make([]byte, 2*k)...)
+		n, err := berLen(in, 0)
+		if k <= classifyMaxDepth && (n != len(in) || err != nil) {
+			t.Errorf("%d levels: %d, %v; want %d", k, n, err, len(in))
+		}
+		if k > classifyMaxDepth && !errors.Is(err, errShape) {
+			t.Errorf("%d levels: %v, want errShape", k, err)
+		}
 	}
 }
