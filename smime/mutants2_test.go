@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -87,21 +88,51 @@ func TestEnvelopeAtTop(t *testing.T) {
 	}
 }
 
-// TestClassifyDepthExact: a message nested exactly classifyMaxDepth message/rfc822 entities
-// deep is classified, one more level is refused as malformed.
+// TestClassifyDepthExact: a message nested exactly classifyMaxDepth entities deep, in
+// message/rfc822 or in multipart/mixed entities, is classified; one more level is refused as
+// malformed.
 func TestClassifyDepthExact(t *testing.T) {
-	for _, n := range []int{classifyMaxDepth, classifyMaxDepth + 1} {
-		msg := "Content-Type: text/plain\r\n\r\nhello\r\n"
+	wraps := map[string]func(inner string, i int) string{
+		"message/rfc822": func(inner string, _ int) string { return "Content-Type: message/rfc822\r\n\r\n" + inner },
+		"multipart/mixed": func(inner string, i int) string {
+			b := fmt.Sprintf("b%d", i)
+			return "Content-Type: multipart/mixed; boundary=" + b + "\r\n\r\n--" + b + "\r\n" + inner + "\r\n--" + b + "--\r\n"
+		},
+	}
+	for name, wrap := range wraps {
+		for _, n := range []int{classifyMaxDepth, classifyMaxDepth + 1} {
+			msg := "Content-Type: text/plain\r\n\r\nhello\r\n"
+			for i := range n {
+				msg = wrap(msg, i)
+			}
+			msg = "From: a@example.test\r\n" + msg
+			c := Classify([]byte(msg))
+			if n <= classifyMaxDepth && c.Class != Plain {
+				t.Fatalf("%s, %d levels: %v (%s), want plain", name, n, c.Class, c.Reason)
+			}
+			if n > classifyMaxDepth && (c.Class != Refused || !c.Malformed || !strings.Contains(c.Reason, "nested deeper")) {
+				t.Fatalf("%s, %d levels: %v (%s), want refused as nested too deep", name, n, c.Class, c.Reason)
+			}
+		}
+	}
+}
+
+// TestClassifyPartsExact: a message of exactly classifyMaxParts MIME parts is classified, one
+// part more is refused as malformed.
+func TestClassifyPartsExact(t *testing.T) {
+	for _, n := range []int{classifyMaxParts, classifyMaxParts + 1} {
+		var b strings.Builder
+		b.WriteString("From: a@example.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n")
 		for range n {
-			msg = "Content-Type: message/rfc822\r\n\r\n" + msg
+			b.WriteString("--b\r\n\r\nx\r\n")
 		}
-		msg = "From: a@example.test\r\n" + msg
-		c := Classify([]byte(msg))
-		if n <= classifyMaxDepth && c.Class != Plain {
-			t.Fatalf("%d levels: %v (%s), want plain", n, c.Class, c.Reason)
+		b.WriteString("--b--\r\n")
+		c := Classify([]byte(b.String()))
+		if n <= classifyMaxParts && c.Class != Plain {
+			t.Fatalf("%d parts: %v (%s), want plain", n, c.Class, c.Reason)
 		}
-		if n > classifyMaxDepth && (c.Class != Refused || !c.Malformed || !strings.Contains(c.Reason, "nested deeper")) {
-			t.Fatalf("%d levels: %v (%s), want refused as nested too deep", n, c.Class, c.Reason)
+		if n > classifyMaxParts && (c.Class != Refused || !c.Malformed || !strings.Contains(c.Reason, "MIME parts")) {
+			t.Fatalf("%d parts: %v (%s), want refused for too many parts", n, c.Class, c.Reason)
 		}
 	}
 }
