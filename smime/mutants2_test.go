@@ -89,14 +89,19 @@ func TestEnvelopeAtTop(t *testing.T) {
 }
 
 // TestClassifyDepthExact: a message nested exactly classifyMaxDepth entities deep, in
-// message/rfc822 or in multipart/mixed entities, is classified; one more level is refused as
-// malformed.
+// message/rfc822, multipart/mixed or multipart/signed entities, is classified; one more level
+// is refused as malformed.
 func TestClassifyDepthExact(t *testing.T) {
 	wraps := map[string]func(inner string, i int) string{
 		"message/rfc822": func(inner string, _ int) string { return "Content-Type: message/rfc822\r\n\r\n" + inner },
 		"multipart/mixed": func(inner string, i int) string {
 			b := fmt.Sprintf("b%d", i)
 			return "Content-Type: multipart/mixed; boundary=" + b + "\r\n\r\n--" + b + "\r\n" + inner + "\r\n--" + b + "--\r\n"
+		},
+		"multipart/signed": func(inner string, i int) string {
+			b := fmt.Sprintf("s%d", i)
+			return "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=" + b + "\r\n\r\n--" + b + "\r\n" +
+				inner + "\r\n--" + b + "\r\nContent-Type: application/pkcs7-signature\r\n\r\nx\r\n--" + b + "--\r\n"
 		},
 	}
 	for name, wrap := range wraps {
