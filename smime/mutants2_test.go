@@ -242,3 +242,31 @@ func TestBerLenBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyDepthInSignature: the nesting bound also counts the levels of a signature part
+// and of the content a SignedData there encapsulates.
+func TestClassifyDepthInSignature(t *testing.T) {
+	oidData := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01}
+	oidSigned := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	// The top multipart/signed is depth 0, its signature part 1, the encapsulated entity 2.
+	for _, n := range []int{classifyMaxDepth - 2, classifyMaxDepth - 1} {
+		inner := "Content-Type: text/plain\r\n\r\nhello\r\n"
+		for range n {
+			inner = "Content-Type: message/rfc822\r\n\r\n" + inner
+		}
+		eci := append(append([]byte{}, oidData...), m2TLV(0xa0, m2TLV(0x04, []byte(inner)))...)
+		body := append([]byte{0x02, 0x01, 0x01, 0x31, 0x00}, m2TLV(0x30, eci)...)
+		body = append(body, 0x31, 0x00)
+		sd := m2TLV(0x30, append(append([]byte{}, oidSigned...), m2TLV(0xa0, m2TLV(0x30, body))...))
+		msg := "From: a@example.test\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=s\r\n\r\n" +
+			"--s\r\nContent-Type: text/plain\r\n\r\nsigned\r\n--s\r\nContent-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+			base64.StdEncoding.EncodeToString(sd) + "\r\n--s--\r\n"
+		c := Classify([]byte(msg))
+		if n <= classifyMaxDepth-2 && c.Class != Plain {
+			t.Fatalf("%d levels: %v (%s), want plain", n, c.Class, c.Reason)
+		}
+		if n > classifyMaxDepth-2 && (c.Class != Refused || !strings.Contains(c.Reason, "nested deeper")) {
+			t.Fatalf("%d levels: %v (%s), want refused as nested too deep", n, c.Class, c.Reason)
+		}
+	}
+}
