@@ -270,3 +270,29 @@ func TestClassifyDepthInSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestSignaturePartLayer: a signature part without a Content-Type is read as
+// application/pkcs7-signature, and one longer than the header reader's buffer is read from
+// its body's start: the SignedData in it is a layer of the classification.
+func TestSignaturePartLayer(t *testing.T) {
+	oidData := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01}
+	oidSigned := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	for _, size := range []int{16, 6000} {
+		// Encapsulated content that is no MIME entity and no CMS.
+		eci := append(append([]byte{}, oidData...), m2TLV(0xa0, m2TLV(0x04, bytes.Repeat([]byte{0xff}, size)))...)
+		body := append([]byte{0x02, 0x01, 0x01, 0x31, 0x00}, m2TLV(0x30, eci)...)
+		body = append(body, 0x31, 0x00)
+		sd := m2TLV(0x30, append(append([]byte{}, oidSigned...), m2TLV(0xa0, m2TLV(0x30, body))...))
+		msg := "From: a@example.test\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=s\r\n\r\n" +
+			"--s\r\nContent-Type: text/plain\r\n\r\nsigned\r\n--s\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+			base64.StdEncoding.EncodeToString(sd) + "\r\n--s--\r\n"
+		c := Classify([]byte(msg))
+		if c.Class != Plain {
+			t.Fatalf("%d octets: %v (%s), want plain", size, c.Class, c.Reason)
+		}
+		if len(c.Layers) != 1 || c.Layers[0].Path != "2" || c.Layers[0].MediaType != "application/pkcs7-signature" ||
+			c.Layers[0].Type != TypeSignedData || !bytes.Equal(c.Layers[0].DER, sd) {
+			t.Fatalf("%d octets: layers %+v, want the SignedData of part 2", size, c.Layers)
+		}
+	}
+}
