@@ -296,3 +296,46 @@ func TestSignaturePartLayer(t *testing.T) {
 		}
 	}
 }
+
+// TestUUBlocksExact: uuBlocks gives back exactly the bytes a uuencoder wrote, for every length
+// of a last line (45 octets a full line) and with or without the "end" line.
+func TestUUBlocksExact(t *testing.T) {
+	enc := func(data []byte, end bool) []byte {
+		var b bytes.Buffer
+		b.WriteString("text before\r\nbegin 644 x.p7m\r\n")
+		for len(data) > 0 {
+			n := min(len(data), 45)
+			line := data[:n]
+			data = data[n:]
+			b.WriteByte(byte(32 + n))
+			for i := 0; i < n; i += 3 {
+				var g [3]byte
+				copy(g[:], line[i:min(i+3, n)])
+				for _, c := range []byte{g[0] >> 2, (g[0]<<4 | g[1]>>4) & 63, (g[1]<<2 | g[2]>>6) & 63, g[2] & 63} {
+					if c == 0 {
+						c = 64 // '`' for zero, as uuencode writes
+					}
+					b.WriteByte(32 + c)
+				}
+			}
+			b.WriteString("\r\n")
+		}
+		b.WriteString("`\r\n")
+		if end {
+			b.WriteString("end\r\nafter\r\n")
+		}
+		return b.Bytes()
+	}
+	for n := 0; n <= 95; n++ {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*37 + n)
+		}
+		for _, end := range []bool{true, false} {
+			got := uuBlocks(enc(data, end))
+			if len(got) != 1 || !bytes.Equal(got[0], data) {
+				t.Fatalf("%d octets (end line %v): got %d blocks, %x", n, end, len(got), got)
+			}
+		}
+	}
+}
