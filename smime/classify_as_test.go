@@ -170,7 +170,7 @@ func TestClassifyHead(t *testing.T) {
 }
 
 // FuzzClassifyHead: on any message, ClassifyHead answers only where Classify finds a
-// client-encrypted envelope of the same type, and what it returns parses.
+// client-encrypted envelope of the same type, and what it returns leads to the same decision.
 func FuzzClassifyHead(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzClassify", "*"))
 	for _, file := range files {
@@ -187,8 +187,24 @@ func FuzzClassifyHead(f *testing.F) {
 		if full.Class != smime.ClientEncrypted || c.EnvelopeType != full.EnvelopeType || !bytes.HasPrefix(msg, header) {
 			t.Fatalf("ClassifyHead %s, Classify %v %s (%s)", c.EnvelopeType, full.Class, full.EnvelopeType, full.Reason)
 		}
-		if _, err := cms.ParseEnveloped(c.Envelope); err != nil {
-			t.Fatalf("the head does not parse: %v", err)
+		// Classify only finds the envelope; its RecipientInfos are read when the split is
+		// planned. The head must lead there to the same answer: refused where the whole
+		// envelope's RecipientInfos do not parse, the same RecipientInfos where they do. (A
+		// whole envelope broken only after its RecipientInfos is refused when it is sealed.)
+		head, herr := cms.ParseEnveloped(c.Envelope)
+		whole, werr := cms.ParseEnveloped(full.Envelope)
+		switch {
+		case herr != nil && werr == nil:
+			t.Fatalf("the head does not parse (%v), the whole envelope does", herr)
+		case herr == nil && werr == nil:
+			if len(head.RecipientInfos) != len(whole.RecipientInfos) {
+				t.Fatalf("%d RecipientInfos in the head, %d in the whole envelope", len(head.RecipientInfos), len(whole.RecipientInfos))
+			}
+			for i := range head.RecipientInfos {
+				if !bytes.Equal(head.RecipientInfos[i].Raw, whole.RecipientInfos[i].Raw) {
+					t.Fatalf("RecipientInfo %d differs from the whole envelope's", i)
+				}
+			}
 		}
 		if _, err := c.Package(header); err != nil {
 			t.Fatal(err)
