@@ -12,13 +12,13 @@ import (
 	"errors"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"appliance/cms"
 	"appliance/hsm"
+	"appliance/internal/interop"
 	"appliance/internal/softhsmtest"
 )
 
@@ -62,27 +62,6 @@ func ecListKey(t *testing.T, tok *hsm.Token, env *softhsmtest.Env) (string, *x50
 		t.Fatal(err)
 	}
 	return "pkcs11:object=" + label, cert, path
-}
-
-// opensslEncryptTo runs openssl cms -encrypt with args, then -recip certFile and keyopts (which
-// apply to the -recip before them).
-func opensslEncryptTo(t *testing.T, msg []byte, certFile string, args []string, keyopts ...string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out.der")
-	if err := os.WriteFile(in, msg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := append([]string{"cms", "-encrypt", "-binary", "-outform", "DER", "-in", in, "-out", out}, args...)
-	a = append(append(a, "-recip", certFile), keyopts...)
-	if b, err := exec.Command("openssl", a...).CombinedOutput(); err != nil {
-		t.Fatalf("openssl %v: %v\n%s", a, err, b)
-	}
-	der, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
 }
 
 // agreement reads the KeyAgreeRecipientInfo for cert out of der as the list agent does.
@@ -130,23 +109,22 @@ func TestUnwrapAgreedCEK(t *testing.T) {
 	}()
 	for _, v := range []struct {
 		name string
-		args []string
+		opt  interop.EncryptOptions
 		kdf  string
 		hash crypto.Hash
 	}{
-		{"default sha1 kdf", []string{"-aes256"}, "", crypto.SHA1},
-		{"sha256 kdf keyid", []string{"-aes256", "-keyid"}, "sha256", crypto.SHA256},
-		{"sha384 kdf", []string{"-aes256"}, "sha384", crypto.SHA384},
-		{"sha512 kdf", []string{"-aes256"}, "sha512", crypto.SHA512},
-		{"sha224 kdf aes128 wrap", []string{"-aes128"}, "sha224", crypto.SHA224},
-		{"aes-256-gcm", []string{"-aes-256-gcm"}, "sha256", crypto.SHA256},
+		{"default sha1 kdf", interop.EncryptOptions{Cipher: "aes256"}, "", crypto.SHA1},
+		{"sha256 kdf keyid", interop.EncryptOptions{Cipher: "aes256", KeyID: true}, "sha256", crypto.SHA256},
+		{"sha384 kdf", interop.EncryptOptions{Cipher: "aes256"}, "sha384", crypto.SHA384},
+		{"sha512 kdf", interop.EncryptOptions{Cipher: "aes256"}, "sha512", crypto.SHA512},
+		{"sha224 kdf aes128 wrap", interop.EncryptOptions{Cipher: "aes128"}, "sha224", crypto.SHA224},
+		{"aes-256-gcm", interop.EncryptOptions{Cipher: "aes-256-gcm"}, "sha256", crypto.SHA256},
 	} {
 		t.Run("ok "+v.name, func(t *testing.T) {
-			var keyopts []string
 			if v.kdf != "" {
-				keyopts = []string{"-keyopt", "ecdh_kdf_md:" + v.kdf}
+				v.opt.KeyOpts = []string{"ecdh_kdf_md:" + v.kdf}
 			}
-			der := opensslEncryptTo(t, msg, certFile, v.args, keyopts...)
+			der := interop.OpenSSLEncryptFiles(t, []string{certFile}, msg, v.opt)
 			e, ka := agreement(t, der, cert)
 			if ka.Hash != v.hash {
 				t.Fatalf("KDF hash %v, want %v", ka.Hash, v.hash)
@@ -185,7 +163,7 @@ func TestUnwrapAgreedCEKErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ka := agreement(t, opensslEncryptTo(t, msg, certFile, []string{"-aes256"}, "-keyopt", "ecdh_kdf_md:sha256"), cert)
+	_, ka := agreement(t, interop.OpenSSLEncryptFiles(t, []string{certFile}, msg, interop.EncryptOptions{Cipher: "aes256", KeyOpts: []string{"ecdh_kdf_md:sha256"}}), cert)
 	tampered := ka
 	tampered.Wrapped = bytes.Clone(ka.Wrapped)
 	tampered.Wrapped[len(ka.Wrapped)-1] ^= 1

@@ -64,13 +64,13 @@ func BenchmarkListExpand(b *testing.B) {
 	b.Run("p256", func(b *testing.B) {
 		key := newECListKey(b, first.env, listUsage)
 		ls := newListPipeline(b, split.Policy{}, []memberPKI{members}, lists.List{KeyURI: key.uri, Chain: key.chain, Posters: lists.Posters{Anyone: true}}, addrs)
-		der := encryptToList(b, content, key.certFile, []string{"-aes256"}, "-keyopt", "ecdh_kdf_md:sha256")
+		der := interop.OpenSSLEncryptFiles(b, []string{key.certFile}, content, sha256KDF)
 		benchExpand(b, ls, encryptedPost(der, "olivia@example.org"), key.uri, cert, addrs)
 	})
 	b.Run("p256-5KB", func(b *testing.B) {
 		key := newECListKey(b, first.env, listUsage)
 		ls := newListPipeline(b, split.Policy{}, []memberPKI{members}, lists.List{KeyURI: key.uri, Chain: key.chain, Posters: lists.Posters{Anyone: true}}, addrs)
-		der := encryptToList(b, post(5<<10), key.certFile, []string{"-aes256"}, "-keyopt", "ecdh_kdf_md:sha256")
+		der := interop.OpenSSLEncryptFiles(b, []string{key.certFile}, post(5<<10), sha256KDF)
 		benchExpand(b, ls, encryptedPost(der, "olivia@example.org"), key.uri, cert, addrs)
 	})
 }

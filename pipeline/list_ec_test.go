@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,26 +79,9 @@ func newECListKey(tb testing.TB, env *softhsmtest.Env, usage x509.KeyUsage) ecLi
 // listUsage is what the test PKI gives EC certificates.
 const listUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement
 
-// encryptToList is a poster's openssl cms -encrypt to the EC list's certificate, with args
-// before the -recip and keyopts after it (-keyopt ecdh_kdf_md:...).
-func encryptToList(tb testing.TB, content []byte, certFile string, args []string, keyopts ...string) []byte {
-	tb.Helper()
-	dir := tb.TempDir()
-	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out.der")
-	if err := os.WriteFile(in, content, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	a := append([]string{"cms", "-encrypt", "-binary", "-outform", "DER", "-in", in, "-out", out}, args...)
-	a = append(append(a, "-recip", certFile), keyopts...)
-	if b, err := exec.Command("openssl", a...).CombinedOutput(); err != nil {
-		tb.Fatalf("openssl %v: %v\n%s", a, err, b)
-	}
-	der, err := os.ReadFile(out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return der
-}
+// sha256KDF is how the tests encrypt a post to a P-256 list: openssl with the X9.63 KDF over
+// SHA-256 (its default is SHA-1).
+var sha256KDF = interop.EncryptOptions{Cipher: "aes256", KeyOpts: []string{"ecdh_kdf_md:sha256"}}
 
 // TestListECPost: a post openssl encrypts to a P-256 list certificate (its default SHA-1 KDF and
 // others, AES-CBC and AES-GCM) goes to RSA and EC members alike; each decrypts theirs with
@@ -108,19 +90,18 @@ func encryptToList(tb testing.TB, content []byte, certFile string, args []string
 func TestListECPost(t *testing.T) {
 	members := []string{"bob@example.test", "carol@example.test", "frank@example.test"}
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		keyopts []string
+		name string
+		opt  interop.EncryptOptions
 	}{
-		{"ok default sha1 kdf cbc", []string{"-aes256"}, nil},
-		{"ok sha256 kdf gcm", []string{"-aes-256-gcm"}, []string{"-keyopt", "ecdh_kdf_md:sha256"}},
-		{"ok sha512 kdf aes128 keyid", []string{"-aes128", "-keyid"}, []string{"-keyopt", "ecdh_kdf_md:sha512"}},
+		{"ok default sha1 kdf cbc", interop.EncryptOptions{Cipher: "aes256"}},
+		{"ok sha256 kdf gcm", interop.EncryptOptions{Cipher: "aes-256-gcm", KeyOpts: []string{"ecdh_kdf_md:sha256"}}},
+		{"ok sha512 kdf aes128 keyid", interop.EncryptOptions{Cipher: "aes128", KeyID: true, KeyOpts: []string{"ecdh_kdf_md:sha512"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			first := listSetupFor(t)
 			key := newECListKey(t, first.env, listUsage)
 			ls := newListPipeline(t, split.Policy{}, nil, lists.List{KeyURI: key.uri, Chain: key.chain, Posters: lists.Posters{Anyone: true}}, members)
-			der := encryptToList(t, []byte(listContent), key.certFile, tc.args, tc.keyopts...)
+			der := interop.OpenSSLEncryptFiles(t, []string{key.certFile}, []byte(listContent), tc.opt)
 			submitted, err := cms.ParseEnveloped(der)
 			if err != nil {
 				t.Fatal(err)
@@ -224,7 +205,7 @@ func TestListECVerifiers(t *testing.T) {
 	first := listSetupFor(t)
 	key := newECListKey(t, first.env, listUsage)
 	ls := newListPipeline(t, split.Policy{}, nil, lists.List{KeyURI: key.uri, Chain: key.chain, Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
-	der := encryptToList(t, []byte(listContent), key.certFile, []string{"-aes256"}, "-keyopt", "ecdh_kdf_md:sha256")
+	der := interop.OpenSSLEncryptFiles(t, []string{key.certFile}, []byte(listContent), sha256KDF)
 	s, err := ls.pipe.Process(context.Background(), "E3", postEnv("olivia@example.org"), bytes.NewReader(encryptedPost(der, "olivia@example.org")))
 	if err != nil || len(s.Packages) != 1 {
 		t.Fatalf("Process = %v, %v", s, err)
@@ -251,7 +232,7 @@ func TestListECRefusals(t *testing.T) {
 	first := listSetupFor(t)
 	key := newECListKey(t, first.env, listUsage)
 	ls := newListPipeline(t, split.Policy{}, nil, lists.List{KeyURI: key.uri, Chain: key.chain, Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
-	good := encryptToList(t, []byte(listContent), key.certFile, []string{"-aes256"}, "-keyopt", "ecdh_kdf_md:sha256")
+	good := interop.OpenSSLEncryptFiles(t, []string{key.certFile}, []byte(listContent), sha256KDF)
 	e, err := cms.ParseEnveloped(good)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +244,7 @@ func TestListECRefusals(t *testing.T) {
 	tampered := bytes.Clone(good)
 	i := bytes.Index(tampered, ka.EncryptedKey)
 	tampered[i+len(ka.EncryptedKey)-1] ^= 1
-	toFrank := encryptToList(t, []byte(listContent), ls.env.File("frank.pem"), []string{"-aes256"})
+	toFrank := interop.OpenSSLEncryptFiles(t, []string{ls.env.File("frank.pem")}, []byte(listContent), interop.EncryptOptions{Cipher: "aes256"})
 	for _, tc := range []struct {
 		name string
 		der  []byte

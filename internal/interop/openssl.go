@@ -60,11 +60,24 @@ type EncryptOptions struct {
 	KeyID      bool   // identify recipients by subjectKeyIdentifier instead of issuer and serial
 	OAEP       bool   // RSAES-OAEP key transport instead of PKCS #1 v1.5
 	OAEPDigest string // OAEP hash and MGF1 hash, e.g. "sha256"; default OpenSSL's (SHA-1)
+	// KeyOpts are further -keyopt values for every recipient, e.g. "ecdh_kdf_md:sha256" for
+	// an EC certificate's key agreement.
+	KeyOpts []string
 }
 
 // OpenSSLEncrypt encrypts content for the users named with `openssl cms -encrypt` and returns
 // the DER: a reference implementation's output, for testing decoders and parsers.
 func OpenSSLEncrypt(t testing.TB, pkiDir string, content []byte, users []string, opt EncryptOptions) []byte {
+	t.Helper()
+	files := make([]string, len(users))
+	for i, u := range users {
+		files[i] = pkiFile(t, pkiDir, u+".pem")
+	}
+	return OpenSSLEncryptFiles(t, files, content, opt)
+}
+
+// OpenSSLEncryptFiles is [OpenSSLEncrypt] for the certificates in the PEM files named.
+func OpenSSLEncryptFiles(t testing.TB, certFiles []string, content []byte, opt EncryptOptions) []byte {
 	t.Helper()
 	Need(t, "openssl")
 	dir := workDir(t)
@@ -78,14 +91,17 @@ func OpenSSLEncrypt(t testing.TB, pkiDir string, content []byte, users []string,
 	if opt.KeyID {
 		args = append(args, "-keyid")
 	}
-	for _, u := range users {
+	for _, f := range certFiles {
 		// -keyopt applies to the -recip before it.
-		args = append(args, "-recip", pkiFile(t, pkiDir, u+".pem"))
+		args = append(args, "-recip", f)
 		if opt.OAEP {
 			args = append(args, "-keyopt", "rsa_padding_mode:oaep")
 			if opt.OAEPDigest != "" {
 				args = append(args, "-keyopt", "rsa_oaep_md:"+opt.OAEPDigest, "-keyopt", "rsa_mgf1_md:"+opt.OAEPDigest)
 			}
+		}
+		for _, k := range opt.KeyOpts {
+			args = append(args, "-keyopt", k)
 		}
 	}
 	if r := run(dir, nil, nil, "openssl", args...); r.err != nil {
