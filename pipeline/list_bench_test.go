@@ -38,8 +38,14 @@ import (
 // SHA-256 of it besides the token's two operations, and that cost follows the post's size.
 //
 //	go test -run '^$' -bench ListExpand -benchtime 1x ./pipeline
+//
+// With -short (the test suite's one pass of every benchmark, which proves it runs, not its
+// numbers) the list has 500 members.
 func BenchmarkListExpand(b *testing.B) {
-	const n = 10000
+	n := 10000
+	if testing.Short() {
+		n = 500
+	}
 	first := newListPipeline(b, split.Policy{}, nil, lists.List{Posters: lists.Posters{Anyone: true}}, []string{"bob@example.test"})
 	members := cachedMembers(b, first.env, n)
 	addrs := make([]string, n)
