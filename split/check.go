@@ -368,10 +368,12 @@ func oracleChoose(certs []Cert, how CertChoice) []Cert {
 // oracleProfileOK says whether every holder of certs can read a package of
 // profile pr: a certificate's profile is its own, else its domain's, else the
 // default; compat is readable by all, any other profile only by its own; and
-// the package uses a profile one of the certificates asks for.
+// the package uses a profile one of the certificates asks for, or compat where
+// they ask for different ones.
 func oracleProfileOK(pol Policy, owner string, certs []Cert, pr string) bool {
 	domain := owner[strings.LastIndexByte(owner, '@')+1:]
 	asked := false
+	wants := map[string]bool{}
 	for _, c := range certs {
 		want := c.Profile
 		if want == "" {
@@ -387,8 +389,9 @@ func oracleProfileOK(pol Policy, owner string, certs []Cert, pr string) bool {
 			return false
 		}
 		asked = asked || pr == want
+		wants[want] = true
 	}
-	return asked
+	return asked || (pr == ProfileCompat && len(wants) > 1)
 }
 
 // oracleHeader is the oracle's own reading of the submitted header.

@@ -387,21 +387,20 @@ func (p Policy) certProfile(owner string, c Cert) string {
 }
 
 // recipientProfile picks one profile per recipient, since a recipient is in
-// exactly one package: compat when any of its certificates asks for it (every
-// client reads compat, so every certificate's holder can read the package),
-// else the smallest name, to be deterministic.
+// exactly one package: the profile its certificates ask for; compat when any of
+// them asks for it, or when they ask for different ones (every client reads
+// compat, so every certificate's holder can read the package, where one holder's
+// profile may be unreadable to another's client).
 func (p Policy) recipientProfile(owner string, certs []Cert) string {
-	best := ""
+	asked := ""
 	for _, c := range certs {
 		pr := p.certProfile(owner, c)
-		if pr == ProfileCompat {
-			return pr
+		if pr == ProfileCompat || (asked != "" && pr != asked) {
+			return ProfileCompat
 		}
-		if best == "" || pr < best {
-			best = pr
-		}
+		asked = pr
 	}
-	return best
+	return asked
 }
 
 // directory normalizes the directory's keys and checks each certificate

@@ -197,6 +197,20 @@ func TestMake(t *testing.T) {
 			},
 		},
 		{
+			// No client is known to read both: compat, which every client reads.
+			name: "ok certificates asking for different profiles get compat",
+			hdr:  base + "To: bob@x.test\nCc: dave@m.test\n",
+			rcpt: []string{"bob@x.test", "dave@m.test"},
+			certs: map[string][]Cert{
+				"bob@x.test":  {cert("bob@x.test", "a-modern", 0), cert("bob@x.test", "b-modern", 1)},
+				"dave@m.test": {cert("dave@m.test", "b-modern", 0), cert("dave@m.test", "b-modern", 1)},
+			},
+			want: []string{
+				"vis b-modern [dave@m.test] {dave@m.test/b-modern/0,dave@m.test/b-modern/1}",
+				"vis compat [bob@x.test] {bob@x.test/a-modern/0,bob@x.test/b-modern/1}",
+			},
+		},
+		{
 			name:  "ok missing certificate rejected naming only that recipient",
 			hdr:   base + "To: bob@x.test\nBcc: carol@y.test\n",
 			rcpt:  []string{"bob@x.test", "carol@y.test"},
