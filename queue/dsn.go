@@ -59,7 +59,13 @@ func (d *dsn) WriteTo(w io.Writer) (int64, error) {
 	line("Your message could not be delivered to the following recipients.")
 	line("")
 	for _, r := range d.rcpts {
-		line("<%s>: %s", headerSafe(r.Addr), headerSafe(r.Diag))
+		// Each part is cut to 900 octets; together they are cut again to one line of at
+		// most 998 (RFC 5322 section 2.1.1).
+		addr, diag := headerSafe(r.Addr), headerSafe(r.Diag)
+		if room := 998 - len("<>: ") - len(addr); len(diag) > room {
+			diag = diag[:room]
+		}
+		line("<%s>: %s", addr, diag)
 	}
 	line("")
 
