@@ -1,0 +1,181 @@
+package delivery_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"appliance/delivery"
+	"appliance/delivery/smtpsink"
+	"appliance/queue"
+)
+
+// splitBody is a package body of its own head followed by a tail it shares with the other
+// packages of its message (queue.SharedBody), as sealed packages share the base64 of their
+// encrypted content.
+type splitBody struct {
+	head string
+	tail *tailPart
+}
+
+type tailPart struct{ b []byte }
+
+func (t *tailPart) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(t.b)
+	return int64(n), err
+}
+
+func (b *splitBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, b.head)
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := b.tail.WriteTo(w)
+	return int64(n) + m, err
+}
+
+func (b *splitBody) SplitBody() (head, shared io.WriterTo) { return strings.NewReader(b.head), b.tail }
+
+func (b *splitBody) bytes() []byte { return append([]byte(b.head), b.tail.b...) }
+
+// splitProc seals every message into one package per recipient, each its own head and the
+// message's one tail.
+type splitProc struct {
+	head func(rcpt string) string
+	tail *tailPart
+}
+
+func (p *splitProc) Process(_ context.Context, _ string, env queue.Envelope, _ io.Reader) (*queue.Sealed, error) {
+	s := &queue.Sealed{}
+	for _, r := range env.RcptTo {
+		s.Packages = append(s.Packages, queue.Package{MailFrom: env.MailFrom, RcptTo: []string{r},
+			Body: &splitBody{head: p.head(r), tail: p.tail}})
+	}
+	return s, nil
+}
+
+// relay spools one message to rcpts through a real queue, has p seal it and the client deliver
+// its packages to sink, and returns what the sink received per recipient.
+func relay(t *testing.T, p *splitProc, c *delivery.Client, sink *smtpsink.Sink, rcpts []string) map[string][]byte {
+	t.Helper()
+	q, err := queue.Open(queue.Options{Dir: t.TempDir(), Hostname: "relay.example.test"}, p, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; q.Close() }()
+	before := len(sink.Messages())
+	if _, err := q.Accept(ctx, queue.Envelope{MailFrom: "a@example.test", RcptTo: rcpts}, strings.NewReader("body\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := sink.Wait(before+len(rcpts), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, m := range msgs[before:] {
+		got[m.To[0]] = m.Data
+	}
+	return got
+}
+
+// TestDeliverWireTail: packages whose shared tail is in wire form reach the next hop byte for
+// byte with the tail sent from the spool file as it is (sendfile) when the next hop is plain
+// TCP, pipelined or not, whatever their heads end with; a tail with lines begun by '.' (one of
+// them a lone '.', which unstuffed would end the data), a bare LF or no last line end is
+// stuffed like the rest, and so is any tail sent over TLS. A dot-leading line that went out
+// unstuffed would lose its dot at the sink (or end the message there), and the bytes would
+// differ; the count of bytes sent from the file tells which way each tail went.
+func TestDeliverWireTail(t *testing.T) {
+	b64 := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZ\r\n", 2000)
+	rcpts := []string{"b@example.test", "c@example.test", "d@example.test"}
+	headOf := func(r string) string {
+		return "Received: by relay.example.test\r\nTo: " + r + "\r\nContent-Type: application/pkcs7-mime\r\n\r\nTUlJ\r\n"
+	}
+	tests := []struct {
+		name     string
+		tail     string
+		head     func(string) string
+		tls      bool
+		nopipe   bool
+		sendfile bool
+	}{
+		{name: "base64 tail, pipelined", tail: b64, sendfile: true},
+		{name: "base64 tail, one command at a time", tail: b64, nopipe: true, sendfile: true},
+		{name: "base64 tail over TLS", tail: b64, tls: true},
+		{name: "tail with dot lines", tail: b64 + ".leading dot\r\n" + b64 + ".\r\n" + b64 + "..\r\n"},
+		{name: "tail with dot lines, one command at a time", tail: ".\r\n" + b64 + ".x\r\n", nopipe: true},
+		{name: "tail with a bare LF", tail: b64 + "QUJD\n.QUJD\r\n"},
+		{name: "tail without its last line end", tail: b64 + ".QUJD"},
+		{name: "head not ending a line", tail: b64, sendfile: true,
+			head: func(r string) string { return "To: " + r + "\r\n\r\nTUlJ" }},
+		{name: "head ending in a bare LF", tail: b64, sendfile: true,
+			head: func(r string) string { return "To: " + r + "\n\n.TUlJ\n" }},
+		{name: "head not ending a line, tail begun by a dot", tail: ".QUJD\r\n" + b64,
+			head: func(r string) string { return "To: " + r + "\r\n\r\nTUlJ" }},
+		{name: "empty head", tail: b64, head: func(string) string { return "" }, sendfile: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := newSink(t, tt.tls)
+			c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test",
+				InsecureSkipVerify: true, NoPipelining: tt.nopipe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			head := tt.head
+			if head == nil {
+				head = headOf
+			}
+			p := &splitProc{head: head, tail: &tailPart{b: []byte(tt.tail)}}
+			before := delivery.TailBytes()
+			got := relay(t, p, c, sink, rcpts)
+			for _, r := range rcpts {
+				want := dataForm((&splitBody{head: head(r), tail: p.tail}).bytes())
+				if !bytes.Equal(got[r], want) {
+					t.Errorf("%s: the next hop got %d bytes, want %d (%s)", r, len(got[r]), len(want), firstDiff(got[r], want))
+				}
+			}
+			sent := delivery.TailBytes() - before
+			want := int64(0)
+			if tt.sendfile {
+				want = int64(len(rcpts) * (len(tt.tail) - 2))
+			}
+			if sent != want {
+				t.Errorf("%d bytes went from the spool file unstuffed, want %d", sent, want)
+			}
+		})
+	}
+}
+
+// dataForm is b as a DATA transaction carries it: a bare LF becomes CRLF, and a last line
+// without its end gets one.
+func dataForm(b []byte) []byte {
+	var out []byte
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, "\r\n"...)
+	}
+	return out
+}
+
+func firstDiff(got, want []byte) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("first difference at %d: %q, want %q", i, got[i:min(i+20, len(got))], want[i:min(i+20, len(want))])
+		}
+	}
+	return "one is a prefix of the other"
+}
