@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"strings"
 	"syscall"
@@ -316,4 +318,97 @@ func discardConn(c net.Conn) {
 			io.WriteString(c, "250 ok\r\n")
 		}
 	}
+}
+
+// TestDeliverWireTailStalled: a next hop that stops reading in the middle of a tail sent from
+// the file fails the transaction (temporary) once the command timeout passes without progress,
+// or when the context ends, as it does for stuffed bodies; the send does not hang.
+func TestDeliverWireTailStalled(t *testing.T) {
+	line := "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZ\r\n"
+	tail := []byte(strings.Repeat(line, 32<<20/len(line))) // more than loopback's socket buffers
+	f, err := os.CreateTemp(t.TempDir(), "spool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(tail); err != nil {
+		t.Fatal(err)
+	}
+	head := []byte("To: b@example.test\r\n\r\n")
+	tests := []struct {
+		name  string
+		cmdTO time.Duration
+		ctxTO time.Duration
+	}{
+		{name: "command timeout", cmdTO: 300 * time.Millisecond, ctxTO: time.Hour},
+		{name: "context ended", cmdTO: time.Hour, ctxTO: 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := stallingHop(t)
+			c, err := delivery.New(delivery.Options{NextHop: addr, Hostname: "relay.example.test", CommandTimeout: tt.cmdTO})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), tt.ctxTO)
+			defer cancel()
+			body := &fileBody{Reader: strings.NewReader("unused"), head: head, tail: queue.WireTail{File: f, Off: 0, Len: int64(len(tail))}}
+			before := delivery.TailBytes()
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Deliver(ctx, "a@example.test", []string{"b@example.test"}, body)
+				done <- err
+			}()
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("Deliver hangs on a next hop that does not read")
+			}
+			var de *delivery.Error
+			if !errors.As(err, &de) || !de.Temporary() || de.Op != "data" {
+				t.Fatalf("err = %v, want a temporary *delivery.Error of data", err)
+			}
+			if sent := delivery.TailBytes() - before; sent <= 0 || sent >= int64(len(tail)) {
+				t.Fatalf("%d bytes of the %d-byte tail sent from the file, want some and not all", sent, len(tail))
+			}
+		})
+	}
+}
+
+// stallingHop offers PIPELINING, answers MAIL, RCPT and DATA, and then reads nothing more.
+func stallingHop(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tp := textproto.NewConn(c)
+		tp.PrintfLine("220 stall.example.test")
+		for {
+			line, err := tp.ReadLine()
+			if err != nil {
+				return
+			}
+			switch strings.ToUpper(line[:min(4, len(line))]) {
+			case "EHLO":
+				tp.PrintfLine("250-stall.example.test\r\n250 PIPELINING")
+			case "DATA":
+				tp.PrintfLine("354 go ahead")
+				<-stop
+				return
+			default:
+				tp.PrintfLine("250 ok")
+			}
+		}
+	}()
+	return l.Addr().String()
 }
