@@ -28,7 +28,10 @@
 //     timeout bounds the wait for the reply to the final dot. Cancelling the
 //     context closes the connection at once.
 //   - The body is streamed from the spool file to the connection; it is never
-//     held in memory as a whole.
+//     held in memory as a whole. To a next hop without TLS, the part of a package
+//     that the spool found in DATA form already (queue.WireBody: the encrypted
+//     content's base64, shared by the packages of a message) goes from the spool
+//     file to the socket by sendfile; only the package's own head is dot-stuffed.
 package delivery
 
 import (
@@ -466,19 +469,15 @@ func (c *Client) transaction(s *session, mailFrom string, rcptTo []string, body 
 	}
 	// go-smtp's dot writer handles bytes one at a time (it was the largest
 	// CPU cost of delivering 1 MB packages, see bench/RESULTS.md), so the
-	// body is dot-stuffed here a line at a time, straight onto the connection
-	// go-smtp speaks on; go-smtp has flushed the DATA command and writes
-	// nothing until the end of data. Only the last line end goes through its
-	// writer, which then ends the data as it would have anyway.
-	ds := newDotStuffer(s.wire)
-	defer ds.release()
-	if _, err := ds.ReadFrom(body); err != nil {
+	// body is written here (writeBody), straight onto the connection go-smtp
+	// speaks on; go-smtp has flushed the DATA command and writes nothing until
+	// the end of data. Only the last line end goes through its writer, which
+	// then ends the data as it would have anyway.
+	held, err := c.writeBody(s, body)
+	if err != nil {
 		return nil, classify("data", err)
 	}
-	if err := ds.Flush(); err != nil {
-		return nil, classify("data", err)
-	}
-	if _, err := w.Write(ds.Held()); err != nil {
+	if _, err := w.Write(held); err != nil {
 		return nil, classify("data", err)
 	}
 	conn.timeout.Store(int64(c.opts.DataTimeout))
@@ -550,15 +549,11 @@ func (c *Client) pipelined(s *session, mailFrom string, rcptTo []string, body io
 	if err != nil {
 		return nil, classify("data", err)
 	}
-	ds := newDotStuffer(s.wire)
-	defer ds.release()
-	if _, err := ds.ReadFrom(body); err != nil {
+	held, err := c.writeBody(s, body)
+	if err != nil {
 		return nil, classify("data", err)
 	}
-	if err := ds.Flush(); err != nil {
-		return nil, classify("data", err)
-	}
-	if _, err := s.wire.Write(ds.End()); err != nil {
+	if _, err := s.wire.Write(dataEnd(held)); err != nil {
 		return nil, classify("data", err)
 	}
 	s.conn.timeout.Store(int64(c.opts.DataTimeout))

@@ -48,15 +48,26 @@ func (d *dotStuffer) release() {
 // Held is the tail of the body not written yet: nil, "\r\n" or "\r".
 func (d *dotStuffer) Held() []byte { return d.held }
 
-// End is what ends the data after Flush: the held tail through net/textproto's DotWriter
-// (go-smtp's), closed, so the data ends exactly as go-smtp would have ended it.
-func (d *dotStuffer) End() []byte {
+// dataEnd is what ends the data after a body whose held tail (Held) is held: that tail
+// through net/textproto's DotWriter (go-smtp's), closed, so the data ends exactly as go-smtp
+// would have ended it.
+func dataEnd(held []byte) []byte {
 	var b bytes.Buffer
 	bw := bufio.NewWriterSize(&b, 16)
 	w := textproto.NewWriter(bw).DotWriter()
-	w.Write(d.held)
+	w.Write(held)
 	w.Close()
 	return b.Bytes()
+}
+
+// writeHeld writes the held tail, as when more follows: for bytes that follow as they are,
+// written by the caller after Flush.
+func (d *dotStuffer) writeHeld() {
+	if d.held != nil {
+		d.bw.Write(d.held)
+		d.lineStart = len(d.held) == 2
+		d.held = nil
+	}
 }
 
 // ReadFrom copies r in DATA form, reading it in large blocks.

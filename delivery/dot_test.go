@@ -9,7 +9,7 @@ import (
 )
 
 // viaStuffer is what transaction sends: the stuffed body in chunks of n bytes, then the held
-// tail through net/textproto's DotWriter (go-smtp's writer), closed; or, pipelining, End.
+// tail through net/textproto's DotWriter (go-smtp's writer), closed; or, pipelining, dataEnd.
 func viaStuffer(body []byte, n int, end bool) []byte {
 	var out bytes.Buffer
 	d := newDotStuffer(&out)
@@ -20,7 +20,7 @@ func viaStuffer(body []byte, n int, end bool) []byte {
 	}
 	d.Flush()
 	if end {
-		out.Write(d.End())
+		out.Write(dataEnd(d.Held()))
 		return out.Bytes()
 	}
 	bw := bufio.NewWriter(&out)

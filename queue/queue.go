@@ -29,7 +29,10 @@
 // heads plus one frame per part they share (the encrypted content, written
 // once per message whatever the number of packages); a package's record
 // names its head and its shared frame, each with offset, length and CRC-32C,
-// and delivery reads the two as one body. Format 3 files start with their
+// and delivery reads the two as one body. A shared part is checked as it is
+// written for SMTP DATA form (CRLF line ends, no line begun by '.', a line end
+// last); the record says so, and delivery may then send it from the file as it
+// is ([WireBody]). Format 3 files start with their
 // own line, so a version that knows only format 2 refuses them; format 2
 // files are read.
 // When a message is finished its file leaves msg/ (directory fsync'd: the

@@ -112,6 +112,10 @@ type segment struct {
 	Off int64  `json:"off"`
 	Len int64  `json:"len"`
 	CRC uint32 `json:"crc"`
+	// Wire: the bytes were found, as they were written, in SMTP DATA form as they stand
+	// (WireBody), so delivery may send them without stuffing. Records written before it
+	// existed have none: their parts are stuffed.
+	Wire bool `json:"wire,omitempty"`
 }
 
 // newPackage is a package to be written by the next commit.
@@ -621,7 +625,7 @@ func (s *spool) openBody(rec *record) (io.Closer, io.Reader, error) {
 }
 
 // openPackage returns the bytes of package p of rec; the caller closes the
-// file.
+// file. A package with a shared part comes as a WireBody.
 func (s *spool) openPackage(rec *record, p *pkgRecord) (io.Closer, io.Reader, error) {
 	f, err := s.fs.OpenFile(s.msgPath(rec.ID), os.O_RDONLY)
 	if err != nil {
@@ -631,7 +635,14 @@ func (s *spool) openPackage(rec *record, p *pkgRecord) (io.Closer, io.Reader, er
 	if p.Shared == nil {
 		return f, own, nil
 	}
-	return f, io.MultiReader(own, io.NewSectionReader(f, p.Shared.Off, p.Shared.Len)), nil
+	body := &packageBody{
+		Reader: io.MultiReader(own, io.NewSectionReader(f, p.Shared.Off, p.Shared.Len)),
+		head:   own, shared: p.Shared,
+	}
+	if of, ok := f.(osFile); ok {
+		body.file = of.File
+	}
+	return f, body, nil
 }
 
 // ErrBadSpoolFile is wrapped by errors about spool files that cannot be
@@ -797,12 +808,19 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 		bw := getBuf(ew)
 		defer putBuf(bw)
 		// writeFrame appends one payload frame and returns where its bytes are.
-		writeFrame := func(body io.WriterTo) (*segment, error) {
+		// A shared part (wire set) is also checked for SMTP DATA form as it is written.
+		writeFrame := func(body io.WriterTo, wire bool) (*segment, error) {
 			// A zero header is no frame: until it is filled in after the
 			// payload, a crash leaves nothing a scan would follow.
 			bw.Write(make([]byte, frameHeaderLen))
 			cw := &crcWriter{w: bw}
-			_, err := body.WriteTo(cw)
+			var w io.Writer = cw
+			var wc *wireCheck
+			if wire {
+				wc = &wireCheck{w: cw}
+				w = wc
+			}
+			_, err := body.WriteTo(w)
 			if err == nil {
 				err = bw.Flush()
 			}
@@ -814,7 +832,7 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 				ew.err = err
 				return nil, err
 			}
-			seg := &segment{Off: pos + frameHeaderLen, Len: n, CRC: cw.crc}
+			seg := &segment{Off: pos + frameHeaderLen, Len: n, CRC: cw.crc, Wire: wc != nil && wc.ok() && wc.n == n}
 			pos = ow.off
 			return seg, nil
 		}
@@ -827,7 +845,7 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 				}
 				if sh = shared[p.shared]; sh == nil {
 					var err error
-					if sh, err = writeFrame(p.shared); err != nil {
+					if sh, err = writeFrame(p.shared, true); err != nil {
 						if ew.err != nil {
 							return nil, diskErr("write package", ew.err)
 						}
@@ -836,7 +854,7 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 					shared[p.shared] = sh
 				}
 			}
-			seg, err := writeFrame(p.body)
+			seg, err := writeFrame(p.body, false)
 			if err != nil {
 				if ew.err != nil {
 					return nil, diskErr("write package", ew.err)
