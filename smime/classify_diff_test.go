@@ -1,0 +1,186 @@
+package smime_test
+
+import (
+	"encoding/base64"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"appliance/smime"
+)
+
+// sameAsReference fails t when Classify and the reference classifier (the classifier before
+// issue 18's cheaper check of text parts, smime.RefClassify) answer msg differently in any
+// field: class, reason, malformed, envelope and every layer found.
+func sameAsReference(t testing.TB, msg []byte) {
+	t.Helper()
+	got, want := smime.Classify(msg), smime.RefClassify(msg)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Classify %v %q (malformed %v, %d layers), reference %v %q (malformed %v, %d layers)\n%.800q",
+			got.Class, got.Reason, got.Malformed, len(got.Layers), want.Class, want.Reason, want.Malformed, len(want.Layers), msg)
+	}
+}
+
+// lines76 is s in CRLF lines of 76 characters, as encoders write base64.
+func lines76(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	return b.String() + s + "\r\n"
+}
+
+// textShapes are text parts whose bodies are, or look like, base64 where no header says so:
+// what the cheaper check of text parts reads differently from the reference, each under
+// several transfer encodings and headers.
+func textShapes(tb testing.TB) []string {
+	env := fakeEnvelope(false)
+	rnd := rand.New(rand.NewSource(27))
+	noise := func(n int) []byte {
+		b := make([]byte, n)
+		rnd.Read(b)
+		return b
+	}
+	uu := uuencode("smime.p7m", env)
+	bodies := []string{
+		"",
+		"\r\n",
+		"  \t\r\n",
+		"hello\r\n",
+		"Hello, world.\r\n",
+		"QUJD\r\n",
+		"QUJDRA\r\n",
+		"QUJDREU\r\n",
+		"QUJDREVG\r\n",
+		"QUJDREVGR\r\n", // 4n+1 characters: no decoder reads the last one
+		"QUJD=REVG\r\n",
+		"QUJDRA==\r\n",
+		"QUJDREU=\r\n",
+		"QUJDRA=\r\n",
+		"QUJDRA===\r\n",
+		"QUJD REVG\tR0hJ\r\n",
+		"0123456789abcdef\r\n",
+		"  \r\n0123456789abcdef\r\n",
+		b64(env),
+		"\r\n  " + b64(env),
+		strings.TrimRight(strings.ReplaceAll(b64(env), "=", ""), "\r\n"),
+		lines76(base64.StdEncoding.EncodeToString(env)),
+		lines76(base64.RawStdEncoding.EncodeToString(env)),
+		lines76(base64.StdEncoding.EncodeToString(env)) + "-- \r\nAlice\r\n",
+		lines76(base64.StdEncoding.EncodeToString(noise(3000))),
+		lines76(base64.RawStdEncoding.EncodeToString(noise(3001))),
+		lines76(base64.RawStdEncoding.EncodeToString(noise(3002))),
+		lines76(base64.StdEncoding.EncodeToString([]byte("a letter\r\n" + uu + "regards\r\n"))),
+		lines76(base64.RawStdEncoding.EncodeToString([]byte("a letter\r\n" + uu))),
+		lines76(base64.StdEncoding.EncodeToString([]byte("begin the letter here\r\nnothing else\r\n"))),
+		lines76(base64.StdEncoding.EncodeToString(append(noise(5000), []byte("\nbegin 644 x\n"+uu)...))),
+		"a letter\r\n" + uu,
+		"begin 644 QUJD\r\nQUJDREVG\r\nend\r\n",
+		"  begin 644 x\r\n" + strings.TrimPrefix(uu, "begin 644 smime.p7m\r\n"),
+		lines76(base64.StdEncoding.EncodeToString(noise(2000))) + "QUJD=\r\n" + lines76(base64.StdEncoding.EncodeToString(noise(2000))),
+		lines76(base64.StdEncoding.EncodeToString(noise(2000))) + "!\r\n",
+		string(env),
+		"\r\n" + string(env),
+	}
+	var out []string
+	for _, body := range bodies {
+		for _, part := range []string{
+			"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
+			"Content-Type: text/plain\r\n\r\n",
+			"Content-Transfer-Encoding: 7BIT \r\n\r\n",
+			"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+			"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n",
+			"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+			"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n",
+			"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\n",
+			"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
+			"Content-Type: application/pkcs7-mime\r\n\r\n",
+			"Content-Type: application/pkcs7-signature\r\n\r\n",
+		} {
+			out = append(out, top+part+body)
+			out = append(out, top+multipart("multipart/mixed", "m", text, part+body))
+		}
+	}
+	return out
+}
+
+// TestClassifyReference: Classify answers as the reference classifier on every seed of
+// FuzzClassify and FuzzClassifyHead, on text parts that are or look like base64 under every
+// transfer encoding, on 4,000 generated structures (those of TestClassifyProperty, with the
+// transfer encoding of their parts changed at random), and on "begin " at every offset around
+// the chunks Classify decodes a text part in.
+func TestClassifyReference(t *testing.T) {
+	for _, dir := range []string{"FuzzClassify", "FuzzClassifyHead", "FuzzClassifyReference"} {
+		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameAsReference(t, corpusBytes(t, b))
+		}
+	}
+	for _, msg := range textShapes(t) {
+		sameAsReference(t, []byte(msg))
+	}
+	r := rand.New(rand.NewSource(18))
+	ctes := []string{"Content-Transfer-Encoding: 7bit\r\n", "", "Content-Transfer-Encoding: 8bit\r\n", "Content-Transfer-Encoding: BASE64\r\n"}
+	for i := 0; i < 4000; i++ {
+		b := 0
+		msg := top + generate(r, 0, &b).entity
+		if r.Intn(2) == 0 {
+			for _, c := range ctes {
+				msg = strings.ReplaceAll(msg, c, ctes[r.Intn(len(ctes))])
+			}
+		}
+		sameAsReference(t, []byte(msg))
+	}
+	// "begin " decoded at every offset within 8 bytes of a multiple of 1 KB, up to 72 KB.
+	uu := uuencode("smime.p7m", fakeEnvelope(false))
+	noise := make([]byte, 73<<10)
+	r.Read(noise)
+	for k := 1 << 10; k <= 72<<10; k += 1 << 10 {
+		for d := -8; d <= 8; d++ {
+			dec := append(append([]byte{}, noise[:k+d]...), "\nbegin 644 x\n"...)
+			if d%2 == 0 {
+				dec = append(dec, uu...)
+			}
+			sameAsReference(t, []byte(top+"Content-Type: text/plain\r\n\r\n"+lines76(base64.RawStdEncoding.EncodeToString(dec))))
+		}
+	}
+}
+
+// FuzzClassifyReference: Classify answers as the reference classifier on any message.
+func FuzzClassifyReference(f *testing.F) {
+	for _, dir := range []string{"FuzzClassify", "FuzzClassifyHead"} {
+		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, file := range files {
+			if b, err := os.ReadFile(file); err == nil {
+				f.Add(corpusBytes(f, b))
+			}
+		}
+	}
+	for _, msg := range textShapes(f) {
+		if len(msg) < 4<<10 {
+			f.Add([]byte(msg))
+		}
+	}
+	env := fakeEnvelope(false)
+	for _, s := range []string{
+		top + text,
+		top + envelopedEntity(env),
+		top + p7m("application/pkcs7-mime; smime-type=signed-data", fakeSignedBER(oidData, []byte(envelopedEntity(env)))),
+		top + signedMultipart(envelopedEntity(env), fakeSigned(oidData, nil)),
+		top + "Content-Type: text/plain\r\n\r\n" + b64(env),
+		top + "Content-Type: text/plain\r\n\r\n" + b64([]byte("x\nbegin 644 a\n"+uuencode("a", env))),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		sameAsReference(t, msg)
+	})
+}
