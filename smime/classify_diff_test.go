@@ -184,3 +184,44 @@ func FuzzClassifyReference(f *testing.F) {
 		sameAsReference(t, msg)
 	})
 }
+
+// FuzzClassifyTextReference: Classify answers as the reference classifier on a text part whose
+// body is dec in base64 the way a client may write it (lines of any length, padding kept or
+// not, blanks inside, a prefix of KBs of other bytes so that dec falls anywhere in the chunks
+// Classify decodes), under a 7bit label or none.
+func FuzzClassifyTextReference(f *testing.F) {
+	env := fakeEnvelope(false)
+	f.Add([]byte("hello"), uint8(76), uint8(0), uint16(0))
+	f.Add(env, uint8(64), uint8(1), uint16(0))
+	f.Add([]byte("x\nbegin 644 a\n"+uuencode("a", env)), uint8(76), uint8(2), uint16(3000))
+	f.Add([]byte("begin the day"), uint8(3), uint8(5), uint16(4095))
+	f.Add(env, uint8(0), uint8(7), uint16(1))
+	f.Fuzz(func(t *testing.T, dec []byte, lineLen, mode uint8, prefix uint16) {
+		r := rand.New(rand.NewSource(int64(prefix)))
+		pre := make([]byte, int(prefix)%(12<<10))
+		r.Read(pre)
+		enc := base64.StdEncoding.EncodeToString(append(pre, dec...))
+		if mode&1 != 0 {
+			enc = strings.TrimRight(enc, "=")
+		}
+		var body strings.Builder
+		for n := max(1, int(lineLen)); len(enc) > 0; {
+			k := min(n, len(enc))
+			body.WriteString(enc[:k])
+			enc = enc[k:]
+			switch {
+			case mode&2 != 0 && k%3 == 0:
+				body.WriteString(" \t")
+			case mode&4 != 0:
+				body.WriteString("\n")
+			default:
+				body.WriteString("\r\n")
+			}
+		}
+		hdr := "Content-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+		if mode&8 != 0 {
+			hdr = "Content-Type: text/plain\r\n\r\n  \r\n"
+		}
+		sameAsReference(t, []byte(top+hdr+body.String()))
+	})
+}
