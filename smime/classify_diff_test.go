@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -224,4 +225,23 @@ func FuzzClassifyTextReference(f *testing.F) {
 		}
 		sameAsReference(t, []byte(top+hdr+body.String()))
 	})
+}
+
+// TestClassifyTextHoldsNoCopy: a 1 MB text part of base64's alphabet declared 7bit (the bench's
+// load) is checked without a decoded copy of it: Classify allocates a few KB for it (the
+// header's fields), where decoding it whole allocated 2 MB.
+func TestClassifyTextHoldsNoCopy(t *testing.T) {
+	msg := benchText(1 << 20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 5
+	for range n {
+		if c := smime.Classify(msg); c.Class != smime.Plain {
+			t.Fatal(c.Class, c.Reason)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 64<<10 {
+		t.Fatalf("Classify of a 1 MB text part allocates %d bytes", per)
+	}
 }
