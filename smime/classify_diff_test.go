@@ -78,7 +78,7 @@ func textShapes(tb testing.TB) []string {
 		lines76(base64.StdEncoding.EncodeToString([]byte("a letter\r\n" + uu + "regards\r\n"))),
 		lines76(base64.RawStdEncoding.EncodeToString([]byte("a letter\r\n" + uu))),
 		lines76(base64.StdEncoding.EncodeToString([]byte("begin the letter here\r\nnothing else\r\n"))),
-		lines76(base64.StdEncoding.EncodeToString(append(noise(5000), []byte("\nbegin 644 x\n"+uu)...))),
+		lines76(base64.StdEncoding.EncodeToString(append(noise(5000), []byte("\n"+uu)...))),
 		"a letter\r\n" + uu,
 		"begin 644 QUJD\r\nQUJDREVG\r\nend\r\n",
 		"  begin 644 x\r\n" + strings.TrimPrefix(uu, "begin 644 smime.p7m\r\n"),
@@ -112,8 +112,8 @@ func textShapes(tb testing.TB) []string {
 // TestClassifyReference: Classify answers as the reference classifier on every seed of
 // FuzzClassify and FuzzClassifyHead, on text parts that are or look like base64 under every
 // transfer encoding, on 4,000 generated structures (those of TestClassifyProperty, with the
-// transfer encoding of their parts changed at random), and on "begin " at every offset around
-// the chunks Classify decodes a text part in.
+// transfer encoding of their parts changed at random), and on "begin " of a uuencoded envelope
+// decoded wherever it may cross from one piece Classify looks at to the next.
 func TestClassifyReference(t *testing.T) {
 	for _, dir := range []string{"FuzzClassify", "FuzzClassifyHead", "FuzzClassifyReference"} {
 		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
@@ -140,17 +140,27 @@ func TestClassifyReference(t *testing.T) {
 		}
 		sameAsReference(t, []byte(msg))
 	}
-	// "begin " decoded at every offset within 8 bytes of a multiple of 1 KB, up to 72 KB.
+	// A uuencoded envelope decoded at offsets up to 13 KB, with 4,000 bytes more after it, in
+	// lines of 76 characters (whole groups of 4) and of 75. (TestCleanBase64Begin puts "begin "
+	// at every fifth offset, where it crosses from one piece Classify looks at to the next.)
 	uu := uuencode("smime.p7m", fakeEnvelope(false))
-	noise := make([]byte, 73<<10)
+	noise := make([]byte, 13000)
 	r.Read(noise)
-	for k := 1 << 10; k <= 72<<10; k += 1 << 10 {
-		for d := -8; d <= 8; d++ {
-			dec := append(append([]byte{}, noise[:k+d]...), "\nbegin 644 x\n"...)
-			if d%2 == 0 {
-				dec = append(dec, uu...)
+	for _, width := range []int{76, 75} {
+		for k := 0; k <= len(noise); k += 101 {
+			dec := append(append(append([]byte{}, noise[:k]...), "\n"+uu...), noise[:4000]...)
+			enc := base64.RawStdEncoding.EncodeToString(dec)
+			var body strings.Builder
+			for len(enc) > width {
+				body.WriteString(enc[:width] + "\r\n")
+				enc = enc[width:]
 			}
-			sameAsReference(t, []byte(top+"Content-Type: text/plain\r\n\r\n"+lines76(base64.RawStdEncoding.EncodeToString(dec))))
+			body.WriteString(enc + "\r\n")
+			msg := []byte(top + "Content-Type: text/plain\r\n\r\n" + body.String())
+			got, want := smime.Classify(msg), smime.RefClassify(msg)
+			if want.Class != smime.Refused || !reflect.DeepEqual(got, want) {
+				t.Fatalf("uuencoded envelope at %d, lines of %d: Classify %v %q, reference %v %q", k, width, got.Class, got.Reason, want.Class, want.Reason)
+			}
 		}
 	}
 }
@@ -177,7 +187,7 @@ func FuzzClassifyReference(f *testing.F) {
 		top + p7m("application/pkcs7-mime; smime-type=signed-data", fakeSignedBER(oidData, []byte(envelopedEntity(env)))),
 		top + signedMultipart(envelopedEntity(env), fakeSigned(oidData, nil)),
 		top + "Content-Type: text/plain\r\n\r\n" + b64(env),
-		top + "Content-Type: text/plain\r\n\r\n" + b64([]byte("x\nbegin 644 a\n"+uuencode("a", env))),
+		top + "Content-Type: text/plain\r\n\r\n" + b64([]byte("x\n"+uuencode("a", env))),
 	} {
 		f.Add([]byte(s))
 	}
@@ -194,7 +204,7 @@ func FuzzClassifyTextReference(f *testing.F) {
 	env := fakeEnvelope(false)
 	f.Add([]byte("hello"), uint8(76), uint8(0), uint16(0))
 	f.Add(env, uint8(64), uint8(1), uint16(0))
-	f.Add([]byte("x\nbegin 644 a\n"+uuencode("a", env)), uint8(76), uint8(2), uint16(3000))
+	f.Add([]byte("x\n"+uuencode("a", env)), uint8(76), uint8(2), uint16(3000))
 	f.Add([]byte("begin the day"), uint8(3), uint8(5), uint16(4095))
 	f.Add(env, uint8(0), uint8(7), uint16(1))
 	f.Fuzz(func(t *testing.T, dec []byte, lineLen, mode uint8, prefix uint16) {
