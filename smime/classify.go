@@ -392,6 +392,11 @@ func (w *walker) leaf(h textproto.Header, mt string, params map[string]string, c
 			return nil, refuse("%s has an unknown smime-type %q", where(path), printable(label))
 		}
 	}
+	if !labelled && (cte == "" || cte == "7bit") {
+		if done, err := textLeaf(body, path); done {
+			return nil, err
+		}
+	}
 	der, derr := decode(cte, body)
 	ct, isCMS := cms.Sniff(der)
 	if !isCMS && cte != "base64" {
@@ -490,6 +495,191 @@ func (w *walker) leaf(h textproto.Header, mt string, params map[string]string, c
 	}
 	return nil, refuse("%s holds CMS of type %s, which the appliance cannot account for", where(path), name)
 }
+
+// textLeaf is leaf for a part that is not labelled CMS and declares no transfer encoding or
+// 7bit (a text part, the common large part), answering without holding the decoded body:
+// done is false when it cannot, and leaf then decodes the body and looks at it as for any part.
+// It answers what leaf would, as leaf would.
+//
+// decode reads such a body, white space skipped, as it is when it starts with 0x30 (a DER
+// SEQUENCE) and as base64 otherwise (bodyDecoder). Raw, the decoded bytes are the body from its
+// first byte that is not white space: leaf's checks need no copy of them. As base64, when the
+// body is nothing but base64's alphabet and white space (and padding at its very end), its
+// decoded bytes are those of one base64 decoding of its characters, which is decoded here a
+// chunk at a time: the first chunk tells whether it is CMS (cms.Sniff reads at most 138 bytes)
+// and each chunk is searched for "begin ", the only thing leaf's uuencode check looks for before
+// it decodes anything. CMS, a "begin " in the decoded bytes, or anything a base64 decoder would
+// not read in one piece (other characters, padding before the end, characters that do not make
+// whole bytes), and leaf does it all. Otherwise looseBase64 would decode the same characters
+// through the same filter (the same bytes, its first 512 at most), not CMS either, and
+// uuBlocks of the decoded bytes finds nothing: the body itself is left to look at for uuencode.
+func textLeaf(body []byte, path string) (done bool, err error) {
+	i := 0
+	for i < len(body) && base64Text[body[i]] == b64Space {
+		i++
+	}
+	if i == len(body) {
+		return false, nil
+	}
+	if body[i] == 0x30 {
+		der := body[i:]
+		if _, ok := cms.Sniff(der); ok {
+			return false, nil
+		}
+		if alt, ok := looseBase64(body); ok {
+			if act, ok := cms.Sniff(alt); ok {
+				return true, refuse("%s holds %s encoded in a way its header does not declare", where(path), typeName(act))
+			}
+		}
+		return true, uuRefusal(path, der, body)
+	}
+	if !cleanBase64(body[i:]) {
+		return false, nil
+	}
+	return true, uuRefusal(path, body)
+}
+
+// cleanBase64 decodes b, which starts with a base64 character, and says whether it is nothing
+// but base64's alphabet and white space with at most its padding at the end, decodes in one
+// piece (as base64Filter and a base64 decoder read it), and decodes to bytes that are not CMS
+// and hold no "begin ". The decoded bytes are looked at a few KB at a time and not kept.
+func cleanBase64(b []byte) bool {
+	const chunk = 4 << 10 // characters, a multiple of 4
+	// src holds characters not decoded yet, white space taken out; always a multiple of 4 of
+	// them are decoded at once, so that every piece decodes as it would within the whole.
+	var src [chunk + 8]byte
+	// dst holds decoded bytes not looked at yet, after the last 5 looked at (a "begin " may
+	// start there).
+	var dst [5 + 2*chunk]byte
+	n, m, first, pads := 0, 0, true, 0
+	check := func() bool {
+		out := dst[:m]
+		if first {
+			// The first look covers the first few KB, or all: what cms.Sniff reads.
+			first = false
+			if _, ok := cms.Sniff(out); ok {
+				return false
+			}
+		}
+		if bytes.Contains(out, []byte("begin ")) {
+			return false
+		}
+		m = copy(dst[:], out[max(0, len(out)-5):])
+		return true
+	}
+	decode := func(s []byte) bool {
+		if len(dst)-m < len(s)/4*3+3 && !check() {
+			return false
+		}
+		k, err := base64.StdEncoding.Decode(dst[m:], s)
+		m += k
+		return err == nil
+	}
+	failed := 0
+	for len(b) > 0 {
+		// Whole lines of whole groups of 4 characters, as encoders write them, decode a few KB
+		// at a time: Decode skips CR and LF and fails on any other character the alphabet does
+		// not have, and on characters that do not make whole groups. Padding it reads only at
+		// the end of what it is given, where it is taken only at the end of the body: a block
+		// ending in padding is read line by line. Twice not in whole groups (lines not a
+		// multiple of 4 long), and the rest is read line by line.
+		if failed < 2 && n == 0 && pads == 0 {
+			if k := bytes.LastIndexByte(b[:min(len(b), chunk)], '\n'); k >= 0 {
+				blk := b[:k+1]
+				if len(dst)-m < len(blk)/4*3 && !check() {
+					return false
+				}
+				d, err := base64.StdEncoding.Decode(dst[m:], blk)
+				if t := bytes.TrimRight(blk, "\r\n"); err == nil && (len(t) == 0 || t[len(t)-1] != '=') {
+					m += d
+					b = b[k+1:]
+					continue
+				}
+				failed++
+			}
+		}
+		line := b
+		if k := bytes.IndexByte(b, '\n'); k >= 0 {
+			line, b = b[:k], b[k+1:]
+		} else {
+			b = nil
+		}
+		// A line of whole groups of 4 characters, none of them padding, decodes on its own
+		// (Decode skips a CR, and fails on any character the alphabet does not have).
+		if l := bytes.TrimSuffix(line, []byte("\r")); n == 0 && pads == 0 && len(l)%4 == 0 && len(l) <= chunk && bytes.IndexByte(l, '=') < 0 {
+			if len(dst)-m < len(l)/4*3 && !check() {
+				return false
+			}
+			if k, err := base64.StdEncoding.Decode(dst[m:], l); err == nil {
+				m += k
+				continue
+			}
+		}
+		for _, c := range line {
+			switch base64Text[c] {
+			case b64Char:
+				if pads > 0 {
+					return false
+				}
+				src[n] = c
+				if n++; n == chunk {
+					if !decode(src[:n]) {
+						return false
+					}
+					n = 0
+				}
+			case b64Pad:
+				if pads++; pads > 2 {
+					return false
+				}
+			case b64Space:
+			default:
+				return false
+			}
+		}
+		if n%4 == 0 && n > 0 {
+			if !decode(src[:n]) {
+				return false
+			}
+			n = 0
+		}
+	}
+	// The padding as written, then what base64Filter adds.
+	for range pads {
+		src[n] = '='
+		n++
+	}
+	switch n % 4 {
+	case 1:
+		return false
+	case 2:
+		src[n], src[n+1] = '=', '='
+		n += 2
+	case 3:
+		src[n] = '='
+		n++
+	}
+	return decode(src[:n]) && check()
+}
+
+// uuRefusal refuses the first of the uuencoded blocks of bs that is CMS, as leaf does.
+func uuRefusal(path string, bs ...[]byte) error {
+	for _, b := range bs {
+		for _, blk := range uuBlocks(b) {
+			if act, ok := cms.Sniff(blk); ok {
+				return refuse("%s holds %s uuencoded", where(path), typeName(act))
+			}
+		}
+	}
+	return nil
+}
+
+// base64Text sorts bytes for textLeaf: base64's alphabet, its padding, white space, other.
+var base64Text = func() (t [256]byte) {
+	t = base64Class
+	t['='] = b64Pad
+	return t
+}()
 
 func hasHeader(b []byte) bool {
 	_, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
@@ -592,6 +782,7 @@ const (
 	b64Other = iota
 	b64Char
 	b64Space
+	b64Pad
 )
 
 // base64Class sorts bytes for looseBase64: base64 alphabet and padding, white space, other.
