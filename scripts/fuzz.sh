@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh: live fuzzing of every fuzz target in the repository, one after the other. The parsers
 # of untrusted input (packages cms, smime, split: CMS, MIME, addresses and plans) run for
-# FUZZTIME_PARSERS each, every other target for FUZZTIME. scripts/test.sh runs it briefly (5 s
+# FUZZTIME_PARSERS each, every other target for FUZZTIME. scripts/test.sh runs it briefly (3 s
 # and 10 s); a campaign gives it longer, e.g.
 #
 #   FUZZTIME=2m FUZZTIME_PARSERS=10m bash scripts/fuzz.sh
