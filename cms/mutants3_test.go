@@ -1,0 +1,168 @@
+package cms
+
+// Tests that kill mutants scripts/mutation.sh found living in ridkey.go, sign.go,
+// signedcerts.go, sniff.go and verify.go (the cms-sign target; docs/testing.md, "Mutation
+// testing").
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"appliance/internal/softhsmtest"
+)
+
+// signedWith encodes a SignedData ContentInfo of head (version, digestAlgorithms,
+// encapContentInfo) and the fields after it as given, each a whole element.
+func signedWith(head []byte, fields ...[]byte) []byte {
+	inner := bytes.Join(append([][]byte{head}, fields...), nil)
+	sd := append(appendHeader(nil, tagSequence, len(inner)), inner...)
+	explicit := append(appendHeader(nil, tagContext0, len(sd)), sd...)
+	ct := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}
+	body := append(ct, explicit...)
+	return append(appendHeader(nil, tagSequence, len(body)), body...)
+}
+
+// testCRL is a CRL signed by a CA made for the test: SignedData carries it in its crls [1].
+func testCRL(t testing.TB) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "crl issuer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCRLSign | x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+	}, ca, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+// TestSignedCRLs: a SignedData with CRLs, after its certificates or without any, parses;
+// KeepSignerCertificates drops the CRLs, counts them as one, keeps the signer's certificate,
+// and what it returns still verifies.
+func TestSignedCRLs(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	frank := env.Cert(t, "frank")
+	content := []byte("x")
+	der, err := Sign(env.Key(t, "frank"), []*x509.Certificate{frank}, content, SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	crl := testCRL(t)
+	crls := append(appendHeader(nil, 0xa1, len(crl)), crl...)
+	certs := append(appendHeader(nil, tagContext0, len(p.certs[0])), p.certs[0]...)
+	signers := append(appendHeader(nil, tagSet, len(p.signers[0])), p.signers[0]...)
+	root, _ := env.Roots(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	_, inter := env.Roots(t)
+	inters := x509.NewCertPool()
+	inters.AddCert(inter)
+	for name, fields := range map[string][][]byte{
+		"certificates and crls": {certs, crls, signers},
+		"crls only":             {crls, signers},
+	} {
+		in := signedWith(p.head, fields...)
+		sd, err := ParseSigned(in)
+		if err != nil || len(sd.Signers) != 1 || len(sd.Certificates) != len(fields)-2 {
+			t.Fatalf("%s: ParseSigned: %v", name, err)
+		}
+		out, dropped, err := KeepSignerCertificates(in)
+		if err != nil || dropped != 1 {
+			t.Fatalf("%s: KeepSignerCertificates: %d dropped, %v", name, dropped, err)
+		}
+		if bytes.Contains(out, crl) {
+			t.Errorf("%s: the CRL is still there", name)
+		}
+		want := signedWith(p.head, signers) // no CRLs, and no certificates when there were none
+		if len(fields) == 3 {
+			want = signedWith(p.head, certs, signers)
+		}
+		if !bytes.Equal(out, want) {
+			t.Errorf("%s: KeepSignerCertificates gave %x, want %x", name, out, want)
+		}
+		if len(fields) == 3 {
+			sd, err := ParseSigned(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sd.Verify(VerifyOptions{Roots: roots, Intermediates: inters}); err != nil {
+				t.Errorf("%s: no longer verifies: %v", name, err)
+			}
+		}
+	}
+}
+
+// TestSignedNoSignerInfos: a SignedData whose certificates or CRLs are its last field, with no
+// SignerInfos after them, is refused as malformed by ParseSigned and KeepSignerCertificates.
+func TestSignedNoSignerInfos(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	der, err := Sign(env.Key(t, "frank"), []*x509.Certificate{env.Cert(t, "frank")}, []byte("x"), SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	certs := append(appendHeader(nil, tagContext0, len(p.certs[0])), p.certs[0]...)
+	crl := testCRL(t)
+	crls := append(appendHeader(nil, 0xa1, len(crl)), crl...)
+	for name, in := range map[string][]byte{
+		"certificates last": signedWith(p.head, certs),
+		"crls last":         signedWith(p.head, certs, crls),
+	} {
+		if _, err := ParseSigned(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: ParseSigned: %v, want %v", name, err, ErrMalformed)
+		}
+		if _, _, err := KeepSignerCertificates(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: KeepSignerCertificates: %v, want %v", name, err, ErrMalformed)
+		}
+	}
+}
+
+// TestSignDigestRefusalSays: a digest refused names what was wrong with it: its size, whether
+// content came with it, whether the signature was to be detached.
+func TestSignDigestRefusalSays(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	alice := env.Cert(t, "alice")
+	key := env.Key(t, "alice")
+	content := []byte("content")
+	sum := sha256.Sum256(content)
+	for _, tt := range []struct {
+		content []byte
+		opts    SignOptions
+		want    string
+	}{
+		{content, SignOptions{Detached: true, Digest: sum[:]}, "a 32-byte digest for SHA-256, with content true and detached true"},
+		{nil, SignOptions{Digest: sum[:]}, "a 32-byte digest for SHA-256, with content false and detached false"},
+		{nil, SignOptions{Detached: true, Digest: sum[:20]}, "a 20-byte digest for SHA-256, with content false and detached true"},
+	} {
+		_, err := Sign(key, []*x509.Certificate{alice}, tt.content, tt.opts)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Sign: %v, want %q", err, tt.want)
+		}
+	}
+}
