@@ -166,3 +166,75 @@ func TestSignDigestRefusalSays(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedContent: SignedContent reads the encapsulated content of DER and BER SignedData
+// (nil when detached) and refuses every malformed shape of the fields before the certificates.
+func TestSignedContent(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	tlv := func(tag byte, parts ...[]byte) []byte {
+		c := bytes.Join(parts, nil)
+		return append(appendHeader(nil, tag, len(c)), c...)
+	}
+	ver := []byte{0x02, 0x01, 0x01}
+	data := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01}
+	sha := []byte{0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01}
+	algs := tlv(tagSet, tlv(tagSequence, sha))
+	content := []byte("encapsulated")
+	eci := tlv(tagSequence, data, tlv(tagContext0, tlv(0x04, content)))
+
+	signed, err := Sign(env.Key(t, "frank"), []*x509.Certificate{env.Cert(t, "frank")}, content, SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := seed(t, "signed-openssl-stream.der")
+	sd, err := ParseSigned(stream)
+	if err != nil || len(sd.Content) == 0 {
+		t.Fatalf("stream: %v", err)
+	}
+	for name, tt := range map[string]struct {
+		in   []byte
+		want []byte
+	}{
+		"signed":      {signed, content},
+		"by hand":     {signedWith(bytes.Join([][]byte{ver, algs, eci}, nil)), content},
+		"detached":    {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data)}, nil)), nil},
+		"openssl ber": {stream, sd.Content},
+	} {
+		ct, got, err := SignedContent(tt.in)
+		if err != nil || !bytes.Equal(got, tt.want) || (got == nil) != (tt.want == nil) {
+			t.Errorf("%s: %v %q, %v; want %q", name, ct, got, err, tt.want)
+		}
+		if err == nil && ct.String() != "1.2.840.113549.1.7.1" {
+			t.Errorf("%s: content type %v", name, ct)
+		}
+	}
+	for name, tt := range map[string]struct {
+		in   []byte
+		want error
+	}{
+		"enveloped data":        {seed(t, "enveloped-ours-gcm-keyagree.der"), ErrUnsupported},
+		"two fields":            {signedWith(bytes.Join([][]byte{ver, algs}, nil)), ErrMalformed},
+		"algorithms a sequence": {signedWith(bytes.Join([][]byte{ver, tlv(tagSequence, tlv(tagSequence, sha)), eci}, nil)), ErrMalformed},
+		"content info a set":    {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSet, data)}, nil)), ErrMalformed},
+		"content info empty":    {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence)}, nil)), ErrMalformed},
+		"content info of three": {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(tagContext0, tlv(0x04, content)), tlv(0x04))}, nil)), ErrMalformed},
+		"content [1]":           {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(0xa1, tlv(0x04, content)))}, nil)), ErrMalformed},
+		"content primitive":     {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(0x80, content))}, nil)), ErrMalformed},
+		"two octet strings":     {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(tagContext0, tlv(0x04, content), tlv(0x04)))}, nil)), ErrMalformed},
+		"content an integer":    {signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(tagContext0, ver))}, nil)), ErrMalformed},
+	} {
+		if ct, got, err := SignedContent(tt.in); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v %q, %v; want %v", name, ct, got, err, tt.want)
+		}
+	}
+	for name, in := range map[string][]byte{
+		"version an octet string": signedWith(bytes.Join([][]byte{{0x04, 0x01, 0x01}, algs, eci}, nil)),
+		"type not an oid":         signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, ver)}, nil)),
+		"broken octet string":     signedWith(bytes.Join([][]byte{ver, algs, tlv(tagSequence, data, tlv(tagContext0, tlv(0x24, ver)))}, nil)),
+		"not der":                 []byte{0x30, 0x03, 0x02},
+	} {
+		if ct, got, err := SignedContent(in); err == nil {
+			t.Errorf("%s: %v %q, no error", name, ct, got)
+		}
+	}
+}
