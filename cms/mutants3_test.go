@@ -6,6 +6,7 @@ package cms
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -235,6 +236,64 @@ func TestSignedContent(t *testing.T) {
 	} {
 		if ct, got, err := SignedContent(in); err == nil {
 			t.Errorf("%s: %v %q, no error", name, ct, got)
+		}
+	}
+}
+
+// TestSignerInfoFieldCount: a SignerInfo without signed attributes has five fields and its
+// signature is over the content itself: it parses and verifies. With signed attributes five
+// fields lack the signature, and four fields lack more: both are refused as malformed.
+func TestSignerInfoFieldCount(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	frank := env.Cert(t, "frank")
+	key := env.Key(t, "frank")
+	content := []byte("signed without attributes")
+	der, err := Sign(key, []*x509.Certificate{frank}, content, SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	si, _, err := readElem(p.signers[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := si.children(1)
+	if err != nil || len(fs) != 6 || !fs[3].is(classContext, 0) {
+		t.Fatalf("%d fields, %v", len(fs), err)
+	}
+	sum := sha256.Sum256(content)
+	sig, err := key.Sign(rand.Reader, sum[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigDER := append(appendHeader(nil, 0x04, len(sig)), sig...)
+	with := func(fields ...[]byte) []byte {
+		q := p
+		c := bytes.Join(fields, nil)
+		q.signers = [][]byte{append(appendHeader(nil, tagSequence, len(c)), c...)}
+		return q.der()
+	}
+	root, inter := env.Roots(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inters := x509.NewCertPool()
+	inters.AddCert(inter)
+
+	bare := with(fs[0].raw, fs[1].raw, fs[2].raw, fs[4].raw, sigDER)
+	sd, err := ParseSigned(bare)
+	if err != nil || len(sd.Signers) != 1 || sd.Signers[0].SignedAttrs != nil || !bytes.Equal(sd.Signers[0].Signature, sig) {
+		t.Fatalf("five fields without signed attributes: %v", err)
+	}
+	if got, err := sd.Verify(VerifyOptions{Roots: roots, Intermediates: inters}); err != nil || len(got) != 1 || !got[0].Equal(frank) {
+		t.Errorf("five fields without signed attributes: verify: %v", err)
+	}
+	for name, in := range map[string][]byte{
+		"attributes, no signature":        with(fs[0].raw, fs[1].raw, fs[2].raw, fs[3].raw, fs[4].raw),
+		"no attributes, no signature":     with(fs[0].raw, fs[1].raw, fs[2].raw, fs[4].raw),
+		"attributes, signature algorithm": with(fs[0].raw, fs[1].raw, fs[2].raw, fs[3].raw),
+	} {
+		if _, err := ParseSigned(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want %v", name, err, ErrMalformed)
 		}
 	}
 }
