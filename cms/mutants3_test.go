@@ -297,3 +297,46 @@ func TestSignerInfoFieldCount(t *testing.T) {
 		}
 	}
 }
+
+// TestSignerInfoSubjectKeyID: a SignerInfo may name its certificate by subject key identifier
+// ([0]): it parses, verifies against that certificate, and a broken [0] is refused.
+func TestSignerInfoSubjectKeyID(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	frank := env.Cert(t, "frank")
+	der, err := Sign(env.Key(t, "frank"), []*x509.Certificate{frank}, []byte("x"), SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := splitSigned(t, der)
+	si, _, err := readElem(p.signers[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := si.children(1)
+	if err != nil || len(fs) != 6 || len(frank.SubjectKeyId) == 0 {
+		t.Fatalf("%d fields, %v, ski %x", len(fs), err, frank.SubjectKeyId)
+	}
+	with := func(sid []byte) []byte {
+		q := p
+		c := bytes.Join([][]byte{fs[0].raw, sid, fs[2].raw, fs[3].raw, fs[4].raw, fs[5].raw}, nil)
+		q.signers = [][]byte{append(appendHeader(nil, tagSequence, len(c)), c...)}
+		return q.der()
+	}
+	root, inter := env.Roots(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inters := x509.NewCertPool()
+	inters.AddCert(inter)
+	ski := append(appendHeader(nil, tagContext0Pri, len(frank.SubjectKeyId)), frank.SubjectKeyId...)
+	sd, err := ParseSigned(with(ski))
+	if err != nil || !bytes.Equal(sd.Signers[0].SubjectKeyID, frank.SubjectKeyId) || sd.Signers[0].Serial != nil {
+		t.Fatalf("by ski: %v", err)
+	}
+	if got, err := sd.Verify(VerifyOptions{Roots: roots, Intermediates: inters}); err != nil || len(got) != 1 || !got[0].Equal(frank) {
+		t.Errorf("by ski: verify: %v", err)
+	}
+	broken := []byte{0xa0, 0x03, 0x02, 0x01, 0x01} // a constructed [0] holding an INTEGER
+	if _, err := ParseSigned(with(broken)); err == nil {
+		t.Error("a [0] identifier holding an INTEGER parses")
+	}
+}
