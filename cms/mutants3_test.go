@@ -15,10 +15,12 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"appliance/cms/oid"
 	"appliance/internal/softhsmtest"
 )
 
@@ -338,5 +340,81 @@ func TestSignerInfoSubjectKeyID(t *testing.T) {
 	broken := []byte{0xa0, 0x03, 0x02, 0x01, 0x01} // a constructed [0] holding an INTEGER
 	if _, err := ParseSigned(with(broken)); err == nil {
 		t.Error("a [0] identifier holding an INTEGER parses")
+	}
+}
+
+// TestVerifyPSSChecksSignature: an RSASSA-PSS signature is checked, not only its parameters: a
+// changed signature fails to verify.
+func TestVerifyPSSChecksSignature(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	alice := env.Cert(t, "alice")
+	root, inter := env.Roots(t)
+	der, err := Sign(env.Key(t, "alice"), []*x509.Certificate{alice, inter}, []byte("pss"), SignOptions{PSS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	sd, err := ParseSigned(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sd.Verify(VerifyOptions{Roots: roots}); err != nil {
+		t.Fatalf("as signed: %v", err)
+	}
+	sig := sd.Signers[0].Signature
+	sig[len(sig)/2] ^= 1
+	if _, err := sd.Verify(VerifyOptions{Roots: roots}); !errors.Is(err, ErrVerify) {
+		t.Errorf("a changed PSS signature: %v, want %v", err, ErrVerify)
+	}
+}
+
+// TestSniffTruncatedByOne: a content type one octet short of its length is not read, past the
+// end of the input or at all.
+func TestSniffTruncatedByOne(t *testing.T) {
+	oid := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}
+	for _, prefix := range [][]byte{{0x30, 0x80}, {0x30, 0x0b}} {
+		in := slices.Clip(append(bytes.Clone(prefix), oid[:len(oid)-1]...))
+		if ct, ok := Sniff(in); ok {
+			t.Errorf("% x: %v", in, ct)
+		}
+		in = slices.Clip(append(append(bytes.Clone(prefix), 0x06, 0x81), oid[1:len(oid)-1]...))
+		if ct, ok := Sniff(in); ok {
+			t.Errorf("% x: %v", in, ct)
+		}
+	}
+}
+
+// TestSignCapabilities: SignOptions.Capabilities replaces the default SMIMECapabilities list in
+// the signed attributes, and the signature still verifies.
+func TestSignCapabilities(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	alice := env.Cert(t, "alice")
+	root, inter := env.Roots(t)
+	caps := []AlgorithmIdentifier{{Algorithm: oid.AES128CBC}}
+	der, err := Sign(env.Key(t, "alice"), []*x509.Certificate{alice, inter}, []byte("caps"), SignOptions{Capabilities: caps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := capabilitiesDER(caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := defaultCapsDER()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := ParseSigned(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := sd.Signers[0].SignedAttrs
+	if !bytes.Contains(attrs, want) || bytes.Contains(attrs, def) {
+		t.Errorf("signed attributes %x lack %x or hold the default list", attrs, want)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	if _, err := sd.Verify(VerifyOptions{Roots: roots}); err != nil {
+		t.Error(err)
 	}
 }
