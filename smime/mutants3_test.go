@@ -34,3 +34,50 @@ func TestEnvelopeHeadOriginatorInfo(t *testing.T) {
 		t.Errorf("originatorInfo past the end: % x, %v; want %v", head, err, errShort)
 	}
 }
+
+// TestBerLenZeroTagChild: inside an indefinite-length element, a child with tag 0 after one
+// ending in a zero octet is a child, not the end-of-contents octets.
+func TestBerLenZeroTagChild(t *testing.T) {
+	in := []byte{0x30, 0x80, 0x02, 0x01, 0x00, 0x00, 0x01, 0x05, 0x00, 0x00}
+	if n, err := berLen(in, 0); err != nil || n != len(in) {
+		t.Errorf("berLen: %d, %v; want %d", n, err, len(in))
+	}
+}
+
+// TestContentTypeQuotedPairs: quoted pairs in quoted strings are kept, in comments skipped (an
+// escaped parenthesis does not end one), a backslash at the very end is unterminated, a
+// parenthesis inside a quoted string is text, and a comment separates what is on either side.
+func TestContentTypeQuotedPairs(t *testing.T) {
+	for _, tt := range []struct {
+		in, param, want string
+	}{
+		{`text/plain (c); a="x\"y"`, "a", `x"y`},
+		{`text/plain (c \) still c \( \\); a=1`, "a", "1"},
+		{`text/plain (c); a="x(y)z"`, "a", "x(y)z"},
+		{`text/plain;(c)a=b(c (nested) c)`, "a", "b"},
+	} {
+		mt, params, err := ParseContentType(tt.in)
+		if err != nil || mt != "text/plain" || params[tt.param] != tt.want {
+			t.Errorf("%s: %q %q, %v; want %s=%q", tt.in, mt, params, err, tt.param, tt.want)
+		}
+	}
+	for _, in := range []string{`text/plain (c); a="x\`, `text/plain (c \`, `text/pl(c)ain`, `text/plain (c) (`} {
+		if mt, params, err := ParseContentType(in); !errors.Is(err, ErrContentType) {
+			t.Errorf("%s: %q %q, %v; want %v", in, mt, params, err, ErrContentType)
+		}
+	}
+}
+
+// TestUnfoldCRAtEnd: a raw field without its CRLF (as AddRaw takes one) that ends in a bare CR
+// has that CR made a space too.
+func TestUnfoldCRAtEnd(t *testing.T) {
+	for in, want := range map[string]string{
+		"X-A: a\r":       "X-A: a ",
+		"X-A: a\rb\r\n":  "X-A: a b\r\n",
+		"X-A: a\r\n b\r": "X-A: a\r\n b ",
+	} {
+		if got := unfoldCR([]byte(in)); string(got) != want {
+			t.Errorf("unfoldCR(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
