@@ -8,6 +8,10 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/emersion/go-message/textproto"
+
+	"appliance/cms"
 )
 
 // TestEnvelopeHeadOriginatorInfo: an EnvelopedData with an originatorInfo keeps it in the head
@@ -78,6 +82,53 @@ func TestUnfoldCRAtEnd(t *testing.T) {
 	} {
 		if got := unfoldCR([]byte(in)); string(got) != want {
 			t.Errorf("unfoldCR(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestIsContentFieldPrefixOnly: "Content-" alone names no Content-* field.
+func TestIsContentFieldPrefixOnly(t *testing.T) {
+	for k, want := range map[string]bool{"Content-": false, "content-x": true, "Content": false} {
+		if got := IsContentField(k); got != want {
+			t.Errorf("IsContentField(%q) = %v, want %v", k, got, want)
+		}
+	}
+}
+
+// TestWriteOuterAddsCRLF: a field added without its line ending is written with one.
+func TestWriteOuterAddsCRLF(t *testing.T) {
+	var h textproto.Header
+	h.AddRaw([]byte("X-B: b\r\n"))
+	h.AddRaw([]byte("X-A: a"))
+	var b bytes.Buffer
+	if err := writeOuter(&b, h); err != nil || b.String() != "X-A: a\r\nX-B: b\r\n" {
+		t.Errorf("writeOuter: %q, %v", b.String(), err)
+	}
+}
+
+// TestListEnvelopeSameContent: members' envelopes of one encrypted content are taken, whether
+// their shared pieces are the same memory or equal bytes; an envelope of another content of the
+// same length is refused.
+func TestListEnvelopeSameContent(t *testing.T) {
+	ri := func(b byte) []*cms.RecipientInfo {
+		return []*cms.RecipientInfo{{Raw: append([]byte{0x30, 0x10}, bytes.Repeat([]byte{b}, 16)...)}}
+	}
+	ec := func(fill byte) *cms.EncryptedContent {
+		return &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: bytes.Repeat([]byte{fill}, 100)}
+	}
+	first := ec(1)
+	sp := newListParts(nil, "b", TypeEnvelopedData, nil)
+	for i, c := range []*cms.EncryptedContent{first, first, ec(1), ec(2)} {
+		der, err := cms.Envelope(c, ri(byte(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sp.envelope(der)
+		if i < 3 && err != nil {
+			t.Errorf("envelope %d: %v", i, err)
+		}
+		if i == 3 && err == nil {
+			t.Error("an envelope of other content of the same length shares the first one's tail")
 		}
 	}
 }
