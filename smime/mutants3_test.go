@@ -132,3 +132,29 @@ func TestListEnvelopeSameContent(t *testing.T) {
 		}
 	}
 }
+
+// TestTailNilWithinLine: a tail that ends before the first line boundary after own has no
+// cached lines: Tail is nil, and WriteHead wrote it all. A longer one has them.
+func TestTailNilWithinLine(t *testing.T) {
+	own := []byte{0x30}
+	for n, wantTail := range map[int]bool{10: false, LineLength/4*3 - 1: false, 200: true} {
+		tail := bytes.Repeat([]byte{0xa5}, n)
+		s := NewSharedBase64([][]byte{tail})
+		if got := s.Tail(own) != nil; got != wantTail {
+			t.Errorf("%d-byte tail: Tail non-nil %v, want %v", n, got, wantTail)
+		}
+		var got, want bytes.Buffer
+		if err := s.WriteBase64(&got, own); err != nil {
+			t.Fatal(err)
+		}
+		enc := NewBase64Writer(&want)
+		enc.Write(own)
+		enc.Write(tail)
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("%d-byte tail: WriteBase64 %q, want %q", n, got.Bytes(), want.Bytes())
+		}
+	}
+}
