@@ -33,7 +33,8 @@ const MaxEnvelopeHead = 4 << 20
 // than Classify would.
 func ClassifyHead(msg io.ReaderAt, size int64) (c *Classification, header []byte, ok bool) {
 	cr := &countingReader{r: io.NewSectionReader(msg, 0, size)}
-	br := bufio.NewReaderSize(cr, 32<<10)
+	// A buffer no larger than the message: most are a fraction of 32 KB.
+	br := bufio.NewReaderSize(cr, int(min(size, 32<<10)))
 	h, err := textproto.ReadHeader(br)
 	if err != nil || len(h.Values("Content-Type")) != 1 || len(h.Values("Content-Transfer-Encoding")) != 1 {
 		return nil, nil, false
