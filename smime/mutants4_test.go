@@ -1,0 +1,226 @@
+package smime
+
+// Tests that kill mutants scripts/mutation.sh found living in the smime files the smime-head
+// target did not reach (the smime-tail target: parse.go, post.go, protected.go, report.go,
+// reportprotected.go, reporttext.go, senders.go, signed.go; docs/testing.md, "Mutation
+// testing").
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"appliance/cms"
+	"appliance/internal/softhsmtest"
+)
+
+// m4Pkcs7Entity is an application/pkcs7-mime entity of der, labelled mt and, unless st is "",
+// smime-type=st.
+func m4Pkcs7Entity(mt, st string, der []byte) []byte {
+	ct := "Content-Type: " + mt
+	if st != "" {
+		ct += "; smime-type=" + st
+	}
+	return []byte(ct + "\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(der) + "\r\n")
+}
+
+// TestReadPost: ReadPost takes a post's outer signature (multipart/signed or signed-data) off
+// to find what it carries, reads the signature's expansion history, says whether the content is
+// encrypted (by its smime-type, or, unlabelled, by its DER), and rewrites a plain post's
+// signature without the certificates outside the signer's chain, only when there are such.
+func TestReadPost(t *testing.T) {
+	cert, key := softhsmtest.SelfSigned(t, "poster")
+	other, _ := softhsmtest.SelfSigned(t, "someone else")
+	listCert, _ := softhsmtest.SelfSigned(t, "upstream list")
+	hist, err := cms.ExtendExpansionHistory(nil, listCert, time.Unix(1700000000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(t *testing.T, chain []*x509.Certificate, content []byte, detached bool) []byte {
+		t.Helper()
+		der, err := cms.Sign(key, chain, content, cms.SignOptions{Detached: detached, SigningTime: time.Unix(1700000000, 0), Extra: []cms.Attribute{hist}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	// An EnvelopedData with one KeyTransRecipientInfo (issuer and serial, rsaEncryption).
+	rsaOID := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01}
+	ktri := m2TLV(0x30, bytes.Join([][]byte{{0x02, 0x01, 0x00}, m2TLV(0x30, []byte{0x30, 0x00, 0x02, 0x01, 0x01}),
+		m2TLV(0x30, append(rsaOID, 0x05, 0x00)), m2TLV(0x04, bytes.Repeat([]byte{9}, 256))}, nil))
+	ec := &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: []byte("ciphertext")}
+	enc, err := cms.Envelope(ec, []*cms.RecipientInfo{{Raw: ktri}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envDER := enc.Bytes()
+	if _, err := cms.ParseEnveloped(envDER); err != nil {
+		t.Fatal(err)
+	}
+	plain := []byte("Content-Type: text/plain\r\n\r\nhello list\r\n")
+	outer := "From: poster@example.test\r\nTo: list@example.test\r\nSubject: s\r\n"
+	msg := func(entity []byte) []byte { return append([]byte(outer), entity...) }
+	certsOf := func(t *testing.T, der []byte) int {
+		t.Helper()
+		sd, err := cms.ParseSigned(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sd.Certificates)
+	}
+
+	t.Run("plain", func(t *testing.T) {
+		p, err := ReadPost(msg(plain))
+		if err != nil || !bytes.Equal(p.Entity, plain) || p.History != nil || p.Enveloped != nil {
+			t.Fatalf("%+v, %v", p, err)
+		}
+	})
+	for _, extra := range []bool{false, true} {
+		chain := []*x509.Certificate{cert}
+		if extra {
+			chain = append(chain, other)
+		}
+		t.Run("multipart/signed, another certificate "+map[bool]string{false: "no", true: "yes"}[extra], func(t *testing.T) {
+			entity := SignedEntity(plain, sign(t, chain, plain, true), "sha-256")
+			p, err := ReadPost(msg(entity))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.History) != 1 || p.Enveloped != nil {
+				t.Fatalf("history %d, enveloped %v", len(p.History), p.Enveloped)
+			}
+			if !extra {
+				if !bytes.Equal(p.Entity, entity) {
+					t.Fatalf("entity rewritten with nothing to leave out:\n%s", p.Entity)
+				}
+				return
+			}
+			s, err := ParseSigned(p.Entity)
+			if err != nil || !bytes.Equal(s.Content, plain) || s.MicAlg != "sha-256" {
+				t.Fatalf("rewritten entity: %v\n%s", err, p.Entity)
+			}
+			if n := certsOf(t, s.Signature); n != 1 {
+				t.Fatalf("rewritten signature has %d certificates, want 1", n)
+			}
+		})
+		t.Run("signed-data, another certificate "+map[bool]string{false: "no", true: "yes"}[extra], func(t *testing.T) {
+			entity := opaqueSignedEntity(sign(t, chain, plain, false))
+			p, err := ReadPost(msg(entity))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.History) != 1 || p.Enveloped != nil {
+				t.Fatalf("history %d, enveloped %v", len(p.History), p.Enveloped)
+			}
+			if !extra {
+				if !bytes.Equal(p.Entity, entity) {
+					t.Fatalf("entity rewritten with nothing to leave out:\n%s", p.Entity)
+				}
+				return
+			}
+			pkg, err := Parse(bytes.NewReader(p.Entity), 1<<20)
+			if err != nil || pkg.SMIMEType != TypeSignedData {
+				t.Fatalf("rewritten entity: %v\n%s", err, p.Entity)
+			}
+			sd, err := cms.ParseSigned(pkg.DER)
+			if err != nil || !bytes.Equal(sd.Content, plain) || len(sd.Certificates) != 1 {
+				t.Fatalf("rewritten signature: %v, %d certificates, content %q", err, len(sd.Certificates), sd.Content)
+			}
+		})
+	}
+	t.Run("signed-data without its content", func(t *testing.T) {
+		entity := opaqueSignedEntity(sign(t, []*x509.Certificate{cert, other}, plain, true))
+		p, err := ReadPost(msg(entity))
+		if err != nil || !bytes.Equal(p.Entity, entity) || len(p.History) != 1 {
+			t.Fatalf("%+v, %v", p, err)
+		}
+	})
+	// What a signature carries: encrypted or not, by label or DER. The signature has another
+	// certificate, which an encrypted post keeps.
+	for _, tt := range []struct {
+		name, mt, st string
+		der          []byte
+		enveloped    bool
+		fail         bool
+	}{
+		{"enveloped-data", "application/pkcs7-mime", "enveloped-data", envDER, true, false},
+		{"x-pkcs7-mime", "application/x-pkcs7-mime", "enveloped-data", envDER, true, false},
+		{"authEnveloped-data", "application/pkcs7-mime", "authEnveloped-data", envDER, true, false},
+		{"unlabelled", "application/pkcs7-mime", "", envDER, true, false},
+		{"unlabelled, not enveloped", "application/pkcs7-mime", "", sign(t, []*x509.Certificate{cert}, plain, false), false, false},
+		{"labelled signed-data", "application/pkcs7-mime", "signed-data", envDER, false, false},
+		{"enveloped-data, not enveloped", "application/pkcs7-mime", "enveloped-data", sign(t, []*x509.Certificate{cert}, plain, false), false, true},
+		{"octet-stream", "application/octet-stream", "enveloped-data", envDER, false, false},
+	} {
+		t.Run("signed "+tt.name, func(t *testing.T) {
+			inner := m4Pkcs7Entity(tt.mt, tt.st, tt.der)
+			entity := SignedEntity(inner, sign(t, []*x509.Certificate{cert, other}, inner, true), "sha-256")
+			p, err := ReadPost(msg(entity))
+			if tt.fail {
+				if err == nil {
+					t.Fatalf("taken: %+v", p)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (p.Enveloped != nil) != tt.enveloped || len(p.History) != 1 {
+				t.Fatalf("enveloped %v, want %v; history %d", p.Enveloped != nil, tt.enveloped, len(p.History))
+			}
+			if tt.enveloped && !bytes.Equal(p.Entity, entity) {
+				t.Fatalf("an encrypted post's entity rewritten:\n%s", p.Entity)
+			}
+			if !tt.enveloped {
+				s, err := ParseSigned(p.Entity)
+				if err != nil || !bytes.Equal(s.Content, inner) || certsOf(t, s.Signature) != 1 {
+					t.Fatalf("plain post's entity not rewritten without the other certificate: %v\n%s", err, p.Entity)
+				}
+			}
+		})
+	}
+	t.Run("unsigned enveloped", func(t *testing.T) {
+		entity := m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", envDER)
+		p, err := ReadPost(msg(entity))
+		if err != nil || p.Enveloped == nil || !bytes.Equal(p.Entity, entity) {
+			t.Fatalf("%+v, %v", p, err)
+		}
+	})
+}
+
+// TestProtectLargeEntity: the body of an entity larger than the header reader's buffer is kept
+// whole.
+func TestProtectLargeEntity(t *testing.T) {
+	body := strings.Repeat("a line of the body, long enough to fill the buffer\r\n", 200)
+	entity := []byte("Content-Type: text/plain\r\n\r\n" + body)
+	out, err := Protect(entity, outerHeader(t, "Subject: s\r\n"), HPClear, outerHeader(t, "From: a@example.test\r\n"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(out, []byte("\r\n\r\n"+body)) || bytes.Count(out, []byte("a line")) != 200 {
+		t.Fatalf("body not kept: %d bytes out of %d", len(out), len(entity))
+	}
+}
+
+// TestProtectLegacyTopLevel: a top-level multipart/alternative gets the legacy display element
+// in every text alternative, a top-level multipart/mixed in its first part only.
+func TestProtectLegacyTopLevel(t *testing.T) {
+	parts := "--b\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--b\r\nContent-Type: text/plain\r\n\r\nsecond\r\n--b--\r\n"
+	for _, tt := range []struct {
+		mt   string
+		want int
+	}{{"multipart/alternative", 2}, {"multipart/mixed", 1}} {
+		entity := []byte("Content-Type: " + tt.mt + "; boundary=\"b\"\r\n\r\n" + parts)
+		out, err := Protect(entity, outerHeader(t, "Subject: the subject\r\n"), HPCipher, outerHeader(t, "Subject: [...]\r\n"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(out, []byte("Subject: the subject\r\n\r\n")); n != tt.want {
+			t.Errorf("%s: %d display elements, want %d:\n%s", tt.mt, n, tt.want, out)
+		}
+	}
+}
