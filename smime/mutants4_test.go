@@ -224,3 +224,65 @@ func TestProtectLegacyTopLevel(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldExact: a field line of exactly 78 characters stays whole; one of 79 breaks at its last
+// space, and each line is at most 78 characters.
+func TestFoldExact(t *testing.T) {
+	line78 := "HP-Outer: To: " + strings.Repeat("abcdefg ", 7) + "abcdefghi" // 14 + 56 + 8
+	line78 = line78[:78]
+	if len(line78) != 78 || strings.HasSuffix(line78, " ") {
+		t.Fatalf("test line of %d: %q", len(line78), line78)
+	}
+	if got := fold(line78); got != line78 {
+		t.Errorf("78 characters folded: %q", got)
+	}
+	line79 := line78 + "x"
+	want := line79[:strings.LastIndexByte(line79, ' ')] + "\r\n" + line79[strings.LastIndexByte(line79, ' '):]
+	if got := fold(line79); got != want {
+		t.Errorf("79 characters: %q, want %q", got, want)
+	}
+}
+
+// TestLegacyTextOctet80: a Subject with the octet 0x80 is not ASCII, so a us-ascii 7bit body
+// gets no legacy display element.
+func TestLegacyTextOctet80(t *testing.T) {
+	if b := legacyText("a\x80", false, "us-ascii", "7bit"); b != nil {
+		t.Errorf("0x80 taken as ASCII: %q", b)
+	}
+	if b := legacyText("a\x7f", false, "us-ascii", "7bit"); b == nil {
+		t.Error("0x7f not taken as ASCII")
+	}
+}
+
+// TestProtectLegacyDepth: the legacy display element goes into a text part three multiparts
+// deep, not four; a large first part keeps its body whole.
+func TestProtectLegacyDepth(t *testing.T) {
+	nest := func(levels int, leaf string) string {
+		e := leaf
+		for i := levels; i >= 1; i-- {
+			b := "b" + string(rune('0'+i))
+			e = "Content-Type: multipart/mixed; boundary=\"" + b + "\"\r\n\r\n--" + b + "\r\n" + e + "\r\n--" + b + "--\r\n"
+		}
+		return e
+	}
+	leaf := "Content-Type: text/plain\r\n\r\nthe text"
+	protected := outerHeader(t, "Subject: the subject\r\n")
+	obscured := outerHeader(t, "Subject: [...]\r\n")
+	for levels, want := range map[int]int{1: 1, 3: 1, 4: 0} {
+		out, err := Protect([]byte(nest(levels, leaf)), protected, HPCipher, obscured, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(out, []byte("Subject: the subject\r\n\r\nthe text")); n != want {
+			t.Errorf("%d deep: %d display elements, want %d:\n%s", levels, n, want, out)
+		}
+	}
+	body := strings.Repeat("a line of the body, long enough to fill the buffer\r\n", 200)
+	out, err := Protect([]byte(nest(1, "Content-Type: text/plain\r\n\r\n"+body)), protected, HPCipher, obscured, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte("Subject: the subject\r\n\r\n"+body)) {
+		t.Errorf("large part not kept whole:\n%.300s", out)
+	}
+}
