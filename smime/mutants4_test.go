@@ -28,6 +28,21 @@ func m4Pkcs7Entity(mt, st string, der []byte) []byte {
 		base64.StdEncoding.EncodeToString(der) + "\r\n")
 }
 
+// m4Envelope is an EnvelopedData of the 10 octets "ciphertext" with one KeyTransRecipientInfo
+// (issuer and serial 1, rsaEncryption).
+func m4Envelope(t *testing.T) []byte {
+	t.Helper()
+	rsaOID := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01}
+	ktri := m2TLV(0x30, bytes.Join([][]byte{{0x02, 0x01, 0x00}, m2TLV(0x30, []byte{0x30, 0x00, 0x02, 0x01, 0x01}),
+		m2TLV(0x30, append(rsaOID, 0x05, 0x00)), m2TLV(0x04, bytes.Repeat([]byte{9}, 256))}, nil))
+	ec := &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: []byte("ciphertext")}
+	enc, err := cms.Envelope(ec, []*cms.RecipientInfo{{Raw: ktri}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc.Bytes()
+}
+
 // TestReadPost: ReadPost takes a post's outer signature (multipart/signed or signed-data) off
 // to find what it carries, reads the signature's expansion history, says whether the content is
 // encrypted (by its smime-type, or, unlabelled, by its DER), and rewrites a plain post's
@@ -48,16 +63,7 @@ func TestReadPost(t *testing.T) {
 		}
 		return der
 	}
-	// An EnvelopedData with one KeyTransRecipientInfo (issuer and serial, rsaEncryption).
-	rsaOID := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01}
-	ktri := m2TLV(0x30, bytes.Join([][]byte{{0x02, 0x01, 0x00}, m2TLV(0x30, []byte{0x30, 0x00, 0x02, 0x01, 0x01}),
-		m2TLV(0x30, append(rsaOID, 0x05, 0x00)), m2TLV(0x04, bytes.Repeat([]byte{9}, 256))}, nil))
-	ec := &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: []byte("ciphertext")}
-	enc, err := cms.Envelope(ec, []*cms.RecipientInfo{{Raw: ktri}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	envDER := enc.Bytes()
+	envDER := m4Envelope(t)
 	if _, err := cms.ParseEnveloped(envDER); err != nil {
 		t.Fatal(err)
 	}
@@ -284,5 +290,73 @@ func TestProtectLegacyDepth(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("Subject: the subject\r\n\r\n"+body)) {
 		t.Errorf("large part not kept whole:\n%.300s", out)
+	}
+}
+
+// TestInspectEnvelope: the leak audit of a client-encrypted message lists its RecipientInfo
+// (issuer and serial, key encryption, owner), counts it unknown when the directory names no
+// owner, reveals the owner it names, and reports the encrypted content's size; a top-level
+// signed-data message is "signed"; a Delivered-To that is no address is still revealed as
+// written, a Return-Path never.
+func TestInspectEnvelope(t *testing.T) {
+	msg := append([]byte("From: a@example.test\r\nTo: b@example.test\r\nReturn-Path: not an address\r\n"+
+		"Delivered-To: not an address either\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t))...)
+	for _, owner := range []string{"", "c@example.test"} {
+		r, err := Inspect("m", msg, func(*cms.RecipientInfo) string { return owner })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ReportRecipient{Kind: "keytrans", Issuer: "", Serial: "0x1", KeyEncAlg: "rsaEncryption (PKCS#1 v1.5)", Owner: owner}
+		if r.Kind != TypeEnvelopedData || len(r.Recipients) != 1 || r.Recipients[0] != want || r.EncryptedSize != 10 || r.Envelopes != 1 {
+			t.Fatalf("owner %q: %+v", owner, r)
+		}
+		if len(r.Layers) != 1 || len(r.Layers[0].RIs) != 1 || r.Layers[0].RIs[0] != want || r.Layers[0].Error != "" {
+			t.Fatalf("owner %q: layers %+v", owner, r.Layers)
+		}
+		if len(r.Headers) != 4 || len(r.Headers[2].Addresses) != 1 || r.Headers[2].Addresses[0] != "not an address" {
+			t.Fatalf("headers %+v", r.Headers)
+		}
+		wantRevealed := []string{"a@example.test", "b@example.test", "not an address either"}
+		wantUnknown := 1
+		if owner != "" {
+			wantRevealed = append(wantRevealed[:2], "c@example.test", wantRevealed[2])
+			wantUnknown = 0
+		}
+		if strings.Join(r.Revealed, ",") != strings.Join(wantRevealed, ",") || r.Unknown != wantUnknown {
+			t.Errorf("owner %q: revealed %q, unknown %d; want %q, %d", owner, r.Revealed, r.Unknown, wantRevealed, wantUnknown)
+		}
+	}
+	cert, key := softhsmtest.SelfSigned(t, "signer")
+	der, err := cms.Sign(key, []*x509.Certificate{cert}, []byte("Content-Type: text/plain\r\n\r\nx\r\n"), cms.SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := append([]byte("From: a@example.test\r\n"), opaqueSignedEntity(der)...)
+	if r, err := Inspect("s", signed, func(*cms.RecipientInfo) string { return "" }); err != nil || r.Kind != "signed" {
+		t.Errorf("signed-data: %+v, %v", r, err)
+	}
+}
+
+// TestHeaderEnvelopeNoFrom: a header without From has no envelope sender (and does not fail).
+func TestHeaderEnvelopeNoFrom(t *testing.T) {
+	from, rcpts, err := HeaderEnvelope([]byte("To: b@example.test\r\n\r\nbody\r\n"))
+	if err != nil || from != "" || len(rcpts) != 1 || rcpts[0] != "b@example.test" {
+		t.Errorf("%q, %q, %v", from, rcpts, err)
+	}
+}
+
+// TestReportWriteTextRefused: a refused message's reason is printed, and only then.
+func TestReportWriteTextRefused(t *testing.T) {
+	for _, refused := range []string{"", "the reason"} {
+		var b bytes.Buffer
+		(&Report{File: "f", Kind: "k", Refused: refused}).WriteText(&b, nil)
+		want := "f: k\n"
+		if refused != "" {
+			want += "  refused: the reason\n"
+		}
+		want += "  reveals: \n"
+		if b.String() != want {
+			t.Errorf("%q, want %q", b.String(), want)
+		}
 	}
 }
