@@ -296,11 +296,11 @@ func TestProtectLegacyDepth(t *testing.T) {
 // TestInspectEnvelope: the leak audit of a client-encrypted message lists its RecipientInfo
 // (issuer and serial, key encryption, owner), counts it unknown when the directory names no
 // owner, reveals the owner it names, and reports the encrypted content's size; a top-level
-// signed-data message is "signed"; a Delivered-To that is no address is still revealed as
-// written, a Return-Path never.
+// signed-data message is "signed"; a Delivered-To or X-Original-To that is no address is still
+// revealed as written, a Return-Path never.
 func TestInspectEnvelope(t *testing.T) {
 	msg := append([]byte("From: a@example.test\r\nTo: b@example.test\r\nReturn-Path: not an address\r\n"+
-		"Delivered-To: not an address either\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t))...)
+		"Delivered-To: not an address either\r\nX-Original-To: nor this\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t))...)
 	for _, owner := range []string{"", "c@example.test"} {
 		r, err := Inspect("m", msg, func(*cms.RecipientInfo) string { return owner })
 		if err != nil {
@@ -313,13 +313,13 @@ func TestInspectEnvelope(t *testing.T) {
 		if len(r.Layers) != 1 || len(r.Layers[0].RIs) != 1 || r.Layers[0].RIs[0] != want || r.Layers[0].Error != "" {
 			t.Fatalf("owner %q: layers %+v", owner, r.Layers)
 		}
-		if len(r.Headers) != 4 || len(r.Headers[2].Addresses) != 1 || r.Headers[2].Addresses[0] != "not an address" {
+		if len(r.Headers) != 5 || len(r.Headers[2].Addresses) != 1 || r.Headers[2].Addresses[0] != "not an address" {
 			t.Fatalf("headers %+v", r.Headers)
 		}
-		wantRevealed := []string{"a@example.test", "b@example.test", "not an address either"}
+		wantRevealed := []string{"a@example.test", "b@example.test", "nor this", "not an address either"}
 		wantUnknown := 1
 		if owner != "" {
-			wantRevealed = append(wantRevealed[:2], "c@example.test", wantRevealed[2])
+			wantRevealed = []string{"a@example.test", "b@example.test", "c@example.test", "nor this", "not an address either"}
 			wantUnknown = 0
 		}
 		if strings.Join(r.Revealed, ",") != strings.Join(wantRevealed, ",") || r.Unknown != wantUnknown {
