@@ -360,3 +360,31 @@ func TestReportWriteTextRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestReportWriteTextLayers: each layer's line (the message as "message", the label only when
+// there is one), its error and fields only when it has them, and its RecipientInfos numbered on
+// across layers, by subject key identifier or issuer and serial, the owner or "unknown".
+func TestReportWriteTextLayers(t *testing.T) {
+	r := &Report{File: "f", Kind: "signed", Revealed: []string{"x@e", "y@e"}, Layers: []ReportLayer{
+		{Type: "signed-data"},
+		{Path: "/signed", MediaType: "application/pkcs7-mime", Type: "enveloped-data", Error: "bad", Fields: []string{"To", "Cc"},
+			RIs: []ReportRecipient{{Kind: "keytrans", SubjectKeyID: "0a0b", KeyEncAlg: "alg", Owner: "x@e"}, {Kind: "keytrans", Issuer: "CN=i", Serial: "0x2", KeyEncAlg: "alg2"}}},
+		{Path: "/x", MediaType: "application/pkcs7-mime", Label: "authEnveloped-data", Type: "authEnveloped-data",
+			RIs: []ReportRecipient{{Kind: "keyagree", SubjectKeyID: "01", KeyEncAlg: "k", Owner: "y@e"}}},
+	}}
+	want := "f: signed\n" +
+		"  layer message: signed-data\n" +
+		"  layer /signed: enveloped-data (labelled application/pkcs7-mime)\n" +
+		"    cannot read: bad\n" +
+		"    carries To, Cc\n" +
+		"  recipientinfo #1 keytrans -> x@e [ski 0a0b; alg]\n" +
+		"  recipientinfo #2 keytrans -> (unknown to the directory) [CN=i serial 0x2; alg2]\n" +
+		"  layer /x: authEnveloped-data (labelled application/pkcs7-mime; smime-type=authEnveloped-data)\n" +
+		"  recipientinfo #3 keyagree -> y@e [ski 01; k]\n" +
+		"  reveals: x@e, y@e\n"
+	var b bytes.Buffer
+	r.WriteText(&b, nil)
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
