@@ -7,7 +7,9 @@ package smime
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/x509"
+	"encoding/pem"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -386,5 +388,75 @@ func TestReportWriteTextLayers(t *testing.T) {
 	r.WriteText(&b, nil)
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestParseRecipientKey: an RSA key in PKCS #8 or PKCS #1 and the first certificate are read
+// from PEM blocks in any order; no key, a key that is not RSA or a malformed key is an error.
+func TestParseRecipientKey(t *testing.T) {
+	cert, key := softhsmtest.SelfSigned(t, "recipient")
+	other, _ := softhsmtest.SelfSigned(t, "second")
+	pk8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, edKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed8, err := x509.MarshalPKCS8PrivateKey(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
+	cat := func(b ...[]byte) []byte { return bytes.Join(b, nil) }
+	for _, tt := range []struct {
+		name     string
+		in       []byte
+		wantCert *x509.Certificate
+		fail     bool
+	}{
+		{"pkcs8 and certificates", cat(blk("CERTIFICATE", cert.Raw), blk("PRIVATE KEY", pk8), blk("CERTIFICATE", other.Raw)), cert, false},
+		{"pkcs1 alone", blk("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key)), nil, false},
+		{"no key", blk("CERTIFICATE", cert.Raw), nil, true},
+		{"ed25519", blk("PRIVATE KEY", ed8), nil, true},
+		{"bad pkcs8", blk("PRIVATE KEY", []byte{0x30, 0x00}), nil, true},
+		{"bad pkcs1", blk("RSA PRIVATE KEY", []byte{0x30, 0x00}), nil, true},
+	} {
+		k, c, err := ParseRecipientKey(tt.in)
+		if tt.fail {
+			if err == nil || k != nil || c != nil {
+				t.Errorf("%s: %v, %v, %v; want an error", tt.name, k != nil, c != nil, err)
+			}
+			continue
+		}
+		if err != nil || k == nil || !k.Equal(key) || (c == nil) != (tt.wantCert == nil) || (c != nil && !c.Equal(tt.wantCert)) {
+			t.Errorf("%s: key %v, cert %v, %v", tt.name, k != nil, c, err)
+		}
+	}
+}
+
+// TestProtectedReportWriteText: what a report says about the inside of a package, for no
+// envelope, no key, an error, no header protection and a protected header.
+func TestProtectedReportWriteText(t *testing.T) {
+	full := &ProtectedReport{Mode: "cipher", Header: []ReportField{{Field: "Subject", Value: "s"}}, Outer: []string{"Subject: [...]", "To: a"}, Legacy: true}
+	for _, tt := range []struct {
+		pr        *ProtectedReport
+		envelopes int
+		want      string
+	}{
+		{full, 0, ""},
+		{nil, 1, "  inside: not read (give a recipient's key with -key to see the protected header)\n"},
+		{&ProtectedReport{Error: "e", Mode: "cipher"}, 1, "  inside: cannot decrypt: e\n"},
+		{&ProtectedReport{}, 1, "  inside: no protected header (no hp parameter)\n"},
+		{&ProtectedReport{Mode: "clear"}, 1, "  inside: protected header, hp=clear\n"},
+		{full, 2, "  inside: protected header, hp=cipher\n    Subject:     s\n" +
+			"    outer header as sent (HP-Outer): Subject: [...]; To: a\n    legacy display element in the body\n"},
+	} {
+		var b bytes.Buffer
+		tt.pr.WriteText(&b, tt.envelopes)
+		if b.String() != tt.want {
+			t.Errorf("%+v, %d envelopes: %q, want %q", tt.pr, tt.envelopes, b.String(), tt.want)
+		}
 	}
 }
