@@ -460,3 +460,18 @@ func TestProtectedReportWriteText(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSignedTransportPadding: delimiter lines with blanks before their CRLF (transport
+// padding, RFC 2046) still start the next part right after them.
+func TestParseSignedTransportPadding(t *testing.T) {
+	content := "Content-Type: text/plain\r\n\r\nsigned text"
+	sig := []byte{0x30, 0x03, 0x02, 0x01, 0x07}
+	msg := "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\r\n\r\n" +
+		"--b  \r\n" + content + "\r\n--b \t\r\n" +
+		"Content-Type: application/pkcs7-signature\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString(sig) + "\r\n--b--   \r\n"
+	s, err := ParseSigned([]byte(msg))
+	if err != nil || string(s.Content) != content || !bytes.Equal(s.Signature, sig) {
+		t.Fatalf("%q, % x, %v", s.Content, s.Signature, err)
+	}
+}
