@@ -462,7 +462,8 @@ func TestProtectedReportWriteText(t *testing.T) {
 }
 
 // TestParseSignedTransportPadding: delimiter lines with blanks before their CRLF (transport
-// padding, RFC 2046) still start the next part right after them.
+// padding, RFC 2046) still start the next part right after them; a close delimiter may end the
+// message with a CR alone.
 func TestParseSignedTransportPadding(t *testing.T) {
 	content := "Content-Type: text/plain\r\n\r\nsigned text"
 	sig := []byte{0x30, 0x03, 0x02, 0x01, 0x07}
@@ -473,5 +474,11 @@ func TestParseSignedTransportPadding(t *testing.T) {
 	s, err := ParseSigned([]byte(msg))
 	if err != nil || string(s.Content) != content || !bytes.Equal(s.Signature, sig) {
 		t.Fatalf("%q, % x, %v", s.Content, s.Signature, err)
+	}
+	// A close delimiter followed by a lone CR at the very end.
+	msg = strings.TrimSuffix(msg, "   \r\n") + "\r"
+	s, err = ParseSigned([]byte(msg))
+	if err != nil || string(s.Content) != content || !bytes.Equal(s.Signature, sig) {
+		t.Fatalf("ending in CR: %q, % x, %v", s.Content, s.Signature, err)
 	}
 }
