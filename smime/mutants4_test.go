@@ -17,6 +17,8 @@ import (
 
 	"appliance/cms"
 	"appliance/internal/softhsmtest"
+
+	"github.com/emersion/go-message/textproto"
 )
 
 // m4Pkcs7Entity is an application/pkcs7-mime entity of der, labelled mt and, unless st is "",
@@ -480,5 +482,19 @@ func TestParseSignedTransportPadding(t *testing.T) {
 	s, err = ParseSigned([]byte(msg))
 	if err != nil || string(s.Content) != content || !bytes.Equal(s.Signature, sig) {
 		t.Fatalf("ending in CR: %q, % x, %v", s.Content, s.Signature, err)
+	}
+}
+
+// TestObscureOuterKeepsRaw: a field hcp_baseline leaves as it is keeps its raw bytes, its odd
+// spacing included; the Subject is replaced.
+func TestObscureOuterKeepsRaw(t *testing.T) {
+	h := outerHeader(t, "To:   a@example.test\r\nSubject: secret\r\n")
+	ObscureOuter(&h)
+	var b bytes.Buffer
+	if err := textproto.WriteHeader(&b, h); err != nil {
+		t.Fatal(err)
+	}
+	if want := "To:   a@example.test\r\nSubject: [...]\r\n\r\n"; b.String() != want {
+		t.Errorf("%q, want %q", b.String(), want)
 	}
 }
