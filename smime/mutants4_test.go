@@ -32,14 +32,17 @@ func m4Pkcs7Entity(mt, st string, der []byte) []byte {
 		base64.StdEncoding.EncodeToString(der) + "\r\n")
 }
 
-// m4Envelope is an EnvelopedData of the 10 octets "ciphertext" with one KeyTransRecipientInfo
-// (issuer and serial 1, rsaEncryption).
-func m4Envelope(t *testing.T) []byte {
+// m4Envelope is an EnvelopedData (AuthEnvelopedData when auth is set) of the 10 octets
+// "ciphertext" with one KeyTransRecipientInfo (issuer and serial 1, rsaEncryption).
+func m4Envelope(t *testing.T, auth bool) []byte {
 	t.Helper()
 	rsaOID := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01}
 	ktri := m2TLV(0x30, bytes.Join([][]byte{{0x02, 0x01, 0x00}, m2TLV(0x30, []byte{0x30, 0x00, 0x02, 0x01, 0x01}),
 		m2TLV(0x30, append(rsaOID, 0x05, 0x00)), m2TLV(0x04, bytes.Repeat([]byte{9}, 256))}, nil))
 	ec := &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: []byte("ciphertext")}
+	if auth {
+		ec = &cms.EncryptedContent{Algorithm: cms.AES256GCM, IV: bytes.Repeat([]byte{7}, 12), Ciphertext: []byte("ciphertext"), Tag: bytes.Repeat([]byte{8}, 16)}
+	}
 	enc, err := cms.Envelope(ec, []*cms.RecipientInfo{{Raw: ktri}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +70,7 @@ func TestReadPost(t *testing.T) {
 		}
 		return der
 	}
-	envDER := m4Envelope(t)
+	envDER := m4Envelope(t, false)
 	if _, err := cms.ParseEnveloped(envDER); err != nil {
 		t.Fatal(err)
 	}
@@ -299,12 +302,13 @@ func TestProtectLegacyDepth(t *testing.T) {
 
 // TestInspectEnvelope: the leak audit of a client-encrypted message lists its RecipientInfo
 // (issuer and serial, key encryption, owner), counts it unknown when the directory names no
-// owner, reveals the owner it names, and reports the encrypted content's size; a top-level
+// owner, reveals the owner it names, and reports the encrypted content's size, for
+// EnvelopedData and AuthEnvelopedData; a top-level
 // signed-data message is "signed"; a Delivered-To or X-Original-To that is no address is still
 // revealed as written, a Return-Path never.
 func TestInspectEnvelope(t *testing.T) {
 	msg := append([]byte("From: a@example.test\r\nTo: b@example.test\r\nReturn-Path: not an address\r\n"+
-		"Delivered-To: not an address either\r\nX-Original-To: nor this\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t))...)
+		"Delivered-To: not an address either\r\nX-Original-To: nor this\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t, false))...)
 	for _, owner := range []string{"", "c@example.test"} {
 		r, err := Inspect("m", msg, func(*cms.RecipientInfo) string { return owner })
 		if err != nil {
@@ -329,6 +333,11 @@ func TestInspectEnvelope(t *testing.T) {
 		if strings.Join(r.Revealed, ",") != strings.Join(wantRevealed, ",") || r.Unknown != wantUnknown {
 			t.Errorf("owner %q: revealed %q, unknown %d; want %q, %d", owner, r.Revealed, r.Unknown, wantRevealed, wantUnknown)
 		}
+	}
+	auth := append([]byte("From: a@example.test\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "authEnveloped-data", m4Envelope(t, true))...)
+	if r, err := Inspect("a", auth, func(*cms.RecipientInfo) string { return "" }); err != nil || r.Kind != TypeAuthEnvelopedData ||
+		len(r.Recipients) != 1 || r.Recipients[0].Serial != "0x1" || r.EncryptedSize != 10 || r.Envelopes != 1 {
+		t.Errorf("authEnveloped-data: %+v, %v", r, err)
 	}
 	cert, key := softhsmtest.SelfSigned(t, "signer")
 	der, err := cms.Sign(key, []*x509.Certificate{cert}, []byte("Content-Type: text/plain\r\n\r\nx\r\n"), cms.SignOptions{})
