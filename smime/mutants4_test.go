@@ -303,9 +303,9 @@ func TestProtectLegacyDepth(t *testing.T) {
 // TestInspectEnvelope: the leak audit of a client-encrypted message lists its RecipientInfo
 // (issuer and serial, key encryption, owner), counts it unknown when the directory names no
 // owner, reveals the owner it names, and reports the encrypted content's size, for
-// EnvelopedData and AuthEnvelopedData; a top-level
-// signed-data message is "signed"; a Delivered-To or X-Original-To that is no address is still
-// revealed as written, a Return-Path never.
+// EnvelopedData and AuthEnvelopedData; a top-level signed-data message is "signed"; a
+// Delivered-To or X-Original-To that is no address is still revealed as written, a Return-Path
+// never.
 func TestInspectEnvelope(t *testing.T) {
 	msg := append([]byte("From: a@example.test\r\nTo: b@example.test\r\nReturn-Path: not an address\r\n"+
 		"Delivered-To: not an address either\r\nX-Original-To: nor this\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", m4Envelope(t, false))...)
