@@ -507,3 +507,35 @@ func TestObscureOuterKeepsRaw(t *testing.T) {
 		t.Errorf("%q, want %q", b.String(), want)
 	}
 }
+
+// TestInspectKeyAgree: a key-agreement RecipientInfo for one certificate is attributed like key
+// transport (its serial, its owner); one shared by several recipients names no one.
+func TestInspectKeyAgree(t *testing.T) {
+	wrapOID := []byte{0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2d} // aes256-wrap
+	rek := func(serial byte) []byte {
+		return m2TLV(0x30, append(m2TLV(0x30, []byte{0x30, 0x00, 0x02, 0x01, serial}), m2TLV(0x04, bytes.Repeat([]byte{5}, 40))...))
+	}
+	kari := func(serials ...byte) []byte {
+		var reks []byte
+		for _, s := range serials {
+			reks = append(reks, rek(s)...)
+		}
+		return m2TLV(0xa1, bytes.Join([][]byte{{0x02, 0x01, 0x03}, m2TLV(0xa0, m2TLV(0xa1, []byte{0x30, 0x00})),
+			m2TLV(0x30, wrapOID), m2TLV(0x30, reks)}, nil))
+	}
+	ec := &cms.EncryptedContent{Algorithm: cms.AES256CBC, IV: bytes.Repeat([]byte{7}, 16), Ciphertext: []byte("ciphertext")}
+	enc, err := cms.Envelope(ec, []*cms.RecipientInfo{{Raw: kari(2)}, {Raw: kari(3, 4)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := append([]byte("From: a@example.test\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", enc.Bytes())...)
+	r, err := Inspect("k", msg, func(*cms.RecipientInfo) string { return "k@example.test" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := ReportRecipient{Kind: "keyagree", Serial: "0x2", KeyEncAlg: "2.16.840.1.101.3.4.1.45", Owner: "k@example.test"}
+	shared := ReportRecipient{Kind: "keyagree"}
+	if len(r.Recipients) != 2 || r.Unknown != 1 || !(r.Recipients[0] == one && r.Recipients[1] == shared || r.Recipients[0] == shared && r.Recipients[1] == one) {
+		t.Errorf("recipients %+v, unknown %d; want %+v and %+v, 1", r.Recipients, r.Unknown, one, shared)
+	}
+}
