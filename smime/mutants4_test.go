@@ -11,11 +11,15 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"appliance/cms"
+	"appliance/internal/ci"
 	"appliance/internal/softhsmtest"
 
 	"github.com/emersion/go-message/textproto"
@@ -537,5 +541,39 @@ func TestInspectKeyAgree(t *testing.T) {
 	shared := ReportRecipient{Kind: "keyagree"}
 	if len(r.Recipients) != 2 || r.Unknown != 1 || !(r.Recipients[0] == one && r.Recipients[1] == shared || r.Recipients[0] == shared && r.Recipients[1] == one) {
 		t.Errorf("recipients %+v, unknown %d; want %+v and %+v, 1", r.Recipients, r.Unknown, one, shared)
+	}
+}
+
+// TestInspectProtectedOpenSSL: a package OpenSSL encrypted for a certificate is opened with its
+// key and its protected header read; with another certificate's key the report says there is no
+// RecipientInfo for it.
+func TestInspectProtectedOpenSSL(t *testing.T) {
+	cert, key := softhsmtest.SelfSigned(t, "reader")
+	other, otherKey := softhsmtest.SelfSigned(t, "not a reader")
+	pemFile := filepath.Join(t.TempDir(), "reader.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		if ci.On() {
+			t.Fatal("openssl not found (CI set: a failure, not a skip)")
+		}
+		t.Skip("openssl not found")
+	}
+	payload := "Content-Type: text/plain; hp=\"cipher\"\r\nSubject: secret\r\nHP-Outer: Subject: [...]\r\n\r\nbody\r\n"
+	cmd := exec.Command("openssl", "cms", "-encrypt", "-binary", "-aes-256-cbc", "-outform", "DER", "-recip", pemFile)
+	cmd.Stdin = strings.NewReader(payload)
+	der, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl cms -encrypt: %v", err)
+	}
+	msg := append([]byte("From: a@example.test\r\nSubject: [...]\r\n"), m4Pkcs7Entity("application/pkcs7-mime", "enveloped-data", der)...)
+	pr := InspectProtected(msg, cert, key)
+	if pr.Error != "" || pr.Mode != HPCipher || len(pr.Header) != 1 || pr.Header[0].Field != "Subject" || pr.Header[0].Value != "secret" ||
+		len(pr.Outer) != 1 || pr.Outer[0] != "Subject: [...]" {
+		t.Errorf("%+v", pr)
+	}
+	if pr := InspectProtected(msg, other, otherKey); !strings.HasPrefix(pr.Error, "no RecipientInfo for ") || pr.Mode != "" {
+		t.Errorf("another key: %+v", pr)
 	}
 }
