@@ -124,7 +124,17 @@ type loadOptions struct {
 	// Entity is the client's S/MIME entity (its MIME header fields, a blank line, base64) for
 	// a ClientEncrypted shape.
 	Entity []byte
+	// sinkShed, in tests, makes the sink answer a MAIL 451 while it returns true.
+	sinkShed func() bool
 }
+
+// Backoff after a 4xx reply (a relay shedding load): a connection waits before its next MAIL,
+// doubling from deferMin to deferMax and back to deferMin after a message is taken, so that a
+// shedding relay is not kept busy refusing what it asked to be sent later.
+const (
+	deferMin = 2 * time.Millisecond
+	deferMax = 100 * time.Millisecond
+)
 
 // tracker matches the sink's transactions with the messages submitted.
 type tracker struct {
@@ -200,7 +210,7 @@ func (t *tracker) submitted(n int) {
 func runLoad(o loadOptions) (Result, error) {
 	res := Result{Kind: "relay", Shape: o.Shape.Name, Conns: o.Conns, LoadBefore: loadavg()}
 	tr := newTracker()
-	sk, err := startSink(o.Sink, tr.onTx)
+	sk, err := newSink(o.Sink, tr.onTx, o.sinkShed)
 	if err != nil {
 		return res, err
 	}
@@ -229,6 +239,7 @@ func runLoad(o loadOptions) (Result, error) {
 		seq      atomic.Int64
 		accepted atomic.Int64
 		failed   atomic.Int64
+		deferred atomic.Int64
 		mu       sync.Mutex
 		submit   []time.Duration
 		firstErr error
@@ -248,6 +259,7 @@ func runLoad(o loadOptions) (Result, error) {
 				}
 			}()
 			var mine []time.Duration
+			wait := time.Duration(0)
 			for time.Now().Before(deadline) {
 				if c == nil {
 					var err error
@@ -266,6 +278,12 @@ func runLoad(o loadOptions) (Result, error) {
 				tr.add(id, len(rcpts), start)
 				if err := c.transaction(o.Shape.From, rcpts, dotStuff(o.Shape.header(id, n)), body); err != nil {
 					tr.forget(id)
+					if transient(err) && c.cmd("RSET", "250") == nil {
+						deferred.Add(1)
+						wait = min(max(2*wait, deferMin), deferMax)
+						time.Sleep(wait/2 + rand.N(wait/2+1))
+						continue
+					}
 					failed.Add(1)
 					mu.Lock()
 					firstErr = cmp(firstErr, err)
@@ -276,6 +294,7 @@ func runLoad(o loadOptions) (Result, error) {
 				}
 				mine = append(mine, time.Since(start))
 				accepted.Add(1)
+				wait = 0
 			}
 			mu.Lock()
 			submit = append(submit, mine...)
@@ -304,6 +323,7 @@ func runLoad(o loadOptions) (Result, error) {
 	res.Messages = len(e2e)
 	res.Packages = pkgs
 	res.Failed = int(failed.Load())
+	res.Deferred = int(deferred.Load())
 	res.Unfinished = unfinished
 	if res.Messages == 0 {
 		return res, fmt.Errorf("failed to measure %s: %w (failed submissions %d, stray %d, first error: %v)",

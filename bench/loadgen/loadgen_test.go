@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -289,6 +290,30 @@ func TestRunLoadIntoSink(t *testing.T) {
 	}
 	if res.OwnCPUPerMsgMs <= 0 {
 		t.Errorf("own CPU per message %g", res.OwnCPUPerMsgMs)
+	}
+}
+
+// A relay shedding load answers MAIL 451 4.3.2: the generator keeps its connection, says RSET,
+// waits and tries again, and counts the refusal as deferred, not failed.
+func TestRunLoadShed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var sheds atomic.Int64
+	res, err := runLoad(loadOptions{Target: addr, Sink: addr, Shape: shapes["10k"], Conns: 2,
+		Duration: 300 * time.Millisecond, Drain: 10 * time.Second,
+		sinkShed: func() bool { return sheds.Add(1) <= 6 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages == 0 || res.Failed != 0 || res.Unfinished != 0 || res.Deferred != 6 {
+		t.Fatalf("%d relayed, %d failed, %d unfinished, %d deferred (want 6)", res.Messages, res.Failed, res.Unfinished, res.Deferred)
+	}
+	if res.SinkConns != 2 {
+		t.Errorf("sink saw %d connections, want the generator's 2 (no dial again after a 451)", res.SinkConns)
 	}
 }
 

@@ -67,6 +67,7 @@ type Result struct {
 	Messages    int     `json:"messages"`
 	Packages    int     `json:"packages"`
 	Failed      int     `json:"failed,omitempty"`     // submissions refused or broken
+	Deferred    int     `json:"deferred,omitempty"`   // submissions answered 4xx, tried again after a backoff
 	Unfinished  int     `json:"unfinished,omitempty"` // accepted but not all relayed before the drain timeout
 	Seconds     float64 `json:"seconds"`
 	MsgPerSec   float64 `json:"msg_per_s"`

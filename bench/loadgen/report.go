@@ -82,8 +82,8 @@ func report(w io.Writer, all []Result) error {
 			fmt.Fprintf(tw, "%s\t%s %s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
 				name, tag, r.Label, r.Conns, r.Messages, r.MsgPerSec, r.PkgPerSec, r.SubmitP50ms, r.SubmitP99ms,
 				r.E2EP50ms, r.E2EP99ms, r.PeakRSSMB, r.CPUSeconds, r.CPUPerMsgMs, optMs(r.OwnCPUPerMsgMs), conns, r.LoadBefore, r.LoadAfter)
-			if r.Unfinished > 0 || r.Failed > 0 {
-				fmt.Fprintf(tw, "\t  ! %d unfinished, %d failed\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Unfinished, r.Failed)
+			if r.Unfinished > 0 || r.Failed > 0 || r.Deferred > 0 {
+				fmt.Fprintf(tw, "\t  ! %d unfinished, %d failed, %d deferred (4xx, tried again)\t\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Unfinished, r.Failed, r.Deferred)
 			}
 		}
 		if a == nil && shapes[name].Base != "" {

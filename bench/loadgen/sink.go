@@ -27,6 +27,8 @@ type sink struct {
 	// accepted counts connections: with transactions per connection it says whether a relay
 	// reuses its connections to the next hop.
 	accepted atomic.Int64
+	// shed, when set (tests), answers a MAIL 451 4.3.2 while it returns true.
+	shed func() bool
 }
 
 // sinkTx is one accepted transaction.
@@ -37,12 +39,14 @@ type sinkTx struct {
 	At        time.Time
 }
 
-func startSink(addr string, onTx func(sinkTx)) (*sink, error) {
+func startSink(addr string, onTx func(sinkTx)) (*sink, error) { return newSink(addr, onTx, nil) }
+
+func newSink(addr string, onTx func(sinkTx), shed func() bool) (*sink, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("failed to listen on %q: %w", addr, err)
 	}
-	s := &sink{l: l, onTx: onTx, conns: map[net.Conn]bool{}}
+	s := &sink{l: l, onTx: onTx, conns: map[net.Conn]bool{}, shed: shed}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -75,7 +79,7 @@ func (s *sink) accept() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			serveSMTP(c, c, s.onTx)
+			serveSMTPShed(c, c, s.onTx, s.shed)
 			c.Close()
 			s.mu.Lock()
 			delete(s.conns, c)
@@ -87,6 +91,12 @@ func (s *sink) accept() {
 // serveSMTP runs one SMTP session on r/w until QUIT or an error. Replies are flushed only when
 // no further pipelined command is already buffered, as RFC 2920 allows.
 func serveSMTP(r io.Reader, w io.Writer, onTx func(sinkTx)) error {
+	return serveSMTPShed(r, w, onTx, nil)
+}
+
+// serveSMTPShed is serveSMTP answering a MAIL 451 4.3.2 while shed (if not nil) returns true,
+// as a relay shedding load does.
+func serveSMTPShed(r io.Reader, w io.Writer, onTx func(sinkTx), shed func() bool) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	bw := bufio.NewWriterSize(w, 4<<10)
 	reply := func(s string) error {
@@ -114,6 +124,11 @@ func serveSMTP(r io.Reader, w io.Writer, onTx func(sinkTx)) error {
 		case "HELO":
 			err = reply("250 sink.bench")
 		case "MAIL":
+			if shed != nil && shed() {
+				mail, rcpts = false, 0
+				err = reply("451 4.3.2 shedding load")
+				break
+			}
 			mail, rcpts = true, 0
 			err = reply("250 2.1.0 ok")
 		case "RCPT":

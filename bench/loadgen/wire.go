@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -116,6 +117,18 @@ func (s *rawSMTP) close() error { return s.c.Close() }
 
 func (s *rawSMTP) quit() error { return s.cmd("QUIT", "221") }
 
+// replyError is a reply other than the one a command expects.
+type replyError struct{ line, want string }
+
+func (e *replyError) Error() string { return fmt.Sprintf("server said %q, want %s", e.line, e.want) }
+
+// transient reports whether err is a 4xx reply: the server (a relay shedding load, 451 4.3.2)
+// asks to be tried again later, and the connection stays usable after RSET.
+func transient(err error) bool {
+	var re *replyError
+	return errors.As(err, &re) && strings.HasPrefix(re.line, "4") && !strings.HasPrefix(re.line, "421")
+}
+
 // expect reads one reply, all its lines, and fails unless its code is code.
 func (s *rawSMTP) expect(code string) error {
 	for {
@@ -124,7 +137,7 @@ func (s *rawSMTP) expect(code string) error {
 			return err
 		}
 		if !strings.HasPrefix(l, code) {
-			return fmt.Errorf("server said %q, want %s", strings.TrimSpace(l), code)
+			return &replyError{line: strings.TrimSpace(l), want: code}
 		}
 		if len(l) < 4 || l[3] != '-' {
 			return nil
