@@ -267,15 +267,21 @@ func TestDotStuff(t *testing.T) {
 	}
 }
 
-// The generator's submissions, made straight into the sink (the sink is then the relay and
-// the next hop at once): every message arrives whole, counted once per recipient.
-func TestRunLoadIntoSink(t *testing.T) {
+// freeAddr is a loopback address nothing listens on, for runLoad's sink.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// The generator's submissions, made straight into the sink (the sink is then the relay and
+// the next hop at once): every message arrives whole, counted once per recipient.
+func TestRunLoadIntoSink(t *testing.T) {
+	addr := freeAddr(t)
 	sh := shapes["50k"]
 	res, err := runLoad(loadOptions{Target: addr, Sink: addr, Shape: sh, Conns: 2,
 		Duration: 300 * time.Millisecond, Drain: 10 * time.Second})
@@ -296,12 +302,7 @@ func TestRunLoadIntoSink(t *testing.T) {
 // A relay shedding load answers MAIL 451 4.3.2: the generator keeps its connection, says RSET,
 // waits and tries again, and counts the refusal as deferred, not failed.
 func TestRunLoadShed(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	var sheds atomic.Int64
 	res, err := runLoad(loadOptions{Target: addr, Sink: addr, Shape: shapes["10k"], Conns: 2,
 		Duration: 300 * time.Millisecond, Drain: 10 * time.Second,
