@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -292,7 +293,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
 		_, pinned := p.opts.Policy.DomainProfiles[key[strings.LastIndexByte(key, '@')+1:]]
 		for _, e := range valid {
-			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: cms.IsKeyAgree(e.Cert)}
+			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: keyAgree(e.Cert)}
 			if !pinned {
 				c.Profile = e.Profile
 			}
@@ -305,7 +306,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
 			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
 			id := directory.CertID(leaf)
-			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: cms.IsKeyAgree(leaf)}}
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: keyAgree(leaf)}}
 			certs[id] = leaf
 		}
 	}
@@ -334,6 +335,16 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
 }
 
+// keyAgree is cms.IsKeyAgree without its error for the common RSA certificate.
+func keyAgree(c *x509.Certificate) bool {
+	_, ec := c.PublicKey.(*ecdsa.PublicKey)
+	return ec && cms.IsKeyAgree(c)
+}
+
+// wholeCheck is the size up to which the check at end of DATA classifies a message whole
+// without looking at its head first.
+const wholeCheck = 64 << 10
+
 // checkCost is how many times its size a message costs the budget while the check at end of
 // DATA holds it: read whole, and its parts copied and decoded by the classifier.
 const checkCost = 3
@@ -345,20 +356,25 @@ const checkCost = 3
 func (p *Pipeline) CheckSpooled(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (string, error) {
 	// A client's envelope: its RecipientInfos decide, the ciphertext after them is not read
 	// until the pipeline splits it. What is decoded of it (at most smime.MaxEnvelopeHead: a
-	// hostile message may carry thousands of RecipientInfos) counts against the budget.
-	release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
-	if err != nil {
-		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
-	}
-	if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
-		defer release()
-		if err := p.checkClassified(ctx, env, header, c); err != nil {
-			return "", err
+	// hostile message may carry thousands of RecipientInfos) counts against the budget. A
+	// small message is classified whole at once (ClassifyHead never answers otherwise than
+	// Classify): the common one is plain, which ClassifyHead would read the head of only to
+	// hand it on to Classify.
+	if msg.Size() > wholeCheck {
+		release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
+		if err != nil {
+			return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 		}
-		return c.Class.String(), nil
+		if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
+			defer release()
+			if err := p.checkClassified(ctx, env, header, c); err != nil {
+				return "", err
+			}
+			return c.Class.String(), nil
+		}
+		release()
 	}
-	release()
-	release, err = p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
+	release, err := p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
 	if err != nil {
 		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
