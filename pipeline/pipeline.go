@@ -341,10 +341,6 @@ func keyAgree(c *x509.Certificate) bool {
 	return ec && cms.IsKeyAgree(c)
 }
 
-// wholeCheck is the size up to which the check at end of DATA classifies a message whole
-// without looking at its head first.
-const wholeCheck = 64 << 10
-
 // checkCost is how many times its size a message costs the budget while the check at end of
 // DATA holds it: read whole, and its parts copied and decoded by the classifier.
 const checkCost = 3
@@ -356,25 +352,20 @@ const checkCost = 3
 func (p *Pipeline) CheckSpooled(ctx context.Context, env queue.Envelope, msg *io.SectionReader) (string, error) {
 	// A client's envelope: its RecipientInfos decide, the ciphertext after them is not read
 	// until the pipeline splits it. What is decoded of it (at most smime.MaxEnvelopeHead: a
-	// hostile message may carry thousands of RecipientInfos) counts against the budget. A
-	// small message is classified whole at once (ClassifyHead never answers otherwise than
-	// Classify): the common one is plain, which ClassifyHead would read the head of only to
-	// hand it on to Classify.
-	if msg.Size() > wholeCheck {
-		release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
-		if err != nil {
-			return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
-		}
-		if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
-			defer release()
-			if err := p.checkClassified(ctx, env, header, c); err != nil {
-				return "", err
-			}
-			return c.Class.String(), nil
-		}
-		release()
+	// hostile message may carry thousands of RecipientInfos) counts against the budget.
+	release, err := p.opts.Budget.Acquire(ctx, min(msg.Size(), smime.MaxEnvelopeHead))
+	if err != nil {
+		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
-	release, err := p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
+	if c, header, ok := smime.ClassifyHead(msg, msg.Size()); ok {
+		defer release()
+		if err := p.checkClassified(ctx, env, header, c); err != nil {
+			return "", err
+		}
+		return c.Class.String(), nil
+	}
+	release()
+	release, err = p.opts.Budget.Acquire(ctx, cost(msg.Size(), checkCost))
 	if err != nil {
 		return "", retry.Temporary(fmt.Errorf("failed to wait for memory: %w", err))
 	}
