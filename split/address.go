@@ -58,6 +58,22 @@ func plainSpec(s string) bool {
 	return dotAtom(s[:at], true) && dotAtom(s[at+1:], false)
 }
 
+// parseAddressList is mail.ParseAddressList, without running its parser for a list of plain
+// addr-specs (plainSpec) separated by commas and spaces, the usual To and Cc, which it reads
+// as those addresses with no names.
+func parseAddressList(v string) ([]*mail.Address, error) {
+	n := strings.Count(v, ",") + 1
+	list := make([]*mail.Address, 0, n)
+	for piece := range strings.SplitSeq(v, ",") {
+		spec := strings.Trim(piece, " \t")
+		if !plainSpec(spec) {
+			return mail.ParseAddressList(v)
+		}
+		list = append(list, &mail.Address{Address: spec})
+	}
+	return list, nil
+}
+
 func dotAtom(s string, local bool) bool {
 	if s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
 		return false
@@ -109,7 +125,7 @@ func parseField(h *textproto.Header, key string, caseSensitive bool) ([]addr, er
 		if strings.TrimSpace(v) == "" {
 			continue
 		}
-		list, err := mail.ParseAddressList(v)
+		list, err := parseAddressList(v)
 		if err != nil {
 			return nil, &AddressError{Field: key, Value: v, Err: err}
 		}
@@ -245,7 +261,7 @@ func parseHeader(h *textproto.Header, caseSensitive bool) (*headerAddrs, error) 
 		if strings.TrimSpace(v) == "" {
 			continue
 		}
-		list, err := mail.ParseAddressList(v)
+		list, err := parseAddressList(v)
 		if err != nil {
 			return nil, &AddressError{Field: k, Value: v, Err: err}
 		}

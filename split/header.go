@@ -164,7 +164,7 @@ func parseList(v string) ([]*mail.Address, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil
 	}
-	return mail.ParseAddressList(v)
+	return parseAddressList(v)
 }
 
 // hfield is one submitted field as the policy sees it.

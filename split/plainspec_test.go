@@ -73,3 +73,41 @@ func TestNormalizeSpecSame(t *testing.T) {
 		}
 	}
 }
+
+// TestParseAddressListAgreesWithNetMail: parseAddressList reads every list as net/mail does,
+// the lists of plain addresses it reads itself included.
+func TestParseAddressListAgreesWithNetMail(t *testing.T) {
+	parts := []string{"bob@example.test", "a.b@c.d", "Carol <carol@y.test>", "x@y.test (c)", "", " ", "\t",
+		"a..b@c", "\"q\"@x.test", "a@b.", "é@x.test", "=?utf-8?q?x?= <x@y.test>", "g: a@b;", "a@b c@d", "@", ","}
+	rnd := rand.New(rand.NewPCG(18, 11))
+	fast := 0
+	for range 50000 {
+		var b strings.Builder
+		for i := range 1 + rnd.IntN(4) {
+			if i > 0 {
+				b.WriteString([]string{",", ", ", " ,", ",\t", ",,"}[rnd.IntN(5)])
+			}
+			b.WriteString(parts[rnd.IntN(len(parts))])
+		}
+		v := b.String()
+		want, werr := mail.ParseAddressList(v)
+		got, gerr := parseAddressList(v)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%q: net/mail err %v, parseAddressList err %v", v, werr, gerr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d addresses, net/mail %d", v, len(got), len(want))
+		}
+		for i := range got {
+			if *got[i] != *want[i] {
+				t.Fatalf("%q: address %d is %+v, net/mail %+v", v, i, *got[i], *want[i])
+			}
+		}
+		if werr == nil && !strings.ContainsAny(v, "<(\"=:") {
+			fast++
+		}
+	}
+	if fast < 1000 {
+		t.Fatalf("only %d plain lists: the test no longer covers the fast path", fast)
+	}
+}
