@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -249,14 +250,15 @@ func (p *Pipeline) refusal(c *smime.Classification, lists bool) error {
 // The message is classified first (smime.Classify): plain content is sealed, a client's
 // envelope is split without decrypting, and anything else is refused.
 func (p *Pipeline) Seal(ctx context.Context, id string, env queue.Envelope, msg []byte) (*Result, error) {
-	return p.seal(ctx, id, env, msg, smime.Classify(msg))
-}
-
-func (p *Pipeline) seal(ctx context.Context, id string, env queue.Envelope, msg []byte, c *smime.Classification) (*Result, error) {
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message header: %w", err)
 	}
+	return p.seal(ctx, id, env, msg, h, smime.Classify(msg))
+}
+
+// seal is Seal of a message whose header h was read already.
+func (p *Pipeline) seal(ctx context.Context, id string, env queue.Envelope, msg []byte, h textproto.Header, c *smime.Classification) (*Result, error) {
 	if err := p.refusal(c, false); err != nil {
 		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
 		return nil, err
@@ -291,7 +293,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
 		_, pinned := p.opts.Policy.DomainProfiles[key[strings.LastIndexByte(key, '@')+1:]]
 		for _, e := range valid {
-			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: cms.IsKeyAgree(e.Cert)}
+			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: keyAgree(e.Cert)}
 			if !pinned {
 				c.Profile = e.Profile
 			}
@@ -304,7 +306,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
 			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
 			id := directory.CertID(leaf)
-			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: cms.IsKeyAgree(leaf)}}
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: keyAgree(leaf)}}
 			certs[id] = leaf
 		}
 	}
@@ -331,6 +333,12 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		return nil, err
 	}
 	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
+}
+
+// keyAgree is cms.IsKeyAgree without its error for the common RSA certificate.
+func keyAgree(c *x509.Certificate) bool {
+	_, ec := c.PublicKey.(*ecdsa.PublicKey)
+	return ec && cms.IsKeyAgree(c)
 }
 
 // checkCost is how many times its size a message costs the budget while the check at end of
@@ -472,8 +480,9 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	if src.err != nil {
 		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", src.err))
 	}
+	var header textproto.Header // read once, here: the plan and the seal take it as it is
 	if err == nil {
-		_, err = smime.CheckHeader(smime.HeaderBlock(msg), p.opts.Limits)
+		header, err = smime.CheckHeader(smime.HeaderBlock(msg), p.opts.Limits)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message: %w", err)
@@ -506,23 +515,33 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	env = rest
 
 	start := time.Now()
-	res, err := p.seal(ctx, id, env, msg, c)
+	res, err := p.seal(ctx, id, env, msg, header, c)
 	if err != nil {
 		return nil, err
 	}
-	log := p.opts.Logger.With("id", id)
+	// The info lines cost their arguments even when the level drops them: built only when
+	// they are written.
+	log := p.opts.Logger
+	info := log.Enabled(ctx, slog.LevelInfo)
+	if info || len(res.Unusable) > 0 || len(res.Plan.Refused) > 0 {
+		log = log.With("id", id)
+	}
 	for _, r := range res.Unusable {
 		log.Warn("certificate not usable", "err", r.Err)
 	}
-	log.Info("sealed", "packages", len(res.Sealed.Packages), "profiles", res.Plan.Profiles,
-		"refused", len(res.Plan.Refused), "bytes", len(msg), "duration", time.Since(start))
+	if info {
+		log.Info("sealed", "packages", len(res.Sealed.Packages), "profiles", res.Plan.Profiles,
+			"refused", len(res.Plan.Refused), "bytes", len(msg), "duration", time.Since(start))
+	}
 	for i, pk := range res.Sealed.Packages {
-		owners := make([]string, 0, len(pk.Certs))
-		for _, c := range pk.Certs {
-			owners = append(owners, c.Owner)
+		if info {
+			owners := make([]string, 0, len(pk.Certs))
+			for _, c := range pk.Certs {
+				owners = append(owners, c.Owner)
+			}
+			log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
+				"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
 		}
-		log.Info("package", "package", i, "rcpt_to", pk.Recipients, "recipientinfo_owners", owners,
-			"profile", pk.Profile, "hidden", pk.Hidden, "dropped_fields", pk.Edits.Dropped)
 		qp := queue.Package{MailFrom: env.MailFrom, RcptTo: pk.Recipients, Body: pk}
 		qp.Mode, qp.Profile = pk.Kind()
 		trace := split.Trace{Helo: env.Helo, ClientAddr: env.ClientAddr, By: p.opts.Hostname, ID: id, For: pk.ReceivedFor, At: p.opts.Now()}

@@ -346,45 +346,45 @@ func (s *Sealer) wrapAll(ctx context.Context, plan *split.Plan, keys map[string]
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
-		next     = make(chan job)
+		next     = make(chan job, len(jobs))
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range min(n, len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range next {
-				prof, _ := s.profile(j.wk.profile)
-				opts := cms.KeyTransOptions{ID: prof.RecipientID}
-				if s.SKI != nil && s.SKI(j.owner) {
-					opts.ID = cms.SubjectKeyID
-				}
-				if prof.OAEP {
-					opts.OAEPHash = oaep
-				}
-				cert := certs[j.wk.certID]
-				ri, err := recipientInfo(ctx, keys[j.wk.profile], cert, opts)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("failed to wrap content key for %q (certificate %q serial %#x): %w",
-						j.owner, cert.Subject.String(), cert.SerialNumber, err)
-					cancel()
-				}
-				ris[j.wk] = ri
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
 	for _, j := range jobs {
-		select {
-		case next <- j:
-		case <-ctx.Done():
-			break feed
-		}
+		next <- j
 	}
 	close(next)
+	work := func() {
+		for j := range next {
+			if ctx.Err() != nil {
+				continue // failed or cancelled: the rest is not wrapped
+			}
+			prof, _ := s.profile(j.wk.profile)
+			opts := cms.KeyTransOptions{ID: prof.RecipientID}
+			if s.SKI != nil && s.SKI(j.owner) {
+				opts.ID = cms.SubjectKeyID
+			}
+			if prof.OAEP {
+				opts.OAEPHash = oaep
+			}
+			cert := certs[j.wk.certID]
+			ri, err := recipientInfo(ctx, keys[j.wk.profile], cert, opts)
+			mu.Lock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("failed to wrap content key for %q (certificate %q serial %#x): %w",
+					j.owner, cert.Subject.String(), cert.SerialNumber, err)
+				cancel()
+			}
+			ris[j.wk] = ri
+			mu.Unlock()
+		}
+	}
+	// The calling goroutine is one of the workers: a message with one recipient and the
+	// self-copy starts one goroutine, not two.
+	for range min(n, len(jobs)) - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 	if firstErr != nil {
 		return nil, firstErr

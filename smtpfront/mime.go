@@ -44,6 +44,11 @@ type mimeGuard struct {
 }
 
 func newMIMEGuard(r io.Reader, h textproto.Header, maxDepth, maxParts int) *mimeGuard {
+	if !readsBody(h) {
+		// The checker would stop at this header (a single part, the common message): no
+		// goroutine to hand the body to, the reads go straight through.
+		return &mimeGuard{r: r, fin: true}
+	}
 	pr, pw := io.Pipe()
 	g := &mimeGuard{r: r, pw: pw, done: make(chan error, 1)}
 	go func() {
@@ -72,6 +77,9 @@ func newMIMEGuard(r io.Reader, h textproto.Header, maxDepth, maxParts int) *mime
 }
 
 func (g *mimeGuard) Read(p []byte) (int, error) {
+	if g.pw == nil {
+		return g.r.Read(p)
+	}
 	if g.err != nil {
 		return 0, g.err
 	}
@@ -124,21 +132,37 @@ type mimeChecker struct {
 	parts              int
 }
 
+// readsBody reports whether the checker reads the body of an entity with header h: a
+// multipart with a boundary, or a message/rfc822 (or global) not transfer-encoded. Every
+// other entity is a leaf; its body is not looked at.
+func readsBody(h textproto.Header) bool {
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		return params["boundary"] != ""
+	case mt == "message/rfc822" || mt == "message/global":
+		switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+		case "", "7bit", "8bit", "binary":
+			return true
+		}
+	}
+	return false
+}
+
 func (c *mimeChecker) entity(h textproto.Header, body io.Reader, depth int) error {
 	if c.maxDepth > 0 && depth > c.maxDepth {
 		return errMIMEDepth
 	}
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil {
+	if !readsBody(h) {
 		return nil
 	}
+	mt, params, _ := mime.ParseMediaType(h.Get("Content-Type"))
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
-		boundary := params["boundary"]
-		if boundary == "" {
-			return nil
-		}
-		mr := textproto.NewMultipartReader(body, boundary)
+		mr := textproto.NewMultipartReader(body, params["boundary"])
 		for {
 			p, err := mr.NextPart()
 			if err != nil {
@@ -154,13 +178,7 @@ func (c *mimeChecker) entity(h textproto.Header, body io.Reader, depth int) erro
 				return err
 			}
 		}
-	case mt == "message/rfc822" || mt == "message/global":
-		switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
-		case "", "7bit", "8bit", "binary":
-		default:
-			// Encoded messages are opaque to every later stage too.
-			return nil
-		}
+	default: // message/rfc822 or message/global, not encoded (encoded messages are opaque to every later stage too)
 		br := bufio.NewReader(body)
 		inner, err := textproto.ReadHeader(br)
 		if err != nil {
@@ -168,7 +186,6 @@ func (c *mimeChecker) entity(h textproto.Header, body io.Reader, depth int) erro
 		}
 		return c.entity(inner, br, depth+1)
 	}
-	return nil
 }
 
 // checkStructure is the checker on a whole message in memory, for tests

@@ -195,3 +195,59 @@ func BenchmarkMIMEGuard(b *testing.B) {
 		})
 	}
 }
+
+// TestMIMEGuardLeaf: a message the checker would not look into (a single part, or a
+// transfer-encoded message/rfc822) is passed through with no checker behind it, unchanged;
+// one it reads gets the checker.
+func TestMIMEGuardLeaf(t *testing.T) {
+	body := strings.Repeat("line of text\r\n", 1000)
+	for _, c := range []struct {
+		ct, cte string
+		checked bool
+	}{
+		{"text/plain; charset=us-ascii", "", false},
+		{"", "", false},
+		{"application/pkcs7-mime; smime-type=enveloped-data", "base64", false},
+		{"message/rfc822", "base64", false},
+		{"multipart/mixed", "", false}, // no boundary
+		{"text/plain; charset=\"", "", false},
+		{"multipart/mixed; boundary=x", "", true},
+		{"message/rfc822", "8bit", true},
+		{"message/global", "", true},
+	} {
+		h := textproto.Header{}
+		if c.ct != "" {
+			h.Set("Content-Type", c.ct)
+		}
+		if c.cte != "" {
+			h.Set("Content-Transfer-Encoding", c.cte)
+		}
+		g := newMIMEGuard(struct{ io.Reader }{strings.NewReader(body)}, h, 2, 2)
+		if got := g.pw != nil; got != c.checked {
+			t.Errorf("%q/%q: checker started %v, want %v", c.ct, c.cte, got, c.checked)
+		}
+		out, err := io.ReadAll(g)
+		g.Close()
+		if err != nil || string(out) != body || g.structureErr() != nil {
+			t.Errorf("%q/%q: read %d bytes, err %v, structure %v; want the body unchanged", c.ct, c.cte, len(out), err, g.structureErr())
+		}
+	}
+}
+
+// BenchmarkMIMEGuardSmall is the guard on a 10 KB single-part message, the common one: it
+// should cost what reading without it does.
+func BenchmarkMIMEGuardSmall(b *testing.B) {
+	body := strings.Repeat(strings.Repeat("x", 76)+"\r\n", (10<<10)/78)
+	h := textproto.Header{}
+	h.Set("Content-Type", "text/plain; charset=us-ascii")
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		g := newMIMEGuard(struct{ io.Reader }{strings.NewReader(body)}, h, 20, 1000)
+		if _, err := io.CopyBuffer(io.Discard, g, buf); err != nil {
+			b.Fatal(err)
+		}
+		g.Close()
+	}
+}

@@ -35,11 +35,58 @@ func (e *AddressError) Is(target error) bool { return target == ErrInvalidAddres
 // caseSensitiveLocal. It accepts anything RFC 5322 calls a mailbox, so
 // "Bob <BOB@Example.ORG>" and "bob@example.org" normalize alike.
 func Normalize(addr string, caseSensitiveLocal bool) (string, error) {
+	if plainSpec(addr) {
+		return normalizeSpec(addr, caseSensitiveLocal)
+	}
 	a, err := mail.ParseAddress(addr)
 	if err != nil {
 		return "", err
 	}
 	return normalizeSpec(a.Address, caseSensitiveLocal)
+}
+
+// plainSpec reports whether s is a bare addr-spec of the plainest kind, which mail.ParseAddress
+// returns unchanged as the address: a local part of ASCII letters, digits, '.', '_', '+' and '-',
+// an '@', a domain of ASCII letters, digits, '.' and '-', neither part empty nor starting or
+// ending with a dot nor holding two dots in a row. Nearly every envelope path and certificate
+// owner is one; everything else is parsed by net/mail.
+func plainSpec(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return false
+	}
+	return dotAtom(s[:at], true) && dotAtom(s[at+1:], false)
+}
+
+// parseAddressList is mail.ParseAddressList, without running its parser for a list of plain
+// addr-specs (plainSpec) separated by commas and spaces, the usual To and Cc, which it reads
+// as those addresses with no names.
+func parseAddressList(v string) ([]*mail.Address, error) {
+	n := strings.Count(v, ",") + 1
+	list := make([]*mail.Address, 0, n)
+	for piece := range strings.SplitSeq(v, ",") {
+		spec := strings.Trim(piece, " \t")
+		if !plainSpec(spec) {
+			return mail.ParseAddressList(v)
+		}
+		list = append(list, &mail.Address{Address: spec})
+	}
+	return list, nil
+}
+
+func dotAtom(s string, local bool) bool {
+	if s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-':
+		case local && (c == '_' || c == '+'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeSpec normalizes an unquoted addr-spec as net/mail returns it. The
@@ -55,6 +102,9 @@ func normalizeSpec(spec string, caseSensitiveLocal bool) (string, error) {
 	}
 	if !caseSensitiveLocal {
 		local = strings.ToLower(local)
+	}
+	if local == spec[:at] && domain == spec[at+1:] {
+		return spec, nil // already in normal form
 	}
 	return local + "@" + domain, nil
 }
@@ -75,7 +125,7 @@ func parseField(h *textproto.Header, key string, caseSensitive bool) ([]addr, er
 		if strings.TrimSpace(v) == "" {
 			continue
 		}
-		list, err := mail.ParseAddressList(v)
+		list, err := parseAddressList(v)
 		if err != nil {
 			return nil, &AddressError{Field: key, Value: v, Err: err}
 		}
@@ -101,15 +151,19 @@ func parseEnvelope(field, path string, caseSensitive bool) (addr, error) {
 	if strings.HasPrefix(p, "<") && strings.HasSuffix(p, ">") {
 		p = p[1 : len(p)-1]
 	}
-	a, err := mail.ParseAddress(p)
+	spec := p
+	if !plainSpec(p) {
+		a, err := mail.ParseAddress(p)
+		if err != nil {
+			return addr{}, &AddressError{Field: field, Value: path, Err: err}
+		}
+		spec = a.Address
+	}
+	n, err := normalizeSpec(spec, caseSensitive)
 	if err != nil {
 		return addr{}, &AddressError{Field: field, Value: path, Err: err}
 	}
-	n, err := normalizeSpec(a.Address, caseSensitive)
-	if err != nil {
-		return addr{}, &AddressError{Field: field, Value: path, Err: err}
-	}
-	return addr{Spec: a.Address, Norm: n}, nil
+	return addr{Spec: spec, Norm: n}, nil
 }
 
 // Header fields, by role. Keys are canonical MIME header keys.
@@ -207,7 +261,7 @@ func parseHeader(h *textproto.Header, caseSensitive bool) (*headerAddrs, error) 
 		if strings.TrimSpace(v) == "" {
 			continue
 		}
-		list, err := mail.ParseAddressList(v)
+		list, err := parseAddressList(v)
 		if err != nil {
 			return nil, &AddressError{Field: k, Value: v, Err: err}
 		}

@@ -164,7 +164,7 @@ func parseList(v string) ([]*mail.Address, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil
 	}
-	return mail.ParseAddressList(v)
+	return parseAddressList(v)
 }
 
 // hfield is one submitted field as the policy sees it.
@@ -254,10 +254,18 @@ func (ps participants) mentionedIn(text string) []string {
 // written and with encoded words decoded, each with and without comments,
 // each as is and squeezed.
 func spellings(text string) []string {
-	var forms []string
+	// Each distinct form once: most fields have no encoded word, comment or quote, so most
+	// of the eight are the text itself, and every form is searched for every secret.
+	forms := make([]string, 0, 8)
+	add := func(f string) {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
 	for _, t := range []string{readable(text), readable(decodeWords(text))} {
 		for _, c := range []string{t, stripComments(t)} {
-			forms = append(forms, c, squeeze(c))
+			add(c)
+			add(squeeze(c))
 		}
 	}
 	return forms
@@ -317,6 +325,9 @@ func readable(s string) string {
 // '.', so `"carol" @ y.test` and carol@y.test compare alike. It only widens
 // what counts as a mention, which can only drop more.
 func squeeze(s string) string {
+	if strings.IndexAny(s, "\"\\ \t\r\n\v\f") < 0 {
+		return s // nothing to remove
+	}
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
@@ -343,6 +354,9 @@ func squeeze(s string) string {
 
 // stripComments removes RFC 5322 comments (nested parentheses) from s.
 func stripComments(s string) string {
+	if strings.IndexByte(s, '(') < 0 {
+		return s // no comment: every byte is kept
+	}
 	var b strings.Builder
 	depth := 0
 	for i := 0; i < len(s); i++ {
@@ -543,6 +557,13 @@ func rebuild(list []*mail.Address) string {
 
 // asciiLower lower-cases ASCII letters only, so byte offsets stay put.
 func asciiLower(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s // already lower case
+	}
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
