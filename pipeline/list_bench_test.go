@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,9 +119,36 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 	signRate, signCPU := tokenRate(b, listKey, sign)
 
 	var expanded, expandedCPU time.Duration
+	var expandedSwitches int64
 	var entity []byte // one member's package, for the cost of hashing it
+	if f := os.Getenv("LIST_BENCH_CPUPROFILE"); f != "" {
+		// The expansions alone: -cpuprofile would also take in the setup and the cold lookups.
+		out, err := os.Create(f + "." + strings.ReplaceAll(b.Name(), "/", "_"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		if os.Getenv("LIST_BENCH_MEMPROFILE") != "" {
+			runtime.MemProfileRate = 4096
+			defer func() {
+				runtime.MemProfileRate = 512 * 1024
+				mf, err := os.Create(f + ".mem." + strings.ReplaceAll(b.Name(), "/", "_"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pprof.Lookup("allocs").WriteTo(mf, 0)
+				mf.Close()
+			}()
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			out.Close()
+		}()
+	}
 	for b.Loop() {
-		start, cpu := time.Now(), cpuTime(b)
+		start, cpu, sw := time.Now(), cpuTime(b), switches(b)
 		s, err := ls.pipe.Process(context.Background(), "B1", postEnv("olivia@example.org"), bytes.NewReader(post))
 		if err != nil {
 			b.Fatal(err)
@@ -134,12 +163,14 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 		}
 		expanded += time.Since(start)
 		expandedCPU += cpuTime(b) - cpu
+		expandedSwitches += switches(b) - sw
 		var buf bytes.Buffer
 		if _, err := s.Packages[0].Body.WriteTo(&buf); err != nil {
 			b.Fatal(err)
 		}
 		entity = buf.Bytes()
 	}
+	pprof.StopCPUProfile()
 	wrapRate2, wrapCPU2 := tokenRate(b, listKey, wrap)
 	signRate2, signCPU2 := tokenRate(b, listKey, sign)
 	wrapRate, signRate = (wrapRate+wrapRate2)/2, (signRate+signRate2)/2
@@ -163,6 +194,7 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 	b.ReportMetric(float64(tokenCPU.Microseconds()), "cpu-us/wrap+sign")
 	b.ReportMetric(100*tokenCPU.Seconds()/memberCPU.Seconds(), "%of-floor-cpu")
 	b.ReportMetric(float64(hashCPU.Microseconds()), "cpu-us/sha256-package")
+	b.ReportMetric(float64(expandedSwitches)/float64(n*b.N), "ctxsw/member")
 	b.ReportMetric(float64(len(entity))/1024, "package-KB")
 }
 
@@ -173,6 +205,15 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// switches is the number of context switches (voluntary and not) of the process's threads.
+func switches(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 // tokenRate runs op on the shared token with the list agent's parallelism for a second, with the
