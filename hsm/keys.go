@@ -181,7 +181,7 @@ func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
 		if always {
 			return &authSigner{c: c, handle: h, pub: keys[0].Public()}, nil
 		}
-		return keys[0], nil
+		return &handleSigner{c: c, handle: h, pub: keys[0].Public(), c11: keys[0]}, nil
 	}
 	return nil, &Error{Op: "find key pair", Kind: ErrAmbiguousKey, Err: fmt.Errorf("%d key pairs match", len(keys))}
 }
