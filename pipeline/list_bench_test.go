@@ -95,7 +95,10 @@ func BenchmarkListExpand(b *testing.B) {
 // member's expansion costs, cpu-us/wrap+sign what its two token operations cost alone, and
 // %of-floor-cpu their ratio, the share of the expansion's CPU that is the token's;
 // cpu-us/sha256-package is what hashing one member's package (package-KB) costs, the part of
-// the rest no expansion can skip.
+// the rest no expansion can skip; ctxsw/member is the process's context switches (voluntary and
+// not) per member during the expansions. LIST_BENCH_CPUPROFILE=file writes a CPU profile of the
+// timed expansions alone to file.<benchmark name> (-cpuprofile would take in the setup and the
+// cold lookups); with LIST_BENCH_MEMPROFILE=1 too, an allocation profile beside it (.mem.).
 func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, member *x509.Certificate, addrs []string) {
 	n := len(addrs)
 	start := time.Now()
@@ -133,13 +136,14 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 		if os.Getenv("LIST_BENCH_MEMPROFILE") != "" {
 			runtime.MemProfileRate = 4096
 			defer func() {
-				runtime.MemProfileRate = 512 * 1024
+				// Written before the rate goes back: the profile is scaled by the rate in force.
 				mf, err := os.Create(f + ".mem." + strings.ReplaceAll(b.Name(), "/", "_"))
 				if err != nil {
 					b.Fatal(err)
 				}
 				pprof.Lookup("allocs").WriteTo(mf, 0)
 				mf.Close()
+				runtime.MemProfileRate = 512 * 1024
 			}()
 		}
 		defer func() {
