@@ -173,11 +173,19 @@ func (d *Directory) OwnerBySKI(ski []byte) (string, error) {
 // CheckIdentifiers returns [ErrAmbiguousIdentifier] (as a [*CertError])
 // when an identifier of c is claimed by more than one owner.
 func (d *Directory) CheckIdentifiers(c *x509.Certificate) error {
-	keys, _ := idKeys(c)
-	for _, k := range keys {
+	// The keys without idKeys' descriptions, which format the issuer's name: a list asks this
+	// for every member of every post, and the description is wanted only in an error.
+	check := func(k string) error {
 		if _, err := d.ownerOfKey(k); errors.Is(err, ErrAmbiguousIdentifier) {
 			return certError(c, err)
 		}
+		return nil
+	}
+	if err := check("is:" + issuerSerialKey(c.RawIssuer, c.SerialNumber)); err != nil {
+		return err
+	}
+	if len(c.SubjectKeyId) > 0 {
+		return check("ski:" + string(c.SubjectKeyId))
 	}
 	return nil
 }

@@ -300,9 +300,11 @@ func (d *Directory) LookupContext(ctx context.Context, addr string) (valid []*En
 	if f := d.onLookup.Load(); f != nil {
 		(*f)(len(valid) > 0)
 	}
-	sort.SliceStable(valid, func(i, j int) bool {
-		return valid[i].Cert.NotBefore.After(valid[j].Cert.NotBefore)
-	})
+	if len(valid) > 1 { // a list looks up every member of every post; most have one
+		sort.SliceStable(valid, func(i, j int) bool {
+			return valid[i].Cert.NotBefore.After(valid[j].Cert.NotBefore)
+		})
+	}
 	return valid, rejected, nil
 }
 

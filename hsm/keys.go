@@ -98,7 +98,7 @@ func (t *Token) Signer(ctx context.Context, keyURI string) (crypto.Signer, error
 	if err := c.checkSignMechanism(t.cfg.name(), keyURI, inner.Public(), false); err != nil {
 		return nil, err
 	}
-	s := &signer{t: t, uri: u, name: keyURI, gen: c.gen, inner: inner, pub: inner.Public()}
+	s := &signer{t: t, uri: u, name: keyURI, op: signOp(keyURI), gen: c.gen, inner: inner, pub: inner.Public()}
 	t.signerMu.Lock()
 	// The shared lock held since begin means c is still the live connection: Reconnect, which
 	// empties the cache, waits for it.
@@ -181,7 +181,7 @@ func (c *conn) findSigner(u *URI) (crypto.Signer, error) {
 		if always {
 			return &authSigner{c: c, handle: h, pub: keys[0].Public()}, nil
 		}
-		return keys[0], nil
+		return &handleSigner{c: c, handle: h, pub: keys[0].Public(), c11: keys[0]}, nil
 	}
 	return nil, &Error{Op: "find key pair", Kind: ErrAmbiguousKey, Err: fmt.Errorf("%d key pairs match", len(keys))}
 }
@@ -193,6 +193,7 @@ type signer struct {
 	t    *Token
 	uri  *URI
 	name string
+	op   string // signOp(name), made once: a list signs once per member
 	pub  crypto.PublicKey
 
 	gen   uint64
@@ -201,8 +202,10 @@ type signer struct {
 
 func (s *signer) Public() crypto.PublicKey { return s.pub }
 
+func signOp(name string) string { return fmt.Sprintf("sign with %q", name) }
+
 func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	op := fmt.Sprintf("sign with %q", s.name)
+	op := s.op
 	c, err := s.t.begin(op)
 	if err != nil {
 		return nil, err
@@ -325,7 +328,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyKind)
 	if kind == Ed25519 {
 		return t.Signer(ctx, u.String())
 	}
-	return &signer{t: t, uri: u, name: u.String(), gen: gen, inner: inner, pub: inner.Public()}, nil
+	return &signer{t: t, uri: u, name: u.String(), op: signOp(u.String()), gen: gen, inner: inner, pub: inner.Public()}, nil
 }
 
 // KeyInfo describes one private key on the token.

@@ -135,6 +135,9 @@ type conn struct {
 	slotI pkcs11.SlotInfo
 	lib   pkcs11.Info
 	pool  *sessionPool
+	// signs are the sessions signatures take (handleSigner), as many as crypto11 had for them,
+	// so that signing waits for no content encryption and none for a signature.
+	signs *sessionPool
 	gen   uint64
 	oaep  []crypto.Hash // hashes the token accepts for RSA-OAEP wrapping, strongest first
 	mechs map[uint]bool // C_GetMechanismList at connect
@@ -261,6 +264,7 @@ func (c *conn) openMiekg(cfg Config) error {
 				return err
 			}
 			c.pool = newSessionPool(p11, s, cfg.PIN, cfg.MaxSessions, cfg.PoolTimeout)
+			c.signs = newSessionPool(p11, s, cfg.PIN, cfg.MaxSessions, cfg.PoolTimeout)
 			return nil
 		}
 	}
@@ -275,6 +279,9 @@ func (c *conn) close() {
 	}
 	if c.pool != nil {
 		c.pool.close()
+	}
+	if c.signs != nil {
+		c.signs.close()
 	}
 	if c.c11 != nil {
 		_ = c.c11.Close()

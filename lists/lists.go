@@ -27,7 +27,7 @@
 // ever held, and writing a package makes next to no garbage.
 //
 // Every signature, encryption and key wrap is seal's (Sealer.ListContent, Sealer.WrapMember,
-// SignMemberEnvelope); the agent decides who gets a package and assembles it.
+// NewMemberSigner); the agent decides who gets a package and assembles it.
 package lists
 
 import (
@@ -454,6 +454,9 @@ func (a *Agent) Expand(ctx context.Context, id string, env queue.Envelope, list 
 		return nil, retry.Temporary(err)
 	}
 	x.shared = a.listHeader(id, env, l, post.Outer, x.smimeType)
+	if x.sign, err = seal.NewMemberSigner(x.sender(), x.history, x.now); err != nil {
+		return nil, retry.Temporary(fmt.Errorf("failed to sign as list %q: %w", l.Address, err))
+	}
 
 	out, skipped, err := x.fanOut(ctx, log)
 	if err != nil {
@@ -499,6 +502,7 @@ type expansion struct {
 	ec        *cms.EncryptedContent
 
 	shared *smime.ListParts
+	sign   *cms.DigestSigner // the members' signatures (seal.NewMemberSigner)
 }
 
 func (x *expansion) destroyKey(ctx context.Context) {
@@ -721,7 +725,7 @@ func (x *expansion) member(ctx context.Context, addr string, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to hash the envelope of list member %q: %w", addr, err)
 	}
-	sig, err := seal.SignMemberEnvelope(x.sender(), digest, x.history, x.now)
+	sig, err := x.sign.Sign(digest)
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign as list %q: %w", x.l.Address, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +95,11 @@ func BenchmarkListExpand(b *testing.B) {
 // member's expansion costs, cpu-us/wrap+sign what its two token operations cost alone, and
 // %of-floor-cpu their ratio, the share of the expansion's CPU that is the token's;
 // cpu-us/sha256-package is what hashing one member's package (package-KB) costs, the part of
-// the rest no expansion can skip.
+// the rest no expansion can skip; ctxsw/member is the process's context switches (voluntary and
+// not) per member during the expansions, sys-us/member the part of cpu-us/member spent in the
+// kernel. LIST_BENCH_CPUPROFILE=file writes a CPU profile of the timed expansions alone to
+// file.<benchmark name> (-cpuprofile would take in the setup and the cold lookups); with
+// LIST_BENCH_MEMPROFILE=1 too, an allocation profile beside it (.mem.).
 func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, member *x509.Certificate, addrs []string) {
 	n := len(addrs)
 	start := time.Now()
@@ -117,9 +123,38 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 	signRate, signCPU := tokenRate(b, listKey, sign)
 
 	var expanded, expandedCPU time.Duration
+	var expandedSwitches int64
+	var expandedSys time.Duration
 	var entity []byte // one member's package, for the cost of hashing it
+	if f := os.Getenv("LIST_BENCH_CPUPROFILE"); f != "" {
+		// The expansions alone: -cpuprofile would also take in the setup and the cold lookups.
+		out, err := os.Create(f + "." + strings.ReplaceAll(b.Name(), "/", "_"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		if os.Getenv("LIST_BENCH_MEMPROFILE") != "" {
+			runtime.MemProfileRate = 4096
+			defer func() {
+				// Written before the rate goes back: the profile is scaled by the rate in force.
+				mf, err := os.Create(f + ".mem." + strings.ReplaceAll(b.Name(), "/", "_"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pprof.Lookup("allocs").WriteTo(mf, 0)
+				mf.Close()
+				runtime.MemProfileRate = 512 * 1024
+			}()
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			out.Close()
+		}()
+	}
 	for b.Loop() {
-		start, cpu := time.Now(), cpuTime(b)
+		start, cpu, sys, sw := time.Now(), cpuTime(b), sysTime(b), switches(b)
 		s, err := ls.pipe.Process(context.Background(), "B1", postEnv("olivia@example.org"), bytes.NewReader(post))
 		if err != nil {
 			b.Fatal(err)
@@ -134,12 +169,15 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 		}
 		expanded += time.Since(start)
 		expandedCPU += cpuTime(b) - cpu
+		expandedSwitches += switches(b) - sw
+		expandedSys += sysTime(b) - sys
 		var buf bytes.Buffer
 		if _, err := s.Packages[0].Body.WriteTo(&buf); err != nil {
 			b.Fatal(err)
 		}
 		entity = buf.Bytes()
 	}
+	pprof.StopCPUProfile()
 	wrapRate2, wrapCPU2 := tokenRate(b, listKey, wrap)
 	signRate2, signCPU2 := tokenRate(b, listKey, sign)
 	wrapRate, signRate = (wrapRate+wrapRate2)/2, (signRate+signRate2)/2
@@ -163,6 +201,8 @@ func benchExpand(b *testing.B, ls *listSetup, post []byte, listKey string, membe
 	b.ReportMetric(float64(tokenCPU.Microseconds()), "cpu-us/wrap+sign")
 	b.ReportMetric(100*tokenCPU.Seconds()/memberCPU.Seconds(), "%of-floor-cpu")
 	b.ReportMetric(float64(hashCPU.Microseconds()), "cpu-us/sha256-package")
+	b.ReportMetric(float64(expandedSwitches)/float64(n*b.N), "ctxsw/member")
+	b.ReportMetric(float64((expandedSys / time.Duration(n*b.N)).Microseconds()), "sys-us/member")
 	b.ReportMetric(float64(len(entity))/1024, "package-KB")
 }
 
@@ -173,6 +213,24 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// sysTime is the CPU time the process has spent in the kernel.
+func sysTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Stime.Nano())
+}
+
+// switches is the number of context switches (voluntary and not) of the process's threads.
+func switches(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 // tokenRate runs op on the shared token with the list agent's parallelism for a second, with the
