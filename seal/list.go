@@ -82,13 +82,13 @@ func (s *Sealer) WrapMember(ctx context.Context, key cms.ContentKey, owner strin
 	return ris, nil
 }
 
-// SignMemberEnvelope is the list's detached signature over one member's envelope entity, given
-// by its SHA-256 digest, carrying the expansion history (cms.ExtendExpansionHistory).
-func SignMemberEnvelope(list Sender, digest []byte, history cms.Attribute, now time.Time) ([]byte, error) {
-	return cms.Sign(list.Signer, list.Chain, nil, cms.SignOptions{
+// NewMemberSigner makes the list's detached signatures over its members' envelope entities, each
+// given by its SHA-256 digest and carrying the expansion history (cms.ExtendExpansionHistory).
+// What the signatures share is encoded once for the whole expansion, not once per member.
+func NewMemberSigner(list Sender, history cms.Attribute, now time.Time) (*cms.DigestSigner, error) {
+	return cms.NewDigestSigner(list.Signer, list.Chain, cms.SignOptions{
 		Detached:    true,
 		SigningTime: now,
 		Extra:       []cms.Attribute{history},
-		Digest:      digest,
 	})
 }
