@@ -256,6 +256,27 @@ type Base64Tail struct {
 	off int
 }
 
+// StreamTo writes what [Base64Tail.WriteTo] writes, for a caller that writes the lines once
+// (the spool): lines already made are written as they are, others are encoded a block at a time
+// straight into w and not kept, so a 10 MB tail is never held whole as base64 for it.
+func (t *Base64Tail) StreamTo(w io.Writer) (int64, error) {
+	t.s.mu.Lock()
+	lines, ok := t.s.phases[t.off]
+	t.s.mu.Unlock()
+	if ok {
+		n, err := w.Write(lines)
+		return int64(n), err
+	}
+	cw := &countingWriter{w: w}
+	enc := NewBase64Writer(cw)
+	if err := writeRange(enc, t.s.tail, t.off, t.s.size); err != nil {
+		enc.Close()
+		return cw.n, err
+	}
+	err := enc.Close()
+	return cw.n, err
+}
+
 // WriteTo writes the lines, encoding them on first use.
 func (t *Base64Tail) WriteTo(w io.Writer) (int64, error) {
 	lines, err := t.s.linesFrom(t.off)
