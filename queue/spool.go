@@ -845,7 +845,7 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 				}
 				if sh = shared[p.shared]; sh == nil {
 					var err error
-					if sh, err = writeFrame(p.shared, true); err != nil {
+					if sh, err = writeFrame(once(p.shared), true); err != nil {
 						if ew.err != nil {
 							return nil, diskErr("write package", ew.err)
 						}
@@ -879,6 +879,26 @@ func (s *spool) prepareCommit(rec *record) (pc *pendingCommit, err error) {
 		return nil, diskErr("write state", err)
 	}
 	return &pendingCommit{s: s, rec: rec, f: f, end: pos + int64(len(frame)), written: len(rec.unwritten)}, nil
+}
+
+// streamer is a shared part that can also write itself without keeping what it writes
+// (smime.Base64Tail.StreamTo: the base64 of a message's encrypted content, encoded a block at a
+// time into the spool file instead of whole into memory first). The spool writes each shared
+// part once, so it has no use for a copy kept for later writes.
+type streamer interface {
+	StreamTo(w io.Writer) (int64, error)
+}
+
+type streamOnce struct{ s streamer }
+
+func (o streamOnce) WriteTo(w io.Writer) (int64, error) { return o.s.StreamTo(w) }
+
+// once is how the spool writes the shared part body: by StreamTo when it has one.
+func once(body io.WriterTo) io.WriterTo {
+	if s, ok := body.(streamer); ok {
+		return streamOnce{s}
+	}
+	return body
 }
 
 // commitSyncs counts commits' fdatasyncs, for a benchmark of how many a message costs.

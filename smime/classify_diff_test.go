@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,11 +20,18 @@ import (
 func sameAsReference(t testing.TB, msg []byte) {
 	t.Helper()
 	got, want := smime.Classify(msg), smime.RefClassify(msg)
+	// encoding/base64 counts the offset of a bad character from the start of the piece it was
+	// handed, which depends on how the text was read (the reference's filter reads 1 KB at a
+	// time, the block decoder 64 KB and hands its last groups over): the offsets are left out.
+	got.Reason = base64Offset.ReplaceAllString(got.Reason, "at input byte N")
+	want.Reason = base64Offset.ReplaceAllString(want.Reason, "at input byte N")
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Classify %v %q (malformed %v, %d layers), reference %v %q (malformed %v, %d layers)\n%.800q",
 			got.Class, got.Reason, got.Malformed, len(got.Layers), want.Class, want.Reason, want.Malformed, len(want.Layers), msg)
 	}
 }
+
+var base64Offset = regexp.MustCompile(`at input byte [0-9]+`)
 
 // lines76 is s in CRLF lines of 76 characters, as encoders write base64.
 func lines76(s string) string {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"mime/quotedprintable"
 	"strings"
@@ -309,7 +310,7 @@ func refDecode(cte string, body []byte) ([]byte, error) {
 	case "quoted-printable":
 		return io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
 	case "base64", "", "7bit", "8bit", "binary":
-		dec, err := bodyDecoder(cte, bufio.NewReader(bytes.NewReader(body)))
+		dec, err := refBodyDecoder(cte, bufio.NewReader(bytes.NewReader(body)))
 		if err != nil {
 			return body, err
 		}
@@ -322,6 +323,33 @@ func refDecode(cte string, body []byte) ([]byte, error) {
 		return io.ReadAll(dec)
 	}
 	return body, nil
+}
+
+// refBodyDecoder is bodyDecoder as it was, with the filter and decoder (slowBase64) that
+// base64Reader stands for, so that the reference does not share the fast decoder.
+func refBodyDecoder(cte string, br *bufio.Reader) (io.Reader, error) {
+	switch cte = strings.ToLower(strings.TrimSpace(cte)); cte {
+	case "base64":
+		return slowBase64(br), nil
+	case "binary", "8bit":
+		return br, nil
+	case "", "7bit":
+		for {
+			b, err := br.Peek(1)
+			if err != nil {
+				return br, nil
+			}
+			if b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n' {
+				br.ReadByte()
+				continue
+			}
+			if b[0] == 0x30 {
+				return br, nil
+			}
+			return slowBase64(br), nil
+		}
+	}
+	return nil, fmt.Errorf("failed to decode body: %w: unsupported content-transfer-encoding %q", ErrMalformed, cte)
 }
 
 // uuBlocks decodes the uuencoded blocks of b: a "begin" line, encoded lines, an "end" line

@@ -165,14 +165,16 @@ func (c *normalizer) Read(p []byte) (int, error) {
 			c.err = err
 		}
 		chunk := p[:n]
-		if !c.pendingCR && canonicalCRLF(chunk) {
-			if n > 0 {
-				if err := c.count(chunk); err != nil {
+		if !c.pendingCR {
+			if ok, err := c.canonicalCount(chunk); ok {
+				if err != nil {
 					return 0, err
 				}
-				return n, nil
+				if n > 0 {
+					return n, nil
+				}
+				continue
 			}
-			continue
 		}
 		c.scratch = c.normalize(c.scratch[:0], chunk)
 		c.out = c.scratch
@@ -207,12 +209,45 @@ func (c *normalizer) tooLong() error {
 	return c.err
 }
 
-// canonicalCRLF reports whether every CR in b is followed by LF and every LF preceded by CR,
-// within b.
-func canonicalCRLF(b []byte) bool {
-	lf := bytes.Count(b, []byte{'\n'})
-	return lf == bytes.Count(b, []byte{'\r'}) && (lf == 0 || lf == bytes.Count(b, []byte("\r\n")))
+// canonicalCount reports whether b is canonical (every CR in b followed by LF and every LF
+// preceded by CR, within b) and, when it is, checks and counts its lines as count does, in one
+// pass over b's lines (it was three counts and count's own pass). It changes nothing when
+// b is not canonical (the slow path counts the rewritten bytes).
+func (c *normalizer) canonicalCount(b []byte) (canonical bool, err error) {
+	if len(b) == 0 {
+		return true, nil
+	}
+	lfs, line, long := 0, c.line, false
+	for at := 0; ; {
+		i := bytes.IndexByte(b[at:], '\n')
+		if i < 0 {
+			line += len(b) - at
+			break
+		}
+		if at+i == 0 || b[at+i-1] != '\r' {
+			return false, nil // a LF with no CR before it in b
+		}
+		lfs++
+		if line+i-1 > c.max { // the CR before LF does not count
+			long = true
+		}
+		line = 0
+		at += i + 1
+	}
+	if bytes.Count(b, cr) != lfs {
+		return false, nil // a CR with no LF after it in b
+	}
+	if c.max < 0 {
+		return true, nil
+	}
+	if long || line > c.max+1 {
+		return true, c.tooLong()
+	}
+	c.line = line
+	return true, nil
 }
+
+var cr = []byte{'\r'}
 
 // normalize appends chunk to dst with bare CRs and LFs made CRLF.
 func (c *normalizer) normalize(dst, chunk []byte) []byte {

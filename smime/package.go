@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -256,6 +257,27 @@ type Base64Tail struct {
 	off int
 }
 
+// StreamTo writes what [Base64Tail.WriteTo] writes, for a caller that writes the lines once
+// (the spool): lines already made are written as they are, others are encoded a block at a time
+// straight into w and not kept, so a 10 MB tail is never held whole as base64 for it.
+func (t *Base64Tail) StreamTo(w io.Writer) (int64, error) {
+	t.s.mu.Lock()
+	lines, ok := t.s.phases[t.off]
+	t.s.mu.Unlock()
+	if ok {
+		n, err := w.Write(lines)
+		return int64(n), err
+	}
+	cw := &countingWriter{w: w}
+	enc := NewBase64Writer(cw)
+	if err := writeRange(enc, t.s.tail, t.off, t.s.size); err != nil {
+		enc.Close()
+		return cw.n, err
+	}
+	err := enc.Close()
+	return cw.n, err
+}
+
 // WriteTo writes the lines, encoding them on first use.
 func (t *Base64Tail) WriteTo(w io.Writer) (int64, error) {
 	lines, err := t.s.linesFrom(t.off)
@@ -346,9 +368,34 @@ func (b *base64Writer) line(in []byte) error {
 	}
 	o := len(b.out)
 	b.out = b.out[:o+lineOutput]
-	base64.StdEncoding.Encode(b.out[o:o+LineLength], in)
+	encodeLine(b.out[o:o+LineLength], in)
 	b.out[o+LineLength], b.out[o+LineLength+1] = '\r', '\n'
 	return nil
+}
+
+// base64Pairs maps 12 bits to their two base64 characters, the first in the low byte.
+var base64Pairs = func() (t [4096]uint16) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range t {
+		t[i] = uint16(alphabet[i>>6]) | uint16(alphabet[i&63])<<8
+	}
+	return t
+}()
+
+// encodeLine writes the 76 base64 characters of the 57 bytes of src into dst, as
+// base64.StdEncoding.Encode does, about 3x faster: 6 bytes at a time make 8 characters from four
+// lookups of a character pair (every package's encrypted content is encoded through here).
+func encodeLine(dst, src []byte) {
+	_, _ = dst[LineLength-1], src[lineInput-1]
+	for i := range lineInput / 6 {
+		s := src[i*6 : i*6+6 : i*6+6]
+		v := uint64(s[0])<<40 | uint64(s[1])<<32 | uint64(s[2])<<24 | uint64(s[3])<<16 | uint64(s[4])<<8 | uint64(s[5])
+		binary.LittleEndian.PutUint64(dst[i*8:i*8+8], uint64(base64Pairs[v>>36&0xfff])|uint64(base64Pairs[v>>24&0xfff])<<16|
+			uint64(base64Pairs[v>>12&0xfff])<<32|uint64(base64Pairs[v&0xfff])<<48)
+	}
+	s := src[lineInput-3 : lineInput : lineInput]
+	v := uint(s[0])<<16 | uint(s[1])<<8 | uint(s[2])
+	binary.LittleEndian.PutUint32(dst[LineLength-4:LineLength], uint32(base64Pairs[v>>12])|uint32(base64Pairs[v&0xfff])<<16)
 }
 
 func (b *base64Writer) flush() error {

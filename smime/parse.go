@@ -2,7 +2,6 @@ package smime
 
 import (
 	"bufio"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +111,7 @@ func dispositionFilename(h textproto.Header) string {
 func bodyDecoder(cte string, br *bufio.Reader) (io.Reader, error) {
 	switch cte = strings.ToLower(strings.TrimSpace(cte)); cte {
 	case "base64":
-		return base64.NewDecoder(base64.StdEncoding, &base64Filter{r: br}), nil
+		return newBase64Reader(br), nil
 	case "binary", "8bit":
 		return br, nil
 	case "", "7bit":
@@ -128,7 +127,7 @@ func bodyDecoder(cte string, br *bufio.Reader) (io.Reader, error) {
 			if b[0] == 0x30 {
 				return br, nil
 			}
-			return base64.NewDecoder(base64.StdEncoding, &base64Filter{r: br}), nil
+			return newBase64Reader(br), nil
 		}
 	}
 	return nil, fmt.Errorf("failed to decode body: %w: unsupported content-transfer-encoding %q", ErrMalformed, cte)
