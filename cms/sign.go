@@ -70,17 +70,25 @@ func mustParams(h crypto.Hash) []byte {
 
 var errNoChain = errors.New("no signer certificate")
 
-// Sign makes a ContentInfo with SignedData over content: one SignerInfo (v1, issuerAndSerialNumber
-// of chain[0]), signed attributes contentType, messageDigest, signingTime, SMIMECapabilities,
-// encrypKeyPref (when asked) and opts.Extra, and chain as the certificates (the signer's chain; a
-// root is not needed). The signature is made by signer, which must hold chain[0]'s key.
-func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts SignOptions) ([]byte, error) {
+// signaturePlan is what a signature by a signer with chain takes, checked once: the
+// certificate, the digest and signature algorithms, and the options for the signer.
+type signaturePlan struct {
+	leaf       *x509.Certificate
+	hash       crypto.Hash
+	hashOID    asn1.ObjectIdentifier
+	sigAlg     AlgorithmIdentifier
+	signerOpts crypto.SignerOpts
+}
+
+// planSignature checks that signer holds chain[0]'s key and that opts asks for a digest and
+// signature algorithm the appliance makes (SHA-256 when opts.Hash is zero; never SHA-1).
+func planSignature(signer crypto.Signer, chain []*x509.Certificate, opts SignOptions) (signaturePlan, error) {
 	if len(chain) == 0 || chain[0] == nil {
-		return nil, fmt.Errorf("failed to sign: %w", errNoChain)
+		return signaturePlan{}, fmt.Errorf("failed to sign: %w", errNoChain)
 	}
 	leaf := chain[0]
 	if pk, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(leaf.PublicKey) {
-		return nil, fmt.Errorf("failed to sign: key does not match certificate %q", leaf.Subject.String())
+		return signaturePlan{}, fmt.Errorf("failed to sign: key does not match certificate %q", leaf.Subject.String())
 	}
 	h := opts.Hash
 	if h == 0 {
@@ -88,12 +96,25 @@ func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts 
 	}
 	hashOID, ok := hashOIDs[h]
 	if !ok || h == crypto.SHA1 {
-		return nil, fmt.Errorf("failed to sign: %w: hash %v", ErrUnsupported, h)
+		return signaturePlan{}, fmt.Errorf("failed to sign: %w: hash %v", ErrUnsupported, h)
 	}
 	sigAlg, signerOpts, err := signatureAlgorithm(signer.Public(), h, opts.PSS)
 	if err != nil {
-		return nil, fmt.Errorf("failed to sign: %w", err)
+		return signaturePlan{}, fmt.Errorf("failed to sign: %w", err)
 	}
+	return signaturePlan{leaf: leaf, hash: h, hashOID: hashOID, sigAlg: sigAlg, signerOpts: signerOpts}, nil
+}
+
+// Sign makes a ContentInfo with SignedData over content: one SignerInfo (v1, issuerAndSerialNumber
+// of chain[0]), signed attributes contentType, messageDigest, signingTime, SMIMECapabilities,
+// encrypKeyPref (when asked) and opts.Extra, and chain as the certificates (the signer's chain; a
+// root is not needed). The signature is made by signer, which must hold chain[0]'s key.
+func Sign(signer crypto.Signer, chain []*x509.Certificate, content []byte, opts SignOptions) ([]byte, error) {
+	p, err := planSignature(signer, chain, opts)
+	if err != nil {
+		return nil, err
+	}
+	leaf, h, hashOID, sigAlg, signerOpts := p.leaf, p.hash, p.hashOID, p.sigAlg, p.signerOpts
 	digestAlg := AlgorithmIdentifier{Algorithm: hashOID} // RFC 5754: parameters absent
 	if opts.Digest != nil && (len(opts.Digest) != h.Size() || content != nil || !opts.Detached) {
 		return nil, fmt.Errorf("failed to sign: a %d-byte digest for %v, with content %t and detached %t",

@@ -41,28 +41,14 @@ type DigestSigner struct {
 // must be set, Digest left nil (each signature gives its own), and a zero SigningTime is the
 // time of this call, the same for every signature.
 func NewDigestSigner(signer crypto.Signer, chain []*x509.Certificate, opts SignOptions) (*DigestSigner, error) {
-	if len(chain) == 0 || chain[0] == nil {
-		return nil, fmt.Errorf("failed to sign: %w", errNoChain)
-	}
 	if !opts.Detached || opts.Digest != nil {
 		return nil, fmt.Errorf("failed to sign: a digest signer signs detached, each signature with its own digest")
 	}
-	leaf := chain[0]
-	if pk, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(leaf.PublicKey) {
-		return nil, fmt.Errorf("failed to sign: key does not match certificate %q", leaf.Subject.String())
-	}
-	h := opts.Hash
-	if h == 0 {
-		h = crypto.SHA256
-	}
-	hashOID, ok := hashOIDs[h]
-	if !ok || h == crypto.SHA1 {
-		return nil, fmt.Errorf("failed to sign: %w: hash %v", ErrUnsupported, h)
-	}
-	sigAlg, signerOpts, err := signatureAlgorithm(signer.Public(), h, opts.PSS)
+	p, err := planSignature(signer, chain, opts)
 	if err != nil {
-		return nil, fmt.Errorf("failed to sign: %w", err)
+		return nil, err
 	}
+	leaf, h, hashOID, sigAlg, signerOpts := p.leaf, p.hash, p.hashOID, p.sigAlg, p.signerOpts
 	if opts.SigningTime.IsZero() {
 		opts.SigningTime = time.Now()
 	}
