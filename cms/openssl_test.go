@@ -48,6 +48,26 @@ func writeFile(t testing.TB, name string, data []byte) string {
 }
 
 // opensslDecrypt decrypts der as user with openssl cms.
+// opensslVerify has openssl verify the SignedData der against the test PKI's root and fails
+// the test unless it returns content (given to it when detached, as the last argument). It
+// returns the arguments it gave openssl.
+func opensslVerify(t testing.TB, env *softhsmtest.Env, der, content []byte, detached bool) []string {
+	t.Helper()
+	args := []string{"cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "sig.der", der),
+		"-CAfile", env.File("root.pem"), "-purpose", "smimesign"}
+	if detached {
+		args = append(args, "-content", writeFile(t, "content", content))
+	}
+	got, err := openssl(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content) {
+		t.Fatalf("openssl returned %q", got)
+	}
+	return args
+}
+
 func opensslDecrypt(t testing.TB, env *softhsmtest.Env, der []byte, user string) ([]byte, error) {
 	t.Helper()
 	in := writeFile(t, "msg.der", der)
@@ -313,18 +333,7 @@ func TestOpenSSLVerifiesOurs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "sig.der", der),
-				"-CAfile", env.File("root.pem"), "-purpose", "smimesign"}
-			if tt.opts.Detached {
-				args = append(args, "-content", writeFile(t, "content", content))
-			}
-			got, err := openssl(t, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, content) {
-				t.Fatalf("openssl returned %q", got)
-			}
+			args := opensslVerify(t, env, der, content, tt.opts.Detached)
 			s, err := ParseSigned(der)
 			if err != nil {
 				t.Fatal(err)

@@ -84,15 +84,7 @@ func TestDigestSigner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, "sig.der", der),
-				"-CAfile", env.File("root.pem"), "-purpose", "smimesign", "-content", writeFile(t, "content", content)}
-			got, err := openssl(t, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, content) {
-				t.Fatalf("openssl returned %q", got)
-			}
+			args := opensslVerify(t, env, der, content, true)
 			s, err := ParseSigned(der)
 			if err != nil {
 				t.Fatal(err)
