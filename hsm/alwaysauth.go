@@ -6,11 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 
 	"github.com/miekg/pkcs11"
 )
@@ -123,12 +121,7 @@ func (a *authSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 		return nil, err
 	}
 	if _, ok := a.pub.(*ecdsa.PublicKey); ok {
-		// PKCS#11 gives r || s; crypto.Signer callers want ASN.1.
-		if len(sig)%2 != 0 || len(sig) == 0 {
-			return nil, &Error{Op: "sign", Kind: ErrToken, Err: fmt.Errorf("ECDSA signature of odd length %d", len(sig))}
-		}
-		n := len(sig) / 2
-		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])})
+		return ecdsaDER(sig) // PKCS#11 gives r || s; crypto.Signer callers want ASN.1
 	}
 	return sig, nil
 }
