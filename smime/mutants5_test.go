@@ -1,0 +1,217 @@
+package smime
+
+// Tests that kill mutants scripts/mutation.sh found living in classify.go, classify_head.go and
+// sevenbit.go (the smime-classify target; docs/testing.md, "Mutation testing").
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestEncode7bitNestingExact: Encode7bit follows parts maxNesting levels below the top entity,
+// through message/rfc822 bodies and through multipart parts alike, and refuses one level more.
+func TestEncode7bitNestingExact(t *testing.T) {
+	const leaf = "Content-Type: text/plain; charset=utf-8\r\n\r\nÄ\r\n"
+	const leafQP = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=C3=84\r\n"
+	// rfc822 wraps the entity in n message/rfc822 entities: the entity is n levels down.
+	rfc822 := func(n int, entity string) string {
+		return strings.Repeat("Content-Type: message/rfc822\r\n\r\n", n) + entity
+	}
+	// multipart wraps it in n multiparts, each its parent's only part.
+	multipart := func(n int, entity string) string {
+		for i := range n {
+			b := fmt.Sprintf("b%d", i)
+			entity = "Content-Type: multipart/mixed; boundary=" + b + "\r\n\r\n--" + b + "\r\n" + entity + "\r\n--" + b + "--\r\n"
+		}
+		return entity
+	}
+	for _, wrap := range []struct {
+		name string
+		f    func(int, string) string
+	}{{"message/rfc822", rfc822}, {"multipart", multipart}} {
+		for _, n := range []int{maxNesting, maxNesting + 1} {
+			got, err := Encode7bit([]byte(wrap.f(n, leaf)))
+			if n <= maxNesting {
+				if want := wrap.f(n, leafQP); err != nil || string(got) != want {
+					t.Errorf("%s, %d levels: %v\n%q\nwant\n%q", wrap.name, n, err, got, want)
+				}
+				continue
+			}
+			if !errors.Is(err, ErrTooDeep) {
+				t.Errorf("%s, %d levels: %v, want ErrTooDeep", wrap.name, n, err)
+			}
+		}
+	}
+}
+
+// TestEncode7bitLineExact: a line of 998 octets before its CRLF is 7bit and stays as it is; one
+// of 999 is not, and the part is re-encoded.
+func TestEncode7bitLineExact(t *testing.T) {
+	for _, n := range []int{998, 999} {
+		line := strings.Repeat("x", n)
+		in := "Content-Type: text/plain\r\n\r\nfirst\r\n" + line + "\r\nlast\r\n"
+		got, err := Encode7bit([]byte(in))
+		if err != nil {
+			t.Fatalf("%d octets: %v", n, err)
+		}
+		want := in
+		if n > 998 {
+			want = "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + qp("first\r\n"+line+"\r\nlast\r\n")
+		}
+		if string(got) != want {
+			t.Errorf("%d octets: %.120q..., want %.120q...", n, got, want)
+		}
+		if is7bit([]byte(line+"\r\n")) != (n <= 998) {
+			t.Errorf("is7bit of a line of %d octets: %v", n, !(n <= 998))
+		}
+	}
+}
+
+// uuLine is one uuencoded line: the count octet n, then data in groups of 4 characters.
+func uuLine(n int, data []byte) string {
+	var b strings.Builder
+	b.WriteByte(byte(32 + n))
+	for i := 0; i < len(data); i += 3 {
+		var g [3]byte
+		copy(g[:], data[i:min(i+3, len(data))])
+		for _, c := range []byte{g[0] >> 2, (g[0]<<4 | g[1]>>4) & 63, (g[1]<<2 | g[2]>>6) & 63, g[2] & 63} {
+			if c == 0 {
+				c = 64
+			}
+			b.WriteByte(32 + c)
+		}
+	}
+	return b.String()
+}
+
+// TestUUBlocksMismatch: a uuencoded line whose count octet says more than its characters hold
+// gives only what they hold (no zero octets made up past its end), one cut inside a group of 4
+// characters gives what that part of the group holds, and one with characters past its count
+// gives the count.
+func TestUUBlocksMismatch(t *testing.T) {
+	abc := []byte("abcdef")
+	group2 := uuLine(2, abc[:3])
+	tests := []struct {
+		name string
+		line string
+		want []byte
+	}{
+		{"count over the characters", uuLine(6, abc[:3]), []byte("abc")},
+		{"count far over the characters", uuLine(45, abc), abc},
+		{"last group cut to 3 characters", group2[:len(group2)-1], []byte("ab")},
+		{"last group cut to 2 characters", uuLine(4, abc)[:1+4+2], []byte("abcd")},
+		{"characters past the count", uuLine(3, abc), []byte("abc")},
+		{"count exactly the characters", uuLine(6, abc), abc},
+	}
+	for _, tt := range tests {
+		got := uuBlocks([]byte("begin 644 x\r\n" + tt.line + "\r\n`\r\nend\r\n"))
+		if len(got) != 1 || !bytes.Equal(got[0], tt.want) {
+			t.Errorf("%s (%q): %q, want %q", tt.name, tt.line, got, tt.want)
+		}
+	}
+}
+
+// TestLooseBase64DecodeError: base64 text that fails to decode part way gives what decoded
+// before the error, which is looked at for CMS like the rest: an envelope in base64 followed by
+// padding and more characters, in a part labelled 8bit, is refused as undeclared CMS.
+func TestLooseBase64DecodeError(t *testing.T) {
+	body := base64.StdEncoding.EncodeToString(m2Enveloped) + "=AAAA\r\n"
+	out, ok := looseBase64([]byte(body))
+	if !ok || !bytes.HasPrefix(m2Enveloped, out) || len(out) < len(m2Enveloped)-3 {
+		t.Fatalf("looseBase64: %x, %v; want the envelope's start", out, ok)
+	}
+	if _, ok := looseBase64([]byte("========")); ok {
+		t.Error("padding alone taken for base64")
+	}
+	msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body
+	if c := Classify([]byte(msg)); c.Class != Refused || !strings.Contains(c.Reason, "does not declare") {
+		t.Fatalf("%v (%s), want refused as CMS its header does not declare", c.Class, c.Reason)
+	}
+}
+
+// m5TLV is a BER element of tag over body with four length octets, whatever its size.
+func m5TLV(tag byte, body []byte) []byte {
+	n := len(body)
+	return append([]byte{tag, 0x84, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, body...)
+}
+
+// m5Enveloped is an enveloped-data message whose RecipientInfos SET holds risLen octets and
+// whose encrypted content contentLen, and the SET.
+func m5Enveloped(risLen, contentLen int) (msg, ris []byte) {
+	fill := make([]byte, risLen)
+	for i := range fill {
+		fill[i] = byte(i)
+	}
+	ris = m5TLV(0x31, fill)
+	eci := m5TLV(0x30, append([]byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01, 0x30, 0x02, 0x05, 0x00},
+		m5TLV(0x80, make([]byte, contentLen))...))
+	ed := m5TLV(0x30, append(append([]byte{0x02, 0x01, 0x00}, ris...), eci...))
+	der := m5TLV(0x30, append([]byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}, m5TLV(0xa0, ed)...))
+	msg = []byte("From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(der) + "\r\n")
+	return msg, ris
+}
+
+// m5ReaderAt reads from b and records the furthest offset read.
+type m5ReaderAt struct {
+	b   []byte
+	end int64
+}
+
+func (r *m5ReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[off:])
+	r.end = max(r.end, off+int64(n))
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// TestClassifyHeadCost: ClassifyHead reads an envelope's start, not its ciphertext, and parses
+// what it has decoded again only each time that has doubled: for RecipientInfos of 1 KB before
+// 1 MB of content it reads one buffer of the message (32 KB), and for RecipientInfos of 1 MB
+// it makes about a hundred allocations (one parse per read of the decoder, 768 octets, made
+// thousands) and allocates about 6 MB in all (measured: the decode buffer's growth and the
+// head's copy; growing that buffer before it is full made it 20 MB).
+func TestClassifyHeadCost(t *testing.T) {
+	msg, ris := m5Enveloped(1000, 1<<20)
+	r := &m5ReaderAt{b: msg}
+	c, _, ok := ClassifyHead(r, int64(len(msg)))
+	if !ok || !bytes.Contains(c.Envelope, ris[6:]) {
+		t.Fatalf("1 KB of RecipientInfos: not answered (%v)", ok)
+	}
+	if r.end > 64<<10 {
+		t.Errorf("1 KB of RecipientInfos before 1 MB of content: read %d of %d octets", r.end, len(msg))
+	}
+
+	msg, ris = m5Enveloped(1<<20, 1<<20)
+	c, _, ok = ClassifyHead(&m5ReaderAt{b: msg}, int64(len(msg)))
+	if !ok || !bytes.Contains(c.Envelope, ris[6:]) {
+		t.Fatalf("1 MB of RecipientInfos: not answered (%v)", ok)
+	}
+	allocs := testing.AllocsPerRun(2, func() { ClassifyHead(&m5ReaderAt{b: msg}, int64(len(msg))) })
+	if allocs > 1000 {
+		t.Errorf("1 MB of RecipientInfos: %v allocations, want a few parses, not one per read", allocs)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 3
+	for range n {
+		ClassifyHead(&m5ReaderAt{b: msg}, int64(len(msg)))
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / n
+	t.Logf("1 MB of RecipientInfos: %v allocations, %d bytes", allocs, per)
+	if per > 12<<20 {
+		t.Errorf("1 MB of RecipientInfos: %d bytes allocated, want the decode buffer grown only when full", per)
+	}
+}
