@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -213,5 +214,28 @@ func TestClassifyHeadCost(t *testing.T) {
 	t.Logf("1 MB of RecipientInfos: %v allocations, %d bytes", allocs, per)
 	if per > 12<<20 {
 		t.Errorf("1 MB of RecipientInfos: %d bytes allocated, want the decode buffer grown only when full", per)
+	}
+}
+
+// TestClassifyHeadBufferEdge: wherever the header leaves the reader's 32 KB buffer, the
+// envelope is read from the body's first octet: the first read of the base64 may hold a few
+// characters, not enough to tell CMS, which is no reason to give up, and the header returned is
+// the message's own.
+func TestClassifyHeadBufferEdge(t *testing.T) {
+	msg, _ := m5Enveloped(1000, 40000)
+	at := bytes.Index(msg, []byte("\r\n\r\n")) + 2
+	hdr, body := msg[:at], msg[at+2:]
+	want, _, ok := ClassifyHead(bytes.NewReader(msg), int64(len(msg)))
+	if !ok {
+		t.Fatal("not answered")
+	}
+	for k := -4; k <= 40; k++ {
+		// A field that pads the header (and its blank line) to end k octets before the buffer.
+		pad := 32<<10 - k - len(hdr) - len("X-Pad: \r\n") - 2
+		m := slices.Concat(hdr, []byte("X-Pad: "+strings.Repeat("p", pad)+"\r\n\r\n"), body)
+		c, header, ok := ClassifyHead(bytes.NewReader(m), int64(len(m)))
+		if !ok || !bytes.Equal(c.Envelope, want.Envelope) || !bytes.Equal(header, m[:len(m)-len(body)]) {
+			t.Errorf("header ending %d octets before the buffer: answered %v, header of %d octets", k, ok, len(header))
+		}
 	}
 }
