@@ -239,3 +239,33 @@ func TestClassifyHeadBufferEdge(t *testing.T) {
 		}
 	}
 }
+
+// m5UUEncode is data uuencoded as a file, "begin" line to "end" line.
+func m5UUEncode(data []byte) string {
+	var b strings.Builder
+	b.WriteString("begin 644 smime.p7m\r\n")
+	for len(data) > 0 {
+		n := min(len(data), 45)
+		b.WriteString(uuLine(n, data[:n]) + "\r\n")
+		data = data[n:]
+	}
+	b.WriteString("`\r\nend\r\n")
+	return b.String()
+}
+
+// TestClassifyDeclaredBase64Digit: a part declared base64 is decoded as base64 even when its
+// text starts with "0" (the octet a DER SEQUENCE starts with, raw), and what it holds
+// uuencoded is refused; the cheaper reading of undeclared text parts is not for it.
+func TestClassifyDeclaredBase64Digit(t *testing.T) {
+	text := append([]byte{0xd0, '\r', '\n'}, m5UUEncode(m2Enveloped)...)
+	body := base64.StdEncoding.EncodeToString(text)
+	if body[0] != '0' {
+		t.Fatalf("base64 starts with %q", body[0])
+	}
+	msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+		"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		body + "\r\n--b--\r\n"
+	if c := Classify([]byte(msg)); c.Class != Refused || !strings.Contains(c.Reason, "uuencoded") {
+		t.Fatalf("%v (%s), want refused for an enveloped-data uuencoded", c.Class, c.Reason)
+	}
+}
