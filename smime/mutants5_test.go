@@ -292,3 +292,33 @@ func TestCleanBase64LongCarry(t *testing.T) {
 		m5SameAsRef(t, fmt.Sprintf("%d lines, then one character", lines), []byte(msg[:len(msg)-len(body)]+body[3:]+"A\r\n"))
 	}
 }
+
+// TestCleanBase64Shapes: base64 text in lines of every length from 1 to 80 characters and a
+// few long ones, with and without a blank at each line's end (which no block or line decodes
+// whole, so it is read a character at a time), of an envelope, of a longer one and of 9000
+// octets of no CMS, is classified as the reference does: whichever way cleanBase64 reads it
+// (whole blocks of lines, a line at a time, a character at a time), the decoded bytes are the
+// same, in order, and the first ones are what tells CMS.
+func TestCleanBase64Shapes(t *testing.T) {
+	data := make([]byte, 9000)
+	for i := range data {
+		data[i] = byte(i*7 + i/251)
+	}
+	lengths := []int{200, 1000, 4096, 5000}
+	for l := 1; l <= 80; l++ {
+		lengths = append(lengths, l)
+	}
+	for pi, payload := range [][]byte{m2Enveloped, m2BigEnveloped, data} {
+		text := base64.StdEncoding.EncodeToString(payload)
+		for _, l := range lengths {
+			for _, blank := range []string{"", " "} {
+				var b strings.Builder
+				for s := text; len(s) > 0; s = s[min(l, len(s)):] {
+					b.WriteString(s[:min(l, len(s))] + blank + "\r\n")
+				}
+				msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + b.String()
+				m5SameAsRef(t, fmt.Sprintf("payload %d in lines of %d, blank %q", pi, l, blank), []byte(msg))
+			}
+		}
+	}
+}
