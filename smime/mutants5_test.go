@@ -322,3 +322,18 @@ func TestCleanBase64Shapes(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanBase64BareLF: in base64 text whose lines end in a bare LF, a blank line followed by
+// a line longer than a chunk (4096 characters) is a block of its own, an empty one; the text
+// part is classified as the reference does.
+func TestCleanBase64BareLF(t *testing.T) {
+	long := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("abc"), 1700)) // 6800 characters
+	for _, body := range []string{
+		"QUJD QUJD\n\n" + long + "\n", // the first block fails on its blank, then the line is read alone
+		"QUJD\tQUJD\n\n\n" + long + "\n",
+		"QUJD QUJD\r\n\n" + long + "\r\n",
+	} {
+		msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body
+		m5SameAsRef(t, fmt.Sprintf("%.16q", body), []byte(msg))
+	}
+}
