@@ -294,17 +294,18 @@ func TestCleanBase64LongCarry(t *testing.T) {
 }
 
 // TestCleanBase64Shapes: base64 text in lines of every length from 1 to 80 characters and a
-// few long ones, with and without a blank at each line's end (which no block or line decodes
-// whole, so it is read a character at a time), of an envelope, of a longer one and of 9000
-// octets of no CMS, is classified as the reference does: whichever way cleanBase64 reads it
-// (whole blocks of lines, a line at a time, a character at a time), the decoded bytes are the
-// same, in order, and the first ones are what tells CMS.
+// few long ones (about a chunk of 4096, and one longer than the decode buffer holds), with and
+// without a blank at each line's end (which no block or line decodes whole, so it is read a
+// character at a time), of an envelope, of a longer one and of 9000 octets of no CMS, is
+// classified as the reference does: whichever way cleanBase64 reads it (whole blocks of lines,
+// a line at a time, a character at a time), the decoded bytes are the same, in order, and the
+// first ones are what tells CMS.
 func TestCleanBase64Shapes(t *testing.T) {
 	data := make([]byte, 9000)
 	for i := range data {
 		data[i] = byte(i*7 + i/251)
 	}
-	lengths := []int{200, 1000, 4096, 5000}
+	lengths := []int{200, 1000, 4095, 4096, 4097, 5000, 12000}
 	for l := 1; l <= 80; l++ {
 		lengths = append(lengths, l)
 	}
