@@ -338,3 +338,40 @@ func TestCleanBase64BareLF(t *testing.T) {
 		m5SameAsRef(t, fmt.Sprintf("%.16q", body), []byte(msg))
 	}
 }
+
+// TestCleanBase64AfterPadding: base64 text of an envelope on one line ending in padding, then
+// more base64 on the next line: a decoder stops at the padding, after the envelope, and the
+// text part is classified as the reference does (the envelope's first octets tell CMS), not
+// read on past the padding as if it were not there.
+func TestCleanBase64AfterPadding(t *testing.T) {
+	for extra := range 3 { // no padding, "==" and "="
+		der := append(append([]byte{}, m2Enveloped...), make([]byte, extra)...)
+		for _, next := range []string{"QUJD", "QUJDREVG", "QQ=="} {
+			body := base64.StdEncoding.EncodeToString(der) + "\r\n" + next + "\r\n"
+			msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body
+			m5SameAsRef(t, fmt.Sprintf("%q", body), []byte(msg))
+		}
+	}
+}
+
+// TestCleanBase64CarryThenWholeLines: base64 text whose first line is not a whole number of
+// groups of 4 characters (3 of them), then lines that are (4 or 76 characters), then the rest:
+// what the first line leaves undecoded comes before the next lines' characters, and the text
+// part is classified as the reference does.
+func TestCleanBase64CarryThenWholeLines(t *testing.T) {
+	for pi, payload := range [][]byte{m2Enveloped, m2BigEnveloped} {
+		text := base64.StdEncoding.EncodeToString(payload)
+		for _, l := range []int{4, 76} {
+			var b strings.Builder
+			b.WriteString(text[:3] + "\r\n")
+			s := text[3:]
+			for len(s) > l+4 {
+				b.WriteString(s[:l] + "\r\n")
+				s = s[l:]
+			}
+			b.WriteString(s + "\r\n")
+			msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + b.String()
+			m5SameAsRef(t, fmt.Sprintf("payload %d, lines of %d", pi, l), []byte(msg))
+		}
+	}
+}
