@@ -375,3 +375,13 @@ func TestCleanBase64CarryThenWholeLines(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanBase64StrayPadding: padding after whole groups of 4 characters, or more of it than
+// a group can have, is no base64 any decoder reads to the end; the text part is classified as
+// the reference does.
+func TestCleanBase64StrayPadding(t *testing.T) {
+	for _, body := range []string{"QUJD=\r\n", "QUJD==\r\n", "QUJDQ==\r\n", "QUJDQQ=\r\n", "QUJDQQ===\r\n", "QUJD\r\n=\r\n"} {
+		msg := "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body
+		m5SameAsRef(t, fmt.Sprintf("%q", body), []byte(msg))
+	}
+}
