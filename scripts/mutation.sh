@@ -54,6 +54,13 @@ pkg[cms-rest]=./cms;      files[cms-rest]='^(recipient|ridkey|sign|signedcerts|s
 pkg[cms-sign]=./cms;      files[cms-sign]='^(ridkey|sign|signedcerts|sniff|verify)\.go$' # cms-rest's part not yet run
 pkg[smime-head]=./smime;  files[smime-head]='!^(classify|normalize|sevenbit)\.go$' # smime-rest but classify.go
 pkg[smime-tail]=./smime;  files[smime-tail]='^(parse|post|protected|report|reportprotected|reporttext|senders|signed)\.go$' # what smime-head did not reach
+pkg[queue-rest]=./queue;  files[queue-rest]='^(envelope|prefixed|wire)\.go$' # queue's files no other target names
+pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since: what queue-spool's run (at 3cd4a2a) did not see
+# A target may mutate only the lines changed since a commit (gremlins --diff, against the working
+# tree): the staged spool write and the group commit came to spool.go and queue.go after the
+# queue-spool run.
+declare -A since
+since[queue-stage]=3cd4a2a
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
 # gpgsm and NSS decrypting every key-agreement variant: 10 s) and TestGPGSM (3 s) are 13 of a
 # run's 20 s; TestOpenSSLDecryptsOurs, TestKeyAgreeOpenSSL and TestNSS still decode what cms
@@ -105,11 +112,12 @@ for t in "${targets[@]}"; do
     done
   fi
   sk=${MUTATION_SKIP-${skip[$t]:-}}
-  echo "== $t (${pkg[$t]} ${files[$t]:-all files}${sk:+, skipping $sk}), limit $limit"
+  ds=${since[$t]:-}
+  echo "== $t (${pkg[$t]} ${files[$t]:-all files}${ds:+, lines changed since $ds}${sk:+, skipping $sk}), limit $limit"
   log=$out/$t.log
   rc=0
   GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "$gremlins" unleash --workers "$workers" --timeout-coefficient 5 \
-    -o "$out/$t.json" "${excludes[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+    -o "$out/$t.json" ${ds:+--diff "$ds"} "${excludes[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
   # The totals gremlins prints at the end; a run cut off by the limit has none.
   killed=$(grep -o 'Killed: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   lived=$(grep -o 'Lived: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
