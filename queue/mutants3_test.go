@@ -1,0 +1,236 @@
+package queue
+
+// Tests that kill mutants scripts/mutation.sh found living in queue's worker.go, envelope.go,
+// prefixed.go, wire.go and the staged spool write (docs/testing.md, "Mutation testing").
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// syncFailFS is the real file system under a running Queue with two additions: it records each
+// fsync and fdatasync of a spool file in a shared event list (a Deliverer records its attempts in
+// the same list), and, when armed, fails the next one once with EIO, as a disk error would.
+type syncFailFS struct {
+	osFS
+	ev     *events
+	arm    atomic.Bool
+	failed atomic.Int32 // syncs failed so far
+}
+
+type events struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (e *events) add(s string) {
+	e.mu.Lock()
+	e.list = append(e.list, s)
+	e.mu.Unlock()
+}
+
+func (e *events) get() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.list)
+}
+
+func (f *syncFailFS) CreateTemp(dir, pattern string) (spoolFile, error) {
+	sf, err := f.osFS.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &syncFailFile{sf, f}, nil
+}
+
+func (f *syncFailFS) OpenFile(name string, flag int) (spoolFile, error) {
+	sf, err := f.osFS.OpenFile(name, flag)
+	if err != nil {
+		return nil, err
+	}
+	return &syncFailFile{sf, f}, nil
+}
+
+type syncFailFile struct {
+	spoolFile
+	fs *syncFailFS
+}
+
+func (f *syncFailFile) sync(do func() error) error {
+	f.fs.ev.add("sync")
+	if f.fs.arm.CompareAndSwap(true, false) {
+		f.fs.failed.Add(1)
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.EIO}
+	}
+	return do()
+}
+
+func (f *syncFailFile) Sync() error     { return f.sync(f.spoolFile.Sync) }
+func (f *syncFailFile) Datasync() error { return f.sync(f.spoolFile.Datasync) }
+
+// onePackage seals each message as one package to all its recipients.
+type onePackage struct{}
+
+func (onePackage) Process(_ context.Context, _ string, env Envelope, body io.Reader) (*Sealed, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealed{Packages: []Package{{MailFrom: env.MailFrom, RcptTo: env.RcptTo, Body: bytes.NewReader(b)}}}, nil
+}
+
+// scriptedDeliverer answers each delivery attempt with the next of its replies (nil: accepted;
+// after the last, every attempt is accepted) and records the attempt, by reverse path, in ev;
+// before answering it may arm the file system's failure.
+type scriptedDeliverer struct {
+	ev      *events
+	mu      sync.Mutex
+	replies []error
+	armOn   int // the attempt (from 1) before whose answer fs is armed; 0: never
+	fs      *syncFailFS
+	n       int
+}
+
+func (d *scriptedDeliverer) Deliver(_ context.Context, from string, rcptTo []string, body io.Reader) ([]RcptResult, error) {
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.n++
+	var reply error
+	if d.n <= len(d.replies) {
+		reply = d.replies[d.n-1]
+	}
+	if d.n == d.armOn {
+		d.fs.arm.Store(true)
+	}
+	d.mu.Unlock()
+	d.ev.add("deliver from <" + from + ">")
+	out := make([]RcptResult, len(rcptTo))
+	for i, r := range rcptTo {
+		out[i] = RcptResult{Rcpt: r, Err: reply}
+	}
+	return out, nil
+}
+
+// runOverSyncFailFS opens a queue in a new directory with its spool on a syncFailFS, runs it,
+// accepts one message to one recipient and waits until the queue is empty.
+func runOverSyncFailFS(t *testing.T, d *scriptedDeliverer, logs io.Writer) *syncFailFS {
+	t.Helper()
+	ev := &events{}
+	fsys := &syncFailFS{ev: ev}
+	d.ev, d.fs = ev, fsys
+	q, err := Open(Options{Dir: t.TempDir(), Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}, onePackage{}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before Run: no worker has touched the spool yet.
+	q.sp.fs = fsys
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; q.Close() }()
+	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}},
+		strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for q.Stats().Messages > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("message not finished: %+v; events %q", q.Stats(), ev.get())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fsys
+}
+
+// syncLockedLogs is a log buffer safe for the queue's goroutines.
+type syncLockedLogs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLockedLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLockedLogs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDSNCommitRetried: when the commit of a delivery result that failed a recipient fails (the
+// fdatasync returns EIO), the DSN it added is in memory only; the next pass of the message
+// commits it first and then sends it, once (worker.go:23, the commit of a DSN whose commit
+// failed: without it the DSN stays unwritten, and an unwritten package is never sent).
+func TestDSNCommitRetried(t *testing.T) {
+	var logs syncLockedLogs
+	e550 := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	d := &scriptedDeliverer{replies: []error{e550}, armOn: 1}
+	fsys := runOverSyncFailFS(t, d, &logs)
+	if n := fsys.failed.Load(); n != 1 {
+		t.Fatalf("%d syncs failed, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "failed to record state") {
+		t.Fatalf("the failed commit was not logged:\n%s", logs.String())
+	}
+	ev := fsys.ev.get()
+	var delivers []string
+	for _, e := range ev {
+		if strings.HasPrefix(e, "deliver") {
+			delivers = append(delivers, e)
+		}
+	}
+	if want := []string{"deliver from <a@example.test>", "deliver from <>"}; !slices.Equal(delivers, want) {
+		t.Fatalf("attempts %q, want the package refused and then its DSN sent once", delivers)
+	}
+	// The DSN's commit (a sync that succeeds) comes between the failed one and the DSN's
+	// delivery.
+	i := slices.Index(ev, "deliver from <a@example.test>")
+	j := slices.Index(ev, "deliver from <>")
+	if syncs := j - i - 1; syncs != 2 {
+		t.Fatalf("%d syncs between the refusal and the DSN's delivery, want 2 (the failed commit, the DSN's commit): %q", syncs, ev)
+	}
+}
+
+// TestPassWithoutNewsWritesNothing: a pass over a sealed message with nothing unwritten sends
+// without committing first: after a deferral's commit, the next attempt follows with no sync
+// between them (worker.go:23 made len(rec.unwritten) >= 0 committed the same state again on
+// every pass, one more fdatasync per attempt).
+func TestPassWithoutNewsWritesNothing(t *testing.T) {
+	var logs syncLockedLogs
+	e451 := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	d := &scriptedDeliverer{replies: []error{e451, e451}}
+	fsys := runOverSyncFailFS(t, d, &logs)
+	ev := fsys.ev.get()
+	var at []int
+	for i, e := range ev {
+		if e == "deliver from <a@example.test>" {
+			at = append(at, i)
+		}
+	}
+	if len(at) != 3 || slices.Contains(ev, "deliver from <>") {
+		t.Fatalf("events %q, want three attempts of the package and no DSN", ev)
+	}
+	for k := range 2 {
+		if syncs := at[k+1] - at[k] - 1; syncs != 1 {
+			t.Errorf("%d syncs between attempts %d and %d, want 1 (the deferral's commit): %q", syncs, k+1, k+2, ev)
+		}
+	}
+}
