@@ -234,3 +234,52 @@ func TestPassWithoutNewsWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixedWriteToCount: WriteTo returns the bytes it wrote, prefix and body, whole or as
+// the head of a split body (prefixed.go:33, the sum made a difference).
+func TestPrefixedWriteToCount(t *testing.T) {
+	tail := &sharedTail{b: []byte("shared\r\n")}
+	for _, body := range []io.WriterTo{strings.NewReader("a body\r\n"), &sharedBody{head: "head\r\n\r\n", tail: tail, split: true}} {
+		p := NewPrefixed("Received: by relay.example.test\r\n", body, nil)
+		head, _ := p.SplitBody()
+		for _, w := range []io.WriterTo{p, head} {
+			var buf bytes.Buffer
+			n, err := w.WriteTo(&buf)
+			if err != nil || n != int64(buf.Len()) || !strings.HasPrefix(buf.String(), "Received: ") {
+				t.Errorf("%T: WriteTo = %d, %v; wrote %d bytes: %q", body, n, err, buf.Len(), buf.String())
+			}
+		}
+	}
+}
+
+// TestWireTailOfTwo: a shared part of exactly one CRLF is in wire form and offered as a tail
+// of 2 bytes, the least a tail can be (wire.go:41, Len < 2 made <= 2).
+func TestWireTailOfTwo(t *testing.T) {
+	sp := newTestSpool(t)
+	rec := spoolMessage(t, sp, "body\r\n")
+	body := &sharedBody{head: "To: b\r\n\r\nTUlJ", tail: &sharedTail{b: []byte("\r\n")}, split: true}
+	addShared(rec, []*sharedBody{body})
+	if err := sp.commit(rec); err != nil {
+		t.Fatal(err)
+	}
+	f, r, err := sp.openPackage(rec, rec.Packages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head, tail, ok := r.(WireBody).WireTail()
+	if !ok || tail.Len != 2 {
+		t.Fatalf("WireTail: ok %v, %+v; want a tail of 2 bytes", ok, tail)
+	}
+	h, err := io.ReadAll(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := make([]byte, tail.Len)
+	if _, err := tail.File.ReadAt(tb, tail.Off); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(h) + string(tb); got != string(body.bytes()) {
+		t.Fatalf("head and tail %q, want %q", got, body.bytes())
+	}
+}
