@@ -58,7 +58,8 @@ pkg[queue-rest]=./queue;  files[queue-rest]='^(envelope|prefixed|wire)\.go$' # q
 pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since: what queue-spool's run (at 3cd4a2a) did not see
 # A target may mutate only the lines changed since a commit (gremlins --diff, against the working
 # tree): the staged spool write and the group commit came to spool.go and queue.go after the
-# queue-spool run.
+# queue-spool run. gremlins 0.6.0 matches the diff's file names with names relative to the
+# package, so such a target runs in the package's directory with git's diff.relative set.
 declare -A since
 since[queue-stage]=3cd4a2a
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
@@ -90,6 +91,7 @@ fi
 
 out=${MUTATION_OUT:-${TMPDIR:-/tmp}/mutation-report}
 mkdir -p "$out"
+out=$(cd "$out" && pwd) # absolute: a target with since runs in its package directory
 limit=${MUTATION_TIMEOUT:-60m}
 workers=${MUTATION_WORKERS:-1}
 summary=$out/summary.txt
@@ -116,8 +118,13 @@ for t in "${targets[@]}"; do
   echo "== $t (${pkg[$t]} ${files[$t]:-all files}${ds:+, lines changed since $ds}${sk:+, skipping $sk}), limit $limit"
   log=$out/$t.log
   rc=0
-  GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "$gremlins" unleash --workers "$workers" --timeout-coefficient 5 \
-    -o "$out/$t.json" ${ds:+--diff "$ds"} "${excludes[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+  run=("$gremlins" unleash --workers "$workers" --timeout-coefficient 5 -o "$out/$t.json" "${excludes[@]}")
+  if [ -n "$ds" ]; then
+    (cd "$dir" && GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=diff.relative GIT_CONFIG_VALUE_0=true \
+      GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" .) > "$log" 2>&1 || rc=$?
+  else
+    GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+  fi
   # The totals gremlins prints at the end; a run cut off by the limit has none.
   killed=$(grep -o 'Killed: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   lived=$(grep -o 'Lived: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
