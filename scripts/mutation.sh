@@ -121,7 +121,7 @@ for t in "${targets[@]}"; do
   run=("$gremlins" unleash --workers "$workers" --timeout-coefficient 5 -o "$out/$t.json" "${excludes[@]}")
   if [ -n "$ds" ]; then
     (cd "$dir" && GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=diff.relative GIT_CONFIG_VALUE_0=true \
-      GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" .) > "$log" 2>&1 || rc=$?
+      GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" "$PWD/$dir") > "$log" 2>&1 || rc=$?
   else
     GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
   fi
