@@ -58,8 +58,8 @@ pkg[queue-rest]=./queue;  files[queue-rest]='^(envelope|prefixed|wire)\.go$' # q
 pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since: what queue-spool's run (at 3cd4a2a) did not see
 # A target may mutate only the lines changed since a commit (gremlins --diff, against the working
 # tree): the staged spool write and the group commit came to spool.go and queue.go after the
-# queue-spool run. gremlins 0.6.0 matches the diff's file names with names relative to the
-# package, so such a target runs in the package's directory with git's diff.relative set.
+# queue-spool run. gremlins 0.6.0 matches the diff's file names (from the module root) with
+# names relative to the package, so its git diff runs with --relative=<package dir>/ (a shim).
 declare -A since
 since[queue-stage]=3cd4a2a
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
@@ -91,7 +91,6 @@ fi
 
 out=${MUTATION_OUT:-${TMPDIR:-/tmp}/mutation-report}
 mkdir -p "$out"
-out=$(cd "$out" && pwd) # absolute: a target with since runs in its package directory
 limit=${MUTATION_TIMEOUT:-60m}
 workers=${MUTATION_WORKERS:-1}
 summary=$out/summary.txt
@@ -120,8 +119,13 @@ for t in "${targets[@]}"; do
   rc=0
   run=("$gremlins" unleash --workers "$workers" --timeout-coefficient 5 -o "$out/$t.json" "${excludes[@]}")
   if [ -n "$ds" ]; then
-    (cd "$dir" && GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=diff.relative GIT_CONFIG_VALUE_0=true \
-      GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" "$PWD/$dir") > "$log" 2>&1 || rc=$?
+    shim=$(mktemp -d)
+    git=$(command -v git)
+    printf '#!/bin/sh\nif [ "$1" = diff ]; then shift; exec %s diff --relative=%s/ "$@"; fi\nexec %s "$@"\n' \
+      "$git" "$dir" "$git" > "$shim/git"
+    chmod +x "$shim/git"
+    PATH=$shim:$PATH GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+    rm -r "$shim"
   else
     GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
   fi
