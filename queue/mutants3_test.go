@@ -6,6 +6,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -281,5 +282,67 @@ func TestWireTailOfTwo(t *testing.T) {
 	}
 	if got := string(h) + string(tb); got != string(body.bytes()) {
 		t.Fatalf("head and tail %q, want %q", got, body.bytes())
+	}
+}
+
+// TestStagedEnvelopeRoom: the envelope a check completes is written in place when it fits the
+// room the staged file left for it, to the last byte, and left as it was when it is one byte
+// longer (spool.go:587: the first that does not fit made to fit wrote a line one byte too long,
+// a negative count of blanks).
+func TestStagedEnvelopeRoom(t *testing.T) {
+	const room = 40
+	sp := newTestSpool(t)
+	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}, ReceivedAt: time.Unix(1e9, 0).UTC()}
+	base, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(class string) int {
+		e := env
+		e.Class = class
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(b)
+	}
+	// The room is the envelope line's: the longest envelope that fits is len(base)+room.
+	fits := strings.Repeat("c", room-(with("")+len(`,"Class":""`)-len(base)))
+	if with(fits) != len(base)+room {
+		t.Fatalf("envelope with class of %d: %d bytes, want %d", len(fits), with(fits), len(base)+room)
+	}
+	for _, tc := range []struct {
+		class string
+		kept  bool
+	}{{fits, true}, {fits + "c", false}} {
+		st, err := sp.stageMessage(context.Background(), newID(time.Now()), env, strings.NewReader("body\r\n"), 0, room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := env
+		e.Class = tc.class
+		if _, err := st.commit(&e); err != nil {
+			t.Fatal(err)
+		}
+		rec, _, err := sp.load(st.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if tc.kept {
+			want = tc.class
+		}
+		if rec.Envelope.Class != want || rec.Envelope.MailFrom != env.MailFrom {
+			t.Errorf("class of %d bytes: loaded envelope %+v, want class %q", len(tc.class), rec.Envelope, want)
+		}
+		f, body, err := sp.openBody(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(body)
+		f.Close()
+		if err != nil || string(b) != "body\r\n" {
+			t.Errorf("class of %d bytes: body %q, %v", len(tc.class), b, err)
+		}
 	}
 }
