@@ -59,7 +59,9 @@ pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since:
 # A target may mutate only the lines changed since a commit (gremlins --diff, against the working
 # tree): the staged spool write and the group commit came to spool.go and queue.go after the
 # queue-spool run. gremlins 0.6.0 matches the diff's file names (from the module root) with
-# names relative to the package, so its git diff runs with --relative=<package dir>/ (a shim).
+# names relative to the package, so its git diff runs with --relative=<package dir>/ (a shim),
+# and -U0: gremlins takes a hunk's changed lines as one run from its first, which context lines
+# in the middle of a hunk would shift.
 declare -A since
 since[queue-stage]=3cd4a2a
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
@@ -121,7 +123,7 @@ for t in "${targets[@]}"; do
   if [ -n "$ds" ]; then
     shim=$(mktemp -d)
     git=$(command -v git)
-    printf '#!/bin/sh\nif [ "$1" = diff ]; then shift; exec %s diff --relative=%s/ "$@"; fi\nexec %s "$@"\n' \
+    printf '#!/bin/sh\nif [ "$1" = diff ]; then shift; exec %s diff -U0 --relative=%s/ "$@"; fi\nexec %s "$@"\n' \
       "$git" "$dir" "$git" > "$shim/git"
     chmod +x "$shim/git"
     PATH=$shim:$PATH GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
