@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -29,6 +30,8 @@ type syncFailFS struct {
 	ev     *events
 	arm    atomic.Bool
 	failed atomic.Int32 // syncs failed so far
+	// failWrites, when set, fails every WriteAt with EIO.
+	failWrites atomic.Bool
 }
 
 type events struct {
@@ -76,6 +79,13 @@ func (f *syncFailFile) sync(do func() error) error {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.EIO}
 	}
 	return do()
+}
+
+func (f *syncFailFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.failWrites.Load() {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.EIO}
+	}
+	return f.spoolFile.WriteAt(p, off)
 }
 
 func (f *syncFailFile) Sync() error     { return f.sync(f.spoolFile.Sync) }
@@ -343,6 +353,47 @@ func TestStagedEnvelopeRoom(t *testing.T) {
 		f.Close()
 		if err != nil || string(b) != "body\r\n" {
 			t.Errorf("class of %d bytes: body %q, %v", len(tc.class), b, err)
+		}
+	}
+}
+
+// failingPart is a shared part whose bytes cannot be produced.
+type failingPart struct{ err error }
+
+func (p failingPart) WriteTo(io.Writer) (int64, error) { return 0, p.err }
+
+// TestSharedPartWriteErrors: a shared part that fails to produce its bytes fails the commit
+// with its own error, not as the spool's; a disk that fails to take them fails it as the
+// spool's (ErrSpoolUnavailable), as for a package's own bytes (spool.go:849, which tells the
+// two apart).
+func TestSharedPartWriteErrors(t *testing.T) {
+	errPart := errors.New("the part's reader failed")
+	for _, disk := range []bool{false, true} {
+		sp := newTestSpool(t)
+		rec := spoolMessage(t, sp, "body\r\n")
+		var shared io.WriterTo = &sharedTail{b: []byte("shared\r\n")}
+		if !disk {
+			shared = failingPart{errPart}
+		}
+		p := &pkgRecord{N: 0, MailFrom: rec.Envelope.MailFrom, Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}}
+		rec.Phase = phaseSealed
+		rec.Packages = append(rec.Packages, p)
+		rec.unwritten = append(rec.unwritten, newPackage{rec: p, body: strings.NewReader("head\r\n"), shared: shared})
+		if disk {
+			fsys := &syncFailFS{ev: &events{}}
+			fsys.failWrites.Store(true)
+			sp.fs = fsys
+		}
+		err := sp.commit(rec)
+		switch {
+		case err == nil:
+			t.Fatalf("disk error %v: commit succeeded", disk)
+		case errors.Is(err, ErrSpoolUnavailable) != disk:
+			t.Errorf("disk error %v: %v; a spool error: %v", disk, err, !disk)
+		case !disk && !errors.Is(err, errPart):
+			t.Errorf("the part's error: %v, want it to name %v", err, errPart)
+		case disk && !errors.Is(err, syscall.EIO):
+			t.Errorf("disk error: %v, want EIO", err)
 		}
 	}
 }
