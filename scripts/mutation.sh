@@ -64,6 +64,7 @@ pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since:
 # in the middle of a hunk would shift.
 declare -A since
 since[queue-stage]=3cd4a2a
+pkg[queue-worker-new]=./queue; files[queue-worker-new]='^worker\.go$'; since[queue-worker-new]=e2fc2bc # since queue-worker's run
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
 # gpgsm and NSS decrypting every key-agreement variant: 10 s) and TestGPGSM (3 s) are 13 of a
 # run's 20 s; TestOpenSSLDecryptsOurs, TestKeyAgreeOpenSSL and TestNSS still decode what cms
