@@ -357,29 +357,36 @@ func TestStagedEnvelopeRoom(t *testing.T) {
 	}
 }
 
-// failingPart is a shared part whose bytes cannot be produced.
+// failingPart is a package body or shared part whose bytes cannot be produced.
 type failingPart struct{ err error }
 
 func (p failingPart) WriteTo(io.Writer) (int64, error) { return 0, p.err }
 
-// TestSharedPartWriteErrors: a shared part that fails to produce its bytes fails the commit
-// with its own error, not as the spool's; a disk that fails to take them fails it as the
-// spool's (ErrSpoolUnavailable), as for a package's own bytes (spool.go:849, which tells the
-// two apart).
-func TestSharedPartWriteErrors(t *testing.T) {
+// TestPackageWriteErrors: a package's own bytes or its shared part failing to be produced
+// fail the commit with their own error, not as the spool's; a disk that fails to take them
+// fails it as the spool's (ErrSpoolUnavailable) (spool.go:849 for a shared part, :859 for a
+// package's own bytes, which tell the two apart; the second was left by the queue-spool run,
+// as spool.go:745 then).
+func TestPackageWriteErrors(t *testing.T) {
 	errPart := errors.New("the part's reader failed")
-	for _, disk := range []bool{false, true} {
+	for _, tc := range []struct {
+		name         string
+		body, shared io.WriterTo
+		disk         bool
+	}{
+		{"shared part fails", strings.NewReader("head\r\n"), failingPart{errPart}, false},
+		{"package fails", failingPart{errPart}, nil, false},
+		{"package after its shared part fails", failingPart{errPart}, &sharedTail{b: []byte("shared\r\n")}, false},
+		{"disk fails a shared part", strings.NewReader("head\r\n"), &sharedTail{b: []byte("shared\r\n")}, true},
+		{"disk fails a package", strings.NewReader("head\r\n"), nil, true},
+	} {
 		sp := newTestSpool(t)
 		rec := spoolMessage(t, sp, "body\r\n")
-		var shared io.WriterTo = &sharedTail{b: []byte("shared\r\n")}
-		if !disk {
-			shared = failingPart{errPart}
-		}
 		p := &pkgRecord{N: 0, MailFrom: rec.Envelope.MailFrom, Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}}
 		rec.Phase = phaseSealed
 		rec.Packages = append(rec.Packages, p)
-		rec.unwritten = append(rec.unwritten, newPackage{rec: p, body: strings.NewReader("head\r\n"), shared: shared})
-		if disk {
+		rec.unwritten = append(rec.unwritten, newPackage{rec: p, body: tc.body, shared: tc.shared})
+		if tc.disk {
 			fsys := &syncFailFS{ev: &events{}}
 			fsys.failWrites.Store(true)
 			sp.fs = fsys
@@ -387,13 +394,13 @@ func TestSharedPartWriteErrors(t *testing.T) {
 		err := sp.commit(rec)
 		switch {
 		case err == nil:
-			t.Fatalf("disk error %v: commit succeeded", disk)
-		case errors.Is(err, ErrSpoolUnavailable) != disk:
-			t.Errorf("disk error %v: %v; a spool error: %v", disk, err, !disk)
-		case !disk && !errors.Is(err, errPart):
-			t.Errorf("the part's error: %v, want it to name %v", err, errPart)
-		case disk && !errors.Is(err, syscall.EIO):
-			t.Errorf("disk error: %v, want EIO", err)
+			t.Fatalf("%s: commit succeeded", tc.name)
+		case errors.Is(err, ErrSpoolUnavailable) != tc.disk:
+			t.Errorf("%s: %v; want a spool error: %v", tc.name, err, tc.disk)
+		case !tc.disk && !errors.Is(err, errPart):
+			t.Errorf("%s: %v, want it to name %v", tc.name, err, errPart)
+		case tc.disk && !errors.Is(err, syscall.EIO):
+			t.Errorf("%s: %v, want EIO", tc.name, err)
 		}
 	}
 }
