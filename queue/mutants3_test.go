@@ -108,6 +108,7 @@ func (onePackage) Process(_ context.Context, _ string, env Envelope, body io.Rea
 type scriptedDeliverer struct {
 	ev      *events
 	mu      sync.Mutex
+	dsns    []string // the bodies sent with a null reverse path
 	replies []error
 	armOn   int // the attempt (from 1) before whose answer fs is armed; 0: never
 	fs      *syncFailFS
@@ -115,10 +116,14 @@ type scriptedDeliverer struct {
 }
 
 func (d *scriptedDeliverer) Deliver(_ context.Context, from string, rcptTo []string, body io.Reader) ([]RcptResult, error) {
-	if _, err := io.Copy(io.Discard, body); err != nil {
+	b, err := io.ReadAll(body)
+	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
+	if from == "" {
+		d.dsns = append(d.dsns, string(b))
+	}
 	d.n++
 	var reply error
 	if d.n <= len(d.replies) {
@@ -140,11 +145,17 @@ func (d *scriptedDeliverer) Deliver(_ context.Context, from string, rcptTo []str
 // accepts one message to one recipient and waits until the queue is empty.
 func runOverSyncFailFS(t *testing.T, d *scriptedDeliverer, logs io.Writer) *syncFailFS {
 	t.Helper()
+	return runScripted(t, onePackage{}, d, []string{"b@example.test"}, logs)
+}
+
+// runScripted is runOverSyncFailFS with p sealing a message to rcpts.
+func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string, logs io.Writer) *syncFailFS {
+	t.Helper()
 	ev := &events{}
 	fsys := &syncFailFS{ev: ev}
 	d.ev, d.fs = ev, fsys
 	q, err := Open(Options{Dir: t.TempDir(), Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond},
-		Logger: slog.New(slog.NewTextHandler(logs, nil))}, onePackage{}, d)
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}, p, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +165,7 @@ func runOverSyncFailFS(t *testing.T, d *scriptedDeliverer, logs io.Writer) *sync
 	done := make(chan struct{})
 	go func() { q.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done; q.Close() }()
-	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}},
+	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: rcpts},
 		strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -401,6 +412,57 @@ func TestPackageWriteErrors(t *testing.T) {
 			t.Errorf("%s: %v, want it to name %v", tc.name, err, errPart)
 		case tc.disk && !errors.Is(err, syscall.EIO):
 			t.Errorf("%s: %v, want EIO", tc.name, err)
+		}
+	}
+}
+
+// journalAndWaiting seals a message as a journal package (silent, to journal@example.test) and
+// a package waiting for it, to member@example.test with the reverse path from.
+type journalAndWaiting struct{ from string }
+
+func (p journalAndWaiting) Process(_ context.Context, _ string, env Envelope, body io.Reader) (*Sealed, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealed{Packages: []Package{
+		{MailFrom: env.MailFrom, RcptTo: []string{"journal@example.test"}, Body: bytes.NewReader(b), Silent: true},
+		{MailFrom: p.from, RcptTo: []string{"member@example.test"}, Body: bytes.NewReader(b), Wait: &Wait{For: []int{0}}},
+	}}, nil
+}
+
+// TestWaitReportOwnReversePath: when the journal package fails, the DSN for a waiting package
+// with a reverse path of its own (a list member's copy) names the envelope recipients in no
+// package (the list), never the member; one with the sender's reverse path names its own
+// recipient and not the envelope recipients in no package (worker.go:110, which of the two
+// gets Wait.Report).
+func TestWaitReportOwnReversePath(t *testing.T) {
+	e550 := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	for _, tc := range []struct {
+		from       string
+		named, not []string
+	}{
+		{"list-bounces@example.test", []string{"list@example.test"}, []string{"member@", "journal@"}},
+		{"a@example.test", []string{"member@example.test"}, []string{"list@", "journal@"}},
+	} {
+		var logs syncLockedLogs
+		d := &scriptedDeliverer{replies: []error{e550}}
+		runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs)
+		d.mu.Lock()
+		dsns := slices.Clone(d.dsns)
+		d.mu.Unlock()
+		if len(dsns) != 1 {
+			t.Fatalf("from %s: %d DSNs, want 1:\n%s", tc.from, len(dsns), logs.String())
+		}
+		for _, a := range tc.named {
+			if !strings.Contains(dsns[0], "Final-Recipient: rfc822; "+a) {
+				t.Errorf("from %s: the DSN does not name %s:\n%s", tc.from, a, dsns[0])
+			}
+		}
+		for _, a := range tc.not {
+			if strings.Contains(dsns[0], a) {
+				t.Errorf("from %s: the DSN names %s:\n%s", tc.from, a, dsns[0])
+			}
 		}
 	}
 }
