@@ -466,3 +466,29 @@ func TestWaitReportOwnReversePath(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSealedWaitBounds: a package may wait for any other package that waits for nothing,
+// the first and the last included; a wait for a number out of range, below or exactly at the
+// count, is refused, not an index out of range (worker.go:228, both bounds).
+func TestCheckSealedWaitBounds(t *testing.T) {
+	body := strings.NewReader("x")
+	sealed := func(waiter int, on int) *Sealed {
+		s := &Sealed{}
+		for i := range 3 {
+			p := Package{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}, Body: body}
+			if i == waiter {
+				p.Wait = &Wait{For: []int{on}}
+			}
+			s.Packages = append(s.Packages, p)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		waiter, on int
+		ok         bool
+	}{{2, 0, true}, {0, 2, true}, {1, 0, true}, {2, -1, false}, {2, 3, false}, {2, 2, false}} {
+		if err := checkSealed(sealed(tc.waiter, tc.on)); (err == nil) != tc.ok {
+			t.Errorf("package %d waiting for %d: %v, want ok %v", tc.waiter, tc.on, err, tc.ok)
+		}
+	}
+}
