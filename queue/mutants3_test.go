@@ -492,3 +492,32 @@ func TestCheckSealedWaitBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeStateWaitRange: a spool state whose package waits for a number that is no package
+// (below 0, or exactly the count), for itself or for a DSN is refused as a bad spool file, and
+// loading it does not index out of range; a wait for another sealed package loads
+// (worker.go:286, record.pkg's bounds, which validWait relies on for numbers from the file).
+func TestDecodeStateWaitRange(t *testing.T) {
+	const id = "0123456789abcdef0123456789"
+	const framesAt, at = 1000, 2000
+	first := int64(framesAt + frameHeaderLen)
+	for _, tc := range []struct {
+		on int
+		ok bool
+	}{{0, true}, {-1, false}, {3, false}, {1, false}, {2, false}} {
+		rec := record{ID: id, Phase: phaseSealed}
+		for n := range 3 {
+			rec.Packages = append(rec.Packages, &pkgRecord{N: n, Off: first, Len: 1, DSN: n == 2,
+				Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}})
+		}
+		rec.Packages[1].Wait = &Wait{For: []int{tc.on}}
+		payload, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = decodeState(id, Envelope{}, stateFrame{payload: payload, at: at, end: at + 100}, framesAt)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrBadSpoolFile) {
+			t.Errorf("package 1 waiting for %d: %v, want ok %v", tc.on, err, tc.ok)
+		}
+	}
+}
