@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -43,9 +44,9 @@ func sinkClient(t *testing.T, tls bool, opts delivery.Options) (*smtpsink.Sink, 
 	return sink, c
 }
 
-// scriptedHop is a next hop on a loopback port that serves one connection: it greets with
-// greeting and hands each command line, with its verb in upper case, to answer, until answer
-// returns false or the client goes. It closes when the test ends.
+// scriptedHop is a next hop on a loopback port that serves one connection: it sends greeting
+// (as it is: its lines end in CRLF) and hands each command line, with its verb in upper case,
+// to answer, until answer returns false or the client goes. It closes when the test ends.
 func scriptedHop(t *testing.T, greeting string, answer func(tp *textproto.Conn, verb, line string) bool) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,7 +61,9 @@ func scriptedHop(t *testing.T, greeting string, answer func(tp *textproto.Conn, 
 		}
 		defer c.Close()
 		tp := textproto.NewConn(c)
-		tp.PrintfLine("%s", greeting)
+		if _, err := io.WriteString(c, greeting); err != nil {
+			return
+		}
 		for {
 			line, err := tp.ReadLine()
 			if err != nil {
@@ -350,7 +353,7 @@ func BenchmarkDeliverRoundTrips(b *testing.B) {
 func TestDeliverHeloOnly(t *testing.T) {
 	got := make(chan string, 1)
 	var data, helo string
-	addr := scriptedHop(t, "220 old.example.test", func(tp *textproto.Conn, verb, line string) bool {
+	addr := scriptedHop(t, "220 old.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
 		switch verb {
 		case "EHLO":
 			tp.PrintfLine("502 command not recognized")
@@ -445,7 +448,7 @@ func TestDeliverReuse(t *testing.T) {
 func pipeliningServer(t *testing.T, got chan<- string) string {
 	t.Helper()
 	var replies, rcpts []string
-	return scriptedHop(t, "220 pipe.example.test", func(tp *textproto.Conn, verb, line string) bool {
+	return scriptedHop(t, "220 pipe.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
 		switch verb {
 		case "EHLO":
 			tp.PrintfLine("250-pipe.example.test\r\n250-PIPELINING\r\n250 8BITMIME")
