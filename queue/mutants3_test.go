@@ -521,3 +521,21 @@ func TestDecodeStateWaitRange(t *testing.T) {
 		}
 	}
 }
+
+// TestPkgByNumber: record.pkg finds a sealed package by its number wherever it stands in
+// Packages, the first place included (worker.go:290: the search's "not found" made to take
+// the first place too).
+func TestPkgByNumber(t *testing.T) {
+	rec := &record{}
+	for _, n := range []int{1, 0, 2} {
+		rec.Packages = append(rec.Packages, &pkgRecord{N: n})
+	}
+	for want, at := range []int{1, 0, 2} {
+		if p := rec.pkg(want); p != rec.Packages[at] {
+			t.Errorf("pkg(%d) = %+v, want the package at %d", want, p, at)
+		}
+	}
+	if p := rec.pkg(3); p != nil {
+		t.Errorf("pkg(3) = %+v, want nil", p)
+	}
+}
