@@ -1,7 +1,10 @@
 package queue
 
-// Tests that kill mutants scripts/mutation.sh found living in queue's worker.go, envelope.go,
-// prefixed.go, wire.go and the staged spool write (docs/testing.md, "Mutation testing").
+// Tests that kill mutants scripts/mutation.sh found living in queue's prefixed.go and wire.go
+// (target queue-rest), in the lines of queue.go and spool.go changed since the queue-spool run
+// (queue-stage: the staged spool write, the group commit) and of worker.go since the
+// queue-worker run (queue-worker-new), and worker.go:23, which that run left
+// (docs/testing.md, "Mutation testing").
 
 import (
 	"bytes"
