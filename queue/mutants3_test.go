@@ -35,6 +35,8 @@ type syncFailFS struct {
 	failed atomic.Int32 // syncs failed so far
 	// failWrites, when set, fails every WriteAt with EIO.
 	failWrites atomic.Bool
+	// beforeSync, when set, runs before each sync is recorded and done.
+	beforeSync func()
 }
 
 type events struct {
@@ -76,6 +78,9 @@ type syncFailFile struct {
 }
 
 func (f *syncFailFile) sync(do func() error) error {
+	if f.fs.beforeSync != nil {
+		f.fs.beforeSync()
+	}
 	f.fs.ev.add("sync")
 	if f.fs.arm.CompareAndSwap(true, false) {
 		f.fs.failed.Add(1)
@@ -148,17 +153,23 @@ func (d *scriptedDeliverer) Deliver(_ context.Context, from string, rcptTo []str
 // accepts one message to one recipient and waits until the queue is empty.
 func runOverSyncFailFS(t *testing.T, d *scriptedDeliverer, logs io.Writer) *syncFailFS {
 	t.Helper()
-	return runScripted(t, onePackage{}, d, []string{"b@example.test"}, logs)
+	fsys, _ := runScripted(t, onePackage{}, d, []string{"b@example.test"}, logs, nil)
+	return fsys
 }
 
-// runScripted is runOverSyncFailFS with p sealing a message to rcpts.
-func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string, logs io.Writer) *syncFailFS {
+// runScripted is runOverSyncFailFS with p sealing a message to rcpts and tune, when not nil,
+// changing the queue's options; it also returns the queue's Stats once the message finished.
+func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string, logs io.Writer, tune func(*Options)) (*syncFailFS, Stats) {
 	t.Helper()
 	ev := &events{}
 	fsys := &syncFailFS{ev: ev}
 	d.ev, d.fs = ev, fsys
-	q, err := Open(Options{Dir: t.TempDir(), Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond},
-		Logger: slog.New(slog.NewTextHandler(logs, nil))}, p, d)
+	opts := Options{Dir: t.TempDir(), Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	if tune != nil {
+		tune(&opts)
+	}
+	q, err := Open(opts, p, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +190,7 @@ func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return fsys
+	return fsys, q.Stats()
 }
 
 // syncLockedLogs is a log buffer safe for the queue's goroutines.
@@ -438,7 +449,7 @@ func (p journalAndWaiting) Process(_ context.Context, _ string, env Envelope, bo
 // with a reverse path of its own (a list member's copy) names the envelope recipients in no
 // package (the list), never the member; one with the sender's reverse path names its own
 // recipient and not the envelope recipients in no package (worker.go:110, which of the two
-// gets Wait.Report).
+// gets Wait.Report); both recipients count as failed (worker.go:339, failWaiting's count).
 func TestWaitReportOwnReversePath(t *testing.T) {
 	e550 := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	for _, tc := range []struct {
@@ -450,7 +461,11 @@ func TestWaitReportOwnReversePath(t *testing.T) {
 	} {
 		var logs syncLockedLogs
 		d := &scriptedDeliverer{replies: []error{e550}}
-		runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs)
+		_, st := runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs, nil)
+		// Failed: the journal package's recipient and the waiting package's; delivered: the DSN.
+		if st.Failed != 2 || st.Delivered != 1 || st.DSNs != 1 {
+			t.Errorf("from %s: stats %+v, want 2 failed, 1 delivered (the DSN), 1 DSN", tc.from, st)
+		}
 		d.mu.Lock()
 		dsns := slices.Clone(d.dsns)
 		d.mu.Unlock()
