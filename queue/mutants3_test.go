@@ -461,10 +461,18 @@ func TestWaitReportOwnReversePath(t *testing.T) {
 	} {
 		var logs syncLockedLogs
 		d := &scriptedDeliverer{replies: []error{e550}}
-		_, st := runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs, nil)
+		fsys, st := runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs, nil)
 		// Failed: the journal package's recipient and the waiting package's; delivered: the DSN.
 		if st.Failed != 2 || st.Delivered != 1 || st.DSNs != 1 {
 			t.Errorf("from %s: stats %+v, want 2 failed, 1 delivered (the DSN), 1 DSN", tc.from, st)
+		}
+		// The journal's failure fails the waiting package in the same commit: one sync between
+		// the journal's attempt and the DSN's (worker.go:622 negated left the waiting package to
+		// the next pass, one commit more).
+		ev := fsys.ev.get()
+		i, j := slices.Index(ev, "deliver from <a@example.test>"), slices.Index(ev, "deliver from <>")
+		if i < 0 || j < i || slices.Contains(ev[i+1:j], "deliver from <a@example.test>") || j-i-1 != 1 {
+			t.Errorf("from %s: events %q, want the journal's attempt, one sync, the DSN", tc.from, ev)
 		}
 		d.mu.Lock()
 		dsns := slices.Clone(d.dsns)
@@ -555,5 +563,75 @@ func TestPkgByNumber(t *testing.T) {
 	}
 	if p := rec.pkg(3); p != nil {
 		t.Errorf("pkg(3) = %+v, want nil", p)
+	}
+}
+
+// fourPackages seals each message as one package per recipient.
+type fourPackages struct{}
+
+func (fourPackages) Process(_ context.Context, _ string, env Envelope, body io.Reader) (*Sealed, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sealed{}
+	for _, r := range env.RcptTo {
+		s.Packages = append(s.Packages, Package{MailFrom: env.MailFrom, RcptTo: []string{r}, Body: bytes.NewReader(b)})
+	}
+	return s, nil
+}
+
+// TestGroupCommitShared: results that are applied while another result's commit syncs share
+// the next commit: with four transactions of a message ending while the first result's
+// fdatasync is held back, their results take two syncs in all, not one each (worker.go:515, a
+// commit that succeeded not counted as durable; :506, a result that the leader's commit
+// covered exactly leading a commit of its own, which only shows when the leader is not the
+// last result applied: the runtime decides which waiter wakes first, about half the time, so
+// the scenario runs 30 times).
+func TestGroupCommitShared(t *testing.T) {
+	for range 30 {
+		groupCommitOnce(t)
+	}
+}
+
+func groupCommitOnce(t *testing.T) {
+	var logs syncLockedLogs
+	e451 := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	d := &scriptedDeliverer{replies: []error{e451}}
+	var outcomes atomic.Int32
+	var held atomic.Bool
+	rcpts := []string{"b@example.test", "c@example.test", "d@example.test", "e@example.test"}
+	fsys, st := runScripted(t, fourPackages{}, d, rcpts, &logs, func(o *Options) {
+		o.PackageConcurrency = len(rcpts)
+		o.Outcome = func(Outcome) { outcomes.Add(1) }
+		d.fs.beforeSync = func() {
+			d.mu.Lock()
+			started := d.n > 0
+			d.mu.Unlock()
+			// The first sync after the transactions began is the first result's commit: hold it
+			// until every transaction's result is applied (Outcome is told just before).
+			if !started || !held.CompareAndSwap(false, true) {
+				return
+			}
+			for deadline := time.Now().Add(10 * time.Second); outcomes.Load() < int32(len(rcpts)) && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	if st.Delivered != len(rcpts) {
+		t.Fatalf("stats %+v", st)
+	}
+	ev := fsys.ev.get()
+	var at []int
+	for i, e := range ev {
+		if strings.HasPrefix(e, "deliver") {
+			at = append(at, i)
+		}
+	}
+	if len(at) != len(rcpts)+1 {
+		t.Fatalf("events %q, want %d attempts", ev, len(rcpts)+1)
+	}
+	if syncs := at[len(rcpts)] - at[len(rcpts)-1] - 1; syncs != 2 {
+		t.Fatalf("%d syncs for the four results, want 2 (the first result's, then the other three's together): %q", syncs, ev)
 	}
 }
