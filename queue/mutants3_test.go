@@ -269,6 +269,28 @@ func TestPassWithoutNewsWritesNothing(t *testing.T) {
 			t.Errorf("%d syncs between attempts %d and %d, want 1 (the deferral's commit): %q", syncs, k+1, k+2, ev)
 		}
 	}
+	// Each attempt is logged once its result is durable: a deferral with its attempt number,
+	// next time and error, a delivery without them (worker.go:627, :637, :639).
+	var deferred, delivered int
+	for _, line := range strings.Split(logs.String(), "\n") {
+		switch {
+		case strings.Contains(line, `msg="delivery deferred"`):
+			deferred++
+			if !strings.Contains(line, "attempt=") || !strings.Contains(line, "next=") || !strings.Contains(line, "451") {
+				t.Errorf("deferral logged without attempt, next time or error: %s", line)
+			}
+		case strings.Contains(line, "msg=delivered"):
+			delivered++
+			if strings.Contains(line, "attempt=") {
+				t.Errorf("delivery logged with an attempt number: %s", line)
+			}
+		case strings.Contains(line, `msg="delivery failed"`):
+			t.Errorf("a failure logged: %s", line)
+		}
+	}
+	if deferred != 2 || delivered != 1 {
+		t.Errorf("%d deferrals and %d deliveries logged, want 2 and 1:\n%s", deferred, delivered, logs.String())
+	}
 }
 
 // TestPrefixedWriteToCount: WriteTo returns the bytes it wrote, prefix and body, whole or as
