@@ -657,3 +657,61 @@ func groupCommitOnce(t *testing.T) {
 		t.Fatalf("%d syncs for the four results, want 2 (the first result's, then the other three's together): %q", syncs, ev)
 	}
 }
+
+// TestWaitFailedBeforeRecorded: a spool state in which a package waited for has failed while
+// the package waiting for it is still pending (written by a version that did not fail them
+// together) fails the waiting package when the message is next worked on, with a DSN, and
+// never sends it (worker.go:414: without it the wait, failed, no longer holds the package back,
+// and it went out), counting the recipient as failed (:416, not covered before: the commit's
+// success taken for a failure skipped the count).
+func TestWaitFailedBeforeRecorded(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := openSpool(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := spoolMessage(t, sp, "Subject: x\r\n\r\nbody\r\n")
+	rec.Phase = phaseSealed
+	expires := time.Now().Add(time.Hour)
+	rec.Packages = []*pkgRecord{
+		{N: 0, MailFrom: "a@example.test", Silent: true, ExpiresAt: expires,
+			Rcpts: []*rcptRecord{{Addr: "journal@example.test", State: rcptFailed, Status: "5.1.1", Diag: "smtp; 550 5.1.1 no"}}},
+		{N: 1, MailFrom: "a@example.test", ExpiresAt: expires, Wait: &Wait{For: []int{0}},
+			Rcpts: []*rcptRecord{{Addr: "b@example.test", State: rcptPending}}},
+	}
+	for _, p := range rec.Packages {
+		rec.unwritten = append(rec.unwritten, newPackage{rec: p, body: strings.NewReader("To: x\r\n\r\nsealed\r\n")})
+	}
+	if err := sp.commit(rec); err != nil {
+		t.Fatal(err)
+	}
+	sp.unlock()
+
+	d := &scriptedDeliverer{ev: &events{}}
+	q, err := Open(Options{Dir: dir, Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond}}, onePackage{}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; q.Close() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for q.Stats().Messages > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("message not finished: %+v; events %q", q.Stats(), d.ev.get())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if ev := d.ev.get(); !slices.Equal(ev, []string{"deliver from <>"}) {
+		t.Fatalf("attempts %q, want only the DSN", ev)
+	}
+	if st := q.Stats(); st.Failed != 1 || st.DSNs != 1 {
+		t.Errorf("stats %+v, want the waiting package's recipient failed and one DSN", st)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.dsns) != 1 || !strings.Contains(d.dsns[0], "Final-Recipient: rfc822; b@example.test") || strings.Contains(d.dsns[0], "journal@") {
+		t.Fatalf("DSNs %q, want one naming b@example.test and not the journal", d.dsns)
+	}
+}
