@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -169,27 +170,14 @@ func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string
 	if tune != nil {
 		tune(&opts)
 	}
-	q, err := Open(opts, p, d)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Before Run: no worker has touched the spool yet.
-	q.sp.fs = fsys
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; q.Close() }()
-	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: rcpts},
+	q, stop := runQueue(t, opts, p, d, func(q *Queue) { q.sp.fs = fsys })
+	defer stop()
+	if _, err := q.Accept(context.Background(), Envelope{MailFrom: "a@example.test", RcptTo: rcpts},
 		strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for q.Stats().Messages > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("message not finished: %+v; events %q", q.Stats(), ev.get())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitDrained(t, q, func() string { return fmt.Sprintf("events %q", ev.get()) })
 	return fsys, q.Stats()
 }
 
@@ -688,21 +676,9 @@ func TestWaitFailedBeforeRecorded(t *testing.T) {
 	sp.unlock()
 
 	d := &scriptedDeliverer{ev: &events{}}
-	q, err := Open(Options{Dir: dir, Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond}}, onePackage{}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; q.Close() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for q.Stats().Messages > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("message not finished: %+v; events %q", q.Stats(), d.ev.get())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	q, stop := runQueue(t, Options{Dir: dir, Hostname: "relay.example.test", Retry: []time.Duration{time.Millisecond}}, onePackage{}, d, nil)
+	defer stop()
+	waitDrained(t, q, func() string { return fmt.Sprintf("events %q", d.ev.get()) })
 	if ev := d.ev.get(); !slices.Equal(ev, []string{"deliver from <>"}) {
 		t.Fatalf("attempts %q, want only the DSN", ev)
 	}

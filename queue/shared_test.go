@@ -111,6 +111,36 @@ func spoolMessage(t testing.TB, sp *spool, body string) *record {
 	return &record{ID: id, Phase: phaseReceived, Envelope: env, file: fs}
 }
 
+// runQueue opens a queue with opts, p and d, lets prepare (when not nil) change it before any
+// worker runs, and runs it; stop ends it.
+func runQueue(t *testing.T, opts Options, p Processor, d Deliverer, prepare func(*Queue)) (q *Queue, stop func()) {
+	t.Helper()
+	q, err := Open(opts, p, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(q)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	return q, func() { cancel(); <-done; q.Close() }
+}
+
+// waitDrained waits until q holds no message, for at most 20 s; the test fails then, with
+// q's Stats and what describe says.
+func waitDrained(t *testing.T, q *Queue, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for q.Stats().Messages > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not finished: %+v; %s", q.Stats(), describe())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // TestSharedPartSpooledOnce: a part several packages share is in the file once, each package
 // reads back whole (head and shared part), and so it does after a reload.
 func TestSharedPartSpooledOnce(t *testing.T) {
@@ -291,24 +321,12 @@ func TestQueueSpoolsSharedOnce(t *testing.T) {
 		p.bodies = append(p.bodies, &sharedBody{head: "To: " + r + "\r\n\r\n", tail: tail, split: true})
 	}
 	d := &recordingDeliverer{dir: dir, got: map[string][]byte{}}
-	q, err := Open(Options{Dir: dir, Hostname: "relay.example.test"}, p, d)
-	if err != nil {
+	q, stop := runQueue(t, Options{Dir: dir, Hostname: "relay.example.test"}, p, d, nil)
+	defer stop()
+	if _, err := q.Accept(context.Background(), Envelope{MailFrom: "a@example.test", RcptTo: rcpts}, strings.NewReader("body\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; q.Close() }()
-	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: rcpts}, strings.NewReader("body\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for q.Stats().Messages > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not delivered: %+v", q.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitDrained(t, q, func() string { return "" })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, r := range rcpts {
