@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -27,6 +28,53 @@ func newSink(t *testing.T, tls bool) *smtpsink.Sink {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// sinkClient is a sink (with STARTTLS when tls) and a client that delivers to it with opts
+// (NextHop and Hostname filled in), closed when the test ends.
+func sinkClient(t *testing.T, tls bool, opts delivery.Options) (*smtpsink.Sink, *delivery.Client) {
+	t.Helper()
+	sink := newSink(t, tls)
+	opts.NextHop, opts.Hostname = sink.Addr, "relay.example.test"
+	c, err := delivery.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return sink, c
+}
+
+// scriptedHop is a next hop on a loopback port that serves one connection: it sends greeting
+// (as it is: its lines end in CRLF) and hands each command line, with its verb in upper case,
+// to answer, until answer returns false or the client goes. It closes when the test ends.
+func scriptedHop(t *testing.T, greeting string, answer func(tp *textproto.Conn, verb, line string) bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tp := textproto.NewConn(c)
+		if _, err := io.WriteString(c, greeting); err != nil {
+			return
+		}
+		for {
+			line, err := tp.ReadLine()
+			if err != nil {
+				return
+			}
+			if !answer(tp, strings.ToUpper(strings.SplitN(line, " ", 2)[0]), line) {
+				return
+			}
+		}
+	}()
+	return l.Addr().String()
 }
 
 type deliverCase struct {
@@ -88,18 +136,13 @@ func TestDeliver(t *testing.T) {
 }
 
 func testDeliverCase(t *testing.T, tt deliverCase, pipe bool) {
-	sink := newSink(t, tt.tls)
-	if tt.setup != nil {
-		tt.setup(sink)
-	}
-	c, err := delivery.New(delivery.Options{
-		NextHop: sink.Addr, Hostname: "relay.example.test",
+	sink, c := sinkClient(t, tt.tls, delivery.Options{
 		InsecureSkipVerify: tt.insecure, RequireTLS: tt.require,
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second,
 		NoPipelining: !pipe,
 	})
-	if err != nil {
-		t.Fatal(err)
+	if tt.setup != nil {
+		tt.setup(sink)
 	}
 	res, err := c.Deliver(context.Background(), "a@example.test", tt.rcpts, strings.NewReader(body))
 	if tt.wantErr != "" {
@@ -222,11 +265,7 @@ func TestDeliverTimeout(t *testing.T) {
 }
 
 func TestDeliverLargeBody(t *testing.T) {
-	sink := newSink(t, true)
-	c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test", InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink, c := sinkClient(t, true, delivery.Options{InsecureSkipVerify: true})
 	var b bytes.Buffer
 	b.WriteString("Subject: big\r\n\r\n")
 	for b.Len() < 1<<20 {
@@ -312,50 +351,32 @@ func BenchmarkDeliverRoundTrips(b *testing.B) {
 
 // A server that does not know EHLO still gets the mail (over HELO).
 func TestDeliverHeloOnly(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	got := make(chan string, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
+	var data, helo string
+	addr := scriptedHop(t, "220 old.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
+		switch verb {
+		case "EHLO":
+			tp.PrintfLine("502 command not recognized")
+		case "HELO":
+			helo = line
+			tp.PrintfLine("250 old.example.test")
+		case "MAIL", "RCPT":
+			tp.PrintfLine("250 ok")
+		case "DATA":
+			tp.PrintfLine("354 go ahead")
+			b, _ := tp.ReadDotBytes()
+			data = string(b)
+			tp.PrintfLine("250 queued")
+		case "QUIT":
+			tp.PrintfLine("221 bye")
+			got <- helo + "|" + data
+			return false
+		default:
+			tp.PrintfLine("500 what")
 		}
-		defer c.Close()
-		tp := textproto.NewConn(c)
-		tp.PrintfLine("220 old.example.test")
-		var data, helo string
-		for {
-			line, err := tp.ReadLine()
-			if err != nil {
-				return
-			}
-			verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
-			switch verb {
-			case "EHLO":
-				tp.PrintfLine("502 command not recognized")
-			case "HELO":
-				helo = line
-				tp.PrintfLine("250 old.example.test")
-			case "MAIL", "RCPT":
-				tp.PrintfLine("250 ok")
-			case "DATA":
-				tp.PrintfLine("354 go ahead")
-				b, _ := tp.ReadDotBytes()
-				data = string(b)
-				tp.PrintfLine("250 queued")
-			case "QUIT":
-				tp.PrintfLine("221 bye")
-				got <- helo + "|" + data
-				return
-			default:
-				tp.PrintfLine("500 what")
-			}
-		}
-	}()
-	c, err := delivery.New(delivery.Options{NextHop: l.Addr().String(), Hostname: "relay.example.test", CommandTimeout: 5 * time.Second})
+		return true
+	})
+	c, err := delivery.New(delivery.Options{NextHop: addr, Hostname: "relay.example.test", CommandTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,13 +415,7 @@ func TestDeliverReuse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := newSink(t, true)
-			c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test",
-				InsecureSkipVerify: true, MaxIdle: tt.maxIdle, CommandTimeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			sink, c := sinkClient(t, true, delivery.Options{InsecureSkipVerify: true, MaxIdle: tt.maxIdle, CommandTimeout: 5 * time.Second})
 			for i := range 3 {
 				if i > 0 && tt.between != nil {
 					tt.between(t, sink)
@@ -432,59 +447,39 @@ func TestDeliverReuse(t *testing.T) {
 // returns each one's recipients and data on got.
 func pipeliningServer(t *testing.T, got chan<- string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		tp := textproto.NewConn(c)
-		tp.PrintfLine("220 pipe.example.test")
-		var replies []string
-		var rcpts []string
-		for {
-			line, err := tp.ReadLine()
+	var replies, rcpts []string
+	return scriptedHop(t, "220 pipe.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
+		switch verb {
+		case "EHLO":
+			tp.PrintfLine("250-pipe.example.test\r\n250-PIPELINING\r\n250 8BITMIME")
+		case "MAIL":
+			replies, rcpts = append(replies, "250 2.1.0 ok"), nil
+		case "RCPT":
+			if strings.Contains(line, "refused@") {
+				replies = append(replies, "550 5.1.1 no such user")
+			} else {
+				replies = append(replies, "250 2.1.5 ok")
+				rcpts = append(rcpts, line)
+			}
+		case "DATA":
+			for _, r := range append(replies, "354 go ahead") {
+				tp.PrintfLine("%s", r)
+			}
+			replies = nil
+			b, err := tp.ReadDotBytes()
 			if err != nil {
-				return
+				return false
 			}
-			verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
-			switch verb {
-			case "EHLO":
-				tp.PrintfLine("250-pipe.example.test\r\n250-PIPELINING\r\n250 8BITMIME")
-			case "MAIL":
-				replies, rcpts = append(replies, "250 2.1.0 ok"), nil
-			case "RCPT":
-				if strings.Contains(line, "refused@") {
-					replies = append(replies, "550 5.1.1 no such user")
-				} else {
-					replies = append(replies, "250 2.1.5 ok")
-					rcpts = append(rcpts, line)
-				}
-			case "DATA":
-				for _, r := range append(replies, "354 go ahead") {
-					tp.PrintfLine("%s", r)
-				}
-				replies = nil
-				b, err := tp.ReadDotBytes()
-				if err != nil {
-					return
-				}
-				tp.PrintfLine("250 2.0.0 queued")
-				got <- strings.Join(rcpts, ",") + "|" + string(b)
-			case "QUIT":
-				tp.PrintfLine("221 bye")
-				return
-			default:
-				tp.PrintfLine("500 what")
-			}
+			tp.PrintfLine("250 2.0.0 queued")
+			got <- strings.Join(rcpts, ",") + "|" + string(b)
+		case "QUIT":
+			tp.PrintfLine("221 bye")
+			return false
+		default:
+			tp.PrintfLine("500 what")
 		}
-	}()
-	return l.Addr().String()
+		return true
+	})
 }
 
 // With PIPELINING, MAIL, RCPT and DATA go out before any reply is read; the per-recipient

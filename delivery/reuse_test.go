@@ -14,13 +14,7 @@ import (
 // A next hop that restarts drops every idle connection at once; the one retry of a delivery
 // must then dial rather than take the next dead idle connection.
 func TestDeliverAllIdleDropped(t *testing.T) {
-	sink := newSink(t, false)
-	c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test",
-		MaxIdle: 4, CommandTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	sink, c := sinkClient(t, false, delivery.Options{MaxIdle: 4, CommandTimeout: 5 * time.Second})
 	// Concurrent deliveries leave several connections idle; on a busy machine a round may run
 	// one after another, so try a few rounds.
 	for round := 0; round < 20 && sink.Connections() < 2; round++ {

@@ -129,13 +129,7 @@ func TestDeliverWireTail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := newSink(t, tt.tls)
-			c, err := delivery.New(delivery.Options{NextHop: sink.Addr, Hostname: "relay.example.test",
-				InsecureSkipVerify: true, NoPipelining: tt.nopipe})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			sink, c := sinkClient(t, tt.tls, delivery.Options{InsecureSkipVerify: true, NoPipelining: tt.nopipe})
 			head := tt.head
 			if head == nil {
 				head = headOf
@@ -379,36 +373,20 @@ func TestDeliverWireTailStalled(t *testing.T) {
 // stallingHop offers PIPELINING, answers MAIL, RCPT and DATA, and then reads nothing more.
 func stallingHop(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop); l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
+	addr := scriptedHop(t, "220 stall.example.test\r\n", func(tp *textproto.Conn, verb, _ string) bool {
+		switch verb {
+		case "EHLO":
+			tp.PrintfLine("250-stall.example.test\r\n250 PIPELINING")
+		case "DATA":
+			tp.PrintfLine("354 go ahead")
+			<-stop
+			return false
+		default:
+			tp.PrintfLine("250 ok")
 		}
-		defer c.Close()
-		tp := textproto.NewConn(c)
-		tp.PrintfLine("220 stall.example.test")
-		for {
-			line, err := tp.ReadLine()
-			if err != nil {
-				return
-			}
-			switch strings.ToUpper(line[:min(4, len(line))]) {
-			case "EHLO":
-				tp.PrintfLine("250-stall.example.test\r\n250 PIPELINING")
-			case "DATA":
-				tp.PrintfLine("354 go ahead")
-				<-stop
-				return
-			default:
-				tp.PrintfLine("250 ok")
-			}
-		}
-	}()
-	return l.Addr().String()
+		return true
+	})
+	t.Cleanup(func() { close(stop) })
+	return addr
 }

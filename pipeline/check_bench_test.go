@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"testing"
 
+	"appliance/internal/testtext"
 	"appliance/queue"
 	"appliance/split"
 )
@@ -30,7 +30,7 @@ func BenchmarkCheckSpooledText(b *testing.B) {
 		name string
 		n    int
 	}{{"10KB", 10 << 10}, {"50KB", 50 << 10}, {"1MB", 1 << 20}} {
-		msg := benchText(size.n)
+		msg := testtext.Message(size.n)
 		b.Run(size.name, func(b *testing.B) {
 			b.SetBytes(int64(len(msg)))
 			b.ReportAllocs()
@@ -44,23 +44,4 @@ func BenchmarkCheckSpooledText(b *testing.B) {
 			b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// benchText is bench/loadgen's plain message with a body of about size bytes.
-func benchText(size int) []byte {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	r := rand.New(rand.NewPCG(1, 2))
-	var b bytes.Buffer
-	b.WriteString("From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: bench 1m #1\r\n" +
-		"Message-ID: <1@example.test>\r\nDate: Thu, 03 Dec 2026 12:00:00 +0000\r\n" +
-		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-	line := make([]byte, 76)
-	for start := b.Len(); b.Len()-start < size; {
-		for i := range line {
-			line[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"appliance/internal/testtext"
 	"appliance/pipeline"
 	"appliance/queue"
 	"appliance/split"
@@ -40,7 +41,7 @@ func BenchmarkProcessSmall(b *testing.B) {
 		{"50KB", 50 << 10, []string{"bob@example.test", "carol@example.test", "dave@example.test",
 			"u01@example.test", "u02@example.test", "u03@example.test"}, 4},
 	} {
-		msg := benchText(shape.size)
+		msg := testtext.Message(shape.size)
 		if shape.pkgs > 1 {
 			msg = bytes.Replace(msg, []byte("To: bob@example.test\r\n"),
 				[]byte("To: bob@example.test\r\nCc: carol@example.test, dave@example.test\r\n"), 1)

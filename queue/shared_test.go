@@ -58,9 +58,16 @@ func sealShared(rec *record, a, b *sharedTail) []*sharedBody {
 		{head: "To: four\r\n\r\n", tail: a, split: true},
 		{head: "To: five\r\n\r\n", tail: a, split: false},
 	}
+	addShared(rec, bodies)
+	return bodies
+}
+
+// addShared seals rec into a package per body, to its first envelope recipient, each body
+// spooled with its shared part apart when it splits; the caller commits rec.
+func addShared(rec *record, bodies []*sharedBody) {
 	rec.Phase = phaseSealed
-	for i, body := range bodies {
-		p := &pkgRecord{N: i, MailFrom: rec.Envelope.MailFrom, Mode: "encrypted", Profile: "compat",
+	for _, body := range bodies {
+		p := &pkgRecord{N: len(rec.Packages), MailFrom: rec.Envelope.MailFrom, Mode: "encrypted", Profile: "compat",
 			Rcpts: []*rcptRecord{{Addr: rec.Envelope.RcptTo[0], State: rcptPending}}}
 		np := newPackage{rec: p, body: body}
 		if h, sh := body.SplitBody(); sh != nil {
@@ -69,7 +76,6 @@ func sealShared(rec *record, a, b *sharedTail) []*sharedBody {
 		rec.Packages = append(rec.Packages, p)
 		rec.unwritten = append(rec.unwritten, np)
 	}
-	return bodies
 }
 
 func readPackage(t *testing.T, data []byte, p *pkgRecord) []byte {
@@ -81,21 +87,66 @@ func readPackage(t *testing.T, data []byte, p *pkgRecord) []byte {
 	return out
 }
 
-// TestSharedPartSpooledOnce: a part several packages share is in the file once, each package
-// reads back whole (head and shared part), and so it does after a reload.
-func TestSharedPartSpooledOnce(t *testing.T) {
+// newTestSpool opens a spool in a new directory, unlocked when the test ends.
+func newTestSpool(t testing.TB) *spool {
+	t.Helper()
 	sp, err := openSpool(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sp.unlock()
+	t.Cleanup(sp.unlock)
+	return sp
+}
+
+// spoolMessage writes a message of body from a@example.test to b@example.test into sp, as
+// Accept does, and returns its record: received, not sealed.
+func spoolMessage(t testing.TB, sp *spool, body string) *record {
+	t.Helper()
 	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
 	id := newID(time.Now())
-	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body\r\n"), 0)
+	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader(body), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &record{ID: id, Phase: phaseReceived, Envelope: env, file: fs}
+	return &record{ID: id, Phase: phaseReceived, Envelope: env, file: fs}
+}
+
+// runQueue opens a queue with opts, p and d, lets prepare (when not nil) change it before any
+// worker runs, and runs it; stop ends it.
+func runQueue(t *testing.T, opts Options, p Processor, d Deliverer, prepare func(*Queue)) (q *Queue, stop func()) {
+	t.Helper()
+	q, err := Open(opts, p, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(q)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { q.Run(ctx); close(done) }()
+	return q, func() { cancel(); <-done; q.Close() }
+}
+
+// waitDrained waits until q holds no message, for at most 20 s; the test fails then, with
+// q's Stats and what describe says.
+func waitDrained(t *testing.T, q *Queue, describe func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for q.Stats().Messages > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not finished: %+v; %s", q.Stats(), describe())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestSharedPartSpooledOnce: a part several packages share is in the file once, each package
+// reads back whole (head and shared part), and so it does after a reload.
+func TestSharedPartSpooledOnce(t *testing.T) {
+	sp := newTestSpool(t)
+	rec := spoolMessage(t, sp, "body\r\n")
+	id, fs := rec.ID, rec.file
 	a := &sharedTail{b: bytes.Repeat([]byte("shared content A\r\n"), 4000)}
 	b := &sharedTail{b: bytes.Repeat([]byte("shared content B\r\n"), 1000)}
 	bodies := sealShared(rec, a, b)
@@ -151,18 +202,9 @@ func TestSharedPartSpooledOnce(t *testing.T) {
 // of a loaded commit reads back whole, shared part included; a damaged shared part undoes the
 // commit that wrote it.
 func TestSharedCutAnywhere(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	id := newID(time.Now())
-	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body\r\n"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &record{ID: id, Phase: phaseReceived, Envelope: env, file: fs}
+	sp := newTestSpool(t)
+	rec := spoolMessage(t, sp, "body\r\n")
+	id, fs := rec.ID, rec.file
 	ends := []int64{fs.end}
 	bodies := sealShared(rec, &sharedTail{b: []byte(strings.Repeat("A", 300))}, &sharedTail{b: []byte(strings.Repeat("B", 200))})
 	if err := sp.commit(rec); err != nil {
@@ -279,24 +321,12 @@ func TestQueueSpoolsSharedOnce(t *testing.T) {
 		p.bodies = append(p.bodies, &sharedBody{head: "To: " + r + "\r\n\r\n", tail: tail, split: true})
 	}
 	d := &recordingDeliverer{dir: dir, got: map[string][]byte{}}
-	q, err := Open(Options{Dir: dir, Hostname: "relay.example.test"}, p, d)
-	if err != nil {
+	q, stop := runQueue(t, Options{Dir: dir, Hostname: "relay.example.test"}, p, d, nil)
+	defer stop()
+	if _, err := q.Accept(context.Background(), Envelope{MailFrom: "a@example.test", RcptTo: rcpts}, strings.NewReader("body\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { q.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done; q.Close() }()
-	if _, err := q.Accept(ctx, Envelope{MailFrom: "a@example.test", RcptTo: rcpts}, strings.NewReader("body\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for q.Stats().Messages > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not delivered: %+v", q.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitDrained(t, q, func() string { return "" })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, r := range rcpts {
@@ -315,38 +345,24 @@ func TestQueueSpoolsSharedOnce(t *testing.T) {
 // for comparison, in every package (copies). spool-MB/msg is what the commit wrote.
 func BenchmarkCommitShared(b *testing.B) {
 	tail := &sharedTail{b: bytes.Repeat([]byte(strings.Repeat("A", 76)+"\r\n"), 1400<<10/78)}
-	body := bytes.Repeat([]byte("0123456789abcdef\r\n"), 1<<20/18)
+	body := strings.Repeat("0123456789abcdef\r\n", 1<<20/18)
 	for _, split := range []bool{true, false} {
 		name := "shared"
 		if !split {
 			name = "copies"
 		}
 		b.Run(name, func(b *testing.B) {
-			sp, err := openSpool(b.TempDir(), 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sp.unlock()
-			env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
+			sp := newTestSpool(b)
 			var written int64
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				id := newID(time.Now())
-				fs, err := sp.writeMessage(context.Background(), id, env, bytes.NewReader(body), 0)
-				if err != nil {
-					b.Fatal(err)
+				rec := spoolMessage(b, sp, body)
+				fs := rec.file
+				bodies := make([]*sharedBody, 21)
+				for i := range bodies {
+					bodies[i] = &sharedBody{head: fmt.Sprintf("To: u%02d@example.test\r\n\r\n", i), tail: tail, split: split}
 				}
-				rec := &record{ID: id, Phase: phaseSealed, Envelope: env, file: fs}
-				for i := range 21 {
-					sb := &sharedBody{head: fmt.Sprintf("To: u%02d@example.test\r\n\r\n", i), tail: tail, split: split}
-					p := &pkgRecord{N: i, Rcpts: []*rcptRecord{{Addr: env.RcptTo[0], State: rcptPending}}}
-					np := newPackage{rec: p, body: sb}
-					if h, sh := sb.SplitBody(); sh != nil {
-						np.body, np.shared = h, sh
-					}
-					rec.Packages = append(rec.Packages, p)
-					rec.unwritten = append(rec.unwritten, np)
-				}
+				addShared(rec, bodies)
 				if err := sp.commit(rec); err != nil {
 					b.Fatal(err)
 				}

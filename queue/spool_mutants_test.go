@@ -5,7 +5,6 @@ package queue
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 func inodeOf(t *testing.T, name string) uint64 {
@@ -31,29 +29,15 @@ func inodeOf(t *testing.T, name string) uint64 {
 // TestRecycleReusesFile: the next message is written into the kept file itself, not into a new
 // one after the kept file was deleted.
 func TestRecycleReusesFile(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	ctx := context.Background()
-	old := newID(time.Now())
-	fs, err := sp.writeMessage(ctx, old, env, strings.NewReader("old"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sp.remove(&record{ID: old, file: fs}); err != nil {
+	sp := newTestSpool(t)
+	if err := sp.remove(spoolMessage(t, sp, "old")); err != nil {
 		t.Fatal(err)
 	}
 	if len(sp.free) != 1 {
 		t.Fatalf("%d files kept, want 1", len(sp.free))
 	}
 	kept := inodeOf(t, sp.free[0])
-	id := newID(time.Now())
-	if _, err := sp.writeMessage(ctx, id, env, strings.NewReader("new"), 0); err != nil {
-		t.Fatal(err)
-	}
+	id := spoolMessage(t, sp, "new").ID
 	if got := inodeOf(t, sp.msgPath(id)); got != kept {
 		t.Fatalf("new message in inode %d, the kept file was %d", got, kept)
 	}
@@ -62,22 +46,8 @@ func TestRecycleReusesFile(t *testing.T) {
 // TestRecycleBounds: at most maxFree files are kept, and a file of exactly maxFreeSize bytes is
 // kept while one byte more is deleted.
 func TestRecycleBounds(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	ctx := context.Background()
-	write := func(body string) *record {
-		t.Helper()
-		id := newID(time.Now())
-		fs, err := sp.writeMessage(ctx, id, env, strings.NewReader(body), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &record{ID: id, file: fs}
-	}
+	sp := newTestSpool(t)
+	write := func(body string) *record { return spoolMessage(t, sp, body) }
 	// The file size is the body's plus a fixed overhead.
 	probe := write("x")
 	size := func(n int) string { return strings.Repeat("x", n+1-int(probe.file.end)) }
@@ -140,16 +110,9 @@ func TestOpenEmptyV1Dirs(t *testing.T) {
 // TestLoadFormats: a message file of format 2 loads like format 3, one of format 1 is refused
 // as format 1 (the error says how to drain it), and one of an unknown format is refused.
 func TestLoadFormats(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	id := newID(time.Now())
-	if _, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body"), 0); err != nil {
-		t.Fatal(err)
-	}
+	sp := newTestSpool(t)
+	spooled := spoolMessage(t, sp, "body")
+	id, env := spooled.ID, spooled.Envelope
 	data, err := os.ReadFile(sp.msgPath(id))
 	if err != nil {
 		t.Fatal(err)
@@ -186,17 +149,9 @@ func TestLoadFormats(t *testing.T) {
 // TestRecoverLogsCut: recovery cuts an unfinished tail off a message file and logs how many
 // bytes it removed; a whole file is not logged.
 func TestRecoverLogsCut(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	id := newID(time.Now())
-	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newTestSpool(t)
+	rec := spoolMessage(t, sp, "body")
+	id, fs := rec.ID, rec.file
 	var logs bytes.Buffer
 	if recs, err := sp.recover(slog.New(slog.NewTextHandler(&logs, nil))); err != nil || len(recs) != 1 {
 		t.Fatalf("recover: %d records, %v", len(recs), err)
@@ -267,17 +222,9 @@ func TestDecodeStateBounds(t *testing.T) {
 // TestParseStateNamesBody: a state frame whose package lies inside the message body (a corrupt
 // or foreign file) is refused: packages start after the body.
 func TestParseStateNamesBody(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	id := newID(time.Now())
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader(strings.Repeat("x", 100)), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newTestSpool(t)
+	spooled := spoolMessage(t, sp, strings.Repeat("x", 100))
+	id, fs := spooled.ID, spooled.file
 	data, err := os.ReadFile(sp.msgPath(id))
 	if err != nil {
 		t.Fatal(err)

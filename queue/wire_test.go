@@ -2,11 +2,9 @@ package queue
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // inWireForm is what wireCheck decides, said the plain way: b is lines each ended by CRLF,
@@ -108,18 +106,8 @@ func TestWireCheck(t *testing.T) {
 // bytes, after the head, are the package; a shared part with a line begun by '.' is not, nor
 // is one without a last line end, and their packages are read whole.
 func TestSharedPartWire(t *testing.T) {
-	sp, err := openSpool(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.unlock()
-	env := Envelope{MailFrom: "a@example.test", RcptTo: []string{"b@example.test"}}
-	id := newID(time.Now())
-	fs, err := sp.writeMessage(context.Background(), id, env, strings.NewReader("body\r\n"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &record{ID: id, Envelope: env, file: fs}
+	sp := newTestSpool(t)
+	rec := spoolMessage(t, sp, "body\r\n")
 	b64 := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\r\n", 100)
 	tails := []struct {
 		tail *sharedTail
@@ -130,22 +118,17 @@ func TestSharedPartWire(t *testing.T) {
 		{&sharedTail{b: []byte(b64 + "QUJD")}, false},
 		{&sharedTail{b: []byte(b64 + "QUJD\n")}, false},
 	}
-	rec.Phase = phaseSealed
 	var bodies []*sharedBody
 	for i, tt := range tails {
 		for j := range 2 {
-			body := &sharedBody{head: strings.Repeat("X-Head: x\r\n", i+j) + "\r\n", tail: tt.tail, split: true}
-			p := &pkgRecord{N: len(bodies), MailFrom: env.MailFrom, Rcpts: []*rcptRecord{{Addr: env.RcptTo[0], State: rcptPending}}}
-			h, sh := body.SplitBody()
-			rec.Packages = append(rec.Packages, p)
-			rec.unwritten = append(rec.unwritten, newPackage{rec: p, body: h, shared: sh})
-			bodies = append(bodies, body)
+			bodies = append(bodies, &sharedBody{head: strings.Repeat("X-Head: x\r\n", i+j) + "\r\n", tail: tt.tail, split: true})
 		}
 	}
+	addShared(rec, bodies)
 	if err := sp.commit(rec); err != nil {
 		t.Fatal(err)
 	}
-	reloaded, _, err := sp.load(id)
+	reloaded, _, err := sp.load(rec.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

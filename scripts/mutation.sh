@@ -56,6 +56,17 @@ pkg[smime-head]=./smime;  files[smime-head]='!^(classify|normalize|sevenbit)\.go
 pkg[smime-tail]=./smime;  files[smime-tail]='^(parse|post|protected|report|reportprotected|reporttext|senders|signed)\.go$' # what smime-head did not reach
 pkg[smime-classify]=./smime; files[smime-classify]='^(classify|classify_head|sevenbit)\.go$' # the classifier and the 7bit check, after their text-part and head-buffer changes
 pkg[smime-classify-head]=./smime; files[smime-classify-head]='^(classify_head|sevenbit)\.go$' # smime-classify's files past classify.go, run alongside it
+pkg[queue-rest]=./queue;  files[queue-rest]='^(envelope|prefixed|wire)\.go$' # queue's files no other target names
+pkg[queue-stage]=./queue; files[queue-stage]='^(queue|spool)\.go$' # with since: what queue-spool's run (at 3cd4a2a) did not see
+# A target may mutate only the lines changed since a commit (gremlins --diff, against the working
+# tree): the staged spool write and the group commit came to spool.go and queue.go after the
+# queue-spool run. gremlins 0.6.0 matches the diff's file names (from the module root) with
+# names relative to the package, so its git diff runs with --relative=<package dir>/ (a shim),
+# and -U0: gremlins takes a hunk's changed lines as one run from its first, which context lines
+# in the middle of a hunk would shift.
+declare -A since
+since[queue-stage]=3cd4a2a
+pkg[queue-worker-new]=./queue; files[queue-worker-new]='^worker\.go$'; since[queue-worker-new]=e2fc2bc # since queue-worker's run
 # Tests not run per mutant (see "Skipped tests" above): in cms, TestKeyAgreeDecoders (openssl,
 # gpgsm and NSS decrypting every key-agreement variant: 10 s) and TestGPGSM (3 s) are 13 of a
 # run's 20 s; TestOpenSSLDecryptsOurs, TestKeyAgreeOpenSSL and TestNSS still decode what cms
@@ -107,11 +118,22 @@ for t in "${targets[@]}"; do
     done
   fi
   sk=${MUTATION_SKIP-${skip[$t]:-}}
-  echo "== $t (${pkg[$t]} ${files[$t]:-all files}${sk:+, skipping $sk}), limit $limit"
+  ds=${since[$t]:-}
+  echo "== $t (${pkg[$t]} ${files[$t]:-all files}${ds:+, lines changed since $ds}${sk:+, skipping $sk}), limit $limit"
   log=$out/$t.log
   rc=0
-  GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "$gremlins" unleash --workers "$workers" --timeout-coefficient 5 \
-    -o "$out/$t.json" "${excludes[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+  run=("$gremlins" unleash --workers "$workers" --timeout-coefficient 5 -o "$out/$t.json" "${excludes[@]}")
+  if [ -n "$ds" ]; then
+    shim=$(mktemp -d)
+    git=$(command -v git)
+    printf '#!/bin/sh\nif [ "$1" = diff ]; then shift; exec %s diff -U0 --relative=%s/ "$@"; fi\nexec %s "$@"\n' \
+      "$git" "$dir" "$git" > "$shim/git"
+    chmod +x "$shim/git"
+    PATH=$shim:$PATH GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" --diff "$ds" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+    rm -r "$shim"
+  else
+    GOFLAGS="$GOFLAGS${sk:+ -skip=$sk}" timeout "$limit" "${run[@]}" "${pkg[$t]}" > "$log" 2>&1 || rc=$?
+  fi
   # The totals gremlins prints at the end; a run cut off by the limit has none.
   killed=$(grep -o 'Killed: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   lived=$(grep -o 'Lived: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)

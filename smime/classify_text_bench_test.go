@@ -1,35 +1,18 @@
 package smime_test
 
 import (
-	"bytes"
-	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
 
+	"appliance/internal/testtext"
 	"appliance/smime"
 )
 
-// benchText is the bench's plain message (bench/loadgen: a text body of size bytes in
+// benchText is the bench's plain message (testtext.Message: a text body of size bytes in
 // 76-column CRLF lines of base64's alphabet, random, declared 7bit), the shape whose check at
 // end of DATA issue 18 measured: a 7bit body not starting with 0x30 reads as base64.
-func benchText(size int) []byte {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	r := rand.New(rand.NewPCG(1, 2))
-	var b bytes.Buffer
-	b.WriteString("From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: bench 1m #1\r\n" +
-		"Message-ID: <1@example.test>\r\nDate: Thu, 03 Dec 2026 12:00:00 +0000\r\n" +
-		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-	line := make([]byte, 76)
-	for start := b.Len(); b.Len()-start < size; {
-		for i := range line {
-			line[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
-}
+func benchText(size int) []byte { return testtext.Message(size) }
 
 // BenchmarkClassifyText: Classify of the bench's plain message at 10 KB, 50 KB and 1 MB, what
 // the check at end of DATA does with a message that is not one client envelope; /reference is

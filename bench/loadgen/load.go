@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"appliance/internal/testtext"
 )
 
 // shape is one message size and recipient mix of the issue. The addresses are users of the test
@@ -78,22 +79,8 @@ func (s shape) rcpts() []string { return slices.Concat(s.To, s.Cc, s.Bcc) }
 func (s shape) wraps() int { return len(s.rcpts()) + 1 }
 
 // body is a text body of about s.Size bytes in 76-column CRLF lines, random so that nothing
-// downstream can compress it away.
-func (s shape) body() []byte {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	r := rand.New(rand.NewPCG(1, 2))
-	var b bytes.Buffer
-	b.Grow(s.Size + s.Size/76*2)
-	line := make([]byte, 76)
-	for b.Len() < s.Size {
-		for i := range line {
-			line[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	return b.Bytes()
-}
+// downstream can compress it away (testtext.Body: the benchmarks of the check read the same).
+func (s shape) body() []byte { return testtext.Body(s.Size) }
 
 // message is the RFC 5322 message with id as its Message-ID, sharing body.
 func (s shape) header(id string, n int) []byte {
