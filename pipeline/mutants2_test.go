@@ -1,10 +1,14 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +134,76 @@ func TestDomainProfilePin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bigMessage is a message from alice to bob of at least n bytes whose last body line is
+// marker, so that a package cut short is told from the whole one.
+func bigMessage(n int, marker string) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: large\r\nMessage-ID: <big@example.test>\r\n\r\n")
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("x", 66))
+	}
+	b.WriteString(marker + "\r\n")
+	return b.Bytes()
+}
+
+// TestMaxMessageBytes: Process reads a message whole when no bound is set (a message over the
+// 1 MB of slack a bound gets is sealed to its last line), and refuses, permanently and without
+// sealing anything, a message over the bound plus that slack rather than sealing it cut short.
+func TestMaxMessageBytes(t *testing.T) {
+	const marker = "LAST-LINE-OF-THE-MESSAGE"
+	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{"bob@example.test"}, Helo: "client.example.test", ClientAddr: "127.0.0.1:4000", ReceivedAt: time.Now()}
+
+	t.Run("ok no bound, over 1 MB sealed whole", func(t *testing.T) {
+		p, penv := pipelineWith(t, split.Policy{}) // MaxMessageBytes 0
+		m := bigMessage(3<<19, marker)             // 1.5 MB
+		s, err := p.Process(context.Background(), "T7", env, bytes.NewReader(m))
+		if err != nil {
+			t.Fatalf("Process of a %d-byte message without a bound: %v", len(m), err)
+		}
+		if len(s.Packages) != 1 {
+			t.Fatalf("%d packages, want 1", len(s.Packages))
+		}
+		inner, err := interop.OpenSSLDecrypt(t, penv.PKI, "bob", render(t, s.Packages[0]))
+		if err != nil {
+			t.Fatalf("bob cannot decrypt his package: %v", err)
+		}
+		content, err := interop.OpenSSLVerify(t, penv.PKI, inner)
+		if err != nil {
+			t.Fatalf("signature: %v", err)
+		}
+		body := m[bytes.Index(m, []byte("\r\n\r\n"))+4:]
+		if !bytes.HasSuffix(content, body) {
+			t.Fatalf("signed content (%d bytes) does not end in the whole %d-byte body; ends %q", len(content), len(body), content[max(0, len(content)-80):])
+		}
+	})
+
+	t.Run("ok bound, within slack sealed whole", func(t *testing.T) {
+		p, _ := pipelineWith(t, split.Policy{}, func(o *pipeline.Options) { o.MaxMessageBytes = 4096 })
+		m := bigMessage(1<<19, marker) // over the bound, within the bound + 1 MB
+		s, err := p.Process(context.Background(), "T8", env, bytes.NewReader(m))
+		if err != nil || len(s.Packages) != 1 {
+			t.Fatalf("Process = %v, %v; want one package", s, err)
+		}
+	})
+
+	t.Run("fail bound, over it and the slack", func(t *testing.T) {
+		var refused []string
+		p, _ := pipelineWith(t, split.Policy{}, func(o *pipeline.Options) {
+			o.MaxMessageBytes = 4096
+			o.Events.Refused = func(stage, reason string) { refused = append(refused, stage+" "+reason) }
+		})
+		m := bigMessage(1<<20+4096+1, marker)
+		s, err := p.Process(context.Background(), "T9", env, bytes.NewReader(m))
+		if !errors.Is(err, queue.ErrMessageTooBig) || s != nil {
+			t.Fatalf("Process of a %d-byte message over a 4096-byte bound = %v, %v; want no packages and ErrMessageTooBig", len(m), s, err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprint(4096+1<<20)) {
+			t.Errorf("error %q does not say how many bytes were allowed", err)
+		}
+		if len(refused) != 1 || refused[0] != pipeline.StageSeal+" "+pipeline.ReasonOther {
+			t.Errorf("refusals told %v, want one at the seal stage", refused)
+		}
+	})
 }

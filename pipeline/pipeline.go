@@ -63,7 +63,8 @@ type Options struct {
 	SKI func(owner string) bool
 	// Hostname names this relay in the Received field each package gets.
 	Hostname string
-	// MaxMessageBytes bounds what Process reads (0: no bound).
+	// MaxMessageBytes bounds what Process reads (0: no bound): a message over it by more than
+	// 1 MB is refused (queue.ErrMessageTooBig), not sealed cut short.
 	MaxMessageBytes int64
 	// Limits are the normalisation's (smime.Normalize), the SMTP front's.
 	Limits smime.Limits
@@ -467,8 +468,11 @@ func (h *hold) finish(out *queue.Sealed) {
 func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool, h *hold) (*queue.Sealed, error) {
 	src := &readErr{r: body}
 	var r io.Reader = src
+	var limited *io.LimitedReader
 	if p.opts.MaxMessageBytes > 0 {
-		r = io.LimitReader(r, p.opts.MaxMessageBytes+1<<20)
+		// One byte past the bound tells a message the bound cut from one that fits it.
+		limited = &io.LimitedReader{R: r, N: p.opts.MaxMessageBytes + 1<<20 + 1}
+		r = limited
 	}
 	// Normalised as it is read (smime.Normalize, without a second copy of the message).
 	var buf bytes.Buffer
@@ -479,6 +483,10 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	msg := buf.Bytes()
 	if src.err != nil {
 		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", src.err))
+	}
+	if limited != nil && limited.N == 0 {
+		// Sealing what was read would send the message cut short: refused whole instead.
+		return nil, fmt.Errorf("failed to read message: %w: more than %d bytes", queue.ErrMessageTooBig, p.opts.MaxMessageBytes+1<<20)
 	}
 	var header textproto.Header // read once, here: the plan and the seal take it as it is
 	if err == nil {
