@@ -136,21 +136,23 @@ func TestDomainProfilePin(t *testing.T) {
 	}
 }
 
-// bigMessage is a message from alice to bob of at least n bytes whose last body line is
+// bigMessage is a message from alice to bob of exactly n bytes whose last body line ends in
 // marker, so that a package cut short is told from the whole one.
 func bigMessage(n int, marker string) []byte {
 	var b bytes.Buffer
 	b.WriteString("From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: large\r\nMessage-ID: <big@example.test>\r\n\r\n")
-	for i := 0; b.Len() < n; i++ {
+	last := marker + "\r\n"
+	for i := 0; n-b.Len()-len(last) >= 100; i++ {
 		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("x", 66))
 	}
-	b.WriteString(marker + "\r\n")
+	b.WriteString(strings.Repeat("y", n-b.Len()-len(last)) + last)
 	return b.Bytes()
 }
 
 // TestMaxMessageBytes: Process reads a message whole when no bound is set (a message over the
-// 1 MB of slack a bound gets is sealed to its last line), and refuses, permanently and without
-// sealing anything, a message over the bound plus that slack rather than sealing it cut short.
+// 1 MB of slack a bound gets is sealed to its last line); with a bound it seals a message of
+// the bound plus that slack, and refuses, permanently and without sealing anything, one a byte
+// longer rather than sealing it cut short.
 func TestMaxMessageBytes(t *testing.T) {
 	const marker = "LAST-LINE-OF-THE-MESSAGE"
 	env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: []string{"bob@example.test"}, Helo: "client.example.test", ClientAddr: "127.0.0.1:4000", ReceivedAt: time.Now()}
@@ -179,22 +181,28 @@ func TestMaxMessageBytes(t *testing.T) {
 		}
 	})
 
-	t.Run("ok bound, within slack sealed whole", func(t *testing.T) {
+	t.Run("ok bound, the bound and the slack sealed", func(t *testing.T) {
 		p, _ := pipelineWith(t, split.Policy{}, func(o *pipeline.Options) { o.MaxMessageBytes = 4096 })
-		m := bigMessage(1<<19, marker) // over the bound, within the bound + 1 MB
+		m := bigMessage(4096+1<<20, marker)
+		if len(m) != 4096+1<<20 {
+			t.Fatalf("message of %d bytes, want %d", len(m), 4096+1<<20)
+		}
 		s, err := p.Process(context.Background(), "T8", env, bytes.NewReader(m))
 		if err != nil || len(s.Packages) != 1 {
 			t.Fatalf("Process = %v, %v; want one package", s, err)
 		}
 	})
 
-	t.Run("fail bound, over it and the slack", func(t *testing.T) {
+	t.Run("fail bound, a byte over it and the slack", func(t *testing.T) {
 		var refused []string
 		p, _ := pipelineWith(t, split.Policy{}, func(o *pipeline.Options) {
 			o.MaxMessageBytes = 4096
 			o.Events.Refused = func(stage, reason string) { refused = append(refused, stage+" "+reason) }
 		})
-		m := bigMessage(1<<20+4096+1, marker)
+		m := bigMessage(4096+1<<20+1, marker)
+		if len(m) != 4096+1<<20+1 {
+			t.Fatalf("message of %d bytes, want %d", len(m), 4096+1<<20+1)
+		}
 		s, err := p.Process(context.Background(), "T9", env, bytes.NewReader(m))
 		if !errors.Is(err, queue.ErrMessageTooBig) || s != nil {
 			t.Fatalf("Process of a %d-byte message over a 4096-byte bound = %v, %v; want no packages and ErrMessageTooBig", len(m), s, err)
