@@ -23,35 +23,6 @@ import (
 	"appliance/split"
 )
 
-// pipelineWith is newPipeline with the options set changes.
-func pipelineWith(t *testing.T, pol split.Policy, set ...func(*pipeline.Options)) (*pipeline.Pipeline, *softhsmtest.Env) {
-	t.Helper()
-	_, env := newPipeline(t, pol, nil) // opens the shared token
-	dir, err := directory.Open(directory.Options{CertsDir: env.File("certs"), RootsFile: env.File("roots.pem")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := directory.LoadCertificates(env.File("alice.chain.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := pipeline.Options{
-		Directory: dir,
-		Token:     token{Token: sharedToken},
-		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}},
-		Policy:    pol,
-		Hostname:  "relay.example.test",
-	}
-	for _, f := range set {
-		f(&o)
-	}
-	p, err := pipeline.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, env
-}
-
 // learntDirectory is a copy of the test certificates in which bob's client taught the
 // appliance AES-256-GCM (a .caps.json sidecar, as directory.Learn writes it), so his
 // certificate's directory entry carries the learnt profile "modern".

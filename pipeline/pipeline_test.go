@@ -35,6 +35,13 @@ var sharedToken *hsm.Token
 
 func newPipeline(t *testing.T, pol split.Policy, ski func(string) bool) (*pipeline.Pipeline, *softhsmtest.Env) {
 	t.Helper()
+	return pipelineWith(t, pol, func(o *pipeline.Options) { o.SKI = ski })
+}
+
+// pipelineWith is the pipeline of the tests (the shared token, the test PKI's directory, alice as
+// the sender) with the options set changes.
+func pipelineWith(t *testing.T, pol split.Policy, set ...func(*pipeline.Options)) (*pipeline.Pipeline, *softhsmtest.Env) {
+	t.Helper()
 	env := softhsmtest.Setup(t)
 	if sharedToken == nil {
 		tok, err := hsm.Open(hsm.Config{Module: env.Module, TokenLabel: softhsmtest.TokenLabel, PIN: softhsmtest.PIN, MaxSessions: 4})
@@ -51,14 +58,17 @@ func newPipeline(t *testing.T, pol split.Policy, ski func(string) bool) (*pipeli
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.New(pipeline.Options{
+	o := pipeline.Options{
 		Directory: dir,
 		Token:     token{Token: sharedToken},
 		Senders:   []pipeline.Sender{{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}},
 		Policy:    pol,
-		SKI:       ski,
 		Hostname:  "relay.example.test",
-	})
+	}
+	for _, f := range set {
+		f(&o)
+	}
+	p, err := pipeline.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
