@@ -38,6 +38,9 @@ const kekSize = 32
 // IsKeyAgree reports whether cert's key is one [KeyAgreeRecipient] wraps for: an EC key on P-256
 // or P-384. Whether its keyUsage allows keyAgreement is the caller's check.
 func IsKeyAgree(cert *x509.Certificate) bool {
+	if _, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok {
+		return false // the common RSA certificate: no error made to say so
+	}
 	_, err := ecdhPublic(cert)
 	return err == nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"strings"
@@ -42,39 +41,6 @@ func sinkClient(t *testing.T, tls bool, opts delivery.Options) (*smtpsink.Sink, 
 	}
 	t.Cleanup(func() { c.Close() })
 	return sink, c
-}
-
-// scriptedHop is a next hop on a loopback port that serves one connection: it sends greeting
-// (as it is: its lines end in CRLF) and hands each command line, with its verb in upper case,
-// to answer, until answer returns false or the client goes. It closes when the test ends.
-func scriptedHop(t *testing.T, greeting string, answer func(tp *textproto.Conn, verb, line string) bool) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		tp := textproto.NewConn(c)
-		if _, err := io.WriteString(c, greeting); err != nil {
-			return
-		}
-		for {
-			line, err := tp.ReadLine()
-			if err != nil {
-				return
-			}
-			if !answer(tp, strings.ToUpper(strings.SplitN(line, " ", 2)[0]), line) {
-				return
-			}
-		}
-	}()
-	return l.Addr().String()
 }
 
 type deliverCase struct {
@@ -353,7 +319,7 @@ func BenchmarkDeliverRoundTrips(b *testing.B) {
 func TestDeliverHeloOnly(t *testing.T) {
 	got := make(chan string, 1)
 	var data, helo string
-	addr := scriptedHop(t, "220 old.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
+	addr := delivery.ScriptedHop(t, "220 old.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
 		switch verb {
 		case "EHLO":
 			tp.PrintfLine("502 command not recognized")
@@ -448,7 +414,7 @@ func TestDeliverReuse(t *testing.T) {
 func pipeliningServer(t *testing.T, got chan<- string) string {
 	t.Helper()
 	var replies, rcpts []string
-	return scriptedHop(t, "220 pipe.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
+	return delivery.ScriptedHop(t, "220 pipe.example.test\r\n", func(tp *textproto.Conn, verb, line string) bool {
 		switch verb {
 		case "EHLO":
 			tp.PrintfLine("250-pipe.example.test\r\n250-PIPELINING\r\n250 8BITMIME")

@@ -1,9 +1,7 @@
 package delivery
 
 import (
-	"bufio"
-	"fmt"
-	"net"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -18,37 +16,21 @@ func (l *lines) Fail(what string, err error) { l.got = append(l.got, "FAIL "+wha
 // hop answers one connection with greeting, and ehlo to EHLO.
 func hop(t *testing.T, greeting, ehlo string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
+	return scriptedHop(t, greeting, func(tp *textproto.Conn, verb, _ string) bool {
+		switch verb {
+		case "EHLO":
+			tp.W.WriteString(ehlo)
+		case "STARTTLS":
+			tp.W.WriteString("220 go ahead\r\n")
+			tp.W.Flush()
+			return false // no handshake follows: the client's fails
+		default:
+			tp.W.WriteString("221 bye\r\n")
+			tp.W.Flush()
+			return false
 		}
-		defer c.Close()
-		fmt.Fprint(c, greeting)
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			switch {
-			case strings.HasPrefix(line, "EHLO "):
-				fmt.Fprint(c, ehlo)
-			case strings.HasPrefix(line, "STARTTLS"):
-				fmt.Fprint(c, "220 go ahead\r\n")
-				return // no handshake follows: the client's fails
-			default:
-				fmt.Fprint(c, "221 bye\r\n")
-				return
-			}
-		}
-	}()
-	return l.Addr().String()
+		return tp.W.Flush() == nil
+	})
 }
 
 func TestCheckNextHop(t *testing.T) {

@@ -374,7 +374,7 @@ func TestDeliverWireTailStalled(t *testing.T) {
 func stallingHop(t *testing.T) string {
 	t.Helper()
 	stop := make(chan struct{})
-	addr := scriptedHop(t, "220 stall.example.test\r\n", func(tp *textproto.Conn, verb, _ string) bool {
+	addr := delivery.ScriptedHop(t, "220 stall.example.test\r\n", func(tp *textproto.Conn, verb, _ string) bool {
 		switch verb {
 		case "EHLO":
 			tp.PrintfLine("250-stall.example.test\r\n250 PIPELINING")

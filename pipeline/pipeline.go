@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -294,7 +293,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		// A [[policy.domain]] profile pins; otherwise what was learnt about the recipient wins.
 		_, pinned := p.opts.Policy.DomainProfiles[key[strings.LastIndexByte(key, '@')+1:]]
 		for _, e := range valid {
-			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: keyAgree(e.Cert)}
+			c := split.Cert{ID: e.ID, Owner: key, NotBefore: e.Cert.NotBefore, KeyAgree: cms.IsKeyAgree(e.Cert)}
 			if !pinned {
 				c.Profile = e.Profile
 			}
@@ -307,7 +306,7 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		if err := p.opts.Directory.ValidateFor(leaf, sender.Address, p.opts.Now()); err == nil {
 			owner, _ := split.Normalize(sender.Address, p.opts.Policy.CaseSensitiveLocalPart)
 			id := directory.CertID(leaf)
-			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: keyAgree(leaf)}}
+			in.SenderCerts = []split.Cert{{ID: id, Owner: owner, NotBefore: leaf.NotBefore, KeyAgree: cms.IsKeyAgree(leaf)}}
 			certs[id] = leaf
 		}
 	}
@@ -334,12 +333,6 @@ func (p *Pipeline) sealPlain(ctx context.Context, env queue.Envelope, msg []byte
 		return nil, err
 	}
 	return &Result{Plan: plan, Sealed: sealed, Certs: certs, Unusable: unusable}, nil
-}
-
-// keyAgree is cms.IsKeyAgree without its error for the common RSA certificate.
-func keyAgree(c *x509.Certificate) bool {
-	_, ec := c.PublicKey.(*ecdsa.PublicKey)
-	return ec && cms.IsKeyAgree(c)
 }
 
 // checkCost is how many times its size a message costs the budget while the check at end of
