@@ -37,3 +37,8 @@ func RequireGCMForTest(on bool) (was bool) {
 	contentMechanisms = ms
 	return was
 }
+
+// OperatorTunesHeap and HeapTuned are malloc.go's decision and its outcome.
+var OperatorTunesHeap = operatorTunesHeap
+
+func HeapTuned() bool { return heapTuned }

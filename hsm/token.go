@@ -235,6 +235,7 @@ func connect(cfg Config, gen uint64) (*conn, error) {
 }
 
 func (c *conn) openMiekg(cfg Config) error {
+	keepFreedHeap()
 	p11 := pkcs11.New(cfg.Module)
 	if p11 == nil {
 		return &Error{Op: "load module", Kind: ErrModule}
