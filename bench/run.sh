@@ -19,7 +19,7 @@
 # (default "10k 10k-p256 50k 1m 10m-enc"), BIG_CONNS (default 50; 0 skips that run), BIG_SHAPE
 # (default 10m: 10 MB to one recipient), OUT (results directory, default a new
 # /tmp/appliance-bench.*), KEEP=1 keeps the work directory, PPROF=1 also saves 10 s CPU profiles
-# of the appliance under every load but 50k, and a goroutine dump in the middle of each.
+# of the appliance under every load of CONNS connections, and a goroutine dump in the middle of each.
 # Needs root (or sudo) only to install packages and to run Postfix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -216,7 +216,7 @@ for _ in $(seq 100); do
 done
 run_appliance() { # label shape conns
   local prof="" fetch=""
-  if [ -n "${PPROF:-}" ] && [ "$3" = "$CONNS" ] && [ "$2" != 50k ]; then
+  if [ -n "${PPROF:-}" ] && [ "$3" = "$CONNS" ]; then
     prof=$work/cpu-$2.pprof
     # What the goroutines wait on mid-run (off-CPU time does not show in a CPU profile).
     (sleep 8; curl -s -o "$work/goroutines-$2.txt" "http://127.0.0.1:$pprof_port/debug/pprof/goroutine?debug=1") &
