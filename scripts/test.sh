@@ -41,7 +41,9 @@ json=$(mktemp)
 status=0
 # A package whose tests wait for ever fails at 10 minutes with every goroutine's stack (the
 # slowest package, e2e, takes about 4), instead of at CI's own limit with nothing said.
-go test -race -count=1 -timeout 10m -json ./... > "$json" || status=$?
+# The go-smtp carried in third_party is a module of its own, which ./... does not name; its
+# test file checks the appliance's patches (third_party/README.md).
+go test -race -count=1 -timeout 10m -json ./... github.com/emersion/go-smtp > "$json" || status=$?
 go run ./internal/skipreport -summary -failures -required scripts/ci-required.txt "$json" || status=1
 rm -f "$json"
 if [ "$status" != 0 ]; then echo "go test failed" >&2; exit 1; fi

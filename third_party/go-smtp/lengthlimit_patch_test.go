@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"net"
 	"testing"
 )
 
@@ -87,5 +88,21 @@ func TestLineLimitPatch(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestReadBufferPatch: a connection, and the same connection after STARTTLS (init again), read
+// through readBufferSize bytes of buffer, not textproto's 4 KB.
+func TestReadBufferPatch(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newConn(server, NewServer(nil))
+	defer c.Close()
+	if got := c.text.R.Size(); got != readBufferSize {
+		t.Fatalf("read buffer %d bytes, want %d", got, readBufferSize)
+	}
+	c.init()
+	if got := c.text.R.Size(); got != readBufferSize {
+		t.Fatalf("after init again: read buffer %d bytes, want %d", got, readBufferSize)
 	}
 }
