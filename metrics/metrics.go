@@ -81,7 +81,7 @@ var Classes = []string{"plain", "client-encrypted", "signed-over-encrypted", "re
 var (
 	Stages         = []string{"data", "seal"}
 	ContentReasons = []string{"unaccountable", "malformed", "signed_over_encrypted", "recipientinfo_rejected",
-		"unsplittable", "sender", "other"}
+		"unsplittable", "sender", "too_big", "other"}
 )
 
 // Sealing modes and profiles for [Metrics.Sealed].

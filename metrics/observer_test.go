@@ -139,7 +139,7 @@ func TestPipelineEvents(t *testing.T) {
 		}
 	}
 	for _, r := range []string{pipeline.ReasonUnaccountable, pipeline.ReasonMalformed, pipeline.ReasonSignedOverEncrypted,
-		pipeline.ReasonRecipientInfo, pipeline.ReasonUnsplittable, pipeline.ReasonSender, pipeline.ReasonOther} {
+		pipeline.ReasonRecipientInfo, pipeline.ReasonUnsplittable, pipeline.ReasonSender, pipeline.ReasonTooBig, pipeline.ReasonOther} {
 		if !slices.Contains(ContentReasons, r) {
 			t.Errorf("reason %q has no series", r)
 		}

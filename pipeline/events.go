@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 
+	"appliance/queue"
 	"appliance/split"
 )
 
@@ -36,6 +37,7 @@ const (
 	ReasonRecipientInfo       = "recipientinfo_rejected" // a RecipientInfo of nobody in the envelope (reject policy)
 	ReasonUnsplittable        = "unsplittable"           // a client's envelope that cannot be split
 	ReasonSender              = "sender"                 // an originator the appliance does not sign as
+	ReasonTooBig              = "too_big"                // a spooled message longer than the read limit
 	ReasonOther               = "other"
 )
 
@@ -55,6 +57,8 @@ func RefusalReason(err error) string {
 		return ReasonUnsplittable
 	case errors.Is(err, ErrUnknownSender):
 		return ReasonSender
+	case errors.Is(err, queue.ErrMessageTooBig):
+		return ReasonTooBig
 	}
 	return ReasonOther
 }

@@ -181,7 +181,7 @@ func TestMaxMessageBytes(t *testing.T) {
 		if !strings.Contains(err.Error(), fmt.Sprint(4096+1<<20)) {
 			t.Errorf("error %q does not say how many bytes were allowed", err)
 		}
-		if len(refused) != 1 || refused[0] != pipeline.StageSeal+" "+pipeline.ReasonOther {
+		if len(refused) != 1 || refused[0] != pipeline.StageSeal+" "+pipeline.ReasonTooBig {
 			t.Errorf("refusals told %v, want one at the seal stage", refused)
 		}
 	})
