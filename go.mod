@@ -37,3 +37,6 @@ require (
 
 // DATA is read in bulk: third_party/README.md.
 replace github.com/emersion/go-smtp => ./third_party/go-smtp
+
+// One C_Sign per signature and one C_WrapKey per wrap: third_party/README.md.
+replace github.com/miekg/pkcs11 => ./third_party/pkcs11

@@ -8,7 +8,7 @@
 # checks that each can do what the tests ask of it; internal/prereq's test keeps the two lists in
 # step with the code.
 set -euo pipefail
-pkgs=(softhsm2 p11-kit p11-kit-modules opensc openssl gpgsm gpgconf gpg-agent libnss3-tools swaks libnet-ssleay-perl libio-socket-ssl-perl ca-certificates slapd ldap-utils postfix debootstrap python3-dkim python3-nacl opencryptoki)
+pkgs=(softhsm2 p11-kit p11-kit-modules opensc opensc-pkcs11 openssl gpgsm gpgconf gpg-agent libnss3-tools swaks libnet-ssleay-perl libio-socket-ssl-perl ca-certificates slapd ldap-utils postfix debootstrap python3-dkim python3-nacl opencryptoki)
 packages_only=0
 case "${1:-}" in
   "") ;;

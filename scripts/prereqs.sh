@@ -16,6 +16,7 @@ export PATH=$PATH:/usr/sbin:/sbin
 table=$(cat <<'TABLE'
 softhsm2-util|softhsm2|softhsm2-util --version >/dev/null && ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | grep -q .
 pkcs11-tool|opensc|pkcs11-tool --help 2>&1 | grep -q -- --module
+pkcs11-spy.so|opensc-pkcs11|ls /usr/lib/*/pkcs11/pkcs11-spy.so /usr/lib/pkcs11/pkcs11-spy.so 2>/dev/null | grep -q .
 p11-kit|p11-kit|p11-kit server --help 2>&1 | grep -q -- --provider
 p11-kit-client.so|p11-kit-modules|ls /usr/lib/*/pkcs11/p11-kit-client.so /usr/lib/pkcs11/p11-kit-client.so 2>/dev/null | grep -q .
 openssl|openssl|openssl cms -help 2>&1 | grep -q -- -decrypt

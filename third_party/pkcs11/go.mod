@@ -1,0 +1,3 @@
+module github.com/miekg/pkcs11
+
+go 1.12
