@@ -16,14 +16,6 @@ import (
 	"appliance/internal/softhsmtest"
 )
 
-// spyModules are where Debian's opensc-pkcs11 installs OpenSC's pkcs11-spy, a module that logs
-// every call on its way to the module PKCS11SPY names.
-var spyModules = []string{
-	"/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
-	"/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
-	"/usr/lib/pkcs11/pkcs11-spy.so",
-}
-
 // A signature is one C_Sign and a wrap one C_WrapKey (the patch in third_party/pkcs11): no length
 // query first, which costs a remote module (p11-kit) a round trip and SoftHSM2 a second wrap.
 // The calls are counted by pkcs11-spy between the token layer and SoftHSM2, in a child process
@@ -31,16 +23,7 @@ var spyModules = []string{
 func TestCalls(t *testing.T) {
 	env := softhsmtest.Setup(t)
 	env.RequireSoftHSM(t)
-	spy := ""
-	for _, p := range spyModules {
-		if _, err := os.Stat(p); err == nil {
-			spy = p
-			break
-		}
-	}
-	if spy == "" {
-		t.Fatalf("no pkcs11-spy module in %v (Debian package opensc-pkcs11)", spyModules)
-	}
+	spy := softhsmtest.SpyModule(t)
 	// Open probes the token (OAEP hashes by wrapping), so the calls of an Open alone are counted
 	// too, in a second child, and taken off.
 	count := func(ops string) map[string]int {

@@ -46,13 +46,7 @@ func (e *Env) Serve(tb testing.TB, conf, label string) *Remote {
 	if _, err := exec.LookPath("p11-kit"); err != nil {
 		missingCI(tb, "p11-kit not found; install the p11-kit package")
 	}
-	client := ""
-	for _, p := range ClientModulePaths {
-		if _, err := os.Stat(p); err == nil {
-			client = p
-			break
-		}
-	}
+	client := firstPresent(ClientModulePaths)
 	if client == "" {
 		missingCI(tb, "p11-kit-client.so not found; install the p11-kit-modules package")
 	}

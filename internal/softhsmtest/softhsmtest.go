@@ -66,12 +66,36 @@ func FindModule() (string, bool) {
 		_, err := os.Stat(p)
 		return p, err == nil
 	}
-	for _, p := range ModulePaths {
+	p := firstPresent(ModulePaths)
+	return p, p != ""
+}
+
+// firstPresent returns the first of paths that exists, or "".
+func firstPresent(paths []string) string {
+	for _, p := range paths {
 		if _, err := os.Stat(p); err == nil {
-			return p, true
+			return p
 		}
 	}
-	return "", false
+	return ""
+}
+
+// SpyModulePaths are where Debian's opensc-pkcs11 installs OpenSC's pkcs11-spy, a module that
+// logs every call on its way to the module PKCS11SPY names (to PKCS11SPY_OUTPUT).
+var SpyModulePaths = []string{
+	"/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
+	"/usr/lib/aarch64-linux-gnu/pkcs11/pkcs11-spy.so",
+	"/usr/lib/pkcs11/pkcs11-spy.so",
+}
+
+// SpyModule returns pkcs11-spy's path; without it the test is skipped (failed under CI).
+func SpyModule(tb testing.TB) string {
+	tb.Helper()
+	p := firstPresent(SpyModulePaths)
+	if p == "" {
+		missingCI(tb, "pkcs11-spy.so not found; install the opensc-pkcs11 package")
+	}
+	return p
 }
 
 // RepoRoot is the top of the source tree, found from this file's location.
