@@ -60,7 +60,7 @@ if [ "$status" != 0 ]; then echo "go test against opencryptoki failed" >&2; exit
 # Live fuzzing, briefly (their seed corpora already ran above): a smoke run that keeps each
 # target's harness alive within CI's time. A campaign runs scripts/fuzz.sh with longer times.
 step "fuzz targets"
-FUZZTIME=${FUZZTIME:-3s} FUZZTIME_PARSERS=${FUZZTIME_PARSERS:-10s} bash scripts/fuzz.sh
+FUZZTIME=${FUZZTIME:-3s} FUZZTIME_PARSERS=${FUZZTIME_PARSERS:-10s} JOBS=${FUZZ_JOBS:-2} bash scripts/fuzz.sh
 
 step "benchmarks, one pass each"
 log=$(mktemp)
