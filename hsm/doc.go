@@ -11,7 +11,9 @@
 // those two calls, which a mail list pays once per member; RSA-PSS keeps crypto11's signer.
 // Both load the same module. crypto11 initialises it and logs in first; miekg then tolerates
 // CKR_CRYPTOKI_ALREADY_INITIALIZED and its sessions share the login. Only crypto11 finalizes.
-// [Token.Reconnect] closes both in that order and opens them again.
+// [Token.Reconnect] closes both in that order and opens them again. miekg/pkcs11 is the copy in
+// third_party/pkcs11, whose C_Sign and C_WrapKey make one call, not a length query first.
+// Opening a token raises glibc's trim threshold once per process (malloc.go).
 //
 // # Content keys
 //
