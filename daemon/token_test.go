@@ -25,6 +25,7 @@ import (
 	"appliance/hsm"
 	"appliance/internal/ci"
 	"appliance/internal/interop"
+	"appliance/internal/lockedbuf"
 	"appliance/internal/softhsmtest"
 	"appliance/internal/testconfig"
 	"appliance/lists"
@@ -58,21 +59,10 @@ func TestFatalAtStart(t *testing.T) {
 }
 
 // lockedLog collects the supervisor's log lines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedLog struct{ lockedbuf.Buffer }
 
 func (l *lockedLog) count(msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), "msg=\""+msg+"\"")
+	return strings.Count(l.String(), "msg=\""+msg+"\"")
 }
 
 // moveToken takes the test binary's token directory away and returns the function that puts it
@@ -212,7 +202,7 @@ func TestSupervisorMissingAtStart(t *testing.T) {
 		t.Fatalf("sign once the token appeared: %v", err)
 	}
 	if log.count("hsm down") != 1 || log.count("hsm up") != 1 {
-		t.Errorf("log:\n%s", log.b.String())
+		t.Errorf("log:\n%s", log.String())
 	}
 }
 
@@ -411,10 +401,10 @@ func TestTokensCard(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if n := log.count("hsm down"); n != 1 {
-		t.Errorf("%d \"hsm down\" lines, want 1:\n%s", n, log.b.String())
+		t.Errorf("%d \"hsm down\" lines, want 1:\n%s", n, log.String())
 	}
-	if !strings.Contains(log.b.String(), "token=card") {
-		t.Errorf("the log does not name the card:\n%s", log.b.String())
+	if !strings.Contains(log.String(), "token=card") {
+		t.Errorf("the log does not name the card:\n%s", log.String())
 	}
 }
 
@@ -594,7 +584,7 @@ func TestTokensFailover(t *testing.T) {
 	wantActive(t, obs.Metrics(), "hsm", 1)
 	if set.Active("card") != "hsm" || log.count("token failover") != 1 || retries.Load() == 0 {
 		t.Fatalf("after the card went away: active %q, %d failover lines, %d retries asked\n%s",
-			set.Active("card"), log.count("token failover"), retries.Load(), log.b.String())
+			set.Active("card"), log.count("token failover"), retries.Load(), log.String())
 	}
 	if err := set.Healthy(); err != nil {
 		t.Errorf("Healthy with the standby up: %v", err)
@@ -614,6 +604,6 @@ func TestTokensFailover(t *testing.T) {
 	wantActive(t, obs.Metrics(), "card", 1)
 	wantActive(t, obs.Metrics(), "hsm", 0)
 	if n := log.count("token failback"); n != 1 {
-		t.Errorf("%d failback lines, want 1\n%s", n, log.b.String())
+		t.Errorf("%d failback lines, want 1\n%s", n, log.String())
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"appliance/internal/lockedbuf"
 	"appliance/internal/softhsmtest"
 )
 
@@ -200,7 +201,7 @@ type Daemon struct {
 	Bin, ConfigPath, Addr string
 	Env                   []string // extra environment, KEY=VALUE
 	cmd                   *exec.Cmd
-	logs                  *lockedBuffer
+	logs                  *lockedbuf.Buffer
 	done                  chan struct{}
 	waitErr               error
 }
@@ -254,7 +255,7 @@ func TokenRace(msg string) bool {
 // Start starts the process (again, after Kill or Stop); the log continues.
 func (d *Daemon) Start() error {
 	if d.logs == nil {
-		d.logs = &lockedBuffer{}
+		d.logs = &lockedbuf.Buffer{}
 	}
 	d.cmd = exec.Command(d.Bin, "serve", "-config", d.ConfigPath)
 	d.cmd.Env = append(os.Environ(), d.Env...)
@@ -359,23 +360,6 @@ func Run(ctx context.Context, env *softhsmtest.Env, bin string, stdin []byte, ar
 		}
 	}
 	return stdout.Bytes(), err
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func tail(s string, n int) string {

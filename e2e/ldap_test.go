@@ -22,6 +22,7 @@ import (
 	"appliance/cms"
 	"appliance/cms/oid"
 	"appliance/internal/ci"
+	"appliance/internal/lockedbuf"
 	"appliance/internal/sink"
 	"appliance/internal/softhsmtest"
 	"appliance/smime"
@@ -36,7 +37,7 @@ type ldapServer struct {
 	url  string
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  lockedBuffer
+	log  lockedbuf.Buffer
 }
 
 const (

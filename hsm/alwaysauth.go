@@ -111,19 +111,7 @@ func (a *authSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	default:
 		return nil, &Error{Op: "sign", Kind: ErrInvalidArgument, Err: fmt.Errorf("unsupported key type %T", a.pub)}
 	}
-	s, err := a.c.pool.get(context.Background(), "sign")
-	if err != nil {
-		return nil, err
-	}
-	sig, err := a.sign(s, mech, data)
-	a.c.pool.put(s, err)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := a.pub.(*ecdsa.PublicKey); ok {
-		return ecdsaDER(sig) // PKCS#11 gives r || s; crypto.Signer callers want ASN.1
-	}
-	return sig, nil
+	return signOn(a.c.pool, a.pub, func(s pkcs11.SessionHandle) ([]byte, error) { return a.sign(s, mech, data) })
 }
 
 func (a *authSigner) sign(s pkcs11.SessionHandle, mech *pkcs11.Mechanism, data []byte) ([]byte, error) {

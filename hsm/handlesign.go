@@ -51,16 +51,22 @@ func (h *handleSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpt
 	default:
 		return h.c11.Sign(rand, digest, opts)
 	}
-	s, err := h.c.signs.get(context.Background(), "sign")
+	return signOn(h.c.signs, h.pub, func(s pkcs11.SessionHandle) ([]byte, error) { return h.sign(s, mech, data) })
+}
+
+// signOn signs with sign on a session of pool, and gives an ECDSA signature the ASN.1 form
+// crypto.Signer callers expect (PKCS#11 returns r || s).
+func signOn(pool *sessionPool, pub crypto.PublicKey, sign func(pkcs11.SessionHandle) ([]byte, error)) ([]byte, error) {
+	s, err := pool.get(context.Background(), "sign")
 	if err != nil {
 		return nil, err
 	}
-	sig, err := h.sign(s, mech, data)
-	h.c.signs.put(s, err)
+	sig, err := sign(s)
+	pool.put(s, err)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := h.pub.(*ecdsa.PublicKey); ok {
+	if _, ok := pub.(*ecdsa.PublicKey); ok {
 		return ecdsaDER(sig)
 	}
 	return sig, nil

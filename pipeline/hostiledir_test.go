@@ -20,6 +20,7 @@ import (
 
 	"appliance/directory"
 	"appliance/internal/interop"
+	"appliance/internal/lockedbuf"
 	"appliance/lists"
 	"appliance/pipeline"
 	"appliance/queue"
@@ -106,7 +107,7 @@ func TestPassThroughPlantedIdentifier(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := plantedDirectory(t, r, bob, "erin@example.test", tc.ski)
-			logs := &lockedBuffer{}
+			logs := &lockedbuf.Buffer{}
 			p, err := pipeline.New(pipeline.Options{
 				Directory: dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice}, Policy: split.Policy{},
 				Hostname: "relay.example.test", Logger: slog.New(slog.NewTextHandler(logs, nil)),

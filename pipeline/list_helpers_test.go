@@ -21,13 +21,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/hsm"
+	"appliance/internal/lockedbuf"
 	"appliance/internal/softhsmtest"
 	"appliance/lists"
 	"appliance/pipeline"
@@ -144,26 +144,9 @@ type listSetup struct {
 	pipe   *pipeline.Pipeline
 	dir    *directory.Directory
 	env    *softhsmtest.Env
-	logs   *syncBuffer
+	logs   *lockedbuf.Buffer
 	chain  []*x509.Certificate
 	folder string // certificates folder of the directory
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newListPipeline builds a pipeline over a directory of the test PKI's certificates plus extra,
@@ -203,7 +186,7 @@ func newListPipeline(tb testing.TB, pol split.Policy, extra []memberPKI, list li
 	if err != nil {
 		tb.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	opts := pipeline.Options{
 		Directory: dir,
 		Token:     token{Token: sharedToken},

@@ -21,6 +21,7 @@ import (
 	"appliance/directory"
 	"appliance/hsm"
 	"appliance/internal/interop"
+	"appliance/internal/lockedbuf"
 	"appliance/internal/softhsmtest"
 	"appliance/passthrough"
 	"appliance/pipeline"
@@ -90,26 +91,9 @@ func setup(t testing.TB) *rig {
 	return theRig
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (r *rig) pipeline(t testing.TB, pol split.Policy, pt split.PassThroughPolicy) (*pipeline.Pipeline, *lockedBuffer) {
+func (r *rig) pipeline(t testing.TB, pol split.Policy, pt split.PassThroughPolicy) (*pipeline.Pipeline, *lockedbuf.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &lockedbuf.Buffer{}
 	p, err := pipeline.New(pipeline.Options{
 		Directory: r.dir, Token: token{Token: r.tok}, Senders: []pipeline.Sender{r.alice}, Policy: pol,
 		Hostname: "relay.example.test", Logger: slog.New(slog.NewTextHandler(logs, nil)),

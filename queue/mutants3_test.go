@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"appliance/internal/lockedbuf"
 )
 
 // syncFailFS is the real file system under a running Queue with two additions: it records each
@@ -181,30 +183,12 @@ func runScripted(t *testing.T, p Processor, d *scriptedDeliverer, rcpts []string
 	return fsys, q.Stats()
 }
 
-// syncLockedLogs is a log buffer safe for the queue's goroutines.
-type syncLockedLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLockedLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLockedLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDSNCommitRetried: when the commit of a delivery result that failed a recipient fails (the
 // fdatasync returns EIO), the DSN it added is in memory only; the next pass of the message
 // commits it first and then sends it, once (worker.go:23, the commit of a DSN whose commit
 // failed: without it the DSN stays unwritten, and an unwritten package is never sent).
 func TestDSNCommitRetried(t *testing.T) {
-	var logs syncLockedLogs
+	var logs lockedbuf.Buffer
 	e550 := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	d := &scriptedDeliverer{replies: []error{e550}, armOn: 1}
 	fsys := runOverSyncFailFS(t, d, &logs)
@@ -238,7 +222,7 @@ func TestDSNCommitRetried(t *testing.T) {
 // between them (worker.go:23 made len(rec.unwritten) >= 0 committed the same state again on
 // every pass, one more fdatasync per attempt).
 func TestPassWithoutNewsWritesNothing(t *testing.T) {
-	var logs syncLockedLogs
+	var logs lockedbuf.Buffer
 	e451 := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 	d := &scriptedDeliverer{replies: []error{e451, e451}}
 	fsys := runOverSyncFailFS(t, d, &logs)
@@ -469,7 +453,7 @@ func TestWaitReportOwnReversePath(t *testing.T) {
 		{"list-bounces@example.test", []string{"list@example.test"}, []string{"member@", "journal@"}},
 		{"a@example.test", []string{"member@example.test"}, []string{"list@", "journal@"}},
 	} {
-		var logs syncLockedLogs
+		var logs lockedbuf.Buffer
 		d := &scriptedDeliverer{replies: []error{e550}}
 		fsys, st := runScripted(t, journalAndWaiting{tc.from}, d, []string{"list@example.test"}, &logs, nil)
 		// Failed: the journal package's recipient and the waiting package's; delivered: the DSN.
@@ -605,7 +589,7 @@ func TestGroupCommitShared(t *testing.T) {
 }
 
 func groupCommitOnce(t *testing.T) {
-	var logs syncLockedLogs
+	var logs lockedbuf.Buffer
 	e451 := &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 	d := &scriptedDeliverer{replies: []error{e451}}
 	var outcomes atomic.Int32
