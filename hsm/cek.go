@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 
@@ -327,12 +328,13 @@ func (k *CEK) WrapRSA(ctx context.Context, pub *rsa.PublicKey, oaepHash crypto.H
 
 func (c *conn) wrap(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, key pkcs11.ObjectHandle, pub *rsa.PublicKey) ([]byte, error) {
 	id := pubKeyID(pub)
-	if h, ok := c.pubs.cached(c, id, pub); ok {
-		wrapped, err := c.p11.WrapKey(s, mech, h, key)
-		if !handleGone(err) {
+	if e := c.pubs.get(c, id, pub); e != nil {
+		wrapped, err := c.p11.WrapKey(s, mech, e.h, key)
+		gone := handleGone(err)
+		c.pubs.release(c.p11, e, gone)
+		if !gone {
 			return wrapped, err
 		}
-		c.pubs.drop(id, h)
 	}
 	h, err := c.importPub(s, pub)
 	if err != nil {
@@ -364,55 +366,124 @@ func (c *conn) importPub(s pkcs11.SessionHandle, pub *rsa.PublicKey) (pkcs11.Obj
 // pubCache keeps recipients' public keys imported as session objects, so a recipient seen
 // before costs one C_WrapKey, not an import, a wrap and a destroy. The objects are made on a
 // session of the cache's own, which the pool never hands out or closes: a session object dies
-// with its session, and a token may reuse the handle numbers of dead objects. The cache goes with
-// its connection (Reconnect, Close).
+// with its session. The cache goes with its connection (Reconnect, Close).
+//
+// When it is full, a key seen for the first time gets in one time in admitOneIn, in the place
+// of a key chosen at random. Not least recently used, and not every new key: a list larger than
+// the cache walks its members in the same order at every post, and LRU would then evict each key
+// just before it is needed again (no hits at all); admitting one new key in 8 keeps most of what
+// is cached through such a walk, while a recipient who keeps getting mail still gets in after a
+// few wraps (the cache does not stay with whoever came first). An evicted object is destroyed
+// once no wrap uses its handle any more: a token may give a destroyed object's handle to the
+// next one made, and SoftHSM2 crashes when an object goes while a wrap uses it.
 type pubCache struct {
-	mu     sync.Mutex // held across an import, so one session is never used by two calls at once
+	mu     sync.Mutex // held across an import or destroy, so the cache's session has one call at a time
 	s      pkcs11.SessionHandle
 	opened bool
-	m      map[string]pkcs11.ObjectHandle
+	m      map[string]*pubEntry
+	all    []*pubEntry // m's entries, for the random choice
+	max    int         // 0 is maxCachedPubs
+	rnd    *rand.Rand  // eviction and admission: a fixed seed, so tests see the same choices
 }
 
-// maxCachedPubs bounds the cache; further keys are imported for each wrap as before.
+type pubEntry struct {
+	id      string
+	h       pkcs11.ObjectHandle
+	at      int  // index in all while cached
+	users   int  // wraps using h now
+	evicted bool // out of the cache: destroy when the last user is done
+	gone    bool // the token said h is invalid: nothing to destroy
+}
+
+// maxCachedPubs bounds the cache (a few MB of token memory with RSA-2048 keys).
 const maxCachedPubs = 4096
+
+// admitOneIn is how often a key not cached gets into a full cache: one time in admitOneIn.
+const admitOneIn = 8
 
 func pubKeyID(pub *rsa.PublicKey) string {
 	return strconv.Itoa(pub.E) + ":" + string(pub.N.Bytes())
 }
 
-// cached returns the cached object for pub, importing it first if there is room.
-func (p *pubCache) cached(c *conn, id string, pub *rsa.PublicKey) (pkcs11.ObjectHandle, bool) {
+// get returns pub's cached object, importing it first (and evicting another if the cache is
+// full), or nil when it is not admitted or the import failed: the wrap then imports the key
+// for itself. The caller uses e.h and then calls release.
+func (p *pubCache) get(c *conn, id string, pub *rsa.PublicKey) *pubEntry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if h, ok := p.m[id]; ok {
-		return h, true
-	}
-	if len(p.m) >= maxCachedPubs {
-		return 0, false
+	if e, ok := p.m[id]; ok {
+		e.users++
+		return e
 	}
 	if !p.opened {
 		s, err := c.pool.openSession()
 		if err != nil {
-			return 0, false
+			return nil
 		}
 		p.s, p.opened = s, true
 	}
+	limit := p.max
+	if limit <= 0 {
+		limit = maxCachedPubs
+	}
+	if p.rnd == nil {
+		p.rnd = rand.New(rand.NewPCG(1, 2))
+	}
+	if len(p.all) >= limit {
+		if p.rnd.IntN(admitOneIn) != 0 {
+			return nil
+		}
+		for len(p.all) >= limit {
+			p.evictLocked(c.p11, p.all[p.rnd.IntN(len(p.all))])
+		}
+	}
 	h, err := c.importPub(p.s, pub)
 	if err != nil {
-		return 0, false
+		return nil
 	}
 	if p.m == nil {
-		p.m = map[string]pkcs11.ObjectHandle{}
+		p.m = map[string]*pubEntry{}
 	}
-	p.m[id] = h
-	return h, true
+	e := &pubEntry{id: id, h: h, at: len(p.all), users: 1}
+	p.m[id] = e
+	p.all = append(p.all, e)
+	return e
 }
 
-func (p *pubCache) drop(id string, h pkcs11.ObjectHandle) {
+// release ends a wrap's use of e; gone says the token no longer knows e.h.
+func (p *pubCache) release(p11 *pkcs11.Ctx, e *pubEntry, gone bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.m[id] == h {
-		delete(p.m, id)
+	e.users--
+	if gone {
+		e.gone = true
+		p.evictLocked(p11, e)
+		return
+	}
+	if e.evicted && e.users == 0 && !e.gone {
+		p.destroyLocked(p11, e)
+	}
+}
+
+// evictLocked takes e out of the cache, destroying its object now if no wrap uses it.
+func (p *pubCache) evictLocked(p11 *pkcs11.Ctx, e *pubEntry) {
+	if e.evicted {
+		return
+	}
+	e.evicted = true
+	delete(p.m, e.id)
+	last := p.all[len(p.all)-1]
+	p.all[e.at], last.at = last, e.at
+	p.all = p.all[:len(p.all)-1]
+	if e.users == 0 && !e.gone {
+		p.destroyLocked(p11, e)
+	}
+}
+
+func (p *pubCache) destroyLocked(p11 *pkcs11.Ctx, e *pubEntry) {
+	e.gone = true
+	if p.opened {
+		_ = p11.DestroyObject(p.s, e.h)
 	}
 }
 
@@ -423,7 +494,10 @@ func (p *pubCache) close(p11 *pkcs11.Ctx) {
 	if p.opened {
 		_ = p11.CloseSession(p.s)
 	}
-	p.opened, p.m = false, nil
+	for _, e := range p.all {
+		e.evicted, e.gone = true, true
+	}
+	p.opened, p.m, p.all = false, nil, nil
 }
 
 // handleGone reports a cached object the token no longer knows.

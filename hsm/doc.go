@@ -23,7 +23,10 @@
 // until [CEK.Destroy], Close or Reconnect. Content is encrypted in 64 KB C_EncryptUpdate chunks
 // (single-part calls are about 3x slower on large bodies). Wrapping imports the recipient's public
 // key as a CKA_TOKEN=false session object, on a session of its own that lives as long as the
-// connection, and keeps it for that recipient's later wraps. For an EC recipient, [CEK.WrapAES]
+// connection, and keeps it for that recipient's later wraps (up to 4,096 keys; a full cache lets
+// a new key in one time in 8, in the place of one chosen at random, so that a list walked in
+// member order keeps most of its cached keys and recipients who keep coming back still get in).
+// For an EC recipient, [CEK.WrapAES]
 // takes the key-encryption key the process derived by ECDH, creates it as a wrap-only session
 // key, wraps the CEK with CKM_AES_KEY_WRAP and destroys it again. *CEK satisfies the cms
 // package's ContentKey interface without either package importing the other.

@@ -1,6 +1,10 @@
 package hsm
 
-import "github.com/miekg/pkcs11"
+import (
+	"context"
+
+	"github.com/miekg/pkcs11"
+)
 
 // SignerLookups counts the key pair lookups made for signers, so tests can tell a cached Signer
 // from a fresh one.
@@ -42,3 +46,43 @@ func RequireGCMForTest(on bool) (was bool) {
 var OperatorTunesHeap = operatorTunesHeap
 
 func HeapTuned() bool { return heapTuned }
+
+// LimitPublicKeyCache bounds the current connection's cache of recipient public keys to n.
+func (t *Token) LimitPublicKeyCache(n int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	t.conn.pubs.mu.Lock()
+	t.conn.pubs.max = n
+	t.conn.pubs.mu.Unlock()
+}
+
+// PublicKeyObjects counts the RSA public keys on the token that are session objects: the
+// cache's, and any import a wrap has not yet destroyed.
+func (t *Token) PublicKeyObjects() (int, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c := t.conn
+	s, err := c.pool.get(context.Background(), "count")
+	if err != nil {
+		return 0, err
+	}
+	defer c.pool.put(s, nil)
+	if err := c.p11.FindObjectsInit(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+	}); err != nil {
+		return 0, err
+	}
+	defer c.p11.FindObjectsFinal(s)
+	n := 0
+	for {
+		hs, _, err := c.p11.FindObjects(s, 100)
+		if err != nil {
+			return 0, err
+		}
+		if len(hs) == 0 {
+			return n, nil
+		}
+		n += len(hs)
+	}
+}

@@ -10,6 +10,9 @@ import (
 	"errors"
 	"math/big"
 	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 
 	"appliance/hsm"
@@ -254,6 +257,93 @@ func TestWrapKeyCache(t *testing.T) {
 	}
 }
 
+// A full cache makes room for a key seen for the first time; an evicted key's object is
+// destroyed once no wrap uses it (none is left behind on the token), and every wrap is still
+// for its own recipient's key, also while other wraps evict the key they are using.
+func TestWrapKeyCacheEvicts(t *testing.T) {
+	tok, _ := open(t, nil)
+	ctx := context.Background()
+	keys := make([]*rsa.PrivateKey, 9) // the last one is first wrapped for into a full cache
+	for i := range keys {
+		k, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	tests := []struct {
+		name    string
+		limit   int
+		workers int
+	}{
+		{"ok one at a time, cache of 3", 3, 1},
+		{"ok 8 at once, cache of 2", 2, 8},
+		{"ok 8 at once, cache of 1", 1, 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tok.Reconnect(); err != nil {
+				t.Fatal(err)
+			}
+			tok.LimitPublicKeyCache(tc.limit)
+			k, err := tok.GenerateCEK(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer k.Destroy(ctx)
+			var (
+				mu    sync.Mutex
+				first []byte
+				wg    sync.WaitGroup
+			)
+			for w := range tc.workers {
+				wg.Go(func() {
+					for i := range 40 {
+						priv := keys[(w*3+i)%(len(keys)-1)]
+						wrapped, err := k.WrapRSA(ctx, &priv.PublicKey, 0)
+						if err != nil {
+							t.Errorf("wrap: %v", err)
+							return
+						}
+						got, err := rsa.DecryptPKCS1v15(nil, priv, wrapped)
+						if err != nil {
+							t.Errorf("wrap %d of worker %d does not open with its recipient's key: %v", i, w, err)
+							return
+						}
+						mu.Lock()
+						if first == nil {
+							first = got
+						} else if !bytes.Equal(got, first) {
+							t.Errorf("wrap %d of worker %d gives another content key", i, w)
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if n, err := tok.PublicKeyObjects(); err != nil {
+				t.Fatal(err)
+			} else if n != tc.limit {
+				t.Errorf("%d public key objects on the token after the wraps, want the cache's %d", n, tc.limit)
+			}
+			// A key that keeps coming back gets into the full cache (one time in 8), and is then
+			// wrapped for with no import.
+			fresh := &keys[len(keys)-1].PublicKey
+			var imports []uint64
+			for range 64 {
+				before := tok.PublicKeyImports()
+				if _, err := k.WrapRSA(ctx, fresh, 0); err != nil {
+					t.Fatal(err)
+				}
+				imports = append(imports, tok.PublicKeyImports()-before)
+			}
+			if imports[0] != 1 || slices.Contains(imports[32:], 1) {
+				t.Errorf("imports per wrap of a key wrapped for 64 times: %v, want one at first and none after it got in", imports)
+			}
+		})
+	}
+}
+
 // BenchmarkWrapCached is WrapRSA for a recipient seen before, the common case of a relay.
 func BenchmarkWrapCached(b *testing.B) {
 	tok, env := open(b, nil)
@@ -271,7 +361,8 @@ func BenchmarkWrapCached(b *testing.B) {
 	}
 }
 
-// BenchmarkWrapFirstSeen is WrapRSA for a recipient not seen before: an import, then the wrap.
+// BenchmarkWrapFirstSeen is WrapRSA for a recipient not seen before, into a full cache: an
+// import, the wrap, and a destroy (of this key, or of the one it evicts).
 // The moduli are random odd numbers: the token encrypts with them without checking.
 func BenchmarkWrapFirstSeen(b *testing.B) {
 	tok, _ := open(b, nil)
@@ -281,18 +372,65 @@ func BenchmarkWrapFirstSeen(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer k.Destroy(ctx)
-	pubs := make([]*rsa.PublicKey, 2000)
-	for i := range pubs {
-		n := randBytes(256)
-		n[0] |= 0x80
-		n[255] |= 1
-		pubs[i] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537}
-	}
-	i := 0
-	for b.Loop() {
-		if _, err := k.WrapRSA(ctx, pubs[i%len(pubs)], 0); err != nil {
+	tok.LimitPublicKeyCache(64)
+	for _, pub := range randomPubs(64) {
+		if _, err := k.WrapRSA(ctx, pub, 0); err != nil {
 			b.Fatal(err)
 		}
-		i++
 	}
+	for b.Loop() {
+		b.StopTimer()
+		pub := randomPubs(1)[0]
+		b.StartTimer()
+		if _, err := k.WrapRSA(ctx, pub, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWrapListWalk wraps for the members of lists with their own keys, in member order as
+// a list expansion does, again and again: up to the cache's size every key stays cached; past
+// it, imports per wrap say how much of the walk the cache still keeps.
+func BenchmarkWrapListWalk(b *testing.B) {
+	tok, _ := open(b, nil)
+	ctx := context.Background()
+	for _, members := range []int{3000, 6000, 10000} {
+		b.Run(strconv.Itoa(members), func(b *testing.B) {
+			if err := tok.Reconnect(); err != nil {
+				b.Fatal(err)
+			}
+			k, err := tok.GenerateCEK(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer k.Destroy(ctx)
+			pubs := randomPubs(members)
+			// Two walks first: the cache's steady state, not its filling.
+			for i := range 2 * members {
+				if _, err := k.WrapRSA(ctx, pubs[i%members], 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			before, i := tok.PublicKeyImports(), 0
+			for b.Loop() {
+				if _, err := k.WrapRSA(ctx, pubs[i%members], 0); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(tok.PublicKeyImports()-before)/float64(i), "imports/wrap")
+		})
+	}
+}
+
+// randomPubs makes n RSA-2048 public keys with random odd moduli.
+func randomPubs(n int) []*rsa.PublicKey {
+	pubs := make([]*rsa.PublicKey, n)
+	for i := range pubs {
+		m := randBytes(256)
+		m[0] |= 0x80
+		m[255] |= 1
+		pubs[i] = &rsa.PublicKey{N: new(big.Int).SetBytes(m), E: 65537}
+	}
+	return pubs
 }
