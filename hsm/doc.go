@@ -6,8 +6,8 @@
 // crypto11 finds and generates key pairs; it has no key wrapping and hides its handles, so
 // miekg/pkcs11 does the rest: session AES keys (CEKs), chunked encryption, C_WrapKey and
 // C_UnwrapKey, and the signatures themselves. A found key's handle signs ECDSA and RSA PKCS#1
-// v1.5 with C_SignInit and C_Sign on a session pool of its own (as many sessions as crypto11
-// had for signing), because crypto11's signer costs a context, a timer and math/big around
+// v1.5 with C_SignInit and C_Sign (in one call into C: InitAndSign, an addition to the carried
+// binding) on a session pool of its own (as many sessions as crypto11 had for signing), because crypto11's signer costs a context, a timer and math/big around
 // those two calls, which a mail list pays once per member; RSA-PSS keeps crypto11's signer.
 // Both load the same module. crypto11 initialises it and logs in first; miekg then tolerates
 // CKR_CRYPTOKI_ALREADY_INITIALIZED and its sessions share the login. Only crypto11 finalizes.

@@ -160,12 +160,7 @@ func (e *ed25519Signer) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts
 	if err != nil {
 		return nil, err
 	}
-	sig, err := func() ([]byte, error) {
-		if err := e.c.p11.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, e.handle); err != nil {
-			return nil, err
-		}
-		return e.c.p11.Sign(s, message)
-	}()
+	sig, err := e.c.p11.InitAndSign(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, e.handle, message)
 	e.c.pool.put(s, err)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,9 @@ import (
 )
 
 // handleSigner signs with a private key's handle through miekg/pkcs11: C_SignInit and C_Sign on
-// a session of the connection's signing pool, and the ECDSA signature's r || s encoded as ASN.1
+// a session of the connection's signing pool (in one call into C, InitAndSign: on a remote token
+// the C_Sign request leaves as soon as C_SignInit is answered, with no wait for the Go scheduler
+// between the two round trips), and the ECDSA signature's r || s encoded as ASN.1
 // by hand. It is what an ECDSA or RSA PKCS#1 v1.5 signature takes: crypto11's signer, which
 // does the same calls, costs more around them (a session pool with a timer and a context per
 // signature, the signature through math/big and encoding/asn1), which a list pays once per
@@ -73,10 +75,7 @@ func signOn(pool *sessionPool, pub crypto.PublicKey, sign func(pkcs11.SessionHan
 }
 
 func (h *handleSigner) sign(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, data []byte) ([]byte, error) {
-	if err := h.c.p11.SignInit(s, mech, h.handle); err != nil {
-		return nil, err
-	}
-	return h.c.p11.Sign(s, data)
+	return h.c.p11.InitAndSign(s, mech, h.handle, data)
 }
 
 // ecdsaDER encodes PKCS#11's r || s as the ECDSA-Sig-Value SEQUENCE { r INTEGER, s INTEGER }

@@ -270,12 +270,9 @@ func cmdFloor(args []string) error {
 					return
 				default:
 				}
-				if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}, priv); err != nil {
-					errs <- fmt.Errorf("C_SignInit: %w", err)
-					return
-				}
-				if _, err := p.Sign(s, di); err != nil {
-					errs <- fmt.Errorf("C_Sign: %w", err)
+				// C_SignInit and C_Sign in one call into C, as the appliance signs.
+				if _, err := p.InitAndSign(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)}, priv, di); err != nil {
+					errs <- fmt.Errorf("C_SignInit, C_Sign: %w", err)
 					return
 				}
 				signs.Add(1)

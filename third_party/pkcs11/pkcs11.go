@@ -554,6 +554,21 @@ CK_RV Sign(struct ctx * c, CK_SESSION_HANDLE session, CK_BYTE_PTR message,
 	return rv;
 }
 
+// InitAndSign is C_SignInit and then Sign in one call from Go (appliance addition,
+// third_party/README.md): the thread that waited for C_SignInit's answer makes the C_Sign
+// call at once, instead of going back to the Go scheduler between them.
+CK_RV InitAndSign(struct ctx * c, CK_SESSION_HANDLE session,
+		  CK_MECHANISM_PTR mechanism, CK_OBJECT_HANDLE key,
+		  CK_BYTE_PTR message, CK_ULONG mlen, CK_BYTE_PTR * sig,
+		  CK_ULONG_PTR siglen)
+{
+	CK_RV rv = c->sym->C_SignInit(session, mechanism, key);
+	if (rv != CKR_OK) {
+		return rv;
+	}
+	return Sign(c, session, message, mlen, sig, siglen);
+}
+
 CK_RV SignUpdate(struct ctx * c, CK_SESSION_HANDLE session,
 		 CK_BYTE_PTR message, CK_ULONG mlen)
 {
@@ -1392,6 +1407,25 @@ func (c *Ctx) Sign(sh SessionHandle, message []byte) ([]byte, error) {
 		siglen C.CK_ULONG
 	)
 	e := C.Sign(c.ctx, C.CK_SESSION_HANDLE(sh), cMessage(message), C.CK_ULONG(len(message)), &sig, &siglen)
+	if toError(e) != nil {
+		return nil, toError(e)
+	}
+	s := C.GoBytes(unsafe.Pointer(sig), C.int(siglen))
+	C.free(unsafe.Pointer(sig))
+	return s, nil
+}
+
+// InitAndSign is SignInit and Sign in one call into C (an appliance addition to miekg/pkcs11):
+// on a remote module the second request goes out as soon as the first is answered, without the
+// calling goroutine being scheduled again in between.
+func (c *Ctx) InitAndSign(sh SessionHandle, m []*Mechanism, o ObjectHandle, message []byte) ([]byte, error) {
+	arena, mech := cMechanism(m)
+	defer arena.Free()
+	var (
+		sig    C.CK_BYTE_PTR
+		siglen C.CK_ULONG
+	)
+	e := C.InitAndSign(c.ctx, C.CK_SESSION_HANDLE(sh), mech, C.CK_OBJECT_HANDLE(o), cMessage(message), C.CK_ULONG(len(message)), &sig, &siglen)
 	if toError(e) != nil {
 		return nil, toError(e)
 	}
