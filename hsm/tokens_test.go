@@ -76,6 +76,95 @@ func TestSelectToken(t *testing.T) {
 	}
 }
 
+// Several tokens of one module (an HSM's partitions, SoftHSM2's tokens in one directory) are
+// several Tokens: one of them reconnecting, closing and opening again leaves the module, and
+// with it the others' sessions and keys, alone.
+func TestTokensShareModule(t *testing.T) {
+	env := softhsmtest.Setup(t)
+	env.RequireSoftHSM(t)
+	label := fmt.Sprintf("second-%d", time.Now().UnixNano())
+	for _, args := range [][]string{
+		{"--init-token", "--free", "--label", label, "--so-pin", softhsmtest.SOPIN, "--pin", softhsmtest.PIN},
+		{"--import", env.File("alice.key"), "--token", label, "--label", "alice", "--id", "01", "--pin", softhsmtest.PIN},
+	} {
+		if out, err := exec.Command("softhsm2-util", args...).CombinedOutput(); err != nil {
+			t.Fatalf("softhsm2-util %v: %v\n%s", args, err, out)
+		}
+	}
+	first, _ := open(t, nil)
+	cfg := config(env)
+	cfg.TokenLabel = label
+	second, err := hsm.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { second.Close() }()
+	ctx := context.Background()
+	digest := sha256.Sum256([]byte("one module"))
+	bob := env.Cert(t, "bob").PublicKey.(*rsa.PublicKey)
+	use := func(tok *hsm.Token) error {
+		s, err := tok.Signer(ctx, "pkcs11:object=alice")
+		if err != nil {
+			return err
+		}
+		if _, err := s.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			return err
+		}
+		k, err := tok.GenerateCEK(ctx)
+		if err != nil {
+			return err
+		}
+		defer k.Destroy(ctx)
+		_, err = k.WrapRSA(ctx, bob, 0)
+		return err
+	}
+	if err := use(second); err != nil {
+		t.Fatalf("the second token: %v", err)
+	}
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := use(first); err != nil {
+				t.Errorf("the first token while the second reconnected and closed: %v", err)
+				return
+			}
+			n++
+		}
+	}()
+	for range 3 {
+		if err := second.Reconnect(); err != nil {
+			t.Fatalf("Reconnect: %v", err)
+		}
+		if err := use(second); err != nil {
+			t.Fatalf("the second token after Reconnect: %v", err)
+		}
+	}
+	second.Close()
+	if second, err = hsm.Open(cfg); err != nil {
+		t.Fatalf("open the second token again: %v", err)
+	}
+	if err := use(second); err != nil {
+		t.Fatalf("the second token opened again: %v", err)
+	}
+	close(stop)
+	if n := <-done; n == 0 {
+		t.Error("the first token made no operation meanwhile")
+	}
+	// And the other way round: the first closing leaves the second working.
+	first.Close()
+	if err := use(second); err != nil {
+		t.Fatalf("the second token after the first closed: %v", err)
+	}
+}
+
 func escapeURI(s string) string { return (&hsm.URI{Object: s}).String()[len("pkcs11:object="):] }
 
 // The full token lists what both roles need, and Mechanisms says so.
