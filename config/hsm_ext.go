@@ -67,7 +67,8 @@ type Token struct {
 	MaxSessions int `toml:"max_sessions"`
 	// Standby names another [[token]] holding the same keys (same labels
 	// and ids) and every role of this one: while this token is down, its
-	// work goes there, and comes back when it is up again.
+	// work goes there, and comes back when it is up again. Give the pair two
+	// modules (see TokenWarnings).
 	Standby string `toml:"standby"`
 }
 
@@ -157,6 +158,39 @@ func (c *Config) ContentTokens() (primary, fallback string) {
 		return l[0], c.HSM.ContentFallback
 	}
 	return "", c.HSM.ContentFallback
+}
+
+// TokenWarnings are what serve accepts in the tokens but an operator should fix: a failover
+// pair whose two tokens load one module. Tokens of one module share its initialisation, which
+// the appliance redoes only when every token of the module has closed; so if the module does
+// not take back by itself a token that went away (SoftHSM2 does not), the primary comes back
+// only at a restart, while its standby does its work.
+func (c *Config) TokenWarnings() []string {
+	var out []string
+	for i, t := range c.Tokens {
+		if t.Standby == "" {
+			continue
+		}
+		sb, ok := c.FindToken(t.Standby)
+		if !ok || !sameFile(t.Module, sb.Module) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("token[%d].standby: tokens %q and %q load the same module %q: "+
+			"if it does not take back a token that went away by itself (SoftHSM2 does not), %q comes "+
+			"back only at a restart; give the pair two modules", i, t.Name, sb.Name, t.Module, t.Name))
+	}
+	return out
+}
+
+// sameFile says whether two paths name one file, symbolic links followed where they resolve.
+func sameFile(a, b string) bool {
+	if ra, err := filepath.EvalSymlinks(a); err == nil {
+		a = ra
+	}
+	if rb, err := filepath.EvalSymlinks(b); err == nil {
+		b = rb
+	}
+	return filepath.Clean(a) == filepath.Clean(b)
 }
 
 // contentCandidates are the tokens with role content that may make content

@@ -253,6 +253,52 @@ func TestTokenPIN(t *testing.T) {
 	}
 }
 
+// A failover pair on one module gets a warning (found through a symbolic link too); a pair on
+// two modules, or tokens without a standby, none.
+func TestTokenWarnings(t *testing.T) {
+	dir := t.TempDir()
+	mod := filepath.Join(dir, "libvendor.so")
+	if err := os.WriteFile(mod, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "libvendor-link.so")
+	if err := os.Symlink(mod, link); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "libother.so")
+	tests := []struct {
+		name   string
+		tokens []Token
+		want   []string // substrings of the one warning, none when nil
+	}{
+		{"ok no standby", []Token{{Name: "a", Module: mod}, {Name: "b", Module: mod}}, nil},
+		{"ok pair on two modules", []Token{{Name: "a", Module: mod, Standby: "b"}, {Name: "b", Module: other}}, nil},
+		{"warn pair on one module", []Token{{Name: "a", Module: mod, Standby: "b"}, {Name: "b", Module: mod}},
+			[]string{"token[0].standby", `"a" and "b"`, "two modules"}},
+		{"warn pair on one module through a link", []Token{{Name: "b", Module: other}, {Name: "a", Module: link, Standby: "c"}, {Name: "c", Module: mod}},
+			[]string{"token[1].standby", `"a" and "c"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := (&Config{Tokens: tc.tokens}).TokenWarnings()
+			if tc.want == nil {
+				if len(got) != 0 {
+					t.Errorf("TokenWarnings = %q, want none", got)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("TokenWarnings = %q, want one", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got[0], w) {
+					t.Errorf("warning %q does not say %q", got[0], w)
+				}
+			}
+		})
+	}
+}
+
 // TestQueueWorkers: left out, queue.workers follows the sessions of the token that makes content
 // keys (not a sign-only card's), within 4..64; set, it is taken as it is.
 func TestQueueWorkers(t *testing.T) {

@@ -48,6 +48,9 @@ func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
 // fatal error; SIGHUP rereads the directory, the users file, the TLS pair and the lists' members.
 func Serve(cfg *config.Config, log *slog.Logger) error {
 	setMemoryLimit(cfg, log)
+	for _, w := range cfg.TokenWarnings() {
+		log.Warn("tokens: "+w, "component", "hsm")
+	}
 	// The token may be missing now or vanish later: the supervisor reconnects, sealing waits.
 	sup, err := startTokenSupervisor(cfg, log)
 	if err != nil {

@@ -74,5 +74,8 @@ func checkLoads(cfg *config.Config, stdout io.Writer) error {
 	if warning != "" {
 		fmt.Fprintf(stdout, "warning: %s\n", warning)
 	}
+	for _, w := range cfg.TokenWarnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return errors.Join(errs...)
 }

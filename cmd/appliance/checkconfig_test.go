@@ -77,6 +77,38 @@ key = "pkcs11:token=appliance;object=alice"
 cert = "alice.pem"
 `
 
+// checkPairOneModule is checkBase with a failover pair whose tokens load one module.
+const checkPairOneModule = `
+[hsm]
+max_sessions = 4
+
+[[token]]
+name = "primary"
+module = "libsofthsm2.so"
+uri = "pkcs11:token=primary"
+pin_file = "pin"
+roles = ["sign", "content"]
+standby = "spare"
+
+[[token]]
+name = "spare"
+module = "libsofthsm2.so"
+uri = "pkcs11:token=spare"
+pin_file = "pin"
+roles = ["sign", "content"]
+
+[relay]
+next_hop = "127.0.0.1:2526"
+
+[spool]
+dir = "spool"
+
+[[sender]]
+address = "alice@example.test"
+key = "pkcs11:token=primary;object=alice"
+cert = "alice.pem"
+`
+
 const checkSMTP = `
 [smtp]
 listen = "127.0.0.1:2525"
@@ -123,6 +155,8 @@ func TestCheckConfigLoads(t *testing.T) {
 		{name: "ok bind password file readable by others is a warning", toml: full,
 			setup:   func(f *checkFixture) { f.write("ldap.pw", "s3cret\n", 0o644) },
 			wantOut: "warning: directory.ldap.bind_password_file"},
+		{name: "ok failover pair on one module is a warning", toml: checkPairOneModule + checkDirectory,
+			wantOut: `warning: token[0].standby: tokens "primary" and "spare" load the same module`},
 		{name: "fail users file malformed", toml: full,
 			setup:  func(f *checkFixture) { f.write("users", "alice:not-a-hash:alice@example.test\n", 0o600) },
 			wantIs: []error{auth.ErrUsersFile}, wantMsg: []string{"smtp.users_file", "line 1"}},

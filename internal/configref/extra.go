@@ -62,7 +62,9 @@ a mechanism its roles need.`,
 	"Token.Roles": `sign: senders' and lists' keys; content: content keys, encryption and key wrapping
 (a list's token needs both).`,
 	"Token.Standby": `Another [[token]] holding the same keys and every role of this one: while this
-token is down its work goes there, and comes back when it is up.`,
+token is down its work goes there, and comes back when it is up. Give the pair two modules: tokens of
+one module share its initialisation, and a token that went away may then come back only at a
+restart (check-config warns of a pair on one module).`,
 	"Token.MaxSessions": `PKCS#11 sessions to open on this token.
 Value: integer 2..1024, default hsm.max_sessions`,
 
