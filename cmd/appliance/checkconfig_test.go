@@ -64,7 +64,10 @@ const checkBase = `
 module = "libsofthsm2.so"
 token = "appliance"
 pin_file = "pin"
+` + checkRest
 
+// checkRest is what the configurations of these tests share after the token tables.
+const checkRest = `
 [relay]
 next_hop = "127.0.0.1:2526"
 
@@ -77,7 +80,7 @@ key = "pkcs11:token=appliance;object=alice"
 cert = "alice.pem"
 `
 
-// checkPairOneModule is checkBase with a failover pair whose tokens load one module.
+// checkPairOneModule is checkBase with its token as a failover pair whose tokens load one module.
 const checkPairOneModule = `
 [hsm]
 max_sessions = 4
@@ -85,7 +88,7 @@ max_sessions = 4
 [[token]]
 name = "primary"
 module = "libsofthsm2.so"
-uri = "pkcs11:token=primary"
+uri = "pkcs11:token=appliance"
 pin_file = "pin"
 roles = ["sign", "content"]
 standby = "spare"
@@ -96,18 +99,7 @@ module = "libsofthsm2.so"
 uri = "pkcs11:token=spare"
 pin_file = "pin"
 roles = ["sign", "content"]
-
-[relay]
-next_hop = "127.0.0.1:2526"
-
-[spool]
-dir = "spool"
-
-[[sender]]
-address = "alice@example.test"
-key = "pkcs11:token=primary;object=alice"
-cert = "alice.pem"
-`
+` + checkRest
 
 const checkSMTP = `
 [smtp]
