@@ -67,22 +67,9 @@ func (t *Token) PublicKeyObjects() (int, error) {
 		return 0, err
 	}
 	defer c.pool.put(s, nil)
-	if err := c.p11.FindObjectsInit(s, []*pkcs11.Attribute{
+	hs, err := c.findObjects(s, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-	}); err != nil {
-		return 0, err
-	}
-	defer c.p11.FindObjectsFinal(s)
-	n := 0
-	for {
-		hs, _, err := c.p11.FindObjects(s, 100)
-		if err != nil {
-			return 0, err
-		}
-		if len(hs) == 0 {
-			return n, nil
-		}
-		n += len(hs)
-	}
+	}, 1<<16)
+	return len(hs), err
 }

@@ -53,7 +53,9 @@ func (h *handleSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpt
 	default:
 		return h.c11.Sign(rand, digest, opts)
 	}
-	return signOn(h.c.signs, h.pub, func(s pkcs11.SessionHandle) ([]byte, error) { return h.sign(s, mech, data) })
+	return signOn(h.c.signs, h.pub, func(s pkcs11.SessionHandle) ([]byte, error) {
+		return h.c.p11.InitAndSign(s, mech, h.handle, data)
+	})
 }
 
 // signOn signs with sign on a session of pool, and gives an ECDSA signature the ASN.1 form
@@ -72,10 +74,6 @@ func signOn(pool *sessionPool, pub crypto.PublicKey, sign func(pkcs11.SessionHan
 		return ecdsaDER(sig)
 	}
 	return sig, nil
-}
-
-func (h *handleSigner) sign(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, data []byte) ([]byte, error) {
-	return h.c.p11.InitAndSign(s, mech, h.handle, data)
 }
 
 // ecdsaDER encodes PKCS#11's r || s as the ECDSA-Sig-Value SEQUENCE { r INTEGER, s INTEGER }
