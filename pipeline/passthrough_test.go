@@ -49,6 +49,8 @@ var (
 	rigOnce sync.Once
 	theRig  *rig
 	rigErr  error
+
+	strangerDir string // removed by TestMain
 )
 
 func setup(t testing.TB) *rig {
@@ -69,12 +71,10 @@ func setup(t testing.TB) *rig {
 			return
 		}
 		r.alice = pipeline.Sender{Address: "alice@example.test", KeyURI: "pkcs11:token=appliance;object=alice", Chain: chain}
-		dir, err := os.MkdirTemp("", "passthrough-stranger-")
-		if err != nil {
-			rigErr = err
+		if strangerDir, rigErr = os.MkdirTemp("", "passthrough-stranger-"); rigErr != nil {
 			return
 		}
-		r.stranger = filepath.Join(dir, "stranger")
+		r.stranger = filepath.Join(strangerDir, "stranger")
 		if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
 			"-subj", "/CN=stranger", "-keyout", r.stranger+".key", "-out", r.stranger+".pem").CombinedOutput(); err != nil {
 			rigErr = fmt.Errorf("openssl req: %v: %s", err, out)

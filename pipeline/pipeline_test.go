@@ -23,6 +23,9 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if strangerDir != "" {
+		os.RemoveAll(strangerDir)
+	}
 	interop.Cleanup()
 	softhsmtest.Cleanup()
 	os.Exit(code)
