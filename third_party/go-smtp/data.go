@@ -95,17 +95,31 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 	for n < len(b) && r.state != stateEOF {
 		if r.state == stateData {
 			// Patched for the appliance (third_party/README.md): in the middle of a
-			// line every byte but CR is passed on unchanged, so the bytes already
-			// buffered up to the next CR are copied at once instead of one
-			// ReadByte at a time. Same output as the loop below.
+			// line every byte but CR is passed on unchanged, and so is a CR LF
+			// followed by a byte that starts an ordinary line (neither '.' nor CR:
+			// the loop below goes CR, begin line, data, writing all three). So the
+			// bytes already buffered up to the first CR that is not such a line end
+			// are copied at once instead of one ReadByte at a time. Same output as
+			// the loop below.
 			if k := min(r.r.Buffered(), len(b)-n); k > 0 {
 				buf, _ := r.r.Peek(k)
-				if i := bytes.IndexByte(buf, '\r'); i >= 0 {
-					buf = buf[:i]
+				end := 0
+				for {
+					i := bytes.IndexByte(buf[end:], '\r')
+					if i < 0 {
+						end = len(buf)
+						break
+					}
+					end += i
+					if end+2 < len(buf) && buf[end+1] == '\n' && buf[end+2] != '.' && buf[end+2] != '\r' {
+						end += 3
+						continue
+					}
+					break
 				}
-				if len(buf) > 0 {
-					n += copy(b[n:], buf)
-					r.r.Discard(len(buf))
+				if end > 0 {
+					n += copy(b[n:], buf[:end])
+					r.r.Discard(end)
 					continue
 				}
 			}
