@@ -9,8 +9,11 @@ import (
 )
 
 // BenchmarkDataReader is the DATA reader alone over a buffered 1 MB body of 78-byte lines, the
-// shape of base64 (from the repository's root: go test -run '^$' -bench DataReader github.com/emersion/go-smtp). The patch's
-// output is compared with the unpatched reader's by TestDataReaderPatch in smtpfront.
+// shape of base64. From the repository's root:
+//
+//	go test -run '^$' -bench DataReader github.com/emersion/go-smtp
+//
+// The patch's output is compared with the unpatched reader's by TestDataReaderPatch in smtpfront.
 func BenchmarkDataReader(b *testing.B) {
 	line := strings.Repeat("A", 76) + "\r\n"
 	body := []byte(strings.Repeat(line, (1<<20)/len(line)) + ".\r\n")
