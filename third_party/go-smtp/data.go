@@ -95,12 +95,12 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 	for n < len(b) && r.state != stateEOF {
 		if r.state == stateData {
 			// Patched for the appliance (third_party/README.md): in the middle of a
-			// line every byte but CR is passed on unchanged, and so is a CR LF
-			// followed by a byte that starts an ordinary line (neither '.' nor CR:
-			// the loop below goes CR, begin line, data, writing all three). So the
-			// bytes already buffered up to the first CR that is not such a line end
-			// are copied at once instead of one ReadByte at a time. Same output as
-			// the loop below.
+			// line every byte but CR is passed on unchanged, and so is a CR with the
+			// two bytes after it when the second is neither '.' nor CR: whatever the
+			// first (LF or not), the loop below writes all three and is back in
+			// stateData after them. So the bytes already buffered up to the first CR
+			// not followed so are copied at once instead of one ReadByte at a time.
+			// Same output as the loop below.
 			if k := min(r.r.Buffered(), len(b)-n); k > 0 {
 				buf, _ := r.r.Peek(k)
 				end := 0
@@ -111,7 +111,7 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 						break
 					}
 					end += i
-					if end+2 < len(buf) && buf[end+1] == '\n' && buf[end+2] != '.' && buf[end+2] != '\r' {
+					if end+2 < len(buf) && buf[end+2] != '.' && buf[end+2] != '\r' {
 						end += 3
 						continue
 					}
