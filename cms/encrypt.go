@@ -54,17 +54,21 @@ type EncryptedContent struct {
 // there are no authenticated attributes, so the additional data is empty (RFC 5083 section 2.1).
 func Encrypt(ctx context.Context, key ContentKey, alg ContentAlgorithm, plaintext io.Reader) (*EncryptedContent, error) {
 	ec := &EncryptedContent{Algorithm: alg}
-	var buf bytes.Buffer
+	var room []byte
 	if l, ok := plaintext.(interface{ Len() int }); ok {
-		buf.Grow(l.Len() + cbcIVSize) // one allocation for the whole ciphertext, padding included
+		// One allocation for the whole ciphertext, padding included; made, not Grown: Grow
+		// clears a large array in one call that nothing preempts (the collector spins waiting
+		// on it), make clears it in preemptible chunks, and not at all when its pages are new.
+		room = make([]byte, 0, l.Len()+cbcIVSize)
 	}
+	buf := bytes.NewBuffer(room)
 	switch alg {
 	case AES256CBC:
 		ec.IV = make([]byte, cbcIVSize)
 		if _, err := rand.Read(ec.IV); err != nil {
 			return nil, fmt.Errorf("failed to make iv: %w", err)
 		}
-		if err := key.EncryptCBC(ctx, ec.IV, plaintext, &buf); err != nil {
+		if err := key.EncryptCBC(ctx, ec.IV, plaintext, buf); err != nil {
 			return nil, fmt.Errorf("failed to encrypt content: %w", err)
 		}
 		if buf.Len() == 0 || buf.Len()%16 != 0 {
@@ -75,7 +79,7 @@ func Encrypt(ctx context.Context, key ContentKey, alg ContentAlgorithm, plaintex
 		if _, err := rand.Read(ec.IV); err != nil {
 			return nil, fmt.Errorf("failed to make nonce: %w", err)
 		}
-		tag, err := key.EncryptGCM(ctx, ec.IV, nil, plaintext, &buf)
+		tag, err := key.EncryptGCM(ctx, ec.IV, nil, plaintext, buf)
 		if err != nil {
 			return nil, fmt.Errorf("failed to encrypt content: %w", err)
 		}

@@ -468,10 +468,12 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 		r = limited
 	}
 	// Normalised as it is read (smime.Normalize, without a second copy of the message).
-	var buf bytes.Buffer
+	var room []byte
 	if known {
-		buf.Grow(int(size) + int(size)/64 + bytes.MinRead) // read in place, not regrown
+		// Read in place, not regrown; made, not Grown (smime.Buffer).
+		room = smime.Buffer(int(size) + int(size)/64 + bytes.MinRead)
 	}
+	buf := bytes.NewBuffer(room)
 	_, err := buf.ReadFrom(smime.NewNormalizer(r, p.opts.Limits))
 	msg := buf.Bytes()
 	if src.err != nil {

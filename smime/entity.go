@@ -42,10 +42,11 @@ func Split(msg io.Reader) (outer textproto.Header, entity []byte, err error) {
 	}
 	// The entity is built in one buffer of the right size when the reader knows its length
 	// (seal passes a *bytes.Reader): a 1 MB body is then copied once, not regrown and cloned.
-	var inner bytes.Buffer
+	var room []byte
 	if l, ok := msg.(interface{ Len() int }); ok {
-		inner.Grow(br.Buffered() + l.Len() + 4<<10)
+		room = Buffer(br.Buffered() + l.Len() + 4<<10)
 	}
+	inner := bytes.NewBuffer(room)
 	if !h.Has("Content-Type") {
 		inner.WriteString("Content-Type: " + DefaultContentType + "\r\n")
 	}

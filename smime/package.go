@@ -110,10 +110,9 @@ func (s *SharedBase64) linesFrom(off int) ([]byte, error) {
 	if b, ok := s.phases[off]; ok {
 		return b, nil
 	}
-	var buf bytes.Buffer
 	n := base64.StdEncoding.EncodedLen(s.size - off)
-	buf.Grow(n + n/LineLength*2 + 2)
-	enc := NewBase64Writer(&buf)
+	buf := bytes.NewBuffer(Buffer(n + n/LineLength*2 + 2))
+	enc := NewBase64Writer(buf)
 	if err := writeRange(enc, s.tail, off, s.size); err != nil {
 		return nil, err
 	}
