@@ -51,6 +51,7 @@ import (
 
 	"appliance/cms"
 	"appliance/directory"
+	"appliance/internal/procs"
 	"appliance/queue"
 	"appliance/retry"
 	"appliance/seal"
@@ -617,6 +618,9 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The members' token calls hold their Ps while they block in C; more Ps keep the cores on
+	// the other members' Go work meanwhile (procs).
+	defer procs.Widen()()
 	for range min(listParallel, len(members)) {
 		wg.Add(1)
 		go func() {

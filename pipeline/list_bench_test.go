@@ -24,6 +24,7 @@ import (
 	"appliance/cms"
 	"appliance/directory"
 	"appliance/internal/interop"
+	"appliance/internal/procs"
 	"appliance/lists"
 	"appliance/split"
 )
@@ -248,6 +249,9 @@ func tokenRate(b *testing.B, listKey string, op func(ctx context.Context, key cm
 		b.Fatal(err)
 	}
 	const workers = 4 // pipeline's listParallel
+	// The expansion runs with the runtime's Ps widened (the list agent's fanOut): so does the
+	// floor, on the same terms.
+	defer procs.Widen()()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
