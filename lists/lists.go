@@ -619,8 +619,11 @@ func (x *expansion) fanOut(ctx context.Context, log *slog.Logger) (*queue.Sealed
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The members' token calls hold their Ps while they block in C; more Ps keep the cores on
-	// the other members' Go work meanwhile (procs).
-	defer procs.Widen()()
+	// the other members' Go work meanwhile (procs). Not for a list the workers take in one
+	// round: changing the Ps stops the world twice.
+	if len(members) > listParallel {
+		defer procs.Widen()()
+	}
 	for range min(listParallel, len(members)) {
 		wg.Add(1)
 		go func() {
