@@ -13,6 +13,7 @@ import (
 	"appliance/internal/testtext"
 	"appliance/pipeline"
 	"appliance/queue"
+	"appliance/smime"
 	"appliance/split"
 )
 
@@ -97,8 +98,9 @@ func BenchmarkProcessLarge(b *testing.B) {
 		msg   []byte
 		class string
 	}{
-		{"1MB", testtext.Message(1 << 20), "plain"},
-		{"10MB-enc", mimeMessage("From: alice@example.test\r\nTo: bob@example.test\r\n", envelopedType, der), ""},
+		// Each with the class the check at end of DATA records, as the daemon spools it.
+		{"1MB", testtext.Message(1 << 20), smime.Plain.String()},
+		{"10MB-enc", mimeMessage("From: alice@example.test\r\nTo: bob@example.test\r\n", envelopedType, der), smime.ClientEncrypted.String()},
 	} {
 		env := queue.Envelope{MailFrom: "alice@example.test", RcptTo: rcpts, Helo: "client.example.test",
 			ClientAddr: "127.0.0.1:4000", ReceivedAt: time.Now(), Class: shape.class}
