@@ -3,6 +3,7 @@ package smime
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"io"
 	"sync"
 )
@@ -70,8 +71,8 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		q, dst = 1, b.one[:]
 	}
 	q = min(q, len(dst)/3)
-	n, err := base64.StdEncoding.Decode(dst, b.buf[b.off:b.off+4*q])
-	if err != nil || n != 3*q {
+	n := 3 * q
+	if !decodeGroups(dst[:n], b.buf[b.off:b.off+4*q]) {
 		return b.handOver(p)
 	}
 	b.off += 4 * q
@@ -81,6 +82,57 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		return k, nil
 	}
 	return n, nil
+}
+
+// base64Pair maps two characters, the first in the low byte, to the 12 bits they encode, or to
+// 0xffff when either is outside the base64 alphabet (padding, white space, anything else). Of
+// its 128 KB only the 64 rows of 64 valid pairs are read, about 12 KB.
+var base64Pair = func() *[1 << 16]uint16 {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	var one [256]uint16
+	for i := range one {
+		one[i] = 0xffff
+	}
+	for i := range len(alphabet) {
+		one[alphabet[i]] = uint16(i)
+	}
+	t := new([1 << 16]uint16)
+	for i := range t {
+		a, b := one[i&0xff], one[i>>8]
+		t[i] = 0xffff
+		if a != 0xffff && b != 0xffff {
+			t[i] = a<<6 | b
+		}
+	}
+	return t
+}()
+
+// decodeGroups decodes src, whole groups of 4 characters, into dst (3 bytes a group) and
+// reports whether every character was in the alphabet: exactly when base64.StdEncoding.Decode
+// would decode 3 bytes a group without error, and then into the same bytes. It looks up two
+// characters at a time, 8 a step, about twice as fast as Decode's one at a time; what it wrote
+// before a character outside the alphabet is of no use (the caller hands over).
+func decodeGroups(dst, src []byte) bool {
+	t := base64Pair
+	for len(src) >= 8 && len(dst) >= 8 {
+		a, b := t[binary.LittleEndian.Uint16(src[0:2])], t[binary.LittleEndian.Uint16(src[2:4])]
+		c, d := t[binary.LittleEndian.Uint16(src[4:6])], t[binary.LittleEndian.Uint16(src[6:8])]
+		if (a|b|c|d)&0xf000 != 0 {
+			return false
+		}
+		binary.BigEndian.PutUint64(dst, uint64(a)<<52|uint64(b)<<40|uint64(c)<<28|uint64(d)<<16)
+		src, dst = src[8:], dst[6:]
+	}
+	for len(src) >= 4 && len(dst) >= 3 {
+		a, b := t[binary.LittleEndian.Uint16(src[0:2])], t[binary.LittleEndian.Uint16(src[2:4])]
+		if (a|b)&0xf000 != 0 {
+			return false
+		}
+		v := uint32(a)<<12 | uint32(b)
+		dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v)
+		src, dst = src[4:], dst[3:]
+	}
+	return len(src) == 0
 }
 
 // fill reads the next block of r after the characters not yet decoded, and cuts the line ends

@@ -177,6 +177,27 @@ func TestBase64ReaderSame(t *testing.T) {
 	t.Logf("%d texts, %d of them compared up to padding followed by more", n, partial)
 }
 
+// TestDecodeGroupsEveryPair: every pair of bytes, in each half of a group and in each half of
+// an 8-character step, decodes as base64.StdEncoding.Decode decodes it, and is refused exactly
+// where Decode would not give 3 bytes a group.
+func TestDecodeGroupsEveryPair(t *testing.T) {
+	const fill = "QUJD" // "ABC"
+	for v := range 1 << 16 {
+		pair := []byte{byte(v), byte(v >> 8)}
+		for _, at := range []int{0, 2, 4, 6, 8, 10} {
+			src := []byte(fill + fill + fill)
+			copy(src[at:], pair)
+			want := make([]byte, 9)
+			n, err := base64.StdEncoding.Decode(want, src)
+			wantOK := err == nil && n == 9
+			got := make([]byte, 9)
+			if ok := decodeGroups(got, src); ok != wantOK || (ok && !bytes.Equal(got, want)) {
+				t.Fatalf("%q: decodeGroups %v %x, Decode %d bytes %v %x", src, ok, got, n, err, want[:n])
+			}
+		}
+	}
+}
+
 // TestBase64ReaderReadError: an error from the reader under it comes out after the bytes
 // decoded before it, as from the filter and decoder.
 func TestBase64ReaderReadError(t *testing.T) {
