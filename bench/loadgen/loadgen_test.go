@@ -190,6 +190,7 @@ func FuzzReadData(f *testing.F) {
 	f.Add([]byte("Message-ID: <1@x>\r\n\r\nbody\r\n.\r\nMAIL"))
 	f.Add([]byte(".\r\n"))
 	f.Add([]byte("a\r\n..\r\n.\n"))
+	f.Add([]byte("MessAge-ID:0\r0\n.\n")) // a bare CR in the id (found by the fuzzer)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		id, n, err := readData(bufio.NewReaderSize(bytes.NewReader(data), 16))
 		if n > int64(len(data)) {

@@ -203,7 +203,10 @@ func readData(br *bufio.Reader) (string, int64, error) {
 				if len(l) == 0 {
 					inHeader = false
 				} else if name, v, ok := bytes.Cut(l, []byte(":")); ok && id == "" && bytes.EqualFold(name, []byte("Message-ID")) {
-					id = string(bytes.TrimSpace(v))
+					// A bare CR inside the field (not a line end for ReadSlice) is no id.
+					if v = bytes.TrimSpace(v); !bytes.ContainsAny(v, "\r\n") {
+						id = string(v)
+					}
 				}
 			}
 		}
