@@ -88,13 +88,12 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 // 0xffff when either is outside the base64 alphabet (padding, white space, anything else). Of
 // its 128 KB only the 64 rows of 64 valid pairs are read, about 12 KB.
 var base64Pair = func() *[1 << 16]uint16 {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 	var one [256]uint16
 	for i := range one {
 		one[i] = 0xffff
 	}
-	for i := range len(alphabet) {
-		one[alphabet[i]] = uint16(i)
+	for i := range len(base64Alphabet) {
+		one[base64Alphabet[i]] = uint16(i)
 	}
 	t := new([1 << 16]uint16)
 	for i := range t {

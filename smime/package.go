@@ -372,11 +372,14 @@ func (b *base64Writer) line(in []byte) error {
 	return nil
 }
 
+// base64Alphabet is base64.StdEncoding's, for the pair tables that encode (base64Pairs) and
+// decode (base64Pair) two characters at a time.
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
 // base64Pairs maps 12 bits to their two base64 characters, the first in the low byte.
 var base64Pairs = func() (t [4096]uint16) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 	for i := range t {
-		t[i] = uint16(alphabet[i>>6]) | uint16(alphabet[i&63])<<8
+		t[i] = uint16(base64Alphabet[i>>6]) | uint16(base64Alphabet[i&63])<<8
 	}
 	return t
 }()
