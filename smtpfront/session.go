@@ -80,9 +80,15 @@ func (ss *session) fail(stage Stage, msg string, err error, attrs ...any) error 
 	r := Reply(stage, err)
 	level := slog.LevelInfo
 	var ne net.Error
+	var overload *OverloadError
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, smtp.ErrDataReset), errors.As(err, &ne):
 		// The client went away, reset or stalled: its problem, not ours.
+	case errors.As(err, &overload):
+		// Shedding is logged once when it begins and once when it ends (LoadShedder) and
+		// counted per reason; a line per refused MAIL would be thousands a second, at the
+		// moment the machine has least to spare.
+		level = slog.LevelDebug
 	case r.Code == 554, r.Code == 451, r.Code == 452 && r.EnhancedCode == replySpoolFull.EnhancedCode:
 		level = slog.LevelError
 	}

@@ -103,4 +103,21 @@ func TestShedHSMBacklog(t *testing.T) {
 	if !strings.Contains(log, "load shedding") || !strings.Contains(log, "hsm_backlog") || !strings.Contains(log, "load shedding ended") {
 		t.Errorf("log does not tell the shedding:\n%s", log)
 	}
+	// Told once when it begins; each MAIL it refuses is a debug line, not an error a MAIL.
+	if n := strings.Count(log, "level=WARN msg=\"load shedding: new mail refused"); n != 1 {
+		t.Errorf("shedding's start logged %d times, want 1:\n%s", n, log)
+	}
+	refused := 0
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.Contains(l, `reply="451 4.3.2"`) {
+			continue
+		}
+		refused++
+		if !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("a MAIL refused while shedding logged above debug: %s", l)
+		}
+	}
+	if refused != 3 {
+		t.Errorf("%d refused MAILs in the debug log, want 3:\n%s", refused, log)
+	}
 }
