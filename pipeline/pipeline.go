@@ -459,6 +459,15 @@ func (h *hold) finish(out *queue.Sealed) {
 }
 
 func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, known bool, h *hold) (*queue.Sealed, error) {
+	lists, rest := p.lists.Split(env)
+	if ra, ok := body.(io.ReaderAt); ok && known && len(lists) == 0 && len(rest.RcptTo) > 0 && env.Class == smime.ClientEncrypted.String() {
+		streamed, err := p.splitStreamed(ctx, id, rest, body, size, h)
+		if streamed != nil || err != nil {
+			return streamed, err
+		}
+		// Not what the check at end of DATA said: read whole and classified in full.
+		body = io.NewSectionReader(ra, 0, size)
+	}
 	src := &readErr{r: body}
 	var r io.Reader = src
 	var limited *io.LimitedReader
@@ -491,7 +500,6 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 		return nil, fmt.Errorf("failed to read message: %w", err)
 	}
 	out := &queue.Sealed{}
-	lists, rest := p.lists.Split(env)
 	// Classified before anything else: nothing is expanded or sealed from a message refused.
 	// What the check at end of DATA found is not looked for again.
 	c := smime.ClassifyAs(msg, env.Class)
@@ -515,8 +523,12 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	if len(rest.RcptTo) == 0 {
 		return out, nil
 	}
-	env = rest
+	return p.sealed(ctx, id, rest, msg, len(msg), header, c, out, h)
+}
 
+// sealed seals a message already read and classified (c) for env, its recipients that are not
+// lists, and spools its packages after those of out.
+func (p *Pipeline) sealed(ctx context.Context, id string, env queue.Envelope, msg []byte, size int, header textproto.Header, c *smime.Classification, out *queue.Sealed, h *hold) (*queue.Sealed, error) {
 	start := time.Now()
 	res, err := p.seal(ctx, id, env, msg, header, c)
 	if err != nil {
@@ -534,7 +546,7 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 	}
 	if info {
 		log.Info("sealed", "packages", len(res.Sealed.Packages), "profiles", res.Plan.Profiles,
-			"refused", len(res.Plan.Refused), "bytes", len(msg), "duration", time.Since(start))
+			"refused", len(res.Plan.Refused), "bytes", size, "duration", time.Since(start))
 	}
 	for i, pk := range res.Sealed.Packages {
 		if info {
@@ -555,6 +567,69 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 		out.Refused = append(out.Refused, queue.Refusal{Recipient: r.Recipient, Status: r.Enhanced, Reason: r.Reason})
 	}
 	return out, nil
+}
+
+// splitStreamed splits a client-encrypted message (as the check at end of DATA classified it)
+// without holding it whole: the normalised header is read, then the body is decoded into the
+// envelope's DER as it is read (smime.EnvelopeAtTopStream), so of a 10 MB message only the DER
+// is in memory, not also its 14 MB of base64. It returns nil and no error when the message does
+// not read as one clean base64 envelope under a header the normalisation accepts, or is cut by
+// the size bound: the caller then reads it whole and decides as for any other message.
+func (p *Pipeline) splitStreamed(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, h *hold) (*queue.Sealed, error) {
+	src := &readErr{r: body}
+	var r io.Reader = src
+	var limited *io.LimitedReader
+	if p.opts.MaxMessageBytes > 0 {
+		limited = &io.LimitedReader{R: r, N: p.opts.MaxMessageBytes + 1<<20 + 1}
+		r = limited
+	}
+	br := bufio.NewReader(smime.NewNormalizer(r, p.opts.Limits))
+	raw, ok := headerBlock(br, p.opts.Limits)
+	var header textproto.Header
+	var c *smime.Classification
+	if ok {
+		var err error
+		if header, err = smime.CheckHeader(raw, p.opts.Limits); err == nil {
+			c = smime.EnvelopeAtTopStream(header, br, size-int64(len(raw)))
+		}
+	}
+	if src.err != nil {
+		return nil, retry.Temporary(fmt.Errorf("failed to read spooled message: %w", src.err))
+	}
+	if c == nil || (limited != nil && limited.N == 0) {
+		return nil, nil
+	}
+	if f := p.opts.Events.Classified; f != nil {
+		f(c.Class.String())
+	}
+	if err := p.refusal(c, false); err != nil {
+		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
+		return nil, err
+	}
+	return p.sealed(ctx, id, env, raw, int(size), header, c, &queue.Sealed{}, h)
+}
+
+// headerBlock reads a normalised message's header from br, up to and including the blank line
+// that ends it (smime.HeaderBlock), or reports that there is none within the header bound.
+func headerBlock(br *bufio.Reader, lim smime.Limits) ([]byte, bool) {
+	max := lim.MaxHeaderBytes
+	if max == 0 {
+		max = smime.DefaultMaxHeaderBytes
+	}
+	var raw []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return nil, false
+		}
+		raw = append(raw, line...)
+		if max > 0 && len(raw) > max {
+			return nil, false
+		}
+		if len(line) == 2 && line[0] == '\r' {
+			return raw, true
+		}
+	}
 }
 
 // readErr remembers the error of the reader under the normaliser, so that a spool that cannot

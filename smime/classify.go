@@ -148,20 +148,61 @@ func envelopeAtTop(msg []byte) *Classification {
 	r := bytes.NewReader(msg)
 	br := bufio.NewReader(r)
 	h, err := textproto.ReadHeader(br)
-	if err != nil || len(h.Values("Content-Type")) != 1 || len(h.Values("Content-Transfer-Encoding")) > 1 {
+	if err != nil {
 		return nil
+	}
+	mt, params, cte, ok := envelopeHeader(h)
+	if !ok {
+		return nil
+	}
+	der, _ := decode(cte, msg[len(msg)-r.Len()-br.Buffered():])
+	return envelopeClass(der, mt, params)
+}
+
+// EnvelopeAtTopStream is ClassifyAs for a message the check at end of DATA found
+// ClientEncrypted, without the message in memory: h is its header, already read, and body the
+// rest of it, base64 decoded as it is read into the envelope's DER (size, the body's length in
+// bytes, sizes that once). It returns nil for anything but one base64 envelope whose body
+// decodes without an error (a read error of body included): the caller then classifies the
+// whole message, which decides every other case as it always has.
+func EnvelopeAtTopStream(h textproto.Header, body io.Reader, size int64) *Classification {
+	mt, params, cte, ok := envelopeHeader(h)
+	if !ok || cte != "base64" {
+		return nil
+	}
+	dec, err := bodyDecoder(cte, bufio.NewReader(body))
+	if err != nil {
+		return nil
+	}
+	buf := bytes.NewBuffer(Buffer(int(size/4*3) + bytes.MinRead))
+	if _, err := buf.ReadFrom(dec); err != nil {
+		return nil
+	}
+	return envelopeClass(buf.Bytes(), mt, params)
+}
+
+// envelopeHeader says whether h is the header of one labelled envelope: its media type and
+// parameters, and its transfer encoding in lower case.
+func envelopeHeader(h textproto.Header) (mt string, params map[string]string, cte string, ok bool) {
+	if len(h.Values("Content-Type")) != 1 || len(h.Values("Content-Transfer-Encoding")) > 1 {
+		return "", nil, "", false
 	}
 	mt, params, err := ParseContentType(h.Get("Content-Type"))
 	if err != nil || !isPKCS7Mime(mt, params, h) {
-		return nil
+		return "", nil, "", false
 	}
 	if label := params["smime-type"]; label != "" {
 		// Only the labels leaf accepts on an envelope.
 		if want, _ := canonicalType(label); want != TypeEnvelopedData && want != TypeAuthEnvelopedData {
-			return nil
+			return "", nil, "", false
 		}
 	}
-	der, _ := decode(strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))), msg[len(msg)-r.Len()-br.Buffered():])
+	return mt, params, strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))), true
+}
+
+// envelopeClass is the classification of a message whose body decoded to der under a header
+// envelopeHeader accepted, or nil when der is no envelope.
+func envelopeClass(der []byte, mt string, params map[string]string) *Classification {
 	ct, ok := cms.Sniff(der)
 	if !ok || !(ct.Equal(oid.EnvelopedData) || ct.Equal(oid.AuthEnvelopedData)) {
 		return nil
