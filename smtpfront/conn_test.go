@@ -357,3 +357,41 @@ func TestMinRateUnderTLS(t *testing.T) {
 		t.Errorf("server said %q over TLS, want 421 4.4.2 and close", got)
 	}
 }
+
+// TestNothingAfterClose: commands a client pipelined behind the one that ended the session
+// (QUIT, or the error that was one too many) are not run. They are already in the read buffer
+// when the connection closes, and running them met the session Close had cleared: a MAIL
+// there panicked in go-smtp (found by FuzzSession).
+func TestNothingAfterClose(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, in, last string }{
+		{"quit", "EHLO x\r\nQUIT\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n", "221 2.0.0"},
+		{"too many errors", "EHLO x\r\nX1\r\nX2\r\nX3\r\nX4\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n", "500 5.5.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, Options{}, newFileSpool(t), newTestPolicy())
+			rc := dialRaw(t, ts.addr)
+			rc.send(tt.in) // one write: all of it in the server's read buffer at once
+			var lines []string
+			for {
+				line, err := rc.r.ReadString('\n')
+				if err != nil {
+					break
+				}
+				lines = append(lines, strings.TrimRight(line, "\r\n"))
+			}
+			if len(lines) == 0 || code(lines[len(lines)-1]) != tt.last {
+				t.Errorf("replies %q: want the last %s", lines, tt.last)
+			}
+			for _, l := range lines {
+				if strings.HasPrefix(l, "250 2.0.0 Roger") || strings.HasPrefix(l, "421") {
+					t.Errorf("a command after the close was answered: %q", lines)
+				}
+			}
+			if log := ts.logText(); strings.Contains(log, "panic") {
+				t.Errorf("log:\n%s", log)
+			}
+		})
+	}
+}

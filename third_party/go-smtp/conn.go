@@ -35,6 +35,7 @@ type Conn struct {
 	session    Session
 	locker     sync.Mutex
 	binarymime bool
+	closed     bool // Close was called: no command after it is run (patch)
 
 	lineLimitReader *lineLimitReader
 	bdatPipe        *io.PipeWriter
@@ -168,6 +169,15 @@ func (c *Conn) Session() Session {
 	return c.session
 }
 
+// isClosed reports whether Close was called (patch): the commands a client pipelined behind
+// QUIT or behind one error too many are still in the read buffer then, and running them met the
+// session Close cleared.
+func (c *Conn) isClosed() bool {
+	c.locker.Lock()
+	defer c.locker.Unlock()
+	return c.closed
+}
+
 func (c *Conn) setSession(session Session) {
 	c.locker.Lock()
 	defer c.locker.Unlock()
@@ -177,6 +187,7 @@ func (c *Conn) setSession(session Session) {
 func (c *Conn) Close() error {
 	c.locker.Lock()
 	defer c.locker.Unlock()
+	c.closed = true
 
 	if c.bdatPipe != nil {
 		c.bdatPipe.CloseWithError(ErrDataReset)

@@ -175,7 +175,7 @@ func (s *Server) handleConn(c *Conn) error {
 
 	c.greet()
 
-	for {
+	for !c.isClosed() {
 		line, err := c.readLine()
 		if err == nil {
 			cmd, arg, err := parseCmd(line)
@@ -203,6 +203,7 @@ func (s *Server) handleConn(c *Conn) error {
 			return err
 		}
 	}
+	return nil
 }
 
 func (s *Server) network() string {
