@@ -468,14 +468,7 @@ func (p *Pipeline) processWhole(ctx context.Context, id string, env queue.Envelo
 		// Not what the check at end of DATA said: read whole and classified in full.
 		body = io.NewSectionReader(ra, 0, size)
 	}
-	src := &readErr{r: body}
-	var r io.Reader = src
-	var limited *io.LimitedReader
-	if p.opts.MaxMessageBytes > 0 {
-		// One byte past the bound tells a message the bound cut from one that fits it.
-		limited = &io.LimitedReader{R: r, N: p.opts.MaxMessageBytes + 1<<20 + 1}
-		r = limited
-	}
+	src, r, limited := p.spooled(body)
 	// Normalised as it is read (smime.Normalize, without a second copy of the message).
 	var room []byte
 	if known {
@@ -576,19 +569,12 @@ func (p *Pipeline) sealed(ctx context.Context, id string, env queue.Envelope, ms
 // not read as one clean base64 envelope under a header the normalisation accepts, or is cut by
 // the size bound: the caller then reads it whole and decides as for any other message.
 func (p *Pipeline) splitStreamed(ctx context.Context, id string, env queue.Envelope, body io.Reader, size int64, h *hold) (*queue.Sealed, error) {
-	src := &readErr{r: body}
-	var r io.Reader = src
-	var limited *io.LimitedReader
-	if p.opts.MaxMessageBytes > 0 {
-		limited = &io.LimitedReader{R: r, N: p.opts.MaxMessageBytes + 1<<20 + 1}
-		r = limited
-	}
+	src, r, limited := p.spooled(body)
 	br := bufio.NewReader(smime.NewNormalizer(r, p.opts.Limits))
-	raw, ok := headerBlock(br, p.opts.Limits)
+	raw, err := smime.ReadHeaderBlock(br, p.opts.Limits)
 	var header textproto.Header
 	var c *smime.Classification
-	if ok {
-		var err error
+	if err == nil {
 		if header, err = smime.CheckHeader(raw, p.opts.Limits); err == nil {
 			c = smime.EnvelopeAtTopStream(header, br, size-int64(len(raw)))
 		}
@@ -609,27 +595,17 @@ func (p *Pipeline) splitStreamed(ctx context.Context, id string, env queue.Envel
 	return p.sealed(ctx, id, env, raw, int(size), header, c, &queue.Sealed{}, h)
 }
 
-// headerBlock reads a normalised message's header from br, up to and including the blank line
-// that ends it (smime.HeaderBlock), or reports that there is none within the header bound.
-func headerBlock(br *bufio.Reader, lim smime.Limits) ([]byte, bool) {
-	max := lim.MaxHeaderBytes
-	if max == 0 {
-		max = smime.DefaultMaxHeaderBytes
+// spooled is how a spooled body is read: r reads it, src keeps the spool's read error, and
+// limited (when the size is bounded) is at 0 once the bound was passed.
+func (p *Pipeline) spooled(body io.Reader) (src *readErr, r io.Reader, limited *io.LimitedReader) {
+	src = &readErr{r: body}
+	r = src
+	if p.opts.MaxMessageBytes > 0 {
+		// One byte past the bound tells a message the bound cut from one that fits it.
+		limited = &io.LimitedReader{R: r, N: p.opts.MaxMessageBytes + 1<<20 + 1}
+		r = limited
 	}
-	var raw []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return nil, false
-		}
-		raw = append(raw, line...)
-		if max > 0 && len(raw) > max {
-			return nil, false
-		}
-		if len(line) == 2 && line[0] == '\r' {
-			return raw, true
-		}
-	}
+	return src, r, limited
 }
 
 // readErr remembers the error of the reader under the normaliser, so that a spool that cannot

@@ -101,6 +101,32 @@ func HeaderBlock(msg []byte) []byte {
 	return msg
 }
 
+// ReadHeaderBlock reads a normalised message's header block from br: up to and including the
+// blank line that ends it, or to the end of the stream when there is none (all of it is header
+// then, as HeaderBlock says). Past lim.MaxHeaderBytes it fails with a *RefusedError (TooBig),
+// and with the reader's error other than io.EOF.
+func ReadHeaderBlock(br *bufio.Reader, lim Limits) ([]byte, error) {
+	max := lim.withDefaults().MaxHeaderBytes
+	var raw []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if max > 0 && len(raw)+len(line) > max {
+			return nil, &RefusedError{Text: "header longer than " + strconv.Itoa(max) + " octets", TooBig: true}
+		}
+		raw = append(raw, line...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF:
+			return raw, nil
+		case err != nil:
+			return nil, err
+		case len(line) == 2 && line[0] == '\r':
+			return raw, nil
+		}
+	}
+}
+
 // CheckHeader parses a normalised header block (see HeaderBlock) as both doors do.
 func CheckHeader(raw []byte, lim Limits) (textproto.Header, error) {
 	lim = lim.withDefaults()

@@ -107,29 +107,17 @@ var bodyReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64
 // cannot parse is refused before it is spooled. The raw bytes are returned
 // unchanged for spooling.
 func readHeader(br *bufio.Reader, lim smime.Limits) ([]byte, textproto.Header, error) {
-	max := lim.MaxHeaderBytes
-	if max == 0 {
-		max = smime.DefaultMaxHeaderBytes
-	}
-	var raw []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if max > 0 && len(raw)+len(line) > max {
+	raw, err := smime.ReadHeaderBlock(br, lim)
+	if err != nil {
+		var re *smime.RefusedError
+		if errors.As(err, &re) && re.TooBig {
+			max := lim.MaxHeaderBytes
+			if max == 0 {
+				max = smime.DefaultMaxHeaderBytes
+			}
 			return nil, textproto.Header{}, fmt.Errorf("failed to read header: more than %d bytes: %w", max, ErrMessageTooBig)
 		}
-		raw = append(raw, line...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, textproto.Header{}, fmt.Errorf("failed to read header: %w", err)
-		}
-		if len(line) == 2 && line[0] == '\r' {
-			break
-		}
+		return nil, textproto.Header{}, fmt.Errorf("failed to read header: %w", err)
 	}
 	h, err := smime.CheckHeader(raw, lim)
 	if err != nil {
