@@ -161,8 +161,8 @@ func envelopeAtTop(msg []byte) *Classification {
 
 // EnvelopeAtTopStream is ClassifyAs for a message the check at end of DATA found
 // ClientEncrypted, without the message in memory: h is its header, already read, and body the
-// rest of it, base64 decoded as it is read into the envelope's DER (size, the body's length in
-// bytes, sizes that once). It returns nil for anything but one base64 envelope whose body
+// rest of it, base64 decoded as it is read into the envelope's DER (whose buffer size, the
+// body's length, sizes once). It returns nil for anything but one base64 envelope whose body
 // decodes without an error (a read error of body included): the caller then classifies the
 // whole message, which decides every other case as it always has.
 func EnvelopeAtTopStream(h textproto.Header, body io.Reader, size int64) *Classification {
@@ -174,7 +174,7 @@ func EnvelopeAtTopStream(h textproto.Header, body io.Reader, size int64) *Classi
 	if err != nil {
 		return nil
 	}
-	buf := bytes.NewBuffer(Buffer(int(size/4*3) + bytes.MinRead))
+	buf := bytes.NewBuffer(Buffer(int(max(size, 0)/4*3) + bytes.MinRead))
 	if _, err := buf.ReadFrom(dec); err != nil {
 		return nil
 	}
