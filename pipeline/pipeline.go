@@ -588,10 +588,7 @@ func (p *Pipeline) splitStreamed(ctx context.Context, id string, env queue.Envel
 	if f := p.opts.Events.Classified; f != nil {
 		f(c.Class.String())
 	}
-	if err := p.refusal(c, false); err != nil {
-		p.opts.Logger.Info("message refused", "id", id, "class", c.Class.String(), "reason", c.Reason)
-		return nil, err
-	}
+	// p.seal refuses what the classifier refuses, as for a message read whole.
 	return p.sealed(ctx, id, env, raw, int(size), header, c, &queue.Sealed{}, h)
 }
 

@@ -170,12 +170,8 @@ func EnvelopeAtTopStream(h textproto.Header, body io.Reader, size int64) *Classi
 	if !ok || cte != "base64" {
 		return nil
 	}
-	dec, err := bodyDecoder(cte, bufio.NewReader(body))
-	if err != nil {
-		return nil
-	}
 	buf := bytes.NewBuffer(Buffer(int(max(size, 0)/4*3) + bytes.MinRead))
-	if _, err := buf.ReadFrom(dec); err != nil {
+	if _, err := buf.ReadFrom(newBase64Reader(body)); err != nil {
 		return nil
 	}
 	return envelopeClass(buf.Bytes(), mt, params)

@@ -111,11 +111,7 @@ func readHeader(br *bufio.Reader, lim smime.Limits) ([]byte, textproto.Header, e
 	if err != nil {
 		var re *smime.RefusedError
 		if errors.As(err, &re) && re.TooBig {
-			max := lim.MaxHeaderBytes
-			if max == 0 {
-				max = smime.DefaultMaxHeaderBytes
-			}
-			return nil, textproto.Header{}, fmt.Errorf("failed to read header: more than %d bytes: %w", max, ErrMessageTooBig)
+			return nil, textproto.Header{}, fmt.Errorf("failed to read header: %s: %w", re.Text, ErrMessageTooBig)
 		}
 		return nil, textproto.Header{}, fmt.Errorf("failed to read header: %w", err)
 	}
