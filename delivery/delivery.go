@@ -468,7 +468,7 @@ func (c *Client) transaction(s *session, mailFrom string, rcptTo []string, body 
 		return nil, classify("data", err)
 	}
 	// go-smtp's dot writer handles bytes one at a time (it was the largest
-	// CPU cost of delivering 1 MB packages, see bench/RESULTS.md), so the
+	// CPU cost of delivering 1 MB packages, see bench/HISTORY.md), so the
 	// body is written here (writeBody), straight onto the connection go-smtp
 	// speaks on; go-smtp has flushed the DATA command and writes nothing until
 	// the end of data. Only the last line end goes through its writer, which

@@ -212,7 +212,7 @@ func (s *Sealer) Seal(ctx context.Context, msg []byte, plan *split.Plan, sender 
 	var signedBytes []byte // made once, if a signed-only package needs it
 	// Every package of a profile ends with the same encrypted content; its base64 is made once
 	// and copied into each package as it is written (it was the largest cost of writing the 21
-	// packages of a 1 MB message, bench/RESULTS.md).
+	// packages of a 1 MB message, bench/HISTORY.md).
 	b64 := map[string]*smime.SharedBase64{}
 	for _, pk := range plan.Packages {
 		p := &Package{Package: pk, header: outer.Copy()}

@@ -6,7 +6,7 @@
 // and reads its file; a remote token waits on the network), so while a list expands, members'
 // token calls hold the Ps and the Go work of the other members (hashing, encoding) waits with
 // the cores idle. With twice the Ps a P-256 list expanded at 81 to 88% of its token's floor by
-// the clock instead of 72 to 82% (bench/RESULTS.md). The daemon does not run this way all the
+// the clock instead of 72 to 82% (bench/HISTORY.md). The daemon does not run this way all the
 // time: for single messages the extra Ps cost 3 to 20% more CPU a message and no throughput.
 package procs
 
