@@ -73,6 +73,12 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := make(chan struct{})
+		// In odd rounds the random moment is counted from the child's first acknowledgement: a
+		// race-instrumented child on a busy machine can take longer than the whole window to
+		// start, recover the spool and accept its first message, and then no round would kill
+		// it while it accepts. Even rounds count from the start, and may kill it recovering.
+		going := make(chan struct{})
+		var once sync.Once
 		go func() {
 			defer close(done)
 			sc := bufio.NewScanner(out)
@@ -82,9 +88,17 @@ func TestCrashRecovery(t *testing.T) {
 					mu.Lock()
 					acked[i] = true
 					mu.Unlock()
+					once.Do(func() { close(going) })
 				}
 			}
 		}()
+		if round%2 == 1 {
+			select {
+			case <-going:
+			case <-done:
+			case <-time.After(30 * time.Second):
+			}
+		}
 		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
 		cmd.Process.Kill()
 		<-done

@@ -55,14 +55,45 @@ func (osFS) CreateTemp(dir, pattern string) (spoolFile, error) {
 }
 
 func (osFS) OpenFile(name string, flag int) (spoolFile, error) {
-	f, err := os.OpenFile(name, flag, 0)
+	f, err := openUnpolled(name, flag)
 	if err != nil {
 		return nil, err
 	}
 	return osFile{f}, nil
 }
 
-func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+// openUnpolled opens name as os.OpenFile does, less what os.OpenFile does for a descriptor the
+// runtime's poller might wait on: for a regular file or a directory it sets O_NONBLOCK, fails to
+// add it to epoll, and clears O_NONBLOCK again, three system calls for nothing on each of the
+// several opens a spooled message gets on its way (os.NewFile asks for the flags, one call).
+func openUnpolled(name string, flag int) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+}
+
+// Rename is rename(2). os.Rename first looks whether newpath is a directory, to refuse with an
+// error of its own what rename(2) refuses anyway (EISDIR): a system call for nothing on every
+// accept and every removal of the spool, whose new paths are never directories.
+func (osFS) Rename(oldpath, newpath string) error {
+	for {
+		err := syscall.Rename(oldpath, newpath)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+		}
+		return nil
+	}
+}
 
 func (osFS) Remove(name string) error { return os.Remove(name) }
 
@@ -99,7 +130,7 @@ func (f osFile) Datasync() error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openUnpolled(dir, os.O_RDONLY|syscall.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("failed to open directory %q: %w", dir, err)
 	}
