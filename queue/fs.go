@@ -67,31 +67,32 @@ func (osFS) OpenFile(name string, flag int) (spoolFile, error) {
 // add it to epoll, and clears O_NONBLOCK again, three system calls for nothing on each of the
 // several opens a spooled message gets on its way (os.NewFile asks for the flags, one call).
 func openUnpolled(name string, flag int) (*os.File, error) {
-	for {
-		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, 0)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: name, Err: err}
-		}
-		return os.NewFile(uintptr(fd), name), nil
+	var fd int
+	if err := ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(name, flag|syscall.O_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // Rename is rename(2). os.Rename first looks whether newpath is a directory, to refuse with an
 // error of its own what rename(2) refuses anyway (EISDIR): a system call for nothing on every
 // accept and every removal of the spool, whose new paths are never directories.
 func (osFS) Rename(oldpath, newpath string) error {
+	if err := ignoringEINTR(func() error { return syscall.Rename(oldpath, newpath) }); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}
+
+// ignoringEINTR calls f again for as long as a signal interrupts it.
+func ignoringEINTR(f func() error) error {
 	for {
-		err := syscall.Rename(oldpath, newpath)
-		if err == syscall.EINTR {
-			continue
+		if err := f(); err != syscall.EINTR {
+			return err
 		}
-		if err != nil {
-			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
-		}
-		return nil
 	}
 }
 
@@ -121,12 +122,7 @@ func (f osFile) Size() (int64, error) {
 // Datasync is fdatasync: appends need the data and the new size durable,
 // not the modification time.
 func (f osFile) Datasync() error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
+	return ignoringEINTR(func() error { return syscall.Fdatasync(int(f.Fd())) })
 }
 
 func syncDir(dir string) error {
