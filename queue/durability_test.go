@@ -34,11 +34,17 @@ const lifeID = "0000000000000001aabbccddee"
 // life runs the steps on s and reports the last one acknowledged; it stops at
 // the first error (the power failed).
 func life(s *spool) (acked int) {
-	fst, err := s.writeMessage(context.Background(), lifeID, lifeEnv, strings.NewReader(lifeBody), 0)
+	return lifeOf(s, lifeID, lifeBody, 0)
+}
+
+// lifeOf is life for the message id with body, which commits its last state extra times more
+// before it is removed.
+func lifeOf(s *spool, id, body string, extra int) (acked int) {
+	fst, err := s.writeMessage(context.Background(), id, lifeEnv, strings.NewReader(body), 0)
 	if err != nil {
 		return lifeNone
 	}
-	rec := &record{ID: lifeID, Phase: phaseReceived, Envelope: lifeEnv, file: fst}
+	rec := &record{ID: id, Phase: phaseReceived, Envelope: lifeEnv, file: fst}
 	rec.Phase = phaseSealed
 	for i, addr := range lifeEnv.RcptTo {
 		p := &pkgRecord{N: i + 1, MailFrom: lifeEnv.MailFrom, Rcpts: []*rcptRecord{{Addr: addr, State: rcptPending}},
@@ -55,11 +61,34 @@ func life(s *spool) (acked int) {
 			return lifeSealed + i
 		}
 	}
+	for range extra {
+		if s.commit(rec) != nil {
+			return lifeAllDone
+		}
+	}
 	if s.remove(rec) != nil {
 		return lifeAllDone
 	}
 	return lifeRemoved
 }
+
+// An earlier message whose file, finished and kept, life's message is written into (spool
+// format 4: the file keeps its length, and its frames follow the new log until commits write
+// over them).
+type earlier struct {
+	body  string
+	extra int // commits of the last state beyond life's
+}
+
+var (
+	// The same header and body length as life's message: its frames lie where life's will,
+	// whole, and its last three states (of another message ID) follow life's last one.
+	earlierAligned = &earlier{body: strings.Replace(lifeBody, "durability", "durabilitX", 1), extra: 3}
+	// A longer body: life's frames start inside it, and what follows them is its text.
+	earlierLonger = &earlier{body: lifeBody + strings.Repeat("more of the earlier body\r\n", 60), extra: 1}
+)
+
+const earlierID = "0000000000000000ffeeddccbb"
 
 // recovered opens the spool again after the crash and says which step of
 // life its contents show, checking every byte it can.
@@ -128,10 +157,32 @@ func slicesEqual(a, b []string) bool { return strings.Join(a, "\x00") == strings
 // never an earlier one, a removed message back, or a file it cannot read.
 // It returns every violation found.
 func crashSweep(dir string, skip syncPoint) (violations []string, steps int) {
+	return crashSweepAfter(dir, skip, nil)
+}
+
+// crashSweepAfter is crashSweep with, when before is not nil, that earlier message run to its
+// end first in the same spool (so that, with recycling on, life writes into its file); the
+// power is never cut during it.
+func crashSweepAfter(dir string, skip syncPoint, before *earlier) (violations []string, steps int) {
+	runBefore := func(s *spool) error {
+		if before == nil {
+			return nil
+		}
+		if got := lifeOf(s, earlierID, before.body, before.extra); got != lifeRemoved {
+			return fmt.Errorf("earlier message stopped at step %d", got)
+		}
+		if recycleFiles && len(s.free) != 1 {
+			return fmt.Errorf("earlier message's file not kept for reuse (%d kept)", len(s.free))
+		}
+		return nil
+	}
 	// Count the operations of an undisturbed life.
 	c := newCrashFS(dir)
 	s, err := openSpoolFS(c, dir, 0, skip)
 	if err != nil {
+		return []string{err.Error()}, 0
+	}
+	if err := runBefore(s); err != nil {
 		return []string{err.Error()}, 0
 	}
 	start := c.ops
@@ -144,6 +195,9 @@ func crashSweep(dir string, skip syncPoint) (violations []string, steps int) {
 		c := newCrashFS(dir)
 		s, err := openSpoolFS(c, dir, 0, skip)
 		if err != nil {
+			return []string{err.Error()}, n
+		}
+		if err := runBefore(s); err != nil {
 			return []string{err.Error()}, n
 		}
 		c.failAfter(n)
@@ -171,11 +225,20 @@ func crashSweep(dir string, skip syncPoint) (violations []string, steps int) {
 // life in the spool (accept, seal, two deliveries, removal) and checks what
 // the spool recovers: nothing acknowledged is lost or comes back.
 func TestPowerLoss(t *testing.T) {
-	for _, recycle := range []bool{true, false} {
-		t.Run(fmt.Sprintf("ok recycle %v", recycle), func(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		recycle bool
+		before  *earlier
+	}{
+		{name: "ok recycle true", recycle: true},
+		{name: "ok recycle false", recycle: false},
+		{name: "ok in the file of an earlier message of the same length", recycle: true, before: earlierAligned},
+		{name: "ok in the file of an earlier, longer message", recycle: true, before: earlierLonger},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			defer SetRecycle(recycleFiles)
-			SetRecycle(recycle)
-			v, steps := crashSweep(t.TempDir(), syncNone)
+			SetRecycle(tt.recycle)
+			v, steps := crashSweepAfter(t.TempDir(), syncNone, tt.before)
 			if steps < 10 {
 				t.Fatalf("only %d operations in a message's life", steps)
 			}

@@ -248,7 +248,7 @@ func TestSharedCutAnywhere(t *testing.T) {
 	// received again (it will be sealed anew), not sealed with a broken package.
 	sealedData := bytes.Clone(data[:ends[1]])
 	var st record
-	frames := scanFrames(bytes.NewReader(sealedData), fs.body+fs.bodyLen, ends[1])
+	frames := scanFrames(bytes.NewReader(sealedData), fs.body+fs.bodyLen, ends[1], id, true)
 	if err := json.Unmarshal(frames[len(frames)-1].payload, &st); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,15 @@ const (
 
 	// msgMagic starts every message file so a foreign or future format is
 	// recognised instead of misread.
-	msgMagic = "appliance-spool 3\n"
+	msgMagic = "appliance-spool 4\n"
+	// msgMagicV3 is format 4 whose files end where their last commit ends: a
+	// recycled file was cut to the new message's length at Accept. A format
+	// 4 file may go on with the frames of the message that used the file
+	// before, and its log ends at the first state of another message. Read
+	// as well. (Format 4 has its own line so that a version that knows only
+	// format 3, which refuses a state of another message, refuses the file
+	// with a clear error instead of as corrupt.)
+	msgMagicV3 = "appliance-spool 3\n"
 	// msgMagicV2 is format 3 without shared package parts: read as well.
 	// (Format 3 has its own line so that a version that knows only format 2,
 	// which would deliver a package's head without its shared part, refuses
@@ -492,14 +500,13 @@ const envelopeRoom = 64
 
 // staged is a message written in tmp/, not yet synced nor in msg/.
 type staged struct {
-	s        *spool
-	f        spoolFile
-	id       string
-	env      Envelope
-	hdrLen   int // the envelope line's length, its room and newline included
-	recycled bool
-	bodyAt   int64
-	n        int64
+	s      *spool
+	f      spoolFile
+	id     string
+	env    Envelope
+	hdrLen int // the envelope line's length, its room and newline included
+	bodyAt int64
+	n      int64
 }
 
 // stageMessage writes envelope and body in tmp/ (room bytes of white space
@@ -511,14 +518,13 @@ func (s *spool) stageMessage(ctx context.Context, id string, env Envelope, body 
 		return nil, fmt.Errorf("failed to encode envelope: %w", err)
 	}
 	f := s.takeFree()
-	recycled := f != nil
-	if !recycled {
+	if f == nil {
 		f, err = s.fs.CreateTemp(s.tmp, id+".*.tmp")
 		if err != nil {
 			return nil, diskErr("create spool file", err)
 		}
 	}
-	st := &staged{s: s, f: f, id: id, env: env, recycled: recycled, hdrLen: len(hdr) + room + 1}
+	st := &staged{s: s, f: f, id: id, env: env, hdrLen: len(hdr) + room + 1}
 	abort := func(err error) (*staged, error) {
 		st.discard(err)
 		return nil, err
@@ -556,12 +562,11 @@ func (s *spool) stageMessage(ctx context.Context, id string, env Envelope, body 
 	if _, err := f.WriteAt(fmt.Appendf(nil, "%016x", n), int64(len(msgMagic))); err != nil {
 		return abort(diskErr("write spool file", err))
 	}
-	if recycled {
-		// The old message may have been longer: none of it may follow.
-		if err := f.Truncate(st.bodyAt + n); err != nil {
-			return abort(diskErr("truncate spool file", err))
-		}
-	}
+	// A recycled file keeps its length: what follows the new body is the old
+	// message's bytes until commits write over them, and the log ends at the
+	// first state of another message (format 4). Cutting the file here, and
+	// growing it again commit by commit, cost a truncate and the file
+	// system's block allocation for every message (bench/RESULTS.md).
 	return st, nil
 }
 
@@ -650,34 +655,36 @@ func (s *spool) openPackage(rec *record, p *pkgRecord) (io.Closer, io.Reader, er
 var ErrBadSpoolFile = errors.New("bad spool file")
 
 // readHeader reads the envelope and the body's length, and returns where
-// the body starts.
-func readHeader(br *bufio.Reader) (env Envelope, bodyAt, bodyLen int64, err error) {
+// the body starts and whether the file may hold another message's bytes
+// after its own (format 4).
+func readHeader(br *bufio.Reader) (env Envelope, bodyAt, bodyLen int64, leftovers bool, err error) {
 	magic, err := br.ReadString('\n')
 	if err == nil && magic == msgMagicV1 {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: %w", ErrBadSpoolFile, errFormatV1)
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: %w", ErrBadSpoolFile, errFormatV1)
 	}
-	if err != nil || (magic != msgMagic && magic != msgMagicV2) {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: missing header %q", ErrBadSpoolFile, strings.TrimSpace(msgMagic))
+	if err != nil || (magic != msgMagic && magic != msgMagicV3 && magic != msgMagicV2) {
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: missing header %q", ErrBadSpoolFile, strings.TrimSpace(msgMagic))
 	}
+	leftovers = magic == msgMagic
 	lenLine, err := br.ReadString('\n')
 	if err != nil || len(lenLine) != bodyLenLine {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: truncated header", ErrBadSpoolFile)
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: truncated header", ErrBadSpoolFile)
 	}
 	n, err := strconv.ParseUint(lenLine[:bodyLenLine-1], 16, 63)
 	if err != nil {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: body length %q", ErrBadSpoolFile, strings.TrimSpace(lenLine))
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: body length %q", ErrBadSpoolFile, strings.TrimSpace(lenLine))
 	}
 	line, err := br.ReadBytes('\n')
 	if err != nil {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: truncated envelope", ErrBadSpoolFile)
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: truncated envelope", ErrBadSpoolFile)
 	}
 	if err := json.Unmarshal(line, &env); err != nil {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: envelope: %w", ErrBadSpoolFile, err)
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: envelope: %w", ErrBadSpoolFile, err)
 	}
 	if len(env.RcptTo) == 0 {
-		return Envelope{}, 0, 0, fmt.Errorf("%w: envelope without recipients", ErrBadSpoolFile)
+		return Envelope{}, 0, 0, false, fmt.Errorf("%w: envelope without recipients", ErrBadSpoolFile)
 	}
-	return env, int64(len(msgMagic) + bodyLenLine + len(line)), int64(n), nil
+	return env, int64(len(msgMagic) + bodyLenLine + len(line)), int64(n), leftovers, nil
 }
 
 func frameHeader(kind byte, n int64) []byte {
@@ -712,8 +719,11 @@ type stateFrame struct {
 // scanFrames reads the frames from start to size and returns the state
 // frames that are whole and whose checksum holds, up to the first frame that
 // is not (a commit that never finished: packages written before a crash, a
-// torn state, zeros).
-func scanFrames(r io.ReaderAt, start, size int64) []stateFrame {
+// torn state, zeros) or, when leftovers is set (format 4), up to the first
+// state of a message other than id (the message that used a recycled file
+// before: its frames follow the log until commits write over them). A state
+// that does not say whose it is is returned, for decodeState to refuse.
+func scanFrames(r io.ReaderAt, start, size int64, id string, leftovers bool) []stateFrame {
 	var out []stateFrame
 	h := make([]byte, frameHeaderLen)
 	for pos := start; pos+frameHeaderLen <= size; {
@@ -738,6 +748,14 @@ func scanFrames(r io.ReaderAt, start, size int64) []stateFrame {
 			}
 			if binary.BigEndian.Uint32(body[n:]) != crc32.Checksum(body[:n], castagnoli) {
 				break
+			}
+			if leftovers {
+				var whose struct {
+					ID string `json:"id"`
+				}
+				if json.Unmarshal(body[:n], &whose) == nil && validID(whose.ID) && whose.ID != id {
+					break
+				}
 			}
 			out = append(out, stateFrame{payload: body[:n], at: pos, end: next})
 		}
@@ -984,7 +1002,8 @@ func (s *spool) recover(log *slog.Logger) ([]*record, error) {
 			return nil, err
 		}
 		if cut > 0 {
-			log.Info("removed unfinished spool record", "id", id, "bytes", cut)
+			// A commit cut short, or (format 4) what the file held before.
+			log.Info("cut spool file after its last commit", "id", id, "bytes", cut)
 		}
 		out = append(out, rec)
 	}
@@ -1025,7 +1044,7 @@ func (s *spool) load(id string) (*record, int64, error) {
 // and the end of its last committed frame.
 func parseMessage(id string, r io.ReaderAt, size int64) (*record, int64, error) {
 	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 4096)
-	env, bodyAt, bodyLen, err := readHeader(br)
+	env, bodyAt, bodyLen, leftovers, err := readHeader(br)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -1033,7 +1052,7 @@ func parseMessage(id string, r io.ReaderAt, size int64) (*record, int64, error) 
 		return nil, 0, fmt.Errorf("%w: body of %d bytes in a file of %d", ErrBadSpoolFile, bodyLen, size)
 	}
 	fs := &fileState{body: bodyAt, bodyLen: bodyLen, end: bodyAt + bodyLen}
-	states := scanFrames(r, bodyAt+bodyLen, size)
+	states := scanFrames(r, bodyAt+bodyLen, size, id, leftovers)
 	// The last state was written in one fdatasync with its new packages:
 	// if one of them did not reach the disk whole, that commit never
 	// happened and the one before it holds. Every earlier commit was

@@ -42,7 +42,7 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add([]byte(msgMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReader(bytes.NewReader(data))
-		env, bodyAt, bodyLen, err := readHeader(br)
+		env, bodyAt, bodyLen, _, err := readHeader(br)
 		if err != nil {
 			return
 		}

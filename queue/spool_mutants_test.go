@@ -107,7 +107,7 @@ func TestOpenEmptyV1Dirs(t *testing.T) {
 	}
 }
 
-// TestLoadFormats: a message file of format 2 loads like format 3, one of format 1 is refused
+// TestLoadFormats: a message file of format 2 or 3 loads like format 4, one of format 1 is refused
 // as format 1 (the error says how to drain it), and one of an unknown format is refused.
 func TestLoadFormats(t *testing.T) {
 	sp := newTestSpool(t)
@@ -122,9 +122,10 @@ func TestLoadFormats(t *testing.T) {
 		v1, ok bool
 	}{
 		{magic: msgMagic, ok: true},
+		{magic: msgMagicV3, ok: true},
 		{magic: msgMagicV2, ok: true},
 		{magic: msgMagicV1, v1: true},
-		{magic: "appliance-spool 4\n"},
+		{magic: "appliance-spool 5\n"},
 	} {
 		if len(tt.magic) != len(msgMagic) {
 			t.Fatalf("magic %q has another length", tt.magic)
@@ -156,7 +157,7 @@ func TestRecoverLogsCut(t *testing.T) {
 	if recs, err := sp.recover(slog.New(slog.NewTextHandler(&logs, nil))); err != nil || len(recs) != 1 {
 		t.Fatalf("recover: %d records, %v", len(recs), err)
 	}
-	if strings.Contains(logs.String(), "removed unfinished") {
+	if strings.Contains(logs.String(), "cut spool file") {
 		t.Errorf("a whole file logged as cut: %s", logs.String())
 	}
 	f, err := os.OpenFile(sp.msgPath(id), os.O_WRONLY|os.O_APPEND, 0)
@@ -169,7 +170,7 @@ func TestRecoverLogsCut(t *testing.T) {
 	if recs, err := sp.recover(slog.New(slog.NewTextHandler(&logs, nil))); err != nil || len(recs) != 1 {
 		t.Fatalf("recover: %d records, %v", len(recs), err)
 	}
-	if !strings.Contains(logs.String(), "removed unfinished spool record") || !strings.Contains(logs.String(), "bytes=11") {
+	if !strings.Contains(logs.String(), "cut spool file after its last commit") || !strings.Contains(logs.String(), "bytes=11") {
 		t.Errorf("cut of 11 bytes not logged: %s", logs.String())
 	}
 	if fi, err := os.Stat(sp.msgPath(id)); err != nil || fi.Size() != fs.end {

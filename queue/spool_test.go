@@ -119,6 +119,8 @@ func TestParseMessage(t *testing.T) {
 	bodyEnd := int64(len(msgFile(env, body)))
 	sealed := fmt.Sprintf(`{"id":%q,"phase":"sealed","packages":[{"n":0,"off":%d,"len":3,"crc":%d,"mail_from":"a@example.test","rcpts":[{"addr":"b@example.test","state":"pending"}]}]}`, id, bodyEnd+frameHeaderLen, crc32.Checksum([]byte("pkg"), castagnoli))
 	deferred := `{"id":"` + id + `","phase":"received","attempts":2}`
+	other := `{"id":"0000000000000000bbbbbbbbbb","phase":"received"}`
+	v3 := func(b []byte) []byte { return append([]byte(msgMagicV3), b[len(msgMagic):]...) }
 	withState := len(msgFile(env, body, packageFrame("pkg"), stateBytes(sealed)))
 	// A second package of the same bytes that waits for the first (journal policy "wait"), and
 	// waits that could hold the message forever.
@@ -166,7 +168,19 @@ func TestParseMessage(t *testing.T) {
 		{name: "fail format 1", file: []byte(msgMagicV1 + `{"MailFrom":"a@example.test","RcptTo":["b@example.test"]}` + "\n" + body), wantErr: ErrBadSpoolFile},
 		{name: "fail body longer than the file", file: msgFile(env, body)[:bodyEnd-1], wantErr: ErrBadSpoolFile},
 		{name: "fail garbage state", file: msgFile(env, body, stateBytes("{")), wantErr: ErrBadSpoolFile},
-		{name: "fail state of another message", file: msgFile(env, body, stateBytes(`{"id":"0000000000000000bbbbbbbbbb","phase":"received"}`)), wantErr: ErrBadSpoolFile},
+		// Format 4: a recycled file goes on with the frames of the message that used it before,
+		// and the first state of another message ends the log.
+		{name: "ok another message's state ends the log", file: msgFile(env, body, stateBytes(other), stateBytes(deferred)),
+			wantPhase: phaseReceived, wantEnd: bodyEnd},
+		{name: "ok another message's frames after the last state", file: msgFile(env, body, packageFrame("pkg"), stateBytes(sealed), packageFrame("old"), stateBytes(other)),
+			wantPhase: phaseSealed, wantEnd: int64(withState)},
+		{name: "ok torn package under the last state, another message's after", file: msgFile(env, body, packageFrame("pkX"), stateBytes(sealed), stateBytes(other)),
+			wantPhase: phaseReceived, wantEnd: bodyEnd},
+		{name: "ok another message's body bytes after the last state", file: msgFile(env, body, packageFrame("pkg"), stateBytes(sealed), []byte("Subject: old\r\n\r\nold body\r\n")),
+			wantPhase: phaseSealed, wantEnd: int64(withState)},
+		{name: "fail format 3: state of another message", file: v3(msgFile(env, body, stateBytes(other))), wantErr: ErrBadSpoolFile},
+		{name: "fail format 3: another message's frames after the last state", file: v3(msgFile(env, body, packageFrame("pkg"), stateBytes(sealed), stateBytes(other))), wantErr: ErrBadSpoolFile},
+		{name: "fail state that does not say whose", file: msgFile(env, body, stateBytes(`{"phase":"received"}`)), wantErr: ErrBadSpoolFile},
 		{name: "fail unknown phase", file: msgFile(env, body, stateBytes(`{"id":"`+id+`","phase":"lost"}`)), wantErr: ErrBadSpoolFile},
 		{name: "fail package after its state", file: msgFile(env, body, stateBytes(sealed)), wantErr: ErrBadSpoolFile},
 	}
@@ -248,8 +262,15 @@ func TestRecycle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := msgFile(env, body); !bytes.Equal(data, want) {
-				t.Errorf("reused file has %d bytes, want %d; ends %q", len(data), len(want), data[max(0, len(data)-20):])
+			// A reused file keeps its length (format 4): the new message, then what is left of
+			// the old one, which the file's log does not reach.
+			want := msgFile(env, body)
+			if !bytes.HasPrefix(data, want) || (tt.wantRecycled && len(data) != max(len(want), len(msgFile(env, strings.Repeat("o", tt.first))))) {
+				t.Errorf("reused file has %d bytes, want %q first; ends %q", len(data), want, data[max(0, len(data)-20):])
+			}
+			rec, end, err := parseMessage(id, bytes.NewReader(data), int64(len(data)))
+			if err != nil || rec.Phase != phaseReceived || end != int64(len(want)) {
+				t.Errorf("reused file reads as %+v ending at %d (%v), want the new message received, ending at %d", rec, end, err, len(want))
 			}
 		})
 	}
