@@ -34,13 +34,13 @@ const (
 	// msgMagic starts every message file so a foreign or future format is
 	// recognised instead of misread.
 	msgMagic = "appliance-spool 4\n"
-	// msgMagicV3 is format 4 whose files end where their last commit ends: a
-	// recycled file was cut to the new message's length at Accept. A format
-	// 4 file may go on with the frames of the message that used the file
-	// before, and its log ends at the first state of another message. Read
-	// as well. (Format 4 has its own line so that a version that knows only
-	// format 3, which refuses a state of another message, refuses the file
-	// with a clear error instead of as corrupt.)
+	// msgMagicV3 is format 3: format 4, but a file ends where its last commit
+	// does (a recycled file was cut to the new message's length at Accept),
+	// so a state of another message in it is damage. A format 4 file may go
+	// on with what the message that used it before left, and its log ends at
+	// the first state of another message. Read as well. (Format 4 has its own
+	// line so that a version that knows only format 3 refuses the file as of
+	// a format it does not know, not as damaged.)
 	msgMagicV3 = "appliance-spool 3\n"
 	// msgMagicV2 is format 3 without shared package parts: read as well.
 	// (Format 3 has its own line so that a version that knows only format 2,
@@ -749,19 +749,27 @@ func scanFrames(r io.ReaderAt, start, size int64, id string, leftovers bool) []s
 			if binary.BigEndian.Uint32(body[n:]) != crc32.Checksum(body[:n], castagnoli) {
 				break
 			}
-			if leftovers {
-				var whose struct {
-					ID string `json:"id"`
-				}
-				if json.Unmarshal(body[:n], &whose) == nil && validID(whose.ID) && whose.ID != id {
-					break
-				}
+			if whose, ok := stateID(body[:n]); leftovers && ok && whose != id {
+				break
 			}
 			out = append(out, stateFrame{payload: body[:n], at: pos, end: next})
 		}
 		pos = next
 	}
 	return out
+}
+
+// stateID is the message ID a state payload begins with (record's first
+// field, as json.Marshal writes it), without reading the rest of the
+// payload, which for a message of many packages is long. ok is false for a
+// payload that does not begin with one.
+func stateID(payload []byte) (id string, ok bool) {
+	const pre = `{"id":"`
+	if len(payload) < len(pre)+27 || string(payload[:len(pre)]) != pre || payload[len(pre)+26] != '"' {
+		return "", false
+	}
+	id = string(payload[len(pre) : len(pre)+26])
+	return id, validID(id)
 }
 
 // commit appends the packages not yet written, makes them durable, then
