@@ -87,6 +87,11 @@ func FuzzParseMessage(f *testing.F) {
 	withShared := fmt.Sprintf(`{"id":%q,"phase":"sealed","packages":[{"n":0,"off":%d,"len":3,"crc":%d,"shared":{"off":%d,"len":7,"crc":%d},"mail_from":"a@example.test","rcpts":[{"addr":"b@example.test","state":"pending"}]}]}`,
 		id, headAt, crc32.Checksum([]byte("pkg"), castagnoli), shAt, crc32.Checksum([]byte("shared!"), castagnoli))
 	f.Add(msgFile(env, body, packageFrame("shared!"), packageFrame("pkg"), stateBytes(withShared)))
+	// Format 4: what the message that used a kept file before left after the log, and such a
+	// message's state where the log begins.
+	other := `{"id":"0000000000000000bbbbbbbbbb","phase":"sealed","packages":[]}`
+	f.Add(msgFile(env, body, packageFrame("pkg"), stateBytes(sealed), packageFrame("old"), stateBytes(other)))
+	f.Add(msgFile(env, body, stateBytes(other), packageFrame("pkg"), stateBytes(sealed)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rec, end, err := parseMessage(id, bytes.NewReader(data), int64(len(data)))
 		if err != nil {
