@@ -67,6 +67,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // record is the durable state of one message: the last state frame of msg/ID.
 type record struct {
+	// ID stays the first field: stateID reads a state's ID from the start of
+	// its JSON (TestPowerLoss fails otherwise).
 	ID          string       `json:"id"`
 	Phase       string       `json:"phase"`
 	Envelope    Envelope     `json:"-"`                  // in the file's header
